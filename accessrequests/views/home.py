@@ -1,0 +1,10 @@
+"""The landing page after sign-in: who you are and what you can do from here."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "accessrequests/home.html", {})

@@ -1,0 +1,104 @@
+"""The Celery app, configured so that work is never lost and never applied twice.
+
+- ``acks_late`` + ``reject_on_worker_lost``: a task is acknowledged only when it finished, so a worker killed
+  mid-task hands it back to the broker; every task is idempotent, so running it again is safe.
+- prefetch 1: a worker never sits on messages another worker could run.
+- JSON only: no pickle from the broker.
+- Tasks are routed to queues by name.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+
+from celery import Celery, bootsteps, signals
+from celery.schedules import crontab  # noqa: F401  (kept for readers adding schedules)
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+app = Celery("gatehouse")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    result_accept_content=["json"],
+    result_expires=timedelta(days=1),
+    task_default_queue="gatehouse",
+    task_routes={
+        "accessrequests.tasks.provision_*": {"queue": "provisioning"},
+        "accessrequests.tasks.reconcile_*": {"queue": "provisioning"},
+        "accessrequests.tasks.notify_*": {"queue": "notifications"},
+    },
+    task_time_limit=600,
+    task_soft_time_limit=540,
+    worker_cancel_long_running_tasks_on_connection_loss=True,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    timezone="UTC",
+    beat_schedule={},
+)
+app.autodiscover_tasks()
+
+QUEUES = "gatehouse,provisioning,notifications"
+
+
+class HeartbeatStep(bootsteps.StartStopStep):
+    """Writes this worker's heartbeat to the database so /healthz can tell a live worker from a dead one.
+
+    The database, not the broker, holds it: the health check must work even when the broker is the thing
+    that is down, and a row per worker hostname needs no extra service.
+    """
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.tref = None
+
+    def start(self, worker):
+        from django.conf import settings
+
+        self.beat(worker)
+        self.tref = worker.timer.call_repeatedly(settings.GATEHOUSE_HEARTBEAT_SECONDS, self.beat, (worker,))
+
+    def stop(self, worker):
+        if self.tref is not None:
+            self.tref.cancel()
+
+    def beat(self, worker):
+        from django.db import close_old_connections
+
+        from accessrequests.models import WorkerHeartbeat
+
+        close_old_connections()
+        try:
+            WorkerHeartbeat.touch(worker.hostname)
+        except Exception as exc:  # a heartbeat must never take the worker down
+            worker.app.log.get_default_logger().warning("heartbeat not recorded: %s", exc)
+
+
+app.steps["worker"].add(HeartbeatStep)
+
+
+@signals.worker_init.connect
+def refuse_unreachable_broker(sender=None, **kwargs):
+    """Fail fast, with one clear line, when the broker cannot be reached at worker start."""
+    conn = app.connection_for_write()
+    try:
+        conn.ensure_connection(max_retries=1, timeout=5)
+    except Exception as exc:
+        print(
+            f"gatehouse: the Celery broker at {conn.as_uri()} is not reachable ({exc}); "
+            "check CELERY_BROKER_URL.",
+            file=sys.stderr,
+        )
+        sys.stderr.flush()
+        os._exit(2)
+    finally:
+        conn.release()

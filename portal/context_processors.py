@@ -1,0 +1,18 @@
+"""Template context shared by every page."""
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from accessrequests import roles
+
+
+def gatehouse(request: HttpRequest) -> dict:
+    user = getattr(request, "user", None)
+    authenticated = user is not None and user.is_authenticated
+    return {
+        "GATEHOUSE_VERSION": settings.GATEHOUSE_VERSION,
+        "OIDC_ENABLED": settings.OIDC_ENABLED,
+        "is_admin": authenticated and roles.is_admin(user),
+        "is_approver": authenticated and roles.is_approver(user),
+        "is_auditor": authenticated and roles.is_auditor(user),
+    }

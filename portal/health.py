@@ -1,0 +1,74 @@
+"""/healthz: is this installation able to do its work right now?
+
+JSON for load balancers and humans alike: database, broker and the age of the newest worker heartbeat, plus
+versions. HTTP 503 when any of them is down, so an orchestrator can act on the status code alone.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import celery
+import django
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+
+def _database() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        return {"ok": True, "vendor": connection.vendor}
+    except Exception as exc:
+        return {"ok": False, "vendor": connection.vendor, "error": exc.__class__.__name__}
+
+
+def _broker() -> dict:
+    from portal.celery import app
+
+    # Read the URL from settings on each call so the check follows the configuration it reports on.
+    conn = app.connection_for_read(settings.CELERY_BROKER_URL)
+    try:
+        conn.ensure_connection(max_retries=1, timeout=2)
+        return {"ok": True, "transport": conn.transport_cls}
+    except Exception as exc:
+        return {"ok": False, "transport": conn.transport_cls, "error": exc.__class__.__name__}
+    finally:
+        conn.release()
+
+
+def _worker(db_ok: bool) -> dict:
+    if not db_ok:
+        return {"ok": False, "last_heartbeat_age_seconds": None, "error": "database unavailable"}
+    from accessrequests.models import WorkerHeartbeat
+
+    age = WorkerHeartbeat.latest_age_seconds()
+    ok = age is not None and age <= settings.GATEHOUSE_HEARTBEAT_MAX_AGE
+    return {
+        "ok": ok,
+        "last_heartbeat_age_seconds": None if age is None else round(age, 1),
+        "max_age_seconds": settings.GATEHOUSE_HEARTBEAT_MAX_AGE,
+    }
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    database = _database()
+    checks = {"database": database, "broker": _broker(), "worker": _worker(database["ok"])}
+    healthy = all(check["ok"] for check in checks.values())
+    body = {
+        "status": "healthy" if healthy else "unhealthy",
+        **checks,
+        "versions": {
+            "gatehouse": settings.GATEHOUSE_VERSION,
+            "django": django.get_version(),
+            "celery": celery.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    return JsonResponse(body, status=200 if healthy else 503)

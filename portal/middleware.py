@@ -1,0 +1,44 @@
+"""A short reference for every web request, echoed in a response header and carried by every log line."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import secrets
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+_request_ref: contextvars.ContextVar[str] = contextvars.ContextVar("request_ref", default="-")
+
+
+def current_request_ref() -> str:
+    return _request_ref.get()
+
+
+def set_request_ref(ref: str) -> contextvars.Token[str]:
+    """Used by Celery tasks to log under the access request's reference."""
+    return _request_ref.set(ref)
+
+
+class RequestReferenceMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        ref = secrets.token_hex(6)
+        token = _request_ref.set(ref)
+        request.reference = ref  # type: ignore[attr-defined]
+        try:
+            response = self.get_response(request)
+        finally:
+            _request_ref.reset(token)
+        response["X-Request-Ref"] = ref
+        return response
+
+
+class RequestReferenceFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_ref"):
+            record.request_ref = _request_ref.get()
+        return True

@@ -1,0 +1,166 @@
+"""Shared fixtures: fast passwords, small factories, a real Celery worker process, a real Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "var" / "artifacts"
+REQUIRE_SERVICES = os.environ.get("GATEHOUSE_REQUIRE_SERVICES") == "1"
+
+
+def service_missing(what: str) -> None:
+    """Skip on a bare laptop; fail loudly in CI, where GATEHOUSE_REQUIRE_SERVICES=1 makes absence an error."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is required (GATEHOUSE_REQUIRE_SERVICES=1) but not available")
+    pytest.skip(f"{what} not available")
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def make_user(username: str, *groups: str, password: str = "correct-horse-battery", **extra) -> User:
+    user = User.objects.create_user(username=username, email=f"{username}@example.com", password=password, **extra)
+    for name in groups:
+        user.groups.add(Group.objects.get_or_create(name=name)[0])
+    return user
+
+
+def database_url_for_subprocess() -> str:
+    """The URL of the database the tests are using right now (the test database), for child processes."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] or ""
+    if s.get("PASSWORD"):
+        auth += f":{s['PASSWORD']}"
+    host = s.get("HOST") or "127.0.0.1"
+    port = s.get("PORT") or 5432
+    return f"postgres://{auth}@{host}:{port}/{s['NAME']}"
+
+
+class WorkerProcess:
+    """A real `celery worker` child process on the configured broker and the test database."""
+
+    def __init__(self, env: dict[str, str], concurrency: int = 1, name: str = "w1"):
+        self.env = env
+        self.concurrency = concurrency
+        self.name = name
+        self.proc: subprocess.Popen | None = None
+        self.log_path = ARTIFACTS / f"worker-{name}.log"
+
+    def start(self) -> WorkerProcess:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "portal", "worker",
+                "-Q", "gatehouse,provisioning,notifications",
+                "-n", f"{self.name}@%h", "--concurrency", str(self.concurrency),
+                "--pool", "prefork", "-l", "info", "--without-gossip", "--without-mingle",
+            ],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def worker_env(transactional_db) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = database_url_for_subprocess()
+    env.setdefault("DEBUG", "1")
+    env["GATEHOUSE_HEARTBEAT_SECONDS"] = "1"
+    return env
+
+
+@pytest.fixture
+def celery_worker(worker_env) -> Iterator[WorkerProcess]:
+    from portal.celery import app
+
+    conn = app.connection_for_write()
+    try:
+        conn.ensure_connection(max_retries=1, timeout=3)
+    except Exception as exc:
+        service_missing(f"the Celery broker ({exc})")
+    finally:
+        conn.release()
+    app.control.purge()
+    worker = WorkerProcess(worker_env).start()
+    yield worker
+    worker.stop()
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if CHROMIUM is None:
+        service_missing("Chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        service_missing("Playwright")
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            ],
+        )  # fmt: skip
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
