@@ -55,7 +55,7 @@ class HeartbeatStep(bootsteps.StartStopStep):
     that is down, and a row per worker hostname needs no extra service.
     """
 
-    requires = {"celery.worker.components:Timer"}
+    requires = ("celery.worker.components:Timer",)
 
     def __init__(self, worker, **kwargs):
         super().__init__(worker, **kwargs)
@@ -90,12 +90,12 @@ app.steps["worker"].add(HeartbeatStep)
 def refuse_unreachable_broker(sender=None, **kwargs):
     """Fail fast, with one clear line, when the broker cannot be reached at worker start."""
     conn = app.connection_for_write()
+    uri = conn.as_uri()  # type: ignore[attr-defined]  # kombu's stubs miss it; it masks the password
     try:
         conn.ensure_connection(max_retries=1, timeout=5)
     except Exception as exc:
         print(
-            f"gatehouse: the Celery broker at {conn.as_uri()} is not reachable ({exc}); "
-            "check CELERY_BROKER_URL.",
+            f"gatehouse: the Celery broker at {uri} is not reachable ({exc}); check CELERY_BROKER_URL.",
             file=sys.stderr,
         )
         sys.stderr.flush()

@@ -7,8 +7,8 @@ versions. HTTP 503 when any of them is down, so an orchestrator can act on the s
 from __future__ import annotations
 
 import platform
+from importlib import metadata
 
-import celery
 import django
 from django.conf import settings
 from django.db import connection
@@ -32,11 +32,12 @@ def _broker() -> dict:
 
     # Read the URL from settings on each call so the check follows the configuration it reports on.
     conn = app.connection_for_read(settings.CELERY_BROKER_URL)
+    transport = str(getattr(conn, "transport_cls", "unknown"))
     try:
         conn.ensure_connection(max_retries=1, timeout=2)
-        return {"ok": True, "transport": conn.transport_cls}
+        return {"ok": True, "transport": transport}
     except Exception as exc:
-        return {"ok": False, "transport": conn.transport_cls, "error": exc.__class__.__name__}
+        return {"ok": False, "transport": transport, "error": exc.__class__.__name__}
     finally:
         conn.release()
 
@@ -67,7 +68,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "versions": {
             "gatehouse": settings.GATEHOUSE_VERSION,
             "django": django.get_version(),
-            "celery": celery.__version__,
+            "celery": metadata.version("celery"),
             "python": platform.python_version(),
         },
     }

@@ -32,7 +32,9 @@ def _fast_passwords(settings):
 
 
 def make_user(username: str, *groups: str, password: str = "correct-horse-battery", **extra) -> User:
-    user = User.objects.create_user(username=username, email=f"{username}@example.com", password=password, **extra)
+    user = User.objects.create_user(
+        username=username, email=f"{username}@example.com", password=password, **extra
+    )
     for name in groups:
         user.groups.add(Group.objects.get_or_create(name=name)[0])
     return user

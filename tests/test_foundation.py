@@ -17,10 +17,19 @@ from tests.conftest import ROOT, make_user, screenshot, wait_for
 
 
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "SECRET_KEY", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    }
     full_env.update(env)
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -28,7 +37,10 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     ("env", "expected"),
     [
         ({"DEBUG": "1", "DATABASE_URL": "mysql-ish://nope"}, "DATABASE_URL must look like"),
-        ({"DEBUG": "1", "DATABASE_URL": "postgres://u:secretpw@h:notaport/db"}, "DATABASE_URL cannot be parsed"),
+        (
+            {"DEBUG": "1", "DATABASE_URL": "postgres://u:secretpw@h:notaport/db"},
+            "DATABASE_URL cannot be parsed",
+        ),
         ({"DEBUG": "0"}, "SECRET_KEY must be set when DEBUG is off"),
     ],
 )
@@ -49,7 +61,7 @@ def test_deploy_check_is_clean_with_production_settings():
 
 
 def test_worker_start_refuses_an_unreachable_broker_in_one_line():
-    env = {k: v for k, v in os.environ.items()}
+    env = dict(os.environ)
     env.update({"DEBUG": "1", "CELERY_BROKER_URL": "redis://127.0.0.1:9/0"})
     result = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "portal", "worker", "-l", "warning"],
@@ -63,7 +75,12 @@ def test_worker_start_refuses_an_unreachable_broker_in_one_line():
 
 @pytest.mark.django_db
 def test_the_four_role_groups_exist():
-    assert set(Group.objects.values_list("name", flat=True)) >= {"requesters", "approvers", "admins", "auditors"}
+    assert set(Group.objects.values_list("name", flat=True)) >= {
+        "requesters",
+        "approvers",
+        "admins",
+        "auditors",
+    }
 
 
 @pytest.mark.django_db
@@ -103,7 +120,9 @@ def test_a_real_worker_process_returns_a_task_result_and_a_heartbeat(celery_work
 
     result = echo.delay("through the broker")
     assert result.get(timeout=60) == "through the broker"
-    assert wait_for(lambda: WorkerHeartbeat.objects.filter(hostname__startswith="w1@").exists(), what="heartbeat")
+    assert wait_for(
+        lambda: WorkerHeartbeat.objects.filter(hostname__startswith="w1@").exists(), what="heartbeat"
+    )
 
 
 @pytest.mark.django_db
@@ -117,7 +136,12 @@ def test_home_requires_sign_in(client):
 def test_open_sign_up_is_closed_by_default(client):
     response = client.post(
         reverse("account_signup"),
-        {"username": "mallory", "email": "m@example.com", "password1": "x9!long-pass", "password2": "x9!long-pass"},
+        {
+            "username": "mallory",
+            "email": "m@example.com",
+            "password1": "x9!long-pass",
+            "password2": "x9!long-pass",
+        },
     )
     from django.contrib.auth.models import User
 

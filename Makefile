@@ -1,0 +1,44 @@
+# Gatehouse: `make demo` runs the whole portal on this machine; `make test` runs every check.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test check lint typecheck migrations-check pytest venv clean
+
+# Reinstall only when a requirements file changed. pip 26's --build-constraint keeps XStatic's sdist
+# buildable (it still needs setuptools' pkg_resources).
+$(STAMP): requirements.txt requirements-dev.txt build-constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit("gatehouse: Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=26.0"
+	$(PY) -m pip install --quiet --build-constraint build-constraints.txt -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	DEBUG=$${DEBUG:-1} $(PY) manage.py demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	DEBUG=$${DEBUG:-1} $(VENV)/bin/mypy portal accessrequests
+
+migrations-check: $(STAMP)
+	DEBUG=$${DEBUG:-1} $(PY) manage.py makemigrations --check --dry-run
+
+pytest: $(STAMP)
+	@DEBUG=$${DEBUG:-1} $(PY) -c 'from django.conf import settings; import django, os; django.setup(); \
+	  from django.db import connection as c; from portal.celery import app; \
+	  print("gatehouse tests: database", c.vendor, c.settings_dict["HOST"] or c.settings_dict["NAME"], "| broker", app.connection_for_write().as_uri())'
+	DEBUG=$${DEBUG:-1} $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint typecheck migrations-check pytest
+
+check: test
+
+clean:
+	rm -rf var/broker var/results var/test.sqlite3 var/artifacts
