@@ -1,0 +1,102 @@
+"""Writing to the audit trail, and proving it has not been edited.
+
+``record`` is called inside the same transaction as the change it describes, so an event exists exactly when
+the change does. Writers are serialised while they read the chain's tail and append to it, so concurrent
+writers can never fork the chain: PostgreSQL takes a transaction-scoped advisory lock; SQLite's IMMEDIATE
+transactions (see settings) already admit one writer at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from accessrequests.models.audit import GENESIS_HASH, AuditEvent, compute_hash
+
+# An arbitrary, fixed key for pg_advisory_xact_lock: "the audit chain's tail".
+_AUDIT_LOCK_KEY = 0x6761746568  # "gateh"
+
+SYSTEM = "system"
+
+
+def _client_ip(http_request) -> str | None:
+    if http_request is None:
+        return None
+    return http_request.META.get("REMOTE_ADDR") or None
+
+
+def record(
+    *,
+    action: str,
+    object_type: str,
+    object_id: Any = "",
+    actor=None,
+    actor_label: str | None = None,
+    request_id: int | None = None,
+    principal_id: int | None = None,
+    account_id: str = "",
+    before: Any = None,
+    after: Any = None,
+    aws_request_ids: Iterable[str] = (),
+    http_request=None,
+) -> AuditEvent:
+    """Append one event to the chain (inside the caller's transaction, or its own)."""
+    if actor is not None and not getattr(actor, "is_authenticated", False):
+        actor = None
+    label = actor_label or (actor.get_username() if actor is not None else SYSTEM)
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_AUDIT_LOCK_KEY])
+        tail = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
+        event = AuditEvent(
+            created_at=timezone.now(),
+            actor=actor,
+            actor_label=label[:200],
+            action=action,
+            object_type=object_type,
+            object_id=str(object_id or ""),
+            request_id=request_id,
+            principal_id=principal_id,
+            account_id=account_id or "",
+            before=before,
+            after=after,
+            aws_request_ids=sorted(set(aws_request_ids)),
+            ip=_client_ip(http_request),
+            user_agent=(http_request.META.get("HTTP_USER_AGENT", "") if http_request is not None else "")[
+                :400
+            ],
+            prev_hash=tail or GENESIS_HASH,
+        )
+        event.hash = event.compute_hash()
+        event.save()
+    return event
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    event_id: int
+    reason: str
+
+
+def verify_chain(events: Iterable[dict[str, Any]]) -> ChainBreak | None:
+    """Walk canonical rows (dicts with ``id``, ``hash`` and the canonical fields) and find the first break."""
+    expected_prev = GENESIS_HASH
+    for row in events:
+        canonical = {k: v for k, v in row.items() if k not in {"id", "hash"}}
+        if canonical["prev_hash"] != expected_prev:
+            return ChainBreak(row["id"], "its prev_hash does not match the hash of the row before it")
+        if compute_hash(canonical) != row["hash"]:
+            return ChainBreak(row["id"], "its content does not match its stored hash")
+        expected_prev = row["hash"]
+    return None
+
+
+def iter_canonical(queryset=None, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
+    queryset = queryset if queryset is not None else AuditEvent.objects.all()
+    for event in queryset.order_by("id").iterator(chunk_size=chunk_size):
+        yield {"id": event.pk, "hash": event.hash, **event.canonical()}

@@ -1,0 +1,249 @@
+"""Access requests, the rules that route them, the decisions on them, and the grants they produce."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import Q
+
+from accessrequests.models.catalog import AwsAccount, PassableRole, PermissionSet, Pipeline
+from accessrequests.models.principals import Principal
+
+
+class RequestKind(models.TextChoices):
+    PIPELINE = "pipeline", "Pipeline actions"
+    PASS_ROLE = "pass_role", "Pass a role to CodePipeline"
+    PERMISSION_SET = "permission_set", "Identity Center permission set"
+    CROSS_ACCOUNT = "cross_account", "Cross-account access"
+
+
+class AccessLevel(models.TextChoices):
+    VIEWER = "viewer", "Viewer"
+    OPERATOR = "operator", "Operator"
+    EDITOR = "editor", "Editor"
+    CUSTOM = "custom", "Custom actions"
+
+
+class Delivery(models.TextChoices):
+    IAM_POLICY = "iam_policy", "IAM inline policy"
+    IDENTITY_CENTER = "identity_center", "Identity Center assignment"
+    CROSS_ACCOUNT_ROLE = "cross_account_role", "Portal-owned cross-account role"
+
+
+class Source(models.TextChoices):
+    FORM = "form", "Web form"
+    PASTED_ERROR = "pasted_error", "Pasted error"
+    API = "api", "API"
+
+
+class RequestStatus(models.TextChoices):
+    PENDING = "pending", "Pending review"
+    APPROVED = "approved", "Approved"
+    DENIED = "denied", "Denied"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired unreviewed"
+
+
+class ApprovalRule(models.Model):
+    """Who may decide which requests: accounts, pipelines, kinds and levels, N approvals, max duration.
+
+    Empty account/pipeline/kind/level selections mean "any". The first enabled rule by ascending priority
+    that matches a request routes it; a request that matches none cannot be filed.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    priority = models.PositiveIntegerField(default=100, help_text="Lower numbers are tried first.")
+    enabled = models.BooleanField(default=True)
+    accounts = models.ManyToManyField(AwsAccount, blank=True, related_name="rules")
+    pipelines = models.ManyToManyField(Pipeline, blank=True, related_name="rules")
+    kinds = models.JSONField(
+        default=list, blank=True, help_text="Request kinds this rule covers; empty for all."
+    )
+    levels = models.JSONField(
+        default=list, blank=True, help_text="Access levels this rule covers; empty for all."
+    )
+    approver_groups = models.ManyToManyField(Group, blank=True, related_name="approval_rules")
+    approver_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="approval_rules"
+    )
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    max_duration_hours = models.PositiveIntegerField(default=8)
+    allow_permanent = models.BooleanField(default=False)
+    auto_approve_low_risk = models.BooleanField(
+        default=False, help_text="Approve viewer requests on non-production accounts without review."
+    )
+    contact = models.CharField(
+        max_length=200, blank=True, help_text="Who to ask about requests this rule covers."
+    )
+    slack_webhook_url = models.URLField(blank=True)
+
+    class Meta:
+        ordering = ["priority", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(approvals_required__gte=1) & Q(approvals_required__lte=5),
+                name="%(app_label)s_%(class)s_approvals_1_to_5",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_duration_hours__gte=1), name="%(app_label)s_%(class)s_duration"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AccessRequest(models.Model):
+    """One ask for access: who, for which principal, what exactly, why, for how long."""
+
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests"
+    )
+    principal = models.ForeignKey(Principal, on_delete=models.PROTECT, related_name="requests")
+    on_behalf = models.BooleanField(default=False, help_text="The principal is not linked to the requester.")
+    kind = models.CharField(max_length=20, choices=RequestKind.choices)
+    account = models.ForeignKey(AwsAccount, on_delete=models.PROTECT, related_name="requests")
+    pipelines = models.ManyToManyField(Pipeline, blank=True, related_name="requests")
+    level = models.CharField(max_length=10, choices=AccessLevel.choices, blank=True)
+    actions = models.JSONField(default=list, blank=True)
+    stage = models.CharField(max_length=100, blank=True)
+    action_name = models.CharField(max_length=100, blank=True)
+    pass_role = models.ForeignKey(
+        PassableRole, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    permission_set = models.ForeignKey(
+        PermissionSet, null=True, blank=True, on_delete=models.PROTECT, related_name="requests"
+    )
+    trusted_account_id = models.CharField(max_length=12, blank=True)
+    trusted_principal_arn = models.CharField(max_length=2048, blank=True)
+    external_id = models.CharField(max_length=1224, blank=True)
+    statements = models.JSONField(default=list, blank=True, help_text="Exactly what a grant will put in AWS.")
+    justification = models.TextField(max_length=2000)
+    ticket = models.CharField(max_length=100, blank=True)
+    starts_at = models.DateTimeField()
+    duration_hours = models.PositiveIntegerField(null=True, blank=True, help_text="Empty means permanent.")
+    ends_at = models.DateTimeField(null=True, blank=True)
+    delivery = models.CharField(max_length=20, choices=Delivery.choices, default=Delivery.IAM_POLICY)
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.FORM)
+    pasted_text = models.TextField(blank=True, max_length=20_000)
+    rule = models.ForeignKey(ApprovalRule, on_delete=models.PROTECT, related_name="requests")
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    extends = models.ForeignKey(
+        "Grant", null=True, blank=True, on_delete=models.SET_NULL, related_name="extensions"
+    )
+    status = models.CharField(max_length=10, choices=RequestStatus.choices, default=RequestStatus.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["requester", "-created_at"], name="ar_requester_created"),
+            models.Index(fields=["status", "created_at"], name="ar_status_created"),
+            models.Index(fields=["rule", "status", "created_at"], name="ar_rule_status_created"),
+            models.Index(fields=["account", "status"], name="ar_account_status"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="pending") | Q(decided_at__isnull=True),
+                name="%(app_label)s_%(class)s_pending_undecided",
+            ),
+            models.CheckConstraint(
+                condition=Q(duration_hours__isnull=True) | Q(duration_hours__gte=1),
+                name="%(app_label)s_%(class)s_positive_duration",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference
+
+    @property
+    def reference(self) -> str:
+        return f"GH-{self.pk:06d}" if self.pk else "GH-new"
+
+    @property
+    def is_permanent(self) -> bool:
+        return self.duration_hours is None
+
+
+class DecisionOutcome(models.TextChoices):
+    APPROVE = "approve", "Approved"
+    DENY = "deny", "Denied"
+
+
+class Decision(models.Model):
+    """One reviewer's approve or deny, with a comment. One per reviewer per request (the database says so)."""
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.PROTECT, related_name="decisions")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions")
+    outcome = models.CharField(max_length=10, choices=DecisionOutcome.choices)
+    comment = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request", "reviewer"], name="%(app_label)s_%(class)s_one_per_reviewer"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer} {self.outcome} {self.request}"
+
+
+class GrantStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    APPLYING = "applying", "Applying"
+    ACTIVE = "active", "Active"
+    REVOKING = "revoking", "Revoking"
+    REVOKED = "revoked", "Revoked"
+    EXPIRED = "expired", "Expired"
+    FAILED = "failed", "Failed"
+    ABANDONED = "abandoned", "Abandoned"
+
+
+# Grants in these states should be live in AWS (or on their way); everything else should not be.
+LIVE_GRANT_STATUSES = (GrantStatus.QUEUED, GrantStatus.APPLYING, GrantStatus.ACTIVE, GrantStatus.FAILED)
+# The sweeper re-drives grants that sit in these states for too long.
+IN_FLIGHT_GRANT_STATUSES = (GrantStatus.QUEUED, GrantStatus.APPLYING, GrantStatus.REVOKING)
+
+
+class Grant(models.Model):
+    """What is (to be) live in AWS for one principal in one account because of one approved request."""
+
+    request = models.OneToOneField(AccessRequest, on_delete=models.PROTECT, related_name="grant")
+    principal = models.ForeignKey(Principal, on_delete=models.PROTECT, related_name="grants")
+    account = models.ForeignKey(AwsAccount, on_delete=models.PROTECT, related_name="grants")
+    delivery = models.CharField(max_length=20, choices=Delivery.choices)
+    statements = models.JSONField(default=list)
+    status = models.CharField(max_length=10, choices=GrantStatus.choices, default=GrantStatus.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    aws_request_ids = models.JSONField(default=list, blank=True)
+    details = models.JSONField(
+        default=dict, blank=True, help_text="Delivery facts, e.g. the cross-account role ARN."
+    )
+    starts_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "expires_at"], name="grant_status_expires"),
+            models.Index(fields=["status", "updated_at"], name="grant_status_updated"),
+            models.Index(fields=["principal", "account", "status"], name="grant_principal_account"),
+        ]
+
+    def __str__(self) -> str:
+        return f"grant for {self.request.reference}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_GRANT_STATUSES
