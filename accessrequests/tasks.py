@@ -9,3 +9,11 @@ from celery import shared_task
 def echo(value: str) -> str:
     """Round-trips a value through the broker and a worker; used by the health tooling and tests."""
     return value
+
+
+@shared_task(name="accessrequests.tasks.reconcile_principal")
+def reconcile_principal(principal_id: int, account_id: int) -> dict:
+    """Make AWS match the desired state of one principal in one account (idempotent)."""
+    from accessrequests.services import provisioning
+
+    return provisioning.reconcile_principal(principal_id=principal_id, account_id=account_id)

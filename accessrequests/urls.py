@@ -1,7 +1,14 @@
 from django.urls import path
 
-from accessrequests.views import home
+from accessrequests.views import home, requests, review
 
 urlpatterns = [
     path("", home.home, name="home"),
+    path("requests/", requests.my_requests, name="my_requests"),
+    path("requests/new/", requests.new_request, name="new_request"),
+    path("requests/paste/", requests.paste_error, name="paste_error"),
+    path("requests/<int:pk>/", requests.request_detail, name="request_detail"),
+    path("requests/<int:pk>/cancel/", requests.cancel_request, name="cancel_request"),
+    path("review/", review.queue, name="queue"),
+    path("review/<int:pk>/", review.review, name="review"),
 ]

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group, User
 
+from tests.conftest_moto import aws, demo_world, moto_server  # noqa: F401  (fixtures)
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "var" / "artifacts"
 REQUIRE_SERVICES = os.environ.get("GATEHOUSE_REQUIRE_SERVICES") == "1"

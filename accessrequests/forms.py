@@ -1,0 +1,157 @@
+"""Forms: they parse and validate input; the services decide."""
+
+from __future__ import annotations
+
+import re
+
+from django import forms
+from django.db.models import Q
+
+from accessrequests import roles
+from accessrequests.intake import MAX_MESSAGE_CHARS
+from accessrequests.models import (
+    AccessLevel,
+    AwsAccount,
+    PassableRole,
+    PermissionSet,
+    Pipeline,
+    Principal,
+    RequestKind,
+    Source,
+)
+from accessrequests.services.requests import RequestDraft
+
+MAX_DURATION_HOURS = 24 * 365
+
+
+class RequestForm(forms.Form):
+    kind = forms.ChoiceField(choices=RequestKind.choices, initial=RequestKind.PIPELINE)
+    account = forms.ModelChoiceField(
+        queryset=AwsAccount.objects.filter(enabled=True), empty_label="Choose an account"
+    )
+    principal = forms.ModelChoiceField(
+        queryset=Principal.objects.none(), label="Who receives access", empty_label="Choose a principal"
+    )
+    pipelines = forms.ModelMultipleChoiceField(
+        queryset=Pipeline.objects.none(), required=False, help_text="Hold Ctrl or ⌘ to choose several."
+    )
+    level = forms.ChoiceField(
+        choices=[("", "—"), *AccessLevel.choices],
+        required=False,
+        help_text="Viewer: read pipelines and executions. Operator: also start, stop, retry, approve. "
+        "Editor: also change the pipeline (and pass its service role).",
+    )
+    actions = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Custom level only: CodePipeline actions separated by spaces or commas.",
+    )
+    stage = forms.CharField(
+        required=False, max_length=100, help_text="Optional: limit stage actions to one stage."
+    )
+    action_name = forms.CharField(
+        required=False, max_length=100, help_text="Optional: one action within the stage."
+    )
+    pass_role = forms.ModelChoiceField(
+        queryset=PassableRole.objects.none(), required=False, label="Role to pass to CodePipeline"
+    )
+    permission_set = forms.ModelChoiceField(queryset=PermissionSet.objects.none(), required=False)
+    trusted_account_id = forms.RegexField(
+        regex=r"^\d{12}$",
+        required=False,
+        label="Outside account id",
+        error_messages={"invalid": "12 digits."},
+    )
+    trusted_principal_arn = forms.RegexField(
+        regex=r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}$",
+        required=False,
+        label="Outside principal ARN",
+        error_messages={"invalid": "An IAM role or user ARN, e.g. arn:aws:iam::210987654321:role/Deployer."},
+    )
+    external_id = forms.RegexField(
+        regex=r"^[\w+=,.@:/-]{2,1224}$", required=False, label="External ID (third parties)"
+    )
+    justification = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
+    ticket = forms.CharField(required=False, max_length=100, label="Ticket reference")
+    duration_hours = forms.IntegerField(
+        required=False, min_value=1, max_value=MAX_DURATION_HOURS, initial=8, label="Duration (hours)"
+    )
+    permanent = forms.BooleanField(required=False, help_text="Only where the approval rule allows it.")
+    source = forms.ChoiceField(choices=Source.choices, initial=Source.FORM, widget=forms.HiddenInput)
+    pasted_text = forms.CharField(required=False, max_length=MAX_MESSAGE_CHARS, widget=forms.HiddenInput)
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        principals = Principal.objects.filter(present=True).select_related("account")
+        if not roles.is_admin(user):
+            principals = principals.filter(users=user)
+        self.fields["principal"].queryset = principals  # type: ignore[attr-defined]
+        account_id = self.data.get("account") or self.initial.get("account")
+        account_filter = Q(account_id=account_id) if str(account_id or "").isdigit() else Q(pk__in=[])
+        self.fields["pipelines"].queryset = Pipeline.objects.filter(
+            account_filter, present=True
+        ).select_related(  # type: ignore[attr-defined]
+            "account"
+        )
+        self.fields["pass_role"].queryset = PassableRole.objects.filter(  # type: ignore[attr-defined]
+            account_filter, present=True, trusts_codepipeline=True, sensitive=False
+        )
+        self.fields["permission_set"].queryset = PermissionSet.objects.filter(present=True)  # type: ignore[attr-defined]
+
+    def clean_actions(self) -> list[str]:
+        return [a for a in re.split(r"[\s,]+", self.cleaned_data.get("actions") or "") if a]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("permanent"):
+            data["duration_hours"] = None
+        elif not data.get("duration_hours"):
+            self.add_error("duration_hours", "Say for how many hours, or tick permanent where allowed.")
+        if data.get("kind") in (RequestKind.PIPELINE, RequestKind.CROSS_ACCOUNT) and not data.get("level"):
+            self.add_error("level", "Choose an access level.")
+        return data
+
+    def draft(self) -> RequestDraft:
+        d = self.cleaned_data
+        return RequestDraft(
+            principal=d["principal"],
+            kind=d["kind"],
+            account=d["account"],
+            pipelines=list(d.get("pipelines") or []),
+            level=d.get("level") or "",
+            actions=d.get("actions") or [],
+            stage=d.get("stage") or "",
+            action_name=d.get("action_name") or "",
+            pass_role=d.get("pass_role"),
+            permission_set=d.get("permission_set"),
+            trusted_account_id=d.get("trusted_account_id") or "",
+            trusted_principal_arn=d.get("trusted_principal_arn") or "",
+            external_id=d.get("external_id") or "",
+            justification=d.get("justification") or "",
+            ticket=d.get("ticket") or "",
+            duration_hours=d.get("duration_hours"),
+            source=d.get("source") or Source.FORM,
+            pasted_text=d.get("pasted_text") or "",
+        )
+
+
+class PasteForm(forms.Form):
+    message = forms.CharField(
+        label="The error AWS gave you",
+        max_length=MAX_MESSAGE_CHARS,
+        widget=forms.Textarea(
+            attrs={
+                "rows": 6,
+                "placeholder": "User: arn:aws:iam::123456789012:user/… is not authorized to perform: …",
+            }
+        ),
+        error_messages={"max_length": f"Paste only the error (at most {MAX_MESSAGE_CHARS:,} characters)."},
+    )
+    region = forms.CharField(required=False, max_length=32, widget=forms.HiddenInput)
+
+
+class DecisionForm(forms.Form):
+    comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+    decision = forms.ChoiceField(choices=[("approve", "Approve"), ("deny", "Deny")])

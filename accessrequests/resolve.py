@@ -1,0 +1,116 @@
+"""From a parsed AccessDenied message to a pre-filled request: match principal, account and pipeline in the
+catalog and pick the smallest access level that contains the refused action."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from accessrequests import policy
+from accessrequests.intake import Denial, parse_pipeline_resource
+from accessrequests.models import (
+    AccessLevel,
+    AwsAccount,
+    PassableRole,
+    Pipeline,
+    Principal,
+    PrincipalKind,
+    RequestKind,
+)
+
+
+@dataclass
+class Resolution:
+    initial: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    region_choices: list[str] = field(default_factory=list)  # set when a bare pipeline name is ambiguous
+    summary: list[tuple[str, str]] = field(default_factory=list)
+
+
+def resolve_denial(denial: Denial, *, region: str | None = None) -> Resolution:
+    res = Resolution()
+    account = AwsAccount.objects.filter(account_id=denial.account_id).first()
+    if account is None or not account.enabled:
+        res.error = (
+            f"Account {denial.account_id} is not managed by Gatehouse; ask a Gatehouse admin to add it."
+        )
+        return res
+    kind = {"user": PrincipalKind.IAM_USER, "role": PrincipalKind.IAM_ROLE}.get(denial.principal_type)
+    if kind is None:
+        res.error = f"Gatehouse cannot grant access to a {denial.principal_type} principal."
+        return res
+    principal = (
+        Principal.objects.filter(kind=kind, account=account, name=denial.principal_name, present=True)
+        .order_by("pk")
+        .first()
+    )
+    if principal is None:
+        res.error = (
+            f"Gatehouse does not know the IAM {denial.principal_type} {denial.principal_name} in account "
+            f"{account.account_id}. Ask a Gatehouse admin to sync the catalog or add it."
+        )
+        return res
+    res.initial = {"account": account.pk, "principal": principal.pk}
+    res.summary = [("Principal", denial.principal_arn), ("Account", f"{account.name} ({account.account_id})")]
+    if denial.action.lower() == "iam:passrole":
+        res.initial["kind"] = RequestKind.PASS_ROLE
+        if denial.resource:
+            role = PassableRole.objects.filter(account=account, arn=denial.resource).first()
+            if role is None:
+                role_name = denial.resource.rsplit("/", 1)[-1]
+                role = PassableRole.objects.filter(account=account, name=role_name).first()
+            if role is not None:
+                if not role.requestable:
+                    res.error = f"{role.name} cannot be requested: " + (
+                        "it is marked sensitive."
+                        if role.sensitive
+                        else "it does not trust codepipeline.amazonaws.com."
+                    )
+                    return res
+                res.initial["pass_role"] = role.pk
+        res.summary.append(
+            ("Access", "Pass a role to CodePipeline (iam:PassRole, only to codepipeline.amazonaws.com)")
+        )
+        return res
+    if denial.service != "codepipeline":
+        res.error = (
+            f"{denial.action} is not a CodePipeline action. Gatehouse grants CodePipeline access and "
+            "passing roles to CodePipeline; ask your platform team for other services."
+        )
+        return res
+    try:
+        [action] = policy.validate_actions([denial.action])
+    except policy.PolicyError as exc:
+        res.error = str(exc)
+        return res
+    level = policy.level_for_action(action)
+    res.initial["kind"] = RequestKind.PIPELINE
+    if level is None:
+        res.initial.update(level=AccessLevel.CUSTOM, actions=action)
+    else:
+        res.initial["level"] = level
+    res.summary.append(("Access", f"{action} → smallest level: {level or 'custom'}"))
+    ref = parse_pipeline_resource(denial.resource)
+    if ref is not None and ref.pipeline:
+        pipelines = Pipeline.objects.filter(account=account, name=ref.pipeline, present=True)
+        wanted_region = ref.region or region
+        if wanted_region:
+            pipelines = pipelines.filter(region=wanted_region)
+        found = list(pipelines.order_by("region"))
+        if not found:
+            res.error = (
+                f"There is no pipeline named {ref.pipeline} in account {account.account_id}"
+                + (f" in {wanted_region}" if wanted_region else "")
+                + " that Gatehouse knows. Check the name, or ask an admin to sync the catalog."
+            )
+            return res
+        if len(found) > 1:
+            res.region_choices = [p.region for p in found]
+            return res
+        res.initial["pipelines"] = [found[0].pk]
+        if ref.stage:
+            res.initial["stage"] = ref.stage
+        if ref.action:
+            res.initial["action_name"] = ref.action
+        res.summary.append(("Pipeline", f"{found[0].name} ({found[0].region})"))
+    return res

@@ -1,0 +1,82 @@
+"""Reads. Every object a user reaches is loaded through these helpers; outsiders get 404, never a hint."""
+
+from __future__ import annotations
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.http import Http404
+
+from accessrequests import roles
+from accessrequests.models import AccessRequest, AuditEvent, Decision, RequestStatus
+from accessrequests.rules import rules_for_approver
+
+
+def _with_related(qs: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
+    return qs.select_related("requester", "principal", "account", "rule", "pass_role", "permission_set")
+
+
+def requests_visible_to(user) -> QuerySet[AccessRequest]:
+    """Own requests; plus those under a rule the user approves; everything for admins and auditors."""
+    if not user.is_authenticated:
+        return AccessRequest.objects.none()
+    if roles.is_admin(user) or roles.is_auditor(user):
+        return AccessRequest.objects.all()
+    rule_ids = list(rules_for_approver(user).values_list("pk", flat=True))
+    return AccessRequest.objects.filter(Q(requester=user) | Q(rule_id__in=rule_ids))
+
+
+def get_request_for_user(user, pk) -> AccessRequest:
+    """The one access helper for a request: 404 unless the user may see it."""
+    try:
+        pk = int(pk)
+    except (TypeError, ValueError):
+        raise Http404("No such request") from None
+    obj = _with_related(requests_visible_to(user)).filter(pk=pk).first()
+    if obj is None:
+        raise Http404("No such request")
+    return obj
+
+
+def my_requests(user, *, status: str | None = None) -> QuerySet[AccessRequest]:
+    qs = _with_related(AccessRequest.objects.filter(requester=user))
+    if status:
+        qs = qs.filter(status=status)
+    return qs.order_by("-created_at", "-id")
+
+
+def review_queue(user, *, account: str | None = None, kind: str | None = None) -> QuerySet[AccessRequest]:
+    """Pending requests this user may decide now: under their rules, not theirs, not for a principal linked to
+    them, and not already decided by them."""
+    rule_ids = list(rules_for_approver(user).values_list("pk", flat=True))
+    already = Decision.objects.filter(request=OuterRef("pk"), reviewer=user)
+    qs = (
+        AccessRequest.objects.filter(status=RequestStatus.PENDING, rule_id__in=rule_ids)
+        .exclude(requester=user)
+        .exclude(principal__users=user)
+        .exclude(Exists(already))
+    )
+    if account:
+        qs = qs.filter(account__account_id=account)
+    if kind:
+        qs = qs.filter(kind=kind)
+    return _with_related(qs).order_by("created_at", "id")
+
+
+def decision_block_reason(user, request: AccessRequest) -> str | None:
+    """Why this user cannot decide this request now, or None when they can."""
+    if not user.is_authenticated:
+        return "Sign in to review requests."
+    if request.status != RequestStatus.PENDING:
+        return f"This request is {request.get_status_display().lower()}; it can no longer be decided."
+    if request.requester_id == user.pk:
+        return "You cannot decide your own request."
+    if request.principal.users.filter(pk=user.pk).exists():
+        return "You cannot decide a request for a principal linked to you."
+    if not rules_for_approver(user).filter(pk=request.rule_id).exists():
+        return "Your approval rules do not cover this request."
+    if request.decisions.filter(reviewer=user).exists():
+        return "You have already decided this request."
+    return None
+
+
+def request_timeline(request: AccessRequest) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(request_id=request.pk).select_related("actor").order_by("id")

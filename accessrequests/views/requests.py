@@ -1,0 +1,135 @@
+"""Requester pages: file a request (form or pasted error), follow it, cancel it."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accessrequests import policy, selectors
+from accessrequests.forms import PasteForm, RequestForm
+from accessrequests.intake import parse_access_denied
+from accessrequests.models import RequestStatus, Source
+from accessrequests.resolve import resolve_denial
+from accessrequests.services.requests import RequestError, prepare, request_cancel, request_submit
+
+PAGE_SIZE = 25
+
+
+@login_required
+def my_requests(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status") or None
+    if status not in RequestStatus.values:
+        status = None
+    page = Paginator(selectors.my_requests(request.user, status=status), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    return render(
+        request,
+        "accessrequests/my_requests.html",
+        {"page": page, "status": status, "statuses": RequestStatus.choices},
+    )
+
+
+def _render_form(
+    request: HttpRequest, form: RequestForm, *, preview=None, error=None, intake=None
+) -> HttpResponse:
+    return render(
+        request,
+        "accessrequests/new_request.html",
+        {"form": form, "preview": preview, "error": error, "intake": intake},
+        status=400 if error or form.errors else 200,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def new_request(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        initial = {k: v for k, v in request.GET.items() if k in {"account", "kind", "principal", "level"}}
+        return _render_form(request, RequestForm(user=request.user, initial=initial))
+    form = RequestForm(request.POST, user=request.user)
+    if not form.is_valid():
+        return _render_form(request, form)
+    draft = form.draft()
+    try:
+        prepare(draft)
+    except RequestError as exc:
+        return _render_form(request, form, error=str(exc))
+    if request.POST.get("intent") != "submit":
+        document = (
+            json.dumps(json.loads(policy.render(draft.statements)), indent=2) if draft.statements else ""
+        )
+        return _render_form(request, form, preview={"draft": draft, "document": document})
+    try:
+        req = request_submit(requester=request.user, draft=draft, http_request=request)
+    except RequestError as exc:
+        return _render_form(request, form, error=str(exc))
+    messages.success(request, f"{req.reference} filed; it is {req.get_status_display().lower()}.")
+    return redirect("request_detail", pk=req.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def paste_error(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return render(request, "accessrequests/paste.html", {"form": PasteForm()})
+    form = PasteForm(request.POST)
+    if not form.is_valid():
+        return render(request, "accessrequests/paste.html", {"form": form}, status=400)
+    text = form.cleaned_data["message"]
+    result = parse_access_denied(text)
+    context: dict = {"form": form, "result": result}
+    if result.denial is None:
+        context["error"] = result.error
+        return render(request, "accessrequests/paste.html", context, status=400)
+    if not result.denial.fixable:
+        return render(request, "accessrequests/paste.html", context, status=200)
+    resolution = resolve_denial(result.denial, region=form.cleaned_data.get("region") or None)
+    context["resolution"] = resolution
+    if resolution.error or resolution.region_choices:
+        return render(request, "accessrequests/paste.html", context, status=400 if resolution.error else 200)
+    initial = {
+        **resolution.initial,
+        "source": Source.PASTED_ERROR,
+        "pasted_text": text,
+        "duration_hours": 8,
+    }
+    return _render_form(request, RequestForm(user=request.user, initial=initial), intake=resolution)
+
+
+@login_required
+def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    req = selectors.get_request_for_user(request.user, pk)
+    grant = getattr(req, "grant", None) if req.status == RequestStatus.APPROVED else None
+    document = json.dumps(json.loads(policy.render(req.statements)), indent=2) if req.statements else ""
+    return render(
+        request,
+        "accessrequests/request_detail.html",
+        {
+            "req": req,
+            "grant": grant,
+            "document": document,
+            "pipelines": list(req.pipelines.all()),
+            "decisions": list(req.decisions.select_related("reviewer")),
+            "timeline": list(selectors.request_timeline(req)),
+            "can_cancel": req.requester_id == request.user.pk and req.status == RequestStatus.PENDING,
+        },
+    )
+
+
+@login_required
+@require_POST
+def cancel_request(request: HttpRequest, pk: int) -> HttpResponse:
+    req = selectors.get_request_for_user(request.user, pk)
+    try:
+        request_cancel(request_id=req.pk, requester=request.user, http_request=request)
+        messages.success(request, f"{req.reference} cancelled.")
+    except RequestError as exc:
+        messages.error(request, str(exc))
+    return redirect("request_detail", pk=req.pk)

@@ -1,0 +1,124 @@
+"""Approver pages: the queue of what they may decide, and the one-screen review with the exact policy diff."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from datetime import timedelta
+
+from allauth.mfa.models import Authenticator
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from accessrequests import policy, roles, selectors
+from accessrequests.forms import DecisionForm
+from accessrequests.models import LIVE_GRANT_STATUSES, AwsAccount, Grant, RequestKind
+from accessrequests.services.requests import RequestError, request_approve, request_deny
+
+
+def has_mfa(user) -> bool:
+    return Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
+
+
+def approver_required(view):
+    """Approvers only (404 for everyone else), and only with TOTP set up: deciding access needs MFA."""
+
+    @functools.wraps(view)
+    @login_required
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not roles.is_approver(request.user):
+            raise Http404("No such page")
+        if not has_mfa(request.user):
+            messages.warning(
+                request, "Reviewing access requests needs two-factor authentication. Set it up first."
+            )
+            return redirect("mfa_activate_totp")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@approver_required
+def queue(request: HttpRequest) -> HttpResponse:
+    account = request.GET.get("account") or None
+    kind = request.GET.get("kind") or None
+    if kind not in RequestKind.values:
+        kind = None
+    qs = selectors.review_queue(request.user, account=account, kind=kind)
+    age = request.GET.get("older_than_hours")
+    if age and age.isdigit():
+        qs = qs.filter(created_at__lt=timezone.now() - timedelta(hours=int(age)))
+    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "accessrequests/queue.html",
+        {
+            "page": page,
+            "accounts": AwsAccount.objects.filter(enabled=True),
+            "kinds": RequestKind.choices,
+            "filters": {"account": account or "", "kind": kind or "", "older_than_hours": age or ""},
+        },
+    )
+
+
+def _pretty(statements) -> str:
+    return json.dumps(json.loads(policy.render(statements)), indent=2) if statements else "(nothing)"
+
+
+def policy_diff(req) -> dict:
+    """What the principal holds in this account today (live grants) against what it would hold after approval."""
+    live = Grant.objects.filter(principal=req.principal, account=req.account, status__in=LIVE_GRANT_STATUSES)
+    current: list = []
+    for statements in live.exclude(request=req).values_list("statements", flat=True):
+        current += statements
+    before = _pretty(current)
+    after = _pretty(current + list(req.statements))
+    lines = []
+    for line in difflib.unified_diff(
+        before.splitlines(), after.splitlines(), "today", "after approval", n=3, lineterm=""
+    ):
+        if line.startswith(("---", "+++")):
+            continue
+        css = "diff-add" if line.startswith("+") else "diff-del" if line.startswith("-") else ""
+        lines.append((css, line))
+    return {"before": before, "after": after, "lines": lines}
+
+
+@approver_required
+@require_http_methods(["GET", "POST"])
+def review(request: HttpRequest, pk: int) -> HttpResponse:
+    req = selectors.get_request_for_user(request.user, pk)
+    form = DecisionForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        decide = request_approve if form.cleaned_data["decision"] == "approve" else request_deny
+        try:
+            done = decide(
+                request_id=req.pk,
+                reviewer=request.user,
+                comment=form.cleaned_data["comment"],
+                http_request=request,
+            )
+        except RequestError as exc:
+            messages.error(request, str(exc))
+            return redirect("review", pk=req.pk)
+        messages.success(request, f"{done.reference} is now {done.get_status_display().lower()}.")
+        return redirect("queue")
+    return render(
+        request,
+        "accessrequests/review.html",
+        {
+            "req": req,
+            "form": form,
+            "blocked": selectors.decision_block_reason(request.user, req),
+            "diff": policy_diff(req),
+            "pipelines": list(req.pipelines.all()),
+            "decisions": list(req.decisions.select_related("reviewer")),
+        },
+        status=400 if form.errors else 200,
+    )
