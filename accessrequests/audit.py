@@ -8,10 +8,12 @@ transactions (see settings) already admit one writer at a time.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -21,6 +23,13 @@ from accessrequests.models.audit import GENESIS_HASH, AuditEvent, compute_hash
 _AUDIT_LOCK_KEY = 0x6761746568  # "gateh"
 
 SYSTEM = "system"
+
+
+def _jsonable(value: Any) -> Any:
+    """What the JSON column will give back when read, so the hash computed now matches the one verified later."""
+    if value is None:
+        return None
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
 
 
 def _client_ip(http_request) -> str | None:
@@ -63,8 +72,8 @@ def record(
             request_id=request_id,
             principal_id=principal_id,
             account_id=account_id or "",
-            before=before,
-            after=after,
+            before=_jsonable(before),
+            after=_jsonable(after),
             aws_request_ids=sorted(set(aws_request_ids)),
             ip=_client_ip(http_request),
             user_agent=(http_request.META.get("HTTP_USER_AGENT", "") if http_request is not None else "")[

@@ -1,0 +1,104 @@
+"""Small factories for a catalog, principals, rules and requests (the services do the real work)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group
+
+from accessrequests.models import (
+    AccessLevel,
+    ApprovalRule,
+    AwsAccount,
+    Environment,
+    PassableRole,
+    Pipeline,
+    Principal,
+    PrincipalKind,
+    RequestKind,
+)
+from accessrequests.services.requests import RequestDraft, request_submit
+from tests.conftest import make_user
+
+ACCOUNT_ID = "123456789012"
+
+
+def make_account(
+    account_id: str = ACCOUNT_ID, name: str = "sandbox", environment: str = Environment.DEVELOPMENT
+):
+    return AwsAccount.objects.get_or_create(
+        account_id=account_id, defaults={"name": name, "environment": environment}
+    )[0]
+
+
+def make_pipeline(account, name: str = "my-pipeline", region: str = "us-east-1"):
+    return Pipeline.objects.get_or_create(
+        account=account,
+        region=region,
+        name=name,
+        defaults={
+            "arn": f"arn:aws:codepipeline:{region}:{account.account_id}:{name}",
+            "role_arn": f"arn:aws:iam::{account.account_id}:role/CodePipelineServiceRole",
+        },
+    )[0]
+
+
+def make_role(
+    account, name: str = "CodePipelineServiceRole", *, trusts: bool = True, sensitive: bool = False
+):
+    return PassableRole.objects.get_or_create(
+        arn=f"arn:aws:iam::{account.account_id}:role/{name}",
+        defaults={"account": account, "name": name, "trusts_codepipeline": trusts, "sensitive": sensitive},
+    )[0]
+
+
+def make_principal(account, name: str = "mateojackson", kind: str = PrincipalKind.IAM_USER, users=()):
+    kind_path = {"iam_user": "user", "iam_role": "role", "iam_group": "group"}[kind]
+    principal = Principal.objects.get_or_create(
+        kind=kind,
+        external_id=f"arn:aws:iam::{account.account_id}:{kind_path}/{name}",
+        defaults={"name": name, "account": account},
+    )[0]
+    principal.users.add(*users)
+    return principal
+
+
+def make_rule(
+    name: str = "Sandbox pipelines", *, accounts=(), approvals: int = 1, group: str = "approvers", **kw
+):
+    rule = ApprovalRule.objects.create(name=name, approvals_required=approvals, **kw)
+    rule.accounts.set(accounts)
+    rule.approver_groups.add(Group.objects.get_or_create(name=group)[0])
+    return rule
+
+
+class World:
+    """An account with my-pipeline, mateojackson linked to the requester, a rule and two approvers."""
+
+    def __init__(self, approvals: int = 1):
+        self.account = make_account()
+        self.pipeline = make_pipeline(self.account)
+        self.role = make_role(self.account)
+        self.requester = make_user("requester", "requesters")
+        self.other_requester = make_user("other", "requesters")
+        self.approver = make_user("approver", "approvers")
+        self.approver2 = make_user("approver2", "approvers")
+        self.outsider_approver = make_user("outsider", "release-managers")
+        self.principal = make_principal(self.account, users=[self.requester])
+        self.rule = make_rule(
+            accounts=[self.account], approvals=approvals, max_duration_hours=8, contact="platform@example.com"
+        )
+
+    def draft(self, **overrides) -> RequestDraft:
+        fields = {
+            "principal": self.principal,
+            "kind": RequestKind.PIPELINE,
+            "account": self.account,
+            "pipelines": [self.pipeline],
+            "level": AccessLevel.VIEWER,
+            "justification": "Debugging a failed deploy",
+            "duration_hours": 4,
+        }
+        fields.update(overrides)
+        return RequestDraft(**fields)
+
+    def submit(self, requester=None, **overrides):
+        return request_submit(requester=requester or self.requester, draft=self.draft(**overrides))
