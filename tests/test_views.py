@@ -1,0 +1,236 @@
+"""The request and review pages, as owner, other requester, approver in and out of rule, auditor and outsider."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from accessrequests.models import AccessRequest, Decision, RequestStatus, Source
+from accessrequests.services.requests import request_approve
+from tests.conftest import enable_totp, make_user
+from tests.factories import World
+
+pytestmark = pytest.mark.django_db
+
+MATEO = (
+    "User: arn:aws:iam::123456789012:user/mateojackson is not authorized to perform: "
+    "codepipeline:GetPipeline on resource: my-pipeline"
+)
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture
+def world():
+    w = World()
+    enable_totp(w.approver)
+    enable_totp(w.approver2)
+    enable_totp(w.outsider_approver)
+    return w
+
+
+def login(client, user):
+    client.force_login(user)
+    return client
+
+
+def form_data(world, **overrides):
+    data = {
+        "kind": "pipeline",
+        "account": world.account.pk,
+        "principal": world.principal.pk,
+        "pipelines": [world.pipeline.pk],
+        "level": "viewer",
+        "justification": "Investigating a failed release",
+        "duration_hours": 4,
+        "source": Source.FORM,
+        "intent": "submit",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_a_requester_files_a_request_through_the_form(client, world):
+    login(client, world.requester)
+    response = client.post(reverse("new_request"), form_data(world))
+    req = AccessRequest.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("request_detail", args=[req.pk])
+    page = client.get(response["Location"])
+    assert b"GH-" in page.content and b"Pending review" in page.content
+
+
+def test_preview_shows_the_exact_statements_and_files_nothing(client, world):
+    login(client, world.requester)
+    response = client.post(reverse("new_request"), form_data(world, intent="preview"))
+    assert response.status_code == 200
+    assert b"arn:aws:codepipeline:us-east-1:123456789012:my-pipeline" in response.content
+    assert b"Sandbox pipelines" in response.content
+    assert not AccessRequest.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"pipelines": [999999]}, b"Select a valid choice"),
+        ({"principal": 999999}, b"Select a valid choice"),
+        ({"account": "not-a-number"}, b"Select a valid choice"),
+        ({"justification": ""}, b"This field is required"),
+        ({"justification": "x" * 2001}, b"at most 2000 characters"),
+        ({"level": "custom", "actions": "codepipeline:Teleport"}, b"codepipeline:Teleport"),
+        ({"duration_hours": 99}, b"between 1 and 8 hours"),
+        ({"duration_hours": -1}, b"greater than or equal to 1"),
+    ],
+)
+def test_bad_input_gets_a_clear_message_and_changes_nothing(client, world, overrides, message):
+    login(client, world.requester)
+    response = client.post(reverse("new_request"), form_data(world, **overrides))
+    assert response.status_code == 400
+    assert message in response.content
+    assert not AccessRequest.objects.exists()
+
+
+def test_a_requester_cannot_request_for_a_principal_not_linked_to_them(client, world):
+    login(client, world.other_requester)
+    response = client.post(reverse("new_request"), form_data(world))
+    assert response.status_code == 400
+    assert not AccessRequest.objects.exists()
+
+
+def test_pasting_the_mateojackson_error_prefills_the_smallest_request(client, world):
+    login(client, world.requester)
+    response = client.post(reverse("paste_error"), {"message": MATEO})
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "Read from your error" in content
+    assert f'<option value="{world.pipeline.pk}" selected>' in content
+    assert '<option value="viewer" selected>' in content
+    assert 'name="source" value="pasted_error"' in content
+
+
+def test_pasting_an_explicit_deny_offers_no_request(client, world):
+    login(client, world.requester)
+    text = MATEO + " with an explicit deny in a service control policy"
+    response = client.post(reverse("paste_error"), {"message": text})
+    assert b"A grant cannot fix this" in response.content
+    assert b"request-form" not in response.content
+
+
+def test_pasting_nonsense_says_what_was_expected(client, world):
+    login(client, world.requester)
+    response = client.post(reverse("paste_error"), {"message": "the build is red again"})
+    assert response.status_code == 400
+    assert b"is not authorized to perform" in response.content
+
+
+def test_pasting_an_oversized_message_is_refused_cleanly(client, world):
+    login(client, world.requester)
+    response = client.post(reverse("paste_error"), {"message": "A" * 30_000})
+    assert response.status_code == 400
+    assert b"Paste only the error" in response.content
+
+
+def test_an_unknown_principal_is_explained(client, world):
+    login(client, world.requester)
+    response = client.post(reverse("paste_error"), {"message": MATEO.replace("mateojackson", "nobody")})
+    assert response.status_code == 400
+    assert b"does not know the IAM user nobody" in response.content
+
+
+def test_requesters_see_only_their_own_requests(client, world):
+    req = world.submit()
+    login(client, world.other_requester)
+    assert client.get(reverse("request_detail", args=[req.pk])).status_code == 404
+    assert client.post(reverse("cancel_request", args=[req.pk])).status_code == 404
+    assert b"GH-" not in client.get(reverse("my_requests")).content
+    req.refresh_from_db()
+    assert req.status == RequestStatus.PENDING
+
+
+def test_approvers_outside_the_rule_get_404_and_cannot_decide_by_forged_post(client, world):
+    req = world.submit()
+    login(client, world.outsider_approver)
+    world.outsider_approver.groups.add(
+        *world.approver.groups.filter(name="approvers")
+    )  # an approver, other rule
+    world.rule.approver_groups.clear()
+    world.rule.approver_users.add(world.approver)
+    assert client.get(reverse("review", args=[req.pk])).status_code == 404
+    response = client.post(reverse("review", args=[req.pk]), {"decision": "approve", "comment": "lgtm"})
+    assert response.status_code == 404
+    assert not Decision.objects.exists()
+
+
+def test_forged_ids_get_404(client, world):
+    login(client, world.approver)
+    for url in ("/requests/999999/", "/review/999999/", "/requests/abc/"):
+        assert client.get(url).status_code == 404
+
+
+def test_an_approver_without_mfa_is_sent_to_set_it_up(client, world):
+    no_mfa = make_user("fresh-approver", "approvers")
+    login(client, no_mfa)
+    response = client.get(reverse("queue"))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("mfa_activate_totp")
+
+
+def test_requesters_get_404_on_the_review_pages(client, world):
+    req = world.submit()
+    login(client, world.requester)
+    assert client.get(reverse("queue")).status_code == 404
+    assert client.post(reverse("review", args=[req.pk]), {"decision": "approve"}).status_code == 404
+
+
+def test_the_queue_shows_what_the_approver_may_decide_and_approving_works(client, world):
+    req = world.submit()
+    login(client, world.approver)
+    queue = client.get(reverse("queue"))
+    assert req.reference.encode() in queue.content
+    review = client.get(reverse("review", args=[req.pk]))
+    assert b"diff-add" in review.content
+    response = client.post(reverse("review", args=[req.pk]), {"decision": "approve", "comment": "ok"})
+    assert response.status_code == 302
+    req.refresh_from_db()
+    assert req.status == RequestStatus.APPROVED
+    again = client.post(reverse("review", args=[req.pk]), {"decision": "approve", "comment": "ok"})
+    assert again.status_code == 302
+    assert Decision.objects.filter(request=req).count() == 1
+
+
+def test_the_review_diff_shows_what_the_principal_already_holds(client, world):
+    first = world.submit()
+    request_approve(request_id=first.pk, reviewer=world.approver)
+    second = world.submit(level="operator")
+    login(client, world.approver2)
+    content = client.get(reverse("review", args=[second.pk])).content.decode()
+    assert "codepipeline:StartPipelineExecution" in content
+    added = [line for line in content.splitlines() if 'class="diff-add"' in line]
+    assert not any("codepipeline:GetPipeline&quot;" in line and "Execution" not in line for line in added)
+
+
+def _bulk_requests(world, n: int) -> None:
+    template = world.submit()
+    rows = []
+    for _ in range(n - 1):
+        clone = AccessRequest.objects.get(pk=template.pk)
+        clone.pk = None
+        rows.append(clone)
+    AccessRequest.objects.bulk_create(rows, batch_size=500)
+
+
+@pytest.mark.parametrize("n", [10, 1000])
+def test_query_counts_do_not_grow_with_rows(client, world, django_assert_num_queries, n):
+    _bulk_requests(world, n)
+    req = AccessRequest.objects.order_by("-pk").first()
+    login(client, world.requester)
+    with django_assert_num_queries(QUERY_BUDGET["my_requests"]):
+        assert client.get(reverse("my_requests")).status_code == 200
+    with django_assert_num_queries(QUERY_BUDGET["detail"]):
+        assert client.get(reverse("request_detail", args=[req.pk])).status_code == 200
+    login(client, world.approver)
+    with django_assert_num_queries(QUERY_BUDGET["queue"]):
+        assert client.get(reverse("queue")).status_code == 200
+
+
+# Pinned: the same at 10 and at 1,000 requests (session + user + groups, then the page's own queries).
+QUERY_BUDGET = {"my_requests": 5, "detail": 8, "queue": 8}
