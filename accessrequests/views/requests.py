@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accessrequests import policy, selectors
 from accessrequests.forms import PasteForm, RequestForm
 from accessrequests.intake import parse_access_denied
-from accessrequests.models import RequestStatus, Source
+from accessrequests.models import Delivery, RequestStatus, Source
 from accessrequests.resolve import resolve_denial
 from accessrequests.services.requests import RequestError, prepare, request_cancel, request_submit
 
@@ -65,7 +65,8 @@ def new_request(request: HttpRequest) -> HttpResponse:
         document = (
             json.dumps(json.loads(policy.render(draft.statements)), indent=2) if draft.statements else ""
         )
-        return _render_form(request, form, preview={"draft": draft, "document": document})
+        preview = {"draft": draft, "document": document, "delivery": Delivery(draft.delivery).label}
+        return _render_form(request, form, preview=preview)
     try:
         req = request_submit(requester=request.user, draft=draft, http_request=request)
     except RequestError as exc:
