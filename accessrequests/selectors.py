@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from accessrequests import roles
@@ -47,12 +47,19 @@ def review_queue(user, *, account: str | None = None, kind: str | None = None) -
     """Pending requests this user may decide now: under their rules, not theirs, not for a principal linked to
     them, and not already decided by them."""
     rule_ids = list(rules_for_approver(user).values_list("pk", flat=True))
-    already = Decision.objects.filter(request=OuterRef("pk"), reviewer=user)
+    # Small id lists instead of anti-joins: PostgreSQL misestimates the anti-joins and then joins every pending
+    # row before sorting (38 ms at 25,000 pending); plain filters let it walk the index and stop at one page.
+    linked = list(user.principals.values_list("pk", flat=True))
+    decided = list(
+        Decision.objects.filter(reviewer=user, request__status=RequestStatus.PENDING).values_list(
+            "request_id", flat=True
+        )
+    )
     qs = (
         AccessRequest.objects.filter(status=RequestStatus.PENDING, rule_id__in=rule_ids)
         .exclude(requester=user)
-        .exclude(principal__users=user)
-        .exclude(Exists(already))
+        .exclude(principal_id__in=linked)
+        .exclude(pk__in=decided)
     )
     if account:
         qs = qs.filter(account__account_id=account)

@@ -6,7 +6,6 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -15,6 +14,7 @@ from accessrequests import policy, selectors
 from accessrequests.forms import PasteForm, RequestForm
 from accessrequests.intake import parse_access_denied
 from accessrequests.models import Delivery, RequestStatus, Source
+from accessrequests.paging import paginate
 from accessrequests.resolve import resolve_denial
 from accessrequests.services.requests import RequestError, prepare, request_cancel, request_submit
 
@@ -26,9 +26,7 @@ def my_requests(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status") or None
     if status not in RequestStatus.values:
         status = None
-    page = Paginator(selectors.my_requests(request.user, status=status), PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
+    page = paginate(selectors.my_requests(request.user, status=status), request.GET.get("page"), PAGE_SIZE)
     return render(
         request,
         "accessrequests/my_requests.html",

@@ -10,7 +10,6 @@ from datetime import timedelta
 from allauth.mfa.models import Authenticator
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -19,6 +18,7 @@ from django.views.decorators.http import require_http_methods
 from accessrequests import policy, roles, selectors
 from accessrequests.forms import DecisionForm
 from accessrequests.models import LIVE_GRANT_STATUSES, AwsAccount, Grant, RequestKind
+from accessrequests.paging import paginate
 from accessrequests.services.requests import RequestError, request_approve, request_deny
 
 
@@ -54,7 +54,7 @@ def queue(request: HttpRequest) -> HttpResponse:
     age = request.GET.get("older_than_hours")
     if age and age.isdigit():
         qs = qs.filter(created_at__lt=timezone.now() - timedelta(hours=int(age)))
-    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    page = paginate(qs, request.GET.get("page"))
     return render(
         request,
         "accessrequests/queue.html",
