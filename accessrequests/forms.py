@@ -87,24 +87,26 @@ class RequestForm(forms.Form):
         principals = Principal.objects.filter(present=True).select_related("account")
         if not roles.is_admin(user):
             principals = principals.filter(users=user)
-        self.fields["principal"].queryset = principals  # type: ignore[attr-defined]
         account_id = self.data.get("account") or self.initial.get("account")
         account_filter = Q(account_id=account_id) if str(account_id or "").isdigit() else Q(pk__in=[])
-        self.fields["pipelines"].queryset = Pipeline.objects.filter(
-            account_filter, present=True
-        ).select_related(  # type: ignore[attr-defined]
-            "account"
-        )
-        self.fields["pass_role"].queryset = PassableRole.objects.filter(  # type: ignore[attr-defined]
-            account_filter, present=True, trusts_codepipeline=True, sensitive=False
-        )
-        self.fields["permission_set"].queryset = PermissionSet.objects.filter(present=True)  # type: ignore[attr-defined]
+        querysets = {
+            "principal": principals,
+            "pipelines": Pipeline.objects.filter(account_filter, present=True).select_related("account"),
+            "pass_role": PassableRole.objects.filter(
+                account_filter, present=True, trusts_codepipeline=True, sensitive=False
+            ),
+            "permission_set": PermissionSet.objects.filter(present=True),
+        }
+        for name, queryset in querysets.items():
+            field = self.fields[name]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = queryset
 
     def clean_actions(self) -> list[str]:
         return [a for a in re.split(r"[\s,]+", self.cleaned_data.get("actions") or "") if a]
 
     def clean(self):
-        data = super().clean()
+        data = super().clean() or {}
         if data.get("permanent"):
             data["duration_hours"] = None
         elif not data.get("duration_hours"):
