@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accessrequests.models.audit import GENESIS_HASH, AuditEvent, compute_hash
+from accessrequests import chain
+from accessrequests.models.audit import GENESIS_HASH, AuditEvent
 
 # An arbitrary, fixed key for pg_advisory_xact_lock: "the audit chain's tail".
 _AUDIT_LOCK_KEY = 0x6761746568  # "gateh"
@@ -86,23 +86,9 @@ def record(
     return event
 
 
-@dataclass(frozen=True)
-class ChainBreak:
-    event_id: int
-    reason: str
-
-
-def verify_chain(events: Iterable[dict[str, Any]]) -> ChainBreak | None:
-    """Walk canonical rows (dicts with ``id``, ``hash`` and the canonical fields) and find the first break."""
-    expected_prev = GENESIS_HASH
-    for row in events:
-        canonical = {k: v for k, v in row.items() if k not in {"id", "hash"}}
-        if canonical["prev_hash"] != expected_prev:
-            return ChainBreak(row["id"], "its prev_hash does not match the hash of the row before it")
-        if compute_hash(canonical) != row["hash"]:
-            return ChainBreak(row["id"], "its content does not match its stored hash")
-        expected_prev = row["hash"]
-    return None
+def verify_database(queryset=None) -> chain.Verdict:
+    """Walk the whole chain (or a queryset of it) in id order."""
+    return chain.verify_rows(iter_canonical(queryset), from_genesis=queryset is None)
 
 
 def iter_canonical(queryset=None, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:

@@ -157,3 +157,25 @@ class PasteForm(forms.Form):
 class DecisionForm(forms.Form):
     comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
     decision = forms.ChoiceField(choices=[("approve", "Approve"), ("deny", "Deny")])
+
+
+class AuditFilterForm(forms.Form):
+    since = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    until = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    actor = forms.CharField(required=False, max_length=150)
+    principal = forms.CharField(required=False, max_length=2048)
+    account = forms.RegexField(regex=r"^\d{12}$", required=False, error_messages={"invalid": "12 digits."})
+    pipeline = forms.CharField(required=False, max_length=100)
+    action = forms.CharField(required=False, max_length=64, help_text="e.g. request. or grant.applied")
+    request_ref = forms.CharField(required=False, max_length=20, label="Request", help_text="e.g. GH-000042")
+
+    def filters(self) -> dict:
+        return {k: v for k, v in self.cleaned_data.items() if v not in (None, "")}
+
+
+class AccessReportForm(forms.Form):
+    since = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    until = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    account = forms.RegexField(regex=r"^\d{12}$", required=False, error_messages={"invalid": "12 digits."})
+    pipeline = forms.CharField(required=False, max_length=100)
+    principal = forms.CharField(required=False, max_length=2048)

@@ -6,7 +6,7 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from accessrequests import roles
-from accessrequests.models import AccessRequest, AuditEvent, Decision, RequestStatus
+from accessrequests.models import AccessRequest, AuditEvent, Decision, Grant, Principal, RequestStatus
 from accessrequests.rules import rules_for_approver
 
 
@@ -87,3 +87,61 @@ def decision_block_reason(user, request: AccessRequest) -> str | None:
 
 def request_timeline(request: AccessRequest) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(request_id=request.pk).select_related("actor").order_by("id")
+
+
+def audit_events(
+    *,
+    since=None,
+    until=None,
+    actor: str = "",
+    principal: str = "",
+    account: str = "",
+    pipeline: str = "",
+    action: str = "",
+    request_ref: str = "",
+) -> QuerySet[AuditEvent]:
+    """The audit log filtered as an auditor asks; every filter narrows, none is required."""
+    qs = AuditEvent.objects.all()
+    if since:
+        qs = qs.filter(created_at__gte=since)
+    if until:
+        qs = qs.filter(created_at__lt=until)
+    if actor:
+        qs = qs.filter(actor_label__icontains=actor)
+    if principal:
+        principal_ids = Principal.objects.filter(
+            Q(name__icontains=principal) | Q(external_id=principal)
+        ).values("pk")
+        qs = qs.filter(principal_id__in=principal_ids)
+    if account:
+        qs = qs.filter(account_id=account)
+    if pipeline:
+        request_ids = AccessRequest.objects.filter(pipelines__name=pipeline).values("pk")
+        qs = qs.filter(request_id__in=request_ids)
+    if action:
+        qs = qs.filter(action__startswith=action)
+    if request_ref:
+        digits = request_ref.upper().removeprefix("GH-").lstrip("0") or "0"
+        qs = qs.filter(request_id=int(digits)) if digits.isdigit() else qs.none()
+    return qs
+
+
+def access_report(
+    *, since, until, account: str = "", pipeline: str = "", principal: str = ""
+) -> QuerySet[Grant]:
+    """Who held what between two times: grants applied before `until` that had not ended by `since`."""
+    qs = Grant.objects.filter(applied_at__isnull=False, applied_at__lt=until).exclude(
+        Q(revoked_at__isnull=False, revoked_at__lt=since)
+    )
+    qs = qs.exclude(Q(expires_at__isnull=False, expires_at__lt=since))
+    if account:
+        qs = qs.filter(account__account_id=account)
+    if pipeline:
+        qs = qs.filter(request__pipelines__name=pipeline).distinct()
+    if principal:
+        qs = qs.filter(Q(principal__name__icontains=principal) | Q(principal__external_id=principal))
+    return (
+        qs.select_related("principal", "account", "request", "request__requester", "request__pass_role")
+        .prefetch_related("request__pipelines", "request__decisions__reviewer")
+        .order_by("applied_at", "id")
+    )

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accessrequests.views import home, requests, review
+from accessrequests.views import audit, home, requests, review
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -11,4 +11,7 @@ urlpatterns = [
     path("requests/<int:pk>/cancel/", requests.cancel_request, name="cancel_request"),
     path("review/", review.queue, name="queue"),
     path("review/<int:pk>/", review.review, name="review"),
+    path("audit/", audit.audit_log, name="audit_log"),
+    path("audit/export.<str:fmt>", audit.audit_export, name="audit_export"),
+    path("audit/access/", audit.access_report, name="access_report"),
 ]

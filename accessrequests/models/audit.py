@@ -7,14 +7,14 @@ update and delete; on PostgreSQL a trigger refuses them too (migration 0004), so
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from django.conf import settings
 from django.db import models
 
-GENESIS_HASH = "0" * 64
+from accessrequests.chain import GENESIS_HASH, compute_hash
+
+__all__ = ["GENESIS_HASH", "AppendOnlyError", "AuditEvent", "compute_hash"]
 
 
 class AppendOnlyError(Exception):
@@ -94,8 +94,3 @@ class AuditEvent(models.Model):
 
     def compute_hash(self) -> str:
         return compute_hash(self.canonical())
-
-
-def compute_hash(canonical: dict[str, Any]) -> str:
-    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accessrequests import policy, selectors
+from accessrequests import policy, roles, selectors
 from accessrequests.forms import PasteForm, RequestForm
 from accessrequests.intake import parse_access_denied
 from accessrequests.models import Delivery, RequestStatus, Source
@@ -21,7 +23,20 @@ from accessrequests.services.requests import RequestError, prepare, request_canc
 PAGE_SIZE = 25
 
 
+def writer_required(view):
+    """Auditors read everything and change nothing: their POSTs are refused before any form is read."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method == "POST" and roles.is_auditor(request.user):
+            raise PermissionDenied("Auditors have read-only access.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 @login_required
+@require_GET
 def my_requests(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status") or None
     if status not in RequestStatus.values:
@@ -46,6 +61,7 @@ def _render_form(
 
 
 @login_required
+@writer_required
 @require_http_methods(["GET", "POST"])
 def new_request(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
@@ -74,6 +90,7 @@ def new_request(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@writer_required
 @require_http_methods(["GET", "POST"])
 def paste_error(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
@@ -103,6 +120,7 @@ def paste_error(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_GET
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     req = selectors.get_request_for_user(request.user, pk)
     grant = getattr(req, "grant", None) if req.status == RequestStatus.APPROVED else None
@@ -123,6 +141,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@writer_required
 @require_POST
 def cancel_request(request: HttpRequest, pk: int) -> HttpResponse:
     req = selectors.get_request_for_user(request.user, pk)

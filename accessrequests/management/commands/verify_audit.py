@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accessrequests.audit import iter_canonical, verify_chain
+from accessrequests.audit import verify_database
 from accessrequests.models import AuditEvent
 
 
@@ -11,7 +11,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         count = AuditEvent.objects.count()
-        broken = verify_chain(iter_canonical())
-        if broken is not None:
-            raise CommandError(f"audit chain broken at event #{broken.event_id}: {broken.reason}")
+        verdict = verify_database()
+        if not verdict.ok:
+            raise CommandError(f"audit chain broken at event #{verdict.broken_id}: {verdict.reason}")
         self.stdout.write(self.style.SUCCESS(f"audit chain intact: {count} events verified"))

@@ -1,0 +1,194 @@
+"""Auditor pages, exports that verify offline, and the rule that auditors change nothing anywhere."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
+
+from accessrequests import audit
+from accessrequests.models import (
+    AccessRequest,
+    ApprovalRule,
+    AuditEvent,
+    Decision,
+    Grant,
+    GrantStatus,
+    Pipeline,
+)
+from accessrequests.services.requests import request_approve
+from tests.conftest import ROOT, make_user
+from tests.factories import World
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world():
+    return World()
+
+
+@pytest.fixture
+def auditor():
+    return make_user("auditor", "auditors")
+
+
+def _export(client, fmt="csv", **params) -> str:
+    response = client.get(reverse("audit_export", args=[fmt]), params)
+    assert response.status_code == 200
+    assert response.streaming
+    return b"".join(response.streaming_content).decode()
+
+
+def test_auditors_read_and_filter_the_log(client, world, auditor):
+    req = world.submit()
+    client.force_login(auditor)
+    page = client.get(reverse("audit_log"), {"request_ref": req.reference})
+    assert page.status_code == 200
+    assert b"request.created" in page.content
+    other = client.get(reverse("audit_log"), {"action": "grant."})
+    assert b"request.created" not in other.content
+
+
+def test_bad_filters_get_a_clear_message(client, auditor):
+    client.force_login(auditor)
+    response = client.get(reverse("audit_log"), {"account": "12", "since": "yesterday-ish"})
+    assert response.status_code == 400
+    assert b"12 digits" in response.content
+
+
+def test_requesters_get_404_on_audit_pages(client, world):
+    client.force_login(world.requester)
+    for url in (reverse("audit_log"), reverse("audit_export", args=["csv"]), reverse("access_report")):
+        assert client.get(url).status_code == 404
+
+
+def test_a_csv_export_verifies_offline_and_a_tampered_one_does_not(client, world, auditor, tmp_path):
+    for _ in range(3):
+        world.submit()
+    client.force_login(auditor)
+    body = _export(client, "csv")
+    assert AuditEvent.objects.filter(action="audit.exported", actor=auditor).exists()
+    path = tmp_path / "audit.csv"
+    path.write_text(body, encoding="utf-8")
+    ok = subprocess.run(
+        [sys.executable, "-m", "accessrequests.chain", "verify", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "OK: 4 events" in ok.stdout  # three requests and the export itself
+    tampered = tmp_path / "tampered.csv"
+    tampered.write_text(body.replace("requester", "mallory", 1), encoding="utf-8")
+    bad = subprocess.run(
+        [sys.executable, "-m", "accessrequests.chain", "verify", str(tampered)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1
+    first_id = AuditEvent.objects.order_by("id").first().pk
+    assert f"BROKEN at event #{first_id}" in bad.stdout
+
+
+def test_a_filtered_jsonl_export_verifies_offline(client, world, auditor, tmp_path):
+    req = world.submit()
+    world.submit()
+    client.force_login(auditor)
+    body = _export(client, "jsonl", request_ref=req.reference)
+    assert body.count("\n") == 1
+    path = tmp_path / "audit.jsonl"
+    path.write_text(body, encoding="utf-8")
+    ok = subprocess.run(
+        [sys.executable, "-m", "accessrequests.chain", "verify", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stdout
+
+
+def test_export_audit_command_writes_a_verifiable_file(world, tmp_path):
+    world.submit()
+    out = tmp_path / "cmd.csv"
+    since = (timezone.now() - timedelta(days=1)).date().isoformat()
+    call_command("export_audit", "--since", since, "--format", "csv", "--output", str(out))
+    ok = subprocess.run(
+        [sys.executable, "-m", "accessrequests.chain", "verify", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stdout
+    assert AuditEvent.objects.filter(action="audit.exported", actor_label="manage.py export_audit").exists()
+
+
+def test_the_access_report_answers_who_had_what_and_who_approved(client, world, auditor):
+    req = world.submit()
+    request_approve(request_id=req.pk, reviewer=world.approver)
+    now = timezone.now()
+    Grant.objects.filter(request=req).update(status=GrantStatus.ACTIVE, applied_at=now)
+    client.force_login(auditor)
+    response = client.get(
+        reverse("access_report"),
+        {
+            "since": (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
+            "until": (now + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
+            "pipeline": "my-pipeline",
+        },
+    )
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "arn:aws:iam::123456789012:user/mateojackson" in content
+    assert "approver" in content and "requester" in content
+
+
+def _walk(patterns, prefix=""):
+    for p in patterns:
+        if isinstance(p, URLResolver):
+            yield from _walk(p.url_patterns, prefix + str(p.pattern))
+        elif isinstance(p, URLPattern):
+            yield prefix + str(p.pattern)
+
+
+def _concrete(route: str, ids: dict[str, str]) -> str:
+    import re
+
+    route = route.lstrip("^").rstrip("$").replace("\\Z", "").replace("\\/", "/")
+    route = re.sub(r"<(?:(\w+):)?(\w+)>", lambda m: ids.get(m.group(2), "1"), route)
+    route = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: ids.get(m.group(1), "1"), route)
+    return "/" + route.replace("^", "")
+
+
+def test_auditors_cannot_change_anything_through_any_url(client, world, auditor):
+    """POST to every URL the project serves, as an auditor: nothing is accepted, nothing changes."""
+    req = world.submit()
+    request_approve(request_id=req.pk, reviewer=world.approver)
+    ids = {"pk": str(req.pk), "object_id": str(req.pk), "fmt": "csv", "app_label": "accessrequests"}
+    client.force_login(auditor)
+    counts = lambda: [m.objects.count() for m in (AccessRequest, Decision, Grant, ApprovalRule, Pipeline)]  # noqa: E731
+    before = counts()
+    statuses = {}
+    for route in sorted(set(_walk(get_resolver().url_patterns))):
+        # allauth's pages (and the admin's login/logout) let every signed-in person manage their own session,
+        # password and MFA; that is the auditor's own account, not the portal's data.
+        if route.startswith("accounts/") or route in {"admin/login/", "admin/logout/"}:
+            continue
+        url = _concrete(route, ids)
+        response = client.post(
+            url, {"decision": "approve", "comment": "x", "name": "x", "justification": "x"}
+        )
+        statuses[url] = response.status_code
+        assert response.status_code in (302, 403, 404, 405), (url, response.status_code)
+        if response.status_code == 302:  # only the admin site, which sends non-staff to its login page
+            assert "/admin/login/" in response["Location"], (url, response["Location"])
+    assert counts() == before
+    assert len(statuses) > 10
+    assert not AuditEvent.objects.filter(actor=auditor).exclude(action__startswith="api.").exists()
+    audit.record(action="test.end", object_type="x")  # the chain is still appendable
