@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accessrequests.views import audit, home, requests, review
+from accessrequests.views import audit, dashboard, grants, home, requests, review
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -11,6 +11,10 @@ urlpatterns = [
     path("requests/<int:pk>/cancel/", requests.cancel_request, name="cancel_request"),
     path("review/", review.queue, name="queue"),
     path("review/<int:pk>/", review.review, name="review"),
+    path("grants/<int:pk>/revoke/", grants.revoke, name="grant_revoke"),
+    path("grants/<int:pk>/retry/", grants.retry, name="grant_retry"),
+    path("grants/<int:pk>/abandon/", grants.abandon, name="grant_abandon"),
+    path("dashboard/", dashboard.dashboard_page, name="dashboard"),
     path("audit/", audit.audit_log, name="audit_log"),
     path("audit/export.<str:fmt>", audit.audit_export, name="audit_export"),
     path("audit/access/", audit.access_report, name="access_report"),

@@ -136,6 +136,10 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "decisions": list(req.decisions.select_related("reviewer")),
             "timeline": list(selectors.request_timeline(req)),
             "can_cancel": req.requester_id == request.user.pk and req.status == RequestStatus.PENDING,
+            "can_revoke": grant is not None
+            and grant.is_live
+            and not roles.is_auditor(request.user)
+            and (req.requester_id == request.user.pk or roles.is_admin(request.user)),
         },
     )
 

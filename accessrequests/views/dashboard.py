@@ -1,0 +1,20 @@
+"""The admin dashboard: what waits, what is live, what is stuck, and how fast decisions come."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from accessrequests import dashboard, roles
+
+
+@login_required
+@require_GET
+def dashboard_page(request: HttpRequest) -> HttpResponse:
+    if not (roles.is_admin(request.user) or roles.is_auditor(request.user)):
+        raise Http404("No such page")
+    context = dashboard.figures()
+    context["can_act"] = roles.is_admin(request.user)
+    return render(request, "accessrequests/dashboard.html", context)

@@ -1,0 +1,73 @@
+"""Grant actions: revoke now (requester or admin), retry now and abandon (admins). POST only."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_POST
+
+from accessrequests import roles, selectors
+from accessrequests.models import Grant
+
+
+def _grant_for(user, pk: int) -> Grant:
+    """A grant is reached through its request, so the request's access helper decides who may see it."""
+    grant = Grant.objects.filter(pk=pk).only("pk", "request_id").first()
+    if grant is None:
+        raise Http404("No such grant")
+    selectors.get_request_for_user(user, grant.request_id)
+    return Grant.objects.select_related("request", "principal", "account").get(pk=pk)
+
+
+@login_required
+@require_POST
+def revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    from accessrequests.services import provisioning
+
+    grant = _grant_for(request.user, pk)
+    if not (
+        roles.is_admin(request.user) or grant.request.requester_id == request.user.pk
+    ) or roles.is_auditor(request.user):
+        raise Http404("No such grant")
+    try:
+        provisioning.grant_revoke(grant_id=grant.pk, actor=request.user)
+        messages.success(request, "Revocation queued; the access is removed from AWS within moments.")
+    except provisioning.ProvisioningError as exc:
+        messages.error(request, str(exc))
+    return redirect("request_detail", grant.request_id)
+
+
+@login_required
+@require_POST
+def retry(request: HttpRequest, pk: int) -> HttpResponse:
+    from accessrequests.services import provisioning
+
+    if not roles.is_admin(request.user):
+        raise Http404("No such grant")
+    grant = _grant_for(request.user, pk)
+    try:
+        provisioning.grant_retry_now(grant_id=grant.pk, actor=request.user)
+        messages.success(request, f"Retrying {grant.request.reference} now.")
+    except provisioning.ProvisioningError as exc:
+        messages.error(request, str(exc))
+    return redirect("dashboard")
+
+
+@login_required
+@require_POST
+def abandon(request: HttpRequest, pk: int) -> HttpResponse:
+    from accessrequests.services import provisioning
+
+    if not roles.is_admin(request.user):
+        raise Http404("No such grant")
+    grant = _grant_for(request.user, pk)
+    try:
+        provisioning.grant_abandon(grant_id=grant.pk, actor=request.user)
+        messages.success(
+            request, f"Abandoned {grant.request.reference}; whatever was applied is being removed."
+        )
+    except provisioning.ProvisioningError as exc:
+        messages.error(request, str(exc))
+    return redirect("dashboard")

@@ -1,0 +1,94 @@
+"""The admin dashboard: right figures, bounded queries whatever the table sizes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from accessrequests.models import AccessRequest, Grant, GrantStatus, RequestStatus
+from accessrequests.services.requests import request_approve
+from tests.conftest import make_user
+from tests.factories import World
+
+pytestmark = pytest.mark.django_db
+
+DASHBOARD_QUERIES = 15  # pinned below, the same at 100 and at 100,000 requests
+
+
+def _clone_requests(template: AccessRequest, n: int) -> None:
+    fields = {
+        f.attname: getattr(template, f.attname)
+        for f in AccessRequest._meta.concrete_fields
+        if f.attname != "id"
+    }
+    statuses = [RequestStatus.PENDING, RequestStatus.DENIED]
+    batch = []
+    for i in range(n):
+        status = statuses[i % 2]
+        batch.append(
+            AccessRequest(
+                **{**fields, "status": status, "decided_at": None if status == "pending" else timezone.now()}
+            )
+        )
+        if len(batch) == 10_000:
+            AccessRequest.objects.bulk_create(batch)
+            batch = []
+    AccessRequest.objects.bulk_create(batch)
+
+
+@pytest.fixture
+def world():
+    return World()
+
+
+def test_the_dashboard_shows_pending_stuck_and_expiring(client, world):
+    pending = world.submit()
+    approved = world.submit()
+    request_approve(request_id=approved.pk, reviewer=world.approver)
+    grant = Grant.objects.get(request=approved)
+    Grant.objects.filter(pk=grant.pk).update(
+        status=GrantStatus.FAILED, last_error="Rate exceeded", attempts=3
+    )
+    admin = make_user("boss", "admins")
+    client.force_login(admin)
+    response = client.get(reverse("dashboard"))
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert pending.reference in content
+    assert "Rate exceeded" in content
+    assert reverse("grant_retry", args=[grant.pk]) in content
+    assert "<svg" in content and "<rect" in content
+
+
+def test_requesters_and_approvers_get_404(client, world):
+    for user in (world.requester, world.approver):
+        client.force_login(user)
+        assert client.get(reverse("dashboard")).status_code == 404
+
+
+def test_auditors_see_the_dashboard_without_action_buttons(client, world):
+    approved = world.submit()
+    request_approve(request_id=approved.pk, reviewer=world.approver)
+    Grant.objects.filter(request=approved).update(status=GrantStatus.FAILED)
+    client.force_login(make_user("auditor", "auditors"))
+    response = client.get(reverse("dashboard"))
+    assert response.status_code == 200
+    assert b"Retry now" not in response.content
+
+
+@pytest.mark.parametrize("n", [100, 100_000])
+def test_dashboard_queries_are_the_same_at_100_and_100000_requests(
+    client, world, django_assert_num_queries, n
+):
+    template = world.submit()
+    request_approve(request_id=template.pk, reviewer=world.approver)
+    Grant.objects.filter(request=template).update(
+        status=GrantStatus.ACTIVE, applied_at=timezone.now(), expires_at=timezone.now() + timedelta(hours=2)
+    )
+    _clone_requests(template, n - 1)
+    client.force_login(make_user("boss", "admins"))
+    with django_assert_num_queries(DASHBOARD_QUERIES):
+        assert client.get(reverse("dashboard")).status_code == 200
