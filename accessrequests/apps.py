@@ -5,3 +5,6 @@ class AccessRequestsConfig(AppConfig):
     name = "accessrequests"
     verbose_name = "Access requests"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from accessrequests import signals  # noqa: F401  (connects the audit receivers)

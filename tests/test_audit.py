@@ -125,3 +125,25 @@ def test_the_postgresql_trigger_refuses_update_and_delete():
     finally:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
+
+
+@pytest.mark.django_db
+def test_sign_in_failed_sign_in_and_mfa_enrolment_are_audited(client, django_capture_on_commit_callbacks):
+    from tests.conftest import make_user, totp_code
+
+    make_user("mateojackson", "requesters")
+    client.post("/accounts/login/", {"login": "mateojackson", "password": "wrong-password"})
+    failed = AuditEvent.objects.get(action="auth.login_failed")
+    assert failed.after == {"login": "mateojackson"}
+    assert "wrong-password" not in str(failed.canonical())
+    client.post("/accounts/login/", {"login": "mateojackson", "password": "correct-horse-battery"})
+    assert AuditEvent.objects.filter(action="auth.login", actor_label="mateojackson").count() == 1
+    # allauth asks for the password again before MFA changes
+    client.post(
+        "/accounts/reauthenticate/?next=/accounts/2fa/totp/activate/", {"password": "correct-horse-battery"}
+    )
+    page = client.get("/accounts/2fa/totp/activate/")
+    secret = page.context["form"].secret
+    with django_capture_on_commit_callbacks(execute=True):  # allauth signals enrolment after commit
+        client.post("/accounts/2fa/totp/activate/", {"code": totp_code(secret)})
+    assert AuditEvent.objects.filter(action="auth.mfa_enrolled", actor_label="mateojackson").exists()
