@@ -20,7 +20,13 @@ from typing import Any
 import pytest
 
 from accessrequests.aws.client import clear_credentials_cache
-from tests.motoserver import DEFAULT_REGION, DUMMY_CREDENTIALS, reset, start_moto_server, stop_moto_server
+from accessrequests.aws.motoserver import (
+    DEFAULT_REGION,
+    DUMMY_CREDENTIALS,
+    reset,
+    start_moto_server,
+    stop_moto_server,
+)
 
 __all__ = ["aws", "demo_world", "moto_server"]
 

@@ -35,18 +35,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _http_only(url: str) -> str:
+    # urllib also opens file:// and custom schemes; a moto server is only ever spoken to over http.
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an http URL: {url!r}")
+    return url
+
+
 def _post(url: str, body: bytes = b"", timeout: float = 10.0) -> bytes:
     # Not form-encoded (urllib's default): werkzeug would then parse the body as a form and moto's
     # reset-auth, which reads the raw body, would see nothing and fail.
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "text/plain"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    request = urllib.request.Request(  # noqa: S310 - scheme checked by _http_only
+        _http_only(url), data=body, method="POST", headers={"Content-Type": "text/plain"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http only
         return bytes(response.read())
 
 
 def answers(url: str, timeout: float = 1.0) -> bool:
     """Does a moto server answer at ``url``?"""
     try:
-        with urllib.request.urlopen(f"{url}/moto-api/reset-auth", timeout=timeout):
+        with urllib.request.urlopen(  # noqa: S310 - scheme checked by _http_only
+            _http_only(f"{url}/moto-api/reset-auth"), timeout=timeout
+        ):
             return True
     except urllib.error.HTTPError:
         return True  # a GET on reset-auth answers 400: the server is up
@@ -140,7 +151,7 @@ def stop_moto_server(process: subprocess.Popen[bytes], timeout: float = 10.0) ->
         process.wait(timeout=timeout)
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use: python -m tests.motoserver [PORT]
+if __name__ == "__main__":  # pragma: no cover - manual use: python -m accessrequests.aws.motoserver [PORT]
     server, address = start_moto_server(int(sys.argv[1]) if len(sys.argv) > 1 else None)
     print(address, flush=True)
     try:
