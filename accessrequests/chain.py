@@ -16,6 +16,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,11 @@ def compute_hash(canonical: dict[str, Any]) -> str:
 
 
 def canonical_of(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k not in {"id", "hash"}}
+    canonical = {k: v for k, v in row.items() if k not in {"id", "hash"}}
+    # Hashes were computed over Python's isoformat(), which drops a zero microsecond part; exports written by
+    # PostgreSQL always carry it. Parsing and re-rendering gives the one canonical spelling.
+    canonical["created_at"] = datetime.fromisoformat(str(canonical["created_at"])).isoformat()
+    return canonical
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from accessrequests.chain import COLUMNS, JSON_COLUMNS
@@ -28,7 +29,41 @@ def _rows(queryset: QuerySet, chunk_size: int) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def stream_csv(queryset: QuerySet, chunk_size: int = 5000) -> Iterator[str]:
+def _copy_csv(queryset: QuerySet) -> Iterator[bytes]:
+    """PostgreSQL writes the CSV itself (COPY … TO STDOUT): several times faster than building rows in Python,
+    still streamed block by block. The filters are the same Django queryset, compiled to SQL."""
+    inner, params = queryset.order_by("id").values_list(*_DB_FIELDS).query.sql_with_params()
+    columns = [
+        "to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+        if c == "created_at"
+        else f"COALESCE(e.{c}::text, 'null')"
+        if c in JSON_COLUMNS
+        else f"e.{field}"  # the subquery names each column after its values_list() field
+        for c, field in zip(COLUMNS, _DB_FIELDS, strict=True)
+    ]
+    sql = f"COPY (SELECT {', '.join(columns)} FROM ({inner}) AS e ORDER BY e.id) TO STDOUT WITH (FORMAT csv)"
+    yield (",".join(COLUMNS) + "\r\n").encode()
+    connection.ensure_connection()
+    pending: list[bytes] = []
+    size = 0
+    with connection.connection.cursor() as cursor, cursor.copy(sql, params) as copy:
+        for block in copy:
+            pending.append(bytes(block))
+            size += len(block)
+            if size >= 1 << 16:
+                yield b"".join(pending)
+                pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+def stream_csv(queryset: QuerySet, chunk_size: int = 5000) -> Iterator[str] | Iterator[bytes]:
+    if connection.vendor == "postgresql":
+        return _copy_csv(queryset)
+    return _python_csv(queryset, chunk_size)
+
+
+def _python_csv(queryset: QuerySet, chunk_size: int) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(COLUMNS)
@@ -62,7 +97,7 @@ def stream_jsonl(queryset: QuerySet, chunk_size: int = 5000) -> Iterator[str]:
         yield "\n".join(lines) + "\n"
 
 
-def stream(queryset: QuerySet, fmt: str) -> Iterator[str]:
+def stream(queryset: QuerySet, fmt: str) -> Iterator[str] | Iterator[bytes]:
     if fmt == "csv":
         return stream_csv(queryset)
     if fmt == "jsonl":

@@ -38,10 +38,10 @@ class Command(BaseCommand):
             actor_label="manage.py export_audit",
             after={"format": format, "filters": {"since": since, "until": until}},
         )
-        out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
+        out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
         try:
             for chunk in exports.stream(qs, format):
-                out.write(chunk)
+                out.write(chunk.encode() if isinstance(chunk, str) else chunk)
         finally:
             if output:
                 out.close()

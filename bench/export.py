@@ -1,0 +1,213 @@
+"""Audit export throughput and the web process's peak memory, beside PostgreSQL's own COPY of the same rows.
+
+Seeds N hash-chained audit events (default 1,000,000) into a PostgreSQL database, starts gunicorn (one sync
+worker) on it, downloads /audit/export.csv as an auditor while sampling the worker's resident memory, then runs
+`COPY (SELECT … ORDER BY id) TO STDOUT WITH CSV` of the same rows in the same run.
+
+    psql -h 127.0.0.1 -U root -d postgres -c "CREATE DATABASE gatehouse_bench"
+    DATABASE_URL=postgres://root@127.0.0.1:5432/gatehouse_bench .venv/bin/python bench/export.py --events 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DEBUG", "1")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+    sys.exit("bench/export.py compares with PostgreSQL's COPY: set DATABASE_URL=postgres://…")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth.models import Group, User  # noqa: E402
+from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+
+from accessrequests.chain import GENESIS_HASH, compute_hash  # noqa: E402
+from accessrequests.models import AuditEvent  # noqa: E402
+
+COLUMNS = "id, created_at, actor_label, action, object_type, object_id, request_id, principal_id, account_id, before, after, aws_request_ids, ip, user_agent, prev_hash, hash"
+
+
+def seed(n: int) -> None:
+    have = AuditEvent.objects.count()
+    if have >= n:
+        return
+    print(f"seeding {n - have:,} audit events ...", flush=True)
+    last = AuditEvent.objects.order_by("-id").values_list("id", "hash").first()
+    next_id, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    raw = connection.connection  # psycopg 3 connection under Django's
+    with connection.cursor():
+        pass
+    batch = io.StringIO()
+    for i in range(n - have):
+        created = start + timedelta(seconds=next_id + i)
+        row = {
+            "created_at": created.isoformat(),
+            "actor_id": None,
+            "actor_label": "bench",
+            "action": "request.created",
+            "object_type": "access_request",
+            "object_id": str(next_id + i),
+            "request_id": next_id + i,
+            "principal_id": 1,
+            "account_id": "123456789012",
+            "before": None,
+            "after": {"status": "pending", "level": "viewer"},
+            "aws_request_ids": [],
+            "ip": "127.0.0.1",
+            "user_agent": "bench",
+            "prev_hash": prev,
+        }
+        prev = compute_hash(row)
+        batch.write(
+            f"{next_id + i}\t{row['created_at']}\tbench\trequest.created\taccess_request\t{next_id + i}\t{next_id + i}\t1\t"
+            f'123456789012\tnull\t{{"level": "viewer", "status": "pending"}}\t[]\t127.0.0.1\tbench\t{row["prev_hash"]}\t{prev}\n'
+        )
+        if (i + 1) % 100_000 == 0 or i == n - have - 1:
+            with (
+                raw.cursor() as cur,
+                cur.copy(f"COPY accessrequests_auditevent ({COLUMNS}) FROM STDIN") as copy,
+            ):
+                copy.write(batch.getvalue())
+            raw.commit()
+            batch = io.StringIO()
+            print(f"  {i + 1:,}", flush=True)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT setval(pg_get_serial_sequence('accessrequests_auditevent', 'id'), (SELECT max(id) FROM accessrequests_auditevent))"
+        )
+        cur.execute("ANALYZE accessrequests_auditevent")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def worker_pid(master: int) -> int:
+    for _ in range(100):
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    raise RuntimeError("gunicorn worker did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    call_command("migrate", verbosity=0)
+    seed(args.events)
+    total = AuditEvent.objects.count()
+
+    auditor, _ = User.objects.get_or_create(username="bench-auditor")
+    auditor.groups.add(Group.objects.get_or_create(name="auditors")[0])
+    session = SessionStore()
+    session["_auth_user_id"] = str(auditor.pk)
+    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    session["_auth_user_hash"] = auditor.get_session_auth_hash()
+    session.create()
+
+    port = free_port()
+    env = {**os.environ, "DEBUG": "1", "LOG_LEVEL": "WARNING"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--timeout", "600"],
+        cwd=ROOT, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                time.sleep(0.1)
+            else:
+                break
+        pid = worker_pid(server.pid)
+        idle = rss_kib(pid, "VmRSS")
+        peak = [idle]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], rss_kib(pid, "VmRSS"))
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/audit/export.csv",
+            headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={session.session_key}"},
+        )
+        started = time.perf_counter()
+        first_byte = None
+        size = lines = 0
+        with urllib.request.urlopen(request, timeout=600) as response:
+            while chunk := response.read(1 << 16):
+                first_byte = first_byte or time.perf_counter() - started
+                size += len(chunk)
+                lines += chunk.count(b"\n")
+        web_seconds = time.perf_counter() - started
+        done.set()
+        sampler.join()
+        hwm = rss_kib(pid, "VmHWM")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+
+    started = time.perf_counter()
+    copied = 0
+    raw = connection.connection
+    with (
+        raw.cursor() as cur,
+        cur.copy(
+            f"COPY (SELECT {COLUMNS} FROM accessrequests_auditevent ORDER BY id) TO STDOUT WITH CSV"
+        ) as copy,
+    ):
+        for block in copy:
+            copied += bytes(block).count(b"\n")
+    copy_seconds = time.perf_counter() - started
+
+    rows = lines - 1
+    print(f"events in table: {total:,}; exported rows: {rows:,} ({size / 1e6:,.0f} MB CSV)")
+    print(
+        f"web export   : {rows / web_seconds:>10,.0f} rows/s  ({web_seconds:.1f} s, first byte after {first_byte * 1000:.0f} ms)"
+    )
+    print(f"COPY TO STDOUT: {copied / copy_seconds:>10,.0f} rows/s  ({copy_seconds:.1f} s)")
+    print(f"ratio web/COPY: {(rows / web_seconds) / (copied / copy_seconds):.2f}  (goal: >= 0.5)")
+    print(
+        f"web worker memory: idle {idle / 1024:.0f} MB, peak RSS sampled {peak[0] / 1024:.0f} MB, VmHWM {hwm / 1024:.0f} MB (limit 150 MB)"
+    )
+
+
+if __name__ == "__main__":
+    main()
