@@ -41,7 +41,8 @@ def _copy_csv(queryset: QuerySet) -> Iterator[bytes]:
         else f"e.{field}"  # the subquery names each column after its values_list() field
         for c, field in zip(COLUMNS, _DB_FIELDS, strict=True)
     ]
-    sql = f"COPY (SELECT {', '.join(columns)} FROM ({inner}) AS e ORDER BY e.id) TO STDOUT WITH (FORMAT csv)"
+    # Column names are constants and `inner` is Django's compiled SQL; every user value stays in `params`.
+    sql = f"COPY (SELECT {', '.join(columns)} FROM ({inner}) AS e ORDER BY e.id) TO STDOUT WITH (FORMAT csv)"  # noqa: S608
     yield (",".join(COLUMNS) + "\r\n").encode()
     connection.ensure_connection()
     pending: list[bytes] = []
