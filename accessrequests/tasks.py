@@ -17,3 +17,11 @@ def reconcile_principal(principal_id: int, account_id: int) -> dict:
     from accessrequests.services import provisioning
 
     return provisioning.reconcile_principal(principal_id=principal_id, account_id=account_id)
+
+
+@shared_task(name="accessrequests.tasks.sync_catalog")
+def sync_catalog() -> dict:
+    """Read the AWS catalog into the database (beat, every 15 minutes; idempotent)."""
+    from accessrequests.services.catalog import catalog_sync
+
+    return catalog_sync()
