@@ -244,6 +244,12 @@ GATEHOUSE_HEARTBEAT_MAX_AGE = env.int("GATEHOUSE_HEARTBEAT_MAX_AGE", default=120
 # AWS: moto in the demo and the tests, real AWS in production (through each account's provisioning role).
 AWS_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL", default="") or None
 AWS_DEFAULT_REGION = env.str("AWS_DEFAULT_REGION", default="us-east-1")
+# Daily audit archive to S3 (one JSON Lines object per UTC day); off when no bucket is named.
+GATEHOUSE_AUDIT_BUCKET = env.str("GATEHOUSE_AUDIT_BUCKET", default="")
+GATEHOUSE_AUDIT_PREFIX = env.str("GATEHOUSE_AUDIT_PREFIX", default="gatehouse-audit")
+# CodePipeline is regional and has no "list all regions" call, so the catalog sync reads pipelines only in
+# these regions (comma-separated); each extra region costs one ListPipelines per account per sync.
+GATEHOUSE_REGIONS = env.list("GATEHOUSE_REGIONS", default=[AWS_DEFAULT_REGION])
 
 # Production hardening: every `check --deploy` warning is answered when DEBUG is off.
 if not DEBUG:

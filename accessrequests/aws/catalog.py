@@ -78,6 +78,16 @@ class Role:
 
 
 @dataclass(frozen=True)
+class IamIdentity:
+    """An IAM user or group: a principal an inline policy can be attached to."""
+
+    arn: str
+    name: str
+    path: str
+    account_id: str
+
+
+@dataclass(frozen=True)
 class IdentityCenter:
     instance_arn: str
     identity_store_id: str
@@ -150,6 +160,23 @@ def list_accounts() -> list[Account]:
         # AWSOrganizationsNotInUseException when there is no organization.
         return [_own_account()]
     return sorted(accounts, key=lambda account: account.id)
+
+
+def account_tags(account_id: str) -> dict[str, str]:
+    """The Organizations tags of one account (empty outside an organization or without permission).
+
+    Separate from :func:`list_accounts` on purpose: Organizations allows about one request per second, so
+    the sync only asks for the tags of accounts it is about to create.
+    """
+    try:
+        return {
+            key: value
+            for page in _pages(client("organizations"), "list_tags_for_resource", ResourceId=account_id)
+            for key, value in _tags(page.get("Tags", [])).items()
+        }
+    except ClientError as exc:
+        logger.info("tags of account %s unavailable (%s)", account_id, _error_code(exc))
+        return {}
 
 
 def _own_account() -> Account:
@@ -318,6 +345,36 @@ def list_roles(*, account_id: str, role_arn: str | None = None) -> list[Role]:
                 )
             )
     return sorted(roles, key=lambda role: role.arn)
+
+
+# --- IAM users and groups ---
+
+
+def _identities(
+    operation: str, result_key: str, prefix: str, *, account_id: str, role_arn: str | None
+) -> list[IamIdentity]:
+    iam = client("iam", role_arn=role_arn, account_id=account_id)
+    found = [
+        IamIdentity(
+            arn=item["Arn"],
+            name=item[f"{prefix}Name"],
+            path=item.get("Path", "/"),
+            account_id=item["Arn"].split(":")[4],
+        )
+        for page in _pages(iam, operation)
+        for item in page[result_key]
+    ]
+    return sorted(found, key=lambda identity: identity.arn)
+
+
+def list_iam_users(*, account_id: str, role_arn: str | None = None) -> list[IamIdentity]:
+    """Every IAM user of one account (ListUsers, paginated; no per-user calls)."""
+    return _identities("list_users", "Users", "User", account_id=account_id, role_arn=role_arn)
+
+
+def list_iam_groups(*, account_id: str, role_arn: str | None = None) -> list[IamIdentity]:
+    """Every IAM group of one account (ListGroups, paginated)."""
+    return _identities("list_groups", "Groups", "Group", account_id=account_id, role_arn=role_arn)
 
 
 # --- IAM Identity Center ---
