@@ -265,6 +265,28 @@ def test_admin_edits_of_an_account_survive_a_sync(demo_world):
     assert Pipeline.objects.get(name="payments-release").present is True
 
 
+def test_people_and_permission_sets_of_a_replaced_identity_center_are_gone(demo_world):
+    catalog_sync()
+    # The demo's moto world started afresh, or Identity Center re-created: the old instance is never seen.
+    old = IdentityCenter.objects.create(instance_arn="arn:aws:sso:::instance/ssoins-old", region="us-east-1")
+    old_user = Principal.objects.create(
+        kind=PrincipalKind.IC_USER, name="paulo.santos", external_id="old-user-id", identity_center=old
+    )
+    old_set = PermissionSet.objects.create(
+        identity_center=old, arn="arn:aws:sso:::permissionSet/ssoins-old/ps-old", name="CodePipelineReadOnly"
+    )
+
+    result = catalog_sync()
+
+    old_user.refresh_from_db()
+    old_set.refresh_from_db()
+    assert (old_user.present, old_set.present) == (False, False)
+    assert (
+        Principal.objects.filter(kind=PrincipalKind.IC_USER, name="paulo.santos", present=True).count() == 1
+    )
+    assert result["permission_sets"]["gone"] == 1
+
+
 def test_a_role_an_admin_marked_sensitive_stays_sensitive(demo_world):
     catalog_sync()
     PassableRole.objects.filter(name="CodePipelineDeployRole").update(sensitive=True)
@@ -309,7 +331,7 @@ def test_the_sync_is_audited_with_its_counts(demo_world):
     event = AuditEvent.objects.get(action="catalog.synced")
     assert event.actor_label == "system"
     assert event.after["pipelines"] == result["pipelines"]
-    assert event.after["accounts"] == {"seen": 2, "created": 2}
+    assert event.after["accounts"] == {"seen": 2, "created": 2, "missing": 0}
 
 
 def test_the_command_prints_counts(demo_world):

@@ -335,7 +335,7 @@ def _write_identity_center(read: _IdentityCenterRead) -> dict[str, Any]:
     counts: dict[str, Any] = {"identity_centers": {"seen": 1, "created": int(created)}}
     counts["permission_sets"] = _reconcile(
         PermissionSet,
-        existing=PermissionSet.objects.all(),
+        existing=PermissionSet.objects.all(),  # all instances', for the same reason as the people below
         key=lambda row: row.arn,
         wanted={
             item.arn: {
@@ -347,7 +347,6 @@ def _write_identity_center(read: _IdentityCenterRead) -> dict[str, Any]:
             }
             for item in read.permission_sets
         },
-        vouched=lambda row: row.identity_center_id == instance.pk,
     )
     principals: dict[str, int] = {}
     people: dict[str, dict[str, str]] = {
@@ -359,7 +358,10 @@ def _write_identity_center(read: _IdentityCenterRead) -> dict[str, Any]:
             principals,
             _reconcile(
                 Principal,
-                existing=Principal.objects.filter(kind=kind, identity_center=instance),
+                # All of them, not only this instance's: an organization has one Identity Center, so
+                # people of an instance no longer seen (deleted and re-created, or the demo's moto world
+                # started afresh) are gone, and an id seen again under the new instance moves there.
+                existing=Principal.objects.filter(kind=kind),
                 key=lambda row: row.external_id,
                 wanted={
                     principal_id: {
@@ -416,9 +418,17 @@ def catalog_sync() -> dict[str, Any]:
         logger.warning("catalog sync: %s", errors[-1])
 
     now = timezone.now()
+    listed_ids = {item.id for item in listed}
     result: dict[str, Any] = {
         "regions": regions,
-        "accounts": {"seen": len(listed), "created": len(new_accounts)},
+        "accounts": {
+            "seen": len(listed),
+            "created": len(new_accounts),
+            # Still enabled here but no longer in the organization: an admin should look (and disable it).
+            "missing": sum(
+                1 for account_id, account in known.items() if account.enabled and account_id not in listed_ids
+            ),
+        },
     }
     with transaction.atomic():
         if connection.vendor == "postgresql":
