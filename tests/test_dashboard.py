@@ -92,3 +92,20 @@ def test_dashboard_queries_are_the_same_at_100_and_100000_requests(
     client.force_login(make_user("boss", "admins"))
     with django_assert_num_queries(DASHBOARD_QUERIES):
         assert client.get(reverse("dashboard")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (timedelta(milliseconds=12), "12 ms"),
+        (timedelta(seconds=45), "45 s"),
+        (timedelta(minutes=12, seconds=5), "12 min"),
+        (timedelta(hours=3, minutes=5), "3 h 5 min"),
+        (timedelta(days=2, hours=4), "2 d 4 h"),
+        (None, "—"),
+    ],
+)
+def test_durations_read_as_people_say_them(delta, text):
+    from accessrequests.templatetags.gatehouse import duration
+
+    assert duration(delta) == text

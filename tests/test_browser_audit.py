@@ -1,0 +1,69 @@
+"""Admins and auditors use the dashboard and the audit log in a real Chromium."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from accessrequests.models import Grant, GrantStatus
+from accessrequests.services.requests import request_approve
+from tests.conftest import ROOT, make_user, screenshot
+from tests.factories import World
+
+PASSWORD = "correct-horse-battery"
+
+
+def sign_in(page, username: str) -> None:
+    page.goto("/accounts/login/")
+    page.fill("input[name=login]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("[data-testid=current-user]")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_admin_and_auditor_read_the_dashboard_filter_the_log_and_download_an_export(page, tmp_path):
+    world = World()
+    first = world.submit()
+    request_approve(request_id=first.pk, reviewer=world.approver)
+    Grant.objects.filter(request=first).update(status=GrantStatus.FAILED, last_error="Rate exceeded")
+    second = world.submit(level="operator")
+    make_user("boss", "admins")
+    make_user("auditor", "auditors")
+
+    sign_in(page, "boss")
+    page.click("text=Dashboard")
+    page.wait_for_selector("[data-testid=figures]")
+    assert "Rate exceeded" in page.text_content("[data-testid=stuck]")
+    screenshot(page, "dashboard-admin")
+    page.click("text=Sign out")
+
+    sign_in(page, "auditor")
+    page.click("text=Dashboard")
+    page.wait_for_selector("[data-testid=figures]")
+    assert "Retry now" not in page.content()
+    screenshot(page, "dashboard-auditor")
+    page.click("nav >> text=Audit")
+    page.fill("input[name=request_ref]", second.reference)
+    with page.expect_navigation():
+        page.click("form[aria-label='Filter events'] button[type=submit]")
+    assert f"request_ref={second.reference}" in page.url
+    rows = page.locator("[data-testid=audit-table] tbody tr")
+    assert rows.count() == 1
+    assert "request.created" in rows.first.text_content()
+    screenshot(page, "audit-log-filtered")
+    with page.expect_download() as download:
+        page.click("[data-testid=export-csv]")
+    path = tmp_path / "export.csv"
+    download.value.save_as(path)
+    verified = subprocess.run(
+        [sys.executable, "-m", "accessrequests.chain", "verify", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert verified.returncode == 0, verified.stdout
+    assert "OK: 1 events" in verified.stdout
