@@ -7,6 +7,7 @@ DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY and ALLOWED_HOSTS and gets safe defa
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -119,8 +120,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
     )
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    # A file, not :memory:, so that worker processes started by the tests share the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # A file, not :memory:, so that worker processes started by the tests share the test database; one per
+    # test run (pid), so two runs on one machine never share or delete each other's database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
