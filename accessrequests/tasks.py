@@ -25,3 +25,23 @@ def sync_catalog() -> dict:
     from accessrequests.services.catalog import catalog_sync
 
     return catalog_sync()
+
+
+@shared_task(name="accessrequests.tasks.expire_unreviewed_requests")
+def expire_unreviewed_requests() -> int:
+    """Close requests nobody decided within GATEHOUSE_PENDING_EXPIRY_HOURS (beat, hourly; idempotent)."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    from accessrequests.services.requests import requests_expire_unreviewed
+
+    return requests_expire_unreviewed(older_than=timedelta(hours=settings.GATEHOUSE_PENDING_EXPIRY_HOURS))
+
+
+@shared_task(name="accessrequests.tasks.archive_audit")
+def archive_audit() -> list[str]:
+    """Write finished days of the audit trail to S3 when a bucket is configured (beat, hourly; idempotent)."""
+    from accessrequests.services.audit_archive import archive_missing_days
+
+    return archive_missing_days()

@@ -45,6 +45,11 @@ app.conf.update(
         # Pipelines, roles and people change in AWS without telling us; 15 minutes keeps the request form
         # current while staying far below the Organizations/IAM read quotas.
         "sync-catalog": {"task": "accessrequests.tasks.sync_catalog", "schedule": timedelta(minutes=15)},
+        "expire-unreviewed-requests": {
+            "task": "accessrequests.tasks.expire_unreviewed_requests",
+            "schedule": timedelta(hours=1),
+        },
+        "archive-audit": {"task": "accessrequests.tasks.archive_audit", "schedule": timedelta(hours=1)},
     },
 )
 app.autodiscover_tasks()

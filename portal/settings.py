@@ -240,6 +240,8 @@ else:
         "socket_timeout": 10,
     }
 CELERY_TASK_ALWAYS_EAGER = False
+# Pending requests nobody decided within this many hours are closed as "expired unreviewed".
+GATEHOUSE_PENDING_EXPIRY_HOURS = env.int("GATEHOUSE_PENDING_EXPIRY_HOURS", default=72)
 GATEHOUSE_HEARTBEAT_SECONDS = env.int("GATEHOUSE_HEARTBEAT_SECONDS", default=15)
 GATEHOUSE_HEARTBEAT_MAX_AGE = env.int("GATEHOUSE_HEARTBEAT_MAX_AGE", default=120)
 

@@ -229,3 +229,21 @@ def test_a_race_of_approve_and_cancel_leaves_exactly_one_outcome():
         assert len(winners) == 1, results
         assert req.status in (RequestStatus.APPROVED, RequestStatus.CANCELLED)
         assert Grant.objects.filter(request=req).exists() == (req.status == RequestStatus.APPROVED)
+
+
+def test_requests_nobody_decided_expire_unreviewed_and_say_so(world):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accessrequests.services.requests import requests_expire_unreviewed
+
+    old = world.submit()
+    fresh = world.submit()
+    AccessRequest.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=80))
+    assert requests_expire_unreviewed(older_than=timedelta(hours=72)) == 1
+    old.refresh_from_db()
+    fresh.refresh_from_db()
+    assert old.status == RequestStatus.EXPIRED and fresh.status == RequestStatus.PENDING
+    assert AuditEvent.objects.filter(request_id=old.pk, action="request.expired_unreviewed").exists()
+    assert requests_expire_unreviewed(older_than=timedelta(hours=72)) == 0
