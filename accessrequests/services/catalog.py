@@ -456,5 +456,18 @@ def catalog_sync() -> dict[str, Any]:
                 _add(result.setdefault(name, {}), counts)
         result["errors"] = errors
         audit.record(action="catalog.synced", object_type="catalog", after=result)
-    logger.info("catalog sync: %s", result)
+    logger.info("catalog sync: %s", "; ".join(summary_lines(result)) + (" (with errors)" if errors else ""))
     return result
+
+
+_KINDS = ("accounts", "pipelines", "roles", "principals", "permission_sets", "identity_centers")
+
+
+def summary_lines(result: Mapping[str, Any]) -> list[str]:
+    """One line per catalog kind of a sync result: ``pipelines: 5 seen, 0 created, 0 updated, 0 gone``."""
+    lines = []
+    for kind in _KINDS:
+        counts = result.get(kind)
+        if counts:
+            lines.append(f"{kind}: " + ", ".join(f"{value} {name}" for name, value in counts.items()))
+    return lines

@@ -9,19 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accessrequests.services.catalog import catalog_sync
-
-_KINDS = ("accounts", "pipelines", "roles", "principals", "permission_sets", "identity_centers")
-
-
-def summary_lines(result: dict[str, Any]) -> list[str]:
-    """One line per catalog kind: ``pipelines: 5 seen, 0 created, 0 updated, 0 gone``."""
-    lines = []
-    for kind in _KINDS:
-        counts = result.get(kind)
-        if counts:
-            lines.append(f"{kind}: " + ", ".join(f"{value} {name}" for name, value in counts.items()))
-    return lines
+from accessrequests.services.catalog import catalog_sync, summary_lines
 
 
 class Command(BaseCommand):
