@@ -77,3 +77,22 @@ def test_paste_submit_approve_with_totp_and_see_it_approved(page):
     screenshot(page, "flow-6-approved")
     req.refresh_from_db()
     assert req.status == RequestStatus.APPROVED
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_policy_preview_follows_the_form_as_you_type(page):
+    World()
+    sign_in(page, "requester")
+    page.goto("/requests/new/")
+    page.select_option("select[name=account]", label="sandbox (123456789012)")
+    page.wait_for_function("document.querySelectorAll('#id_pipelines option').length > 0")
+    page.select_option("select[name=principal]", index=1)
+    page.select_option("select[name=pipelines]", index=0)
+    page.select_option("select[name=level]", "operator")
+    page.fill("textarea[name=justification]", "Deploy is blocked")
+    page.locator("textarea[name=justification]").blur()
+    page.wait_for_selector("[data-testid=policy-preview]")
+    assert "codepipeline:StartPipelineExecution" in page.text_content("[data-testid=policy-preview]")
+    screenshot(page, "live-preview")
+    assert AccessRequest.objects.count() == 0
