@@ -81,7 +81,7 @@ def enable_iam_auth(url: str, unchecked_calls: int = 0) -> None:
     _post(f"{url}/moto-api/reset-auth", str(unchecked_calls).encode())
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Linux: the kernel sends SIGTERM to moto if the process that started it dies, even by SIGKILL, so a
     # killed pytest run or demo never leaves a moto server behind. The signal is tied to the *thread* that
     # started the server, so start it from the main thread (or one that lives as long as the server).
@@ -101,12 +101,14 @@ def server_env() -> dict[str, str]:
 
 
 def start_moto_server(
-    port: int | None = None, *, log_file: Path | None = None
+    port: int | None = None, *, log_file: Path | None = None, own_session: bool = False
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``python -m moto.server`` on 127.0.0.1 and wait until it answers. Returns (process, url).
 
     With ``port=None`` a free port is picked; if another process grabs it before moto binds, another port is
     tried. Stop the server with :func:`stop_moto_server` (also registered with atexit as a safety net).
+    ``own_session``: out of the terminal's process group, so a Ctrl-C reaches only the caller, which stops
+    the server after the processes that still talk to it (``manage.py demo``).
     """
     attempts = 1 if port is not None else 3
     last_error = ""
@@ -120,7 +122,8 @@ def start_moto_server(
             stdout=output,
             stderr=subprocess.STDOUT if log_file else subprocess.DEVNULL,
             env=server_env(),
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            start_new_session=own_session,
+            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
         )
         if log_file and not isinstance(output, int):
             output.close()
