@@ -1,0 +1,253 @@
+"""Identity Center delivery: account assignments, and portal-owned permission sets that carry a policy.
+
+Identity Center is asynchronous: ``CreateAccountAssignment`` and ``DeleteAccountAssignment`` only start the
+work, so every write here polls ``DescribeAccountAssignment{Creation,Deletion}Status`` with backoff until it
+says SUCCEEDED or FAILED, and a FAILED answer is an error, never a success. While an earlier change to the
+same permission set or assignment is still propagating, AWS answers ``ConflictException``; those calls and
+throttled ones are retried here with backoff (botocore's own retries do not cover ConflictException).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .client import client, error_details
+from .errors import AwsOperationError
+from .iam import canonical
+
+PRINCIPAL_TYPES = {"ic_user": "USER", "ic_group": "GROUP"}
+PORTAL_PERMISSION_SET_PREFIX = "GH-"
+SESSION_DURATION = "PT1H"
+
+# Identity Center takes seconds to propagate an assignment; give up (and retry the whole grant later) after
+# two minutes rather than hold a worker.
+POLL_TIMEOUT = 120.0
+POLL_FIRST_DELAY = 0.2
+POLL_MAX_DELAY = 5.0
+CONFLICT_ATTEMPTS = 8
+_RETRY_CODES = frozenset({"ConflictException", "ThrottlingException", "TooManyRequestsException"})
+
+
+@dataclass(frozen=True)
+class Instance:
+    """The Identity Center instance (its ARN and region) that holds the principals and permission sets."""
+
+    instance_arn: str
+    region: str
+
+    def client(self) -> Any:
+        return client("sso-admin", region=self.region)
+
+
+def _request_id(response: dict[str, Any]) -> str:
+    return str(response.get("ResponseMetadata", {}).get("RequestId", ""))
+
+
+def _call(operation: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+    """Call with retries on ConflictException and throttling, exponential backoff with full jitter."""
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            return operation(**kwargs)
+        except ClientError as exc:
+            if error_details(exc)[0] not in _RETRY_CODES or attempt == CONFLICT_ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0, min(8.0, 0.25 * 2**attempt)))  # noqa: S311 - jitter, not crypto
+    raise AssertionError("unreachable")
+
+
+def _wait(describe: Callable[[], dict[str, Any]], what: str) -> None:
+    """Poll an asynchronous Identity Center operation until SUCCEEDED; FAILED or a timeout raise."""
+    deadline = time.monotonic() + POLL_TIMEOUT
+    delay = POLL_FIRST_DELAY
+    while True:
+        status = describe()
+        state = status.get("Status")
+        if state == "SUCCEEDED":
+            return
+        if state == "FAILED":
+            reason = status.get("FailureReason") or "no reason given"
+            raise AwsOperationError(f"Identity Center could not {what}: {reason}", transient=False)
+        if time.monotonic() > deadline:
+            raise AwsOperationError(
+                f"Identity Center did not finish to {what} within {POLL_TIMEOUT:.0f} seconds", transient=True
+            )
+        time.sleep(delay)
+        delay = min(POLL_MAX_DELAY, delay * 2)
+
+
+# --- account assignments ------------------------------------------------------------------------------
+
+
+def assigned_permission_sets(
+    instance: Instance, *, account_id: str, principal_type: str, principal_id: str
+) -> set[str]:
+    """ARNs of the permission sets assigned to the principal in the account."""
+    sso = instance.client()
+    found: set[str] = set()
+    for page in sso.get_paginator("list_account_assignments_for_principal").paginate(
+        InstanceArn=instance.instance_arn,
+        PrincipalId=principal_id,
+        PrincipalType=principal_type,
+        Filter={"AccountId": account_id},
+    ):
+        for assignment in page["AccountAssignments"]:
+            if assignment.get("AccountId") == account_id:
+                found.add(assignment["PermissionSetArn"])
+    return found
+
+
+def list_assignments(instance: Instance, *, account_id: str, permission_set_arn: str) -> list[dict[str, str]]:
+    """Who holds one permission set in one account (``ListAccountAssignments``)."""
+    sso = instance.client()
+    return [
+        {"PrincipalType": item["PrincipalType"], "PrincipalId": item["PrincipalId"]}
+        for page in sso.get_paginator("list_account_assignments").paginate(
+            InstanceArn=instance.instance_arn, AccountId=account_id, PermissionSetArn=permission_set_arn
+        )
+        for item in page["AccountAssignments"]
+    ]
+
+
+def create_assignment(
+    instance: Instance, *, account_id: str, permission_set_arn: str, principal_type: str, principal_id: str
+) -> list[str]:
+    """Assign and wait until Identity Center says SUCCEEDED; returns the request ids."""
+    sso = instance.client()
+    answer = _call(
+        sso.create_account_assignment,
+        InstanceArn=instance.instance_arn,
+        TargetId=account_id,
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=permission_set_arn,
+        PrincipalType=principal_type,
+        PrincipalId=principal_id,
+    )
+    request_id = answer["AccountAssignmentCreationStatus"]["RequestId"]
+    _wait(
+        lambda: _call(
+            sso.describe_account_assignment_creation_status,
+            InstanceArn=instance.instance_arn,
+            AccountAssignmentCreationRequestId=request_id,
+        )["AccountAssignmentCreationStatus"],
+        f"assign {permission_set_arn} to {principal_type.lower()} {principal_id} in account {account_id}",
+    )
+    return [_request_id(answer)]
+
+
+def delete_assignment(
+    instance: Instance, *, account_id: str, permission_set_arn: str, principal_type: str, principal_id: str
+) -> list[str]:
+    """Remove an assignment and wait until Identity Center says SUCCEEDED; returns the request ids."""
+    sso = instance.client()
+    try:
+        answer = _call(
+            sso.delete_account_assignment,
+            InstanceArn=instance.instance_arn,
+            TargetId=account_id,
+            TargetType="AWS_ACCOUNT",
+            PermissionSetArn=permission_set_arn,
+            PrincipalType=principal_type,
+            PrincipalId=principal_id,
+        )
+    except ClientError as exc:
+        if error_details(exc)[0] == "ResourceNotFoundException":
+            return []  # already gone: what we wanted
+        raise
+    request_id = answer["AccountAssignmentDeletionStatus"]["RequestId"]
+    _wait(
+        lambda: _call(
+            sso.describe_account_assignment_deletion_status,
+            InstanceArn=instance.instance_arn,
+            AccountAssignmentDeletionRequestId=request_id,
+        )["AccountAssignmentDeletionStatus"],
+        f"remove {permission_set_arn} from {principal_type.lower()} {principal_id} in account {account_id}",
+    )
+    return [_request_id(answer)]
+
+
+# --- portal-owned permission sets ---------------------------------------------------------------------
+
+
+def portal_permission_set_name(principal_id: int, account_id: str) -> str:
+    """At most 32 characters, unique per principal and account: ``GH-<principal>-<account>``."""
+    return f"{PORTAL_PERMISSION_SET_PREFIX}{principal_id}-{account_id}"
+
+
+def find_permission_set(instance: Instance, name: str) -> str | None:
+    """The ARN of the permission set called ``name`` (a slow scan, used only when the portal lost track)."""
+    sso = instance.client()
+    for page in sso.get_paginator("list_permission_sets").paginate(InstanceArn=instance.instance_arn):
+        for arn in page["PermissionSets"]:
+            described = sso.describe_permission_set(InstanceArn=instance.instance_arn, PermissionSetArn=arn)
+            if described["PermissionSet"]["Name"] == name:
+                return str(arn)
+    return None
+
+
+def inline_policy(instance: Instance, permission_set_arn: str) -> str | None:
+    sso = instance.client()
+    answer = sso.get_inline_policy_for_permission_set(
+        InstanceArn=instance.instance_arn, PermissionSetArn=permission_set_arn
+    )
+    return canonical(answer.get("InlinePolicy") or None)
+
+
+def ensure_permission_set(
+    instance: Instance, *, arn: str | None, name: str, description: str, document: str, account_id: str
+) -> tuple[str, list[str]]:
+    """A permission set called ``name`` whose inline policy is ``document``, provisioned to the account.
+
+    ``arn`` is where the portal last saw it (None: look it up by name, create it if missing). Returns the ARN
+    and the request ids of the writes; writes nothing when it is already as wanted.
+    """
+    sso = instance.client()
+    ids: list[str] = []
+    if arn is None:
+        arn = find_permission_set(instance, name)
+    if arn is None:
+        answer = _call(
+            sso.create_permission_set,
+            InstanceArn=instance.instance_arn,
+            Name=name,
+            Description=description[:700],
+            SessionDuration=SESSION_DURATION,
+            Tags=[{"Key": "gatehouse:owned", "Value": "true"}],
+        )
+        ids.append(_request_id(answer))
+        arn = str(answer["PermissionSet"]["PermissionSetArn"])
+    if inline_policy(instance, arn) == document:
+        return arn, ids
+    answer = _call(
+        sso.put_inline_policy_to_permission_set,
+        InstanceArn=instance.instance_arn,
+        PermissionSetArn=arn,
+        InlinePolicy=document,
+    )
+    ids.append(_request_id(answer))
+    # A changed permission set reaches the account's IAM role only when it is provisioned there again.
+    answer = _call(
+        sso.provision_permission_set,
+        InstanceArn=instance.instance_arn,
+        PermissionSetArn=arn,
+        TargetType="AWS_ACCOUNT",
+        TargetId=account_id,
+    )
+    ids.append(_request_id(answer))
+    status = answer["PermissionSetProvisioningStatus"]
+    if status.get("Status") != "SUCCEEDED":
+        request_id = status["RequestId"]
+        _wait(
+            lambda: _call(
+                sso.describe_permission_set_provisioning_status,
+                InstanceArn=instance.instance_arn,
+                ProvisionPermissionSetRequestId=request_id,
+            )["PermissionSetProvisioningStatus"],
+            f"provision permission set {name} to account {account_id}",
+        )
+    return arn, ids
