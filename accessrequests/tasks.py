@@ -11,7 +11,24 @@ def echo(value: str) -> str:
     return value
 
 
-@shared_task(name="accessrequests.tasks.reconcile_principal")
+def _transient_provisioning_errors() -> tuple[type[Exception], ...]:
+    # Resolved when the module is imported by the worker; the service module itself imports no Celery.
+    from accessrequests.services.provisioning import TransientProvisioningError
+
+    return (TransientProvisioningError,)
+
+
+# Throttling, 5xx and network errors (already retried by botocore's adaptive mode) are retried again here
+# with a growing, jittered countdown; the failure is recorded on the grants first, and the sweeper picks
+# them up after the last retry. Short countdowns only: a long ETA would be redelivered by Redis.
+@shared_task(
+    name="accessrequests.tasks.reconcile_principal",
+    autoretry_for=_transient_provisioning_errors(),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=6,
+)
 def reconcile_principal(principal_id: int, account_id: int) -> dict:
     """Make AWS match the desired state of one principal in one account (idempotent)."""
     from accessrequests.services import provisioning
@@ -45,3 +62,27 @@ def archive_audit() -> list[str]:
     from accessrequests.services.audit_archive import archive_missing_days
 
     return archive_missing_days()
+
+
+@shared_task(name="accessrequests.tasks.expire_grants")
+def expire_grants() -> int:
+    """Start removing grants past their expiry (beat, each minute; idempotent)."""
+    from accessrequests.services.provisioning import grants_expire_due
+
+    return grants_expire_due()
+
+
+@shared_task(name="accessrequests.tasks.redrive_grants")
+def redrive_grants() -> int:
+    """Re-queue reconciles that were lost, interrupted or are due again (beat, each minute; idempotent)."""
+    from accessrequests.services.provisioning import grants_redrive_stuck
+
+    return grants_redrive_stuck()
+
+
+@shared_task(name="accessrequests.tasks.check_drift")
+def check_drift() -> dict:
+    """Compare AWS with the desired state, record drift and repair it (beat, every 15 minutes; idempotent)."""
+    from accessrequests.services.provisioning import drift_check
+
+    return drift_check()

@@ -50,6 +50,13 @@ app.conf.update(
             "schedule": timedelta(hours=1),
         },
         "archive-audit": {"task": "accessrequests.tasks.archive_audit", "schedule": timedelta(hours=1)},
+        # Expiry is a database query each minute, never a Celery countdown: access ends within a minute of
+        # its time even if every worker was down then, and Redis cannot redeliver a long ETA task early.
+        "expire-grants": {"task": "accessrequests.tasks.expire_grants", "schedule": timedelta(minutes=1)},
+        # A lost message or a killed worker delays a grant by at most a minute plus the stuck threshold.
+        "redrive-grants": {"task": "accessrequests.tasks.redrive_grants", "schedule": timedelta(minutes=1)},
+        # Drift: someone edited or deleted a portal-owned policy or assignment by hand.
+        "check-drift": {"task": "accessrequests.tasks.check_drift", "schedule": timedelta(minutes=15)},
     },
 )
 app.autodiscover_tasks()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.db import transaction
 
 from accessrequests import audit
 from accessrequests.models import AccessRequest, Grant, GrantStatus
+
+logger = logging.getLogger(__name__)
 
 
 def enqueue_reconcile(*, principal_id: int, account_id: int) -> None:
@@ -13,9 +17,23 @@ def enqueue_reconcile(*, principal_id: int, account_id: int) -> None:
 
     A lost message only delays the work: the sweeper re-drives grants left in queued/applying/revoking.
     """
+    transaction.on_commit(lambda: _publish(principal_id, account_id))
+
+
+def _publish(principal_id: int, account_id: int) -> None:
     from accessrequests.tasks import reconcile_principal
 
-    transaction.on_commit(lambda: reconcile_principal.delay(principal_id, account_id))
+    # The broker being down (Redis stopped, network) must not turn a committed approval into an error page:
+    # the grant is in the database, and the sweeper re-drives it once the broker is back.
+    try:
+        reconcile_principal.delay(principal_id, account_id)
+    except Exception as exc:
+        logger.warning(
+            "reconcile of principal %s in account %s not queued (%s); the sweeper will re-drive it",
+            principal_id,
+            account_id,
+            exc,
+        )
 
 
 def grant_create(*, request: AccessRequest) -> Grant:
