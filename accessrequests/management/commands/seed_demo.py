@@ -168,12 +168,22 @@ class Command(BaseCommand):
         self.stdout.write("Catalog synced: " + "; ".join(summary_lines(result)))
 
         with transaction.atomic():
+            retired = self._retire_earlier_worlds(world)
             new_users = self._users(world)
             new_rules = self._rules()
             audit.record(
                 action="demo.seeded",
                 object_type="demo",
-                after={"endpoint_url": endpoint, "users_created": new_users, "rules_created": new_rules},
+                after={
+                    "endpoint_url": endpoint,
+                    "users_created": new_users,
+                    "rules_created": new_rules,
+                    "accounts_disabled": retired,
+                },
+            )
+        if retired:
+            self.stdout.write(
+                f"Disabled {len(retired)} account(s) of an earlier demo world: {', '.join(retired)}."
             )
         self.stdout.write(f"Portal users: {len(new_users)} created, {len(DEMO_USERS) - len(new_users)} kept.")
         self.stdout.write(f"Approval rules: {', '.join(rule['name'] for rule in DEMO_RULES)}.")
@@ -183,6 +193,19 @@ class Command(BaseCommand):
         if not options["no_tips"]:
             self.stdout.write("")
             self.stdout.write(tips(options["url"] or settings.SITE_URL))
+
+    def _retire_earlier_worlds(self, world: dict[str, Any]) -> list[str]:
+        """Disable accounts the demo world does not have; returns their ids.
+
+        Each ``make demo`` starts a fresh moto server, whose production account gets a new random id, while
+        the database persists; the previous run's account would otherwise stay in the request form. Only
+        seed_demo may do this: it alone knows the demo world is all of "AWS".
+        """
+        current = {account["id"] for account in world["accounts"]}
+        stale = AwsAccount.objects.filter(enabled=True).exclude(account_id__in=current)
+        retired = sorted(stale.values_list("account_id", flat=True))
+        stale.update(enabled=False)
+        return retired
 
     def _users(self, world: dict[str, Any]) -> list[str]:
         user_model = get_user_model()
@@ -218,7 +241,7 @@ class Command(BaseCommand):
         approvers = Group.objects.get_or_create(name=APPROVERS)[0]
         created_names = []
         for spec in DEMO_RULES:
-            accounts = AwsAccount.objects.all()
+            accounts = AwsAccount.objects.filter(enabled=True)
             if spec["production"] is True:
                 accounts = accounts.filter(environment=Environment.PRODUCTION)
             elif spec["production"] is False:
