@@ -9,6 +9,7 @@ from accessrequests.models.catalog import (
     PermissionSet,
     Pipeline,
 )
+from accessrequests.models.notifications import Notification, NotificationChannel, NotificationStatus
 from accessrequests.models.ops import WorkerHeartbeat
 from accessrequests.models.principals import IAM_KINDS, IC_KINDS, Principal, PrincipalKind
 from accessrequests.models.requests import (
@@ -45,6 +46,9 @@ __all__ = [
     "Grant",
     "GrantStatus",
     "IdentityCenter",
+    "Notification",
+    "NotificationChannel",
+    "NotificationStatus",
     "PassableRole",
     "PermissionSet",
     "Pipeline",
