@@ -1,0 +1,326 @@
+"""The demo: ``manage.py seed_demo`` on a moto server, and ``manage.py demo`` as a real process tree."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from accessrequests.aws.motoserver import free_port
+from accessrequests.intake import parse_access_denied
+from accessrequests.management.commands.seed_demo import DEMO_PASSWORD, MATEO_ERROR
+from accessrequests.models import (
+    ApprovalRule,
+    AuditEvent,
+    AwsAccount,
+    Environment,
+    Principal,
+    PrincipalKind,
+    RequestKind,
+)
+from accessrequests.resolve import resolve_denial
+from accessrequests.rules import match_rule
+from tests.conftest import ROOT, wait_for
+
+MANAGEMENT = "123456789012"
+
+
+def _seed(settings, tmp_path: Path) -> str:
+    settings.VAR_DIR = tmp_path
+    out = StringIO()
+    call_command("seed_demo", stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+# --- seed_demo ---
+
+
+@pytest.mark.django_db
+def test_seed_demo_refuses_without_an_endpoint(settings, monkeypatch):
+    settings.AWS_ENDPOINT_URL = None
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+    with pytest.raises(CommandError, match="AWS_ENDPOINT_URL is not set"):
+        call_command("seed_demo", stdout=StringIO())
+
+
+@pytest.mark.moto
+@pytest.mark.django_db
+def test_seed_demo_creates_the_demo_users_in_their_roles(aws, settings, tmp_path):
+    _seed(settings, tmp_path)
+
+    users = {user.username: user for user in get_user_model().objects.prefetch_related("groups")}
+    groups = {name: sorted(g.name for g in user.groups.all()) for name, user in users.items()}
+    assert groups == {
+        "requester": ["requesters"],
+        "marymajor": ["requesters"],
+        "approver": ["approvers"],
+        "approver2": ["approvers"],
+        "admin": ["admins"],
+        "auditor": ["auditors"],
+    }
+    assert all(user.check_password(DEMO_PASSWORD) for user in users.values())
+    assert users["admin"].is_staff and users["admin"].is_superuser
+    assert not any(users[name].is_staff for name in ("requester", "approver", "auditor"))
+
+
+@pytest.mark.moto
+@pytest.mark.django_db
+def test_seed_demo_links_requesters_to_their_principals(aws, settings, tmp_path):
+    _seed(settings, tmp_path)
+
+    linked = {
+        username: sorted((p.kind, p.name) for p in Principal.objects.filter(users__username=username))
+        for username in ("requester", "marymajor", "approver")
+    }
+    assert linked == {
+        "requester": [(PrincipalKind.IAM_USER, "mateojackson"), (PrincipalKind.IC_USER, "paulo.santos")],
+        "marymajor": [(PrincipalKind.IAM_USER, "marymajor")],
+        "approver": [],
+    }
+
+
+@pytest.mark.moto
+@pytest.mark.django_db
+def test_seed_demo_creates_the_approval_rules(aws, settings, tmp_path):
+    _seed(settings, tmp_path)
+
+    rules = {rule.name: rule for rule in ApprovalRule.objects.prefetch_related("accounts", "approver_groups")}
+    assert list(rules) == ["Production", "PassRole", "Non-production pipelines"]  # priority order
+    production, pass_role, non_production = rules.values()
+    assert {a.environment for a in production.accounts.all()} == {Environment.PRODUCTION}
+    assert [a.account_id for a in non_production.accounts.all()] == [MANAGEMENT]
+    assert pass_role.kinds == [RequestKind.PASS_ROLE] and not pass_role.accounts.exists()
+    assert [(r.approvals_required, r.max_duration_hours) for r in rules.values()] == [(2, 4), (1, 8), (1, 8)]
+    for rule in rules.values():
+        assert [g.name for g in rule.approver_groups.all()] == ["approvers"]
+        assert rule.contact == "platform-team@example.com"
+        assert rule.auto_approve_low_risk is False and rule.allow_permanent is False
+
+
+@pytest.mark.moto
+@pytest.mark.django_db
+def test_the_error_the_tips_suggest_resolves_to_a_filable_request(aws, settings, tmp_path):
+    output = _seed(settings, tmp_path)
+    assert MATEO_ERROR in output
+
+    denial = parse_access_denied(MATEO_ERROR).denial
+    assert denial is not None
+    resolution = resolve_denial(denial)
+
+    assert resolution.error is None, resolution.error
+    principal = Principal.objects.get(pk=resolution.initial["principal"])
+    assert principal.users.filter(username="requester").exists()
+    account = AwsAccount.objects.get(pk=resolution.initial["account"])
+    [pipeline] = account.pipelines.filter(pk__in=resolution.initial["pipelines"])
+    rule = match_rule(
+        account=account,
+        kind=resolution.initial["kind"],
+        level=resolution.initial["level"],
+        pipelines=[pipeline],
+    )
+    assert (pipeline.name, rule and rule.name) == ("my-pipeline", "Non-production pipelines")
+
+
+@pytest.mark.moto
+@pytest.mark.django_db
+def test_seed_demo_writes_the_access_keys_privately_once(aws, settings, tmp_path):
+    first = _seed(settings, tmp_path)
+    keys_file = tmp_path / "demo-aws-keys.json"
+    written = keys_file.read_text()
+
+    second = _seed(settings, tmp_path)
+
+    assert f"written to {keys_file} (mode 0600)" in first
+    assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+    document = json.loads(written)
+    assert document["endpoint_url"] == aws
+    assert sorted(document["users"]) == ["marymajor", "mateojackson"]
+    assert all(key["aws_secret_access_key"] for key in document["users"].values())
+    # AWS shows a secret once: the re-run keeps the file of the first run.
+    assert f"kept in {keys_file}" in second
+    assert keys_file.read_text() == written
+
+
+@pytest.mark.moto
+@pytest.mark.django_db
+def test_seed_demo_twice_changes_nothing(aws, settings, tmp_path):
+    _seed(settings, tmp_path)
+    counts = (
+        get_user_model().objects.count(),
+        ApprovalRule.objects.count(),
+        Principal.objects.count(),
+        sorted(get_user_model().objects.values_list("username", "password")),
+    )
+
+    output = _seed(settings, tmp_path)
+
+    assert "nothing created" in output and "0 created, 6 kept" in output
+    assert counts == (
+        get_user_model().objects.count(),
+        ApprovalRule.objects.count(),
+        Principal.objects.count(),
+        sorted(get_user_model().objects.values_list("username", "password")),
+    )
+    assert AuditEvent.objects.filter(action="demo.seeded").count() == 2
+
+
+@pytest.mark.moto
+@pytest.mark.django_db
+def test_seed_demo_disables_accounts_of_an_earlier_demo_world(aws, settings, tmp_path):
+    earlier = AwsAccount.objects.create(account_id="999988887777", name="production")
+
+    output = _seed(settings, tmp_path)
+
+    earlier.refresh_from_db()
+    assert earlier.enabled is False
+    assert "999988887777" in output
+    production = ApprovalRule.objects.get(name="Production")
+    assert production.accounts.filter(enabled=True, environment=Environment.PRODUCTION).count() == 1
+
+
+# --- manage.py demo ---
+
+# The demo must run on its own embedded profile under the temporary var dir, never on the services the
+# test run itself may point at (CI's PostgreSQL and Redis) nor on the test run's moto server.
+_NOT_INHERITED = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_RESULT_BACKEND",
+    "AWS_ENDPOINT_URL",
+    "SITE_URL",
+    "GATEHOUSE_REGIONS",
+    "DEMO_PORT",
+)
+
+
+def _demo_env(var_dir: Path, port: int) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in _NOT_INHERITED}
+    return env | {"DEBUG": "1", "DEMO_PORT": str(port), "GATEHOUSE_VAR_DIR": str(var_dir)}
+
+
+def _processes_of(var_dir: Path) -> dict[int, str]:
+    """Live processes whose environment names this var dir: the demo's whole tree, grandchildren included."""
+    marker = f"GATEHOUSE_VAR_DIR={var_dir}".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # exited meanwhile, or not ours to read
+        if state != "Z":
+            found[int(entry.name)] = command.strip()
+    return found
+
+
+def _get(url: str) -> tuple[int | None, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return None, b""
+
+
+def _healthy_with_worker(base: str) -> bool:
+    login, _ = _get(f"{base}/accounts/login/")
+    health, body = _get(f"{base}/healthz")
+    return login == 200 and health == 200 and bool(json.loads(body)["worker"]["ok"])
+
+
+@pytest.mark.worker
+@pytest.mark.moto
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to look for leftovers")
+def test_demo_serves_a_healthy_portal_and_ctrl_c_leaves_no_process(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    output_path = tmp_path / "demo-output.txt"
+    started = time.monotonic()
+    with output_path.open("wb") as output:
+        demo = subprocess.Popen(
+            [sys.executable, "manage.py", "demo"],
+            cwd=ROOT,
+            env=_demo_env(tmp_path, port),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        # The issue's bar: a working login page and a worker heartbeat within 3 minutes.
+        wait_for(
+            lambda: demo.poll() is not None or _healthy_with_worker(base),
+            timeout=180,
+            interval=0.5,
+            what="the demo's login page and /healthz with a worker heartbeat",
+        )
+        assert demo.poll() is None, output_path.read_text()
+        ready_after = time.monotonic() - started
+        print(f"manage.py demo: login page and healthy /healthz after {ready_after:.1f}s")
+        wait_for(lambda: "Gatehouse is up" in output_path.read_text(), timeout=10, what="the banner")
+        text = output_path.read_text()
+        started_pids = {
+            name: int(pid) for name, pid in re.findall(r"\b(web|worker|beat|moto) pid (\d+)", text)
+        }
+        assert set(started_pids) == {"web", "worker", "beat", "moto"}
+        assert set(started_pids.values()) <= set(_processes_of(tmp_path))
+        assert MATEO_ERROR in text and f"{base}/" in text
+
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=60) == 0, output_path.read_text()
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+        leftovers = _processes_of(tmp_path)
+        for pid in leftovers:  # never leave them running, even when the assertion below fails
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    assert leftovers == {}, f"still running after Ctrl-C: {leftovers}"
+    assert "stopped; no process left running." in output_path.read_text()
+    # The port is free again: nothing is still listening.
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_demo_says_clearly_when_its_port_is_busy(tmp_path):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "manage.py", "demo"],
+            cwd=ROOT,
+            env=_demo_env(tmp_path, port),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert f"DEMO_PORT={port + 1} make demo" in result.stderr
+    assert not (tmp_path / "moto.log").exists()  # refused before starting anything
