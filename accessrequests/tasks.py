@@ -86,3 +86,6 @@ def check_drift() -> dict:
     from accessrequests.services.provisioning import drift_check
 
     return drift_check()
+
+
+from accessrequests import notifications  # noqa: F401, E402  (registers the notify_* tasks)

@@ -33,7 +33,7 @@ from accessrequests.models import (
     RequestStatus,
     Source,
 )
-from accessrequests.services import grants
+from accessrequests.services import grants, notify
 from accessrequests.services.statements import statements_for
 
 MAX_JUSTIFICATION = 2000
@@ -260,6 +260,7 @@ def request_submit(*, requester, draft: RequestDraft, http_request=None) -> Acce
             req.refresh_from_db()
             _audit(req, "request.auto_approved", actor=None, actor_label=f"rule:{draft.rule.name}")
             grants.grant_create(request=req)
+        notify.on_request_created(req)
     return req
 
 
@@ -296,6 +297,7 @@ def request_approve(*, request_id: int, reviewer, comment: str = "", http_reques
             req.refresh_from_db()
             _audit(req, "request.approved", actor=reviewer, before=before, http_request=http_request)
             grants.grant_create(request=req)
+            notify.on_request_decided(req)
     return req
 
 
@@ -324,6 +326,7 @@ def request_deny(*, request_id: int, reviewer, comment: str = "", http_request=N
         )
         req.refresh_from_db()
         _audit(req, "request.denied", actor=reviewer, before=before, http_request=http_request)
+        notify.on_request_decided(req)
     return req
 
 

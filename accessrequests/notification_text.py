@@ -1,0 +1,180 @@
+"""What the notifications say: plain-text email subjects and bodies, and Slack messages.
+
+Emails are plain text so they read the same in every client and in a terminal; every message names the request
+reference and links to the page where the reader can act.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.urls import reverse
+
+from accessrequests.models import AccessRequest, DecisionOutcome, Grant, RequestStatus
+
+
+def review_url(req: AccessRequest) -> str:
+    return settings.SITE_URL + reverse("review", args=[req.pk])
+
+
+def request_url(req: AccessRequest) -> str:
+    return settings.SITE_URL + reverse("request_detail", args=[req.pk])
+
+
+def _when(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _access(req: AccessRequest) -> str:
+    """One line saying what is asked for, e.g. "Pipeline actions (Viewer) on my-pipeline in sandbox"."""
+    what = req.get_kind_display()
+    if req.level:
+        what += f" ({req.get_level_display()})"
+    targets = [p.name for p in req.pipelines.all()]
+    if req.pass_role_id:
+        targets.append(req.pass_role.name)  # type: ignore[union-attr]
+    if req.permission_set_id:
+        targets.append(req.permission_set.name)  # type: ignore[union-attr]
+    if targets:
+        what += " on " + ", ".join(targets)
+    return f"{what} in {req.account.name}"
+
+
+def _duration(req: AccessRequest) -> str:
+    if req.is_permanent:
+        return "permanent (until revoked)"
+    return f"{req.duration_hours} hour{'s' if req.duration_hours != 1 else ''} from {_when(req.starts_at)}"
+
+
+def _facts(req: AccessRequest) -> str:
+    principal = f"{req.principal.external_id} ({req.principal.get_kind_display()})"
+    if req.on_behalf:
+        principal += " - on behalf of someone else: not linked to the requester"
+    lines = [
+        f"Request:        {req.reference}",
+        f"Requested by:   {req.requester.get_username()}",
+        f"For principal:  {principal}",
+        f"Account:        {req.account.name} ({req.account.account_id}, {req.account.get_environment_display()})",
+        f"Access:         {_access(req)}",
+    ]
+    if req.actions:
+        lines.append(f"Actions:        {', '.join(req.actions)}")
+    if req.trusted_account_id or req.trusted_principal_arn:
+        lines.append(f"Outside party:  {req.trusted_account_id or req.trusted_principal_arn}")
+    lines.append(f"Duration:       {_duration(req)}")
+    if req.ticket:
+        lines.append(f"Ticket:         {req.ticket}")
+    lines.append(f"Justification:  {req.justification}")
+    return "\n".join(lines)
+
+
+def _signature() -> str:
+    return (
+        "\n\n-- \nGatehouse, the AWS access portal. You get this email because of your role in this request."
+    )
+
+
+def new_request(req: AccessRequest) -> tuple[str, str]:
+    subject = f"[Gatehouse] {req.reference} needs your review: {_access(req)}"
+    needed = req.approvals_required
+    body = (
+        f"{req.requester.get_username()} asks for access, and you are an approver under the rule "
+        f"“{req.rule.name}” ({needed} approval{'s' if needed != 1 else ''} needed).\n\n"
+        f"{_facts(req)}\n\n"
+        f"Review the exact policy and approve or deny it:\n{review_url(req)}" + _signature()
+    )
+    return subject, body
+
+
+def _comments(req: AccessRequest, outcome: str) -> str:
+    decisions = req.decisions.filter(outcome=outcome).select_related("reviewer")
+    return "\n".join(
+        f"{d.reviewer.get_username()}: {d.comment}" if d.comment else f"{d.reviewer.get_username()}"
+        for d in decisions
+    )
+
+
+def decided(req: AccessRequest) -> tuple[str, str]:
+    if req.status == RequestStatus.APPROVED:
+        subject = f"[Gatehouse] {req.reference} approved: {_access(req)}"
+        body = (
+            f"Your request {req.reference} was approved by:\n{_comments(req, DecisionOutcome.APPROVE)}\n\n"
+            "Gatehouse is applying it in AWS now; you will get another email when it is live.\n\n"
+        )
+    else:
+        subject = f"[Gatehouse] {req.reference} denied: {_access(req)}"
+        body = (
+            f"Your request {req.reference} was denied by:\n{_comments(req, DecisionOutcome.DENY)}\n\n"
+            "You can file a new request that answers the reviewer's concern.\n\n"
+        )
+    body += f"{_facts(req)}\n\n{request_url(req)}" + _signature()
+    return subject, body
+
+
+def applied(grant: Grant) -> tuple[str, str]:
+    req = grant.request
+    until = f"until {_when(grant.expires_at)}" if grant.expires_at else "until it is revoked (permanent)"
+    subject = f"[Gatehouse] {req.reference} is live: {_access(req)}"
+    body = (
+        f"Your access for {req.reference} is live in AWS {until}.\n"
+        "IAM changes can take a minute or two to reach every AWS region.\n\n"
+        f"{_facts(req)}\n\n{request_url(req)}" + _signature()
+    )
+    return subject, body
+
+
+def failed(grant: Grant) -> tuple[str, str]:
+    req = grant.request
+    reason = grant.last_error or "no reason was recorded"
+    subject = f"[Gatehouse] {req.reference} could not be applied"
+    body = (
+        f"Gatehouse could not apply your approved access for {req.reference}.\n\n"
+        f"Reason: {reason}\n\n"
+        "Gatehouse retries on its own, and admins see the failure on their dashboard; "
+        "if it persists, ask them (or the rule's contact"
+        f"{': ' + req.rule.contact if req.rule.contact else ''}).\n\n"
+        f"{_facts(req)}\n\n{request_url(req)}" + _signature()
+    )
+    return subject, body
+
+
+def expiring(grant: Grant) -> tuple[str, str]:
+    req = grant.request
+    assert grant.expires_at is not None
+    subject = f"[Gatehouse] {req.reference} ends {_when(grant.expires_at)}: {_access(req)}"
+    body = (
+        f"Your access for {req.reference} ends at {_when(grant.expires_at)}, in less than 24 hours.\n"
+        "If you still need it, ask for an extension from the request page before then.\n\n"
+        f"{_facts(req)}\n\n{request_url(req)}" + _signature()
+    )
+    return subject, body
+
+
+def slack_escape(value: str) -> str:
+    """Slack's three control characters; user text must not turn into links or mentions."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_new_request(req: AccessRequest) -> str:
+    head = f"*{req.reference}* {slack_escape(req.requester.get_username())} asks for {slack_escape(_access(req))}"
+    if req.on_behalf:
+        head += f" on behalf of {slack_escape(req.principal.name)}"
+    lines = [
+        head + f", {slack_escape(_duration(req))}.",
+        f"> {slack_escape(req.justification)}",
+    ]
+    if req.status == RequestStatus.PENDING:
+        lines.append(f"<{review_url(req)}|Review it in Gatehouse>")
+    else:
+        lines.append(f"{req.get_status_display()} by the rule “{slack_escape(req.rule.name)}”.")
+    return "\n".join(lines)
+
+
+def slack_decided(req: AccessRequest) -> str:
+    verb = "approved" if req.status == RequestStatus.APPROVED else "denied"
+    outcome = DecisionOutcome.APPROVE if req.status == RequestStatus.APPROVED else DecisionOutcome.DENY
+    who = slack_escape(_comments(req, outcome).replace("\n", "; "))
+    return (
+        f"*{req.reference}* was {verb} ({slack_escape(_access(req))}) by {who}.\n<{request_url(req)}|Open it>"
+    )

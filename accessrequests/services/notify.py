@@ -1,0 +1,55 @@
+"""Hooks the services call when people should hear about something; each enqueues one notify task after commit.
+
+A notification must never cost a request: if the broker is down when the transaction commits, the failure is
+logged and the notification is dropped — the request, decision or grant itself is already saved, and the web
+pages show it. The hooks themselves never raise.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task
+from django.db import transaction
+
+from accessrequests import notifications
+from accessrequests.models import AccessRequest, Grant
+
+logger = logging.getLogger(__name__)
+
+# Give up on the broker quickly: a notification is not worth holding a reviewer's page for Celery's default
+# publish retries (which, against a broker that drops packets, add up to tens of seconds).
+_PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+
+def _enqueue_after_commit(task: Task, object_id: int, reference: str) -> None:
+    def enqueue() -> None:
+        try:
+            task.apply_async(args=[object_id], retry=True, retry_policy=_PUBLISH_RETRY)
+        except Exception as exc:  # any broker failure; the commit already happened
+            logger.warning(
+                "%s for %s not enqueued, the notification is dropped (%s: %s)",
+                task.name,
+                reference,
+                exc.__class__.__name__,
+                str(exc)[:200],
+                extra={"request_ref": reference},
+            )
+
+    transaction.on_commit(enqueue)
+
+
+def on_request_created(req: AccessRequest) -> None:
+    _enqueue_after_commit(notifications.notify_request_created, req.pk, req.reference)
+
+
+def on_request_decided(req: AccessRequest) -> None:
+    _enqueue_after_commit(notifications.notify_request_decided, req.pk, req.reference)
+
+
+def on_grant_applied(grant: Grant) -> None:
+    _enqueue_after_commit(notifications.notify_grant_applied, grant.pk, grant.request.reference)
+
+
+def on_grant_failed(grant: Grant) -> None:
+    _enqueue_after_commit(notifications.notify_grant_failed, grant.pk, grant.request.reference)
