@@ -51,7 +51,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
 
 
 @auditor_required
-def audit_export(request: HttpRequest, fmt: str) -> HttpResponse:
+def audit_export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttpResponse:
     if fmt not in exports.FORMATS:
         raise Http404("No such format")
     form, filters, qs = _filtered(request)
