@@ -25,7 +25,7 @@ _PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "
 def _enqueue_after_commit(task: Task, object_id: int, reference: str) -> None:
     def enqueue() -> None:
         try:
-            task.apply_async(args=[object_id], retry=True, retry_policy=_PUBLISH_RETRY)
+            task.apply_async(args=(object_id,), retry=True, retry_policy=_PUBLISH_RETRY)
         except Exception as exc:  # any broker failure; the commit already happened
             logger.warning(
                 "%s for %s not enqueued, the notification is dropped (%s: %s)",
