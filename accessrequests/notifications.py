@@ -18,15 +18,15 @@ import logging
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from datetime import timedelta
-from typing import TypedDict
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypedDict
 
 from celery import shared_task
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import OperationalError
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accessrequests import notification_text as text
@@ -40,6 +40,9 @@ from accessrequests.models import (
     NotificationStatus,
     RequestStatus,
 )
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -165,13 +168,22 @@ def _deliver_all(jobs: list[Callable[[], bool]]) -> int:
     return sent
 
 
-def _email_job(event_key: str, user, subject: str, body: str, **objects) -> Callable[[], bool]:
+def _email_job(
+    event_key: str,
+    user: User,
+    subject: str,
+    body: str,
+    *,
+    request: AccessRequest | None = None,
+    grant: Grant | None = None,
+) -> Callable[[], bool]:
     return lambda: deliver(
         event_key=event_key,
         channel=NotificationChannel.EMAIL,
         recipient=user.email,
         send=email_sender(user.email, subject, body),
-        **objects,
+        request=request,
+        grant=grant,
     )
 
 
@@ -193,7 +205,7 @@ def _slack_job(event_key: str, req: AccessRequest, message: str) -> list[Callabl
 # --- who ------------------------------------------------------------------------------------------------
 
 
-def approvers_to_notify(req: AccessRequest) -> list:
+def approvers_to_notify(req: AccessRequest) -> list[User]:
     """Everyone who may decide this request now, by the same rule the review page applies."""
     rule = req.rule
     candidates = (
@@ -279,7 +291,7 @@ def notify_grant_failed(grant_id: int) -> int:
     )
 
 
-def grants_to_warn_of_expiry(now=None):
+def grants_to_warn_of_expiry(now: datetime | None = None) -> QuerySet[Grant]:
     """Active grants ending within 24 hours whose requester was not warned yet (nor given up on).
 
     A grant that lived 24 hours or less from being applied gets no warning: its "applied" email already said
