@@ -18,6 +18,15 @@ from celery.schedules import crontab  # noqa: F401  (kept for readers adding sch
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
+# Several installations, or concurrent test runs, can share one broker when each names its queues apart;
+# its workers must then consume the prefixed QUEUES below.
+QUEUE_PREFIX = os.environ.get("GATEHOUSE_QUEUE_PREFIX", "")
+
+
+def queue_name(name: str) -> str:
+    return f"{QUEUE_PREFIX}{name}"
+
+
 app = Celery("gatehouse")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
@@ -29,11 +38,11 @@ app.conf.update(
     accept_content=["json"],
     result_accept_content=["json"],
     result_expires=timedelta(days=1),
-    task_default_queue="gatehouse",
+    task_default_queue=queue_name("gatehouse"),
     task_routes={
-        "accessrequests.tasks.provision_*": {"queue": "provisioning"},
-        "accessrequests.tasks.reconcile_*": {"queue": "provisioning"},
-        "accessrequests.tasks.notify_*": {"queue": "notifications"},
+        "accessrequests.tasks.provision_*": {"queue": queue_name("provisioning")},
+        "accessrequests.tasks.reconcile_*": {"queue": queue_name("provisioning")},
+        "accessrequests.tasks.notify_*": {"queue": queue_name("notifications")},
     },
     task_time_limit=600,
     task_soft_time_limit=540,
@@ -66,7 +75,7 @@ app.conf.update(
 )
 app.autodiscover_tasks()
 
-QUEUES = "gatehouse,provisioning,notifications"
+QUEUES = ",".join(queue_name(name) for name in ("gatehouse", "provisioning", "notifications"))
 
 
 class HeartbeatStep(bootsteps.StartStopStep):

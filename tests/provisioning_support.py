@@ -3,10 +3,14 @@ reading back what IAM really holds so moto's own policy evaluator can judge it."
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import itertools
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import urllib.parse
 from collections import Counter
@@ -30,7 +34,7 @@ from accessrequests.models import (
 )
 from accessrequests.services.catalog import catalog_sync
 from accessrequests.services.requests import RequestDraft, request_approve, request_submit
-from tests.conftest import WorkerProcess, make_user
+from tests.conftest import ARTIFACTS, ROOT, WorkerProcess, make_user
 from tests.factories import make_rule
 
 MANAGEMENT = "123456789012"
@@ -234,6 +238,7 @@ class AwsProxy:
                 response = connection.getresponse()
                 payload = response.read()
                 connection.close()
+                proxy._count(action)
                 skip = {"connection", "transfer-encoding", "content-length"}
                 self._send(
                     response.status,
@@ -242,14 +247,17 @@ class AwsProxy:
                 )
 
             def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(payload)
                 self.close_connection = True
+                try:
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    pass  # the caller is gone (a killed worker); AWS has done the work all the same
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _relay
 
@@ -265,11 +273,15 @@ class AwsProxy:
             if is_write and self.fail_writes:
                 self.failed[action] += 1
                 return self.fail_writes.pop(0)
-            self.calls[action] += 1
         if is_write and self.hold:
             self.held.set()
             self.release.wait(60)
         return None
+
+    def _count(self, action: str) -> None:
+        # Counted once AWS (moto) has answered: a call the proxy failed or never forwarded did not happen.
+        with self._lock:
+            self.calls[action] += 1
 
     def writes(self) -> Counter:
         return Counter({a: n for a, n in self.calls.items() if a.startswith(WRITE_PREFIXES)})
@@ -280,22 +292,75 @@ class AwsProxy:
         self._server.server_close()
 
 
+_runs = itertools.count(1)
+QUEUE_NAMES = ("gatehouse", "provisioning", "notifications")
+
+
 class Workers:
-    """Real ``celery worker`` processes for one test; whatever happens, they are stopped at its end."""
+    """Real ``celery worker`` processes on queues of this test's own, stopped whatever happens.
+
+    Other test runs on the same machine share the broker (the filesystem folder or Redis database), and their
+    workers and purges must neither take this test's messages nor lose them; so the producer in this process
+    and these workers use queue names with a prefix unique to the test (``GATEHOUSE_QUEUE_PREFIX``).
+    """
 
     def __init__(self) -> None:
+        from portal.celery import app
+
+        self.app = app
+        self.prefix = f"t{os.getpid()}n{next(_runs)}-"
+        self.queues = [self.prefix + name for name in QUEUE_NAMES]
         self.started: list[WorkerProcess] = []
+        conf = app.conf
+        self._saved = (conf.task_default_queue, conf.task_routes)
+        conf.task_default_queue = self.prefix + "gatehouse"
+        conf.task_routes = {
+            pattern: {**route, "queue": self.prefix + str(route["queue"])}
+            for pattern, route in dict(conf.task_routes).items()
+        }
+        self._forget_routes()
 
-    def start(self, env: dict[str, str], name: str = "w1", *, purge: bool = True) -> WorkerProcess:
-        if purge and not self.started:
-            from portal.celery import app
+    def _forget_routes(self) -> None:
+        # Celery caches the routing table and the queue declarations on first use.
+        self.app.amqp._rtable = None
+        self.app.amqp.__dict__.pop("router", None)
+        self.app.amqp.__dict__.pop("queues", None)
 
-            app.control.purge()  # nothing left over from an earlier test reaches this test's workers
-        worker = WorkerProcess(env, name=name).start()
+    def start(self, env: dict[str, str], name: str = "w1") -> WorkerProcess:
+        worker = _PrefixedWorker(
+            {**env, "GATEHOUSE_QUEUE_PREFIX": self.prefix}, queues=",".join(self.queues), name=name
+        )
+        worker.start()
         self.started.append(worker)
         return worker
 
-    def stop_all(self) -> None:
+    def close(self) -> None:
         # A cold shutdown (SIGQUIT): the tests are done with them, and a warm one waits seconds for nothing.
         for worker in self.started:
             worker.stop(signal.SIGQUIT, timeout=10)
+        # Leave nothing behind in the shared broker (a private one may be gone already: nothing to do then).
+        with contextlib.suppress(Exception), self.app.connection_for_write() as conn:
+            for queue in self.queues:
+                conn.default_channel.queue_purge(queue)
+        self.app.conf.task_default_queue, self.app.conf.task_routes = self._saved
+        self._forget_routes()
+
+
+class _PrefixedWorker(WorkerProcess):
+    def __init__(self, env: dict[str, str], *, queues: str, name: str) -> None:
+        super().__init__(env, name=name)
+        self.queues = queues
+        self.log_path = ARTIFACTS / f"provisioning-worker-{name}.log"
+
+    def start(self) -> WorkerProcess:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", self.queues,
+                "-n", f"{self.name}-{os.getpid()}@%h", "--concurrency", "1", "--pool", "prefork",
+                "-l", "info", "--without-gossip", "--without-mingle",
+            ],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        return self

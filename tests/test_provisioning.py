@@ -13,7 +13,7 @@ from datetime import timedelta
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from django.db import close_old_connections
+from django.db import connection
 from django.utils import timezone
 
 from accessrequests.aws.client import is_access_denied
@@ -79,7 +79,7 @@ def refused(call) -> bool:
 def workers():
     started = Workers()
     yield started
-    started.stop_all()
+    started.close()
 
 
 @pytest.fixture
@@ -305,7 +305,7 @@ def test_fifty_approvals_for_one_principal_approved_concurrently_end_with_all_fi
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
-            close_old_connections()
+            connection.close()
 
     threads = [threading.Thread(target=approve, args=(requests[i::5],)) for i in range(5)]
     for thread in threads:

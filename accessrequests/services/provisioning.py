@@ -38,7 +38,7 @@ from accessrequests.models import (
     GrantStatus,
     Principal,
 )
-from accessrequests.services import delivery
+from accessrequests.services import delivery, notify
 from accessrequests.services.grants import enqueue_reconcile
 
 logger = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def _reconcile_locked(principal_id: int, account_id: int) -> dict[str, Any]:
         reason = aws_errors.describe(exc)
         transient = aws_errors.is_transient(exc)
         logger.warning("provisioning %s in %s failed: %s", principal, account, reason)
-        _record_failure(pending, leaving, reason, now=timezone.now())
+        _record_failure(pending, leaving, reason, transient=transient, now=timezone.now())
         outcome["failed"] = {g.pk: reason for g in [*pending, *leaving]}
         if transient:
             raise TransientProvisioningError(reason) from exc
@@ -228,7 +228,7 @@ def _reconcile_locked(principal_id: int, account_id: int) -> dict[str, Any]:
 
 
 def _record_failure(
-    pending: Sequence[Grant], leaving: Sequence[Grant], reason: str, *, now: datetime
+    pending: Sequence[Grant], leaving: Sequence[Grant], reason: str, *, transient: bool, now: datetime
 ) -> None:
     with transaction.atomic():
         for grant in pending:
@@ -240,6 +240,9 @@ def _record_failure(
             )
             if updated:
                 _audit(grant, "grant.failed", after={"reason": reason, "attempts": grant.attempts})
+                # People hear about a failure that will not pass by itself, not about every throttled try.
+                if not transient:
+                    notify.on_grant_failed(grant)
         for grant in leaving:
             # Still to be removed: it stays "revoking" (the sweeper re-drives it) and shows why it is late.
             Grant.objects.filter(pk=grant.pk, status=GrantStatus.REVOKING).update(
@@ -276,6 +279,7 @@ def _record_success(
                 )
                 if updated:
                     _audit(grant, "grant.failed", after={"reason": reason, "attempts": grant.attempts})
+                    notify.on_grant_failed(grant)
                 continue
             details = {**grant.details, **result.details.get(grant.pk, {})}
             if grant.pk not in pending_ids:
@@ -300,6 +304,7 @@ def _record_success(
                 aws_request_ids=ids,
             )
             _audit(grant, "grant.verified", after={"read_back": result.summary})
+            notify.on_grant_applied(grant)
         for grant in leaving:
             ending = ENDINGS.get(str(grant.details.get("ending")), GrantStatus.REVOKED)
             updated = Grant.objects.filter(pk=grant.pk, status=GrantStatus.REVOKING).update(
