@@ -16,6 +16,7 @@ from accessrequests.models import (
     AwsAccount,
     Grant,
     IdentityCenter,
+    Notification,
     PassableRole,
     PermissionSet,
     Pipeline,
@@ -152,3 +153,10 @@ class GrantAdmin(ReadOnlyAdmin):
 class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["id", "created_at", "actor_label", "action", "object_type", "object_id"]
     list_filter = ["action"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    list_display = ["event_key", "channel", "recipient", "status", "attempts", "sent_at"]
+    list_filter = ["channel", "status"]
+    search_fields = ["event_key", "recipient"]
