@@ -184,3 +184,13 @@ def totp_code(secret: str) -> str:
 
     counter = next(iter(yield_hotp_counters_from_time()))
     return format_hotp_value(hotp_value(secret, counter))
+
+
+def verify_export(path: Path) -> subprocess.CompletedProcess:
+    """The documented offline check, run as a user would: `python -m accessrequests.chain verify FILE`."""
+    return subprocess.run(
+        [sys.executable, "-m", "accessrequests.chain", "verify", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )

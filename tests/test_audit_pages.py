@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
@@ -22,7 +20,7 @@ from accessrequests.models import (
     Pipeline,
 )
 from accessrequests.services.requests import request_approve
-from tests.conftest import ROOT, make_user
+from tests.conftest import make_user, verify_export
 from tests.factories import World
 
 pytestmark = pytest.mark.django_db
@@ -76,22 +74,12 @@ def test_a_csv_export_verifies_offline_and_a_tampered_one_does_not(client, world
     assert AuditEvent.objects.filter(action="audit.exported", actor=auditor).exists()
     path = tmp_path / "audit.csv"
     path.write_text(body, encoding="utf-8")
-    ok = subprocess.run(
-        [sys.executable, "-m", "accessrequests.chain", "verify", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    ok = verify_export(path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "OK: 4 events" in ok.stdout  # three requests and the export itself
     tampered = tmp_path / "tampered.csv"
     tampered.write_text(body.replace("requester", "mallory", 1), encoding="utf-8")
-    bad = subprocess.run(
-        [sys.executable, "-m", "accessrequests.chain", "verify", str(tampered)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    bad = verify_export(tampered)
     assert bad.returncode == 1
     first_id = AuditEvent.objects.order_by("id").first().pk
     assert f"BROKEN at event #{first_id}" in bad.stdout
@@ -105,12 +93,7 @@ def test_a_filtered_jsonl_export_verifies_offline(client, world, auditor, tmp_pa
     assert body.count("\n") == 1
     path = tmp_path / "audit.jsonl"
     path.write_text(body, encoding="utf-8")
-    ok = subprocess.run(
-        [sys.executable, "-m", "accessrequests.chain", "verify", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    ok = verify_export(path)
     assert ok.returncode == 0, ok.stdout
 
 
@@ -119,12 +102,7 @@ def test_export_audit_command_writes_a_verifiable_file(world, tmp_path):
     out = tmp_path / "cmd.csv"
     since = (timezone.now() - timedelta(days=1)).date().isoformat()
     call_command("export_audit", "--since", since, "--format", "csv", "--output", str(out))
-    ok = subprocess.run(
-        [sys.executable, "-m", "accessrequests.chain", "verify", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    ok = verify_export(out)
     assert ok.returncode == 0, ok.stdout
     assert AuditEvent.objects.filter(action="audit.exported", actor_label="manage.py export_audit").exists()
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from accessrequests.models import Grant, GrantStatus
 from accessrequests.services.requests import request_approve
-from tests.conftest import ROOT, make_user, screenshot
+from tests.conftest import make_user, screenshot, verify_export
 from tests.factories import World
 
 PASSWORD = "correct-horse-battery"
@@ -59,11 +56,6 @@ def test_admin_and_auditor_read_the_dashboard_filter_the_log_and_download_an_exp
         page.click("[data-testid=export-csv]")
     path = tmp_path / "export.csv"
     download.value.save_as(path)
-    verified = subprocess.run(
-        [sys.executable, "-m", "accessrequests.chain", "verify", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    verified = verify_export(path)
     assert verified.returncode == 0, verified.stdout
     assert "OK: 1 events" in verified.stdout

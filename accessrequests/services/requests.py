@@ -268,23 +268,27 @@ def _locked(request_id: int) -> AccessRequest:
     return AccessRequest.objects.select_for_update().select_related("principal", "account").get(pk=request_id)
 
 
+def _record_decision(request_id: int, reviewer, outcome: str, comment: str) -> AccessRequest:
+    """Lock the request, check the reviewer may decide it, and store their one decision (the database refuses
+    a second one from the same reviewer, which is what a double-click or a replayed POST would be)."""
+    req = _locked(request_id)
+    reason = selectors.decision_block_reason(reviewer, req)
+    if reason:
+        raise RequestError(reason)
+    try:
+        with transaction.atomic():
+            Decision.objects.create(
+                request=req, reviewer=reviewer, outcome=outcome, comment=comment.strip()[:2000]
+            )
+    except IntegrityError:
+        raise RequestError("You have already decided this request.") from None
+    return req
+
+
 def request_approve(*, request_id: int, reviewer, comment: str = "", http_request=None) -> AccessRequest:
     """Record one approval; the last one needed approves the request and creates its grant."""
     with transaction.atomic():
-        req = _locked(request_id)
-        reason = selectors.decision_block_reason(reviewer, req)
-        if reason:
-            raise RequestError(reason)
-        try:
-            with transaction.atomic():
-                Decision.objects.create(
-                    request=req,
-                    reviewer=reviewer,
-                    outcome=DecisionOutcome.APPROVE,
-                    comment=comment.strip()[:2000],
-                )
-        except IntegrityError:
-            raise RequestError("You have already decided this request.") from None
+        req = _record_decision(request_id, reviewer, DecisionOutcome.APPROVE, comment)
         before = _snapshot(req)
         approvals = req.decisions.filter(outcome=DecisionOutcome.APPROVE).count()
         _audit(req, "request.approval_recorded", actor=reviewer, http_request=http_request)
@@ -306,21 +310,8 @@ def request_deny(*, request_id: int, reviewer, comment: str = "", http_request=N
     if not comment.strip():
         raise RequestError("Say why you deny it, so the requester can ask again better.")
     with transaction.atomic():
-        req = _locked(request_id)
-        reason = selectors.decision_block_reason(reviewer, req)
-        if reason:
-            raise RequestError(reason)
+        req = _record_decision(request_id, reviewer, DecisionOutcome.DENY, comment)
         before = _snapshot(req)
-        try:
-            with transaction.atomic():
-                Decision.objects.create(
-                    request=req,
-                    reviewer=reviewer,
-                    outcome=DecisionOutcome.DENY,
-                    comment=comment.strip()[:2000],
-                )
-        except IntegrityError:
-            raise RequestError("You have already decided this request.") from None
         AccessRequest.objects.filter(pk=req.pk, status=RequestStatus.PENDING).update(
             status=RequestStatus.DENIED, decided_at=timezone.now()
         )

@@ -39,35 +39,35 @@ def revoke(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("request_detail", grant.request_id)
 
 
-@login_required
-@require_POST
-def retry(request: HttpRequest, pk: int) -> HttpResponse:
+def _admin_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """Retry or abandon: admins only (404 for everyone else), then back to the dashboard with the outcome."""
     from accessrequests.services import provisioning
 
     if not roles.is_admin(request.user):
         raise Http404("No such grant")
     grant = _grant_for(request.user, pk)
+    service, done = {
+        "retry": (provisioning.grant_retry_now, f"Retrying {grant.request.reference} now."),
+        "abandon": (
+            provisioning.grant_abandon,
+            f"Abandoned {grant.request.reference}; whatever was applied is being removed.",
+        ),
+    }[action]
     try:
-        provisioning.grant_retry_now(grant_id=grant.pk, actor=request.user)
-        messages.success(request, f"Retrying {grant.request.reference} now.")
+        service(grant_id=grant.pk, actor=request.user)
+        messages.success(request, done)
     except provisioning.ProvisioningError as exc:
         messages.error(request, str(exc))
     return redirect("dashboard")
+
+
+@login_required
+@require_POST
+def retry(request: HttpRequest, pk: int) -> HttpResponse:
+    return _admin_action(request, pk, "retry")
 
 
 @login_required
 @require_POST
 def abandon(request: HttpRequest, pk: int) -> HttpResponse:
-    from accessrequests.services import provisioning
-
-    if not roles.is_admin(request.user):
-        raise Http404("No such grant")
-    grant = _grant_for(request.user, pk)
-    try:
-        provisioning.grant_abandon(grant_id=grant.pk, actor=request.user)
-        messages.success(
-            request, f"Abandoned {grant.request.reference}; whatever was applied is being removed."
-        )
-    except provisioning.ProvisioningError as exc:
-        messages.error(request, str(exc))
-    return redirect("dashboard")
+    return _admin_action(request, pk, "abandon")
