@@ -496,3 +496,34 @@ def test_a_cross_account_grant_creates_a_portal_owned_role_trusting_the_outside_
     reconcile(grant)
     with pytest.raises(ClientError):
         iam.get_role(RoleName=name)
+
+
+@pytest.mark.django_db
+def test_a_grant_in_another_account_is_written_through_that_accounts_provisioning_role(world, aws):
+    from accessrequests.models import AwsAccount, Pipeline
+    from tests.factories import make_rule
+
+    production = AwsAccount.objects.exclude(account_id=MANAGEMENT).get()
+    seeding_role = f"arn:aws:iam::{production.account_id}:role/OrganizationAccountAccessRole"
+    creds = boto3.client("sts", region_name=REGION, endpoint_url=aws).assume_role(
+        RoleArn=seeding_role, RoleSessionName="test"
+    )["Credentials"]
+    prod_iam = iam_client(
+        aws,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+    prod_iam.create_user(UserName="release-bot")
+    bot = make_principal(production, "release-bot", users=[world.requester])
+    make_rule("Production", accounts=[production])
+    pipeline = Pipeline.objects.get(account=production, name="payments-release")
+    grant = world.approve(bot, account=production, pipelines=[pipeline])
+
+    reconcile(grant)
+    assert status_of(grant) == GrantStatus.ACTIVE, grant.last_error
+    document = prod_iam.get_user_policy(UserName="release-bot", PolicyName="gatehouse")["PolicyDocument"]
+    assert permits([document], "codepipeline:GetPipeline", pipeline.arn)
+    # Nothing landed in the hub's own account.
+    with pytest.raises(ClientError):
+        iam_client(aws).get_user(UserName="release-bot")

@@ -23,8 +23,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .client import client, error_details
+from .client import error_details
 from .errors import AwsOperationError
+from .reuse import kept_client
 
 INLINE_POLICY_NAME = "gatehouse"
 SPILL_PATH = "/gatehouse/"
@@ -84,7 +85,7 @@ class Target:
     role_arn: str | None = None
 
     def client(self) -> Any:
-        return client("iam", role_arn=self.role_arn, account_id=self.account_id)
+        return kept_client("iam", role_arn=self.role_arn, account_id=self.account_id)
 
     def __str__(self) -> str:
         return f"IAM {self.kind} {self.name} in account {self.account_id}"
@@ -293,7 +294,7 @@ def role_path(principal_id: int) -> str:
 
 def list_portal_roles(*, account_id: str, role_arn: str | None, path: str) -> dict[str, PortalRole]:
     """Every role under ``path`` in the account, with its trust policy and its ``gatehouse`` inline policy."""
-    iam = client("iam", role_arn=role_arn, account_id=account_id)
+    iam = kept_client("iam", role_arn=role_arn, account_id=account_id)
     found: dict[str, PortalRole] = {}
     for page in iam.get_paginator("list_roles").paginate(PathPrefix=path):
         for role in page["Roles"]:
@@ -327,7 +328,7 @@ def put_portal_role(
     tags: Mapping[str, str],
 ) -> tuple[str, list[str]]:
     """Create or update one portal-owned role so it has exactly this trust and these permissions."""
-    iam = client("iam", role_arn=role_arn, account_id=account_id)
+    iam = kept_client("iam", role_arn=role_arn, account_id=account_id)
     ids: list[str] = []
     if actual is None:
         try:
@@ -362,7 +363,7 @@ def put_portal_role(
 
 def delete_portal_role(*, account_id: str, role_arn: str | None, name: str) -> list[str]:
     """Delete a portal-owned role and its inline policies (attached managed policies are detached first)."""
-    iam = client("iam", role_arn=role_arn, account_id=account_id)
+    iam = kept_client("iam", role_arn=role_arn, account_id=account_id)
     ids: list[str] = []
     try:
         for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):

@@ -17,9 +17,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .client import client, error_details
+from .client import error_details
 from .errors import AwsOperationError
 from .iam import canonical
+from .reuse import kept_client
 
 PRINCIPAL_TYPES = {"ic_user": "USER", "ic_group": "GROUP"}
 PORTAL_PERMISSION_SET_PREFIX = "GH-"
@@ -42,7 +43,7 @@ class Instance:
     region: str
 
     def client(self) -> Any:
-        return client("sso-admin", region=self.region)
+        return kept_client("sso-admin", region=self.region)
 
 
 def _request_id(response: dict[str, Any]) -> str:

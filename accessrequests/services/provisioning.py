@@ -152,8 +152,35 @@ def reconcile_principal(*, principal_id: int, account_id: int) -> dict[str, Any]
     ``request_ids`` of the writes made (none when AWS already matched). Raises TransientProvisioningError
     after recording the failure when AWS failed in a way worth retrying soon.
     """
+    if not _has_work(principal_id, account_id, timezone.now()):
+        # Most messages find their grant applied already by a reconcile for another grant of the same
+        # principal (coalescing); checking first, without the lock, keeps them from queueing behind it.
+        return _outcome(principal_id, account_id)
     with principal_lock(principal_id, account_id):
         return _reconcile_locked(principal_id, account_id)
+
+
+def _has_work(principal_id: int, account_id: int, now: datetime) -> bool:
+    return (
+        Grant.objects.filter(principal_id=principal_id, account_id=account_id)
+        .filter(
+            Q(status__in=[GrantStatus.QUEUED, GrantStatus.APPLYING, GrantStatus.FAILED], starts_at__lte=now)
+            | Q(status=GrantStatus.REVOKING)
+            | Q(status__in=LIVE_GRANT_STATUSES, expires_at__lte=now)
+        )
+        .exists()
+    )
+
+
+def _outcome(principal_id: int, account_id: int) -> dict[str, Any]:
+    return {
+        "principal_id": principal_id,
+        "account_id": account_id,
+        "applied": [],
+        "removed": [],
+        "failed": {},
+        "request_ids": [],
+    }
 
 
 def _claim(principal_id: int, account_id: int, now: datetime) -> tuple[list[Grant], list[Grant], list[Grant]]:
@@ -192,20 +219,12 @@ def _claim(principal_id: int, account_id: int, now: datetime) -> tuple[list[Gran
 
 
 def _reconcile_locked(principal_id: int, account_id: int) -> dict[str, Any]:
-    now = timezone.now()
-    principal = Principal.objects.select_related("identity_center").get(pk=principal_id)
-    account = AwsAccount.objects.get(pk=account_id)
-    live, pending, leaving = _claim(principal_id, account_id, now)
-    outcome: dict[str, Any] = {
-        "principal_id": principal_id,
-        "account_id": account_id,
-        "applied": [],
-        "removed": [],
-        "failed": {},
-        "request_ids": [],
-    }
+    live, pending, leaving = _claim(principal_id, account_id, timezone.now())
+    outcome = _outcome(principal_id, account_id)
     if not pending and not leaving:
         return outcome  # everything live is active and nothing is leaving: AWS already holds it
+    principal = Principal.objects.select_related("identity_center").get(pk=principal_id)
+    account = AwsAccount.objects.get(pk=account_id)
     try:
         result = delivery.converge(principal, account, live, write=True)
     except Exception as exc:
