@@ -14,8 +14,10 @@ What is measured:
   up making), for reference.
 
     .venv/bin/python bench/provision.py                                   # SQLite + filesystem broker
-    DATABASE_URL=postgres://root@127.0.0.1:5432/gatehouse_bench CELERY_BROKER_URL=redis://127.0.0.1:6379/6 \\
-        .venv/bin/python bench/provision.py --grants 1000 --principals 100
+    DATABASE_URL=postgres://root@127.0.0.1:5432/gatehouse_bench_provision \\
+        CELERY_BROKER_URL=redis://127.0.0.1:6379/6 .venv/bin/python bench/provision.py [--stream]
+
+A PostgreSQL database named here is emptied first, so its name must contain "bench".
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def fresh_database() -> None:
     if connection.vendor == "sqlite":
         connection.close()
         SQLITE.unlink(missing_ok=True)
+    # It empties the database it is given, so it only accepts one that says it is for benchmarks.
+    if connection.vendor != "sqlite" and "bench" not in str(connection.settings_dict["NAME"]):
+        raise SystemExit("DATABASE_URL must name a database whose name contains 'bench'; it will be emptied")
     call_command("migrate", verbosity=0)
     if connection.vendor != "sqlite":
         call_command("flush", interactive=False, verbosity=0)

@@ -141,17 +141,25 @@ def _default_document(iam: Any, policy_arn: str) -> str | None:
     return canonical(version["PolicyVersion"]["Document"])
 
 
+def read_inline(target: Target) -> str | None:
+    """The portal's inline policy on ``target`` (None when there is none)."""
+    ops = _OPERATIONS[target.kind]
+    try:
+        answer = getattr(target.client(), ops["get"])(
+            **{ops["key"]: target.name, "PolicyName": INLINE_POLICY_NAME}
+        )
+    except ClientError as exc:
+        if _code(exc) != "NoSuchEntity":
+            raise
+        return None
+    return canonical(answer["PolicyDocument"])
+
+
 def read_policies(target: Target) -> Policies:
     """The portal's inline policy and attached spill policies on ``target``, as they are in IAM now."""
     iam = target.client()
     ops = _OPERATIONS[target.kind]
-    try:
-        answer = getattr(iam, ops["get"])(**{ops["key"]: target.name, "PolicyName": INLINE_POLICY_NAME})
-        inline = canonical(answer["PolicyDocument"])
-    except ClientError as exc:
-        if _code(exc) != "NoSuchEntity":
-            raise
-        inline = None
+    inline = read_inline(target)
     managed: dict[int, str] = {}
     arns: dict[int, str] = {}
     others = 0

@@ -150,7 +150,11 @@ def _converge_iam(
     if not result.differences or not write:
         return result
     result.request_ids = iam.write_policies(target, inline=plan.inline, managed=plan.managed, actual=actual)
-    after = iam.read_policies(target)
+    if not plan.managed and not actual.managed:
+        # Only the inline policy was written; reading back just it saves the attached-policy listing.
+        after = iam.Policies(inline=iam.read_inline(target))
+    else:
+        after = iam.read_policies(target)
     if after.documents() != (plan.inline, plan.managed):
         raise AwsOperationError(f"{target}: IAM does not show the policies just written yet", transient=True)
     return result
