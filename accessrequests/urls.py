@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accessrequests.views import audit, dashboard, grants, home, requests, review
+from accessrequests.views import audit, dashboard, grants, home, requests, review, tokens
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -15,6 +15,8 @@ urlpatterns = [
     path("grants/<int:pk>/retry/", grants.retry, name="grant_retry"),
     path("grants/<int:pk>/abandon/", grants.abandon, name="grant_abandon"),
     path("dashboard/", dashboard.dashboard_page, name="dashboard"),
+    path("tokens/", tokens.tokens, name="tokens"),
+    path("tokens/<int:pk>/revoke/", tokens.revoke_token, name="revoke_token"),
     path("audit/", audit.audit_log, name="audit_log"),
     path("audit/export.<str:fmt>", audit.audit_export, name="audit_export"),
     path("audit/access/", audit.access_report, name="access_report"),

@@ -6,6 +6,7 @@ from portal.health import healthz
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("accounts/", include("allauth.urls")),
+    path("api/v1/", include("accessrequests.api.urls")),
     path("admin/", admin.site.urls),
     path("", include("accessrequests.urls")),
 ]

@@ -154,9 +154,9 @@ def test_auditors_cannot_change_anything_through_any_url(client, world, auditor)
     before = counts()
     statuses = {}
     for route in sorted(set(_walk(get_resolver().url_patterns))):
-        # allauth's pages (and the admin's login/logout) let every signed-in person manage their own session,
-        # password and MFA; that is the auditor's own account, not the portal's data.
-        if route.startswith("accounts/") or route in {"admin/login/", "admin/logout/"}:
+        # allauth's pages (and the admin's login/logout) and the API token page let every signed-in person
+        # manage their own session, password, MFA and tokens; that is the auditor's own account, not portal data.
+        if route.startswith(("accounts/", "tokens/")) or route in {"admin/login/", "admin/logout/"}:
             continue
         url = _concrete(route, ids)
         response = client.post(

@@ -27,6 +27,7 @@ from accessrequests.models.requests import (
     RequestStatus,
     Source,
 )
+from accessrequests.models.tokens import ApiToken
 
 __all__ = [
     "IAM_KINDS",
@@ -35,6 +36,7 @@ __all__ = [
     "LIVE_GRANT_STATUSES",
     "AccessLevel",
     "AccessRequest",
+    "ApiToken",
     "AppendOnlyError",
     "ApprovalRule",
     "AuditEvent",

@@ -1,0 +1,182 @@
+"""API shapes. Inputs refuse unknown fields; outputs are read-only views of the models."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from accessrequests.intake import MAX_MESSAGE_CHARS
+from accessrequests.models import (
+    AccessLevel,
+    AccessRequest,
+    AuditEvent,
+    AwsAccount,
+    Grant,
+    PassableRole,
+    PermissionSet,
+    Pipeline,
+    RequestKind,
+)
+
+
+class StrictSerializer(serializers.Serializer):
+    """Unknown fields are an error, not silently ignored: a typo must not file a different request."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["Send a JSON object."]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class IntakeIn(StrictSerializer):
+    message = serializers.CharField(max_length=MAX_MESSAGE_CHARS, trim_whitespace=False)
+
+
+class ProposedRequest(serializers.Serializer):
+    kind = serializers.CharField()
+    account = serializers.CharField(help_text="12-digit account id")
+    principal = serializers.IntegerField()
+    principal_arn = serializers.CharField()
+    level = serializers.CharField(allow_blank=True)
+    actions = serializers.ListField(child=serializers.CharField())
+    pipelines = serializers.ListField(child=serializers.CharField())
+    stage = serializers.CharField(allow_blank=True)
+    action_name = serializers.CharField(allow_blank=True)
+    pass_role = serializers.CharField(allow_null=True)
+
+
+class IntakeOut(serializers.Serializer):
+    principal_arn = serializers.CharField(allow_null=True)
+    account_id = serializers.CharField(allow_null=True)
+    action = serializers.CharField(allow_null=True)
+    resource = serializers.CharField(allow_null=True)
+    fixable = serializers.BooleanField()
+    explanation = serializers.CharField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    region_choices = serializers.ListField(child=serializers.CharField())
+    proposed_request = ProposedRequest(allow_null=True)
+
+
+class RequestIn(StrictSerializer):
+    message = serializers.CharField(
+        required=False,
+        max_length=MAX_MESSAGE_CHARS,
+        help_text="A pasted AccessDenied message: fills the rest.",
+    )
+    region = serializers.CharField(
+        required=False, max_length=32, help_text="With message: which region's pipeline."
+    )
+    kind = serializers.ChoiceField(choices=RequestKind.choices, required=False)
+    account = serializers.RegexField(r"^\d{12}$", required=False, help_text="12-digit account id")
+    principal = serializers.IntegerField(required=False, min_value=1)
+    pipelines = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, max_length=50
+    )
+    level = serializers.ChoiceField(choices=AccessLevel.choices, required=False)
+    actions = serializers.ListField(
+        child=serializers.CharField(max_length=128), required=False, max_length=100
+    )
+    stage = serializers.CharField(required=False, max_length=100, allow_blank=True)
+    action_name = serializers.CharField(required=False, max_length=100, allow_blank=True)
+    pass_role = serializers.CharField(required=False, max_length=2048, help_text="Role ARN")
+    permission_set = serializers.CharField(required=False, max_length=2048, help_text="Permission set ARN")
+    trusted_account_id = serializers.RegexField(r"^\d{12}$", required=False)
+    trusted_principal_arn = serializers.CharField(required=False, max_length=2048)
+    external_id = serializers.CharField(required=False, max_length=1224)
+    justification = serializers.CharField(max_length=2000)
+    ticket = serializers.CharField(required=False, max_length=100, allow_blank=True)
+    duration_hours = serializers.IntegerField(required=False, min_value=1, max_value=24 * 365)
+    permanent = serializers.BooleanField(required=False, default=False)
+
+
+class DecisionIn(StrictSerializer):
+    comment = serializers.CharField(required=False, max_length=2000, allow_blank=True, default="")
+
+
+class ExtendIn(StrictSerializer):
+    justification = serializers.CharField(max_length=2000)
+    duration_hours = serializers.IntegerField(min_value=1, max_value=24 * 365)
+
+
+class GrantOut(serializers.ModelSerializer):
+    request = serializers.IntegerField(source="request_id")
+    reference = serializers.CharField(source="request.reference")
+    principal_arn = serializers.CharField(source="principal.external_id")
+    account_id = serializers.CharField(source="account.account_id")
+
+    class Meta:
+        model = Grant
+        fields = [
+            "id", "request", "reference", "principal_arn", "account_id", "delivery", "status", "statements",
+            "attempts", "last_error", "details", "starts_at", "expires_at", "applied_at", "revoked_at",
+        ]  # fmt: skip
+
+
+class RequestOut(serializers.ModelSerializer):
+    reference = serializers.CharField()
+    requester = serializers.CharField(source="requester.username")
+    principal_arn = serializers.CharField(source="principal.external_id")
+    account_id = serializers.CharField(source="account.account_id")
+    pipelines = serializers.SerializerMethodField()
+    rule = serializers.CharField(source="rule.name")
+    grant_status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AccessRequest
+        fields = [
+            "id", "reference", "status", "kind", "level", "actions", "requester", "principal_arn", "on_behalf",
+            "account_id", "pipelines", "stage", "action_name", "statements", "justification", "ticket",
+            "starts_at", "duration_hours", "ends_at", "delivery", "source", "rule", "approvals_required",
+            "created_at", "decided_at", "grant_status",
+        ]  # fmt: skip
+
+    def get_pipelines(self, obj) -> list[str]:
+        return [p.name for p in obj.pipelines.all()]
+
+    def get_grant_status(self, obj) -> str | None:
+        grant = getattr(obj, "grant", None)
+        return grant.status if grant is not None else None
+
+
+class AuditEventOut(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id", "created_at", "actor_label", "action", "object_type", "object_id", "request_id", "principal_id",
+            "account_id", "before", "after", "aws_request_ids", "ip", "prev_hash", "hash",
+        ]  # fmt: skip
+
+
+class AccountOut(serializers.ModelSerializer):
+    class Meta:
+        model = AwsAccount
+        fields = ["account_id", "name", "environment", "enabled"]
+
+
+class PipelineOut(serializers.ModelSerializer):
+    account_id = serializers.CharField(source="account.account_id")
+
+    class Meta:
+        model = Pipeline
+        fields = ["name", "region", "account_id", "arn", "stages"]
+
+
+class RoleOut(serializers.ModelSerializer):
+    account_id = serializers.CharField(source="account.account_id")
+
+    class Meta:
+        model = PassableRole
+        fields = ["arn", "name", "account_id", "trusts_codepipeline", "sensitive"]
+
+
+class PermissionSetOut(serializers.ModelSerializer):
+    class Meta:
+        model = PermissionSet
+        fields = ["arn", "name", "description"]
+
+
+class ErrorOut(serializers.Serializer):
+    error = serializers.CharField()
+    detail = serializers.JSONField(allow_null=True)

@@ -1,0 +1,64 @@
+"""Personal API tokens: named by their owner, shown once, stored only as a SHA-256 hash."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+TOKEN_PREFIX = "gh_"  # noqa: S105 - a public marker that makes leaked tokens easy to scan for, not a secret
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A bearer token `gh_<key>_<secret>` that acts as its user; `key` finds the row, the secret's hash proves it."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    key = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "name"],
+                condition=Q(revoked_at__isnull=True),
+                name="%(app_label)s_%(class)s_live_name",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user})"
+
+    @classmethod
+    def issue(cls, *, user, name: str) -> tuple[ApiToken, str]:
+        """Create a token; the returned plain value is never stored and cannot be shown again."""
+        key = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, key=key, secret_hash=_digest(secret))
+        return token, f"{TOKEN_PREFIX}{key}_{secret}"
+
+    @classmethod
+    def authenticate(cls, raw: str) -> ApiToken | None:
+        if not raw.startswith(TOKEN_PREFIX) or raw.count("_") < 2:
+            return None
+        key, _, secret = raw[len(TOKEN_PREFIX) :].partition("_")
+        token = cls.objects.select_related("user").filter(key=key, revoked_at__isnull=True).first()
+        if token is None or not hmac.compare_digest(token.secret_hash, _digest(secret)):
+            return None
+        if not token.user.is_active:
+            return None
+        cls.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+        return token

@@ -1,0 +1,286 @@
+"""The JSON API: the permission matrix, intake, filing from a pasted error, bad input, tokens."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client
+
+from accessrequests.models import AccessRequest, ApiToken, AuditEvent, Decision, Grant, RequestStatus
+from accessrequests.services.requests import request_approve
+from tests.conftest import enable_totp, make_user
+from tests.factories import World
+
+pytestmark = pytest.mark.django_db
+
+MATEO = (
+    "User: arn:aws:iam::123456789012:user/mateojackson is not authorized to perform: "
+    "codepipeline:GetPipeline on resource: my-pipeline"
+)
+
+
+class Api:
+    """A client that talks to the API as one person, with a real token."""
+
+    def __init__(self, user=None):
+        self.client = Client()
+        self.headers = {}
+        if user is not None:
+            _, raw = ApiToken.issue(user=user, name=f"tests-{ApiToken.objects.count()}")
+            self.headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+
+    def get(self, path, **params):
+        return self.client.get(f"/api/v1/{path}", params, **self.headers)
+
+    def post(self, path, body=None, **extra):
+        data = body if isinstance(body, (str, bytes)) else json.dumps(body or {})
+        return self.client.post(
+            f"/api/v1/{path}", data, content_type="application/json", **self.headers, **extra
+        )
+
+
+@pytest.fixture
+def world():
+    w = World()
+    enable_totp(w.approver)
+    enable_totp(w.outsider_approver)
+    w.outsider_approver.groups.add(*w.approver.groups.filter(name="approvers"))
+    w.rule.approver_groups.clear()
+    w.rule.approver_users.add(w.approver, w.approver2)
+    w.admin = make_user("boss", "admins")
+    w.auditor = make_user("auditor", "auditors")
+    return w
+
+
+def test_intake_reads_the_mateojackson_error(world):
+    response = Api(world.requester).post("intake/", {"message": MATEO})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["principal_arn"] == "arn:aws:iam::123456789012:user/mateojackson"
+    assert body["account_id"] == "123456789012"
+    assert body["action"] == "codepipeline:GetPipeline"
+    assert body["resource"] == "my-pipeline"
+    assert body["fixable"] is True
+    assert body["proposed_request"]["level"] == "viewer"
+    assert body["proposed_request"]["pipelines"] == ["my-pipeline"]
+
+
+def test_intake_says_an_explicit_deny_is_not_fixable(world):
+    body = (
+        Api(world.requester)
+        .post("intake/", {"message": MATEO + " with an explicit deny in a service control policy"})
+        .json()
+    )
+    assert body["fixable"] is False
+    assert body["proposed_request"] is None
+    assert "service control" in body["explanation"]
+
+
+def test_a_request_is_filed_from_the_pasted_error_alone_and_approved_through_the_api(world):
+    response = Api(world.requester).post(
+        "requests/", {"message": MATEO, "justification": "stuck release", "duration_hours": 4}
+    )
+    assert response.status_code == 201, response.json()
+    filed = response.json()
+    assert (
+        filed["source"] == "pasted_error"
+        and filed["level"] == "viewer"
+        and filed["pipelines"] == ["my-pipeline"]
+    )
+    approved = Api(world.approver).post(f"requests/{filed['id']}/approve/", {"comment": "ok"})
+    assert approved.status_code == 200, approved.json()
+    assert approved.json()["status"] == "approved"
+    assert approved.json()["grant_status"] == "queued"
+    grants = Api(world.requester).get("grants/").json()
+    assert [g["reference"] for g in grants] == [filed["reference"]]
+
+
+def test_a_request_is_filed_from_fields(world):
+    response = Api(world.requester).post(
+        "requests/",
+        {"kind": "pipeline", "account": "123456789012", "principal": world.principal.pk, "pipelines": ["my-pipeline"],
+         "level": "operator", "justification": "deploy", "duration_hours": 2},
+    )  # fmt: skip
+    assert response.status_code == 201, response.json()
+    assert AccessRequest.objects.get().level == "operator"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"justification": "x", "account": 123}, 400, "account"),
+        ({"justification": "x", "account": "123456789012", "pipelines": "my-pipeline"}, 400, "pipelines"),
+        ({"justification": "x", "colour": "blue"}, 400, "colour"),
+        (
+            {
+                "justification": "x",
+                "account": "123456789012",
+                "principal": 99999,
+                "pipelines": ["my-pipeline"],
+                "level": "viewer",
+            },
+            400,
+            "principal",
+        ),
+        (
+            {
+                "justification": "x",
+                "account": "123456789012",
+                "principal": 1,
+                "pipelines": ["nope"],
+                "level": "viewer",
+            },
+            400,
+            "pipelines",
+        ),
+        ({"message": "the build is red", "justification": "x"}, 400, "message"),
+        ([1, 2, 3], 400, "non_field_errors"),
+    ],
+)
+def test_bad_input_gets_400_with_a_json_error_and_changes_nothing(world, body, status, field):
+    response = Api(world.requester).post("requests/", body)
+    assert response.status_code == status
+    payload = response.json()
+    assert payload["error"]
+    assert field in json.dumps(payload["detail"])
+    assert not AccessRequest.objects.exists()
+
+
+def test_malformed_json_and_huge_bodies_get_json_errors(world):
+    api = Api(world.requester)
+    bad = api.post("requests/", "{not json")
+    assert bad.status_code == 400 and bad.json()["error"]
+    huge = api.post("requests/", json.dumps({"justification": "x" * (10 * 1024 * 1024)}))
+    assert huge.status_code == 413 and "larger than" in huge.json()["error"]
+
+
+def test_forged_ids_get_404_json(world):
+    api = Api(world.approver)
+    for path in ("requests/999999/", "requests/999999/approve/", "grants/999999/revoke/"):
+        response = api.get(path) if path.endswith("999999/") else api.post(path, {})
+        assert response.status_code == 404, path
+        assert response.json()["error"]
+
+
+def test_tokens_are_stored_hashed_and_revoked_tokens_are_refused(world):
+    token, raw = ApiToken.issue(user=world.requester, name="ci")
+    assert raw not in token.secret_hash and raw.split("_", 2)[2] not in json.dumps(
+        list(ApiToken.objects.values()), default=str
+    )
+    client = Client()
+    assert client.get("/api/v1/requests/", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
+    token.revoked_at = token.created_at
+    token.save()
+    refused = client.get("/api/v1/requests/", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert refused.status_code == 401
+    assert client.get("/api/v1/requests/", HTTP_AUTHORIZATION="Bearer gh_nothing_here").status_code == 401
+
+
+def test_every_call_is_audited_with_the_token_name(world):
+    _, raw = ApiToken.issue(user=world.requester, name="release-ci")
+    Client().get("/api/v1/requests/", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    event = AuditEvent.objects.get(action="api.get")
+    assert event.actor_label == "requester (token release-ci)"
+    assert event.object_id == "/api/v1/requests/"
+
+
+def test_the_token_page_shows_a_new_token_once(client, world):
+    client.force_login(world.requester)
+    response = client.post("/tokens/", {"name": "laptop"})
+    assert response.status_code == 200
+    raw = response.context["secret"]
+    assert raw.startswith("gh_")
+    assert raw not in client.get("/tokens/").content.decode()
+    token = ApiToken.objects.get(name="laptop")
+    assert client.post(f"/tokens/{token.pk}/revoke/").status_code == 302
+    assert Client().get("/api/v1/requests/", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 401
+
+
+# --- the permission matrix ------------------------------------------------------------------------------
+
+ROLES = ["requester", "other", "approver_in_rule", "approver_out_of_rule", "admin", "auditor", "anonymous"]
+
+
+def _who(world, role):
+    return {
+        "requester": world.requester,
+        "other": world.other_requester,
+        "approver_in_rule": world.approver,
+        "approver_out_of_rule": world.outsider_approver,
+        "admin": world.admin,
+        "auditor": world.auditor,
+        "anonymous": None,
+    }[role]
+
+
+# role -> expected status, per endpoint. 401 anonymous, 404 invisible object, 403 role refused.
+MATRIX = {
+    ("GET", "requests/"): dict.fromkeys(ROLES[:-1], 200) | {"anonymous": 401},
+    ("GET", "requests/{pk}/"): {"requester": 200, "other": 404, "approver_in_rule": 200, "approver_out_of_rule": 404,
+                                "admin": 200, "auditor": 200, "anonymous": 401},
+    ("POST", "requests/{pk}/approve/"): {"requester": 403, "other": 404, "approver_in_rule": 200,
+                                         "approver_out_of_rule": 404, "admin": 403, "auditor": 403, "anonymous": 401},
+    ("POST", "requests/{pk}/deny/"): {"requester": 403, "other": 404, "approver_in_rule": 200,
+                                      "approver_out_of_rule": 404, "admin": 403, "auditor": 403, "anonymous": 401},
+    ("POST", "requests/{pk}/cancel/"): {"requester": 200, "other": 404, "approver_in_rule": 400,
+                                        "approver_out_of_rule": 404, "admin": 400, "auditor": 403, "anonymous": 401},
+    ("GET", "grants/"): dict.fromkeys(ROLES[:-1], 200) | {"anonymous": 401},
+    ("POST", "grants/{grant}/revoke/"): {"requester": 200, "other": 404, "approver_in_rule": 403,
+                                         "approver_out_of_rule": 404, "admin": 200, "auditor": 403, "anonymous": 401},
+    ("POST", "grants/{grant}/extend/"): {"requester": 201, "other": 404, "approver_in_rule": 403,
+                                         "approver_out_of_rule": 404, "admin": 403, "auditor": 403, "anonymous": 401},
+    ("POST", "intake/"): dict.fromkeys(ROLES[:-2], 200) | {"auditor": 403, "anonymous": 401},
+    ("POST", "requests/"): {"requester": 201, "other": 400, "approver_in_rule": 400, "approver_out_of_rule": 400,
+                            "admin": 201, "auditor": 403, "anonymous": 401},
+    ("GET", "audit/events/"): dict.fromkeys(ROLES[:-1], 403) | {"admin": 200, "auditor": 200, "anonymous": 401},
+    ("GET", "audit/export/"): dict.fromkeys(ROLES[:-1], 403) | {"admin": 200, "auditor": 200, "anonymous": 401},
+    ("GET", "catalog/accounts/"): dict.fromkeys(ROLES[:-1], 200) | {"anonymous": 401},
+    ("GET", "catalog/pipelines/"): dict.fromkeys(ROLES[:-1], 200) | {"anonymous": 401},
+    ("GET", "catalog/roles/"): dict.fromkeys(ROLES[:-1], 200) | {"anonymous": 401},
+    ("GET", "catalog/permission-sets/"): dict.fromkeys(ROLES[:-1], 200) | {"anonymous": 401},
+    ("GET", "schema/"): dict.fromkeys(ROLES, 200),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("method", "path"), list(MATRIX))
+def test_every_endpoint_answers_each_role_as_expected(world, role, method, path):
+    pending = world.submit()
+    granted = world.submit()
+    request_approve(request_id=granted.pk, reviewer=world.approver)
+    grant = Grant.objects.get(request=granted)
+    url = path.format(pk=pending.pk, grant=grant.pk)
+    api = Api(_who(world, role))
+    body = {
+        "requests/": {"kind": "pipeline", "account": "123456789012", "principal": world.principal.pk,
+                      "pipelines": ["my-pipeline"], "level": "viewer", "justification": "x", "duration_hours": 1},
+        "intake/": {"message": MATEO},
+        "grants/{grant}/extend/": {"justification": "more time", "duration_hours": 2},
+        "requests/{pk}/deny/": {"comment": "no"},
+    }.get(path, {})  # fmt: skip
+    response = api.get(url) if method == "GET" else api.post(url, body)
+    expected = MATRIX[(method, path)][role]
+    assert response.status_code == expected, (role, method, url, response.status_code, response.content[:300])
+    if response.status_code >= 400:
+        assert response.json()["error"]
+
+
+def test_decisions_through_the_api_keep_the_request_invariants(world):
+    req = world.submit()
+    api = Api(world.approver)
+    assert api.post(f"requests/{req.pk}/approve/", {}).status_code == 200
+    again = api.post(f"requests/{req.pk}/approve/", {})
+    assert again.status_code == 400
+    assert Decision.objects.filter(request=req).count() == 1
+    req.refresh_from_db()
+    assert req.status == RequestStatus.APPROVED
+
+
+def test_approvers_without_mfa_cannot_decide_through_the_api(world):
+    no_mfa = make_user("approver3", "approvers")
+    world.rule.approver_users.add(no_mfa)
+    req = world.submit()
+    response = Api(no_mfa).post(f"requests/{req.pk}/approve/", {})
+    assert response.status_code == 403
+    assert "two-factor" in response.json()["error"]

@@ -1,0 +1,49 @@
+"""schemathesis against the OpenAPI schema of a live test server: no 5xx, no response outside the schema."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.checks import not_a_server_error, response_schema_conformance
+
+from accessrequests.models import ApiToken
+from tests.conftest import enable_totp, make_user
+from tests.factories import World
+
+# Generated inputs per operation: enough to cover types, unknown fields and odd strings, bounded for CI time.
+EXAMPLES = 12
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_has_no_server_errors_and_honours_its_schema(live_server):
+    world = World()
+    world.submit()
+    auditor_admin = make_user("boss", "admins", "auditors", "approvers")
+    enable_totp(auditor_admin)
+    _, raw = ApiToken.issue(user=auditor_admin, name="schemathesis")
+    headers = {"Authorization": f"Bearer {raw}"}
+    schema = schemathesis.openapi.from_url(f"{live_server.url}/api/v1/schema/?format=json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 15
+    failures: list[str] = []
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        def check(case) -> None:
+            response = case.call(base_url=f"{live_server.url}", headers=headers)
+            case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+
+        try:
+            check()
+        except Exception as exc:  # collect every operation's failure, then fail once with all of them
+            failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
+    assert failures == [], "\n\n".join(failures)
