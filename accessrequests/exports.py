@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import QuerySet
 
@@ -32,7 +33,11 @@ def _rows(queryset: QuerySet, chunk_size: int) -> Iterator[dict[str, Any]]:
 def _copy_csv(queryset: QuerySet) -> Iterator[bytes]:
     """PostgreSQL writes the CSV itself (COPY … TO STDOUT): several times faster than building rows in Python,
     still streamed block by block. The filters are the same Django queryset, compiled to SQL."""
-    inner, params = queryset.order_by("id").values_list(*_DB_FIELDS).query.sql_with_params()
+    yield (",".join(COLUMNS) + "\r\n").encode()
+    try:
+        inner, params = queryset.order_by("id").values_list(*_DB_FIELDS).query.sql_with_params()
+    except EmptyResultSet:  # a filter that can match nothing (e.g. a request reference that is not a number)
+        return
     columns = [
         "to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
         if c == "created_at"
@@ -43,7 +48,6 @@ def _copy_csv(queryset: QuerySet) -> Iterator[bytes]:
     ]
     # Column names are constants and `inner` is Django's compiled SQL; every user value stays in `params`.
     sql = f"COPY (SELECT {', '.join(columns)} FROM ({inner}) AS e ORDER BY e.id) TO STDOUT WITH (FORMAT csv)"  # noqa: S608
-    yield (",".join(COLUMNS) + "\r\n").encode()
     connection.ensure_connection()
     pending: list[bytes] = []
     size = 0

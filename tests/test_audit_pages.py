@@ -170,3 +170,11 @@ def test_auditors_cannot_change_anything_through_any_url(client, world, auditor)
     assert len(statuses) > 10
     assert not AuditEvent.objects.filter(actor=auditor).exclude(action__startswith="api.").exists()
     audit.record(action="test.end", object_type="x")  # the chain is still appendable
+
+
+def test_a_filter_that_can_match_nothing_exports_just_the_header(client, world, auditor):
+    world.submit()
+    client.force_login(auditor)
+    body = _export(client, "csv", request_ref="GH-abc")
+    assert body.splitlines() == [body.splitlines()[0]]
+    assert body.startswith("id,created_at,")

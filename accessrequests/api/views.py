@@ -404,7 +404,11 @@ class AuditEventListView(GatehouseAPIView):
 
 class AuditExportView(GatehouseAPIView):
     @extend_schema(
-        parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=list(exports.FORMATS)), *AUDIT_FILTERS],
+        # Not "format": DRF reads ?format= as a choice of its own renderer.
+        parameters=[
+            OpenApiParameter("file_format", OpenApiTypes.STR, enum=list(exports.FORMATS)),
+            *AUDIT_FILTERS,
+        ],
         responses={
             (200, "text/csv"): OpenApiTypes.STR,
             (200, "application/x-ndjson"): OpenApiTypes.STR,
@@ -414,9 +418,9 @@ class AuditExportView(GatehouseAPIView):
     )
     def get(self, request: Request):
         _auditors_only(request)
-        fmt = request.query_params.get("format", "csv")
+        fmt = request.query_params.get("file_format", "csv")
         if fmt not in exports.FORMATS:
-            raise ValidationError({"format": [f"One of: {', '.join(exports.FORMATS)}."]})
+            raise ValidationError({"file_format": [f"One of: {', '.join(exports.FORMATS)}."]})
         filters, qs = _audit_qs(request)
         audit.record(
             action="audit.exported",
