@@ -95,7 +95,8 @@ class RequestForm(forms.Form):
             "pass_role": PassableRole.objects.filter(
                 account_filter, present=True, trusts_codepipeline=True, sensitive=False
             ),
-            "permission_set": PermissionSet.objects.filter(present=True),
+            # Portal-owned permission sets carry other people's approved policies; nobody requests them directly.
+            "permission_set": PermissionSet.objects.filter(present=True, portal_owned=False),
         }
         for name, queryset in querysets.items():
             field = self.fields[name]
