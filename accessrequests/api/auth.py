@@ -16,7 +16,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         scheme, _, raw = header.partition(" ")
-        if scheme != self.keyword:
+        if scheme.lower() != self.keyword.lower():  # auth schemes are case-insensitive (RFC 9110 §11.1)
             return None
         token = ApiToken.authenticate(raw.strip())
         if token is None:

@@ -11,10 +11,16 @@ from accessrequests.models import (
     AuditEvent,
     AwsAccount,
     Grant,
+    GrantStatus,
     PassableRole,
     PermissionSet,
     Pipeline,
     RequestKind,
+    RequestStatus,
+)
+
+ACCOUNT_ID = (
+    r"^[0-9]{12}$"  # [0-9], not \d: the pattern is also the schema's, and \d matches other scripts' digits
 )
 
 
@@ -28,6 +34,28 @@ class StrictSerializer(serializers.Serializer):
         if unknown:
             raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
+
+
+class PageIn(StrictSerializer):
+    """Query parameters are validated like bodies: a typo or a NUL byte is a 400, never a silent or failed query."""
+
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=50)
+    # Bounded because databases refuse an OFFSET beyond 64 bits (a 500 on PostgreSQL and SQLite alike).
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=10**9, default=0)
+
+
+class RequestFilterIn(PageIn):
+    status = serializers.ChoiceField(choices=RequestStatus.choices, required=False)
+    kind = serializers.ChoiceField(choices=RequestKind.choices, required=False)
+    account = serializers.RegexField(ACCOUNT_ID, required=False, help_text="12-digit account id")
+
+
+class GrantFilterIn(PageIn):
+    status = serializers.ChoiceField(choices=GrantStatus.choices, required=False)
+
+
+class AccountFilterIn(StrictSerializer):
+    account = serializers.RegexField(ACCOUNT_ID, required=False, help_text="12-digit account id")
 
 
 class IntakeIn(StrictSerializer):
@@ -69,20 +97,25 @@ class RequestIn(StrictSerializer):
         required=False, max_length=32, help_text="With message: which region's pipeline."
     )
     kind = serializers.ChoiceField(choices=RequestKind.choices, required=False)
-    account = serializers.RegexField(r"^\d{12}$", required=False, help_text="12-digit account id")
-    principal = serializers.IntegerField(required=False, min_value=1)
+    account = serializers.RegexField(ACCOUNT_ID, required=False, help_text="12-digit account id")
+    principal = serializers.IntegerField(
+        required=False, min_value=1, help_text="Principal id (or principal_arn)"
+    )
+    principal_arn = serializers.CharField(
+        required=False, max_length=2048, help_text="Who receives access, by ARN (or principal)"
+    )
     pipelines = serializers.ListField(
         child=serializers.CharField(max_length=100), required=False, max_length=50
     )
-    level = serializers.ChoiceField(choices=AccessLevel.choices, required=False)
+    level = serializers.ChoiceField(choices=AccessLevel.choices, required=False, allow_blank=True)
     actions = serializers.ListField(
         child=serializers.CharField(max_length=128), required=False, max_length=100
     )
     stage = serializers.CharField(required=False, max_length=100, allow_blank=True)
     action_name = serializers.CharField(required=False, max_length=100, allow_blank=True)
-    pass_role = serializers.CharField(required=False, max_length=2048, help_text="Role ARN")
+    pass_role = serializers.CharField(required=False, allow_null=True, max_length=2048, help_text="Role ARN")
     permission_set = serializers.CharField(required=False, max_length=2048, help_text="Permission set ARN")
-    trusted_account_id = serializers.RegexField(r"^\d{12}$", required=False)
+    trusted_account_id = serializers.RegexField(ACCOUNT_ID, required=False)
     trusted_principal_arn = serializers.CharField(required=False, max_length=2048)
     external_id = serializers.CharField(required=False, max_length=1224)
     justification = serializers.CharField(max_length=2000)

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.request import Request
@@ -19,6 +19,7 @@ from accessrequests.api import serializers as s
 from accessrequests.forms import AuditFilterForm, RequestForm
 from accessrequests.intake import parse_access_denied
 from accessrequests.models import (
+    LIVE_GRANT_STATUSES,
     AccessRequest,
     AwsAccount,
     Grant,
@@ -27,7 +28,6 @@ from accessrequests.models import (
     Pipeline,
     Principal,
     RequestKind,
-    RequestStatus,
     Source,
 )
 from accessrequests.resolve import resolve_denial
@@ -41,24 +41,29 @@ from accessrequests.services.requests import (
 from accessrequests.views.review import has_mfa
 
 ERRORS = {400: s.ErrorOut, 401: s.ErrorOut, 403: s.ErrorOut, 404: s.ErrorOut, 413: s.ErrorOut}
-PAGE = [
-    OpenApiParameter("limit", OpenApiTypes.INT, description="At most 100 (default 50)."),
-    OpenApiParameter("offset", OpenApiTypes.INT),
-]
+# The AWS troubleshooting guide's example: shown in the docs, and sent as-is by schemathesis's explicit phase.
+GUIDE_ERROR = (
+    "User: arn:aws:iam::123456789012:user/mateojackson is not authorized to perform: "
+    "codepipeline:GetPipeline on resource: my-pipeline"
+)
 
 
-def _page(request: Request, qs: QuerySet) -> QuerySet:
-    try:
-        limit = min(max(int(request.query_params.get("limit", 50)), 1), 100)
-        offset = max(int(request.query_params.get("offset", 0)), 0)
-    except ValueError:
-        raise ValidationError({"limit": ["Whole numbers only."]}) from None
-    return qs[offset : offset + limit]
+def _query(request: Request, serializer: type[s.StrictSerializer], *, elsewhere=()) -> dict[str, Any]:
+    """Validate the query string like a body; `elsewhere` names parameters another validator reads.
+    ?format= belongs to DRF's content negotiation."""
+    params = {k: v for k, v in request.query_params.items() if k != "format" and k not in elsewhere}
+    checked = serializer(data=params)
+    checked.is_valid(raise_exception=True)
+    return dict(checked.validated_data)
 
 
+def _page(query: dict[str, Any], qs: QuerySet) -> QuerySet:
+    return qs[query["offset"] : query["offset"] + query["limit"]]
+
+
+# Every API view derives from this one: it audits every call under the caller's name (and token's name), and
+# keeps auditors read-only. (A comment, not a docstring: the schema would show it as every operation's text.)
 class GatehouseAPIView(APIView):
-    """Audits every call under the caller's name (and token's name), and keeps auditors read-only."""
-
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         if request.method not in ("GET", "HEAD", "OPTIONS") and roles.is_auditor(request.user):
@@ -66,22 +71,25 @@ class GatehouseAPIView(APIView):
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
-        user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated:
-            token = getattr(request, "api_token", None)
-            label = (
-                f"{user.get_username()} (token {token.name})" if token else f"{user.get_username()} (session)"
-            )
-            audit.record(
-                action=f"api.{request.method.lower()}",
-                object_type="api",
-                object_id=request.path[:64],
-                actor=user,
-                actor_label=label,
-                after={"status": response.status_code},
-                http_request=request._request,
-            )
+        self.audit_call(request, response.status_code)
         return response
+
+    @staticmethod
+    def audit_call(request: Request, status_code: int) -> None:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return  # refused before anyone was identified: there is no one to name
+        token = getattr(request, "api_token", None)
+        label = f"{user.get_username()} (token {token.name})" if token else f"{user.get_username()} (session)"
+        audit.record(
+            action=f"api.{request.method.lower()}",
+            object_type="api",
+            object_id=request.path[:64],
+            actor=user,
+            actor_label=label,
+            after={"status": status_code},
+            http_request=request._request,
+        )
 
 
 def _request_qs(user) -> QuerySet[AccessRequest]:
@@ -115,6 +123,7 @@ def _proposal(initial: dict[str, Any]) -> dict[str, Any]:
 class IntakeView(GatehouseAPIView):
     @extend_schema(
         request=s.IntakeIn,
+        examples=[OpenApiExample("The guide's error", value={"message": GUIDE_ERROR}, request_only=True)],
         responses={200: s.IntakeOut, **ERRORS},
         summary="Read a pasted AccessDenied message",
     )
@@ -145,6 +154,27 @@ class IntakeView(GatehouseAPIView):
         return Response(out)
 
 
+# What a pasted message decides; sending one of these with `message` would be silently overridden, so it is refused.
+FROM_MESSAGE = (
+    "kind", "account", "principal", "principal_arn", "pipelines", "level", "actions", "stage", "action_name",
+    "pass_role", "permission_set", "trusted_account_id", "trusted_principal_arn", "external_id",
+)  # fmt: skip
+
+
+def _principal_pk(payload: dict[str, Any]) -> int | None:
+    """`principal` (id) or `principal_arn`; whether the caller may ask for it is the form's question."""
+    pk = payload.get("principal")
+    arn = payload.get("principal_arn")
+    if arn:
+        by_arn = Principal.objects.filter(external_id=arn, present=True).order_by("pk").first()
+        if by_arn is None or (pk is not None and pk != by_arn.pk):
+            raise ValidationError(
+                {"principal_arn": ["No such principal (or it is not the one named by id)."]}
+            )
+        pk = by_arn.pk
+    return pk
+
+
 def _form_data(user, payload: dict[str, Any]) -> dict[str, Any]:
     """Translate the API's names (account ids, pipeline names, ARNs) into the web form's fields."""
     data: dict[str, Any] = {
@@ -164,6 +194,14 @@ def _form_data(user, payload: dict[str, Any]) -> dict[str, Any]:
         "pasted_text": payload.get("message", ""),
     }
     if "message" in payload:
+        overridden = sorted(set(payload) & set(FROM_MESSAGE))
+        if overridden:
+            raise ValidationError(
+                {
+                    name: ["Decided by the message; send it without this field, or file from fields."]
+                    for name in overridden
+                }
+            )
         result = parse_access_denied(payload["message"])
         if result.denial is None:
             raise ValidationError({"message": [result.error]})
@@ -194,7 +232,7 @@ def _form_data(user, payload: dict[str, Any]) -> dict[str, Any]:
     if account is None:
         raise ValidationError({"account": ["Name an enabled account by its 12-digit id."]})
     data["account"] = account.pk
-    data["principal"] = payload.get("principal")
+    data["principal"] = _principal_pk(payload)
     names = payload.get("pipelines", [])
     pipelines = list(
         Pipeline.objects.filter(account=account, name__in=names, present=True).values_list("pk", "name")
@@ -209,7 +247,9 @@ def _form_data(user, payload: dict[str, Any]) -> dict[str, Any]:
             raise ValidationError({"pass_role": ["No such role in this account."]})
         data["pass_role"] = role.pk
     if payload.get("permission_set"):
-        permission_set = PermissionSet.objects.filter(arn=payload["permission_set"]).first()
+        permission_set = PermissionSet.objects.filter(
+            arn=payload["permission_set"], portal_owned=False
+        ).first()
         if permission_set is None:
             raise ValidationError({"permission_set": ["No such permission set."]})
         data["permission_set"] = permission_set.pk
@@ -227,26 +267,45 @@ def _file(request: Request, payload: dict[str, Any], *, extends: Grant | None = 
 
 class RequestListView(GatehouseAPIView):
     @extend_schema(
-        parameters=[
-            OpenApiParameter("status", OpenApiTypes.STR, enum=RequestStatus.values),
-            OpenApiParameter("kind", OpenApiTypes.STR, enum=RequestKind.values),
-            OpenApiParameter("account", OpenApiTypes.STR, description="12-digit account id"),
-            *PAGE,
-        ],
+        parameters=[s.RequestFilterIn],
         responses={200: s.RequestOut(many=True), **ERRORS},
         summary="Requests you may see",
     )
     def get(self, request: Request) -> Response:
+        query = _query(request, s.RequestFilterIn)
         qs = _request_qs(request.user).order_by("-created_at", "-id")
         for name in ("status", "kind"):
-            value = request.query_params.get(name)
-            if value:
-                qs = qs.filter(**{name: value})
-        if request.query_params.get("account"):
-            qs = qs.filter(account__account_id=request.query_params["account"])
-        return Response(s.RequestOut(_page(request, qs), many=True).data)
+            if query.get(name):
+                qs = qs.filter(**{name: query[name]})
+        if query.get("account"):
+            qs = qs.filter(account__account_id=query["account"])
+        return Response(s.RequestOut(_page(query, qs), many=True).data)
 
-    @extend_schema(request=s.RequestIn, responses={201: s.RequestOut, **ERRORS}, summary="File a request")
+    @extend_schema(
+        request=s.RequestIn,
+        responses={201: s.RequestOut, **ERRORS},
+        summary="File a request (from fields, or from a pasted error message)",
+        examples=[
+            OpenApiExample(
+                "From a pasted error",
+                value={"message": GUIDE_ERROR, "justification": "release 42 is stuck", "duration_hours": 4},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "From fields",
+                value={
+                    "kind": "pipeline",
+                    "account": "123456789012",
+                    "principal_arn": "arn:aws:iam::123456789012:user/mateojackson",
+                    "pipelines": ["my-pipeline"],
+                    "level": "operator",
+                    "justification": "deploy the hotfix",
+                    "duration_hours": 2,
+                },
+                request_only=True,
+            ),
+        ],
+    )
     def post(self, request: Request) -> Response:
         payload = s.RequestIn(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -266,7 +325,13 @@ class RequestDetailView(GatehouseAPIView):
 class _DecisionView(GatehouseAPIView):
     decide = staticmethod(request_approve)
 
-    @extend_schema(request=s.DecisionIn, responses={200: s.RequestOut, **ERRORS})
+    @extend_schema(
+        request=s.DecisionIn,
+        responses={200: s.RequestOut, **ERRORS},
+        examples=[
+            OpenApiExample("With a comment", value={"comment": "ok for the release"}, request_only=True)
+        ],
+    )
     def post(self, request: Request, pk: int) -> Response:
         req = selectors.get_request_for_user(request.user, pk)
         if not roles.is_approver(request.user):
@@ -286,10 +351,12 @@ class _DecisionView(GatehouseAPIView):
         return Response(s.RequestOut(_request_qs(request.user).get(pk=req.pk)).data)
 
 
+@extend_schema(summary="Approve (approvers of the request's rule, with TOTP set up)")
 class ApproveView(_DecisionView):
     decide = staticmethod(request_approve)
 
 
+@extend_schema(summary="Deny with a comment (approvers of the request's rule, with TOTP set up)")
 class DenyView(_DecisionView):
     decide = staticmethod(request_deny)
 
@@ -318,15 +385,16 @@ def _grant_for(user, pk: int) -> Grant:
 
 class GrantListView(GatehouseAPIView):
     @extend_schema(
-        parameters=[OpenApiParameter("status", OpenApiTypes.STR), *PAGE],
+        parameters=[s.GrantFilterIn],
         responses={200: s.GrantOut(many=True), **ERRORS},
         summary="Grants you may see",
     )
     def get(self, request: Request) -> Response:
+        query = _query(request, s.GrantFilterIn)
         qs = _grant_qs(request.user).order_by("-created_at", "-id")
-        if request.query_params.get("status"):
-            qs = qs.filter(status=request.query_params["status"])
-        return Response(s.GrantOut(_page(request, qs), many=True).data)
+        if query.get("status"):
+            qs = qs.filter(status=query["status"])
+        return Response(s.GrantOut(_page(query, qs), many=True).data)
 
 
 class GrantRevokeView(GatehouseAPIView):
@@ -338,13 +406,27 @@ class GrantRevokeView(GatehouseAPIView):
         try:
             provisioning.grant_revoke(grant_id=grant.pk, actor=request.user)
         except provisioning.ProvisioningError as exc:
+            # The service alone decides who may revoke; here its refusal is only sorted into "the grant is no
+            # longer live" (a 400, like deciding a decided request) and "you may not" (403).
+            grant.refresh_from_db()
+            if grant.status not in LIVE_GRANT_STATUSES:
+                raise ValidationError({"status": [str(exc)]}) from None
             raise PermissionDenied(str(exc)) from None
         return Response(s.GrantOut(_grant_for(request.user, pk)).data)
 
 
 class GrantExtendView(GatehouseAPIView):
     @extend_schema(
-        request=s.ExtendIn, responses={201: s.RequestOut, **ERRORS}, summary="Ask to extend a grant"
+        request=s.ExtendIn,
+        responses={201: s.RequestOut, **ERRORS},
+        summary="Ask to extend a grant (a new request that continues it without a gap)",
+        examples=[
+            OpenApiExample(
+                "Four more hours",
+                value={"justification": "the release slipped", "duration_hours": 4},
+                request_only=True,
+            )
+        ],
     )
     def post(self, request: Request, pk: int) -> Response:
         grant = _grant_for(request.user, pk)
@@ -366,6 +448,10 @@ class GrantExtendView(GatehouseAPIView):
             "actions": old.actions,
             "stage": old.stage,
             "action_name": old.action_name,
+            "trusted_account_id": old.trusted_account_id,
+            "trusted_principal_arn": old.trusted_principal_arn,
+            "external_id": old.external_id,
+            "ticket": old.ticket,
             "justification": body.validated_data["justification"],
             "duration_hours": body.validated_data["duration_hours"],
         }
@@ -388,18 +474,26 @@ AUDIT_FILTERS = [OpenApiParameter(name, OpenApiTypes.STR) for name in AuditFilte
 
 
 def _audit_qs(request: Request):
-    form = AuditFilterForm(request.query_params)
+    # Only the form's own fields, so that an unknown parameter is reported by the strict serializer instead.
+    form = AuditFilterForm(
+        {k: v for k, v in request.query_params.items() if k in AuditFilterForm.base_fields}
+    )
     if not form.is_valid():
         raise ValidationError(form.errors.get_json_data())
     return form.filters(), selectors.audit_events(**form.filters())
 
 
 class AuditEventListView(GatehouseAPIView):
-    @extend_schema(parameters=[*AUDIT_FILTERS, *PAGE], responses={200: s.AuditEventOut(many=True), **ERRORS})
+    @extend_schema(
+        parameters=[*AUDIT_FILTERS, s.PageIn],
+        responses={200: s.AuditEventOut(many=True), **ERRORS},
+        summary="Audit events, newest first (auditors and admins)",
+    )
     def get(self, request: Request) -> Response:
         _auditors_only(request)
+        query = _query(request, s.PageIn, elsewhere=AuditFilterForm.base_fields)
         _, qs = _audit_qs(request)
-        return Response(s.AuditEventOut(_page(request, qs.order_by("-id")), many=True).data)
+        return Response(s.AuditEventOut(_page(query, qs.order_by("-id")), many=True).data)
 
 
 class AuditExportView(GatehouseAPIView):
@@ -418,6 +512,7 @@ class AuditExportView(GatehouseAPIView):
     )
     def get(self, request: Request):
         _auditors_only(request)
+        _query(request, s.StrictSerializer, elsewhere=(*AuditFilterForm.base_fields, "file_format"))
         fmt = request.query_params.get("file_format", "csv")
         if fmt not in exports.FORMATS:
             raise ValidationError({"file_format": [f"One of: {', '.join(exports.FORMATS)}."]})
@@ -434,6 +529,7 @@ class AuditExportView(GatehouseAPIView):
 
     def finalize_response(self, request, response, *args, **kwargs):
         if isinstance(response, StreamingHttpResponse):  # DRF must not try to render a stream
+            self.audit_call(request, response.status_code)
             return response
         return super().finalize_response(request, response, *args, **kwargs)
 
@@ -441,15 +537,16 @@ class AuditExportView(GatehouseAPIView):
 def _catalog_view(model_qs, out, name: str, filter_account: bool = True):
     class CatalogView(GatehouseAPIView):
         @extend_schema(
-            parameters=[OpenApiParameter("account", OpenApiTypes.STR)] if filter_account else [],
+            parameters=[s.AccountFilterIn] if filter_account else [],
             responses={200: out(many=True), **ERRORS},
             summary=f"Catalog: {name}",
             operation_id=f"catalog_{name.replace(' ', '_')}",
         )
         def get(self, request: Request) -> Response:
+            query = _query(request, s.AccountFilterIn if filter_account else s.StrictSerializer)
             qs = model_qs()
-            if filter_account and request.query_params.get("account"):
-                qs = qs.filter(account__account_id=request.query_params["account"])
+            if query.get("account"):
+                qs = qs.filter(account__account_id=query["account"])
             return Response(out(qs[:1000], many=True).data)
 
     return CatalogView
@@ -463,5 +560,8 @@ RolesView = _catalog_view(
     lambda: PassableRole.objects.filter(present=True).select_related("account"), s.RoleOut, "roles"
 )
 PermissionSetsView = _catalog_view(
-    lambda: PermissionSet.objects.filter(present=True), s.PermissionSetOut, "permission sets", False
+    lambda: PermissionSet.objects.filter(present=True, portal_owned=False),
+    s.PermissionSetOut,
+    "permission sets",
+    False,
 )

@@ -9,6 +9,7 @@ from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accessrequests import audit
@@ -19,6 +20,8 @@ class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="Where you will use it, e.g. “release CI job”.")
 
 
+# never_cache: the answer to the POST carries the only copy of the secret; no cache or back button may keep it.
+@never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def tokens(request: HttpRequest) -> HttpResponse:
