@@ -457,3 +457,22 @@ def test_list_endpoints_do_not_grow_queries_with_rows(world):
     for _ in range(20):
         request_approve(request_id=world.submit().pk, reviewer=world.approver)
     assert {path: queries(admin, path) for path in few} == few
+
+
+def test_a_live_token_name_is_unique_per_user_and_free_again_once_revoked(client, world):
+    client.force_login(world.requester)
+    assert client.post("/tokens/", {"name": "ci"}).status_code == 200
+    duplicate = client.post("/tokens/", {"name": "ci"})
+    assert duplicate.status_code == 400 and duplicate.context["secret"] is None
+    assert ApiToken.objects.filter(user=world.requester).count() == 1
+    token = ApiToken.objects.get(user=world.requester)
+    client.post(f"/tokens/{token.pk}/revoke/")
+    assert client.post("/tokens/", {"name": "ci"}).status_code == 200
+    assert ApiToken.objects.filter(user=world.requester, name="ci").count() == 2
+
+
+def test_nobody_revokes_someone_elses_token(client, world):
+    token, raw = ApiToken.issue(user=world.requester, name="ci")
+    client.force_login(world.other_requester)
+    assert client.post(f"/tokens/{token.pk}/revoke/").status_code == 404
+    assert Client().get("/api/v1/requests/", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200

@@ -7,7 +7,7 @@ import hmac
 import secrets
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -47,7 +47,9 @@ class ApiToken(models.Model):
         """Create a token; the returned plain value is never stored and cannot be shown again."""
         key = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name, key=key, secret_hash=_digest(secret))
+        # A savepoint: a duplicate live name raises IntegrityError without breaking the caller's transaction.
+        with transaction.atomic():
+            token = cls.objects.create(user=user, name=name, key=key, secret_hash=_digest(secret))
         return token, f"{TOKEN_PREFIX}{key}_{secret}"
 
     @classmethod
