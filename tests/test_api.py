@@ -21,7 +21,7 @@ from accessrequests.models import (
 )
 from accessrequests.services.requests import request_approve
 from tests.conftest import enable_totp, make_user
-from tests.factories import World
+from tests.factories import World, make_pipeline
 
 pytestmark = pytest.mark.django_db
 
@@ -476,3 +476,18 @@ def test_nobody_revokes_someone_elses_token(client, world):
     client.force_login(world.other_requester)
     assert client.post(f"/tokens/{token.pk}/revoke/").status_code == 404
     assert Client().get("/api/v1/requests/", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
+
+
+def test_intake_asks_for_the_region_of_an_ambiguous_pipeline_and_takes_it(world):
+    make_pipeline(world.account, region="eu-west-1")
+    api = Api(world.requester)
+    ambiguous = api.post("intake/", {"message": MATEO}).json()
+    assert ambiguous["proposed_request"] is None
+    assert sorted(ambiguous["region_choices"]) == ["eu-west-1", "us-east-1"]
+    chosen = api.post("intake/", {"message": MATEO, "region": "eu-west-1"}).json()
+    assert chosen["proposed_request"]["pipelines"] == ["my-pipeline"]
+    filed = api.post(
+        "requests/", {"message": MATEO, "region": "eu-west-1", "justification": "x", "duration_hours": 1}
+    )
+    assert filed.status_code == 201, filed.json()
+    assert AccessRequest.objects.get().pipelines.get().region == "eu-west-1"

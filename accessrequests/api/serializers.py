@@ -60,6 +60,9 @@ class AccountFilterIn(StrictSerializer):
 
 class IntakeIn(StrictSerializer):
     message = serializers.CharField(max_length=MAX_MESSAGE_CHARS, trim_whitespace=False)
+    region = serializers.CharField(
+        required=False, max_length=32, help_text="When region_choices came back: the pipeline's region."
+    )
 
 
 class ProposedRequest(serializers.Serializer):

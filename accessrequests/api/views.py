@@ -146,7 +146,7 @@ class IntakeView(GatehouseAPIView):
                 explanation=denial.explanation,
             )
             if denial.fixable:
-                resolution = resolve_denial(denial)
+                resolution = resolve_denial(denial, region=data.validated_data.get("region"))
                 out["error"] = resolution.error
                 out["region_choices"] = resolution.region_choices
                 if not resolution.error and not resolution.region_choices:
