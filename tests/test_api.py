@@ -327,7 +327,7 @@ def test_an_unexpected_failure_is_a_json_500_with_the_request_reference(world, m
     def broken(message):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("accessrequests.api.views.parse_access_denied", broken)
+    monkeypatch.setattr("accessrequests.api.requests.parse_access_denied", broken)
     api = Api(world.requester)
     api.client = Client(raise_request_exception=False)
     response = api.post("intake/", {"message": MATEO})
@@ -491,3 +491,12 @@ def test_intake_asks_for_the_region_of_an_ambiguous_pipeline_and_takes_it(world)
     )
     assert filed.status_code == 201, filed.json()
     assert AccessRequest.objects.get().pipelines.get().region == "eu-west-1"
+
+
+def test_catalog_lists_are_paged_in_a_fixed_order(world):
+    for name in ("alpha", "beta", "gamma"):
+        make_pipeline(world.account, name=name)
+    api = Api(world.requester)
+    first = api.get("catalog/pipelines/", limit=2).json()
+    rest = api.get("catalog/pipelines/", limit=2, offset=2).json()
+    assert [p["name"] for p in first + rest] == ["alpha", "beta", "gamma", "my-pipeline"]

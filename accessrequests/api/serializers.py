@@ -54,7 +54,7 @@ class GrantFilterIn(PageIn):
     status = serializers.ChoiceField(choices=GrantStatus.choices, required=False)
 
 
-class AccountFilterIn(StrictSerializer):
+class AccountFilterIn(PageIn):
     account = serializers.RegexField(ACCOUNT_ID, required=False, help_text="12-digit account id")
 
 

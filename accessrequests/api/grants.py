@@ -1,0 +1,114 @@
+"""Grants through the API: list what you may see, revoke now (the provisioning service decides who may), and
+extend (a new request that continues the grant)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accessrequests import selectors
+from accessrequests.api import serializers as s
+from accessrequests.api.base import ERRORS, GatehouseAPIView, page, strict_query
+from accessrequests.api.requests import file_request, request_qs
+from accessrequests.models import LIVE_GRANT_STATUSES, Grant
+from accessrequests.services.requests import RequestError
+
+
+def _grant_qs(user) -> QuerySet[Grant]:
+    visible = selectors.requests_visible_to(user).values("pk")
+    return Grant.objects.filter(request__in=visible).select_related("request", "principal", "account")
+
+
+def _grant_for(user, pk: int) -> Grant:
+    grant = _grant_qs(user).filter(pk=pk).first()
+    if grant is None:
+        raise NotFound("Not found.")
+    return grant
+
+
+class GrantListView(GatehouseAPIView):
+    @extend_schema(
+        parameters=[s.GrantFilterIn],
+        responses={200: s.GrantOut(many=True), **ERRORS},
+        summary="Grants you may see",
+    )
+    def get(self, request: Request) -> Response:
+        query = strict_query(request, s.GrantFilterIn)
+        qs = _grant_qs(request.user).order_by("-created_at", "-id")
+        if query.get("status"):
+            qs = qs.filter(status=query["status"])
+        return Response(s.GrantOut(page(query, qs), many=True).data)
+
+
+class GrantRevokeView(GatehouseAPIView):
+    @extend_schema(request=None, responses={200: s.GrantOut, **ERRORS}, summary="Revoke a grant now")
+    def post(self, request: Request, pk: int) -> Response:
+        from accessrequests.services import provisioning
+
+        grant = _grant_for(request.user, pk)
+        try:
+            provisioning.grant_revoke(grant_id=grant.pk, actor=request.user)
+        except provisioning.ProvisioningError as exc:
+            # The service alone decides who may revoke; here its refusal is only sorted into "the grant is no
+            # longer live" (a 400, like deciding a decided request) and "you may not" (403).
+            grant.refresh_from_db()
+            if grant.status not in LIVE_GRANT_STATUSES:
+                raise ValidationError({"status": [str(exc)]}) from None
+            raise PermissionDenied(str(exc)) from None
+        return Response(s.GrantOut(_grant_for(request.user, pk)).data)
+
+
+class GrantExtendView(GatehouseAPIView):
+    @extend_schema(
+        request=s.ExtendIn,
+        responses={201: s.RequestOut, **ERRORS},
+        summary="Ask to extend a grant (a new request that continues it without a gap)",
+        examples=[
+            OpenApiExample(
+                "Four more hours",
+                value={"justification": "the release slipped", "duration_hours": 4},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        grant = _grant_for(request.user, pk)
+        body = s.ExtendIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        old = grant.request
+        if old.requester_id != request.user.pk:
+            raise PermissionDenied("Only the requester can extend a grant.")
+        if not grant.is_live:
+            raise RequestError(
+                f"This grant is {grant.get_status_display().lower()}; file a new request instead."
+            )
+        payload: dict[str, Any] = {
+            "kind": old.kind,
+            "account": old.account.account_id,
+            "principal": old.principal_id,
+            "pipelines": [p.name for p in old.pipelines.all()],
+            "level": old.level,
+            "actions": old.actions,
+            "stage": old.stage,
+            "action_name": old.action_name,
+            "trusted_account_id": old.trusted_account_id,
+            "trusted_principal_arn": old.trusted_principal_arn,
+            "external_id": old.external_id,
+            "ticket": old.ticket,
+            "justification": body.validated_data["justification"],
+            "duration_hours": body.validated_data["duration_hours"],
+        }
+        if old.pass_role:
+            payload["pass_role"] = old.pass_role.arn
+        if old.permission_set:
+            payload["permission_set"] = old.permission_set.arn
+        req = file_request(request, payload, extends=grant)
+        return Response(
+            s.RequestOut(request_qs(request.user).get(pk=req.pk)).data, status=status.HTTP_201_CREATED
+        )

@@ -1,0 +1,312 @@
+"""Requests through the API: read a pasted error, file (from fields or from the error), list, get, decide, cancel.
+The web form validates, the request services decide: nothing here is a second copy of a rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accessrequests import roles, selectors
+from accessrequests.api import serializers as s
+from accessrequests.api.base import ERRORS, GUIDE_ERROR, GatehouseAPIView, page, strict_query
+from accessrequests.forms import RequestForm
+from accessrequests.intake import parse_access_denied
+from accessrequests.models import (
+    AccessRequest,
+    AwsAccount,
+    Grant,
+    PassableRole,
+    PermissionSet,
+    Pipeline,
+    Principal,
+    RequestKind,
+    Source,
+)
+from accessrequests.resolve import resolve_denial
+from accessrequests.services.requests import request_approve, request_cancel, request_deny, request_submit
+from accessrequests.views.review import has_mfa
+
+
+def request_qs(user) -> QuerySet[AccessRequest]:
+    return (
+        selectors.requests_visible_to(user)
+        .select_related("requester", "principal", "account", "rule", "grant")
+        .prefetch_related("pipelines")
+    )
+
+
+def _proposal(initial: dict[str, Any]) -> dict[str, Any]:
+    account = AwsAccount.objects.get(pk=initial["account"])
+    principal = Principal.objects.get(pk=initial["principal"])
+    role = PassableRole.objects.filter(pk=initial["pass_role"]).first() if initial.get("pass_role") else None
+    return {
+        "kind": initial.get("kind", RequestKind.PIPELINE),
+        "account": account.account_id,
+        "principal": principal.pk,
+        "principal_arn": principal.external_id,
+        "level": initial.get("level", ""),
+        "actions": [initial["actions"]] if initial.get("actions") else [],
+        "pipelines": list(
+            Pipeline.objects.filter(pk__in=initial.get("pipelines", [])).values_list("name", flat=True)
+        ),
+        "stage": initial.get("stage", ""),
+        "action_name": initial.get("action_name", ""),
+        "pass_role": role.arn if role else None,
+    }
+
+
+class IntakeView(GatehouseAPIView):
+    @extend_schema(
+        request=s.IntakeIn,
+        examples=[OpenApiExample("The guide's error", value={"message": GUIDE_ERROR}, request_only=True)],
+        responses={200: s.IntakeOut, **ERRORS},
+        summary="Read a pasted AccessDenied message",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.IntakeIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = parse_access_denied(data.validated_data["message"])
+        out: dict[str, Any] = {
+            "principal_arn": None, "account_id": None, "action": None, "resource": None, "fixable": False,
+            "explanation": None, "error": result.error, "region_choices": [], "proposed_request": None,
+        }  # fmt: skip
+        denial = result.denial
+        if denial is not None:
+            out.update(
+                principal_arn=denial.principal_arn,
+                account_id=denial.account_id,
+                action=denial.action,
+                resource=denial.resource,
+                fixable=denial.fixable,
+                explanation=denial.explanation,
+            )
+            if denial.fixable:
+                resolution = resolve_denial(denial, region=data.validated_data.get("region"))
+                out["error"] = resolution.error
+                out["region_choices"] = resolution.region_choices
+                if not resolution.error and not resolution.region_choices:
+                    out["proposed_request"] = _proposal(resolution.initial)
+        return Response(out)
+
+
+# What a pasted message decides; sending one of these with `message` would be silently overridden, so it is refused.
+FROM_MESSAGE = (
+    "kind", "account", "principal", "principal_arn", "pipelines", "level", "actions", "stage", "action_name",
+    "pass_role", "permission_set", "trusted_account_id", "trusted_principal_arn", "external_id",
+)  # fmt: skip
+
+
+def _principal_pk(payload: dict[str, Any]) -> int | None:
+    """`principal` (id) or `principal_arn`; whether the caller may ask for it is the form's question."""
+    pk = payload.get("principal")
+    arn = payload.get("principal_arn")
+    if arn:
+        by_arn = Principal.objects.filter(external_id=arn, present=True).order_by("pk").first()
+        if by_arn is None or (pk is not None and pk != by_arn.pk):
+            raise ValidationError(
+                {"principal_arn": ["No such principal (or it is not the one named by id)."]}
+            )
+        pk = by_arn.pk
+    return pk
+
+
+def _form_data(user, payload: dict[str, Any]) -> dict[str, Any]:
+    """Translate the API's names (account ids, pipeline names, ARNs) into the web form's fields."""
+    data: dict[str, Any] = {
+        "kind": payload.get("kind", RequestKind.PIPELINE),
+        "justification": payload["justification"],
+        "ticket": payload.get("ticket", ""),
+        "level": payload.get("level", ""),
+        "actions": " ".join(payload.get("actions", [])),
+        "stage": payload.get("stage", ""),
+        "action_name": payload.get("action_name", ""),
+        "trusted_account_id": payload.get("trusted_account_id", ""),
+        "trusted_principal_arn": payload.get("trusted_principal_arn", ""),
+        "external_id": payload.get("external_id", ""),
+        "duration_hours": payload.get("duration_hours", 8),
+        "permanent": payload.get("permanent", False),
+        "source": Source.API,
+        "pasted_text": payload.get("message", ""),
+    }
+    if "message" in payload:
+        overridden = sorted(set(payload) & set(FROM_MESSAGE))
+        if overridden:
+            raise ValidationError(
+                {
+                    name: ["Decided by the message; send it without this field, or file from fields."]
+                    for name in overridden
+                }
+            )
+        result = parse_access_denied(payload["message"])
+        if result.denial is None:
+            raise ValidationError({"message": [result.error]})
+        if not result.denial.fixable:
+            raise ValidationError({"message": [result.denial.explanation]})
+        resolution = resolve_denial(result.denial, region=payload.get("region"))
+        if resolution.error:
+            raise ValidationError({"message": [resolution.error]})
+        if resolution.region_choices:
+            raise ValidationError({"region": [f"Say which region: {', '.join(resolution.region_choices)}."]})
+        initial = resolution.initial
+        data.update(
+            kind=initial.get("kind"),
+            account=initial["account"],
+            principal=initial["principal"],
+            level=initial.get("level", ""),
+            actions=initial.get("actions", ""),
+            stage=initial.get("stage", ""),
+            action_name=initial.get("action_name", ""),
+            source=Source.PASTED_ERROR,
+        )
+        if initial.get("pipelines"):
+            data["pipelines"] = initial["pipelines"]
+        if initial.get("pass_role"):
+            data["pass_role"] = initial["pass_role"]
+        return data
+    account = AwsAccount.objects.filter(account_id=payload.get("account", ""), enabled=True).first()
+    if account is None:
+        raise ValidationError({"account": ["Name an enabled account by its 12-digit id."]})
+    data["account"] = account.pk
+    data["principal"] = _principal_pk(payload)
+    names = payload.get("pipelines", [])
+    pipelines = list(
+        Pipeline.objects.filter(account=account, name__in=names, present=True).values_list("pk", "name")
+    )
+    missing = sorted(set(names) - {name for _, name in pipelines})
+    if missing:
+        raise ValidationError({"pipelines": [f"Not in account {account.account_id}: {', '.join(missing)}."]})
+    data["pipelines"] = [pk for pk, _ in pipelines]
+    if payload.get("pass_role"):
+        role = PassableRole.objects.filter(account=account, arn=payload["pass_role"]).first()
+        if role is None:
+            raise ValidationError({"pass_role": ["No such role in this account."]})
+        data["pass_role"] = role.pk
+    if payload.get("permission_set"):
+        permission_set = PermissionSet.objects.filter(
+            arn=payload["permission_set"], portal_owned=False
+        ).first()
+        if permission_set is None:
+            raise ValidationError({"permission_set": ["No such permission set."]})
+        data["permission_set"] = permission_set.pk
+    return data
+
+
+def file_request(request: Request, payload: dict[str, Any], *, extends: Grant | None = None) -> AccessRequest:
+    form = RequestForm(_form_data(request.user, payload), user=request.user)
+    if not form.is_valid():
+        raise ValidationError(form.errors.get_json_data())
+    draft = form.draft()
+    draft.extends = extends
+    return request_submit(requester=request.user, draft=draft, http_request=request._request)
+
+
+class RequestListView(GatehouseAPIView):
+    @extend_schema(
+        parameters=[s.RequestFilterIn],
+        responses={200: s.RequestOut(many=True), **ERRORS},
+        summary="Requests you may see",
+    )
+    def get(self, request: Request) -> Response:
+        query = strict_query(request, s.RequestFilterIn)
+        qs = request_qs(request.user).order_by("-created_at", "-id")
+        for name in ("status", "kind"):
+            if query.get(name):
+                qs = qs.filter(**{name: query[name]})
+        if query.get("account"):
+            qs = qs.filter(account__account_id=query["account"])
+        return Response(s.RequestOut(page(query, qs), many=True).data)
+
+    @extend_schema(
+        request=s.RequestIn,
+        responses={201: s.RequestOut, **ERRORS},
+        summary="File a request (from fields, or from a pasted error message)",
+        examples=[
+            OpenApiExample(
+                "From a pasted error",
+                value={"message": GUIDE_ERROR, "justification": "release 42 is stuck", "duration_hours": 4},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "From fields",
+                value={
+                    "kind": "pipeline",
+                    "account": "123456789012",
+                    "principal_arn": "arn:aws:iam::123456789012:user/mateojackson",
+                    "pipelines": ["my-pipeline"],
+                    "level": "operator",
+                    "justification": "deploy the hotfix",
+                    "duration_hours": 2,
+                },
+                request_only=True,
+            ),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        payload = s.RequestIn(data=request.data)
+        payload.is_valid(raise_exception=True)
+        req = file_request(request, payload.validated_data)
+        return Response(
+            s.RequestOut(request_qs(request.user).get(pk=req.pk)).data, status=status.HTTP_201_CREATED
+        )
+
+
+class RequestDetailView(GatehouseAPIView):
+    @extend_schema(responses={200: s.RequestOut, **ERRORS}, summary="One request")
+    def get(self, request: Request, pk: int) -> Response:
+        req = selectors.get_request_for_user(request.user, pk)
+        return Response(s.RequestOut(request_qs(request.user).get(pk=req.pk)).data)
+
+
+class _DecisionView(GatehouseAPIView):
+    decide = staticmethod(request_approve)
+
+    @extend_schema(
+        request=s.DecisionIn,
+        responses={200: s.RequestOut, **ERRORS},
+        examples=[
+            OpenApiExample("With a comment", value={"comment": "ok for the release"}, request_only=True)
+        ],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        req = selectors.get_request_for_user(request.user, pk)
+        if not roles.is_approver(request.user):
+            raise PermissionDenied("Only approvers decide requests.")
+        if not has_mfa(request.user):
+            raise PermissionDenied(
+                "Deciding on access needs two-factor authentication; set it up in the portal."
+            )
+        body = s.DecisionIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        type(self).decide(
+            request_id=req.pk,
+            reviewer=request.user,
+            comment=body.validated_data["comment"],
+            http_request=request._request,
+        )
+        return Response(s.RequestOut(request_qs(request.user).get(pk=req.pk)).data)
+
+
+@extend_schema(summary="Approve (approvers of the request's rule, with TOTP set up)")
+class ApproveView(_DecisionView):
+    decide = staticmethod(request_approve)
+
+
+@extend_schema(summary="Deny with a comment (approvers of the request's rule, with TOTP set up)")
+class DenyView(_DecisionView):
+    decide = staticmethod(request_deny)
+
+
+class CancelView(GatehouseAPIView):
+    @extend_schema(
+        request=None, responses={200: s.RequestOut, **ERRORS}, summary="Withdraw your pending request"
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        req = selectors.get_request_for_user(request.user, pk)
+        request_cancel(request_id=req.pk, requester=request.user, http_request=request._request)
+        return Response(s.RequestOut(request_qs(request.user).get(pk=req.pk)).data)
