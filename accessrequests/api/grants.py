@@ -26,6 +26,7 @@ def _grant_qs(user) -> QuerySet[Grant]:
 
 
 def _grant_for(user, pk: int) -> Grant:
+    """A grant is visible exactly when its request is (the requests' access helper decides); 404 otherwise."""
     grant = _grant_qs(user).filter(pk=pk).first()
     if grant is None:
         raise NotFound("Not found.")
