@@ -406,10 +406,13 @@ def plan_documents(
     *,
     principal_type: str,
     spare_managed_slots: int = MANAGED_POLICIES_PER_PRINCIPAL,
+    inline_used_by_others: int = 0,
 ) -> PolicyPlan:
     """Decide which documents to write for an IAM user, group or role.
 
-    If the coalesced document fits the entity's inline limit it is the one inline policy. Otherwise the
+    IAM's inline limit is on the sum of all the entity's inline policies, so ``inline_used_by_others`` (the
+    size of inline policies the portal does not own) comes off it. If the coalesced document fits what is left
+    it is the one inline policy. Otherwise the
     inline policy is dropped (`inline=None`) and *all* statements go into portal-owned managed policies of at
     most 6,144 characters, at most `spare_managed_slots` of them. Keeping nothing inline when spilling means
     one grant lives in exactly one kind of document, and the inline quota (shared with any inline policies
@@ -424,7 +427,7 @@ def plan_documents(
     document = _render_coalesced(merged)
     size = policy_size(document)
     inline_limit = INLINE_LIMITS[principal_type]
-    if size <= inline_limit:
+    if size <= inline_limit - inline_used_by_others:
         return PolicyPlan(document, ())
 
     managed = _pack(merged, MANAGED_POLICY_LIMIT, spare_managed_slots)
@@ -435,9 +438,14 @@ def plan_documents(
             plural = "policies" if spare_managed_slots != 1 else "policy"
             verb = "are" if spare_managed_slots != 1 else "is"
             spill = f"{spare_managed_slots} managed {plural} of {MANAGED_POLICY_LIMIT:,} {verb} not enough"
+        others = (
+            f" ({inline_used_by_others:,} of them taken by inline policies the portal does not own)"
+            if inline_used_by_others
+            else ""
+        )
         raise PolicySizeError(
             f"The policy for this IAM {principal_type} would be {size:,} characters; "
-            f"an IAM {principal_type}'s inline policies are limited to {inline_limit:,} and {spill}.",
+            f"an IAM {principal_type}'s inline policies are limited to {inline_limit:,}{others} and {spill}.",
             size=size,
             limit=inline_limit,
         )

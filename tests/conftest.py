@@ -121,6 +121,17 @@ def celery_worker(worker_env) -> Iterator[WorkerProcess]:
     worker.stop()
 
 
+@pytest.fixture
+def workers():
+    """Celery worker processes a test starts itself (``workers.start(env)``), each on its own queue prefix;
+    all stopped when the test ends."""
+    from tests.provisioning_support import Workers
+
+    started = Workers()
+    yield started
+    started.close()
+
+
 def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -9,7 +9,6 @@ from tests.conftest import enable_totp, wait_for
 from tests.provisioning_support import (
     MY_PIPELINE_ARN,
     PortalWorld,
-    Workers,
     admin_credentials,
     aws_env,
     iam_client,
@@ -20,13 +19,6 @@ from tests.provisioning_support import (
 from tests.test_api import MATEO, Api
 
 pytestmark = pytest.mark.moto
-
-
-@pytest.fixture
-def workers():
-    started = Workers()
-    yield started
-    started.close()
 
 
 @pytest.mark.worker

@@ -530,6 +530,21 @@ def test_a_user_policy_over_2048_characters_spills_into_managed_policies_without
     assert plan_documents(list(reversed(statements)), principal_type="user") == plan
 
 
+def test_inline_policies_the_portal_does_not_own_use_up_the_same_quota():
+    statements = statements_for("viewer", ["app"])
+    size = policy_size(render(statements))
+    room = INLINE_LIMITS["user"] - size
+
+    assert plan_documents(statements, principal_type="user", inline_used_by_others=room).inline is not None
+    spilled = plan_documents(statements, principal_type="user", inline_used_by_others=room + 1)
+    assert spilled.inline is None and documents_grants(*spilled.managed) == grants(statements)
+    taken = room + 1
+    with pytest.raises(
+        PolicySizeError, match=f"{taken:,} of them taken by inline policies the portal does not own"
+    ):
+        plan_documents(statements, principal_type="user", spare_managed_slots=0, inline_used_by_others=taken)
+
+
 def test_a_role_has_room_inline_for_what_a_user_must_spill():
     statements = many_pipelines(30)
     plan = plan_documents(statements, principal_type="role")

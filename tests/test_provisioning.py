@@ -30,7 +30,6 @@ from tests.provisioning_support import (
     REGION,
     AwsProxy,
     PortalWorld,
-    Workers,
     admin_credentials,
     aws_env,
     iam_client,
@@ -73,13 +72,6 @@ def refused(call) -> bool:
     except ClientError as exc:
         return is_access_denied(exc)
     return False
-
-
-@pytest.fixture
-def workers():
-    started = Workers()
-    yield started
-    started.close()
 
 
 @pytest.fixture
@@ -353,6 +345,37 @@ def test_a_user_policy_over_2048_characters_spills_into_portal_owned_managed_pol
     reconcile(grant)
     assert iam.list_attached_user_policies(UserName="mateojackson")["AttachedPolicies"] == []
     assert not iam.list_policies(Scope="Local", PathPrefix="/gatehouse/")["Policies"]
+
+
+@pytest.mark.django_db
+def test_inline_policies_written_by_others_count_against_the_2048_limit_and_are_left_alone(world, aws):
+    iam = iam_client(aws)
+    theirs = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": f"Theirs{n}",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{n:060d}/*",
+            }
+            for n in range(13)
+        ],
+    }
+    iam.put_user_policy(UserName="mateojackson", PolicyName="team-policy", PolicyDocument=json.dumps(theirs))
+    grant = world.approve("mateojackson")  # alone, far below 2,048 characters
+    reconcile(grant)
+    grant.refresh_from_db()
+
+    assert grant.status == GrantStatus.ACTIVE, grant.last_error
+    # Beside the 1,965 characters already there, the portal's policy would break the user's inline quota
+    # (IAM would refuse it; moto does not), so it goes into a managed spill policy instead.
+    assert iam.list_user_policies(UserName="mateojackson")["PolicyNames"] == ["team-policy"]
+    attached = iam.list_attached_user_policies(UserName="mateojackson")["AttachedPolicies"]
+    assert [p["PolicyName"] for p in attached] == ["gatehouse-spill-user-mateojackson-1"]
+    kept = iam.get_user_policy(UserName="mateojackson", PolicyName="team-policy")["PolicyDocument"]
+    assert kept == theirs
+    assert permits(user_policies(iam, "mateojackson"), "codepipeline:GetPipeline", MY_PIPELINE_ARN)
 
 
 @pytest.mark.django_db

@@ -21,7 +21,6 @@ from tests.provisioning_support import (
     MY_PIPELINE_ARN,
     AwsProxy,
     PortalWorld,
-    Workers,
     aws_env,
     iam_client,
     permits,
@@ -34,13 +33,6 @@ pytestmark = [pytest.mark.moto, pytest.mark.worker, pytest.mark.django_db(transa
 @pytest.fixture
 def world(demo_world):
     return PortalWorld(demo_world)
-
-
-@pytest.fixture
-def workers():
-    started = Workers()
-    yield started
-    started.close()
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from accessrequests.policy import policy_size
+
 from .client import error_details
 from .errors import AwsOperationError
 from .reuse import kept_client
@@ -42,6 +44,7 @@ _OPERATIONS: dict[str, dict[str, str]] = {
         "get": f"get_{kind}_policy",
         "put": f"put_{kind}_policy",
         "delete": f"delete_{kind}_policy",
+        "list_inline": f"list_{kind}_policies",
         "list_attached": f"list_attached_{kind}_policies",
         "attach": f"attach_{kind}_policy",
         "detach": f"detach_{kind}_policy",
@@ -99,6 +102,7 @@ class Policies:
     managed: Mapping[int, str] = field(default_factory=dict)
     spill_arns: Mapping[int, str] = field(default_factory=dict)
     other_managed: int = 0  # attached managed policies the portal does not own (they use up the quota)
+    other_inline_size: int = 0  # characters of inline policies the portal does not own (the same quota)
 
     @property
     def empty(self) -> bool:
@@ -155,8 +159,26 @@ def read_inline(target: Target) -> str | None:
     return canonical(answer["PolicyDocument"])
 
 
+def _other_inline_size(iam: Any, target: Target) -> int:
+    """Characters (whitespace excluded, as IAM counts) of the inline policies on ``target`` that are not ours."""
+    ops = _OPERATIONS[target.kind]
+    pages = iam.get_paginator(ops["list_inline"]).paginate(**{ops["key"]: target.name})
+    size = 0
+    for name in (name for page in pages for name in page["PolicyNames"]):
+        if name == INLINE_POLICY_NAME:
+            continue
+        try:
+            answer = getattr(iam, ops["get"])(**{ops["key"]: target.name, "PolicyName": name})
+        except ClientError as exc:
+            if _code(exc) == "NoSuchEntity":
+                continue  # deleted between the listing and now
+            raise
+        size += policy_size(canonical(answer["PolicyDocument"]) or "")
+    return size
+
+
 def read_policies(target: Target) -> Policies:
-    """The portal's inline policy and attached spill policies on ``target``, as they are in IAM now."""
+    """The portal's policies on ``target`` as they are in IAM now, and how much of its quotas others use."""
     iam = target.client()
     ops = _OPERATIONS[target.kind]
     inline = read_inline(target)
@@ -164,6 +186,7 @@ def read_policies(target: Target) -> Policies:
     arns: dict[int, str] = {}
     others = 0
     try:
+        other_inline_size = _other_inline_size(iam, target)
         pages = iam.get_paginator(ops["list_attached"]).paginate(**{ops["key"]: target.name})
         attached = [policy for page in pages for policy in page["AttachedPolicies"]]
     except ClientError as exc:
@@ -179,7 +202,13 @@ def read_policies(target: Target) -> Policies:
         if document is not None:
             managed[number] = document
             arns[number] = policy["PolicyArn"]
-    return Policies(inline=inline, managed=managed, spill_arns=arns, other_managed=others)
+    return Policies(
+        inline=inline,
+        managed=managed,
+        spill_arns=arns,
+        other_managed=others,
+        other_inline_size=other_inline_size,
+    )
 
 
 # --- writing ------------------------------------------------------------------------------------------

@@ -122,7 +122,10 @@ def _converge_iam(
 
     def fit(chosen: list[Grant]) -> policy.PolicyPlan:
         plan = policy.plan_documents(
-            _statements(chosen), principal_type=target.kind, spare_managed_slots=spare
+            _statements(chosen),
+            principal_type=target.kind,
+            spare_managed_slots=spare,
+            inline_used_by_others=actual.other_inline_size,
         )
         for document in (plan.inline, *plan.managed):
             if document is not None:
