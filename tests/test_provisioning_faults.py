@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 
+import boto3
 import pytest
 
 from accessrequests.aws.motoserver import free_port
@@ -19,6 +20,7 @@ from accessrequests.services import provisioning
 from tests.conftest import ARTIFACTS, service_missing, wait_for
 from tests.provisioning_support import (
     MY_PIPELINE_ARN,
+    REGION,
     AwsProxy,
     PortalWorld,
     aws_env,
@@ -80,6 +82,70 @@ def test_a_worker_killed_in_the_middle_of_applying_leaves_the_grant_applied_exac
         "PolicyDocument"
     ]
     assert [s["Resource"] for s in inline["Statement"]] == [[MY_PIPELINE_ARN]]
+
+
+def _permission_set_grant(world) -> Grant:
+    from accessrequests.models import PermissionSet, RequestKind
+
+    permission_set = PermissionSet.objects.get(name="CodePipelineReadOnly")
+    return world.approve(
+        "paulo.santos", kind=RequestKind.PERMISSION_SET, permission_set=permission_set, pipelines=[], level=""
+    )
+
+
+def _cross_account_grant(world) -> Grant:
+    from accessrequests.models import AccessLevel, RequestKind
+
+    return world.approve(
+        "mateojackson",
+        kind=RequestKind.CROSS_ACCOUNT,
+        level=AccessLevel.VIEWER,
+        actions=[],
+        trusted_account_id="210987654321",
+        external_id="partner-42",
+    )
+
+
+@pytest.mark.parametrize(
+    ("make_grant", "first_write"),
+    [(_permission_set_grant, "CreateAccountAssignment"), (_cross_account_grant, "CreateRole")],
+    ids=["identity-center-assignment", "cross-account-role"],
+)
+def test_a_worker_killed_in_its_first_write_of_an_assignment_or_a_role_leaves_it_made_once(
+    world, aws, worker_env, workers, proxies, make_grant, first_write
+):
+    proxy = AwsProxy(aws, hold=True)
+    proxies.append(proxy)
+    env = aws_env(worker_env, proxy.url)
+    first = workers.start(env, "w1")
+    grant = make_grant(world)
+
+    assert proxy.held.wait(60), "the worker never tried to write"
+    first.kill()
+    proxy.hold = False
+    proxy.release.set()
+    wait_for(lambda: proxy.writes()[first_write] == 1, timeout=10, what=f"the held {first_write} to arrive")
+
+    workers.start(env, "w2")
+    assert redrive_now() == 1
+    wait_for(lambda: status_of(grant) == GrantStatus.ACTIVE, timeout=60, what="the grant to be applied")
+
+    assert proxy.writes()[first_write] == 1, proxy.writes()  # found in AWS after the restart, not made again
+    assert AuditEvent.objects.filter(action="grant.applied", object_id=str(grant.pk)).count() == 1
+    if first_write == "CreateRole":
+        name = grant.details["role_arn"].rsplit("/", 1)[-1]
+        document = iam_client(aws).get_role_policy(RoleName=name, PolicyName="gatehouse")["PolicyDocument"]
+        assert permits([document], "codepipeline:GetPipeline", MY_PIPELINE_ARN)
+        assert len(iam_client(aws).list_roles(PathPrefix="/gatehouse/")["Roles"]) == 1
+    else:
+        sso = boto3.client("sso-admin", region_name=REGION, endpoint_url=aws)
+        center = world.seeded["identity_center"]
+        found = sso.list_account_assignments(
+            InstanceArn=center["instance_arn"],
+            AccountId=grant.account.account_id,
+            PermissionSetArn=grant.request.permission_set.arn,
+        )["AccountAssignments"]
+        assert [a["PrincipalId"] for a in found] == [grant.principal.external_id]
 
 
 def test_an_endpoint_that_throttles_and_fails_for_a_while_ends_with_the_grant_applied(
