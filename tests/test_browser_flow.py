@@ -95,4 +95,14 @@ def test_the_policy_preview_follows_the_form_as_you_type(page):
     page.wait_for_selector("[data-testid=policy-preview]")
     assert "codepipeline:StartPipelineExecution" in page.text_content("[data-testid=policy-preview]")
     screenshot(page, "live-preview")
+
+    # Only the sections of the chosen kind show; switching kind swaps them.
+    assert page.is_visible("select[name=pipelines]") and not page.is_visible("select[name=permission_set]")
+    page.select_option("select[name=kind]", "permission_set")
+    page.wait_for_selector("select[name=permission_set]", state="visible")
+    assert not page.is_visible("select[name=pipelines]") and not page.is_visible("input[name=external_id]")
+    page.select_option("select[name=kind]", "cross_account")
+    page.wait_for_selector("input[name=external_id]", state="visible")
+    assert page.is_visible("select[name=pipelines]") and not page.is_visible("select[name=pass_role]")
+    screenshot(page, "form-cross-account")
     assert AccessRequest.objects.count() == 0

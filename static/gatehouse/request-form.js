@@ -29,8 +29,22 @@
       .catch(function () { /* the Preview button still works */ });
   }
 
+  // Show only the sections the chosen kind uses. A hidden section is also disabled, so what was typed there
+  // before the kind changed is not sent. Without JavaScript every section shows and the server ignores the rest.
+  var kind = form.elements.namedItem("kind");
+  function showSections() {
+    if (!kind) { return; }
+    Array.prototype.forEach.call(form.querySelectorAll("fieldset[data-kinds]"), function (section) {
+      var used = section.getAttribute("data-kinds").split(" ").indexOf(kind.value) !== -1;
+      section.hidden = !used;
+      section.disabled = !used;
+    });
+  }
+  showSections();
+
   form.addEventListener("change", function (event) {
     var name = event.target && event.target.name;
+    if (name === "kind") { showSections(); }
     clearTimeout(timer);
     timer = setTimeout(function () { refresh(name); }, 250);
   });
