@@ -232,5 +232,42 @@ def test_query_counts_do_not_grow_with_rows(client, world, django_assert_num_que
         assert client.get(reverse("queue")).status_code == 200
 
 
+@pytest.mark.parametrize("n", [10, 1000])
+def test_home_shows_access_now_and_what_waits_in_a_fixed_number_of_queries(
+    client, world, django_assert_num_queries, n
+):
+    _bulk_requests(world, n)
+    approved = world.submit(level="operator")
+    request_approve(request_id=approved.pk, reviewer=world.approver)
+
+    login(client, world.requester)
+    with django_assert_num_queries(QUERY_BUDGET["home_requester"]):
+        content = client.get(reverse("home")).content.decode()
+    live = content.split('data-testid="live-grants"')[1].split("</ul>")[0]
+    assert approved.reference in live and "Operator" in live and "ends" in live
+    waiting = content.split('data-testid="waiting"')[1].split("</ul>")[0]
+    assert waiting.count("<li") == 10 and approved.reference not in waiting
+    assert 'data-testid="to-review"' not in content  # requesters have no queue
+
+    login(client, world.approver)
+    with django_assert_num_queries(QUERY_BUDGET["home_approver"]):
+        content = client.get(reverse("home")).content.decode()
+    shown = "99+" if n > 99 else str(n)
+    assert f"<strong>{shown}</strong> requests wait for your review" in content
+
+    login(client, world.other_requester)
+    content = client.get(reverse("home")).content.decode()
+    assert approved.reference not in content and "No request of yours is pending." in content
+
+
+def test_home_tells_an_approver_without_two_factor_to_set_it_up(client):
+    w = World()  # nobody has TOTP here
+    w.submit()
+    login(client, w.approver)
+    content = client.get(reverse("home")).content.decode()
+    assert "<strong>1</strong> request waits for your review" in content
+    assert reverse("mfa_activate_totp") in content
+
+
 # Pinned: the same at 10 and at 1,000 requests (session + user + groups, then the page's own queries).
-QUERY_BUDGET = {"my_requests": 5, "detail": 8, "queue": 10}
+QUERY_BUDGET = {"my_requests": 5, "detail": 8, "queue": 10, "home_requester": 5, "home_approver": 10}

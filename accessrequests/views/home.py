@@ -1,12 +1,19 @@
-"""The landing page after sign-in: who you are and what you can do from here."""
+"""The landing page after sign-in: who you are, the access you hold now, and what waits for you."""
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from accessrequests import roles, selectors
+from accessrequests.views.review import has_mfa
+
 
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "accessrequests/home.html", {})
+    user = request.user
+    context = selectors.home_overview(user)
+    if roles.is_approver(user):
+        context["needs_mfa"] = not has_mfa(user)
+    return render(request, "accessrequests/home.html", context)
