@@ -15,12 +15,16 @@ from datetime import timedelta
 
 from celery import Celery, bootsteps, signals
 from celery.schedules import crontab  # noqa: F401  (kept for readers adding schedules)
+from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 # Several installations, or concurrent test runs, can share one broker when each names its queues apart;
 # its workers must then consume the prefixed QUEUES below.
 QUEUE_PREFIX = os.environ.get("GATEHOUSE_QUEUE_PREFIX", "")
+
+
+QUEUE_NAMES = ("gatehouse", "provisioning", "notifications")
 
 
 def queue_name(name: str) -> str:
@@ -39,6 +43,8 @@ app.conf.update(
     result_accept_content=["json"],
     result_expires=timedelta(days=1),
     task_default_queue=queue_name("gatehouse"),
+    # Declared, so a plain `celery -A portal worker` consumes all three; `-Q` still dedicates a worker to some.
+    task_queues=tuple(Queue(queue_name(name)) for name in QUEUE_NAMES),
     task_routes={
         "accessrequests.tasks.provision_*": {"queue": queue_name("provisioning")},
         "accessrequests.tasks.reconcile_*": {"queue": queue_name("provisioning")},
@@ -75,7 +81,7 @@ app.conf.update(
 )
 app.autodiscover_tasks()
 
-QUEUES = ",".join(queue_name(name) for name in ("gatehouse", "provisioning", "notifications"))
+QUEUES = ",".join(queue_name(name) for name in QUEUE_NAMES)
 
 
 class HeartbeatStep(bootsteps.StartStopStep):

@@ -58,7 +58,8 @@ def database_url_for_subprocess() -> str:
 
 
 class WorkerProcess:
-    """A real `celery worker` child process on the configured broker and the test database."""
+    """A real `celery worker` child process on the configured broker and the test database, started as the
+    README says (no `-Q`: the app declares its queues)."""
 
     def __init__(self, env: dict[str, str], concurrency: int = 1, name: str = "w1"):
         self.env = env
@@ -73,7 +74,6 @@ class WorkerProcess:
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "-A", "portal", "worker",
-                "-Q", "gatehouse,provisioning,notifications",
                 "-n", f"{self.name}@%h", "--concurrency", str(self.concurrency),
                 "--pool", "prefork", "-l", "info", "--without-gossip", "--without-mingle",
             ],

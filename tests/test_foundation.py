@@ -125,6 +125,24 @@ def test_a_real_worker_process_returns_a_task_result_and_a_heartbeat(celery_work
     )
 
 
+def test_a_plain_worker_consumes_every_queue_the_portal_routes_to(celery_worker):
+    from accessrequests.tasks import echo
+    from portal.celery import QUEUE_NAMES, app
+
+    routed = {app.amqp.router.route({}, name)["queue"].name for name in ROUTED_TASKS}
+    assert routed == set(QUEUE_NAMES)
+    for queue in QUEUE_NAMES:
+        assert echo.apply_async(("via " + queue,), queue=queue).get(timeout=60) == "via " + queue
+
+
+# One task per route of portal/celery.py: provisioning, notifications, and the default queue.
+ROUTED_TASKS = (
+    "accessrequests.tasks.reconcile_principal",
+    "accessrequests.tasks.notify_request_created",
+    "accessrequests.tasks.expire_grants",
+)
+
+
 @pytest.mark.django_db
 def test_home_requires_sign_in(client):
     response = client.get("/")
