@@ -115,13 +115,37 @@ def list_assignments(instance: Instance, *, account_id: str, permission_set_arn:
     ]
 
 
-def create_assignment(
-    instance: Instance, *, account_id: str, permission_set_arn: str, principal_type: str, principal_id: str
+# The two asynchronous assignment operations: (call, status key in its answer, status call, request id key).
+_ASSIGNMENT_CHANGES = {
+    "create": (
+        "create_account_assignment",
+        "AccountAssignmentCreationStatus",
+        "describe_account_assignment_creation_status",
+        "AccountAssignmentCreationRequestId",
+    ),
+    "delete": (
+        "delete_account_assignment",
+        "AccountAssignmentDeletionStatus",
+        "describe_account_assignment_deletion_status",
+        "AccountAssignmentDeletionRequestId",
+    ),
+}
+
+
+def _change_assignment(
+    instance: Instance,
+    change: str,
+    *,
+    account_id: str,
+    permission_set_arn: str,
+    principal_type: str,
+    principal_id: str,
+    what: str,
 ) -> list[str]:
-    """Assign and wait until Identity Center says SUCCEEDED; returns the request ids."""
+    operation, status_key, describe, request_key = _ASSIGNMENT_CHANGES[change]
     sso = instance.client()
     answer = _call(
-        sso.create_account_assignment,
+        getattr(sso, operation),
         InstanceArn=instance.instance_arn,
         TargetId=account_id,
         TargetType="AWS_ACCOUNT",
@@ -129,47 +153,49 @@ def create_assignment(
         PrincipalType=principal_type,
         PrincipalId=principal_id,
     )
-    request_id = answer["AccountAssignmentCreationStatus"]["RequestId"]
+    request_id = answer[status_key]["RequestId"]
     _wait(
-        lambda: _call(
-            sso.describe_account_assignment_creation_status,
-            InstanceArn=instance.instance_arn,
-            AccountAssignmentCreationRequestId=request_id,
-        )["AccountAssignmentCreationStatus"],
-        f"assign {permission_set_arn} to {principal_type.lower()} {principal_id} in account {account_id}",
+        lambda: _call(getattr(sso, describe), InstanceArn=instance.instance_arn, **{request_key: request_id})[
+            status_key
+        ],
+        what,
     )
     return [_request_id(answer)]
+
+
+def create_assignment(
+    instance: Instance, *, account_id: str, permission_set_arn: str, principal_type: str, principal_id: str
+) -> list[str]:
+    """Assign and wait until Identity Center says SUCCEEDED; returns the request ids."""
+    return _change_assignment(
+        instance,
+        "create",
+        account_id=account_id,
+        permission_set_arn=permission_set_arn,
+        principal_type=principal_type,
+        principal_id=principal_id,
+        what=f"assign {permission_set_arn} to {principal_type.lower()} {principal_id} in account {account_id}",
+    )
 
 
 def delete_assignment(
     instance: Instance, *, account_id: str, permission_set_arn: str, principal_type: str, principal_id: str
 ) -> list[str]:
     """Remove an assignment and wait until Identity Center says SUCCEEDED; returns the request ids."""
-    sso = instance.client()
     try:
-        answer = _call(
-            sso.delete_account_assignment,
-            InstanceArn=instance.instance_arn,
-            TargetId=account_id,
-            TargetType="AWS_ACCOUNT",
-            PermissionSetArn=permission_set_arn,
-            PrincipalType=principal_type,
-            PrincipalId=principal_id,
+        return _change_assignment(
+            instance,
+            "delete",
+            account_id=account_id,
+            permission_set_arn=permission_set_arn,
+            principal_type=principal_type,
+            principal_id=principal_id,
+            what=f"remove {permission_set_arn} from {principal_type.lower()} {principal_id} in account {account_id}",
         )
     except ClientError as exc:
         if error_details(exc)[0] == "ResourceNotFoundException":
             return []  # already gone: what we wanted
         raise
-    request_id = answer["AccountAssignmentDeletionStatus"]["RequestId"]
-    _wait(
-        lambda: _call(
-            sso.describe_account_assignment_deletion_status,
-            InstanceArn=instance.instance_arn,
-            AccountAssignmentDeletionRequestId=request_id,
-        )["AccountAssignmentDeletionStatus"],
-        f"remove {permission_set_arn} from {principal_type.lower()} {principal_id} in account {account_id}",
-    )
-    return [_request_id(answer)]
 
 
 # --- portal-owned permission sets ---------------------------------------------------------------------
