@@ -14,7 +14,7 @@ import sys
 import threading
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -201,11 +201,14 @@ class AwsProxy:
     ``fail_writes``: answers for the next IAM/SSO write calls instead of forwarding them, e.g.
     ``[(400, "Throttling"), (500, "InternalFailure")]``. ``hold`` makes every write wait until ``release``
     is set (``held`` is set when one arrives), so a test can kill a worker in the middle of applying.
+    ``rewrite``: for a JSON-protocol action, a function that changes AWS's real answer before it is returned
+    (e.g. an asynchronous Identity Center status that is still IN_PROGRESS, or FAILED).
     """
 
     upstream: str
     fail_writes: list[tuple[int, str]] = field(default_factory=list)
     hold: bool = False
+    rewrite: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
     calls: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
     held: threading.Event = field(default_factory=threading.Event)
@@ -239,6 +242,8 @@ class AwsProxy:
                 payload = response.read()
                 connection.close()
                 proxy._count(action)
+                if action in proxy.rewrite and response.status == 200:
+                    payload = json.dumps(proxy.rewrite[action](json.loads(payload))).encode()
                 skip = {"connection", "transfer-encoding", "content-length"}
                 self._send(
                     response.status,

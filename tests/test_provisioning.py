@@ -222,6 +222,51 @@ def test_an_identity_center_user_holds_the_assignment_while_active_and_not_after
 
 
 @pytest.mark.django_db
+def test_identity_center_is_polled_until_done_and_a_failed_assignment_shows_its_reason(
+    world, aws, aws_proxy, settings, monkeypatch
+):
+    from accessrequests.models import PermissionSet
+
+    still_running = {"left": 2}
+
+    def in_progress_twice(answer: dict) -> dict:
+        if still_running["left"]:
+            still_running["left"] -= 1
+            answer["AccountAssignmentCreationStatus"]["Status"] = "IN_PROGRESS"
+        return answer
+
+    proxy = aws_proxy(aws, rewrite={"DescribeAccountAssignmentCreationStatus": in_progress_twice})
+    settings.AWS_ENDPOINT_URL = proxy.url
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    permission_set = PermissionSet.objects.get(name="CodePipelineReadOnly")
+    fields = {
+        "kind": RequestKind.PERMISSION_SET,
+        "permission_set": permission_set,
+        "pipelines": [],
+        "level": "",
+    }
+
+    grant = world.approve("paulo.santos", **fields)
+    reconcile(grant)
+    assert status_of(grant) == GrantStatus.ACTIVE, grant.last_error
+    assert proxy.calls["DescribeAccountAssignmentCreationStatus"] == 3  # IN_PROGRESS, IN_PROGRESS, SUCCEEDED
+
+    def failed(answer: dict) -> dict:
+        status = answer["AccountAssignmentCreationStatus"]
+        status.update(Status="FAILED", FailureReason="The permission set is not provisioned to the account")
+        return answer
+
+    proxy.rewrite["DescribeAccountAssignmentCreationStatus"] = failed
+    refused = world.approve("pipeline-operators", **fields)
+    reconcile(refused)
+    refused.refresh_from_db()
+    assert refused.status == GrantStatus.FAILED
+    assert "The permission set is not provisioned to the account" in refused.last_error
+    assert AuditEvent.objects.filter(action="grant.failed", object_id=str(refused.pk)).exists()
+    assert status_of(grant) == GrantStatus.ACTIVE  # the other principal's grant is untouched
+
+
+@pytest.mark.django_db
 def test_an_identity_center_group_gets_a_portal_owned_permission_set_with_the_approved_statements(world, aws):
     group = world.principal("pipeline-operators")
     grant = world.approve("pipeline-operators", level=AccessLevel.VIEWER, actions=[])
