@@ -186,6 +186,7 @@ def test_the_queue_shows_what_the_approver_may_decide_and_approving_works(client
     login(client, world.approver)
     queue = client.get(reverse("queue"))
     assert req.reference.encode() in queue.content
+    assert req.justification.encode() in queue.content  # why, at a glance, before opening it
     review = client.get(reverse("review", args=[req.pk]))
     assert b"diff-add" in review.content
     response = client.post(reverse("review", args=[req.pk]), {"decision": "approve", "comment": "ok"})
