@@ -129,6 +129,7 @@ def test_mateojackson_is_refused_then_may_get_my_pipeline_and_nothing_else_then_
     applied = AuditEvent.objects.get(action="grant.applied", object_id=str(grant.pk))
     grant.refresh_from_db()
     assert applied.aws_request_ids and set(applied.aws_request_ids) == set(grant.aws_request_ids)
+    assert "aws_already_matched" not in applied.after
     assert AuditEvent.objects.filter(action="grant.verified", object_id=str(grant.pk)).count() == 1
     # moto judges CodePipeline calls against Resource "*" only, so it cannot tell that this policy allows
     # GetPipeline on my-pipeline; the evaluation above is the proof, and the ListPipelines test below

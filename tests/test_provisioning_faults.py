@@ -77,7 +77,8 @@ def test_a_worker_killed_in_the_middle_of_applying_leaves_the_grant_applied_exac
 
     assert proxy.writes() == {"PutUserPolicy": 1}  # the restart found it in AWS and wrote nothing again
     assert grant.attempts == 2
-    assert AuditEvent.objects.filter(action="grant.applied", object_id=str(grant.pk)).count() == 1
+    [applied] = AuditEvent.objects.filter(action="grant.applied", object_id=str(grant.pk))
+    assert applied.aws_request_ids == [] and applied.after["aws_already_matched"] is True
     inline = iam_client(aws).get_user_policy(UserName="mateojackson", PolicyName="gatehouse")[
         "PolicyDocument"
     ]

@@ -316,12 +316,12 @@ def _record_success(
             )
             if not updated:
                 continue  # revoked while we worked: its own reconcile, queued behind us, takes it away
-            _audit(
-                grant,
-                "grant.applied",
-                after={"status": GrantStatus.ACTIVE, "attempts": grant.attempts, **details},
-                aws_request_ids=ids,
-            )
+            applied = {"status": GrantStatus.ACTIVE, "attempts": grant.attempts, **details}
+            if not ids:
+                # Nothing needed writing: AWS already held it (an earlier attempt's write that was not recorded,
+                # say by a worker killed right after it). The auditor sees why no request id is named.
+                applied["aws_already_matched"] = True
+            _audit(grant, "grant.applied", after=applied, aws_request_ids=ids)
             _audit(grant, "grant.verified", after={"read_back": result.summary})
             notify.on_grant_applied(grant)
         for grant in leaving:
