@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django import forms
 from django.db.models import Q
+from django.http import Http404
 
-from accessrequests import roles
+from accessrequests import roles, selectors
 from accessrequests.intake import MAX_MESSAGE_CHARS
 from accessrequests.models import (
     AccessLevel,
     AwsAccount,
+    Grant,
     PassableRole,
     PermissionSet,
     Pipeline,
@@ -19,7 +22,7 @@ from accessrequests.models import (
     RequestKind,
     Source,
 )
-from accessrequests.services.requests import RequestDraft
+from accessrequests.services.requests import RequestDraft, RequestError, check_extendable, extension_fields
 
 MAX_DURATION_HOURS = 24 * 365
 
@@ -80,6 +83,7 @@ class RequestForm(forms.Form):
     permanent = forms.BooleanField(required=False, help_text="Only where the approval rule allows it.")
     source = forms.ChoiceField(choices=Source.choices, initial=Source.FORM, widget=forms.HiddenInput)
     pasted_text = forms.CharField(required=False, max_length=MAX_MESSAGE_CHARS, widget=forms.HiddenInput)
+    extends = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -102,6 +106,19 @@ class RequestForm(forms.Form):
             field = self.fields[name]
             assert isinstance(field, forms.ModelChoiceField)
             field.queryset = queryset
+
+    def clean_extends(self) -> Grant | None:
+        pk = self.cleaned_data.get("extends")
+        if pk is None:
+            return None
+        try:
+            grant = selectors.get_own_grant(self.user, pk)
+        except Http404:  # the same answer whether it does not exist or is someone else's
+            raise forms.ValidationError("You have no grant with that number to extend.") from None
+        try:
+            return check_extendable(grant, self.user)
+        except RequestError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def clean_actions(self) -> list[str]:
         return [a for a in re.split(r"[\s,]+", self.cleaned_data.get("actions") or "") if a]
@@ -137,7 +154,26 @@ class RequestForm(forms.Form):
             duration_hours=d.get("duration_hours"),
             source=d.get("source") or Source.FORM,
             pasted_text=d.get("pasted_text") or "",
+            extends=d.get("extends"),
         )
+
+    @classmethod
+    def initial_to_extend(cls, grant: Grant) -> dict[str, Any]:
+        """The form's initial values for extending ``grant``: the same access, for its requester to confirm."""
+        same = extension_fields(grant)
+        initial: dict[str, Any] = {name: value for name, value in same.items() if value not in (None, "", [])}
+        initial.update(
+            account=same["account"].pk,
+            principal=same["principal"].pk,
+            pipelines=[p.pk for p in same["pipelines"]],
+            actions=" ".join(same["actions"]),
+            duration_hours=grant.request.duration_hours or 8,
+            extends=grant.pk,
+        )
+        for name in ("pass_role", "permission_set"):
+            if same[name] is not None:
+                initial[name] = same[name].pk
+        return initial
 
 
 class PasteForm(forms.Form):

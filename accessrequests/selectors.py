@@ -44,6 +44,18 @@ def get_request_for_user(user, pk) -> AccessRequest:
     return obj
 
 
+def get_own_grant(user, pk) -> Grant:
+    """A grant of one of the user's own requests (to extend it); 404 for any other, whoever may see it."""
+    try:
+        pk = int(pk)
+    except (TypeError, ValueError):
+        raise Http404("No such grant") from None
+    grant = Grant.objects.select_related("request").filter(pk=pk, request__requester=user).first()
+    if grant is None:
+        raise Http404("No such grant")
+    return grant
+
+
 def my_requests(user, *, status: str | None = None) -> QuerySet[AccessRequest]:
     qs = _with_related(AccessRequest.objects.filter(requester=user))
     if status:

@@ -272,3 +272,61 @@ def test_home_tells_an_approver_without_two_factor_to_set_it_up(client):
 
 # Pinned: the same at 10 and at 1,000 requests (session + user + groups, then the page's own queries).
 QUERY_BUDGET = {"my_requests": 5, "detail": 8, "queue": 10, "home_requester": 5, "home_approver": 10}
+
+
+# --- extending a grant from its page ------------------------------------------------------------------
+
+
+def test_a_requester_extends_a_live_grant_through_the_prefilled_form(client, world):
+    first = world.submit(level="operator", stage="Deploy")
+    request_approve(request_id=first.pk, reviewer=world.approver)
+    grant = first.grant
+    login(client, world.requester)
+
+    detail = client.get(reverse("request_detail", args=[first.pk])).content.decode()
+    link = f"{reverse('new_request')}?extends={grant.pk}"
+    assert link in detail
+
+    form = client.get(link)
+    assert form.status_code == 200
+    page = form.content.decode()
+    assert 'data-testid="extending"' in page
+    assert f'value="{grant.pk}"' in page and 'name="extends"' in page
+    assert f'<option value="{world.pipeline.pk}" selected>' in page
+    assert '<option value="operator" selected>' in page and 'value="Deploy"' in page
+
+    data = form_data(
+        world, level="operator", stage="Deploy", extends=grant.pk, justification="The release slipped"
+    )
+    response = client.post(reverse("new_request"), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    extension = AccessRequest.objects.exclude(pk=first.pk).get()
+    assert extension.extends == grant and extension.status == RequestStatus.PENDING
+    shown = client.get(response["Location"]).content.decode()
+    assert 'data-testid="extends"' in shown and first.reference in shown
+
+
+def test_nobody_extends_a_grant_that_is_not_theirs_or_not_live(client, world):
+    from accessrequests.models import Grant, GrantStatus
+
+    first = world.submit()
+    request_approve(request_id=first.pk, reviewer=world.approver)
+    grant = first.grant
+    before = AccessRequest.objects.count()
+
+    login(client, world.other_requester)
+    assert client.get(f"{reverse('new_request')}?extends={grant.pk}").status_code == 404
+    assert client.get(f"{reverse('new_request')}?extends=not-a-number").status_code == 404
+    forged = client.post(reverse("new_request"), form_data(world, extends=grant.pk))
+    assert forged.status_code == 400
+    assert b"You have no grant with that number to extend." in forged.content
+    assert AccessRequest.objects.count() == before
+
+    login(client, world.requester)
+    Grant.objects.filter(pk=grant.pk).update(status=GrantStatus.REVOKED)
+    detail = client.get(reverse("request_detail", args=[first.pk])).content.decode()
+    assert 'data-testid="extend"' not in detail
+    refused = client.get(f"{reverse('new_request')}?extends={grant.pk}", follow=True).content.decode()
+    assert "is revoked; file a new request instead." in refused
+    late = client.post(reverse("new_request"), form_data(world, extends=grant.pk))
+    assert late.status_code == 400 and AccessRequest.objects.count() == before

@@ -17,7 +17,7 @@ from accessrequests.api import serializers as s
 from accessrequests.api.base import ERRORS, GatehouseAPIView, page, strict_query
 from accessrequests.api.requests import file_request, request_qs
 from accessrequests.models import LIVE_GRANT_STATUSES, Grant
-from accessrequests.services.requests import RequestError
+from accessrequests.services.requests import NotYourGrant, check_extendable, extension_fields
 
 
 def _grant_qs(user) -> QuerySet[Grant]:
@@ -82,33 +82,23 @@ class GrantExtendView(GatehouseAPIView):
         grant = _grant_for(request.user, pk)
         body = s.ExtendIn(data=request.data)
         body.is_valid(raise_exception=True)
-        old = grant.request
-        if old.requester_id != request.user.pk:
-            raise PermissionDenied("Only the requester can extend a grant.")
-        if not grant.is_live:
-            raise RequestError(
-                f"This grant is {grant.get_status_display().lower()}; file a new request instead."
-            )
+        try:
+            check_extendable(grant, request.user)
+        except NotYourGrant as exc:
+            raise PermissionDenied(str(exc)) from None
+        same = extension_fields(grant)
         payload: dict[str, Any] = {
-            "kind": old.kind,
-            "account": old.account.account_id,
-            "principal": old.principal_id,
-            "pipelines": [p.name for p in old.pipelines.all()],
-            "level": old.level,
-            "actions": old.actions,
-            "stage": old.stage,
-            "action_name": old.action_name,
-            "trusted_account_id": old.trusted_account_id,
-            "trusted_principal_arn": old.trusted_principal_arn,
-            "external_id": old.external_id,
-            "ticket": old.ticket,
+            **same,
+            "account": same["account"].account_id,
+            "principal": same["principal"].pk,
+            "pipelines": [p.name for p in same["pipelines"]],
             "justification": body.validated_data["justification"],
             "duration_hours": body.validated_data["duration_hours"],
         }
-        if old.pass_role:
-            payload["pass_role"] = old.pass_role.arn
-        if old.permission_set:
-            payload["permission_set"] = old.permission_set.arn
+        for name in ("pass_role", "permission_set"):
+            payload.pop(name)
+            if same[name] is not None:
+                payload[name] = same[name].arn
         req = file_request(request, payload, extends=grant)
         return Response(
             s.RequestOut(request_qs(request.user).get(pk=req.pk)).data, status=status.HTTP_201_CREATED

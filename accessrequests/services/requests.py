@@ -43,6 +43,44 @@ class RequestError(Exception):
     """A request that cannot be filed or decided, with a message for the person who tried."""
 
 
+class NotYourGrant(RequestError):
+    """Only the requester of a grant may ask for it to be extended."""
+
+
+def check_extendable(grant: Grant, user: Any) -> Grant:
+    """The rule for extensions, for the pages and the API alike: only the grant's requester, only while it is live
+    (an extension is a new request that keeps the access going without a gap)."""
+    if grant.request.requester_id != getattr(user, "pk", None):
+        raise NotYourGrant("Only the requester can extend a grant.")
+    if not grant.is_live:
+        raise RequestError(
+            f"The grant of {grant.request.reference} is {grant.get_status_display().lower()}; "
+            "file a new request instead."
+        )
+    return grant
+
+
+def extension_fields(grant: Grant) -> dict[str, Any]:
+    """What an extension asks for: the same access as the grant's request (the requester adds why and how long)."""
+    old = grant.request
+    return {
+        "kind": old.kind,
+        "account": old.account,
+        "principal": old.principal,
+        "pipelines": list(old.pipelines.all()),
+        "level": old.level,
+        "actions": list(old.actions),
+        "stage": old.stage,
+        "action_name": old.action_name,
+        "pass_role": old.pass_role,
+        "permission_set": old.permission_set,
+        "trusted_account_id": old.trusted_account_id,
+        "trusted_principal_arn": old.trusted_principal_arn,
+        "external_id": old.external_id,
+        "ticket": old.ticket,
+    }
+
+
 @dataclass
 class RequestDraft:
     """Everything a requester chose; validated and turned into statements by ``prepare``."""

@@ -18,7 +18,13 @@ from accessrequests.intake import parse_access_denied
 from accessrequests.models import Delivery, RequestStatus, Source
 from accessrequests.paging import paginate
 from accessrequests.resolve import resolve_denial
-from accessrequests.services.requests import RequestError, prepare, request_cancel, request_submit
+from accessrequests.services.requests import (
+    RequestError,
+    check_extendable,
+    prepare,
+    request_cancel,
+    request_submit,
+)
 
 PAGE_SIZE = 25
 
@@ -60,11 +66,25 @@ def _render_form(
     )
 
 
+def _extension_form(request: HttpRequest, grant_id: str) -> HttpResponse:
+    """The request form filled in with a live grant's access, to extend it without a gap."""
+    grant = selectors.get_own_grant(request.user, grant_id)
+    try:
+        check_extendable(grant, request.user)
+    except RequestError as exc:
+        messages.error(request, str(exc))
+        return redirect("request_detail", pk=grant.request_id)
+    form = RequestForm(user=request.user, initial=RequestForm.initial_to_extend(grant))
+    return _render_form(request, form)
+
+
 @login_required
 @writer_required
 @require_http_methods(["GET", "POST"])
 def new_request(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
+        if "extends" in request.GET:
+            return _extension_form(request, request.GET["extends"])
         initial = {k: v for k, v in request.GET.items() if k in {"account", "kind", "principal", "level"}}
         return _render_form(request, RequestForm(user=request.user, initial=initial))
     form = RequestForm(request.POST, user=request.user)
@@ -136,6 +156,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "decisions": list(req.decisions.select_related("reviewer")),
             "timeline": list(selectors.request_timeline(req)),
             "can_cancel": req.requester_id == request.user.pk and req.status == RequestStatus.PENDING,
+            "can_extend": grant is not None and grant.is_live and req.requester_id == request.user.pk,
             "can_revoke": grant is not None
             and grant.is_live
             and not roles.is_auditor(request.user)
