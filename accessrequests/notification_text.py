@@ -145,7 +145,8 @@ def expiring(grant: Grant) -> tuple[str, str]:
     subject = f"[Gatehouse] {req.reference} ends {_when(grant.expires_at)}: {_access(req)}"
     body = (
         f"Your access for {req.reference} ends at {_when(grant.expires_at)}, in less than 24 hours.\n"
-        "If you still need it, ask for an extension from the request page before then.\n\n"
+        "If you still need it, ask for an extension before then (the same access, continued without a gap\n"
+        f"once approved): {settings.SITE_URL}{reverse('new_request')}?extends={grant.pk}\n\n"
         f"{_facts(req)}\n\n{request_url(req)}" + _signature()
     )
     return subject, body

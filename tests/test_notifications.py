@@ -291,6 +291,7 @@ def test_requesters_are_warned_once_a_day_before_their_access_ends(world):
     assert message.to == ["requester@example.com"]
     assert grant.request.reference in message.subject
     assert "less than 24 hours" in message.body
+    assert f"/requests/new/?extends={grant.pk}" in message.body  # one click to the prefilled extension
 
 
 def test_grants_ending_later_or_granted_for_less_than_a_day_get_no_expiry_warning(world):
