@@ -34,10 +34,13 @@ from accessrequests.models import (
 )
 from accessrequests.services.catalog import catalog_sync
 from accessrequests.services.requests import RequestDraft, request_approve, request_submit
+from portal.celery import QUEUE_NAMES
 from tests.conftest import ARTIFACTS, ROOT, WorkerProcess, make_user
 from tests.factories import make_rule
 
 MANAGEMENT = "123456789012"
+OUTSIDE_ACCOUNT = "210987654321"
+OUTSIDE_EXTERNAL_ID = "partner-42"
 REGION = "us-east-1"
 MY_PIPELINE_ARN = f"arn:aws:codepipeline:{REGION}:{MANAGEMENT}:my-pipeline"
 WRITE_PREFIXES = (
@@ -90,6 +93,17 @@ class PortalWorld:
         }
         values.update(fields)
         return RequestDraft(**values)
+
+    def approve_cross_account(self) -> Grant:
+        """mateojackson's viewer access on my-pipeline for an outside account, through a portal-owned role."""
+        return self.approve(
+            "mateojackson",
+            kind=RequestKind.CROSS_ACCOUNT,
+            level=AccessLevel.VIEWER,
+            actions=[],
+            trusted_account_id=OUTSIDE_ACCOUNT,
+            external_id=OUTSIDE_EXTERNAL_ID,
+        )
 
     def approve(self, principal: str | Principal = "mateojackson", **fields: Any) -> Grant:
         """File a request through the real workflow and approve it; returns its (queued) grant."""
@@ -298,7 +312,6 @@ class AwsProxy:
 
 
 _runs = itertools.count(1)
-QUEUE_NAMES = ("gatehouse", "provisioning", "notifications")
 
 
 class Workers:

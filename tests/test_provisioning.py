@@ -539,14 +539,7 @@ def test_only_the_requester_or_an_admin_may_revoke_and_only_an_admin_may_retry(w
 def test_a_cross_account_grant_creates_a_portal_owned_role_trusting_the_outside_account_and_removes_it(
     world, aws
 ):
-    grant = world.approve(
-        "mateojackson",
-        kind=RequestKind.CROSS_ACCOUNT,
-        level=AccessLevel.VIEWER,
-        actions=[],
-        trusted_account_id="210987654321",
-        external_id="partner-42",
-    )
+    grant = world.approve_cross_account()
     reconcile(grant)
     grant.refresh_from_db()
     assert grant.status == GrantStatus.ACTIVE, grant.last_error

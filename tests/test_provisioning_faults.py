@@ -95,16 +95,7 @@ def _permission_set_grant(world) -> Grant:
 
 
 def _cross_account_grant(world) -> Grant:
-    from accessrequests.models import AccessLevel, RequestKind
-
-    return world.approve(
-        "mateojackson",
-        kind=RequestKind.CROSS_ACCOUNT,
-        level=AccessLevel.VIEWER,
-        actions=[],
-        trusted_account_id="210987654321",
-        external_id="partner-42",
-    )
+    return world.approve_cross_account()
 
 
 @pytest.mark.parametrize(

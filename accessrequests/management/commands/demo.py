@@ -41,11 +41,11 @@ from accessrequests.aws.motoserver import (
     stop_moto_server,
 )
 from accessrequests.management.commands.seed_demo import logins, tips
+from portal.celery import QUEUES
 
 DEFAULT_PORT = 8000
 GRACE_SECONDS = 10.0  # a warm worker shutdown finishes its current task; longer than that it gets killed
 READY_TIMEOUT = 180.0  # the "working login page within 3 minutes"
-QUEUES = "gatehouse,provisioning,notifications"
 _LINUX = sys.platform.startswith("linux")
 
 
