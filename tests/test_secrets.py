@@ -85,10 +85,11 @@ def test_no_secret_reaches_the_logs_the_audit_trail_or_the_database(aws, caplog,
         "the session id": session_id,
         "the TOTP secret": totp_secret,
         "the API token": token,
-        "the API token's secret part": token.rsplit("_", 1)[-1],
+        "the API token's secret part": token.removeprefix("gh_").partition("_")[2],  # gh_<hex key>_<secret>
         "the hub's secret key": hub["AWS_SECRET_ACCESS_KEY"],
         "the hub's access key id": hub["AWS_ACCESS_KEY_ID"],
     }
+    assert len(secrets["the API token's secret part"]) >= 40  # the whole secret, not a fragment of it
     for user, key in demo_keys.items():
         secrets[f"{user}'s secret key"] = key["secret_access_key"]
         secrets[f"{user}'s access key id"] = key["access_key_id"]
