@@ -5,11 +5,13 @@ Requests, grants and the audit trail are read-only here: their state changes onl
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.forms.models import model_to_dict
 
 from accessrequests import audit
 from accessrequests.models import (
+    AccessLevel,
     AccessRequest,
     ApprovalRule,
     AuditEvent,
@@ -21,24 +23,41 @@ from accessrequests.models import (
     PermissionSet,
     Pipeline,
     Principal,
+    RequestKind,
 )
+
+# Fields that hold secrets: stored, but never copied into the audit trail or shown back in full.
+SECRET_FIELDS = {"slack_webhook_url"}
+
+
+def redact_url(value: str) -> str:
+    """A webhook URL is a credential: keep its scheme and host, so people can tell which one is set."""
+    if not value:
+        return ""
+    scheme, _, rest = value.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}/…(redacted)"
 
 
 def _snapshot(obj) -> dict:
     data = model_to_dict(obj)
     return {
-        k: (sorted(str(getattr(i, "pk", i)) for i in v) if isinstance(v, list) else v)
+        k: redact_url(str(v)) if k in SECRET_FIELDS else
+        (sorted(str(getattr(i, "pk", i)) for i in v) if isinstance(v, list) else v)
         for k, v in data.items()
-    }
+    }  # fmt: skip
 
 
 class AuditedAdmin(admin.ModelAdmin):
-    """Records who changed which catalog object or rule, with before and after."""
+    """Records who changed which catalog object or rule, with before and after.
+
+    The "before" snapshot travels on the object being saved, never on this admin instance: one instance
+    serves every request of the process, so two concurrent saves would swap each other's snapshots.
+    """
 
     def save_model(self, request, obj, form, change):
         before = _snapshot(type(obj).objects.get(pk=obj.pk)) if change else None
         super().save_model(request, obj, form, change)
-        self._before = before
+        obj._gatehouse_audit_before = before
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
@@ -48,7 +67,7 @@ class AuditedAdmin(admin.ModelAdmin):
             object_type=obj._meta.model_name,
             object_id=obj.pk,
             actor=request.user,
-            before=getattr(self, "_before", None),
+            before=getattr(obj, "_gatehouse_audit_before", None),
             after=_snapshot(obj),
             http_request=request,
         )
@@ -97,8 +116,17 @@ class IdentityCenterAdmin(AuditedAdmin):
 
 @admin.register(PermissionSet)
 class PermissionSetAdmin(AuditedAdmin):
-    list_display = ["name", "portal_owned", "present"]
+    list_display = ["name", "risk", "portal_owned", "present"]
+    list_filter = ["risk", "portal_owned", "present"]
     search_fields = ["name", "arn"]
+    # Computed from the set's policies at every catalog sync; an edit here would only be overwritten.
+    readonly_fields = [
+        "risk",
+        "risk_reasons",
+        "managed_policies",
+        "customer_managed_policies",
+        "inline_policy",
+    ]
 
 
 @admin.register(Principal)
@@ -110,8 +138,54 @@ class PrincipalAdmin(AuditedAdmin):
     list_select_related = ["account"]
 
 
+class ApprovalRuleForm(forms.ModelForm):
+    """Kinds and levels as checkboxes of the valid values; the Slack webhook (a secret) is never shown back:
+    leave it empty to keep the one that is set, or tick "remove" to clear it."""
+
+    kinds = forms.MultipleChoiceField(
+        choices=RequestKind.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Request kinds this rule covers; none ticked means all kinds.",
+    )
+    levels = forms.MultipleChoiceField(
+        choices=AccessLevel.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Access levels this rule covers; none ticked means all levels.",
+    )
+    slack_webhook_url = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        widget=forms.PasswordInput(render_value=False),
+        label="Slack webhook URL",
+    )
+    remove_slack_webhook = forms.BooleanField(required=False, label="Remove the Slack webhook")
+
+    class Meta:
+        model = ApprovalRule
+        fields = [
+            "name", "priority", "enabled", "accounts", "pipelines", "kinds", "levels", "approver_groups",
+            "approver_users", "approvals_required", "max_duration_hours", "allow_permanent",
+            "auto_approve_low_risk", "allow_privileged_permission_sets", "contact", "slack_webhook_url",
+        ]  # fmt: skip
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        current = self.instance.slack_webhook_url if self.instance.pk else ""
+        field = self.fields["slack_webhook_url"]
+        field.help_text = f"Set: {redact_url(current)}. Leave empty to keep it." if current else "Not set."
+
+    def clean_slack_webhook_url(self) -> str:
+        value = self.cleaned_data.get("slack_webhook_url") or ""
+        if self.data.get("remove_slack_webhook"):
+            return ""
+        return value or (self.instance.slack_webhook_url if self.instance.pk else "")
+
+
 @admin.register(ApprovalRule)
 class ApprovalRuleAdmin(AuditedAdmin):
+    form = ApprovalRuleForm
     list_display = [
         "name",
         "priority",
@@ -119,6 +193,7 @@ class ApprovalRuleAdmin(AuditedAdmin):
         "approvals_required",
         "max_duration_hours",
         "auto_approve_low_risk",
+        "allow_privileged_permission_sets",
     ]
     list_filter = ["enabled"]
     filter_horizontal = ["accounts", "pipelines", "approver_groups", "approver_users"]

@@ -9,7 +9,7 @@ from django import forms
 from django.db.models import Q
 from django.http import Http404
 
-from accessrequests import roles, selectors
+from accessrequests import permissions, roles, selectors
 from accessrequests.intake import MAX_MESSAGE_CHARS
 from accessrequests.models import (
     AccessLevel,
@@ -22,7 +22,7 @@ from accessrequests.models import (
     RequestKind,
     Source,
 )
-from accessrequests.services.requests import RequestDraft, RequestError, check_extendable, extension_fields
+from accessrequests.services.requests import RequestDraft, check_extendable, extension_fields
 
 MAX_DURATION_HOURS = 24 * 365
 
@@ -117,7 +117,7 @@ class RequestForm(forms.Form):
             raise forms.ValidationError("You have no grant with that number to extend.") from None
         try:
             return check_extendable(grant, self.user)
-        except RequestError as exc:
+        except permissions.NotAllowed as exc:
             raise forms.ValidationError(str(exc)) from None
 
     def clean_actions(self) -> list[str]:

@@ -30,7 +30,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accessrequests import notification_text as text
-from accessrequests import selectors
+from accessrequests import permissions, recipients
 from accessrequests.models import (
     AccessRequest,
     Grant,
@@ -215,7 +215,10 @@ def approvers_to_notify(req: AccessRequest) -> list[User]:
         .distinct()
         .order_by("pk")
     )
-    return [user for user in candidates if selectors.decision_block_reason(user, req) is None]
+    reached = recipients.recipient_user_ids(req)
+    return [
+        user for user in candidates if permissions.decide_problem(user, req, recipient_ids=reached) is None
+    ]
 
 
 def _load_request(request_id: int) -> AccessRequest:

@@ -55,6 +55,7 @@ __all__ = [
     "PolicyPlan",
     "PolicySizeError",
     "ResourceKind",
+    "arn_account",
     "assert_valid",
     "check_document",
     "coalesce",
@@ -217,12 +218,19 @@ def pass_role_statement(*, role_arn: str, service: str = CODEPIPELINE_SERVICE) -
     }
 
 
+def arn_account(arn: str) -> str:
+    """The account id field of an ARN (``arn:PARTITION:SERVICE:REGION:ACCOUNT:...``), or "" if there is none."""
+    parts = (arn or "").split(":", 5)
+    return parts[4] if len(parts) >= 5 and parts[0] == "arn" and _ACCOUNT.fullmatch(parts[4]) else ""
+
+
 def cross_account_trust_policy(
     *,
     trusted_account_id: str | None = None,
     trusted_principal_arn: str | None = None,
     external_id: str | None = None,
     partition: str = "aws",
+    role_account_id: str | None = None,
 ) -> dict[str, Any]:
     """The trust policy of a portal-owned role that an outside account or principal may assume.
 
@@ -247,6 +255,12 @@ def cross_account_trust_policy(
                 "for an assumed-role session, name its role (arn:aws:iam::ACCOUNT:role/NAME)."
             )
         principal = match.group(0)
+    if role_account_id is not None and arn_account(principal) == role_account_id:
+        # A role that trusts its own account's principals is not cross-account access: it would hand a
+        # same-account principal access its own approvals never covered.
+        raise PolicyError(
+            f"A cross-account role in {role_account_id} trusts only principals outside it, not {principal}."
+        )
     statement: dict[str, Any] = {
         "Effect": "Allow",
         "Principal": {"AWS": principal},

@@ -6,13 +6,27 @@ from collections.abc import Sequence
 
 from django.db.models import Q, QuerySet
 
-from accessrequests.models import AccessLevel, ApprovalRule, AwsAccount, Environment, Pipeline, RequestKind
+from accessrequests.models import (
+    AccessLevel,
+    ApprovalRule,
+    AwsAccount,
+    Environment,
+    PermissionSet,
+    Pipeline,
+    RequestKind,
+)
 
 
 def match_rule(
-    *, account: AwsAccount, kind: str, level: str, pipelines: Sequence[Pipeline]
+    *,
+    account: AwsAccount,
+    kind: str,
+    level: str,
+    pipelines: Sequence[Pipeline],
+    permission_set: PermissionSet | None = None,
 ) -> ApprovalRule | None:
-    """The first enabled rule (by priority) that covers the account, every pipeline, the kind and the level."""
+    """The first enabled rule (by priority) that covers the account, every pipeline, the kind and the level; a
+    privileged permission set only under a rule that opts in to privileged sets."""
     wanted = {p.pk for p in pipelines}
     candidates = (
         ApprovalRule.objects.filter(enabled=True)
@@ -25,6 +39,12 @@ def match_rule(
         if rule.kinds and kind not in rule.kinds:
             continue
         if rule.levels and (level or "") not in rule.levels:
+            continue
+        if (
+            permission_set is not None
+            and permission_set.is_privileged
+            and not rule.allow_privileged_permission_sets
+        ):
             continue
         rule_pipelines = {p.pk for p in rule.pipelines.all()}
         if rule_pipelines and not wanted <= rule_pipelines:

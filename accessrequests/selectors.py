@@ -116,23 +116,6 @@ def home_overview(user) -> dict:
     return overview
 
 
-def decision_block_reason(user, request: AccessRequest) -> str | None:
-    """Why this user cannot decide this request now, or None when they can."""
-    if not user.is_authenticated:
-        return "Sign in to review requests."
-    if request.status != RequestStatus.PENDING:
-        return f"This request is {request.get_status_display().lower()}; it can no longer be decided."
-    if request.requester_id == user.pk:
-        return "You cannot decide your own request."
-    if request.principal.users.filter(pk=user.pk).exists():
-        return "You cannot decide a request for a principal linked to you."
-    if not rules_for_approver(user).filter(pk=request.rule_id).exists():
-        return "Your approval rules do not cover this request."
-    if request.decisions.filter(reviewer=user).exists():
-        return "You have already decided this request."
-    return None
-
-
 def request_timeline(request: AccessRequest) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(request_id=request.pk).select_related("actor").order_by("id")
 

@@ -1,14 +1,20 @@
-"""Authentication events into the audit trail: sign-in, failed sign-in, MFA enrolment and removal.
+"""Authentication events into the audit trail: sign-in, failed sign-in, MFA enrolment and removal, password
+changes and deactivations (whichever way they happen: allauth, the admin, ``manage.py changepassword``).
 
-Failed sign-ins record the attempted login name (never the password) so brute force shows up in the log.
+Failed sign-ins record the attempted login name (never the password) so brute force shows up in the log. A
+password change or a deactivation also revokes the user's API tokens (they would be refused at their next use
+anyway, see ``ApiToken.authenticate``; revoking says so on the tokens page and in the trail).
 """
 
 from __future__ import annotations
 
 from allauth.account.signals import user_logged_in
 from allauth.mfa.signals import authentication_failed, authenticator_added, authenticator_removed
+from django.conf import settings
 from django.contrib.auth.signals import user_login_failed
+from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
+from django.utils import timezone
 
 from accessrequests import audit
 
@@ -65,3 +71,45 @@ def _mfa_failed(sender, request, user, authenticator, **kwargs) -> None:
         actor=user,
         http_request=request,
     )
+
+
+def _watched(update_fields) -> bool:
+    return update_fields is None or bool({"password", "is_active"} & set(update_fields))
+
+
+@receiver(pre_save, sender=settings.AUTH_USER_MODEL)
+def _remember_credentials(sender, instance, update_fields=None, **kwargs) -> None:
+    if instance.pk is None or not _watched(update_fields):
+        return
+    instance._gatehouse_before = sender.objects.filter(pk=instance.pk).values("password", "is_active").first()
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def _credentials_changed(sender, instance, created=False, update_fields=None, **kwargs) -> None:
+    before = getattr(instance, "_gatehouse_before", None)
+    instance._gatehouse_before = None
+    if created or before is None:
+        return
+    from accessrequests.models import ApiToken
+    from portal.middleware import current_http_request
+
+    http_request = current_http_request()
+    actor = getattr(http_request, "user", None)
+    changes: list[tuple[str, dict[str, bool], dict[str, bool]]] = []
+    if before["password"] != instance.password:
+        changes.append(("auth.password_changed", {}, {}))
+    if before["is_active"] and not instance.is_active:
+        changes.append(("auth.user_deactivated", {"is_active": True}, {"is_active": False}))
+    for action, old, new in changes:
+        revoked = ApiToken.objects.filter(user=instance, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        audit.record(
+            action=action,
+            object_type="user",
+            object_id=instance.pk,
+            actor=actor,
+            before=old or None,
+            after={**new, "user": instance.get_username(), "api_tokens_revoked": revoked},
+            http_request=http_request,
+        )

@@ -10,6 +10,14 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 _request_ref: contextvars.ContextVar[str] = contextvars.ContextVar("request_ref", default="-")
+# The web request being served, for code that reacts to model signals (who changed a password, from where).
+_http_request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar(
+    "http_request", default=None
+)
+
+
+def current_http_request() -> HttpRequest | None:
+    return _http_request.get()
 
 
 def current_request_ref() -> str:
@@ -28,10 +36,12 @@ class RequestReferenceMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         ref = secrets.token_hex(6)
         token = _request_ref.set(ref)
+        request_token = _http_request.set(request)
         request.reference = ref  # type: ignore[attr-defined]
         try:
             response = self.get_response(request)
         finally:
+            _http_request.reset(request_token)
             _request_ref.reset(token)
         response["X-Request-Ref"] = ref
         return response

@@ -186,6 +186,10 @@ GATEHOUSE_OPEN_SIGNUP = env.bool("GATEHOUSE_OPEN_SIGNUP", default=False)
 ACCOUNT_SESSION_REMEMBER = False
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Gatehouse"
+# A decision on access needs a second factor presented within this many seconds (sign-in with TOTP, or
+# allauth's reauthentication, which asks for the code again); the API takes a code with each decision.
+GATEHOUSE_STEP_UP_SECONDS = env.int("GATEHOUSE_STEP_UP_SECONDS", default=300)
+ACCOUNT_REAUTHENTICATION_TIMEOUT = GATEHOUSE_STEP_UP_SECONDS
 # Allauth rate limits stay on (its defaults throttle failed logins); tests do not relax them.
 
 OIDC_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
@@ -248,6 +252,28 @@ else:
         "socket_timeout": 10,
     }
 CELERY_TASK_ALWAYS_EAGER = False
+
+# One cache shared by every process: allauth's sign-in rate limits and lockouts, and its record of used TOTP
+# codes (a replayed code must fail on every web process and API worker, not only the one that saw it).
+# CACHE_URL wins; else Redis when Redis is the broker (its own key prefix); else a file cache under var/.
+_cache_url = env.str("CACHE_URL", default="")
+if _cache_url:
+    CACHES = {"default": env.cache_url_config(_cache_url)}
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CELERY_BROKER_URL,
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+CACHES["default"].setdefault("KEY_PREFIX", env.str("GATEHOUSE_CACHE_PREFIX", default="gatehouse"))
 # Pending requests nobody decided within this many hours are closed as "expired unreviewed".
 GATEHOUSE_PENDING_EXPIRY_HOURS = env.int("GATEHOUSE_PENDING_EXPIRY_HOURS", default=72)
 GATEHOUSE_HEARTBEAT_SECONDS = env.int("GATEHOUSE_HEARTBEAT_SECONDS", default=15)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -31,6 +32,19 @@ def service_missing(what: str) -> None:
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+_cache_namespaces = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_namespace(settings):
+    """Each test gets fresh rate-limit counters and used-code records in the real shared cache (Redis or the
+    file cache), under a key prefix of its own: runs on one machine share that cache, and a clear() of Redis
+    would also empty the broker."""
+    caches = {alias: dict(config) for alias, config in settings.CACHES.items()}
+    caches["default"]["KEY_PREFIX"] = f"test-{os.getpid()}-{next(_cache_namespaces)}"
+    settings.CACHES = caches
 
 
 def make_user(username: str, *groups: str, password: str = "correct-horse-battery", **extra) -> User:
@@ -188,6 +202,31 @@ def enable_totp(user) -> str:
     secret = generate_totp_secret()
     TOTP.activate(user, secret)
     return secret
+
+
+def sign_in_with_mfa(client, user) -> None:
+    """``client.force_login`` plus what allauth records in the session when a sign-in passed its MFA stage, for
+    tests about what comes after signing in. The sign-in and step-up flows themselves are tested for real, with
+    codes, in tests/test_step_up.py."""
+    from allauth.account.internal.flows.login import (
+        _AUTHENTICATION_METHODS_USER_SESSION_KEY,
+        AUTHENTICATION_METHODS_SESSION_KEY,
+    )
+    from allauth.mfa.models import Authenticator
+
+    authenticator = Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).first()
+    if authenticator is None:
+        enable_totp(user)
+        authenticator = Authenticator.objects.get(user=user, type=Authenticator.Type.TOTP)
+    client.force_login(user)
+    session = client.session
+    now = time.time()
+    session[AUTHENTICATION_METHODS_SESSION_KEY] = [
+        {"method": "password", "at": now, "username": user.get_username()},
+        {"method": "mfa", "at": now, "id": authenticator.pk, "type": "totp"},
+    ]
+    session[_AUTHENTICATION_METHODS_USER_SESSION_KEY] = str(user.pk)
+    session.save()
 
 
 def totp_code(secret: str) -> str:

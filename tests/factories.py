@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import Group
+from django.db import models
+from django.utils import timezone
 
 from accessrequests.models import (
     AccessLevel,
@@ -15,10 +17,25 @@ from accessrequests.models import (
     PrincipalKind,
     RequestKind,
 )
+from accessrequests.permissions import SecondFactor
 from accessrequests.services.requests import RequestDraft, request_submit
 from tests.conftest import make_user
 
 ACCOUNT_ID = "123456789012"
+
+
+def fresh_factor(user) -> SecondFactor:
+    """A second factor ``user`` presented just now, in the shape the web (allauth's session records) and the API
+    (a checked TOTP code) hand one to a decision service. The step-up itself is tested through those real paths
+    (tests/test_step_up.py); tests about other things start from here."""
+    return SecondFactor(user_id=user.pk, method="totp", at=timezone.now(), via="test")
+
+
+def force_update(queryset, **fields) -> int:
+    """Put requests or grants straight into a state, skipping the state machine, to set up a test (production
+    code can only move statuses with ``transition``, which checks the table). The database's own constraints
+    still apply."""
+    return models.QuerySet.update(queryset, **fields)
 
 
 def make_account(

@@ -36,7 +36,7 @@ from accessrequests.services.catalog import catalog_sync
 from accessrequests.services.requests import RequestDraft, request_approve, request_submit
 from portal.celery import QUEUE_NAMES
 from tests.conftest import ARTIFACTS, ROOT, WorkerProcess, make_user
-from tests.factories import make_rule
+from tests.factories import fresh_factor, make_rule
 
 MANAGEMENT = "123456789012"
 OUTSIDE_ACCOUNT = "210987654321"
@@ -108,7 +108,9 @@ class PortalWorld:
     def approve(self, principal: str | Principal = "mateojackson", **fields: Any) -> Grant:
         """File a request through the real workflow and approve it; returns its (queued) grant."""
         req = request_submit(requester=self.requester, draft=self.draft(principal, **fields))
-        request_approve(request_id=req.pk, reviewer=self.approver, comment="ok")
+        request_approve(
+            request_id=req.pk, reviewer=self.approver, second_factor=fresh_factor(self.approver), comment="ok"
+        )
         return Grant.objects.get(request=req)
 
 

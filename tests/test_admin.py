@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from accessrequests.models import ApprovalRule, AuditEvent
-from tests.conftest import enable_totp, make_user
+from tests.conftest import make_user, sign_in_with_mfa
 
 pytestmark = pytest.mark.django_db
 
@@ -21,8 +21,7 @@ def test_admin_pages_send_staff_without_mfa_to_set_it_up(client):
 
 def test_admin_with_mfa_can_add_a_rule_and_it_is_audited(client):
     admin = make_user("root-admin", "admins", is_staff=True, is_superuser=True)
-    enable_totp(admin)
-    client.force_login(admin)
+    sign_in_with_mfa(client, admin)
     assert client.get(reverse("admin:index")).status_code == 200
     response = client.post(
         reverse("admin:accessrequests_approvalrule_add"),
@@ -30,8 +29,7 @@ def test_admin_with_mfa_can_add_a_rule_and_it_is_audited(client):
             "name": "Everything else",
             "priority": 500,
             "enabled": "on",
-            "kinds": "[]",
-            "levels": "[]",
+            "kinds": ["pipeline", "pass_role"],
             "approvals_required": 2,
             "max_duration_hours": 4,
             "contact": "platform@example.com",
@@ -43,11 +41,11 @@ def test_admin_with_mfa_can_add_a_rule_and_it_is_audited(client):
     assert event.actor_label == "root-admin"
     assert event.object_id == str(rule.pk)
     assert event.after["approvals_required"] == 2
+    assert rule.kinds == ["pipeline", "pass_role"] and rule.levels == []
 
 
 def test_requests_grants_and_audit_are_read_only_in_admin(client):
     admin = make_user("root-admin", "admins", is_staff=True, is_superuser=True)
-    enable_totp(admin)
-    client.force_login(admin)
+    sign_in_with_mfa(client, admin)
     for name in ("accessrequest", "grant", "auditevent"):
         assert client.get(reverse(f"admin:accessrequests_{name}_add")).status_code == 403

@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from accessrequests.models import (
     AccessRequest,
@@ -21,7 +22,7 @@ from accessrequests.models import (
 )
 from accessrequests.services.requests import request_approve
 from tests.conftest import enable_totp, make_user
-from tests.factories import World, make_pipeline
+from tests.factories import World, force_update, fresh_factor, make_pipeline
 
 pytestmark = pytest.mark.django_db
 
@@ -260,7 +261,9 @@ MATRIX = {
 def test_every_endpoint_answers_each_role_as_expected(world, role, method, path):
     pending = world.submit()
     granted = world.submit()
-    request_approve(request_id=granted.pk, reviewer=world.approver)
+    request_approve(
+        request_id=granted.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver)
+    )
     grant = Grant.objects.get(request=granted)
     url = path.format(pk=pending.pk, grant=grant.pk)
     api = Api(_who(world, role))
@@ -407,7 +410,7 @@ def test_extending_a_cross_account_grant_keeps_the_outside_account(world):
     req = world.submit(
         kind=RequestKind.CROSS_ACCOUNT, trusted_account_id="210987654321", external_id="vendor-4711"
     )
-    request_approve(request_id=req.pk, reviewer=world.approver)
+    request_approve(request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver))
     grant = Grant.objects.get(request=req)
     response = Api(world.requester).post(
         f"grants/{grant.pk}/extend/", {"justification": "the audit runs late", "duration_hours": 4}
@@ -422,11 +425,16 @@ def test_extending_a_cross_account_grant_keeps_the_outside_account(world):
 
 def test_a_grant_that_is_no_longer_live_cannot_be_revoked_or_extended(world):
     req = world.submit()
-    request_approve(request_id=req.pk, reviewer=world.approver)
+    request_approve(request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver))
     grant = Grant.objects.get(request=req)
     api = Api(world.requester)
     assert api.post(f"grants/{grant.pk}/revoke/").status_code == 200
-    Grant.objects.filter(pk=grant.pk).update(status=GrantStatus.REVOKED)
+    force_update(
+        Grant.objects.filter(pk=grant.pk),
+        status=GrantStatus.REVOKED,
+        ending="revoked",
+        revoked_at=timezone.now(),
+    )
     again = api.post(f"grants/{grant.pk}/revoke/")
     assert again.status_code == 400 and "already" in json.dumps(again.json())
     extend = api.post(f"grants/{grant.pk}/extend/", {"justification": "more", "duration_hours": 1})
@@ -452,10 +460,14 @@ def test_list_endpoints_do_not_grow_queries_with_rows(world):
 
     admin = Api(world.admin)
     for _ in range(3):
-        request_approve(request_id=world.submit().pk, reviewer=world.approver)
+        request_approve(
+            request_id=world.submit().pk, reviewer=world.approver, second_factor=fresh_factor(world.approver)
+        )
     few = {path: queries(admin, path) for path in ("requests/", "grants/", "audit/events/")}
     for _ in range(20):
-        request_approve(request_id=world.submit().pk, reviewer=world.approver)
+        request_approve(
+            request_id=world.submit().pk, reviewer=world.approver, second_factor=fresh_factor(world.approver)
+        )
     assert {path: queries(admin, path) for path in few} == few
 
 

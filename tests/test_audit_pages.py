@@ -21,7 +21,7 @@ from accessrequests.models import (
 )
 from accessrequests.services.requests import request_approve
 from tests.conftest import make_user, verify_export
-from tests.factories import World
+from tests.factories import World, force_update, fresh_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -109,9 +109,9 @@ def test_export_audit_command_writes_a_verifiable_file(world, tmp_path):
 
 def test_the_access_report_answers_who_had_what_and_who_approved(client, world, auditor):
     req = world.submit()
-    request_approve(request_id=req.pk, reviewer=world.approver)
+    request_approve(request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver))
     now = timezone.now()
-    Grant.objects.filter(request=req).update(status=GrantStatus.ACTIVE, applied_at=now)
+    force_update(Grant.objects.filter(request=req), status=GrantStatus.ACTIVE, applied_at=now)
     client.force_login(auditor)
     response = client.get(
         reverse("access_report"),
@@ -147,7 +147,7 @@ def _concrete(route: str, ids: dict[str, str]) -> str:
 def test_auditors_cannot_change_anything_through_any_url(client, world, auditor):
     """POST to every URL the project serves, as an auditor: nothing is accepted, nothing changes."""
     req = world.submit()
-    request_approve(request_id=req.pk, reviewer=world.approver)
+    request_approve(request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver))
     ids = {"pk": str(req.pk), "object_id": str(req.pk), "fmt": "csv", "app_label": "accessrequests"}
     client.force_login(auditor)
     counts = lambda: [m.objects.count() for m in (AccessRequest, Decision, Grant, ApprovalRule, Pipeline)]  # noqa: E731

@@ -7,7 +7,7 @@ import pytest
 from accessrequests.models import Grant, GrantStatus
 from accessrequests.services.requests import request_approve
 from tests.conftest import make_user, screenshot, verify_export
-from tests.factories import World
+from tests.factories import World, force_update, fresh_factor
 
 PASSWORD = "correct-horse-battery"
 
@@ -25,8 +25,8 @@ def sign_in(page, username: str) -> None:
 def test_admin_and_auditor_read_the_dashboard_filter_the_log_and_download_an_export(page, tmp_path):
     world = World()
     first = world.submit()
-    request_approve(request_id=first.pk, reviewer=world.approver)
-    Grant.objects.filter(request=first).update(status=GrantStatus.FAILED, last_error="Rate exceeded")
+    request_approve(request_id=first.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver))
+    force_update(Grant.objects.filter(request=first), status=GrantStatus.FAILED, last_error="Rate exceeded")
     second = world.submit(level="operator")
     make_user("boss", "admins")
     make_user("auditor", "auditors")

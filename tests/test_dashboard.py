@@ -11,7 +11,7 @@ from django.utils import timezone
 from accessrequests.models import AccessRequest, Grant, GrantStatus, RequestStatus
 from accessrequests.services.requests import request_approve
 from tests.conftest import make_user
-from tests.factories import World
+from tests.factories import World, force_update, fresh_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -47,10 +47,12 @@ def world():
 def test_the_dashboard_shows_pending_stuck_and_expiring(client, world):
     pending = world.submit()
     approved = world.submit()
-    request_approve(request_id=approved.pk, reviewer=world.approver)
+    request_approve(
+        request_id=approved.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver)
+    )
     grant = Grant.objects.get(request=approved)
-    Grant.objects.filter(pk=grant.pk).update(
-        status=GrantStatus.FAILED, last_error="Rate exceeded", attempts=3
+    force_update(
+        Grant.objects.filter(pk=grant.pk), status=GrantStatus.FAILED, last_error="Rate exceeded", attempts=3
     )
     admin = make_user("boss", "admins")
     client.force_login(admin)
@@ -71,8 +73,10 @@ def test_requesters_and_approvers_get_404(client, world):
 
 def test_auditors_see_the_dashboard_without_action_buttons(client, world):
     approved = world.submit()
-    request_approve(request_id=approved.pk, reviewer=world.approver)
-    Grant.objects.filter(request=approved).update(status=GrantStatus.FAILED)
+    request_approve(
+        request_id=approved.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver)
+    )
+    force_update(Grant.objects.filter(request=approved), status=GrantStatus.FAILED)
     client.force_login(make_user("auditor", "auditors"))
     response = client.get(reverse("dashboard"))
     assert response.status_code == 200
@@ -84,9 +88,14 @@ def test_dashboard_queries_are_the_same_at_100_and_100000_requests(
     client, world, django_assert_num_queries, n
 ):
     template = world.submit()
-    request_approve(request_id=template.pk, reviewer=world.approver)
-    Grant.objects.filter(request=template).update(
-        status=GrantStatus.ACTIVE, applied_at=timezone.now(), expires_at=timezone.now() + timedelta(hours=2)
+    request_approve(
+        request_id=template.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver)
+    )
+    force_update(
+        Grant.objects.filter(request=template),
+        status=GrantStatus.ACTIVE,
+        applied_at=timezone.now(),
+        expires_at=timezone.now() + timedelta(hours=2),
     )
     _clone_requests(template, n - 1)
     client.force_login(make_user("boss", "admins"))

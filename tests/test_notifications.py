@@ -35,7 +35,7 @@ from accessrequests.notifications import (
 from accessrequests.services.requests import request_approve, request_deny
 from portal.celery import app
 from tests.conftest import make_user
-from tests.factories import World, make_account, make_rule
+from tests.factories import World, force_update, fresh_factor, make_account, make_rule
 
 pytestmark = pytest.mark.django_db
 
@@ -141,14 +141,22 @@ def recipients() -> list[str]:
 
 
 def approve(world, req, comment="Fine for the incident"):
-    return request_approve(request_id=req.pk, reviewer=world.approver, comment=comment)
+    return request_approve(
+        request_id=req.pk,
+        reviewer=world.approver,
+        second_factor=fresh_factor(world.approver),
+        comment=comment,
+    )
 
 
 def activate(req, *, applied_ago=timedelta(minutes=1), expires_in=timedelta(hours=4)) -> Grant:
     """Stand in for the provisioning worker: mark the request's grant live in AWS."""
     now = timezone.now()
-    Grant.objects.filter(request=req).update(
-        status=GrantStatus.ACTIVE, applied_at=now - applied_ago, expires_at=now + expires_in
+    force_update(
+        Grant.objects.filter(request=req),
+        status=GrantStatus.ACTIVE,
+        applied_at=now - applied_ago,
+        expires_at=now + expires_in,
     )
     return Grant.objects.get(request=req)
 
@@ -221,7 +229,10 @@ def test_the_requester_is_emailed_the_approval_with_the_comment(world):
 
 def test_the_requester_is_emailed_the_denial_with_the_reason(world):
     req = request_deny(
-        request_id=world.submit().pk, reviewer=world.approver, comment="Use the staging pipeline"
+        request_id=world.submit().pk,
+        reviewer=world.approver,
+        second_factor=fresh_factor(world.approver),
+        comment="Use the staging pipeline",
     )
 
     notify_request_decided.apply(args=[req.pk])
@@ -259,8 +270,10 @@ def test_the_requester_is_emailed_when_the_grant_is_live_with_its_end(world):
 def test_the_requester_is_emailed_the_reason_a_grant_failed(world):
     req = approve(world, world.submit())
     grant = Grant.objects.get(request=req)
-    Grant.objects.filter(pk=grant.pk).update(
-        status=GrantStatus.FAILED, last_error="LimitExceeded: the inline policy would exceed 2048 characters"
+    force_update(
+        Grant.objects.filter(pk=grant.pk),
+        status=GrantStatus.FAILED,
+        last_error="LimitExceeded: the inline policy would exceed 2048 characters",
     )
 
     notify_grant_failed.apply(args=[grant.pk])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from accessrequests.models import AccessRequest, Decision, RequestStatus, Source
 from accessrequests.services.requests import request_approve
-from tests.conftest import enable_totp, make_user
-from tests.factories import World
+from tests.conftest import enable_totp, make_user, sign_in_with_mfa
+from tests.factories import World, force_update, fresh_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +30,11 @@ def world():
 
 
 def login(client, user):
-    client.force_login(user)
+    """Signed in as the user would be: approvers (who have TOTP) with their second factor."""
+    if user.authenticator_set.exists():
+        sign_in_with_mfa(client, user)
+    else:
+        client.force_login(user)
     return client
 
 
@@ -200,7 +205,7 @@ def test_the_queue_shows_what_the_approver_may_decide_and_approving_works(client
 
 def test_the_review_diff_shows_what_the_principal_already_holds(client, world):
     first = world.submit()
-    request_approve(request_id=first.pk, reviewer=world.approver)
+    request_approve(request_id=first.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver))
     second = world.submit(level="operator")
     login(client, world.approver2)
     content = client.get(reverse("review", args=[second.pk])).content.decode()
@@ -239,7 +244,9 @@ def test_home_shows_access_now_and_what_waits_in_a_fixed_number_of_queries(
 ):
     _bulk_requests(world, n)
     approved = world.submit(level="operator")
-    request_approve(request_id=approved.pk, reviewer=world.approver)
+    request_approve(
+        request_id=approved.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver)
+    )
 
     login(client, world.requester)
     with django_assert_num_queries(QUERY_BUDGET["home_requester"]):
@@ -279,7 +286,7 @@ QUERY_BUDGET = {"my_requests": 5, "detail": 8, "queue": 10, "home_requester": 5,
 
 def test_a_requester_extends_a_live_grant_through_the_prefilled_form(client, world):
     first = world.submit(level="operator", stage="Deploy")
-    request_approve(request_id=first.pk, reviewer=world.approver)
+    request_approve(request_id=first.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver))
     grant = first.grant
     login(client, world.requester)
 
@@ -310,7 +317,7 @@ def test_nobody_extends_a_grant_that_is_not_theirs_or_not_live(client, world):
     from accessrequests.models import Grant, GrantStatus
 
     first = world.submit()
-    request_approve(request_id=first.pk, reviewer=world.approver)
+    request_approve(request_id=first.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver))
     grant = first.grant
     before = AccessRequest.objects.count()
 
@@ -323,7 +330,12 @@ def test_nobody_extends_a_grant_that_is_not_theirs_or_not_live(client, world):
     assert AccessRequest.objects.count() == before
 
     login(client, world.requester)
-    Grant.objects.filter(pk=grant.pk).update(status=GrantStatus.REVOKED)
+    force_update(
+        Grant.objects.filter(pk=grant.pk),
+        status=GrantStatus.REVOKED,
+        ending="revoked",
+        revoked_at=timezone.now(),
+    )
     detail = client.get(reverse("request_detail", args=[first.pk])).content.decode()
     assert 'data-testid="extend"' not in detail
     refused = client.get(f"{reverse('new_request')}?extends={grant.pk}", follow=True).content.decode()

@@ -18,6 +18,7 @@ from accessrequests.models import (
     RequestKind,
     RequestStatus,
 )
+from accessrequests.permissions import NotAllowed
 from accessrequests.services.requests import (
     RequestError,
     request_approve,
@@ -25,7 +26,7 @@ from accessrequests.services.requests import (
     request_deny,
 )
 from tests.conftest import make_user
-from tests.factories import World, make_account, make_principal, make_role
+from tests.factories import World, fresh_factor, make_account, make_principal, make_role
 
 pytestmark = pytest.mark.django_db
 
@@ -90,8 +91,10 @@ def test_unknown_custom_actions_are_refused_with_their_name(world):
 def test_nobody_approves_their_own_request(world):
     world.requester.groups.add(*world.approver.groups.all())
     req = world.submit()
-    with pytest.raises(RequestError, match="your own request"):
-        request_approve(request_id=req.pk, reviewer=world.requester)
+    with pytest.raises(NotAllowed, match="your own request"):
+        request_approve(
+            request_id=req.pk, reviewer=world.requester, second_factor=fresh_factor(world.requester)
+        )
     assert not Decision.objects.exists()
 
 
@@ -99,32 +102,40 @@ def test_not_even_an_admin_approves_their_own_request(world):
     admin = make_user("boss", "admins", "approvers", is_superuser=True, is_staff=True)
     principal = make_principal(world.account, "boss-user", users=[admin])
     req = world.submit(requester=admin, principal=principal)
-    with pytest.raises(RequestError, match="your own request"):
-        request_approve(request_id=req.pk, reviewer=admin)
+    with pytest.raises(NotAllowed, match="your own request"):
+        request_approve(request_id=req.pk, reviewer=admin, second_factor=fresh_factor(admin))
 
 
 def test_nobody_approves_a_request_for_a_principal_linked_to_them(world):
     world.principal.users.add(world.approver)
     req = world.submit()
-    with pytest.raises(RequestError, match="principal linked to you"):
-        request_approve(request_id=req.pk, reviewer=world.approver)
+    with pytest.raises(NotAllowed, match="would reach you"):
+        request_approve(
+            request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver)
+        )
 
 
 def test_approvers_outside_the_rule_cannot_decide(world):
     req = world.submit()
-    with pytest.raises(RequestError, match="do not cover"):
-        request_approve(request_id=req.pk, reviewer=world.outsider_approver)
+    with pytest.raises(NotAllowed, match="do not cover"):
+        request_approve(
+            request_id=req.pk,
+            reviewer=world.outsider_approver,
+            second_factor=fresh_factor(world.outsider_approver),
+        )
 
 
 def test_n_approvals_means_n_distinct_people():
     world = World(approvals=2)
     req = world.submit()
-    request_approve(request_id=req.pk, reviewer=world.approver)
+    request_approve(request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver))
     req.refresh_from_db()
     assert req.status == RequestStatus.PENDING
-    with pytest.raises(RequestError, match="already decided"):
-        request_approve(request_id=req.pk, reviewer=world.approver)
-    request_approve(request_id=req.pk, reviewer=world.approver2)
+    with pytest.raises(NotAllowed, match="already decided"):
+        request_approve(
+            request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver)
+        )
+    request_approve(request_id=req.pk, reviewer=world.approver2, second_factor=fresh_factor(world.approver2))
     req.refresh_from_db()
     assert req.status == RequestStatus.APPROVED
     assert Grant.objects.get(request=req).status == GrantStatus.QUEUED
@@ -134,8 +145,15 @@ def test_n_approvals_means_n_distinct_people():
 def test_deny_needs_a_comment_and_ends_the_request(world):
     req = world.submit()
     with pytest.raises(RequestError, match="Say why"):
-        request_deny(request_id=req.pk, reviewer=world.approver, comment="")
-    request_deny(request_id=req.pk, reviewer=world.approver, comment="Use the read-only role")
+        request_deny(
+            request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver), comment=""
+        )
+    request_deny(
+        request_id=req.pk,
+        reviewer=world.approver,
+        second_factor=fresh_factor(world.approver),
+        comment="Use the read-only role",
+    )
     req.refresh_from_db()
     assert req.status == RequestStatus.DENIED
     assert not Grant.objects.exists()
@@ -143,13 +161,15 @@ def test_deny_needs_a_comment_and_ends_the_request(world):
 
 def test_only_the_requester_cancels_and_only_while_pending(world):
     req = world.submit()
-    with pytest.raises(RequestError, match="Only the requester"):
+    with pytest.raises(NotAllowed, match="Only the requester"):
         request_cancel(request_id=req.pk, requester=world.other_requester)
     request_cancel(request_id=req.pk, requester=world.requester)
-    with pytest.raises(RequestError, match="only pending"):
+    with pytest.raises(NotAllowed, match="only pending"):
         request_cancel(request_id=req.pk, requester=world.requester)
-    with pytest.raises(RequestError, match="cancelled"):
-        request_approve(request_id=req.pk, reviewer=world.approver)
+    with pytest.raises(NotAllowed, match="cancelled"):
+        request_approve(
+            request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver)
+        )
 
 
 def test_low_risk_requests_auto_approve_where_the_rule_says_so(world):
@@ -206,11 +226,15 @@ def test_a_double_clicked_approve_records_one_decision():
     world = World()
     req = world.submit()
     results = _race(
-        lambda: request_approve(request_id=req.pk, reviewer=world.approver),
-        lambda: request_approve(request_id=req.pk, reviewer=world.approver),
+        lambda: request_approve(
+            request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver)
+        ),
+        lambda: request_approve(
+            request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver)
+        ),
     )
     assert sum(isinstance(r, AccessRequest) for r in results) == 1
-    assert sum(isinstance(r, RequestError) for r in results) == 1
+    assert sum(isinstance(r, (RequestError, NotAllowed)) for r in results) == 1
     assert Decision.objects.filter(request=req).count() == 1
     assert Grant.objects.filter(request=req).count() == 1
 
@@ -221,7 +245,9 @@ def test_a_race_of_approve_and_cancel_leaves_exactly_one_outcome():
     for _ in range(5):
         req = world.submit()
         results = _race(
-            lambda req=req: request_approve(request_id=req.pk, reviewer=world.approver),
+            lambda req=req: request_approve(
+                request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver)
+            ),
             lambda req=req: request_cancel(request_id=req.pk, requester=world.requester),
         )
         req.refresh_from_db()

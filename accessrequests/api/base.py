@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from accessrequests import audit, roles
 from accessrequests.api import serializers as s
+from accessrequests.models import ApiToken, TokenScope
 
 ERRORS = {400: s.ErrorOut, 401: s.ErrorOut, 403: s.ErrorOut, 404: s.ErrorOut, 413: s.ErrorOut}
 # The AWS troubleshooting guide's example: shown in the docs, and sent as-is by schemathesis's explicit phase.
@@ -36,11 +37,22 @@ def page(query: dict[str, Any], qs: QuerySet) -> QuerySet:
 
 # Every API view derives from this one: it audits every call under the caller's name (and token's name), and
 # keeps auditors read-only. (A comment, not a docstring: the schema would show it as every operation's text.)
+# A token may call a view only with the scope the view names for the method (reads need "read", writes
+# "request" unless the view says otherwise); a session (the browser) is not limited by scopes.
 class GatehouseAPIView(APIView):
+    write_scope: str = TokenScope.REQUEST
+
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         if request.method not in ("GET", "HEAD", "OPTIONS") and roles.is_auditor(request.user):
             raise PermissionDenied("Auditors have read-only access.")
+        token = request.auth if isinstance(request.auth, ApiToken) else None
+        if token is not None:
+            needed = TokenScope.READ if request.method in ("GET", "HEAD", "OPTIONS") else self.write_scope
+            if not token.allows(needed):
+                raise PermissionDenied(
+                    f"This token has no “{needed}” scope; make one that has it at /tokens/."
+                )
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)

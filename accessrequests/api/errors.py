@@ -7,12 +7,15 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_handler
 
+from accessrequests.permissions import NotAllowed
 from accessrequests.services.requests import RequestError
 
 
 def exception_handler(exc, context):
     if isinstance(exc, RequestError):
         return Response({"error": str(exc), "detail": None}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, NotAllowed):
+        return Response({"error": str(exc), "detail": None}, status=status.HTTP_403_FORBIDDEN)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     response = drf_handler(exc, context)

@@ -17,7 +17,8 @@ from accessrequests.api import serializers as s
 from accessrequests.api.base import ERRORS, GatehouseAPIView, page, strict_query
 from accessrequests.api.requests import file_request, request_qs
 from accessrequests.models import LIVE_GRANT_STATUSES, Grant
-from accessrequests.services.requests import NotYourGrant, check_extendable, extension_fields
+from accessrequests.permissions import NotAllowed
+from accessrequests.services.requests import check_extendable, extension_fields
 
 
 def _grant_qs(user) -> QuerySet[Grant]:
@@ -55,7 +56,7 @@ class GrantRevokeView(GatehouseAPIView):
         grant = _grant_for(request.user, pk)
         try:
             provisioning.grant_revoke(grant_id=grant.pk, actor=request.user)
-        except provisioning.ProvisioningError as exc:
+        except (provisioning.ProvisioningError, NotAllowed) as exc:
             # The service alone decides who may revoke; here its refusal is only sorted into "the grant is no
             # longer live" (a 400, like deciding a decided request) and "you may not" (403).
             grant.refresh_from_db()
@@ -82,10 +83,7 @@ class GrantExtendView(GatehouseAPIView):
         grant = _grant_for(request.user, pk)
         body = s.ExtendIn(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            check_extendable(grant, request.user)
-        except NotYourGrant as exc:
-            raise PermissionDenied(str(exc)) from None
+        check_extendable(grant, request.user)  # NotAllowed: a 403 with the rule's reason
         same = extension_fields(grant)
         payload: dict[str, Any] = {
             **same,

@@ -8,11 +8,11 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accessrequests import roles, selectors
+from accessrequests import permissions, selectors
 from accessrequests.api import serializers as s
 from accessrequests.api.base import ERRORS, GUIDE_ERROR, GatehouseAPIView, page, strict_query
 from accessrequests.forms import RequestForm
@@ -27,10 +27,10 @@ from accessrequests.models import (
     Principal,
     RequestKind,
     Source,
+    TokenScope,
 )
 from accessrequests.resolve import resolve_denial
 from accessrequests.services.requests import request_approve, request_cancel, request_deny, request_submit
-from accessrequests.views.review import has_mfa
 
 
 def request_qs(user) -> QuerySet[AccessRequest]:
@@ -265,6 +265,7 @@ class RequestDetailView(GatehouseAPIView):
 
 class _DecisionView(GatehouseAPIView):
     decide = staticmethod(request_approve)
+    write_scope = TokenScope.DECIDE
 
     @extend_schema(
         request=s.DecisionIn,
@@ -275,17 +276,15 @@ class _DecisionView(GatehouseAPIView):
     )
     def post(self, request: Request, pk: int) -> Response:
         req = selectors.get_request_for_user(request.user, pk)
-        if not roles.is_approver(request.user):
-            raise PermissionDenied("Only approvers decide requests.")
-        if not has_mfa(request.user):
-            raise PermissionDenied(
-                "Deciding on access needs two-factor authentication; set it up in the portal."
-            )
         body = s.DecisionIn(data=request.data)
         body.is_valid(raise_exception=True)
+        # The code is the second factor, checked here and required again by the service (which refuses a
+        # decision without a fresh factor of this reviewer): a bearer token alone never decides.
+        factor = permissions.second_factor_from_code(request.user, body.validated_data["otp"])
         type(self).decide(
             request_id=req.pk,
             reviewer=request.user,
+            second_factor=factor,
             comment=body.validated_data["comment"],
             http_request=request._request,
         )

@@ -129,6 +129,13 @@ class RequestIn(StrictSerializer):
 
 class DecisionIn(StrictSerializer):
     comment = serializers.CharField(required=False, max_length=2000, allow_blank=True, default="")
+    otp = serializers.CharField(
+        required=False,
+        max_length=10,
+        allow_blank=True,
+        default="",
+        help_text="A current code from your authenticator app: every decision needs a fresh second factor.",
+    )
 
 
 class ExtendIn(StrictSerializer):

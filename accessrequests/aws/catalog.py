@@ -79,12 +79,13 @@ class Role:
 
 @dataclass(frozen=True)
 class IamIdentity:
-    """An IAM user or group: a principal an inline policy can be attached to."""
+    """An IAM user or group: a principal an inline policy can be attached to. A group lists its members' ARNs."""
 
     arn: str
     name: str
     path: str
     account_id: str
+    members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,16 @@ class IdentityCenter:
 
 @dataclass(frozen=True)
 class PermissionSet:
+    """A permission set and what it grants: its AWS managed policies, customer managed policy references (their
+    documents live in each account) and inline policy."""
+
     arn: str
     name: str
     description: str
     session_duration: str  # ISO 8601 duration, e.g. "PT1H"
+    managed_policies: tuple[str, ...] = ()
+    customer_managed_policies: tuple[str, ...] = ()
+    inline_policy: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,7 @@ class IdentityCenterGroup:
     group_id: str
     display_name: str
     description: str
+    member_ids: tuple[str, ...] = ()  # identity store user ids
 
 
 def _error_code(exc: ClientError) -> str:
@@ -372,9 +380,30 @@ def list_iam_users(*, account_id: str, role_arn: str | None = None) -> list[IamI
     return _identities("list_users", "Users", "User", account_id=account_id, role_arn=role_arn)
 
 
+def iam_group_members(group_name: str, *, account_id: str, role_arn: str | None = None) -> tuple[str, ...]:
+    """ARNs of the IAM users in one group (GetGroup, paginated)."""
+    iam = client("iam", role_arn=role_arn, account_id=account_id)
+    return tuple(
+        sorted(
+            user["Arn"] for page in _pages(iam, "get_group", GroupName=group_name) for user in page["Users"]
+        )
+    )
+
+
 def list_iam_groups(*, account_id: str, role_arn: str | None = None) -> list[IamIdentity]:
-    """Every IAM group of one account (ListGroups, paginated)."""
-    return _identities("list_groups", "Groups", "Group", account_id=account_id, role_arn=role_arn)
+    """Every IAM group of one account with its members (ListGroups, then GetGroup per group: a grant to a group
+    reaches its members, and the approval rules need to know who they are)."""
+    groups = _identities("list_groups", "Groups", "Group", account_id=account_id, role_arn=role_arn)
+    return [
+        IamIdentity(
+            arn=group.arn,
+            name=group.name,
+            path=group.path,
+            account_id=group.account_id,
+            members=iam_group_members(group.name, account_id=account_id, role_arn=role_arn),
+        )
+        for group in groups
+    ]
 
 
 # --- IAM Identity Center ---
@@ -403,12 +432,33 @@ def list_permission_sets(instance_arn: str, *, region: str | None = None) -> lis
             described = sso_admin.describe_permission_set(InstanceArn=instance_arn, PermissionSetArn=arn)[
                 "PermissionSet"
             ]
+            where = {"InstanceArn": instance_arn, "PermissionSetArn": arn}
+            managed = tuple(
+                sorted(
+                    item["Arn"]
+                    for page in _pages(sso_admin, "list_managed_policies_in_permission_set", **where)
+                    for item in page.get("AttachedManagedPolicies", [])
+                )
+            )
+            customer = tuple(
+                sorted(
+                    f"{item.get('Path', '/')}{item['Name']}"
+                    for page in _pages(
+                        sso_admin, "list_customer_managed_policy_references_in_permission_set", **where
+                    )
+                    for item in page.get("CustomerManagedPolicyReferences", [])
+                )
+            )
+            inline = sso_admin.get_inline_policy_for_permission_set(**where).get("InlinePolicy") or ""
             permission_sets.append(
                 PermissionSet(
                     arn=arn,
                     name=described["Name"],
                     description=described.get("Description", ""),
                     session_duration=described.get("SessionDuration", "PT1H"),
+                    managed_policies=managed,
+                    customer_managed_policies=customer,
+                    inline_policy=inline,
                 )
             )
     return sorted(permission_sets, key=lambda permission_set: permission_set.name)
@@ -436,6 +486,21 @@ def list_ic_users(identity_store_id: str, *, region: str | None = None) -> list[
     return sorted(users, key=lambda user: user.user_name)
 
 
+def ic_group_members(identity_store_id: str, group_id: str, *, region: str | None = None) -> tuple[str, ...]:
+    """User ids of one Identity Center group's members (ListGroupMemberships, paginated)."""
+    identitystore = client("identitystore", region=region)
+    return tuple(
+        sorted(
+            item["MemberId"]["UserId"]
+            for page in _pages(
+                identitystore, "list_group_memberships", IdentityStoreId=identity_store_id, GroupId=group_id
+            )
+            for item in page.get("GroupMemberships", [])
+            if "UserId" in item.get("MemberId", {})
+        )
+    )
+
+
 def list_ic_groups(identity_store_id: str, *, region: str | None = None) -> list[IdentityCenterGroup]:
     identitystore = client("identitystore", region=region)
     groups = [
@@ -443,6 +508,7 @@ def list_ic_groups(identity_store_id: str, *, region: str | None = None) -> list
             group_id=item["GroupId"],
             display_name=item.get("DisplayName", ""),
             description=item.get("Description", ""),
+            member_ids=ic_group_members(identity_store_id, item["GroupId"], region=region),
         )
         for page in _pages(identitystore, "list_groups", IdentityStoreId=identity_store_id)
         for item in page.get("Groups", [])

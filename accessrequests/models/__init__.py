@@ -7,14 +7,19 @@ from accessrequests.models.catalog import (
     IdentityCenter,
     PassableRole,
     PermissionSet,
+    PermissionSetRisk,
     Pipeline,
 )
 from accessrequests.models.notifications import Notification, NotificationChannel, NotificationStatus
 from accessrequests.models.ops import WorkerHeartbeat
+from accessrequests.models.ownership import ManagedAssignment
 from accessrequests.models.principals import IAM_KINDS, IC_KINDS, Principal, PrincipalKind
 from accessrequests.models.requests import (
+    ENDED_GRANT_STATUSES,
+    GRANT_TRANSITIONS,
     IN_FLIGHT_GRANT_STATUSES,
     LIVE_GRANT_STATUSES,
+    REQUEST_TRANSITIONS,
     AccessLevel,
     AccessRequest,
     ApprovalRule,
@@ -22,18 +27,23 @@ from accessrequests.models.requests import (
     DecisionOutcome,
     Delivery,
     Grant,
+    GrantEnding,
     GrantStatus,
     RequestKind,
     RequestStatus,
     Source,
+    TransitionError,
 )
-from accessrequests.models.tokens import ApiToken
+from accessrequests.models.tokens import ApiToken, TokenScope
 
 __all__ = [
+    "ENDED_GRANT_STATUSES",
+    "GRANT_TRANSITIONS",
     "IAM_KINDS",
     "IC_KINDS",
     "IN_FLIGHT_GRANT_STATUSES",
     "LIVE_GRANT_STATUSES",
+    "REQUEST_TRANSITIONS",
     "AccessLevel",
     "AccessRequest",
     "ApiToken",
@@ -46,18 +56,23 @@ __all__ = [
     "Delivery",
     "Environment",
     "Grant",
+    "GrantEnding",
     "GrantStatus",
     "IdentityCenter",
+    "ManagedAssignment",
     "Notification",
     "NotificationChannel",
     "NotificationStatus",
     "PassableRole",
     "PermissionSet",
+    "PermissionSetRisk",
     "Pipeline",
     "Principal",
     "PrincipalKind",
     "RequestKind",
     "RequestStatus",
     "Source",
+    "TokenScope",
+    "TransitionError",
     "WorkerHeartbeat",
 ]

@@ -107,8 +107,18 @@ class IdentityCenter(models.Model):
         return self.instance_arn
 
 
+class PermissionSetRisk(models.TextChoices):
+    STANDARD = "standard", "Standard"
+    PRIVILEGED = "privileged", "Privileged"
+
+
 class PermissionSet(models.Model):
-    """An Identity Center permission set that can be assigned through a request."""
+    """An Identity Center permission set that can be assigned through a request.
+
+    Its risk class is computed from its policies at every catalog sync (``accessrequests.risk``): a privileged
+    set (any action ``*``, a whole sensitive service, an admin-equivalent AWS managed policy, a policy the
+    portal cannot read) is requestable only under an approval rule that opts in to privileged sets.
+    """
 
     identity_center = models.ForeignKey(
         IdentityCenter, on_delete=models.PROTECT, related_name="permission_sets"
@@ -119,6 +129,20 @@ class PermissionSet(models.Model):
     portal_owned = models.BooleanField(
         default=False, help_text="Created by Gatehouse to carry an approved policy."
     )
+    # Until a sync has read its policies, a set counts as privileged: unknown access is not low risk.
+    risk = models.CharField(
+        max_length=12, choices=PermissionSetRisk.choices, default=PermissionSetRisk.PRIVILEGED
+    )
+    risk_reasons = models.JSONField(default=list, blank=True, help_text="Why it is privileged, if it is.")
+    managed_policies = models.JSONField(
+        default=list, blank=True, help_text="ARNs of the AWS managed policies attached to it."
+    )
+    customer_managed_policies = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Names (paths included) of customer managed policies it references.",
+    )
+    inline_policy = models.TextField(blank=True, help_text="Its inline policy document, as AWS holds it.")
     present = models.BooleanField(default=True)
 
     class Meta:
@@ -126,3 +150,7 @@ class PermissionSet(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_privileged(self) -> bool:
+        return self.risk == PermissionSetRisk.PRIVILEGED

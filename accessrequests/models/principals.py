@@ -37,7 +37,15 @@ class Principal(models.Model):
     identity_center = models.ForeignKey(
         IdentityCenter, null=True, blank=True, on_delete=models.PROTECT, related_name="principals"
     )
+    display_name = models.CharField(
+        max_length=256, blank=True, help_text="Identity Center's display name (people), when it has one."
+    )
+    email = models.EmailField(blank=True, help_text="Identity Center users: their primary e-mail address.")
     users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="principals")
+    # Who is in a group (IAM or Identity Center), as the catalog sync last read it: a grant to a group reaches
+    # every member, so the approval rules treat members as recipients (see accessrequests.recipients).
+    members = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="member_of")
+    members_synced_at = models.DateTimeField(null=True, blank=True)
     present = models.BooleanField(default=True)
 
     class Meta:
@@ -56,6 +64,15 @@ class Principal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.name}"
+
+    @property
+    def label(self) -> str:
+        """How people recognise it: Identity Center's display name where there is one, else its name."""
+        return self.display_name or self.name
+
+    @property
+    def is_group(self) -> bool:
+        return self.kind in (PrincipalKind.IAM_GROUP, PrincipalKind.IC_GROUP)
 
     @property
     def is_iam(self) -> bool:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from accessrequests.models.catalog import AwsAccount, PassableRole, PermissionSet, Pipeline
 from accessrequests.models.principals import Principal
@@ -45,6 +48,53 @@ class RequestStatus(models.TextChoices):
     EXPIRED = "expired", "Expired unreviewed"
 
 
+# Every way a request's status may change; anything else is refused by ``AccessRequest.objects.transition``.
+REQUEST_TRANSITIONS: dict[str, frozenset[str]] = {
+    RequestStatus.PENDING: frozenset(
+        {RequestStatus.APPROVED, RequestStatus.DENIED, RequestStatus.CANCELLED, RequestStatus.EXPIRED}
+    ),
+    RequestStatus.APPROVED: frozenset(),
+    RequestStatus.DENIED: frozenset(),
+    RequestStatus.CANCELLED: frozenset(),
+    RequestStatus.EXPIRED: frozenset(),
+}
+
+
+class TransitionError(Exception):
+    """A status change the state machine does not allow (a bug in the caller, never a user error)."""
+
+
+def _check_transitions(table: Mapping[str, frozenset[str]], sources: Iterable[str], target: str) -> None:
+    for source in sources:
+        if target not in table[source]:
+            raise TransitionError(f"{source} -> {target} is not a transition of this state machine")
+
+
+class _StatusQuerySet(models.QuerySet):
+    """Statuses change only through ``transition``: a conditional update from the allowed source statuses,
+    checked against the model's transition table. A plain ``update(status=...)`` is refused, so no code path
+    can skip the table."""
+
+    transitions: Mapping[str, frozenset[str]] = {}
+
+    def update(self, **kwargs: Any) -> int:
+        if "status" in kwargs:
+            raise TransitionError("change a status with transition(), which checks the state machine")
+        return super().update(**kwargs)
+
+    def transition(self, pk: int, *, sources: Iterable[str], target: str, **fields: Any) -> bool:
+        """Move row ``pk`` from one of ``sources`` to ``target`` (with ``fields``); False when the row was not
+        in any of the sources any more (the loser of a race changes nothing)."""
+        sources = tuple(sources)
+        _check_transitions(self.transitions, sources, target)
+        rows = self.filter(pk=pk, status__in=sources)
+        return models.QuerySet.update(rows, status=target, **fields) == 1
+
+
+class AccessRequestQuerySet(_StatusQuerySet):
+    transitions = REQUEST_TRANSITIONS
+
+
 class ApprovalRule(models.Model):
     """Who may decide which requests: accounts, pipelines, kinds and levels, N approvals, max duration.
 
@@ -72,6 +122,11 @@ class ApprovalRule(models.Model):
     allow_permanent = models.BooleanField(default=False)
     auto_approve_low_risk = models.BooleanField(
         default=False, help_text="Approve viewer requests on non-production accounts without review."
+    )
+    allow_privileged_permission_sets = models.BooleanField(
+        default=False,
+        help_text="Cover permission sets classed privileged (admin-equivalent). Off: this rule never routes "
+        "them, so they need another rule that opts in.",
     )
     contact = models.CharField(
         max_length=200, blank=True, help_text="Who to ask about requests this rule covers."
@@ -136,6 +191,8 @@ class AccessRequest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
 
+    objects = AccessRequestQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -148,6 +205,14 @@ class AccessRequest(models.Model):
             models.CheckConstraint(
                 condition=~Q(status="pending") | Q(decided_at__isnull=True),
                 name="%(app_label)s_%(class)s_pending_undecided",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="pending") | Q(decided_at__isnull=False),
+                name="%(app_label)s_%(class)s_decided_has_time",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in RequestStatus]),
+                name="%(app_label)s_%(class)s_known_status",
             ),
             models.CheckConstraint(
                 condition=Q(duration_hours__isnull=True) | Q(duration_hours__gte=1),
@@ -204,10 +269,41 @@ class GrantStatus(models.TextChoices):
     ABANDONED = "abandoned", "Abandoned"
 
 
+class GrantEnding(models.TextChoices):
+    """How a grant ends; set when it starts leaving (status "revoking") and equal to its final status."""
+
+    REVOKED = "revoked", "Revoked"
+    EXPIRED = "expired", "Expired"
+    ABANDONED = "abandoned", "Abandoned"
+
+
 # Grants in these states should be live in AWS (or on their way); everything else should not be.
 LIVE_GRANT_STATUSES = (GrantStatus.QUEUED, GrantStatus.APPLYING, GrantStatus.ACTIVE, GrantStatus.FAILED)
 # The sweeper re-drives grants that sit in these states for too long.
 IN_FLIGHT_GRANT_STATUSES = (GrantStatus.QUEUED, GrantStatus.APPLYING, GrantStatus.REVOKING)
+ENDED_GRANT_STATUSES = (GrantStatus.REVOKED, GrantStatus.EXPIRED, GrantStatus.ABANDONED)
+
+# Every way a grant's status may change (see services/provisioning.py for who moves it when). A status that
+# leads to itself is a re-claim: a worker taking over work a killed worker left, or a retry asked for now.
+GRANT_TRANSITIONS: dict[str, frozenset[str]] = {
+    GrantStatus.QUEUED: frozenset({GrantStatus.QUEUED, GrantStatus.APPLYING, GrantStatus.REVOKING}),
+    GrantStatus.APPLYING: frozenset(
+        {GrantStatus.APPLYING, GrantStatus.ACTIVE, GrantStatus.FAILED, GrantStatus.REVOKING}
+    ),
+    # An active grant fails when it no longer fits beside the others (say a limit shrank), then is re-driven.
+    GrantStatus.ACTIVE: frozenset({GrantStatus.FAILED, GrantStatus.REVOKING}),
+    GrantStatus.FAILED: frozenset({GrantStatus.QUEUED, GrantStatus.APPLYING, GrantStatus.REVOKING}),
+    GrantStatus.REVOKING: frozenset(
+        {GrantStatus.REVOKING, GrantStatus.REVOKED, GrantStatus.EXPIRED, GrantStatus.ABANDONED}
+    ),
+    GrantStatus.REVOKED: frozenset(),
+    GrantStatus.EXPIRED: frozenset(),
+    GrantStatus.ABANDONED: frozenset(),
+}
+
+
+class GrantQuerySet(_StatusQuerySet):
+    transitions = GRANT_TRANSITIONS
 
 
 class Grant(models.Model):
@@ -219,6 +315,9 @@ class Grant(models.Model):
     delivery = models.CharField(max_length=20, choices=Delivery.choices)
     statements = models.JSONField(default=list)
     status = models.CharField(max_length=10, choices=GrantStatus.choices, default=GrantStatus.QUEUED)
+    ending = models.CharField(
+        max_length=10, choices=GrantEnding.choices, blank=True, help_text="How it ends, once it is leaving."
+    )
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     aws_request_ids = models.JSONField(default=list, blank=True)
@@ -233,12 +332,42 @@ class Grant(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = GrantQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["status", "expires_at"], name="grant_status_expires"),
             models.Index(fields=["status", "updated_at"], name="grant_status_updated"),
             models.Index(fields=["principal", "account", "status"], name="grant_principal_account"),
+        ]
+        # What each status promises, held by the database whatever code writes the row.
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in GrantStatus]),
+                name="%(app_label)s_%(class)s_known_status",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=GrantStatus.ACTIVE) | Q(applied_at__isnull=False),
+                name="%(app_label)s_%(class)s_active_was_applied",
+            ),
+            # Leaving or gone: it says how it ends; still live: it does not.
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=[GrantStatus.REVOKING, *ENDED_GRANT_STATUSES], ending__in=GrantEnding.values
+                )
+                | Q(status__in=LIVE_GRANT_STATUSES, ending=""),
+                name="%(app_label)s_%(class)s_ending_matches_status",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=ENDED_GRANT_STATUSES)
+                | (Q(revoked_at__isnull=False) & Q(ending=F("status"))),
+                name="%(app_label)s_%(class)s_ended_has_time",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__isnull=True) | Q(expires_at__gt=F("starts_at")),
+                name="%(app_label)s_%(class)s_ends_after_start",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -33,7 +33,7 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from accessrequests import audit
+from accessrequests import audit, risk
 from accessrequests.aws import catalog as aws_catalog
 from accessrequests.aws.client import default_region, error_details
 from accessrequests.models import (
@@ -309,7 +309,77 @@ def _write_account(account: AwsAccount, read: _AccountRead, regions: list[str], 
             ),
         )
     counts["principals"] = principals
+    if read.groups is not None:
+        _write_members(
+            {group.arn: group.members for group in read.groups},
+            groups=Principal.objects.filter(account=account, kind=PrincipalKind.IAM_GROUP),
+            members=Principal.objects.filter(account=account, kind=PrincipalKind.IAM_USER),
+            now=now,
+        )
     return counts
+
+
+def _write_members(
+    listed: Mapping[str, Iterable[str]],
+    *,
+    groups: Iterable[Principal],
+    members: Iterable[Principal],
+    now: Any,
+) -> None:
+    """Make each group's ``members`` what AWS listed (by external id); members the catalog does not know yet
+    are skipped (they are not linked to anyone in the portal either)."""
+    by_id = {member.external_id: member.pk for member in members}
+    for group in groups:
+        if group.external_id not in listed:
+            continue
+        wanted = {by_id[m] for m in listed[group.external_id] if m in by_id}
+        have = set(group.members.values_list("pk", flat=True))
+        if wanted != have:
+            group.members.set(wanted)
+        Principal.objects.filter(pk=group.pk).update(members_synced_at=now)
+
+
+def _permission_set_values(item: aws_catalog.PermissionSet) -> dict[str, Any]:
+    level, reasons = risk.permission_set_risk(
+        managed_policy_arns=item.managed_policies,
+        customer_managed_policies=item.customer_managed_policies,
+        inline_policy=item.inline_policy or None,
+    )
+    return {
+        "name": item.name,
+        "description": item.description,
+        "managed_policies": list(item.managed_policies),
+        "customer_managed_policies": list(item.customer_managed_policies),
+        "inline_policy": item.inline_policy,
+        "risk": level,
+        "risk_reasons": reasons,
+    }
+
+
+def principal_refresh_members(*, principal: Principal) -> None:
+    """Read one group's members from AWS now (before a decision, so a member added since the last sync counts
+    as a recipient). When AWS cannot be read, the catalog's last reading stands and the failure is logged."""
+    now = timezone.now()
+    try:
+        if principal.kind == PrincipalKind.IAM_GROUP and principal.account is not None:
+            members = aws_catalog.iam_group_members(
+                principal.external_id.rsplit("/", 1)[-1],
+                account_id=principal.account.account_id,
+                role_arn=principal.account.provisioning_role_arn or None,
+            )
+            known = Principal.objects.filter(account=principal.account, kind=PrincipalKind.IAM_USER)
+        elif principal.kind == PrincipalKind.IC_GROUP and principal.identity_center is not None:
+            center = principal.identity_center
+            members = aws_catalog.ic_group_members(
+                center.identity_store_id, principal.external_id, region=center.region
+            )
+            known = Principal.objects.filter(identity_center=center, kind=PrincipalKind.IC_USER)
+        else:
+            return
+    except (ClientError, BotoCoreError, ValueError) as exc:
+        logger.warning("members of %s not refreshed (%s); using the catalog's", principal, _describe(exc))
+        return
+    _write_members({principal.external_id: members}, groups=[principal], members=known, now=now)
 
 
 def _write_identity_center(read: _IdentityCenterRead) -> dict[str, Any]:
@@ -341,19 +411,24 @@ def _write_identity_center(read: _IdentityCenterRead) -> dict[str, Any]:
             item.arn: {
                 "identity_center_id": instance.pk,
                 "arn": item.arn,
-                "name": item.name,
-                "description": item.description,
+                **_permission_set_values(item),
                 "present": True,
             }
             for item in read.permission_sets
         },
     )
     principals: dict[str, int] = {}
-    people: dict[str, dict[str, str]] = {
-        PrincipalKind.IC_USER: {user.user_id: user.user_name for user in read.users},
-        PrincipalKind.IC_GROUP: {group.group_id: group.display_name for group in read.groups},
+    people: dict[str, dict[str, dict[str, str]]] = {
+        PrincipalKind.IC_USER: {
+            user.user_id: {"name": user.user_name, "display_name": user.display_name, "email": user.email}
+            for user in read.users
+        },
+        PrincipalKind.IC_GROUP: {
+            group.group_id: {"name": group.display_name, "display_name": group.display_name, "email": ""}
+            for group in read.groups
+        },
     }
-    for kind, names in people.items():
+    for kind, found in people.items():
         _add(
             principals,
             _reconcile(
@@ -367,15 +442,21 @@ def _write_identity_center(read: _IdentityCenterRead) -> dict[str, Any]:
                     principal_id: {
                         "kind": kind,
                         "external_id": principal_id,
-                        "name": name,
+                        **facts,
                         "identity_center_id": instance.pk,
                         "present": True,
                     }
-                    for principal_id, name in names.items()
+                    for principal_id, facts in found.items()
                 },
             ),
         )
     counts["principals"] = principals
+    _write_members(
+        {group.group_id: group.member_ids for group in read.groups},
+        groups=Principal.objects.filter(identity_center=instance, kind=PrincipalKind.IC_GROUP),
+        members=Principal.objects.filter(identity_center=instance, kind=PrincipalKind.IC_USER),
+        now=timezone.now(),
+    )
     return counts
 
 

@@ -20,11 +20,15 @@ from accessrequests import policy
 from accessrequests.aws import iam
 from accessrequests.aws import identity_center as ic
 from accessrequests.aws.errors import AwsOperationError
+from accessrequests.catalog_actions import as_list
 from accessrequests.models import (
     AwsAccount,
     Delivery,
     Grant,
+    ManagedAssignment,
+    PassableRole,
     PermissionSet,
+    PermissionSetRisk,
     Principal,
     RequestKind,
 )
@@ -197,17 +201,10 @@ def _converge_identity_center(
             continue
         desired.setdefault(permission_set.arn, []).append(grant)
 
-    # Only assignments the portal made are ours to remove: permission sets it ever assigned to this
-    # principal here, and its own permission set; anything an administrator assigned by hand stays.
-    managed = set(
-        Grant.objects.filter(
-            principal=principal, account=account, delivery=Delivery.IDENTITY_CENTER
-        ).values_list("request__permission_set__arn", flat=True)
-    ) - {None}
+    # Only assignments the portal made are ours to remove (ManagedAssignment rows): anything an administrator
+    # assigned by hand, before or after a grant asked for the same set, stays.
     own = _portal_permission_set(principal, account)
     own_arn = own.arn if own is not None else None
-    if own_arn:
-        managed.add(own_arn)
     name = ic.portal_permission_set_name(principal.pk, account.account_id)
     if document is not None:
         if own_arn is None or ic.inline_policy(instance, own_arn) != document:
@@ -230,9 +227,10 @@ def _converge_identity_center(
                         "description": "Created by Gatehouse to carry approved statements.",
                         "portal_owned": True,
                         "present": True,
+                        "risk": PermissionSetRisk.STANDARD,
+                        "risk_reasons": [],
                     },
                 )
-                managed.add(own_arn)
         if own_arn is not None:
             desired.setdefault(own_arn, []).extend(placed)
             for grant in placed:
@@ -246,23 +244,49 @@ def _converge_identity_center(
         "principal_type": principal_type,
         "principal_id": principal.external_id,
     }
-    actual = ic.assigned_permission_sets(instance, **where) & (managed | set(desired))
-    missing = sorted(set(desired) - actual)
-    extra = sorted(actual - set(desired))
+    owned = set(
+        ManagedAssignment.objects.filter(principal=principal, account_id=account.account_id).values_list(
+            "permission_set_arn", flat=True
+        )
+    )
+    actual = ic.assigned_permission_sets(instance, **where)
+    wanted = set(desired)
+    missing = sorted(wanted - actual)
+    extra = sorted((actual & owned) - wanted)
+    for arn in sorted((wanted & actual) - owned):
+        # Held before any grant asked for it: the grant is satisfied, and the assignment is not ours to remove.
+        for grant in desired[arn]:
+            result.details.setdefault(grant.pk, {})["already_held"] = True
     result.differences += [f"{principal} lacks the assignment of {arn}" for arn in missing]
     result.differences += [f"{principal} holds an assignment of {arn} that no grant allows" for arn in extra]
     result.summary["identity_center"] = {
         "assignments": sorted(desired),
         "grants": sorted(g.pk for g in grants),
     }
-    if not write or not (missing or extra):
+    if not write:
+        return result
+    # Ownership rows whose assignment AWS no longer shows and nothing wants: someone removed it; forget it.
+    ManagedAssignment.objects.filter(
+        principal=principal, account_id=account.account_id, permission_set_arn__in=owned - actual - wanted
+    ).delete()
+    if not (missing or extra):
         return result
     for arn in missing:
+        # Claimed before the call: a worker killed right after AWS made it still leaves it recognisably ours.
+        ManagedAssignment.objects.get_or_create(
+            principal=principal,
+            account_id=account.account_id,
+            permission_set_arn=arn,
+            defaults={"grant_id": desired[arn][0].pk},
+        )
         result.request_ids += ic.create_assignment(instance, permission_set_arn=arn, **where)
     for arn in extra:
         result.request_ids += ic.delete_assignment(instance, permission_set_arn=arn, **where)
-    after = ic.assigned_permission_sets(instance, **where) & (managed | set(desired))
-    if after != set(desired):
+        ManagedAssignment.objects.filter(
+            principal=principal, account_id=account.account_id, permission_set_arn=arn
+        ).delete()
+    after = ic.assigned_permission_sets(instance, **where)
+    if not wanted <= after or after & set(extra):
         raise AwsOperationError(
             f"{principal}: Identity Center does not show the assignments yet", transient=True
         )
@@ -282,6 +306,7 @@ def _trust(grant: Grant) -> str:
         trusted_account_id=req.trusted_account_id or None,
         trusted_principal_arn=req.trusted_principal_arn or None,
         external_id=req.external_id or None,
+        role_account_id=grant.account.account_id,
     )
     return checked(json.dumps(document, separators=(",", ":"), sort_keys=True))
 
@@ -349,12 +374,41 @@ def _role_details(grant: Grant, arn: str) -> dict[str, Any]:
 # --- the whole principal ------------------------------------------------------------------------------
 
 
+def _passed_roles(grant: Grant) -> set[str]:
+    return {
+        str(arn)
+        for statement in grant.statements
+        if "iam:passrole" in {str(a).lower() for a in as_list(statement.get("Action"))}
+        for arn in as_list(statement.get("Resource"))
+    }
+
+
+def _unpassable(grants: Sequence[Grant]) -> dict[int, str]:
+    """Grants that would pass a role no longer passable (marked sensitive, or its trust changed, since the
+    approval): refused at apply time too, so no path to iam:PassRole skips the role checks."""
+    from accessrequests.services.statements import passable_problem
+
+    wanted = set().union(*(_passed_roles(g) for g in grants)) if grants else set()
+    if not wanted:
+        return {}
+    known = {role.arn: role for role in PassableRole.objects.filter(arn__in=wanted)}
+    refused: dict[int, str] = {}
+    for grant in grants:
+        for arn in sorted(_passed_roles(grant)):
+            problem = passable_problem(known.get(arn), account=grant.account, role_arn=arn)
+            if problem:
+                refused[grant.pk] = problem
+                break
+    return refused
+
+
 def converge(
     principal: Principal, account: AwsAccount, grants: Sequence[Grant], *, write: bool
 ) -> Convergence:
     """Make AWS hold exactly ``grants`` for the principal in the account (or, with ``write=False``, only say
     how it differs). ``grants`` should list active ones first (see ``place``)."""
-    result = Convergence()
+    result = Convergence(refused=_unpassable(grants))
+    grants = [g for g in grants if g.pk not in result.refused]
     by_delivery: dict[str, list[Grant]] = {}
     for grant in grants:
         by_delivery.setdefault(grant.delivery, []).append(grant)

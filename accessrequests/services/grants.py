@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.db import transaction
+from django.utils import timezone
 
 from accessrequests import audit
 from accessrequests.models import AccessRequest, Grant, GrantStatus
@@ -37,6 +39,14 @@ def _publish(principal_id: int, account_id: int) -> None:
 
 
 def grant_create(*, request: AccessRequest) -> Grant:
+    """The grant of an approved request. Its clock starts now (or at the requested later start): the requested
+    duration is a length, so a request approved late still runs for all of it."""
+    starts_at = max(request.starts_at, timezone.now())
+    expires_at = (
+        None if request.duration_hours is None else starts_at + timedelta(hours=request.duration_hours)
+    )
+    AccessRequest.objects.filter(pk=request.pk).update(ends_at=expires_at)
+    request.ends_at = expires_at
     grant = Grant.objects.create(
         request=request,
         principal=request.principal,
@@ -44,8 +54,8 @@ def grant_create(*, request: AccessRequest) -> Grant:
         delivery=request.delivery,
         statements=request.statements,
         status=GrantStatus.QUEUED,
-        starts_at=request.starts_at,
-        expires_at=request.ends_at,
+        starts_at=starts_at,
+        expires_at=expires_at,
     )
     audit.record(
         action="grant.queued",
@@ -54,7 +64,12 @@ def grant_create(*, request: AccessRequest) -> Grant:
         request_id=request.pk,
         principal_id=request.principal_id,
         account_id=request.account.account_id,
-        after={"status": grant.status, "delivery": grant.delivery, "expires_at": grant.expires_at},
+        after={
+            "status": grant.status,
+            "delivery": grant.delivery,
+            "starts_at": grant.starts_at,
+            "expires_at": grant.expires_at,
+        },
     )
     enqueue_reconcile(principal_id=grant.principal_id, account_id=grant.account_id)
     return grant

@@ -28,13 +28,14 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accessrequests import audit, roles
+from accessrequests import audit, permissions
 from accessrequests.aws import errors as aws_errors
 from accessrequests.models import (
     IN_FLIGHT_GRANT_STATUSES,
     LIVE_GRANT_STATUSES,
     AwsAccount,
     Grant,
+    GrantEnding,
     GrantStatus,
     Principal,
 )
@@ -43,8 +44,6 @@ from accessrequests.services.grants import enqueue_reconcile
 
 logger = logging.getLogger(__name__)
 
-# How a grant in "revoking" ends: the status it gets once AWS no longer holds it.
-ENDINGS = {"revoked": GrantStatus.REVOKED, "expired": GrantStatus.EXPIRED, "abandoned": GrantStatus.ABANDONED}
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=1)
 STUCK_AFTER = timedelta(minutes=5)
@@ -107,8 +106,8 @@ def _backoff(attempts: int, now: datetime) -> datetime:
 
 def _ending(grant: Grant) -> str:
     if grant.status == GrantStatus.REVOKING:
-        return str(grant.details.get("ending", "revoked"))
-    return "expired"  # a live grant past its expiry
+        return grant.ending or GrantEnding.REVOKED
+    return GrantEnding.EXPIRED  # a live grant past its expiry
 
 
 def _audit(grant: Grant, action: str, **fields: Any) -> None:
@@ -203,17 +202,26 @@ def _claim(principal_id: int, account_id: int, now: datetime) -> tuple[list[Gran
         pending = [g for g in live if g.status != GrantStatus.ACTIVE]
         leaving = [g for g in rows if _is_leaving(g, now)]
         for grant in pending:
-            Grant.objects.filter(pk=grant.pk, status=grant.status).update(
-                status=GrantStatus.APPLYING, attempts=F("attempts") + 1, updated_at=now
+            Grant.objects.transition(
+                grant.pk,
+                sources=[grant.status],
+                target=GrantStatus.APPLYING,
+                attempts=F("attempts") + 1,
+                updated_at=now,
             )
             grant.status = GrantStatus.APPLYING
             grant.attempts += 1
         for grant in leaving:
-            details = {**grant.details, "ending": _ending(grant)}
-            Grant.objects.filter(pk=grant.pk, status=grant.status).update(
-                status=GrantStatus.REVOKING, details=details, attempts=F("attempts") + 1, updated_at=now
+            ending = _ending(grant)
+            Grant.objects.transition(
+                grant.pk,
+                sources=[grant.status],
+                target=GrantStatus.REVOKING,
+                ending=ending,
+                attempts=F("attempts") + 1,
+                updated_at=now,
             )
-            grant.status, grant.details = GrantStatus.REVOKING, details
+            grant.status, grant.ending = GrantStatus.REVOKING, ending
             grant.attempts += 1
     return live, pending, leaving
 
@@ -251,8 +259,10 @@ def _record_failure(
 ) -> None:
     with transaction.atomic():
         for grant in pending:
-            updated = Grant.objects.filter(pk=grant.pk, status=GrantStatus.APPLYING).update(
-                status=GrantStatus.FAILED,
+            updated = Grant.objects.transition(
+                grant.pk,
+                sources=[GrantStatus.APPLYING],
+                target=GrantStatus.FAILED,
                 last_error=reason,
                 next_attempt_at=_backoff(grant.attempts, now),
                 updated_at=now,
@@ -288,10 +298,10 @@ def _record_success(
         for grant in live:
             if grant.pk in result.refused:
                 reason = result.refused[grant.pk]
-                updated = Grant.objects.filter(
-                    pk=grant.pk, status__in=[GrantStatus.APPLYING, GrantStatus.ACTIVE]
-                ).update(
-                    status=GrantStatus.FAILED,
+                updated = Grant.objects.transition(
+                    grant.pk,
+                    sources=[GrantStatus.APPLYING, GrantStatus.ACTIVE],
+                    target=GrantStatus.FAILED,
                     last_error=reason,
                     next_attempt_at=_backoff(grant.attempts, now),
                     updated_at=now,
@@ -305,8 +315,10 @@ def _record_success(
                 if details != grant.details:  # e.g. the cross-account role's ARN, learned again
                     Grant.objects.filter(pk=grant.pk, status=GrantStatus.ACTIVE).update(details=details)
                 continue
-            updated = Grant.objects.filter(pk=grant.pk, status=GrantStatus.APPLYING).update(
-                status=GrantStatus.ACTIVE,
+            updated = Grant.objects.transition(
+                grant.pk,
+                sources=[GrantStatus.APPLYING],
+                target=GrantStatus.ACTIVE,
                 applied_at=grant.applied_at or now,
                 last_error="",
                 next_attempt_at=None,
@@ -325,9 +337,11 @@ def _record_success(
             _audit(grant, "grant.verified", after={"read_back": result.summary})
             notify.on_grant_applied(grant)
         for grant in leaving:
-            ending = ENDINGS.get(str(grant.details.get("ending")), GrantStatus.REVOKED)
-            updated = Grant.objects.filter(pk=grant.pk, status=GrantStatus.REVOKING).update(
-                status=ending,
+            ending = grant.ending or GrantEnding.REVOKED
+            updated = Grant.objects.transition(
+                grant.pk,
+                sources=[GrantStatus.REVOKING],
+                target=ending,
                 revoked_at=now,
                 last_error="",
                 next_attempt_at=None,
@@ -360,9 +374,13 @@ def _locked_grant(grant_id: int) -> Grant:
 
 def _start_leaving(grant: Grant, *, ending: str, actor: Any, action: str) -> None:
     before = {"status": grant.status}
-    details = {**grant.details, "ending": ending}
-    Grant.objects.filter(pk=grant.pk, status=grant.status).update(
-        status=GrantStatus.REVOKING, details=details, next_attempt_at=None, updated_at=timezone.now()
+    Grant.objects.transition(
+        grant.pk,
+        sources=[grant.status],
+        target=GrantStatus.REVOKING,
+        ending=ending,
+        next_attempt_at=None,
+        updated_at=timezone.now(),
     )
     _audit(
         grant, action, actor=actor, before=before, after={"status": GrantStatus.REVOKING, "ending": ending}
@@ -374,27 +392,22 @@ def grant_revoke(*, grant_id: int, actor: Any) -> Grant:
     """Take a grant away now (its requester or an admin); AWS follows within moments."""
     with transaction.atomic():
         grant = _locked_grant(grant_id)
-        allowed = roles.is_admin(actor) or grant.request.requester_id == getattr(actor, "pk", None)
-        if not allowed or roles.is_auditor(actor):
-            raise ProvisioningError("Only the requester or an admin can revoke this grant.")
-        if grant.status not in LIVE_GRANT_STATUSES:
-            raise ProvisioningError(f"This grant is already {grant.get_status_display().lower()}.")
-        _start_leaving(grant, ending="revoked", actor=actor, action="grant.revoke_requested")
+        permissions.check(permissions.revoke_problem(actor, grant))
+        _start_leaving(grant, ending=GrantEnding.REVOKED, actor=actor, action="grant.revoke_requested")
     grant.refresh_from_db()
     return grant
 
 
 def grant_retry_now(*, grant_id: int, actor: Any) -> Grant:
     """An admin asks for a failed (or stuck) grant to be tried again at once."""
-    if not roles.is_admin(actor):
-        raise ProvisioningError("Only an admin can retry a grant.")
     with transaction.atomic():
         grant = _locked_grant(grant_id)
+        permissions.check(permissions.operate_problem(actor))
         if grant.status not in (GrantStatus.FAILED, *IN_FLIGHT_GRANT_STATUSES):
             raise ProvisioningError(f"This grant is {grant.get_status_display().lower()}; nothing to retry.")
         status = GrantStatus.QUEUED if grant.status == GrantStatus.FAILED else grant.status
-        Grant.objects.filter(pk=grant.pk, status=grant.status).update(
-            status=status, next_attempt_at=None, updated_at=timezone.now()
+        Grant.objects.transition(
+            grant.pk, sources=[grant.status], target=status, next_attempt_at=None, updated_at=timezone.now()
         )
         _audit(
             grant,
@@ -410,15 +423,14 @@ def grant_retry_now(*, grant_id: int, actor: Any) -> Grant:
 
 def grant_abandon(*, grant_id: int, actor: Any) -> Grant:
     """An admin gives up on a grant that does not apply; whatever of it reached AWS is removed."""
-    if not roles.is_admin(actor):
-        raise ProvisioningError("Only an admin can abandon a grant.")
     with transaction.atomic():
         grant = _locked_grant(grant_id)
+        permissions.check(permissions.operate_problem(actor))
         if grant.status not in (GrantStatus.FAILED, GrantStatus.QUEUED, GrantStatus.APPLYING):
             raise ProvisioningError(
                 f"This grant is {grant.get_status_display().lower()}; only a failed or stuck grant can be abandoned."
             )
-        _start_leaving(grant, ending="abandoned", actor=actor, action="grant.abandon_requested")
+        _start_leaving(grant, ending=GrantEnding.ABANDONED, actor=actor, action="grant.abandon_requested")
     grant.refresh_from_db()
     return grant
 
@@ -451,7 +463,7 @@ def grants_expire_due(*, now: datetime | None = None) -> int:
             grant = _locked_grant(pk)
             if grant.status not in LIVE_GRANT_STATUSES:
                 continue  # the loser of a race with a revoke or a reconcile does nothing
-            _start_leaving(grant, ending="expired", actor=None, action="grant.expiring")
+            _start_leaving(grant, ending=GrantEnding.EXPIRED, actor=None, action="grant.expiring")
             expired += 1
     return expired
 

@@ -14,7 +14,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accessrequests import audit, policy, rules, selectors
+from accessrequests import audit, permissions, policy, recipients, rules
 from accessrequests.models import (
     AccessLevel,
     AccessRequest,
@@ -33,31 +33,28 @@ from accessrequests.models import (
     RequestStatus,
     Source,
 )
+from accessrequests.permissions import SecondFactor
 from accessrequests.services import grants, notify
-from accessrequests.services.statements import statements_for
+from accessrequests.services.statements import StatementError, statements_for
 
 MAX_JUSTIFICATION = 2000
 
 
 class RequestError(Exception):
-    """A request that cannot be filed or decided, with a message for the person who tried."""
-
-
-class NotYourGrant(RequestError):
-    """Only the requester of a grant may ask for it to be extended."""
+    """A request that cannot be filed or decided as it is, with a message for the person who tried."""
 
 
 def check_extendable(grant: Grant, user: Any) -> Grant:
-    """The rule for extensions, for the pages and the API alike: only the grant's requester, only while it is live
-    (an extension is a new request that keeps the access going without a gap)."""
-    if grant.request.requester_id != getattr(user, "pk", None):
-        raise NotYourGrant("Only the requester can extend a grant.")
-    if not grant.is_live:
-        raise RequestError(
-            f"The grant of {grant.request.reference} is {grant.get_status_display().lower()}; "
-            "file a new request instead."
-        )
+    """The rule for extensions (``permissions.extend_problem``), for the pages and the API alike."""
+    permissions.check(permissions.extend_problem(user, grant))
     return grant
+
+
+# What makes two requests "the same access": an extension must match its grant on every one of these.
+SAME_ACCESS_FIELDS = (
+    "kind", "account", "principal", "pipelines", "level", "actions", "stage", "action_name", "pass_role",
+    "permission_set", "trusted_account_id", "trusted_principal_arn", "external_id",
+)  # fmt: skip
 
 
 def extension_fields(grant: Grant) -> dict[str, Any]:
@@ -130,24 +127,18 @@ def _check_shape(draft: RequestDraft) -> None:
             raise RequestError("A permission set is assigned to an Identity Center user or group.")
         if draft.permission_set is None or not draft.permission_set.present:
             raise RequestError("Choose a permission set.")
-    elif draft.kind in (RequestKind.PIPELINE, RequestKind.PASS_ROLE):
-        if not is_ic and draft.principal.account_id != draft.account.pk:
+        if draft.permission_set.portal_owned:
             raise RequestError(
-                f"{draft.principal} lives in another account; IAM access is granted in the principal's own account."
+                "Gatehouse's own permission sets carry approved policies; they are not requestable."
             )
-    if draft.kind == RequestKind.PASS_ROLE:
-        role = draft.pass_role
-        if role is None or role.account_id != draft.account.pk:
-            raise RequestError("Choose a role in this account.")
-        if role.sensitive:
-            raise RequestError(f"{role.name} is marked sensitive and cannot be requested through Gatehouse.")
-        if not role.trusts_codepipeline:
-            raise RequestError(
-                f"{role.name} does not trust codepipeline.amazonaws.com, so CodePipeline could not use it; "
-                "passing it would only widen access."
-            )
-        if not role.present:
-            raise RequestError(f"{role.name} no longer exists in AWS.")
+    elif not is_ic and draft.principal.account_id != draft.account.pk:
+        # An IAM principal's policies only work in its own account (and the portal-owned cross-account role is
+        # kept beside it there); elsewhere the grant could never be delivered.
+        raise RequestError(
+            f"{draft.principal} lives in account {draft.principal.account.account_id if draft.principal.account else '?'}; "
+            f"IAM access is granted in the principal's own account. For account {draft.account.account_id}, "
+            "choose your Identity Center user or ask for a cross-account role there."
+        )
     if draft.kind in (RequestKind.PIPELINE, RequestKind.CROSS_ACCOUNT):
         for pipeline in draft.pipelines:
             if pipeline.account_id != draft.account.pk or not pipeline.present:
@@ -155,13 +146,38 @@ def _check_shape(draft: RequestDraft) -> None:
     if draft.kind == RequestKind.CROSS_ACCOUNT:
         if bool(draft.trusted_account_id) == bool(draft.trusted_principal_arn):
             raise RequestError("Name either the outside account id or the outside principal's ARN.")
-        if draft.trusted_account_id == draft.account.account_id:
-            raise RequestError("Cross-account access is for principals outside this account.")
+        trusted_account = draft.trusted_account_id or policy.arn_account(draft.trusted_principal_arn)
+        if trusted_account == draft.account.account_id:
+            raise RequestError(
+                f"Cross-account access is for principals outside account {draft.account.account_id}; "
+                f"{draft.trusted_principal_arn or trusted_account} is in it. Ask for pipeline access for that "
+                "principal instead, where its own links and approvals apply."
+            )
+
+
+def _check_same_access(draft: RequestDraft) -> None:
+    """An extension continues its grant: exactly the same access (different access is a new request)."""
+    if draft.extends is None:
+        return
+    same = extension_fields(draft.extends)
+    asked = {name: getattr(draft, name) for name in SAME_ACCESS_FIELDS}
+    asked["pipelines"] = sorted(p.pk for p in asked["pipelines"])
+    same["pipelines"] = sorted(p.pk for p in same["pipelines"])
+    asked["actions"], same["actions"] = sorted(asked["actions"]), sorted(same["actions"])
+    different = [
+        name for name in SAME_ACCESS_FIELDS if asked[name] != same[name] and (asked[name] or same[name])
+    ]
+    if different:
+        raise RequestError(
+            f"An extension asks for the same access as {draft.extends.request.reference}; this one changes "
+            f"{', '.join(name.replace('_', ' ') for name in different)}. File a new request for different access."
+        )
 
 
 def prepare(draft: RequestDraft) -> RequestDraft:
     """Validate a draft and compute its statements, rule and delivery; raises RequestError."""
     _check_shape(draft)
+    _check_same_access(draft)
     justification = (draft.justification or "").strip()
     if not justification:
         raise RequestError("Say why you need this access (the justification is required).")
@@ -178,25 +194,44 @@ def prepare(draft: RequestDraft) -> RequestDraft:
             stage=draft.stage,
             action_name=draft.action_name,
             pass_role=draft.pass_role,
+            account=draft.account,
         )
         if draft.kind == RequestKind.CROSS_ACCOUNT:
             policy.cross_account_trust_policy(
                 trusted_account_id=draft.trusted_account_id or None,
                 trusted_principal_arn=draft.trusted_principal_arn or None,
                 external_id=draft.external_id or None,
+                role_account_id=draft.account.account_id,
             )
         if draft.statements:
             # The portal's own checks here; parliament (47 MB of IAM data) runs in the worker before anything
             # is sent to AWS, which keeps the web processes small.
             policy.assert_valid(policy.render(draft.statements), lint=False)
-    except policy.PolicyError as exc:
+    except (policy.PolicyError, StatementError) as exc:
         raise RequestError(str(exc)) from None
     if draft.level != AccessLevel.CUSTOM:
         draft.actions = []
     draft.rule = rules.match_rule(
-        account=draft.account, kind=draft.kind, level=draft.level, pipelines=list(draft.pipelines)
+        account=draft.account,
+        kind=draft.kind,
+        level=draft.level,
+        pipelines=list(draft.pipelines),
+        permission_set=draft.permission_set if draft.kind == RequestKind.PERMISSION_SET else None,
     )
     if draft.rule is None:
+        privileged = (
+            draft.kind == RequestKind.PERMISSION_SET
+            and draft.permission_set is not None
+            and draft.permission_set.is_privileged
+        )
+        if privileged:
+            assert draft.permission_set is not None
+            raise RequestError(
+                f"{draft.permission_set.name} is a privileged permission set ("
+                + "; ".join(draft.permission_set.risk_reasons or ["its policies are not known yet"])
+                + f") and no approval rule for account {draft.account} opts in to privileged sets. "
+                "Ask a Gatehouse admin."
+            )
         raise RequestError(
             f"No approval rule covers {RequestKind(draft.kind).label.lower()} on account {draft.account}. "
             "Ask a Gatehouse admin to add one."
@@ -229,11 +264,20 @@ def _snapshot(req: AccessRequest) -> dict[str, Any]:
         "account": req.account.account_id,
         "statements": req.statements,
         "duration_hours": req.duration_hours,
+        "justification": req.justification,
+        "ticket": req.ticket,
     }
 
 
 def _audit(
-    req: AccessRequest, action: str, *, actor, before=None, http_request=None, actor_label=None
+    req: AccessRequest,
+    action: str,
+    *,
+    actor,
+    before=None,
+    http_request=None,
+    actor_label=None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     audit.record(
         action=action,
@@ -245,23 +289,32 @@ def _audit(
         principal_id=req.principal_id,
         account_id=req.account.account_id,
         before=before,
-        after=_snapshot(req),
+        after={**_snapshot(req), **(extra or {})},
         http_request=http_request,
     )
 
 
 def request_submit(*, requester, draft: RequestDraft, http_request=None) -> AccessRequest:
-    """File a request; a low-risk one under an auto-approving rule is approved at once."""
+    """File a request; a low-risk one under an auto-approving rule is approved at once.
+
+    The requested duration is a length: the clock starts when the request is approved (``grant_create``).
+    """
+    permissions.check(permissions.file_problem(requester, principal=draft.principal))
+    if draft.extends is not None:
+        permissions.check(permissions.extend_problem(requester, draft.extends))
     prepare(draft)
     assert draft.rule is not None and draft.starts_at is not None
-    ends_at = (
-        None if draft.duration_hours is None else draft.starts_at + timedelta(hours=draft.duration_hours)
+    shape = AccessRequest(
+        kind=draft.kind,
+        principal=draft.principal,
+        trusted_account_id=draft.trusted_account_id,
+        trusted_principal_arn=draft.trusted_principal_arn,
     )
     with transaction.atomic():
         req = AccessRequest.objects.create(
             requester=requester,
             principal=draft.principal,
-            on_behalf=not draft.principal.users.filter(pk=requester.pk).exists(),
+            on_behalf=not recipients.linked_to_all(shape, requester),
             kind=draft.kind,
             account=draft.account,
             level=draft.level,
@@ -278,7 +331,6 @@ def request_submit(*, requester, draft: RequestDraft, http_request=None) -> Acce
             ticket=draft.ticket.strip()[:100],
             starts_at=draft.starts_at,
             duration_hours=draft.duration_hours,
-            ends_at=ends_at,
             delivery=draft.delivery,
             source=draft.source,
             pasted_text=draft.pasted_text[:20_000],
@@ -292,8 +344,11 @@ def request_submit(*, requester, draft: RequestDraft, http_request=None) -> Acce
         if draft.rule.auto_approve_low_risk and rules.is_low_risk(
             account=draft.account, kind=draft.kind, level=draft.level
         ):
-            AccessRequest.objects.filter(pk=req.pk).update(
-                status=RequestStatus.APPROVED, decided_at=timezone.now()
+            AccessRequest.objects.transition(
+                req.pk,
+                sources=[RequestStatus.PENDING],
+                target=RequestStatus.APPROVED,
+                decided_at=timezone.now(),
             )
             req.refresh_from_db()
             _audit(req, "request.auto_approved", actor=None, actor_label=f"rule:{draft.rule.name}")
@@ -306,13 +361,28 @@ def _locked(request_id: int) -> AccessRequest:
     return AccessRequest.objects.select_for_update().select_related("principal", "account").get(pk=request_id)
 
 
-def _record_decision(request_id: int, reviewer, outcome: str, comment: str) -> AccessRequest:
+def _prepare_decision(request_id: int, reviewer, second_factor: SecondFactor | None) -> None:
+    """Before the lock: the reviewer's fresh second factor, and who is in the groups the access would reach
+    (read from AWS now, so a member added since the last catalog sync is seen)."""
+    permissions.check(permissions.second_factor_problem(reviewer, second_factor))
+    from accessrequests.services.catalog import principal_refresh_members
+
+    req = AccessRequest.objects.select_related("principal").filter(pk=request_id).first()
+    if req is None:
+        raise RequestError("No such request.")
+    for recipient in recipients.recipients_of(req):
+        if recipient.principal is not None and recipient.principal.is_group:
+            principal_refresh_members(principal=recipient.principal)
+
+
+def _record_decision(
+    request_id: int, reviewer, outcome: str, comment: str, second_factor: SecondFactor | None
+) -> AccessRequest:
     """Lock the request, check the reviewer may decide it, and store their one decision (the database refuses
     a second one from the same reviewer, which is what a double-click or a replayed POST would be)."""
     req = _locked(request_id)
-    reason = selectors.decision_block_reason(reviewer, req)
-    if reason:
-        raise RequestError(reason)
+    permissions.check(permissions.second_factor_problem(reviewer, second_factor))
+    permissions.check(permissions.decide_problem(reviewer, req))
     try:
         with transaction.atomic():
             Decision.objects.create(
@@ -323,18 +393,43 @@ def _record_decision(request_id: int, reviewer, outcome: str, comment: str) -> A
     return req
 
 
-def request_approve(*, request_id: int, reviewer, comment: str = "", http_request=None) -> AccessRequest:
+def _decision_facts(second_factor: SecondFactor | None, comment: str) -> dict[str, Any]:
+    # What an auditor asks of every decision: what was said, and how the decider proved who they were.
+    facts: dict[str, Any] = {"comment": comment.strip()[:2000]}
+    if second_factor is not None:
+        facts["second_factor"] = {"method": second_factor.method, "via": second_factor.via}
+    return facts
+
+
+def request_approve(
+    *,
+    request_id: int,
+    reviewer,
+    second_factor: SecondFactor | None,
+    comment: str = "",
+    http_request=None,
+) -> AccessRequest:
     """Record one approval; the last one needed approves the request and creates its grant."""
+    _prepare_decision(request_id, reviewer, second_factor)
     with transaction.atomic():
-        req = _record_decision(request_id, reviewer, DecisionOutcome.APPROVE, comment)
+        req = _record_decision(request_id, reviewer, DecisionOutcome.APPROVE, comment, second_factor)
         before = _snapshot(req)
         approvals = req.decisions.filter(outcome=DecisionOutcome.APPROVE).count()
-        _audit(req, "request.approval_recorded", actor=reviewer, http_request=http_request)
+        _audit(
+            req,
+            "request.approval_recorded",
+            actor=reviewer,
+            http_request=http_request,
+            extra={**_decision_facts(second_factor, comment), "approvals": approvals},
+        )
         if approvals >= req.approvals_required:
-            updated = AccessRequest.objects.filter(pk=req.pk, status=RequestStatus.PENDING).update(
-                status=RequestStatus.APPROVED, decided_at=timezone.now()
+            moved = AccessRequest.objects.transition(
+                req.pk,
+                sources=[RequestStatus.PENDING],
+                target=RequestStatus.APPROVED,
+                decided_at=timezone.now(),
             )
-            if updated != 1:  # cannot happen under the row lock; refuse rather than double-grant
+            if not moved:  # cannot happen under the row lock; refuse rather than double-grant
                 raise RequestError("This request changed while you were deciding it.")
             req.refresh_from_db()
             _audit(req, "request.approved", actor=reviewer, before=before, http_request=http_request)
@@ -343,18 +438,33 @@ def request_approve(*, request_id: int, reviewer, comment: str = "", http_reques
     return req
 
 
-def request_deny(*, request_id: int, reviewer, comment: str = "", http_request=None) -> AccessRequest:
+def request_deny(
+    *,
+    request_id: int,
+    reviewer,
+    second_factor: SecondFactor | None,
+    comment: str = "",
+    http_request=None,
+) -> AccessRequest:
     """One deny ends the request."""
     if not comment.strip():
         raise RequestError("Say why you deny it, so the requester can ask again better.")
+    _prepare_decision(request_id, reviewer, second_factor)
     with transaction.atomic():
-        req = _record_decision(request_id, reviewer, DecisionOutcome.DENY, comment)
+        req = _record_decision(request_id, reviewer, DecisionOutcome.DENY, comment, second_factor)
         before = _snapshot(req)
-        AccessRequest.objects.filter(pk=req.pk, status=RequestStatus.PENDING).update(
-            status=RequestStatus.DENIED, decided_at=timezone.now()
+        AccessRequest.objects.transition(
+            req.pk, sources=[RequestStatus.PENDING], target=RequestStatus.DENIED, decided_at=timezone.now()
         )
         req.refresh_from_db()
-        _audit(req, "request.denied", actor=reviewer, before=before, http_request=http_request)
+        _audit(
+            req,
+            "request.denied",
+            actor=reviewer,
+            before=before,
+            http_request=http_request,
+            extra=_decision_facts(second_factor, comment),
+        )
         notify.on_request_decided(req)
     return req
 
@@ -363,15 +473,10 @@ def request_cancel(*, request_id: int, requester, http_request=None) -> AccessRe
     """The requester withdraws a pending request."""
     with transaction.atomic():
         req = _locked(request_id)
-        if req.requester_id != requester.pk:
-            raise RequestError("Only the requester can cancel a request.")
-        if req.status != RequestStatus.PENDING:
-            raise RequestError(
-                f"This request is {req.get_status_display().lower()}; only pending requests can be cancelled."
-            )
+        permissions.check(permissions.cancel_problem(requester, req))
         before = _snapshot(req)
-        AccessRequest.objects.filter(pk=req.pk, status=RequestStatus.PENDING).update(
-            status=RequestStatus.CANCELLED, decided_at=timezone.now()
+        AccessRequest.objects.transition(
+            req.pk, sources=[RequestStatus.PENDING], target=RequestStatus.CANCELLED, decided_at=timezone.now()
         )
         req.refresh_from_db()
         _audit(req, "request.cancelled", actor=requester, before=before, http_request=http_request)
@@ -390,8 +495,8 @@ def requests_expire_unreviewed(*, older_than: timedelta) -> int:
             if req.status != RequestStatus.PENDING:
                 continue
             before = _snapshot(req)
-            AccessRequest.objects.filter(pk=pk, status=RequestStatus.PENDING).update(
-                status=RequestStatus.EXPIRED, decided_at=timezone.now()
+            AccessRequest.objects.transition(
+                pk, sources=[RequestStatus.PENDING], target=RequestStatus.EXPIRED, decided_at=timezone.now()
             )
             req.refresh_from_db()
             _audit(req, "request.expired_unreviewed", actor=None, before=before)

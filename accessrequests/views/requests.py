@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accessrequests import policy, roles, selectors
+from accessrequests import permissions, policy, roles, selectors
 from accessrequests.forms import PasteForm, RequestForm
 from accessrequests.intake import parse_access_denied
 from accessrequests.models import Delivery, RequestStatus, Source
@@ -71,7 +71,7 @@ def _extension_form(request: HttpRequest, grant_id: str) -> HttpResponse:
     grant = selectors.get_own_grant(request.user, grant_id)
     try:
         check_extendable(grant, request.user)
-    except RequestError as exc:
+    except permissions.NotAllowed as exc:
         messages.error(request, str(exc))
         return redirect("request_detail", pk=grant.request_id)
     form = RequestForm(user=request.user, initial=RequestForm.initial_to_extend(grant))
@@ -92,8 +92,9 @@ def new_request(request: HttpRequest) -> HttpResponse:
         return _render_form(request, form)
     draft = form.draft()
     try:
+        permissions.check(permissions.file_problem(request.user, principal=draft.principal))
         prepare(draft)
-    except RequestError as exc:
+    except (RequestError, permissions.NotAllowed) as exc:
         return _render_form(request, form, error=str(exc))
     if request.POST.get("intent") != "submit":
         document = (
@@ -103,7 +104,7 @@ def new_request(request: HttpRequest) -> HttpResponse:
         return _render_form(request, form, preview=preview)
     try:
         req = request_submit(requester=request.user, draft=draft, http_request=request)
-    except RequestError as exc:
+    except (RequestError, permissions.NotAllowed) as exc:
         return _render_form(request, form, error=str(exc))
     messages.success(request, f"{req.reference} filed; it is {req.get_status_display().lower()}.")
     return redirect("request_detail", pk=req.pk)
@@ -155,12 +156,11 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "pipelines": list(req.pipelines.all()),
             "decisions": list(req.decisions.select_related("reviewer")),
             "timeline": list(selectors.request_timeline(req)),
-            "can_cancel": req.requester_id == request.user.pk and req.status == RequestStatus.PENDING,
-            "can_extend": grant is not None and grant.is_live and req.requester_id == request.user.pk,
+            "can_cancel": permissions.allowed(permissions.cancel_problem, request.user, req),
+            "can_extend": grant is not None
+            and permissions.allowed(permissions.extend_problem, request.user, grant),
             "can_revoke": grant is not None
-            and grant.is_live
-            and not roles.is_auditor(request.user)
-            and (req.requester_id == request.user.pk or roles.is_admin(request.user)),
+            and permissions.allowed(permissions.revoke_problem, request.user, grant),
         },
     )
 
@@ -173,6 +173,6 @@ def cancel_request(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         request_cancel(request_id=req.pk, requester=request.user, http_request=request)
         messages.success(request, f"{req.reference} cancelled.")
-    except RequestError as exc:
+    except (RequestError, permissions.NotAllowed) as exc:
         messages.error(request, str(exc))
     return redirect("request_detail", pk=req.pk)

@@ -6,20 +6,25 @@ import difflib
 import functools
 import json
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from allauth.mfa.models import Authenticator
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from accessrequests import policy, roles, selectors
+from accessrequests import permissions, policy, recipients, roles, selectors
 from accessrequests.forms import DecisionForm
 from accessrequests.models import LIVE_GRANT_STATUSES, AwsAccount, Grant, RequestKind
 from accessrequests.paging import paginate
 from accessrequests.services.requests import RequestError, request_approve, request_deny
+
+# A decision typed before the second factor was asked for again, kept so the reviewer does not retype it.
+_HELD_DECISION = "gatehouse_held_decision"
 
 
 def has_mfa(user) -> bool:
@@ -52,7 +57,8 @@ def queue(request: HttpRequest) -> HttpResponse:
         kind = None
     qs = selectors.review_queue(request.user, account=account, kind=kind)
     age = request.GET.get("older_than_hours")
-    if age and age.isdigit():
+    # Bounded: a timedelta of more hours than a few centuries overflows (a 500), and no request is that old.
+    if age and age.isdigit() and len(age) <= 6:
         qs = qs.filter(created_at__lt=timezone.now() - timedelta(hours=int(age)))
     page = paginate(qs, request.GET.get("page"))
     return render(
@@ -90,21 +96,35 @@ def policy_diff(req) -> dict:
     return {"before": before, "after": after, "lines": lines}
 
 
+def _step_up(request: HttpRequest, req, form: DecisionForm) -> HttpResponse:
+    """Ask allauth for the second factor again, then come back here with the decision kept."""
+    request.session[_HELD_DECISION] = {"pk": req.pk, "comment": form.cleaned_data["comment"]}
+    messages.info(request, "Confirm it is you: enter your authenticator code, then decide.")
+    next_url = reverse("review", args=[req.pk])
+    return redirect(f"{reverse('mfa_reauthenticate')}?{urlencode({'next': next_url})}")
+
+
 @approver_required
 @require_http_methods(["GET", "POST"])
 def review(request: HttpRequest, pk: int) -> HttpResponse:
     req = selectors.get_request_for_user(request.user, pk)
-    form = DecisionForm(request.POST or None)
+    held = request.session.pop(_HELD_DECISION, None) if request.method == "GET" else None
+    initial = {"comment": held["comment"]} if held and held.get("pk") == req.pk else None
+    form = DecisionForm(request.POST or None, initial=initial)
+    factor = permissions.second_factor_from_session(request)
     if request.method == "POST" and form.is_valid():
+        if permissions.second_factor_problem(request.user, factor):
+            return _step_up(request, req, form)
         decide = request_approve if form.cleaned_data["decision"] == "approve" else request_deny
         try:
             done = decide(
                 request_id=req.pk,
                 reviewer=request.user,
+                second_factor=factor,
                 comment=form.cleaned_data["comment"],
                 http_request=request,
             )
-        except RequestError as exc:
+        except (RequestError, permissions.NotAllowed) as exc:
             messages.error(request, str(exc))
             return redirect("review", pk=req.pk)
         messages.success(request, f"{done.reference} is now {done.get_status_display().lower()}.")
@@ -115,7 +135,9 @@ def review(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "req": req,
             "form": form,
-            "blocked": selectors.decision_block_reason(request.user, req),
+            "blocked": permissions.decide_problem(request.user, req),
+            "needs_step_up": permissions.second_factor_problem(request.user, factor) is not None,
+            "recipients": recipients.recipients_of(req),
             "diff": policy_diff(req),
             "pipelines": list(req.pipelines.all()),
             "decisions": list(req.decisions.select_related("reviewer")),

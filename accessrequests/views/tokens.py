@@ -12,12 +12,25 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accessrequests import audit
-from accessrequests.models import ApiToken
+from accessrequests import permissions
+from accessrequests.models import ApiToken, TokenScope
+from accessrequests.services.tokens import LIFETIME_DAYS, token_issue, token_revoke
 
 
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="Where you will use it, e.g. “release CI job”.")
+    scopes = forms.MultipleChoiceField(
+        choices=TokenScope.choices,
+        initial=[TokenScope.READ],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Give it only what the job needs.",
+    )
+    days = forms.TypedChoiceField(
+        coerce=int,
+        choices=[(d, f"{d} days") for d in LIFETIME_DAYS],
+        initial=30,
+        label="Expires after",
+    )
 
 
 # never_cache: the answer to the POST carries the only copy of the secret; no cache or back button may keep it.
@@ -31,15 +44,18 @@ def tokens(request: HttpRequest) -> HttpResponse:
     secret = None
     if request.method == "POST" and form.is_valid():
         try:
-            token, secret = ApiToken.issue(user=user, name=form.cleaned_data["name"].strip())
+            _, secret = token_issue(
+                user=user,
+                name=form.cleaned_data["name"].strip(),
+                scopes=form.cleaned_data["scopes"],
+                days=form.cleaned_data["days"],
+                http_request=request,
+            )
         except IntegrityError:
             form.add_error("name", "You already have a live token with this name.")
-        else:
-            audit.record(
-                action="token.created", object_type="api_token", object_id=token.pk, actor=request.user,
-                after={"name": token.name}, http_request=request,
-            )  # fmt: skip
-    live = ApiToken.objects.filter(user=user, revoked_at__isnull=True)
+        except permissions.NotAllowed as exc:
+            form.add_error("scopes", str(exc))
+    live = ApiToken.objects.filter(user=user, revoked_at__isnull=True, expires_at__gt=timezone.now())
     return render(
         request,
         "accessrequests/tokens.html",
@@ -51,15 +67,8 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
-    user = request.user
-    assert user.is_authenticated  # login_required
-    token = ApiToken.objects.filter(pk=pk, user=user, revoked_at__isnull=True).first()
+    token = token_revoke(user=request.user, token_id=pk, http_request=request)
     if token is None:
         raise Http404("No such token")
-    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    audit.record(
-        action="token.revoked", object_type="api_token", object_id=token.pk, actor=request.user,
-        before={"name": token.name}, http_request=request,
-    )  # fmt: skip
     messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("tokens")

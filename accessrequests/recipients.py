@@ -1,0 +1,109 @@
+"""Who can use a grant once it is applied: the recipients of a request. Reads only.
+
+A request names one principal, but the access reaches further:
+
+- an IAM user or role, or an Identity Center user: that principal;
+- an IAM group or an Identity Center group: the group and every member of it (as the catalog sync last read the
+  membership; the approve service refreshes it from AWS first, see ``services.catalog``);
+- a cross-account role: not the request's principal at all, but whoever the role trusts: the outside principal
+  it names, or, when it trusts an outside account, any principal of that account its administrators allow.
+
+The authorization rules (``accessrequests.permissions``) apply the self-approval, linked-principal and on-behalf
+rules to every recipient, and the review pages show the same list, so what an approver reads is who gets in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+
+from accessrequests.models import AccessRequest, AwsAccount, Principal, RequestKind
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One principal (or outside party) that can use the access."""
+
+    label: str  # e.g. "IAM user mateojackson" or "any principal of account 210987654321"
+    how: str  # why it can use it: "the principal", "member of IAM group developers", ...
+    principal: Principal | None = None  # the catalog's row, when the catalog knows it
+    arn: str = ""  # the IAM ARN, the identity store id, or the account root
+
+
+def _describe(principal: Principal) -> str:
+    return f"{principal.get_kind_display()} {principal.label}"
+
+
+def _members(group: Principal) -> list[Recipient]:
+    how = f"member of {_describe(group)}"
+    return [
+        Recipient(label=_describe(member), how=how, principal=member, arn=member.external_id)
+        for member in group.members.all().order_by("name")
+    ]
+
+
+def _trusted(request: AccessRequest) -> list[Recipient]:
+    how = "trusted by the cross-account role"
+    if request.trusted_principal_arn:
+        known = Principal.objects.filter(external_id=request.trusted_principal_arn).first()
+        label = _describe(known) if known else request.trusted_principal_arn
+        found = [Recipient(label=label, how=how, principal=known, arn=request.trusted_principal_arn)]
+        if known is not None and known.is_group:
+            found += _members(known)
+        return found
+    account_id = request.trusted_account_id
+    found = [
+        Recipient(
+            label=f"any principal of account {account_id} that its administrators allow",
+            how=how,
+            arn=f"arn:aws:iam::{account_id}:root",
+        )
+    ]
+    managed = AwsAccount.objects.filter(account_id=account_id).first()
+    if managed is not None:
+        # Gatehouse knows that account: everyone it knows there could be allowed in by its administrators.
+        found += [
+            Recipient(
+                label=_describe(p), how=f"principal of account {account_id}", principal=p, arn=p.external_id
+            )
+            for p in Principal.objects.filter(account=managed).order_by("name")
+        ]
+    return found
+
+
+def recipients_of(request: AccessRequest) -> list[Recipient]:
+    """Everyone who can use the access once it is applied (see the module docstring)."""
+    if request.kind == RequestKind.CROSS_ACCOUNT:
+        return _trusted(request)
+    principal = request.principal
+    found = [
+        Recipient(
+            label=_describe(principal), how="the principal", principal=principal, arn=principal.external_id
+        )
+    ]
+    if principal.is_group:
+        found += _members(principal)
+    return found
+
+
+def recipient_user_ids(request: AccessRequest) -> set[int]:
+    """Portal users who would receive the access: linked to a recipient principal, or, for Identity Center
+    users, holding the same e-mail address (a user need not be linked to be the person)."""
+    principals = [r.principal for r in recipients_of(request) if r.principal is not None]
+    if not principals:
+        return set()
+    User = get_user_model()
+    emails = {p.email.lower() for p in principals if p.email}
+    query = Q(principals__in=[p.pk for p in principals])
+    for email in emails:
+        query |= Q(email__iexact=email)
+    return set(User.objects.filter(query).values_list("pk", flat=True))
+
+
+def linked_to_all(request: AccessRequest, user) -> bool:
+    """Whether every recipient is a principal linked to ``user`` (otherwise the request is "on behalf")."""
+    recipients = recipients_of(request)
+    linked = set(user.principals.values_list("pk", flat=True))
+    return all(r.principal is not None and r.principal.pk in linked for r in recipients)
