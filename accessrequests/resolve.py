@@ -91,6 +91,18 @@ def resolve_denial(denial: Denial, *, region: str | None = None) -> Resolution:
         res.initial["level"] = level
     res.summary.append(("Access", f"{action} → smallest level: {level or 'custom'}"))
     ref = parse_pipeline_resource(denial.resource)
+    if ref is not None and ref.account_id and ref.account_id != account.account_id:
+        # The pipeline lives in another account than the refused principal: the principal's own IAM policy
+        # cannot reach it (CodePipeline has no resource policies), so a request here would change nothing.
+        other = AwsAccount.objects.filter(account_id=ref.account_id).first()
+        res.error = (
+            f"{ref.pipeline} is in account {ref.account_id}"
+            + (f" ({other.name})" if other else ", which Gatehouse does not manage")
+            + f", not in {account.account_id} where {denial.principal_arn} lives. IAM access is granted in "
+            "the principal's own account: ask for access in that account with your Identity Center user, "
+            "or for a cross-account role there."
+        )
+        return res
     if ref is not None and ref.pipeline:
         pipelines = Pipeline.objects.filter(account=account, name=ref.pipeline, present=True)
         wanted_region = ref.region or region

@@ -236,6 +236,15 @@ def totp_code(secret: str) -> str:
     return format_hotp_value(hotp_value(secret, counter))
 
 
+def current_code(user) -> str:
+    """The TOTP code the user's authenticator app shows now (from their enrolled secret)."""
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.utils import decrypt
+
+    authenticator = Authenticator.objects.get(user=user, type=Authenticator.Type.TOTP)
+    return totp_code(decrypt(authenticator.data["secret"]))
+
+
 def verify_export(path: Path) -> subprocess.CompletedProcess:
     """The documented offline check, run as a user would: `python -m accessrequests.chain verify FILE`."""
     return subprocess.run(

@@ -119,3 +119,18 @@ class World:
 
     def submit(self, requester=None, **overrides):
         return request_submit(requester=requester or self.requester, draft=self.draft(**overrides))
+
+
+def make_token(user, name: str = "tests", scopes=None, days: int = 30) -> tuple:
+    """A personal API token through the real service; by default with every scope the user may hold."""
+    from accessrequests import permissions
+    from accessrequests.models import TokenScope
+    from accessrequests.services.tokens import token_issue
+
+    if scopes is None:
+        scopes = [
+            scope
+            for scope in TokenScope.values
+            if permissions.token_scopes_problem(user, {TokenScope.READ, scope}) is None
+        ]
+    return token_issue(user=user, name=name, scopes=scopes, days=days)

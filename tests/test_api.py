@@ -21,8 +21,8 @@ from accessrequests.models import (
     RequestStatus,
 )
 from accessrequests.services.requests import request_approve
-from tests.conftest import enable_totp, make_user
-from tests.factories import World, force_update, fresh_factor, make_pipeline
+from tests.conftest import current_code, enable_totp, make_user
+from tests.factories import World, force_update, fresh_factor, make_pipeline, make_token
 
 pytestmark = pytest.mark.django_db
 
@@ -36,14 +36,19 @@ class Api:
     """A client that talks to the API as one person, with a real token."""
 
     def __init__(self, user=None):
+        self.user = user
         self.client = Client()
         self.headers = {}
         if user is not None:
-            _, raw = ApiToken.issue(user=user, name=f"tests-{ApiToken.objects.count()}")
+            _, raw = make_token(user, f"tests-{ApiToken.objects.count()}")
             self.headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
 
     def get(self, path, **params):
         return self.client.get(f"/api/v1/{path}", params, **self.headers)
+
+    def decide(self, path, body=None):
+        """A decision with a fresh code from the user's authenticator, as an approver's script sends it."""
+        return self.post(path, {**(body or {}), "otp": current_code(self.user)})
 
     def post(self, path, body=None, **extra):
         data = body if isinstance(body, (str, bytes)) else json.dumps(body or {})
@@ -100,7 +105,7 @@ def test_a_request_is_filed_from_the_pasted_error_alone_and_approved_through_the
         and filed["level"] == "viewer"
         and filed["pipelines"] == ["my-pipeline"]
     )
-    approved = Api(world.approver).post(f"requests/{filed['id']}/approve/", {"comment": "ok"})
+    approved = Api(world.approver).decide(f"requests/{filed['id']}/approve/", {"comment": "ok"})
     assert approved.status_code == 200, approved.json()
     assert approved.json()["status"] == "approved"
     assert approved.json()["grant_status"] == "queued"
@@ -176,7 +181,7 @@ def test_forged_ids_get_404_json(world):
 
 
 def test_tokens_are_stored_hashed_and_revoked_tokens_are_refused(world):
-    token, raw = ApiToken.issue(user=world.requester, name="ci")
+    token, raw = make_token(world.requester, "ci")
     assert raw not in token.secret_hash and raw.split("_", 2)[2] not in json.dumps(
         list(ApiToken.objects.values()), default=str
     )
@@ -190,7 +195,7 @@ def test_tokens_are_stored_hashed_and_revoked_tokens_are_refused(world):
 
 
 def test_every_call_is_audited_with_the_token_name(world):
-    _, raw = ApiToken.issue(user=world.requester, name="release-ci")
+    _, raw = make_token(world.requester, "release-ci")
     Client().get("/api/v1/requests/", HTTP_AUTHORIZATION=f"Bearer {raw}")
     event = AuditEvent.objects.get(action="api.get")
     assert event.actor_label == "requester (token release-ci)"
@@ -199,7 +204,7 @@ def test_every_call_is_audited_with_the_token_name(world):
 
 def test_the_token_page_shows_a_new_token_once(client, world):
     client.force_login(world.requester)
-    response = client.post("/tokens/", {"name": "laptop"})
+    response = client.post("/tokens/", {"name": "laptop", "scopes": ["read"], "days": 30})
     assert response.status_code == 200
     raw = response.context["secret"]
     assert raw.startswith("gh_")
@@ -231,12 +236,13 @@ MATRIX = {
     ("GET", "requests/"): dict.fromkeys(ROLES[:-1], 200) | {"anonymous": 401},
     ("GET", "requests/{pk}/"): {"requester": 200, "other": 404, "approver_in_rule": 200, "approver_out_of_rule": 404,
                                 "admin": 200, "auditor": 200, "anonymous": 401},
-    ("POST", "requests/{pk}/approve/"): {"requester": 403, "other": 404, "approver_in_rule": 200,
+    # "other" holds no token that may decide: refused for the token's scope before any object is looked up.
+    ("POST", "requests/{pk}/approve/"): {"requester": 403, "other": 403, "approver_in_rule": 200,
                                          "approver_out_of_rule": 404, "admin": 403, "auditor": 403, "anonymous": 401},
-    ("POST", "requests/{pk}/deny/"): {"requester": 403, "other": 404, "approver_in_rule": 200,
+    ("POST", "requests/{pk}/deny/"): {"requester": 403, "other": 403, "approver_in_rule": 200,
                                       "approver_out_of_rule": 404, "admin": 403, "auditor": 403, "anonymous": 401},
-    ("POST", "requests/{pk}/cancel/"): {"requester": 200, "other": 404, "approver_in_rule": 400,
-                                        "approver_out_of_rule": 404, "admin": 400, "auditor": 403, "anonymous": 401},
+    ("POST", "requests/{pk}/cancel/"): {"requester": 200, "other": 404, "approver_in_rule": 403,
+                                        "approver_out_of_rule": 404, "admin": 403, "auditor": 403, "anonymous": 401},
     ("GET", "grants/"): dict.fromkeys(ROLES[:-1], 200) | {"anonymous": 401},
     ("POST", "grants/{grant}/revoke/"): {"requester": 200, "other": 404, "approver_in_rule": 403,
                                          "approver_out_of_rule": 404, "admin": 200, "auditor": 403, "anonymous": 401},
@@ -274,7 +280,14 @@ def test_every_endpoint_answers_each_role_as_expected(world, role, method, path)
         "grants/{grant}/extend/": {"justification": "more time", "duration_hours": 2},
         "requests/{pk}/deny/": {"comment": "no"},
     }.get(path, {})  # fmt: skip
-    response = api.get(url) if method == "GET" else api.post(url, body)
+    if method == "GET":
+        response = api.get(url)
+    elif (
+        path.endswith(("approve/", "deny/")) and api.user is not None and api.user.authenticator_set.exists()
+    ):
+        response = api.decide(url, body)
+    else:
+        response = api.post(url, body)
     expected = MATRIX[(method, path)][role]
     assert response.status_code == expected, (role, method, url, response.status_code, response.content[:300])
     if response.status_code >= 400:
@@ -290,9 +303,9 @@ def test_every_endpoint_answers_each_role_as_expected(world, role, method, path)
 def test_decisions_through_the_api_keep_the_request_invariants(world):
     req = world.submit()
     api = Api(world.approver)
-    assert api.post(f"requests/{req.pk}/approve/", {}).status_code == 200
-    again = api.post(f"requests/{req.pk}/approve/", {})
-    assert again.status_code == 400
+    assert api.decide(f"requests/{req.pk}/approve/").status_code == 200
+    again = api.decide(f"requests/{req.pk}/approve/")  # the same code again: a replay, refused
+    assert again.status_code == 403 and "second factor" in again.json()["error"]
     assert Decision.objects.filter(request=req).count() == 1
     req.refresh_from_db()
     assert req.status == RequestStatus.APPROVED
@@ -302,9 +315,10 @@ def test_approvers_without_mfa_cannot_decide_through_the_api(world):
     no_mfa = make_user("approver3", "approvers")
     world.rule.approver_users.add(no_mfa)
     req = world.submit()
-    response = Api(no_mfa).post(f"requests/{req.pk}/approve/", {})
+    response = Api(no_mfa).post(f"requests/{req.pk}/approve/", {"otp": "123456"})
     assert response.status_code == 403
-    assert "two-factor" in response.json()["error"]
+    assert "second factor" in response.json()["error"]
+    assert not Decision.objects.exists()
 
 
 # --- errors that DRF never sees, and inputs that used to reach the database ----------------------------------
@@ -438,17 +452,17 @@ def test_a_grant_that_is_no_longer_live_cannot_be_revoked_or_extended(world):
     again = api.post(f"grants/{grant.pk}/revoke/")
     assert again.status_code == 400 and "already" in json.dumps(again.json())
     extend = api.post(f"grants/{grant.pk}/extend/", {"justification": "more", "duration_hours": 1})
-    assert extend.status_code == 400 and "revoked" in extend.json()["error"]
+    assert extend.status_code == 400 and "revoked" in json.dumps(extend.json())
 
 
 def test_the_bearer_scheme_is_case_insensitive(world):
-    _, raw = ApiToken.issue(user=world.requester, name="shell")
+    _, raw = make_token(world.requester, "shell")
     assert Client().get("/api/v1/requests/", HTTP_AUTHORIZATION=f"bearer {raw}").status_code == 200
 
 
 def test_the_page_that_shows_a_new_token_is_never_cached(client, world):
     client.force_login(world.requester)
-    response = client.post("/tokens/", {"name": "laptop"})
+    response = client.post("/tokens/", {"name": "laptop", "scopes": ["read"], "days": 30})
     assert "no-store" in response["Cache-Control"]
 
 
@@ -473,18 +487,18 @@ def test_list_endpoints_do_not_grow_queries_with_rows(world):
 
 def test_a_live_token_name_is_unique_per_user_and_free_again_once_revoked(client, world):
     client.force_login(world.requester)
-    assert client.post("/tokens/", {"name": "ci"}).status_code == 200
-    duplicate = client.post("/tokens/", {"name": "ci"})
+    assert client.post("/tokens/", {"name": "ci", "scopes": ["read"], "days": 30}).status_code == 200
+    duplicate = client.post("/tokens/", {"name": "ci", "scopes": ["read"], "days": 30})
     assert duplicate.status_code == 400 and duplicate.context["secret"] is None
     assert ApiToken.objects.filter(user=world.requester).count() == 1
     token = ApiToken.objects.get(user=world.requester)
     client.post(f"/tokens/{token.pk}/revoke/")
-    assert client.post("/tokens/", {"name": "ci"}).status_code == 200
+    assert client.post("/tokens/", {"name": "ci", "scopes": ["read"], "days": 30}).status_code == 200
     assert ApiToken.objects.filter(user=world.requester, name="ci").count() == 2
 
 
 def test_nobody_revokes_someone_elses_token(client, world):
-    token, raw = ApiToken.issue(user=world.requester, name="ci")
+    token, raw = make_token(world.requester, "ci")
     client.force_login(world.other_requester)
     assert client.post(f"/tokens/{token.pk}/revoke/").status_code == 404
     assert Client().get("/api/v1/requests/", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200

@@ -39,7 +39,7 @@ def test_the_pasted_error_alone_files_a_request_that_ends_as_an_active_grant(
     assert filed.status_code == 201, filed.json()
     request_id = filed.json()["id"]
     assert filed.json()["pipelines"] == ["my-pipeline"] and filed.json()["level"] == "viewer"
-    approved = Api(world.approver).post(f"requests/{request_id}/approve/", {"comment": "fine"})
+    approved = Api(world.approver).decide(f"requests/{request_id}/approve/", {"comment": "fine"})
     assert approved.status_code == 200, approved.json()
 
     requester = Api(world.requester)

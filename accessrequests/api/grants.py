@@ -83,7 +83,13 @@ class GrantExtendView(GatehouseAPIView):
         grant = _grant_for(request.user, pk)
         body = s.ExtendIn(data=request.data)
         body.is_valid(raise_exception=True)
-        check_extendable(grant, request.user)  # NotAllowed: a 403 with the rule's reason
+        try:
+            check_extendable(grant, request.user)
+        except NotAllowed as exc:
+            # Sorted like revoke: a grant that is no longer live is a 400 (file anew), anything else a 403.
+            if grant.status not in LIVE_GRANT_STATUSES and grant.request.requester_id == request.user.pk:
+                raise ValidationError({"status": [str(exc)]}) from None
+            raise
         same = extension_fields(grant)
         payload: dict[str, Any] = {
             **same,
