@@ -106,4 +106,10 @@ def linked_to_all(request: AccessRequest, user) -> bool:
     """Whether every recipient is a principal linked to ``user`` (otherwise the request is "on behalf")."""
     recipients = recipients_of(request)
     linked = set(user.principals.values_list("pk", flat=True))
-    return all(r.principal is not None and r.principal.pk in linked for r in recipients)
+    for recipient in recipients:
+        principal = recipient.principal
+        if principal is None or principal.pk not in linked:
+            return False
+        if principal.is_group and principal.members_synced_at is None:
+            return False  # nobody has read who is in it yet: it cannot be vouched for as only theirs
+    return True
