@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.http import Http404
 
 from accessrequests import permissions, roles, selectors
+from accessrequests.ids import ID_DIGITS, IdChoiceField, IdMultipleChoiceField, parse_id
 from accessrequests.intake import MAX_MESSAGE_CHARS
 from accessrequests.models import (
     AccessLevel,
@@ -29,13 +30,11 @@ MAX_DURATION_HOURS = 24 * 365
 
 class RequestForm(forms.Form):
     kind = forms.ChoiceField(choices=RequestKind.choices, initial=RequestKind.PIPELINE)
-    account = forms.ModelChoiceField(
-        queryset=AwsAccount.objects.filter(enabled=True), empty_label="Choose an account"
-    )
-    principal = forms.ModelChoiceField(
+    account = IdChoiceField(queryset=AwsAccount.objects.filter(enabled=True), empty_label="Choose an account")
+    principal = IdChoiceField(
         queryset=Principal.objects.none(), label="Who receives access", empty_label="Choose a principal"
     )
-    pipelines = forms.ModelMultipleChoiceField(
+    pipelines = IdMultipleChoiceField(
         queryset=Pipeline.objects.none(), required=False, help_text="Hold Ctrl or ⌘ to choose several."
     )
     level = forms.ChoiceField(
@@ -56,10 +55,10 @@ class RequestForm(forms.Form):
     action_name = forms.CharField(
         required=False, max_length=100, help_text="Optional: one action within the stage."
     )
-    pass_role = forms.ModelChoiceField(
+    pass_role = IdChoiceField(
         queryset=PassableRole.objects.none(), required=False, label="Role to pass to CodePipeline"
     )
-    permission_set = forms.ModelChoiceField(queryset=PermissionSet.objects.none(), required=False)
+    permission_set = IdChoiceField(queryset=PermissionSet.objects.none(), required=False)
     trusted_account_id = forms.RegexField(
         regex=r"^\d{12}$",
         required=False,
@@ -83,7 +82,9 @@ class RequestForm(forms.Form):
     permanent = forms.BooleanField(required=False, help_text="Only where the approval rule allows it.")
     source = forms.ChoiceField(choices=Source.choices, initial=Source.FORM, widget=forms.HiddenInput)
     pasted_text = forms.CharField(required=False, max_length=MAX_MESSAGE_CHARS, widget=forms.HiddenInput)
-    extends = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    extends = forms.IntegerField(
+        required=False, min_value=1, max_value=10**ID_DIGITS - 1, widget=forms.HiddenInput
+    )
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -91,8 +92,8 @@ class RequestForm(forms.Form):
         principals = Principal.objects.filter(present=True).select_related("account")
         if not roles.is_admin(user):
             principals = principals.filter(users=user)
-        account_id = self.data.get("account") or self.initial.get("account")
-        account_filter = Q(account_id=account_id) if str(account_id or "").isdigit() else Q(pk__in=[])
+        account_id = parse_id(self.data.get("account") or self.initial.get("account"))
+        account_filter = Q(account_id=account_id) if account_id is not None else Q(pk__in=[])
         querysets = {
             "principal": principals,
             "pipelines": Pipeline.objects.filter(account_filter, present=True).select_related("account"),

@@ -1,5 +1,6 @@
 from django.urls import path
 
+import accessrequests.ids  # noqa: F401  (registers the <id:...> path converter)
 from accessrequests.views import audit, dashboard, grants, home, requests, review, tokens
 
 urlpatterns = [
@@ -7,16 +8,16 @@ urlpatterns = [
     path("requests/", requests.my_requests, name="my_requests"),
     path("requests/new/", requests.new_request, name="new_request"),
     path("requests/paste/", requests.paste_error, name="paste_error"),
-    path("requests/<int:pk>/", requests.request_detail, name="request_detail"),
-    path("requests/<int:pk>/cancel/", requests.cancel_request, name="cancel_request"),
+    path("requests/<id:pk>/", requests.request_detail, name="request_detail"),
+    path("requests/<id:pk>/cancel/", requests.cancel_request, name="cancel_request"),
     path("review/", review.queue, name="queue"),
-    path("review/<int:pk>/", review.review, name="review"),
-    path("grants/<int:pk>/revoke/", grants.revoke, name="grant_revoke"),
-    path("grants/<int:pk>/retry/", grants.retry, name="grant_retry"),
-    path("grants/<int:pk>/abandon/", grants.abandon, name="grant_abandon"),
+    path("review/<id:pk>/", review.review, name="review"),
+    path("grants/<id:pk>/revoke/", grants.revoke, name="grant_revoke"),
+    path("grants/<id:pk>/retry/", grants.retry, name="grant_retry"),
+    path("grants/<id:pk>/abandon/", grants.abandon, name="grant_abandon"),
     path("dashboard/", dashboard.dashboard_page, name="dashboard"),
     path("tokens/", tokens.tokens, name="tokens"),
-    path("tokens/<int:pk>/revoke/", tokens.revoke_token, name="revoke_token"),
+    path("tokens/<id:pk>/revoke/", tokens.revoke_token, name="revoke_token"),
     path("audit/", audit.audit_log, name="audit_log"),
     path("audit/export.<str:fmt>", audit.audit_export, name="audit_export"),
     path("audit/access/", audit.access_report, name="access_report"),

@@ -7,7 +7,7 @@ import logging
 import secrets
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 _request_ref: contextvars.ContextVar[str] = contextvars.ContextVar("request_ref", default="-")
 # The web request being served, for code that reacts to model signals (who changed a password, from where).
@@ -52,3 +52,22 @@ class RequestReferenceFilter(logging.Filter):
         if not hasattr(record, "request_ref"):
             record.request_ref = _request_ref.get()
         return True
+
+
+class RejectNulBytesMiddleware:
+    """A NUL byte is never part of real input, and PostgreSQL refuses it in text (a DataError, so a 500):
+    a query string or form that carries one gets a plain 400 before any view runs."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", "").lower():
+            return HttpResponseBadRequest("Bad request: the address contains a NUL byte.")
+        if request.method == "POST" and request.content_type in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
+            if any("\x00" in value for values in request.POST.lists() for value in values[1]):
+                return HttpResponseBadRequest("Bad request: a form field contains a NUL byte.")
+        return self.get_response(request)

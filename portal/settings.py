@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "portal.middleware.RequestReferenceMiddleware",
     "accessrequests.api.middleware.ApiBodyLimitMiddleware",
     "accessrequests.api.middleware.ApiJsonErrorsMiddleware",
+    "portal.middleware.RejectNulBytesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -352,5 +353,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],  # the schema describes, it reveals no data
     "COMPONENT_SPLIT_REQUEST": True,
+    # <id:pk> path segments (accessrequests/ids.py): 1 to 18 digits.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}},
 }
 GATEHOUSE_API_MAX_BODY = env.int("GATEHOUSE_API_MAX_BODY", default=256 * 1024)

@@ -67,7 +67,9 @@ def test_no_secret_reaches_the_logs_the_audit_trail_or_the_database(aws, caplog,
     assert approver.post(reverse("mfa_authenticate"), {"code": code}).status_code == 302
 
     # A personal API token, issued on its page and used once.
-    issued = browser.post(reverse("tokens"), {"name": "laptop", "scopes": ["read"], "days": 7}).content.decode()
+    issued = browser.post(
+        reverse("tokens"), {"name": "laptop", "scopes": ["read"], "days": 7}
+    ).content.decode()
     token = issued.split('data-testid="new-token"')[1].split("<code>", 1)[1].split("</code>", 1)[0]
     assert token.startswith("gh_")
     listed = Client().get("/api/v1/requests/", HTTP_AUTHORIZATION=f"Bearer {token}")

@@ -1,6 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
+import accessrequests.ids  # noqa: F401  (registers the <id:...> path converter)
 from accessrequests.api import audit, catalog, docs, grants, requests
 
 urlpatterns = [
@@ -8,13 +9,13 @@ urlpatterns = [
     path("docs/", docs.docs, name="api_docs"),
     path("intake/", requests.IntakeView.as_view(), name="api_intake"),
     path("requests/", requests.RequestListView.as_view(), name="api_requests"),
-    path("requests/<int:pk>/", requests.RequestDetailView.as_view(), name="api_request"),
-    path("requests/<int:pk>/approve/", requests.ApproveView.as_view(), name="api_request_approve"),
-    path("requests/<int:pk>/deny/", requests.DenyView.as_view(), name="api_request_deny"),
-    path("requests/<int:pk>/cancel/", requests.CancelView.as_view(), name="api_request_cancel"),
+    path("requests/<id:pk>/", requests.RequestDetailView.as_view(), name="api_request"),
+    path("requests/<id:pk>/approve/", requests.ApproveView.as_view(), name="api_request_approve"),
+    path("requests/<id:pk>/deny/", requests.DenyView.as_view(), name="api_request_deny"),
+    path("requests/<id:pk>/cancel/", requests.CancelView.as_view(), name="api_request_cancel"),
     path("grants/", grants.GrantListView.as_view(), name="api_grants"),
-    path("grants/<int:pk>/revoke/", grants.GrantRevokeView.as_view(), name="api_grant_revoke"),
-    path("grants/<int:pk>/extend/", grants.GrantExtendView.as_view(), name="api_grant_extend"),
+    path("grants/<id:pk>/revoke/", grants.GrantRevokeView.as_view(), name="api_grant_revoke"),
+    path("grants/<id:pk>/extend/", grants.GrantExtendView.as_view(), name="api_grant_extend"),
     path("audit/events/", audit.AuditEventListView.as_view(), name="api_audit_events"),
     path("audit/export/", audit.AuditExportView.as_view(), name="api_audit_export"),
     path("catalog/accounts/", catalog.AccountsView.as_view(), name="api_accounts"),

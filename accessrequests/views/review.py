@@ -52,6 +52,8 @@ def approver_required(view):
 @approver_required
 def queue(request: HttpRequest) -> HttpResponse:
     account = request.GET.get("account") or None
+    if account is not None and not (account.isascii() and account.isdigit() and len(account) == 12):
+        account = None  # not an account id: no filter rather than a filter that matches nothing silently
     kind = request.GET.get("kind") or None
     if kind not in RequestKind.values:
         kind = None

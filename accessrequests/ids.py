@@ -1,0 +1,69 @@
+"""Object ids from the outside world (paths, forms, query strings), bounded before they reach the database.
+
+A 30-digit number is a valid Python int, but no row has it: SQLite cannot even bind it (OverflowError) and it is
+beyond PostgreSQL's bigint. Ids are therefore 1 to 18 digits everywhere input comes in; anything else is
+"no such object", never a server error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.urls import register_converter
+
+ID_DIGITS = 18  # every id below 10**18 fits a signed 64-bit integer
+
+
+def parse_id(value: Any) -> int | None:
+    text = str(value).strip() if value is not None else ""
+    if not text.isascii() or not text.isdigit() or len(text) > ID_DIGITS:
+        return None
+    return int(text)
+
+
+class IdConverter:
+    """``<id:pk>`` in URL patterns: 1 to 18 digits, or the URL does not match (a 404)."""
+
+    regex = f"[0-9]{{1,{ID_DIGITS}}}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: Any) -> str:
+        return str(value)
+
+
+register_converter(IdConverter, "id")
+
+
+class _BoundedIds:
+    def _check_id(self, value: Any) -> None:
+        model = self.queryset.model  # type: ignore[attr-defined]
+        if isinstance(value, model):
+            return
+        if parse_id(value) is None:
+            raise ValidationError(
+                self.error_messages["invalid_choice"],  # type: ignore[attr-defined]
+                code="invalid_choice",
+                params={"value": str(value)[:40]},
+            )
+
+
+class IdChoiceField(_BoundedIds, forms.ModelChoiceField):
+    """A model choice whose value must look like an id before the database is asked."""
+
+    def to_python(self, value: Any) -> Any:
+        if value in self.empty_values:
+            return None
+        self._check_id(value)
+        return super().to_python(value)
+
+
+class IdMultipleChoiceField(_BoundedIds, forms.ModelMultipleChoiceField):
+    def _check_values(self, value: Any) -> Any:
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if item not in self.empty_values:
+                self._check_id(item)
+        return super()._check_values(value)
