@@ -66,4 +66,4 @@ class IdMultipleChoiceField(_BoundedIds, forms.ModelMultipleChoiceField):
         for item in value if isinstance(value, (list, tuple)) else [value]:
             if item not in self.empty_values:
                 self._check_id(item)
-        return super()._check_values(value)
+        return super()._check_values(value)  # type: ignore[misc]  # Django's, untyped in the stubs

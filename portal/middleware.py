@@ -64,10 +64,11 @@ class RejectNulBytesMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", "").lower():
             return HttpResponseBadRequest("Bad request: the address contains a NUL byte.")
-        if request.method == "POST" and request.content_type in (
-            "application/x-www-form-urlencoded",
-            "multipart/form-data",
+        is_form = request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data")
+        if (
+            request.method == "POST"
+            and is_form
+            and any("\x00" in value for _, values in request.POST.lists() for value in values)
         ):
-            if any("\x00" in value for values in request.POST.lists() for value in values[1]):
-                return HttpResponseBadRequest("Bad request: a form field contains a NUL byte.")
+            return HttpResponseBadRequest("Bad request: a form field contains a NUL byte.")
         return self.get_response(request)
