@@ -6,6 +6,7 @@ from django.db.models import F, Q, QuerySet
 from django.http import Http404
 
 from accessrequests import roles
+from accessrequests.ids import parse_id
 from accessrequests.models import (
     LIVE_GRANT_STATUSES,
     AccessRequest,
@@ -34,24 +35,34 @@ def requests_visible_to(user) -> QuerySet[AccessRequest]:
 
 def get_request_for_user(user, pk) -> AccessRequest:
     """The one access helper for a request: 404 unless the user may see it."""
-    try:
-        pk = int(pk)
-    except (TypeError, ValueError):
-        raise Http404("No such request") from None
-    obj = _with_related(requests_visible_to(user)).filter(pk=pk).first()
+    request_id = parse_id(pk)
+    if request_id is None:
+        raise Http404("No such request")
+    obj = _with_related(requests_visible_to(user)).filter(pk=request_id).first()
     if obj is None:
         raise Http404("No such request")
     return obj
 
 
+def grants_visible_to(user) -> QuerySet[Grant]:
+    """A grant is visible exactly when its request is."""
+    visible = requests_visible_to(user).values("pk")
+    return Grant.objects.filter(request__in=visible).select_related("request", "principal", "account")
+
+
+def get_grant_for_user(user, pk) -> Grant:
+    """The one access helper for a grant: 404 unless the user may see its request."""
+    grant_id = parse_id(pk)
+    grant = grants_visible_to(user).filter(pk=grant_id).first() if grant_id is not None else None
+    if grant is None:
+        raise Http404("No such grant")
+    return grant
+
+
 def get_own_grant(user, pk) -> Grant:
     """A grant of one of the user's own requests (to extend it); 404 for any other, whoever may see it."""
-    try:
-        pk = int(pk)
-    except (TypeError, ValueError):
-        raise Http404("No such grant") from None
-    grant = Grant.objects.select_related("request").filter(pk=pk, request__requester=user).first()
-    if grant is None:
+    grant = get_grant_for_user(user, pk)
+    if grant.request.requester_id != getattr(user, "pk", None):
         raise Http404("No such grant")
     return grant
 

@@ -40,6 +40,12 @@ def _login_failed(sender, credentials, request=None, **kwargs) -> None:
 
 @receiver(authenticator_added)
 def _mfa_added(sender, request, user, authenticator, **kwargs) -> None:
+    if authenticator.type == "totp" and request is not None:
+        # Turning TOTP on takes a valid code: a second factor presented now, as good as the sign-in stage's, so
+        # an approver who just enrolled can decide without typing another code at once.
+        from allauth.account.internal.flows.login import record_authentication
+
+        record_authentication(request, user, "mfa", id=authenticator.pk, type="totp", enrolled=True)
     audit.record(
         action="auth.mfa_enrolled",
         object_type="authenticator",

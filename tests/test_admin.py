@@ -1,5 +1,7 @@
 """Admin pages need MFA, and catalog and rule changes are audited."""
 
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -49,3 +51,38 @@ def test_requests_grants_and_audit_are_read_only_in_admin(client):
     sign_in_with_mfa(client, admin)
     for name in ("accessrequest", "grant", "auditevent"):
         assert client.get(reverse(f"admin:accessrequests_{name}_add")).status_code == 403
+
+
+def test_a_rules_slack_webhook_is_stored_but_never_shown_or_audited_in_full(client):
+    admin = make_user("root-admin", "admins", is_staff=True, is_superuser=True)
+    sign_in_with_mfa(client, admin)
+    secret_url = "https://hooks.slack.com/services/T000/B000/very-secret-token"
+    fields = {
+        "name": "Releases",
+        "priority": 10,
+        "enabled": "on",
+        "approvals_required": 1,
+        "max_duration_hours": 4,
+    }
+    assert (
+        client.post(
+            reverse("admin:accessrequests_approvalrule_add"), {**fields, "slack_webhook_url": secret_url}
+        ).status_code
+        == 302
+    )
+    rule = ApprovalRule.objects.get(name="Releases")
+    assert rule.slack_webhook_url == secret_url
+    page = client.get(reverse("admin:accessrequests_approvalrule_change", args=[rule.pk])).content.decode()
+    assert "very-secret-token" not in page and "hooks.slack.com" in page
+    # Saving the rule again without typing the URL keeps it; the trail never holds it.
+    changed = client.post(
+        reverse("admin:accessrequests_approvalrule_change", args=[rule.pk]),
+        {**fields, "max_duration_hours": 2},
+    )
+    assert changed.status_code == 302
+    rule.refresh_from_db()
+    assert rule.slack_webhook_url == secret_url and rule.max_duration_hours == 2
+    events = AuditEvent.objects.filter(object_type="approvalrule")
+    assert events.count() == 2
+    assert all("very-secret-token" not in json.dumps([e.before, e.after]) for e in events)
+    assert events.last().after["slack_webhook_url"] == "https://hooks.slack.com/…(redacted)"

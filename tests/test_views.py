@@ -141,6 +141,20 @@ def test_an_unknown_principal_is_explained(client, world):
     assert b"does not know the IAM user nobody" in response.content
 
 
+def test_a_pipeline_in_another_account_than_the_principal_is_explained(client, world):
+    """The pipeline ARN's own account counts: mateojackson's policy in 123456789012 cannot reach a pipeline of
+    another account, so no request that would change nothing is offered."""
+    login(client, world.requester)
+    other = MATEO.replace(
+        "on resource: my-pipeline", "on resource: arn:aws:codepipeline:us-east-1:210987654321:my-pipeline"
+    )
+    response = client.post(reverse("paste_error"), {"message": other})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "my-pipeline is in account 210987654321" in page and "not in 123456789012" in page
+    assert not AccessRequest.objects.exists()
+
+
 def test_requesters_see_only_their_own_requests(client, world):
     req = world.submit()
     login(client, world.other_requester)

@@ -10,14 +10,14 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accessrequests import audit, exports, roles, selectors
+from accessrequests import audit, exports, permissions, selectors
 from accessrequests.api import serializers as s
 from accessrequests.api.base import ERRORS, GatehouseAPIView, page, strict_query
 from accessrequests.forms import AuditFilterForm
 
 
 def _auditors_only(request: Request) -> None:
-    if not (roles.is_auditor(request.user) or roles.is_admin(request.user)):
+    if permissions.read_audit_problem(request.user):
         raise PermissionDenied("The audit trail is for auditors and admins.")
 
 

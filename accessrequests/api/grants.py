@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -16,22 +15,9 @@ from accessrequests import selectors
 from accessrequests.api import serializers as s
 from accessrequests.api.base import ERRORS, GatehouseAPIView, page, strict_query
 from accessrequests.api.requests import file_request, request_qs
-from accessrequests.models import LIVE_GRANT_STATUSES, Grant
+from accessrequests.models import LIVE_GRANT_STATUSES
 from accessrequests.permissions import NotAllowed
 from accessrequests.services.requests import check_extendable, extension_fields
-
-
-def _grant_qs(user) -> QuerySet[Grant]:
-    visible = selectors.requests_visible_to(user).values("pk")
-    return Grant.objects.filter(request__in=visible).select_related("request", "principal", "account")
-
-
-def _grant_for(user, pk: int) -> Grant:
-    """A grant is visible exactly when its request is (the requests' access helper decides); 404 otherwise."""
-    grant = _grant_qs(user).filter(pk=pk).first()
-    if grant is None:
-        raise NotFound("Not found.")
-    return grant
 
 
 class GrantListView(GatehouseAPIView):
@@ -42,7 +28,7 @@ class GrantListView(GatehouseAPIView):
     )
     def get(self, request: Request) -> Response:
         query = strict_query(request, s.GrantFilterIn)
-        qs = _grant_qs(request.user).order_by("-created_at", "-id")
+        qs = selectors.grants_visible_to(request.user).order_by("-created_at", "-id")
         if query.get("status"):
             qs = qs.filter(status=query["status"])
         return Response(s.GrantOut(page(query, qs), many=True).data)
@@ -53,7 +39,7 @@ class GrantRevokeView(GatehouseAPIView):
     def post(self, request: Request, pk: int) -> Response:
         from accessrequests.services import provisioning
 
-        grant = _grant_for(request.user, pk)
+        grant = selectors.get_grant_for_user(request.user, pk)
         try:
             provisioning.grant_revoke(grant_id=grant.pk, actor=request.user)
         except (provisioning.ProvisioningError, NotAllowed) as exc:
@@ -63,7 +49,7 @@ class GrantRevokeView(GatehouseAPIView):
             if grant.status not in LIVE_GRANT_STATUSES:
                 raise ValidationError({"status": [str(exc)]}) from None
             raise PermissionDenied(str(exc)) from None
-        return Response(s.GrantOut(_grant_for(request.user, pk)).data)
+        return Response(s.GrantOut(selectors.get_grant_for_user(request.user, pk)).data)
 
 
 class GrantExtendView(GatehouseAPIView):
@@ -80,7 +66,7 @@ class GrantExtendView(GatehouseAPIView):
         ],
     )
     def post(self, request: Request, pk: int) -> Response:
-        grant = _grant_for(request.user, pk)
+        grant = selectors.get_grant_for_user(request.user, pk)
         body = s.ExtendIn(data=request.data)
         body.is_valid(raise_exception=True)
         try:

@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from accessrequests import audit, exports, roles, selectors
+from accessrequests import audit, exports, permissions, selectors
 from accessrequests.forms import AccessReportForm, AuditFilterForm
 from accessrequests.paging import paginate
 
@@ -23,7 +23,7 @@ def auditor_required(view):
     @login_required
     @require_GET
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not (roles.is_auditor(request.user) or roles.is_admin(request.user)):
+        if permissions.read_audit_problem(request.user):
             raise Http404("No such page")
         return view(request, *args, **kwargs)
 

@@ -7,14 +7,14 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from accessrequests import dashboard, roles
+from accessrequests import dashboard, permissions
 
 
 @login_required
 @require_GET
 def dashboard_page(request: HttpRequest) -> HttpResponse:
-    if not (roles.is_admin(request.user) or roles.is_auditor(request.user)):
+    if permissions.read_audit_problem(request.user):
         raise Http404("No such page")
     context = dashboard.figures()
-    context["can_act"] = roles.is_admin(request.user)
+    context["can_act"] = permissions.operate_problem(request.user) is None
     return render(request, "accessrequests/dashboard.html", context)

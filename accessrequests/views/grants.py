@@ -9,16 +9,6 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from accessrequests import permissions, roles, selectors
-from accessrequests.models import Grant
-
-
-def _grant_for(user, pk: int) -> Grant:
-    """A grant is reached through its request, so the request's access helper decides who may see it."""
-    grant = Grant.objects.filter(pk=pk).only("pk", "request_id").first()
-    if grant is None:
-        raise Http404("No such grant")
-    selectors.get_request_for_user(user, grant.request_id)
-    return Grant.objects.select_related("request", "principal", "account").get(pk=pk)
 
 
 @login_required
@@ -26,7 +16,7 @@ def _grant_for(user, pk: int) -> Grant:
 def revoke(request: HttpRequest, pk: int) -> HttpResponse:
     from accessrequests.services import provisioning
 
-    grant = _grant_for(request.user, pk)
+    grant = selectors.get_grant_for_user(request.user, pk)
     if not (roles.is_admin(request.user) or grant.request.requester_id == request.user.pk):
         raise Http404(
             "No such grant"
@@ -43,9 +33,9 @@ def _admin_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     """Retry or abandon: admins only (404 for everyone else), then back to the dashboard with the outcome."""
     from accessrequests.services import provisioning
 
-    if not roles.is_admin(request.user):
+    if permissions.operate_problem(request.user):
         raise Http404("No such grant")
-    grant = _grant_for(request.user, pk)
+    grant = selectors.get_grant_for_user(request.user, pk)
     service, done = {
         "retry": (provisioning.grant_retry_now, f"Retrying {grant.request.reference} now."),
         "abandon": (
