@@ -114,6 +114,18 @@ class PortalWorld:
         return Grant.objects.get(request=req)
 
 
+def reconcile(grant: Grant) -> dict[str, Any]:
+    """What the worker's task does for a grant's principal, run here (the tests of workers start real ones)."""
+    from accessrequests.services import provisioning
+
+    return provisioning.reconcile_principal(principal_id=grant.principal_id, account_id=grant.account_id)
+
+
+def status_of(grant: Grant) -> str:
+    grant.refresh_from_db()
+    return grant.status
+
+
 # --- reading back what AWS holds --------------------------------------------------------------------------
 
 

@@ -35,6 +35,8 @@ from tests.provisioning_support import (
     aws_env,
     iam_client,
     permits,
+    reconcile,
+    status_of,
     use_credentials,
     user_policies,
 )
@@ -45,15 +47,6 @@ pytestmark = pytest.mark.moto
 @pytest.fixture
 def world(demo_world):
     return PortalWorld(demo_world)
-
-
-def reconcile(grant: Grant) -> dict:
-    return provisioning.reconcile_principal(principal_id=grant.principal_id, account_id=grant.account_id)
-
-
-def status_of(grant: Grant) -> str:
-    grant.refresh_from_db()
-    return grant.status
 
 
 def as_user(endpoint: str, keys: dict, service: str = "codepipeline"):
