@@ -56,6 +56,7 @@ __all__ = [
     "PolicySizeError",
     "ResourceKind",
     "arn_account",
+    "as_statements",
     "assert_valid",
     "check_document",
     "coalesce",
@@ -216,6 +217,12 @@ def pass_role_statement(*, role_arn: str, service: str = CODEPIPELINE_SERVICE) -
         "Resource": [role_arn],
         "Condition": {"StringEquals": {"iam:PassedToService": service}},
     }
+
+
+def as_statements(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The statements of a policy document as a list (IAM allows a single statement object too)."""
+    found = document.get("Statement", [])
+    return [dict(s) for s in (found if isinstance(found, list) else [found]) if isinstance(s, Mapping)]
 
 
 def arn_account(arn: str) -> str:

@@ -34,6 +34,20 @@ def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+# Where a test that did not ask for the moto server finds "AWS": a closed local port, which refuses at once.
+NO_AWS = "http://127.0.0.1:9"
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws(settings, monkeypatch):
+    """No test reaches real AWS: unless it asks for moto (the ``aws`` fixture, which points here later and wins),
+    every AWS call it makes fails fast, as AWS being down would."""
+    settings.AWS_ENDPOINT_URL = NO_AWS
+    monkeypatch.setenv("AWS_ENDPOINT_URL", NO_AWS)
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        monkeypatch.setenv(name, value)
+
+
 _cache_namespaces = itertools.count(1)
 
 

@@ -18,10 +18,13 @@ account, and the code path is the same one production takes.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +77,35 @@ def default_region() -> str:
     return setting("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
+# Reads a web page makes while someone waits (the review's "what AWS holds now", group members before a
+# decision): one attempt with short timeouts, so an AWS outage costs the page seconds, not minutes of retries;
+# the caller falls back to what Gatehouse knows and says so.
+_quick = contextvars.ContextVar("gatehouse_quick_reads", default=False)
+
+
+@contextlib.contextmanager
+def quick_reads() -> Iterator[None]:
+    token = _quick.set(True)
+    try:
+        yield
+    finally:
+        _quick.reset(token)
+
+
+def in_quick_reads() -> bool:
+    return _quick.get()
+
+
 def botocore_config(*, max_attempts: int | None = None) -> Config:
-    """Adaptive retries and bounded timeouts; ``AWS_MAX_ATTEMPTS`` overrides the attempt count."""
+    """Adaptive retries and bounded timeouts; ``AWS_MAX_ATTEMPTS`` overrides the attempt count. Inside
+    ``quick_reads()``: one attempt, short timeouts."""
+    if _quick.get():
+        return Config(
+            retries={"mode": "standard", "max_attempts": 1},
+            connect_timeout=2,
+            read_timeout=5,
+            user_agent_extra="gatehouse",
+        )
     if max_attempts is None:
         max_attempts = int(setting("AWS_MAX_ATTEMPTS") or MAX_ATTEMPTS)
     return Config(

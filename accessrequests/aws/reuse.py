@@ -16,7 +16,14 @@ import time
 from typing import Any
 
 from . import client as factory
-from .client import CREDENTIALS_REFRESH_MARGIN, client, endpoint_url, own_account_id, provisioning_role_arn
+from .client import (
+    CREDENTIALS_REFRESH_MARGIN,
+    client,
+    endpoint_url,
+    in_quick_reads,
+    own_account_id,
+    provisioning_role_arn,
+)
 
 KEEP_SECONDS = CREDENTIALS_REFRESH_MARGIN - 60
 
@@ -40,6 +47,7 @@ def kept_client(
         account_id,
         endpoint_url(),
         os.environ.get("AWS_ACCESS_KEY_ID"),
+        in_quick_reads(),
         assumed,
     )
     now = time.monotonic()

@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from accessrequests import audit, risk
 from accessrequests.aws import catalog as aws_catalog
-from accessrequests.aws.client import default_region, error_details
+from accessrequests.aws.client import default_region, error_details, quick_reads
 from accessrequests.models import (
     AwsAccount,
     Environment,
@@ -361,25 +361,30 @@ def principal_refresh_members(*, principal: Principal) -> None:
     as a recipient). When AWS cannot be read, the catalog's last reading stands and the failure is logged."""
     now = timezone.now()
     try:
-        if principal.kind == PrincipalKind.IAM_GROUP and principal.account is not None:
-            members = aws_catalog.iam_group_members(
-                principal.external_id.rsplit("/", 1)[-1],
-                account_id=principal.account.account_id,
-                role_arn=principal.account.provisioning_role_arn or None,
-            )
-            known = Principal.objects.filter(account=principal.account, kind=PrincipalKind.IAM_USER)
-        elif principal.kind == PrincipalKind.IC_GROUP and principal.identity_center is not None:
-            center = principal.identity_center
-            members = aws_catalog.ic_group_members(
-                center.identity_store_id, principal.external_id, region=center.region
-            )
-            known = Principal.objects.filter(identity_center=center, kind=PrincipalKind.IC_USER)
-        else:
-            return
+        with quick_reads():
+            members, known = _read_members(principal)
     except (ClientError, BotoCoreError, ValueError) as exc:
         logger.warning("members of %s not refreshed (%s); using the catalog's", principal, _describe(exc))
         return
-    _write_members({principal.external_id: members}, groups=[principal], members=known, now=now)
+    if members is not None:
+        _write_members({principal.external_id: members}, groups=[principal], members=known, now=now)
+
+
+def _read_members(principal: Principal) -> tuple[tuple[str, ...] | None, Any]:
+    if principal.kind == PrincipalKind.IAM_GROUP and principal.account is not None:
+        members = aws_catalog.iam_group_members(
+            principal.external_id.rsplit("/", 1)[-1],
+            account_id=principal.account.account_id,
+            role_arn=principal.account.provisioning_role_arn or None,
+        )
+        return members, Principal.objects.filter(account=principal.account, kind=PrincipalKind.IAM_USER)
+    if principal.kind == PrincipalKind.IC_GROUP and principal.identity_center is not None:
+        center = principal.identity_center
+        members = aws_catalog.ic_group_members(
+            center.identity_store_id, principal.external_id, region=center.region
+        )
+        return members, Principal.objects.filter(identity_center=center, kind=PrincipalKind.IC_USER)
+    return None, None
 
 
 def _write_identity_center(read: _IdentityCenterRead) -> dict[str, Any]:

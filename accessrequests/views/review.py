@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
-import json
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -17,9 +15,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from accessrequests import permissions, policy, recipients, roles, selectors
+from accessrequests import permissions, roles, selectors
+from accessrequests.changes import change_for
 from accessrequests.forms import DecisionForm
-from accessrequests.models import LIVE_GRANT_STATUSES, AwsAccount, Grant, RequestKind
+from accessrequests.models import AwsAccount, RequestKind
 from accessrequests.paging import paginate
 from accessrequests.services.requests import RequestError, request_approve, request_deny
 
@@ -75,29 +74,6 @@ def queue(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _pretty(statements) -> str:
-    return json.dumps(json.loads(policy.render(statements)), indent=2) if statements else "(nothing)"
-
-
-def policy_diff(req) -> dict:
-    """What the principal holds in this account today (live grants) against what it would hold after approval."""
-    live = Grant.objects.filter(principal=req.principal, account=req.account, status__in=LIVE_GRANT_STATUSES)
-    current: list = []
-    for statements in live.exclude(request=req).values_list("statements", flat=True):
-        current += statements
-    before = _pretty(current)
-    after = _pretty(current + list(req.statements))
-    lines = []
-    for line in difflib.unified_diff(
-        before.splitlines(), after.splitlines(), "today", "after approval", n=3, lineterm=""
-    ):
-        if line.startswith(("---", "+++")):
-            continue
-        css = "diff-add" if line.startswith("+") else "diff-del" if line.startswith("-") else ""
-        lines.append((css, line))
-    return {"before": before, "after": after, "lines": lines}
-
-
 def _step_up(request: HttpRequest, req, form: DecisionForm) -> HttpResponse:
     """Ask allauth for the second factor again, then come back here with the decision kept."""
     request.session[_HELD_DECISION] = {"pk": req.pk, "comment": form.cleaned_data["comment"]}
@@ -139,8 +115,7 @@ def review(request: HttpRequest, pk: int) -> HttpResponse:
             "form": form,
             "blocked": permissions.decide_problem(request.user, req),
             "needs_step_up": permissions.second_factor_problem(request.user, factor) is not None,
-            "recipients": recipients.recipients_of(req),
-            "diff": policy_diff(req),
+            "change": change_for(req),
             "pipelines": list(req.pipelines.all()),
             "decisions": list(req.decisions.select_related("reviewer")),
         },
