@@ -118,6 +118,12 @@ def needs_pass_role(actions: Iterable[str]) -> bool:
     return any(a.strip().lower() in wanted for a in actions)
 
 
+@functools.lru_cache(maxsize=1)
+def codepipeline_action_names() -> tuple[str, ...]:
+    """Every CodePipeline action name AWS defines (for "did you mean" hints)."""
+    return tuple(sorted(get_service_prefix_data(CODEPIPELINE)["privileges"]))
+
+
 @functools.lru_cache(maxsize=4096)
 def canonical_action(action: str) -> str | None:
     """Return the catalog spelling of `action` ("codepipeline:getpipeline" -> "codepipeline:GetPipeline").

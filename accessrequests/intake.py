@@ -16,10 +16,13 @@ make it backtrack catastrophically; input longer than MAX_MESSAGE_CHARS is refus
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from itertools import islice
 from typing import NamedTuple
+
+from accessrequests.catalog_actions import canonical_action, codepipeline_action_names
 
 MAX_MESSAGE_CHARS = 20_000
 
@@ -107,7 +110,8 @@ class Denial:
     error_code: str | None
 
     @property
-    def fixable(self) -> bool:
+    def grantable(self) -> bool:
+        """Whether a grant could lift this deny at all (whatever Gatehouse offers)."""
         # An explicit deny always wins over any allow. An implicit deny from an SCP, RCP, permissions
         # boundary, session or resource policy is a ceiling that an identity-based grant cannot raise either.
         # Only IAM users and roles can receive a grant (not root, not federated-user sessions).
@@ -116,6 +120,31 @@ class Denial:
             and self.policy_type in (None, "identity-based")
             and self.principal_type in ("user", "role")
         )
+
+    @property
+    def action_problem(self) -> str | None:
+        """Why Gatehouse cannot offer a grant of this action, or None when it can: it grants CodePipeline
+        actions that exist, and passing a role to CodePipeline; nothing else."""
+        service, _, name = self.action.partition(":")
+        if self.action.lower() == "iam:passrole":
+            return None
+        if service.lower() != "codepipeline":
+            return (
+                f"{self.action} is an action of {service}, which Gatehouse does not grant: it hands out "
+                "CodePipeline actions and passing roles to CodePipeline. Ask your platform team for other "
+                "services."
+            )
+        if canonical_action(self.action) is None:
+            known = codepipeline_action_names()
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            hint = f" Did you mean codepipeline:{close[0]}?" if close else ""
+            return f"{self.action} is not an action AWS defines for CodePipeline.{hint}"
+        return None
+
+    @property
+    def fixable(self) -> bool:
+        """Whether Gatehouse can propose a request that fixes this (``explanation`` says why not)."""
+        return self.grantable and self.action_problem is None
 
     @property
     def explanation(self) -> str:
@@ -128,6 +157,8 @@ class Denial:
                 f"The {who} in account {self.account_id} is not allowed to call {target}. "
                 f"A grant to {self.principal_arn} can fix this."
             )
+        if self.grantable:
+            return str(self.action_problem)
         label = _policy_label(self.policy_type or "")
         owner = _OWNERS.get(self.policy_type or "", "your AWS administrator").format(name=self.principal_arn)
         if self.explicit_deny:

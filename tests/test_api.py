@@ -83,6 +83,23 @@ def test_intake_reads_the_mateojackson_error(world):
     assert body["proposed_request"]["pipelines"] == ["my-pipeline"]
 
 
+@pytest.mark.parametrize(
+    ("action", "reason"),
+    [
+        ("s3:GetObject", "s3, which Gatehouse does not grant"),
+        ("codepipeline:GetPipelien", "Did you mean codepipeline:GetPipeline?"),
+    ],
+)
+def test_intake_says_what_gatehouse_cannot_fix_and_why(world, action, reason):
+    body = (
+        Api(world.requester)
+        .post("intake/", {"message": MATEO.replace("codepipeline:GetPipeline", action)})
+        .json()
+    )
+    assert body["fixable"] is False and body["proposed_request"] is None
+    assert reason in body["explanation"]
+
+
 def test_intake_says_an_explicit_deny_is_not_fixable(world):
     body = (
         Api(world.requester)

@@ -120,6 +120,20 @@ def test_pasting_an_explicit_deny_offers_no_request(client, world):
     assert b"request-form" not in response.content
 
 
+@pytest.mark.parametrize(
+    ("action", "reason"),
+    [("s3:GetObject", "which Gatehouse does not grant"), ("codepipeline:GetPipelien", "Did you mean")],
+)
+def test_pasting_an_error_gatehouse_cannot_fix_says_why_and_offers_no_request(client, world, action, reason):
+    login(client, world.requester)
+    response = client.post(
+        reverse("paste_error"), {"message": MATEO.replace("codepipeline:GetPipeline", action)}
+    )
+    page = response.content.decode()
+    assert reason in page
+    assert 'name="justification"' not in page  # no request form offered
+
+
 def test_pasting_nonsense_says_what_was_expected(client, world):
     login(client, world.requester)
     response = client.post(reverse("paste_error"), {"message": "the build is red again"})
