@@ -48,7 +48,7 @@ def _duration(req: AccessRequest) -> str:
 
 
 def _facts(req: AccessRequest) -> str:
-    principal = f"{req.principal.external_id} ({req.principal.get_kind_display()})"
+    principal = f"{req.principal.get_kind_display()} {req.principal.label} ({req.principal.external_id})"
     if req.on_behalf:
         principal += " - on behalf of someone else: not linked to the requester"
     lines = [
@@ -63,6 +63,7 @@ def _facts(req: AccessRequest) -> str:
     if req.trusted_account_id or req.trusted_principal_arn:
         lines.append(f"Outside party:  {req.trusted_account_id or req.trusted_principal_arn}")
     lines.append(f"Duration:       {_duration(req)}")
+    lines.append(f"Approvals:      {req.approval_progress()}")
     if req.ticket:
         lines.append(f"Ticket:         {req.ticket}")
     lines.append(f"Justification:  {req.justification}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
 
 from accessrequests import roles
@@ -21,6 +21,11 @@ from accessrequests.rules import rules_for_approver
 
 def _with_related(qs: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
     return qs.select_related("requester", "principal", "account", "rule", "pass_role", "permission_set")
+
+
+def with_decisions(qs: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
+    """For pages that show approval progress: the decisions and their reviewers in one more query."""
+    return qs.prefetch_related(Prefetch("decisions", queryset=Decision.objects.select_related("reviewer")))
 
 
 def requests_visible_to(user) -> QuerySet[AccessRequest]:
@@ -101,7 +106,7 @@ def review_queue(user, *, account: str | None = None, kind: str | None = None) -
         qs = qs.filter(account__account_id=account)
     if kind:
         qs = qs.filter(kind=kind)
-    return _with_related(qs).order_by("created_at", "id")
+    return with_decisions(_with_related(qs)).order_by("created_at", "id")
 
 
 HOME_ROWS = 10
@@ -122,7 +127,7 @@ def home_overview(user) -> dict:
     wait for them to decide (approvers). A fixed number of queries, whatever the table sizes."""
     overview: dict = {
         "live_grants": list(live_grants_of(user)[:HOME_ROWS]),
-        "waiting": list(my_requests(user, status=RequestStatus.PENDING)[:HOME_ROWS]),
+        "waiting": list(with_decisions(my_requests(user, status=RequestStatus.PENDING))[:HOME_ROWS]),
         "to_review": None,
     }
     if roles.is_approver(user):

@@ -306,7 +306,7 @@ def test_home_tells_an_approver_without_two_factor_to_set_it_up(client):
 
 
 # Pinned: the same at 10 and at 1,000 requests (session + user + groups, then the page's own queries).
-QUERY_BUDGET = {"my_requests": 5, "detail": 8, "queue": 10, "home_requester": 5, "home_approver": 10}
+QUERY_BUDGET = {"my_requests": 5, "detail": 9, "queue": 11, "home_requester": 6, "home_approver": 10}
 
 
 # --- extending a grant from its page ------------------------------------------------------------------
@@ -370,3 +370,40 @@ def test_nobody_extends_a_grant_that_is_not_theirs_or_not_live(client, world):
     assert "is revoked; file a new request instead." in refused
     late = client.post(reverse("new_request"), form_data(world, extends=grant.pk))
     assert late.status_code == 400 and AccessRequest.objects.count() == before
+
+
+# --- quorum progress ----------------------------------------------------------------------------------
+
+
+def test_a_two_approval_request_says_where_its_approvals_stand_everywhere(client):
+    world = World(approvals=2)
+    enable_totp(world.approver)
+    enable_totp(world.approver2)
+    world.rule.name = "Production"
+    world.rule.save()
+    req = world.submit()
+    login(client, world.approver)
+    queue = client.get(reverse("queue")).content.decode()
+    assert "0 of 2 approvals · waiting for two from Production" in queue
+    done = client.post(
+        reverse("review", args=[req.pk]), {"decision": "approve", "comment": "fine"}, follow=True
+    )
+    confirmation = (
+        "Your approval of "
+        + req.reference
+        + " is recorded: 1 of 2 approvals (approver) · waiting for one more from Production."
+    )
+    assert confirmation in done.content.decode()
+    login(client, world.approver2)
+    queue = client.get(reverse("queue")).content.decode()
+    assert "1 of 2 approvals (approver) · waiting for one more from Production" in queue
+    login(client, world.requester)
+    page = client.get(reverse("request_detail", args=[req.pk])).content.decode()
+    assert "1 of 2 approvals (approver) · waiting for one more from Production" in page
+    home = client.get(reverse("home")).content.decode()
+    assert "1 of 2 approvals (approver) · waiting for one more from Production" in home
+    login(client, world.approver2)
+    client.post(reverse("review", args=[req.pk]), {"decision": "approve", "comment": "also fine"})
+    login(client, world.requester)
+    page = client.get(reverse("request_detail", args=[req.pk])).content.decode()
+    assert "2 of 2 approvals (approver, approver2)" in page

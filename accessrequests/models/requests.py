@@ -231,6 +231,24 @@ class AccessRequest(models.Model):
     def is_permanent(self) -> bool:
         return self.duration_hours is None
 
+    def approval_progress(self) -> str:
+        """Where the approvals stand, in words, e.g. "1 of 2 approvals (alice) · waiting for one more from
+        Production". Uses prefetched ``decisions`` (with reviewers) when the caller loaded them."""
+        approvals = [d for d in self.decisions.all() if d.outcome == DecisionOutcome.APPROVE]
+        needed = self.approvals_required
+        text = f"{len(approvals)} of {needed} approval{'s' if needed != 1 else ''}"
+        if approvals:
+            text += " (" + ", ".join(d.reviewer.get_username() for d in approvals) + ")"
+        if self.status == RequestStatus.PENDING:
+            missing = max(needed - len(approvals), 0)
+            more = " more" if approvals else ""
+            text += f" · waiting for {_in_words(missing)}{more} from {self.rule.name}"
+        return text
+
+
+def _in_words(number: int) -> str:
+    return {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}.get(number, str(number))
+
 
 class DecisionOutcome(models.TextChoices):
     APPROVE = "approve", "Approved"

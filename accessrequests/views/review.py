@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods
 from accessrequests import permissions, roles, selectors
 from accessrequests.changes import change_for
 from accessrequests.forms import DecisionForm
-from accessrequests.models import AwsAccount, RequestKind
+from accessrequests.models import AwsAccount, RequestKind, RequestStatus
 from accessrequests.paging import paginate
 from accessrequests.services.requests import RequestError, request_approve, request_deny
 
@@ -105,7 +105,10 @@ def review(request: HttpRequest, pk: int) -> HttpResponse:
         except (RequestError, permissions.NotAllowed) as exc:
             messages.error(request, str(exc))
             return redirect("review", pk=req.pk)
-        messages.success(request, f"{done.reference} is now {done.get_status_display().lower()}.")
+        if done.status == RequestStatus.PENDING:
+            messages.success(request, f"Your approval of {done.reference} is recorded: {done.approval_progress()}.")
+        else:
+            messages.success(request, f"{done.reference} is now {done.get_status_display().lower()}.")
         return redirect("queue")
     return render(
         request,
