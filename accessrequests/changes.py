@@ -133,9 +133,7 @@ def _iam_policy(req: AccessRequest) -> Change:
         return _policy_change(req, where, _statements_of([inline, *managed]), "aws")
     except _READ_ERRORS as exc:
         change = _policy_change(req, where, _applied_statements(req, Delivery.IAM_POLICY), "gatehouse")
-        change.source_note = (
-            f"AWS could not be read just now ({_short(exc)}); this is what Gatehouse has applied or is applying."
-        )
+        change.source_note = f"AWS could not be read just now ({_short(exc)}); this is what Gatehouse has applied or is applying."
         return change
 
 
@@ -165,9 +163,7 @@ def _identity_center_policy(req: AccessRequest) -> Change:
         change = _policy_change(req, where, _statements_of([document]), "aws")
     except _READ_ERRORS as exc:
         change = _policy_change(req, where, _applied_statements(req, Delivery.IDENTITY_CENTER), "gatehouse")
-        change.source_note = (
-            f"AWS could not be read just now ({_short(exc)}); this is what Gatehouse has applied or is applying."
-        )
+        change.source_note = f"AWS could not be read just now ({_short(exc)}); this is what Gatehouse has applied or is applying."
     change.summary = "Adds these statements to the permission set Gatehouse keeps for this principal" + (
         "." if own else ", which Gatehouse creates and assigns in this account."
     )

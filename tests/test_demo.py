@@ -279,7 +279,10 @@ def test_demo_serves_a_healthy_portal_and_ctrl_c_leaves_no_process(tmp_path):
         assert demo.poll() is None, output_path.read_text()
         ready_after = time.monotonic() - started
         print(f"manage.py demo: login page and healthy /healthz after {ready_after:.1f}s")
-        wait_for(lambda: "Gatehouse is up" in output_path.read_text(), timeout=10, what="the banner")
+        # The banner is written line by line after the page answers: wait for its last line, not its first.
+        wait_for(
+            lambda: "Ctrl-C stops everything." in output_path.read_text(), timeout=60, what="the whole banner"
+        )
         text = output_path.read_text()
         started_pids = {
             name: int(pid) for name, pid in re.findall(r"\b(web|worker|beat|moto) pid (\d+)", text)

@@ -32,7 +32,11 @@ def test_the_requester_revokes_their_grant_now(client, world, active_grant):
     client.force_login(world.requester)
     detail = client.get(reverse("request_detail", args=[active_grant.request_id]))
     assert b"Revoke now" in detail.content
-    response = client.post(reverse("grant_revoke", args=[active_grant.pk]))
+    asked = client.post(reverse("grant_revoke", args=[active_grant.pk]))  # the button: a second step first
+    assert asked.status_code == 200 and b"Revoke GH-" in asked.content and b'name="confirm"' in asked.content
+    active_grant.refresh_from_db()
+    assert active_grant.status == GrantStatus.ACTIVE
+    response = client.post(reverse("grant_revoke", args=[active_grant.pk]), {"confirm": "yes"})
     assert response.status_code == 302
     active_grant.refresh_from_db()
     assert active_grant.status == GrantStatus.REVOKING
@@ -57,8 +61,8 @@ def test_an_auditor_cannot_revoke(client, world, active_grant):
 
 def test_revoking_twice_says_so_instead_of_failing(client, world, active_grant):
     client.force_login(world.requester)
-    client.post(reverse("grant_revoke", args=[active_grant.pk]))
-    response = client.post(reverse("grant_revoke", args=[active_grant.pk]), follow=True)
+    client.post(reverse("grant_revoke", args=[active_grant.pk]), {"confirm": "yes"})
+    response = client.post(reverse("grant_revoke", args=[active_grant.pk]), {"confirm": "yes"}, follow=True)
     assert b"already revoking" in response.content
 
 

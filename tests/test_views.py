@@ -407,3 +407,16 @@ def test_a_two_approval_request_says_where_its_approvals_stand_everywhere(client
     login(client, world.requester)
     page = client.get(reverse("request_detail", args=[req.pk])).content.decode()
     assert "2 of 2 approvals (approver, approver2)" in page
+
+
+def test_cancelling_asks_first_and_changes_nothing_until_confirmed(client, world):
+    req = world.submit()
+    login(client, world.requester)
+    asked = client.post(reverse("cancel_request", args=[req.pk]))
+    assert asked.status_code == 200 and f"Cancel {req.reference}?" in asked.content.decode()
+    req.refresh_from_db()
+    assert req.status == RequestStatus.PENDING
+    done = client.post(reverse("cancel_request", args=[req.pk]), {"confirm": "yes"})
+    assert done.status_code == 302
+    req.refresh_from_db()
+    assert req.status == RequestStatus.CANCELLED

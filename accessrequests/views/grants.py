@@ -5,10 +5,22 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accessrequests import permissions, roles, selectors
+
+
+def confirmation(
+    request: HttpRequest, *, title: str, explanation: str, action: str, keep: str, back: str
+) -> HttpResponse:
+    """The second step of a change that cannot be taken back: a page that asks (it works without JavaScript)."""
+    return render(
+        request,
+        "accessrequests/confirm.html",
+        {"title": title, "explanation": explanation, "action": action, "keep": keep, "back": back},
+    )
 
 
 @login_required
@@ -18,9 +30,22 @@ def revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
     grant = selectors.get_grant_for_user(request.user, pk)
     if not (roles.is_admin(request.user) or grant.request.requester_id == request.user.pk):
-        raise Http404(
-            "No such grant"
-        )  # seen through an approval rule is not a reason to know it can be revoked
+        # Seeing a grant through an approval rule is not a reason to learn that it can be revoked.
+        raise Http404("No such grant")
+    if request.POST.get("confirm") != "yes" and permissions.allowed(
+        permissions.revoke_problem, request.user, grant
+    ):
+        return confirmation(
+            request,
+            title=f"Revoke {grant.request.reference} now?",
+            explanation=(
+                f"{grant.principal.get_kind_display()} {grant.principal.label} loses this access in AWS within "
+                "moments. This cannot be undone; to get it back, file a new request."
+            ),
+            action="Revoke now",
+            keep="Keep the access",
+            back=reverse("request_detail", args=[grant.request_id]),
+        )
     try:
         provisioning.grant_revoke(grant_id=grant.pk, actor=request.user)
         messages.success(request, "Revocation queued; the access is removed from AWS within moments.")

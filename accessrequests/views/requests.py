@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accessrequests import permissions, policy, roles, selectors
@@ -25,6 +26,7 @@ from accessrequests.services.requests import (
     request_cancel,
     request_submit,
 )
+from accessrequests.views.grants import confirmation
 
 PAGE_SIZE = 25
 
@@ -170,6 +172,17 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def cancel_request(request: HttpRequest, pk: int) -> HttpResponse:
     req = selectors.get_request_for_user(request.user, pk)
+    if request.POST.get("confirm") != "yes" and permissions.allowed(
+        permissions.cancel_problem, request.user, req
+    ):
+        return confirmation(
+            request,
+            title=f"Cancel {req.reference}?",
+            explanation="Approvers stop seeing it, and it cannot be approved any more. You can file it again later.",
+            action="Cancel the request",
+            keep="Keep it pending",
+            back=reverse("request_detail", args=[req.pk]),
+        )
     try:
         request_cancel(request_id=req.pk, requester=request.user, http_request=request)
         messages.success(request, f"{req.reference} cancelled.")

@@ -106,7 +106,9 @@ def review(request: HttpRequest, pk: int) -> HttpResponse:
             messages.error(request, str(exc))
             return redirect("review", pk=req.pk)
         if done.status == RequestStatus.PENDING:
-            messages.success(request, f"Your approval of {done.reference} is recorded: {done.approval_progress()}.")
+            messages.success(
+                request, f"Your approval of {done.reference} is recorded: {done.approval_progress()}."
+            )
         else:
             messages.success(request, f"{done.reference} is now {done.get_status_display().lower()}.")
         return redirect("queue")
