@@ -28,14 +28,36 @@ from accessrequests.services.requests import RequestDraft, check_extendable, ext
 MAX_DURATION_HOURS = 24 * 365
 
 
+class PrincipalChoiceField(IdChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        where = f" in {obj.account.account_id}" if obj.account_id else ""
+        name = f"{obj.label} ({obj.name})" if obj.display_name and obj.display_name != obj.name else obj.name
+        return f"{obj.get_kind_display()} {name}{where}"
+
+
+_GONE = "That choice is no longer offered for the chosen account; choose again."
+
+
 class RequestForm(forms.Form):
     kind = forms.ChoiceField(choices=RequestKind.choices, initial=RequestKind.PIPELINE)
-    account = IdChoiceField(queryset=AwsAccount.objects.filter(enabled=True), empty_label="Choose an account")
-    principal = IdChoiceField(
-        queryset=Principal.objects.none(), label="Who receives access", empty_label="Choose a principal"
+    account = IdChoiceField(
+        queryset=AwsAccount.objects.filter(enabled=True),
+        empty_label="Choose an account",
+        error_messages={
+            "invalid_choice": "That account is not one Gatehouse provisions into; choose another."
+        },
+    )
+    principal = PrincipalChoiceField(
+        queryset=Principal.objects.none(),
+        label="Who receives access",
+        empty_label="Choose a principal",
+        error_messages={"invalid_choice": _GONE},
     )
     pipelines = IdMultipleChoiceField(
-        queryset=Pipeline.objects.none(), required=False, help_text="Hold Ctrl or ⌘ to choose several."
+        queryset=Pipeline.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"invalid_choice": _GONE},
     )
     level = forms.ChoiceField(
         choices=[("", "—"), *AccessLevel.choices],
@@ -56,9 +78,14 @@ class RequestForm(forms.Form):
         required=False, max_length=100, help_text="Optional: one action within the stage."
     )
     pass_role = IdChoiceField(
-        queryset=PassableRole.objects.none(), required=False, label="Role to pass to CodePipeline"
+        queryset=PassableRole.objects.none(),
+        required=False,
+        label="Role to pass to CodePipeline",
+        error_messages={"invalid_choice": _GONE},
     )
-    permission_set = IdChoiceField(queryset=PermissionSet.objects.none(), required=False)
+    permission_set = IdChoiceField(
+        queryset=PermissionSet.objects.none(), required=False, error_messages={"invalid_choice": _GONE}
+    )
     trusted_account_id = forms.RegexField(
         regex=r"^\d{12}$",
         required=False,
@@ -74,10 +101,24 @@ class RequestForm(forms.Form):
     external_id = forms.RegexField(
         regex=r"^[\w+=,.@:/-]{2,1224}$", required=False, label="External ID (third parties)"
     )
-    justification = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
+    # Not required by the form: the preview works before it is typed; submitting needs it (the service says so).
+    justification = forms.CharField(
+        required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="Why you need it"
+    )
     ticket = forms.CharField(required=False, max_length=100, label="Ticket reference")
     duration_hours = forms.IntegerField(
-        required=False, min_value=1, max_value=MAX_DURATION_HOURS, initial=8, label="Duration (hours)"
+        required=False,
+        min_value=1,
+        max_value=MAX_DURATION_HOURS,
+        initial=8,
+        label="Duration (hours)",
+        help_text="Counted from approval. Brought down to the approval rule's maximum in the preview.",
+    )
+    starts_at = forms.DateTimeField(
+        required=False,
+        label="Start (optional, UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Leave empty to start as soon as it is approved; at most 90 days ahead.",
     )
     permanent = forms.BooleanField(required=False, help_text="Only where the approval rule allows it.")
     source = forms.ChoiceField(choices=Source.choices, initial=Source.FORM, widget=forms.HiddenInput)
@@ -93,9 +134,27 @@ class RequestForm(forms.Form):
         if not roles.is_admin(user):
             principals = principals.filter(users=user)
         account_id = parse_id(self.data.get("account") or self.initial.get("account"))
-        account_filter = Q(account_id=account_id) if account_id is not None else Q(pk__in=[])
+        self.chosen_account = (
+            AwsAccount.objects.filter(pk=account_id, enabled=True).first() if account_id else None
+        )
+        account_filter = Q(account_id=account_id) if self.chosen_account is not None else Q(pk__in=[])
+        # IAM principals only in their own account (their policies work nowhere else); Identity Center people
+        # and groups in any account. What is left out is said, with the way forward (``principal_notes``).
+        chosen = self.chosen_account
+        grantable = (
+            principals.filter(Q(account=chosen) | Q(account__isnull=True)) if chosen else principals.none()
+        )
+        self.principal_notes: list[str] = []
+        if chosen is not None:
+            for elsewhere in principals.exclude(account=chosen).filter(account__isnull=False)[:5]:
+                home = elsewhere.account.account_id if elsewhere.account else "another account"
+                self.principal_notes.append(
+                    f"Your {elsewhere.get_kind_display()} {elsewhere.name} lives in account {home}: IAM access is "
+                    "granted in the principal's own account. Here, choose your Identity Center user, or ask for "
+                    "a cross-account role."
+                )
         querysets = {
-            "principal": principals,
+            "principal": grantable,
             "pipelines": Pipeline.objects.filter(account_filter, present=True).select_related("account"),
             "pass_role": PassableRole.objects.filter(
                 account_filter, present=True, trusts_codepipeline=True, sensitive=False
@@ -153,6 +212,7 @@ class RequestForm(forms.Form):
             justification=d.get("justification") or "",
             ticket=d.get("ticket") or "",
             duration_hours=d.get("duration_hours"),
+            starts_at=d.get("starts_at"),
             source=d.get("source") or Source.FORM,
             pasted_text=d.get("pasted_text") or "",
             extends=d.get("extends"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from accessrequests import policy
+from accessrequests import policy, roles
 from accessrequests.intake import Denial, parse_pipeline_resource
 from accessrequests.models import (
     AccessLevel,
@@ -25,9 +25,12 @@ class Resolution:
     error: str | None = None
     region_choices: list[str] = field(default_factory=list)  # set when a bare pipeline name is ambiguous
     summary: list[tuple[str, str]] = field(default_factory=list)
+    # What the message named that could not be matched, and why, with the next step: never dropped silently.
+    unmatched: list[tuple[str, str]] = field(default_factory=list)
 
 
-def resolve_denial(denial: Denial, *, region: str | None = None) -> Resolution:
+def resolve_denial(denial: Denial, *, region: str | None = None, user=None) -> Resolution:
+    """``user``: who pasted it; a principal not linked to them is said to be unmatched (and why)."""
     res = Resolution()
     account = AwsAccount.objects.filter(account_id=denial.account_id).first()
     if account is None or not account.enabled:
@@ -52,6 +55,15 @@ def resolve_denial(denial: Denial, *, region: str | None = None) -> Resolution:
         return res
     res.initial = {"account": account.pk, "principal": principal.pk}
     res.summary = [("Principal", denial.principal_arn), ("Account", f"{account.name} ({account.account_id})")]
+    if user is not None and not roles.is_admin(user) and not principal.users.filter(pk=user.pk).exists():
+        res.unmatched.append(
+            (
+                denial.principal_arn,
+                "is not linked to your Gatehouse account, so you cannot ask for access for it. Ask a Gatehouse "
+                "admin to link it to you, or to file the request on its owner's behalf; meanwhile, choose one "
+                "of your own principals below.",
+            )
+        )
     if denial.action.lower() == "iam:passrole":
         res.initial["kind"] = RequestKind.PASS_ROLE
         if denial.resource:
@@ -59,6 +71,14 @@ def resolve_denial(denial: Denial, *, region: str | None = None) -> Resolution:
             if role is None:
                 role_name = denial.resource.rsplit("/", 1)[-1]
                 role = PassableRole.objects.filter(account=account, name=role_name).first()
+            if role is None:
+                res.unmatched.append(
+                    (
+                        denial.resource,
+                        f"is not a role Gatehouse knows in account {account.account_id} (the catalog is synced "
+                        "every 15 minutes). Choose the role below, or ask a Gatehouse admin to sync the catalog.",
+                    )
+                )
             if role is not None:
                 if not role.requestable:
                     res.error = f"{role.name} cannot be requested: " + (

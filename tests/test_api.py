@@ -292,7 +292,7 @@ def test_every_endpoint_answers_each_role_as_expected(world, role, method, path)
     api = Api(_who(world, role))
     body = {
         "requests/": {"kind": "pipeline", "account": "123456789012", "principal": world.principal.pk,
-                      "pipelines": ["my-pipeline"], "level": "viewer", "justification": "x", "duration_hours": 1},
+                      "pipelines": ["my-pipeline"], "level": "operator", "justification": "x", "duration_hours": 1},
         "intake/": {"message": MATEO},
         "grants/{grant}/extend/": {"justification": "more time", "duration_hours": 2},
         "requests/{pk}/deny/": {"comment": "no"},
@@ -315,6 +315,18 @@ def test_every_endpoint_answers_each_role_as_expected(world, role, method, path)
             path == "schema/"
             or AuditEvent.objects.filter(action=f"api.{method.lower()}", object_id=f"/api/v1/{url}").exists()
         )
+
+
+def test_an_identical_pending_request_is_refused_with_its_reference(world):
+    first = world.submit()
+    again = Api(world.requester).post(
+        "requests/",
+        {"kind": "pipeline", "account": "123456789012", "principal": world.principal.pk, "pipelines": ["my-pipeline"],
+         "level": "viewer", "justification": "again", "duration_hours": 1},
+    )  # fmt: skip
+    assert again.status_code == 400
+    assert f"You already asked for exactly this access in {first.reference}" in again.json()["error"]
+    assert AccessRequest.objects.count() == 1
 
 
 def test_decisions_through_the_api_keep_the_request_invariants(world):

@@ -85,24 +85,25 @@ def test_the_policy_preview_follows_the_form_as_you_type(page):
     World()
     sign_in(page, "requester")
     page.goto("/requests/new/")
+    assert page.locator("[data-testid=continue]").count() == 1  # step one: the account first
     page.select_option("select[name=account]", label="sandbox (123456789012)")
-    page.wait_for_function("document.querySelectorAll('#id_pipelines option').length > 0")
+    page.wait_for_selector("input[name=pipelines]")  # choosing it loaded the account's lists
     page.select_option("select[name=principal]", index=1)
-    page.select_option("select[name=pipelines]", index=0)
+    page.locator("input[name=pipelines]").first.check()
     page.select_option("select[name=level]", "operator")
-    page.fill("textarea[name=justification]", "Deploy is blocked")
-    page.locator("textarea[name=justification]").blur()
+    # The preview needs no justification: it follows the choices.
     page.wait_for_selector("[data-testid=policy-preview]")
     assert "codepipeline:StartPipelineExecution" in page.text_content("[data-testid=policy-preview]")
     screenshot(page, "live-preview")
 
     # Only the sections of the chosen kind show; switching kind swaps them.
-    assert page.is_visible("select[name=pipelines]") and not page.is_visible("select[name=permission_set]")
+    pipelines = "input[name=pipelines] >> nth=0"
+    assert page.is_visible(pipelines) and not page.is_visible("select[name=permission_set]")
     page.select_option("select[name=kind]", "permission_set")
     page.wait_for_selector("select[name=permission_set]", state="visible")
-    assert not page.is_visible("select[name=pipelines]") and not page.is_visible("input[name=external_id]")
+    assert not page.is_visible(pipelines) and not page.is_visible("input[name=external_id]")
     page.select_option("select[name=kind]", "cross_account")
     page.wait_for_selector("input[name=external_id]", state="visible")
-    assert page.is_visible("select[name=pipelines]") and not page.is_visible("select[name=pass_role]")
+    assert page.is_visible(pipelines) and not page.is_visible("select[name=pass_role]")
     screenshot(page, "form-cross-account")
     assert AccessRequest.objects.count() == 0

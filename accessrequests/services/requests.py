@@ -12,10 +12,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accessrequests import audit, permissions, policy, recipients, rules
 from accessrequests.models import (
+    LIVE_GRANT_STATUSES,
     AccessLevel,
     AccessRequest,
     ApprovalRule,
@@ -103,6 +105,7 @@ class RequestDraft:
     pasted_text: str = ""
     extends: Grant | None = None
     # filled by prepare()
+    notes: list[str] = field(default_factory=list)
     statements: list[dict[str, Any]] = field(default_factory=list)
     rule: ApprovalRule | None = None
     delivery: str = Delivery.IAM_POLICY
@@ -174,12 +177,16 @@ def _check_same_access(draft: RequestDraft) -> None:
         )
 
 
-def prepare(draft: RequestDraft) -> RequestDraft:
-    """Validate a draft and compute its statements, rule and delivery; raises RequestError."""
+def prepare(draft: RequestDraft, *, preview: bool = False) -> RequestDraft:
+    """Validate a draft and compute its statements, rule and delivery; raises RequestError.
+
+    ``preview``: what the form shows while the requester is still choosing: no justification needed yet, and a
+    duration beyond the rule's maximum is brought down to it (with a note) instead of refused.
+    """
     _check_shape(draft)
     _check_same_access(draft)
     justification = (draft.justification or "").strip()
-    if not justification:
+    if not justification and not preview:
         raise RequestError("Say why you need this access (the justification is required).")
     if len(justification) > MAX_JUSTIFICATION:
         raise RequestError(f"Keep the justification under {MAX_JUSTIFICATION} characters.")
@@ -236,6 +243,13 @@ def prepare(draft: RequestDraft) -> RequestDraft:
             f"No approval rule covers {RequestKind(draft.kind).label.lower()} on account {draft.account}. "
             "Ask a Gatehouse admin to add one."
         )
+    limit = draft.rule.max_duration_hours
+    if preview and (
+        (draft.duration_hours is None and not draft.rule.allow_permanent)
+        or (draft.duration_hours or 0) > limit
+    ):
+        draft.duration_hours = limit
+        draft.notes.append(f"Duration set to {limit} hours, the most the rule “{draft.rule.name}” allows.")
     if draft.duration_hours is None:
         if not draft.rule.allow_permanent:
             raise RequestError(
@@ -253,6 +267,55 @@ def prepare(draft: RequestDraft) -> RequestDraft:
         raise RequestError("Start within the next 90 days.")
     draft.delivery = _delivery_for(draft)
     return draft
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A request of the same requester for the same access that is still pending, or whose grant is live."""
+
+    request: AccessRequest
+    live: bool
+
+    @property
+    def message(self) -> str:
+        if self.live:
+            ends = self.request.grant.expires_at
+            until = f" until {ends:%Y-%m-%d %H:%M} UTC" if ends else ""
+            return f"You already hold exactly this access{until} through {self.request.reference}; extend it instead."
+        return f"You already asked for exactly this access in {self.request.reference}, which is pending."
+
+
+def _same_access(req: AccessRequest, draft: RequestDraft) -> bool:
+    asked = {name: getattr(draft, name) for name in SAME_ACCESS_FIELDS}
+    held = {name: getattr(req, name) for name in SAME_ACCESS_FIELDS}
+    asked["pipelines"] = sorted(p.pk for p in draft.pipelines)
+    held["pipelines"] = sorted(p.pk for p in req.pipelines.all())
+    asked["actions"], held["actions"] = sorted(asked["actions"]), sorted(held["actions"])
+    return all(asked[name] == held[name] or not (asked[name] or held[name]) for name in SAME_ACCESS_FIELDS)
+
+
+def find_duplicates(requester, draft: RequestDraft) -> list[Duplicate]:
+    """Pending requests and live grants of ``requester`` for the same access as ``draft`` (an extension's own
+    grant excepted)."""
+    candidates = (
+        AccessRequest.objects.filter(
+            requester=requester, principal=draft.principal, account=draft.account, kind=draft.kind
+        )
+        .filter(
+            Q(status=RequestStatus.PENDING)
+            | Q(status=RequestStatus.APPROVED, grant__status__in=LIVE_GRANT_STATUSES)
+        )
+        .select_related("grant")
+        .prefetch_related("pipelines")
+        .order_by("-created_at")[:20]
+    )
+    found = []
+    for req in candidates:
+        if draft.extends is not None and req.pk == draft.extends.request_id:
+            continue
+        if _same_access(req, draft):
+            found.append(Duplicate(request=req, live=req.status == RequestStatus.APPROVED))
+    return found
 
 
 def _snapshot(req: AccessRequest) -> dict[str, Any]:
@@ -303,6 +366,9 @@ def request_submit(*, requester, draft: RequestDraft, http_request=None) -> Acce
     if draft.extends is not None:
         permissions.check(permissions.extend_problem(requester, draft.extends))
     prepare(draft)
+    duplicates = find_duplicates(requester, draft)
+    if duplicates:
+        raise RequestError(duplicates[0].message)
     assert draft.rule is not None and draft.starts_at is not None
     shape = AccessRequest(
         kind=draft.kind,

@@ -8,7 +8,7 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -22,6 +22,7 @@ from accessrequests.resolve import resolve_denial
 from accessrequests.services.requests import (
     RequestError,
     check_extendable,
+    find_duplicates,
     prepare,
     request_cancel,
     request_submit,
@@ -58,13 +59,28 @@ def my_requests(request: HttpRequest) -> HttpResponse:
 
 
 def _render_form(
-    request: HttpRequest, form: RequestForm, *, preview=None, error=None, intake=None
+    request: HttpRequest,
+    form: RequestForm,
+    *,
+    preview=None,
+    error=None,
+    intake=None,
+    duplicates=(),
+    show_errors: bool = True,
 ) -> HttpResponse:
     return render(
         request,
         "accessrequests/new_request.html",
-        {"form": form, "preview": preview, "error": error, "intake": intake},
-        status=400 if error or form.errors else 200,
+        {
+            "form": form,
+            "preview": preview,
+            "error": error,
+            "intake": intake,
+            "duplicates": duplicates,
+            "show_errors": show_errors,
+            "step_one": form.chosen_account is None,
+        },
+        status=400 if error or (show_errors and form.is_bound and form.errors) else 200,
     )
 
 
@@ -76,8 +92,72 @@ def _extension_form(request: HttpRequest, grant_id: str) -> HttpResponse:
     except permissions.NotAllowed as exc:
         messages.error(request, str(exc))
         return redirect("request_detail", pk=grant.request_id)
-    form = RequestForm(user=request.user, initial=RequestForm.initial_to_extend(grant))
-    return _render_form(request, form)
+    return _preview(request, RequestForm.initial_to_extend(grant))
+
+
+def _as_data(values: dict) -> QueryDict:
+    data = QueryDict(mutable=True)
+    for key, value in values.items():
+        if isinstance(value, (list, tuple)):
+            data.setlist(key, [str(v) for v in value])
+        elif value not in (None, ""):
+            data[key] = str(value)
+    return data
+
+
+def _preview(request: HttpRequest, values: dict, *, intake=None) -> HttpResponse:
+    """The form filled with ``values`` and its preview at once (after pasting an error, or to extend)."""
+    data = _as_data({"source": Source.FORM, **values, "intent": "preview"})
+    return _handle(request, data, intake=intake)
+
+
+def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpResponse:
+    form = RequestForm(data, user=request.user)
+    intent = data.get("intent")
+    if data.get("shown_account") and data.get("account") != data.get("shown_account"):
+        intent = "continue"  # the account changed (without JavaScript): its own lists come first
+    if form.chosen_account is None and data.get("account"):
+        form.is_valid()  # an account that is not offered: say so, on step one
+        return _render_form(request, form, intake=intake)
+    if form.chosen_account is None or intent == "continue":
+        # Step one (choose the account), or the account just changed: show the lists for it, no errors yet.
+        keep = set(data) - {
+            "intent",
+            "shown_account",
+            "pipelines",
+            "pass_role",
+        }  # lists of the old account go
+        initial = {k: data[k] for k in keep}
+        return _render_form(request, RequestForm(user=request.user, initial=initial), intake=intake)
+    if not form.is_valid():
+        return _render_form(request, form, intake=intake)
+    draft = form.draft()
+    submitting = intent == "submit"
+    try:
+        permissions.check(permissions.file_problem(request.user, principal=draft.principal))
+        prepare(draft, preview=not submitting)
+    except (RequestError, permissions.NotAllowed) as exc:
+        return _render_form(request, form, error=str(exc), intake=intake)
+    duplicates = find_duplicates(request.user, draft)
+    if not submitting:
+        if draft.duration_hours != form.cleaned_data.get("duration_hours"):
+            # The preview brought the duration down to the rule's maximum: the form shows what will be asked.
+            data = data.copy()
+            data["duration_hours"] = str(draft.duration_hours)
+            data.pop("permanent", None)
+            form = RequestForm(data, user=request.user)
+            form.is_valid()
+        document = (
+            json.dumps(json.loads(policy.render(draft.statements)), indent=2) if draft.statements else ""
+        )
+        preview = {"draft": draft, "document": document, "delivery": Delivery(draft.delivery).label}
+        return _render_form(request, form, preview=preview, intake=intake, duplicates=duplicates)
+    try:
+        req = request_submit(requester=request.user, draft=draft, http_request=request)
+    except (RequestError, permissions.NotAllowed) as exc:
+        return _render_form(request, form, error=str(exc), intake=intake, duplicates=duplicates)
+    messages.success(request, f"{req.reference} filed; it is {req.get_status_display().lower()}.")
+    return redirect("request_detail", pk=req.pk)
 
 
 @login_required
@@ -89,27 +169,7 @@ def new_request(request: HttpRequest) -> HttpResponse:
             return _extension_form(request, request.GET["extends"])
         initial = {k: v for k, v in request.GET.items() if k in {"account", "kind", "principal", "level"}}
         return _render_form(request, RequestForm(user=request.user, initial=initial))
-    form = RequestForm(request.POST, user=request.user)
-    if not form.is_valid():
-        return _render_form(request, form)
-    draft = form.draft()
-    try:
-        permissions.check(permissions.file_problem(request.user, principal=draft.principal))
-        prepare(draft)
-    except (RequestError, permissions.NotAllowed) as exc:
-        return _render_form(request, form, error=str(exc))
-    if request.POST.get("intent") != "submit":
-        document = (
-            json.dumps(json.loads(policy.render(draft.statements)), indent=2) if draft.statements else ""
-        )
-        preview = {"draft": draft, "document": document, "delivery": Delivery(draft.delivery).label}
-        return _render_form(request, form, preview=preview)
-    try:
-        req = request_submit(requester=request.user, draft=draft, http_request=request)
-    except (RequestError, permissions.NotAllowed) as exc:
-        return _render_form(request, form, error=str(exc))
-    messages.success(request, f"{req.reference} filed; it is {req.get_status_display().lower()}.")
-    return redirect("request_detail", pk=req.pk)
+    return _handle(request, request.POST)
 
 
 @login_required
@@ -129,17 +189,14 @@ def paste_error(request: HttpRequest) -> HttpResponse:
         return render(request, "accessrequests/paste.html", context, status=400)
     if not result.denial.fixable:
         return render(request, "accessrequests/paste.html", context, status=200)
-    resolution = resolve_denial(result.denial, region=form.cleaned_data.get("region") or None)
+    resolution = resolve_denial(
+        result.denial, region=form.cleaned_data.get("region") or None, user=request.user
+    )
     context["resolution"] = resolution
     if resolution.error or resolution.region_choices:
         return render(request, "accessrequests/paste.html", context, status=400 if resolution.error else 200)
-    initial = {
-        **resolution.initial,
-        "source": Source.PASTED_ERROR,
-        "pasted_text": text,
-        "duration_hours": 8,
-    }
-    return _render_form(request, RequestForm(user=request.user, initial=initial), intake=resolution)
+    values = {**resolution.initial, "source": Source.PASTED_ERROR, "pasted_text": text, "duration_hours": 8}
+    return _preview(request, values, intake=resolution)
 
 
 @login_required

@@ -1,15 +1,23 @@
-// Live preview for the request form: whenever a field changes, ask the server for the same page it would
-// render for "Preview" and swap in the policy panel (and the account-dependent choices). Without JavaScript
-// the Preview button does exactly the same with a full page load.
+// The request form with JavaScript: choosing an account loads its lists at once (the Continue step without
+// JavaScript), and whenever another field changes the policy panel is refreshed with the page the server would
+// render for "Preview". Without JavaScript the Continue and Preview buttons do exactly the same.
 (function () {
   "use strict";
   var form = document.getElementById("request-form");
   var panel = document.getElementById("preview-panel");
   if (!form || !panel || !window.fetch) { return; }
   var timer = null;
-  var dependent = ["id_pipelines", "id_pass_role"];
 
-  function refresh(changed) {
+  function go(intent) {
+    var field = document.createElement("input");
+    field.type = "hidden";
+    field.name = "intent";
+    field.value = intent;
+    form.appendChild(field);
+    form.submit();
+  }
+
+  function refresh() {
     var data = new FormData(form);
     data.set("intent", "preview");
     fetch(form.action, { method: "POST", body: data, credentials: "same-origin", headers: { "X-Live-Preview": "1" } })
@@ -18,13 +26,6 @@
         var doc = new DOMParser().parseFromString(html, "text/html");
         var fresh = doc.getElementById("preview-panel");
         if (fresh) { panel.innerHTML = fresh.innerHTML; }
-        if (changed === "account") {
-          dependent.forEach(function (id) {
-            var mine = document.getElementById(id);
-            var theirs = doc.getElementById(id);
-            if (mine && theirs) { mine.innerHTML = theirs.innerHTML; }
-          });
-        }
       })
       .catch(function () { /* the Preview button still works */ });
   }
@@ -44,8 +45,10 @@
 
   form.addEventListener("change", function (event) {
     var name = event.target && event.target.name;
+    if (name === "account") { go("continue"); return; }
     if (name === "kind") { showSections(); }
+    if (form.getAttribute("data-step") === "one") { return; }
     clearTimeout(timer);
-    timer = setTimeout(function () { refresh(name); }, 250);
+    timer = setTimeout(refresh, 250);
   });
 })();

@@ -1,0 +1,139 @@
+"""The request form as a newcomer meets it: two steps without JavaScript, a preview before the justification,
+defaults that fit the rule, principals offered only where they can be granted (and why not elsewhere), a
+warning with a link when the same access is already pending or live, and every paste result shown."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from accessrequests.models import AccessRequest, PrincipalKind, Source
+from accessrequests.services.requests import request_approve
+from tests.factories import World, fresh_factor, make_account, make_pipeline, make_principal, make_role
+
+pytestmark = pytest.mark.django_db
+
+MATEO = (
+    "User: arn:aws:iam::123456789012:user/mateojackson is not authorized to perform: "
+    "codepipeline:GetPipeline on resource: my-pipeline"
+)
+
+
+@pytest.fixture
+def world():
+    return World()
+
+
+def _form(world, **overrides) -> dict:
+    data = {
+        "kind": "pipeline", "account": world.account.pk, "shown_account": world.account.pk,
+        "principal": world.principal.pk, "pipelines": [world.pipeline.pk], "level": "viewer",
+        "duration_hours": 4, "source": Source.FORM, "intent": "preview",
+    }  # fmt: skip
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_without_javascript_the_account_comes_first_then_its_lists(client, world):
+    other = make_account("210987654321", "staging")
+    make_pipeline(other, "staging-deploy")
+    client.force_login(world.requester)
+    first = client.get(reverse("new_request")).content.decode()
+    assert 'data-testid="continue"' in first and 'name="pipelines"' not in first
+    second = client.post(
+        reverse("new_request"), {"kind": "pipeline", "account": world.account.pk, "intent": "continue"}
+    )
+    page = second.content.decode()
+    assert second.status_code == 200 and "my-pipeline" in page and "staging-deploy" not in page
+    assert "invalid-feedback" not in page  # nothing was wrong yet
+    # Changing the account and pressing Preview (no JavaScript) shows the new account's lists, not errors.
+    switched = client.post(reverse("new_request"), _form(world, account=other.pk)).content.decode()
+    assert (
+        "staging-deploy" in switched and "my-pipeline" not in switched and "invalid-feedback" not in switched
+    )
+
+
+def test_the_preview_needs_no_justification_and_caps_the_duration_at_the_rules_maximum(client, world):
+    client.force_login(world.requester)
+    response = client.post(reverse("new_request"), _form(world, duration_hours=24))
+    page = response.content.decode()
+    assert response.status_code == 200 and 'data-testid="policy-preview"' in page
+    assert "Duration set to 8 hours, the most the rule “Sandbox pipelines” allows." in page
+    assert 'name="duration_hours" value="8"' in page
+    assert not AccessRequest.objects.exists()
+
+
+def test_principals_are_offered_only_where_they_can_be_granted_and_the_page_says_why(client, world):
+    other = make_account("210987654321", "production", environment="production")
+    make_principal(other, "deployer", users=[world.requester])
+    client.force_login(world.requester)
+    page = client.post(reverse("new_request"), _form(world)).content.decode()
+    assert "deployer" not in page.split('name="principal"')[1].split("</select>")[0]
+    assert "Your IAM user deployer lives in account 210987654321" in page
+    assert "choose your Identity Center user, or ask for a cross-account role" in page
+
+
+def test_the_same_access_pending_or_live_is_warned_with_a_link_and_not_filed_twice(client, world):
+    client.force_login(world.requester)
+    pending = world.submit()
+    warned = client.post(reverse("new_request"), _form(world)).content.decode()
+    assert f"You already asked for exactly this access in {pending.reference}" in warned
+    assert reverse("request_detail", args=[pending.pk]) in warned
+    refused = client.post(reverse("new_request"), _form(world, intent="submit", justification="again"))
+    assert refused.status_code == 400 and AccessRequest.objects.count() == 1
+    request_approve(
+        request_id=pending.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver)
+    )
+    live = client.post(reverse("new_request"), _form(world)).content.decode()
+    assert "You already hold exactly this access" in live
+    assert f"?extends={pending.grant.pk}" in live
+
+
+def test_pasting_names_what_was_not_matched_and_why(client, world):
+    make_role(world.account, "CodePipelineServiceRole")
+    client.force_login(world.requester)
+    unknown_role = MATEO.replace("codepipeline:GetPipeline", "iam:PassRole").replace(
+        "my-pipeline", "arn:aws:iam::123456789012:role/NotInTheCatalog"
+    )
+    page = client.post(reverse("paste_error"), {"message": unknown_role}).content.decode()
+    assert (
+        "arn:aws:iam::123456789012:role/NotInTheCatalog" in page and "is not a role Gatehouse knows" in page
+    )
+
+    someone_else = make_principal(world.account, "marymajor", users=[world.other_requester])
+    page = client.post(
+        reverse("paste_error"), {"message": MATEO.replace("mateojackson", "marymajor")}
+    ).content.decode()
+    assert someone_else.external_id in page and "is not linked to your Gatehouse account" in page
+    assert 'data-testid="intake-unmatched"' in page
+
+    page = client.post(
+        reverse("paste_error"),
+        {"message": MATEO.replace("my-pipeline", "arn:aws:codepipeline:us-east-1:210987654321:my-pipeline")},
+    ).content.decode()
+    assert "my-pipeline is in account 210987654321" in page
+
+
+def test_an_identity_center_user_is_offered_in_any_account(client, world):
+    from accessrequests.models import IdentityCenter, Principal
+
+    center = IdentityCenter.objects.create(
+        instance_arn="arn:aws:sso:::instance/ssoins-1", identity_store_id="d-1", region="us-east-1"
+    )
+    paulo = Principal.objects.create(
+        kind=PrincipalKind.IC_USER,
+        name="paulo.santos",
+        display_name="Paulo Santos",
+        external_id="u-1",
+        identity_center=center,
+    )
+    paulo.users.add(world.requester)
+    production = make_account("210987654321", "production", environment="production")
+    client.force_login(world.requester)
+    page = client.post(
+        reverse("new_request"), {"kind": "permission_set", "account": production.pk, "intent": "continue"}
+    ).content.decode()
+    principals = page.split('name="principal"')[1].split("</select>")[0]
+    assert (
+        "Identity Center user Paulo Santos (paulo.santos)" in principals and "mateojackson" not in principals
+    )
