@@ -145,6 +145,11 @@ class RequestForm(forms.Form):
             principals.filter(Q(account=chosen) | Q(account__isnull=True)) if chosen else principals.none()
         )
         self.principal_notes: list[str] = []
+        if not principals.exists():
+            self.principal_notes.append(
+                "No AWS principal is linked to your Gatehouse account yet, so there is no one to give access to. "
+                "Ask a Gatehouse admin to link your IAM user or Identity Center user to you."
+            )
         if chosen is not None:
             for elsewhere in principals.exclude(account=chosen).filter(account__isnull=False)[:5]:
                 home = elsewhere.account.account_id if elsewhere.account else "another account"

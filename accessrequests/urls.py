@@ -11,6 +11,7 @@ urlpatterns = [
     path("requests/<id:pk>/", requests.request_detail, name="request_detail"),
     path("requests/<id:pk>/cancel/", requests.cancel_request, name="cancel_request"),
     path("review/", review.queue, name="queue"),
+    path("continue/", review.continue_after_mfa, name="continue_after_mfa"),
     path("review/<id:pk>/", review.review, name="review"),
     path("grants/<id:pk>/revoke/", grants.revoke, name="grant_revoke"),
     path("grants/<id:pk>/retry/", grants.retry, name="grant_retry"),

@@ -9,7 +9,18 @@ from accessrequests import roles
 def gatehouse(request: HttpRequest) -> dict:
     user = getattr(request, "user", None)
     authenticated = user is not None and user.is_authenticated
+    needs_mfa = bool(getattr(request, "needs_mfa", False))
+    after_mfa = ""
+    if (
+        authenticated
+        and not needs_mfa
+        and hasattr(request, "session")
+        and request.session.get("gatehouse_after_mfa")
+    ):
+        after_mfa = "/continue/"  # set up since: offer the way back (accessrequests.views.review)
     return {
+        "needs_mfa_banner": needs_mfa,
+        "after_mfa_url": after_mfa,
         "GATEHOUSE_VERSION": settings.GATEHOUSE_VERSION,
         "OIDC_ENABLED": settings.OIDC_ENABLED,
         "is_admin": authenticated and roles.is_admin(user),

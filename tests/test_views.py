@@ -201,12 +201,22 @@ def test_forged_ids_get_404(client, world):
         assert client.get(url).status_code == 404
 
 
-def test_an_approver_without_mfa_is_sent_to_set_it_up(client, world):
+def test_an_approver_without_mfa_reads_the_queue_and_comes_back_after_setting_it_up(client, world):
     no_mfa = make_user("fresh-approver", "approvers")
+    world.rule.approver_users.add(no_mfa)
+    req = world.submit()
     login(client, no_mfa)
-    response = client.get(reverse("queue"))
-    assert response.status_code == 302
-    assert response["Location"] == reverse("mfa_activate_totp")
+    queue = client.get(reverse("queue")).content.decode()
+    assert 'data-testid="mfa-banner"' in queue and req.reference in queue  # read-only, with one banner
+    review = client.get(reverse("review", args=[req.pk])).content.decode()
+    assert 'data-testid="mfa-banner"' in review and 'value="approve"' not in review
+    refused = client.post(reverse("review", args=[req.pk]), {"decision": "approve", "comment": "x"})
+    assert refused.status_code == 302 and not Decision.objects.exists()
+    enable_totp(no_mfa)  # set up through allauth's own page in real life
+    codes = client.get(reverse("mfa_index")).content.decode()
+    assert 'data-testid="after-mfa"' in codes
+    back = client.get(reverse("continue_after_mfa"))
+    assert back["Location"] == reverse("review", args=[req.pk])
 
 
 def test_requesters_get_404_on_the_review_pages(client, world):

@@ -27,3 +27,52 @@ def duration(value: timedelta | None) -> str:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+# What each event of a request's timeline means, in words (the audit log keeps the exact names).
+EVENT_LABELS = {
+    "request.created": "Filed",
+    "request.auto_approved": "Approved automatically (low risk under its rule)",
+    "request.approval_recorded": "Approval recorded",
+    "request.approved": "Approved",
+    "request.denied": "Denied",
+    "request.cancelled": "Cancelled by the requester",
+    "request.expired_unreviewed": "Closed: nobody reviewed it in time",
+    "grant.queued": "Queued for AWS",
+    "grant.applied": "Applied in AWS",
+    "grant.verified": "Read back from AWS and verified",
+    "grant.failed": "AWS refused or failed; will be retried",
+    "grant.revoke_requested": "Revocation requested",
+    "grant.abandon_requested": "Abandoned by an admin",
+    "grant.expiring": "Expired; being removed from AWS",
+    "grant.revoke_failed": "Removal from AWS failed; will be retried",
+    "grant.revoked": "Removed from AWS (revoked)",
+    "grant.expired": "Removed from AWS (expired)",
+    "grant.abandoned": "Removed from AWS (abandoned)",
+    "grant.retry_requested": "Retry requested by an admin",
+}
+
+
+@register.filter
+def event_label(action: str) -> str:
+    """A timeline event in words; an unknown one keeps its name with the dots made readable."""
+    return EVENT_LABELS.get(action) or action.replace(".", " ").replace("_", " ").capitalize()
+
+
+_KEEP = {"IAM", "AWS", "TOTP", "MFA", "API", "ID", "OIDC", "SSO", "URL"}
+
+
+@register.filter
+def sentence_case(text: str) -> str:
+    """'Two-Factor Authentication' -> 'Two-factor authentication' (allauth titles its pages in Title Case)."""
+
+    def lower(part: str, first: bool) -> str:
+        # Only a Title-cased word is lowered: references (GH-000042), acronyms and names in capitals stay.
+        titled = len(part) > 1 and part[0].isupper() and part[1:].islower()
+        return part.lower() if titled and not first and part.upper() not in _KEEP else part
+
+    words = str(text).split(" ")
+    return " ".join(
+        "-".join(lower(part, index == 0 and n == 0) for n, part in enumerate(word.split("-")))
+        for index, word in enumerate(words)
+    )

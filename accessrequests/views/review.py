@@ -13,6 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from accessrequests import permissions, roles, selectors
@@ -30,22 +31,35 @@ def has_mfa(user) -> bool:
     return Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
 
 
+AFTER_MFA = "gatehouse_after_mfa"  # where to go back once two-factor authentication is set up
+
+
 def approver_required(view):
-    """Approvers only (404 for everyone else), and only with TOTP set up: deciding access needs MFA."""
+    """Approvers only (404 for everyone else). Without TOTP the pages show read-only, with one banner to set it
+    up that comes back here afterwards (deciding itself needs the second factor: the services say so)."""
 
     @functools.wraps(view)
     @login_required
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not roles.is_approver(request.user):
             raise Http404("No such page")
-        if not has_mfa(request.user):
-            messages.warning(
-                request, "Reviewing access requests needs two-factor authentication. Set it up first."
-            )
-            return redirect("mfa_activate_totp")
+        request.needs_mfa = not has_mfa(request.user)  # type: ignore[attr-defined]
+        if request.needs_mfa:  # type: ignore[attr-defined]
+            request.session[AFTER_MFA] = request.get_full_path()
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+@login_required
+def continue_after_mfa(request: HttpRequest) -> HttpResponse:
+    """Back to the page that sent the user to set up two-factor authentication (a path of this site only)."""
+    target = request.session.pop(AFTER_MFA, None) or ""
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}
+    ) or not target.startswith("/"):
+        target = reverse("home")
+    return redirect(target)
 
 
 @approver_required
@@ -90,6 +104,9 @@ def review(request: HttpRequest, pk: int) -> HttpResponse:
     initial = {"comment": held["comment"]} if held and held.get("pk") == req.pk else None
     form = DecisionForm(request.POST or None, initial=initial)
     factor = permissions.second_factor_from_session(request)
+    if request.method == "POST" and request.needs_mfa:  # type: ignore[attr-defined]
+        messages.error(request, "Set up two-factor authentication first: deciding on access needs it.")
+        return redirect("review", pk=req.pk)
     if request.method == "POST" and form.is_valid():
         if permissions.second_factor_problem(request.user, factor):
             return _step_up(request, req, form)
@@ -118,7 +135,11 @@ def review(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "req": req,
             "form": form,
-            "blocked": permissions.decide_problem(request.user, req),
+            "blocked": (
+                "Set up two-factor authentication to decide: the banner above takes you there and back."
+                if request.needs_mfa  # type: ignore[attr-defined]
+                else permissions.decide_problem(request.user, req)
+            ),
             "needs_step_up": permissions.second_factor_problem(request.user, factor) is not None,
             "change": change_for(req),
             "pipelines": list(req.pipelines.all()),
