@@ -264,3 +264,33 @@ def change_for(req: AccessRequest) -> Change:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:160]
+
+
+def how_to_use(grant: Grant) -> str:
+    """One or two sentences for the requester: how to use the access this grant gives, for every kind."""
+    from django.conf import settings
+
+    req = grant.request
+    account = f"{req.account.name} ({req.account.account_id})"
+    if grant.delivery == Delivery.CROSS_ACCOUNT_ROLE:
+        arn = grant.details.get("role_arn") or f"the role gatehouse-{req.reference}"
+        return (
+            f"The outside party assumes {arn}: aws sts assume-role --role-arn {arn} "
+            f"--role-session-name {req.reference}"
+            + (" --external-id <the external id>" if req.external_id else "")
+        )
+    if grant.delivery == Delivery.IDENTITY_CENTER:
+        set_name = (
+            req.permission_set.name
+            if req.permission_set
+            else grant.details.get("permission_set_arn", "").rsplit("/", 1)[-1]
+            or "the Gatehouse permission set"
+        )
+        portal = settings.GATEHOUSE_AWS_ACCESS_PORTAL_URL
+        where = f"your AWS access portal ({portal})" if portal else "your AWS access portal"
+        return f"Sign in to {where}, choose account {account} and the role {set_name}."
+    principal = grant.principal
+    return (
+        f"The policy is on {principal.get_kind_display()} {principal.label} in account {account}: keep using its "
+        "credentials as before (IAM takes up to a minute to apply a change)."
+    )

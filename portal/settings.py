@@ -289,6 +289,8 @@ GATEHOUSE_AUDIT_PREFIX = env.str("GATEHOUSE_AUDIT_PREFIX", default="gatehouse-au
 # CodePipeline is regional and has no "list all regions" call, so the catalog sync reads pipelines only in
 # these regions (comma-separated); each extra region costs one ListPipelines per account per sync.
 GATEHOUSE_REGIONS = env.list("GATEHOUSE_REGIONS", default=[AWS_DEFAULT_REGION])
+# The Identity Center AWS access portal (start URL), linked from requests that were granted through it.
+GATEHOUSE_AWS_ACCESS_PORTAL_URL = env.str("GATEHOUSE_AWS_ACCESS_PORTAL_URL", default="")
 
 # Production hardening: every `check --deploy` warning is answered when DEBUG is off.
 if not DEBUG:

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accessrequests import permissions, policy, roles, selectors
+from accessrequests.changes import how_to_use
 from accessrequests.forms import PasteForm, RequestForm
 from accessrequests.intake import parse_access_denied
 from accessrequests.models import Delivery, RequestStatus, Source
@@ -215,6 +216,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "pipelines": list(req.pipelines.all()),
             "decisions": list(req.decisions.select_related("reviewer")),
             "timeline": list(selectors.request_timeline(req)),
+            "usage": how_to_use(grant) if grant is not None else "",
             "can_cancel": permissions.allowed(permissions.cancel_problem, request.user, req),
             "can_extend": grant is not None
             and permissions.allowed(permissions.extend_problem, request.user, grant),
