@@ -17,17 +17,11 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import QuerySet
 
+from accessrequests.audit import CHAIN_FIELDS as _DB_FIELDS
+from accessrequests.audit import iter_chain as _rows
 from accessrequests.chain import COLUMNS, JSON_COLUMNS
 
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
-_DB_FIELDS = tuple("actor" if c == "actor_id" else c for c in COLUMNS)
-
-
-def _rows(queryset: QuerySet, chunk_size: int) -> Iterator[dict[str, Any]]:
-    for values in queryset.order_by("id").values_list(*_DB_FIELDS).iterator(chunk_size=chunk_size):
-        row = dict(zip(COLUMNS, values, strict=True))
-        row["created_at"] = row["created_at"].isoformat()
-        yield row
 
 
 def _copy_csv(queryset: QuerySet) -> Iterator[bytes]:
@@ -35,7 +29,7 @@ def _copy_csv(queryset: QuerySet) -> Iterator[bytes]:
     still streamed block by block. The filters are the same Django queryset, compiled to SQL."""
     yield (",".join(COLUMNS) + "\r\n").encode()
     try:
-        inner, params = queryset.order_by("id").values_list(*_DB_FIELDS).query.sql_with_params()
+        inner, params = queryset.order_by("seq").values_list(*_DB_FIELDS).query.sql_with_params()
     except EmptyResultSet:  # a filter that can match nothing (e.g. a request reference that is not a number)
         return
     columns = [
@@ -47,7 +41,7 @@ def _copy_csv(queryset: QuerySet) -> Iterator[bytes]:
         for c, field in zip(COLUMNS, _DB_FIELDS, strict=True)
     ]
     # Column names are constants and `inner` is Django's compiled SQL; every user value stays in `params`.
-    sql = f"COPY (SELECT {', '.join(columns)} FROM ({inner}) AS e ORDER BY e.id) TO STDOUT WITH (FORMAT csv)"  # noqa: S608
+    sql = f"COPY (SELECT {', '.join(columns)} FROM ({inner}) AS e ORDER BY e.seq) TO STDOUT WITH (FORMAT csv)"  # noqa: S608
     connection.ensure_connection()
     pending: list[bytes] = []
     size = 0

@@ -33,6 +33,12 @@ def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _own_checkpoints(settings, tmp_path):
+    """Each test's audit checkpoints in its own folder: they describe that test's database, no other."""
+    settings.GATEHOUSE_AUDIT_CHECKPOINT_DIR = tmp_path / "audit-checkpoints"
+
+
 def make_user(username: str, *groups: str, password: str = "correct-horse-battery", **extra) -> User:
     user = User.objects.create_user(
         username=username, email=f"{username}@example.com", password=password, **extra
