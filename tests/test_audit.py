@@ -276,3 +276,73 @@ def test_sign_in_failed_sign_in_and_mfa_enrolment_are_audited(client, django_cap
     with django_capture_on_commit_callbacks(execute=True):  # allauth signals enrolment after commit
         client.post("/accounts/2fa/totp/activate/", {"code": totp_code(secret)})
     assert AuditEvent.objects.filter(action="auth.mfa_enrolled", actor_label="mateojackson").exists()
+
+
+def _scratch_database(vendor: str, tmp_path) -> tuple[str, object]:
+    """A database of its own for a migration test: a SQLite file, or a PostgreSQL database dropped afterwards."""
+    if vendor == "sqlite":
+        return f"sqlite:///{tmp_path / 'migrate.sqlite3'}", None
+    try:
+        admin = psycopg.connect(_postgres_admin_url(), autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        service_missing(f"PostgreSQL ({exc.__class__.__name__})")
+    name = f"gatehouse_seq_migration_{os.getpid()}"
+    admin.execute(f"DROP DATABASE IF EXISTS {name}")
+    admin.execute(f"CREATE DATABASE {name}")
+    url = _postgres_admin_url().rsplit("/", 1)[0] + f"/{name}"
+    return url.replace("postgresql://", "postgres://"), (admin, name)
+
+
+@pytest.mark.parametrize("vendor", ["sqlite", "postgresql"])
+def test_the_sequence_migration_numbers_existing_events_in_chain_order(vendor, tmp_path):
+    """Events written before the sequence existed get 1, 2, 3, … in id order and still verify, hashes unchanged."""
+    url, cleanup = _scratch_database(vendor, tmp_path)
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DEBUG": "1",
+        "GATEHOUSE_AUDIT_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+    }
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
+
+    try:
+        assert manage("migrate", "accessrequests", "0006", "-v0").returncode == 0
+        previous, rows = chain.GENESIS_HASH, []
+        for i in range(3):
+            row = {
+                "created_at": f"2026-01-0{i + 1}T00:00:00+00:00", "actor_id": None, "actor_label": "system",
+                "action": "test.old", "object_type": "thing", "object_id": str(i), "request_id": None,
+                "principal_id": None, "account_id": "", "before": None, "after": {"i": i}, "aws_request_ids": [],
+                "ip": None, "user_agent": "", "prev_hash": previous,
+            }  # fmt: skip
+            row["hash"] = previous = chain.compute_hash(row)
+            rows.append(row)
+        insert = (
+            "INSERT INTO accessrequests_auditevent (created_at, actor_label, action, object_type, object_id,"
+            " account_id, after, aws_request_ids, user_agent, prev_hash, hash)"
+            " VALUES (%s, 'system', 'test.old', 'thing', %s, '', %s, '[]', '', %s, %s)"
+        )
+        values = [(r["created_at"], r["object_id"], json.dumps(r["after"]), r["prev_hash"], r["hash"]) for r in rows]
+        if vendor == "sqlite":
+            import sqlite3
+
+            with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+                db.executemany(insert.replace("%s", "?"), values)
+        else:
+            with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as db:
+                for value in values:
+                    db.execute(insert, value)
+        migrated = manage("migrate", "-v0")
+        assert migrated.returncode == 0, migrated.stderr
+        verified = manage("verify_audit")
+        assert verified.returncode == 0, verified.stderr
+        assert "3 events verified (seq 1–3)" in verified.stdout
+    finally:
+        if cleanup is not None:
+            admin, name = cleanup
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            admin.close()
