@@ -149,7 +149,11 @@ def verify_rows(
                     expected,
                     position,
                     f"missing: the sequence jumps from {expected - 1} to {seq}"
-                    + (f" ({seq - expected} events absent)" if seq - expected > 1 else " (an event is absent)"),
+                    + (
+                        f" ({seq - expected} events absent)"
+                        if seq - expected > 1
+                        else " (an event is absent)"
+                    ),
                 )
         if compute_hash(canonical_of(row)) != row["hash"]:
             return _count(v, position - 1, previous).broken(

@@ -170,7 +170,9 @@ def build(
             f"not signing: event seq {prev_seq} no longer has the hash the previous checkpoint recorded"
         )
     hashes = list(
-        AuditEvent.objects.filter(seq__gte=from_seq, seq__lte=seq).order_by("seq").values_list("hash", flat=True)
+        AuditEvent.objects.filter(seq__gte=from_seq, seq__lte=seq)
+        .order_by("seq")
+        .values_list("hash", flat=True)
     )
     now = now or timezone.now()
     checkpoint: dict[str, Any] = {

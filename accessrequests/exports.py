@@ -1,27 +1,142 @@
-"""Streaming exports of the audit trail as CSV or JSON Lines, chain hashes included.
+"""Streaming exports of the audit trail as CSV, JSON Lines or OCSF JSON Lines, chain hashes included, each with a
+manifest.
 
-Rows are read in id order through a server-side cursor in chunks (``iterator``) and written one line at a
+Rows are read in sequence order through a server-side cursor in chunks (``iterator``) and written one line at a
 time, so memory stays flat whatever the size of the export and the download starts with the first chunk.
-Every exported row can be verified offline with ``python -m accessrequests.chain verify FILE``.
+
+The manifest travels as a file beside the export, ``<export file>.manifest.json``: the command writes both, and the
+web page and the API offer it at the same address with ``manifest=1``. Both are computed from a fixed upper
+sequence number (``through_seq``, the chain's tail when the page was shown), so the export and its manifest
+describe exactly the same events even while the trail grows. A time range is widened to the contiguous run of
+sequence numbers it spans, so a time-range export is complete for its range; any other filter makes it partial.
+``python -m accessrequests.chain verify FILE`` checks an export against its manifest offline.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Max, Min, QuerySet
+from django.utils import timezone
 
+from accessrequests import checkpoints, ocsf, selectors
 from accessrequests.audit import CHAIN_FIELDS as _DB_FIELDS
 from accessrequests.audit import iter_chain as _rows
-from accessrequests.chain import COLUMNS, JSON_COLUMNS
+from accessrequests.chain import COLUMNS, FORMULA_STARTS, JSON_COLUMNS, neutralise
+from accessrequests.models import AuditEvent, Principal
 
-FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson", "ocsf": "application/x-ndjson"}
+EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "ocsf": "ocsf.jsonl"}
+TIME_FILTERS = frozenset({"since", "until"})
+
+
+@dataclass(frozen=True)
+class Export:
+    """What one export holds: a queryset bounded by sequence numbers, and the manifest that describes it."""
+
+    queryset: QuerySet[AuditEvent]
+    manifest: dict[str, Any]
+    fmt: str
+
+    @property
+    def filename(self) -> str:
+        return self.manifest["file"]
+
+    @property
+    def manifest_filename(self) -> str:
+        return self.filename + ".manifest.json"
+
+    def manifest_json(self) -> str:
+        return json.dumps(self.manifest, indent=2, ensure_ascii=False) + "\n"
+
+    def stream(self) -> Iterator[str] | Iterator[bytes]:
+        return stream(self.queryset, self.fmt)
+
+
+def summarise(queryset: QuerySet[AuditEvent]) -> dict[str, Any]:
+    """Count, sequence range, and the hashes at both ends (two indexed lookups beside one aggregate)."""
+    agg = queryset.aggregate(first_seq=Min("seq"), last_seq=Max("seq"))
+    summary: dict[str, Any] = {"count": queryset.count(), **agg}
+    first = AuditEvent.objects.filter(seq=agg["first_seq"]).values("hash", "prev_hash").first()
+    last = AuditEvent.objects.filter(seq=agg["last_seq"]).values("hash").first()
+    summary["first_hash"] = first["hash"] if first else None
+    summary["first_prev_hash"] = first["prev_hash"] if first else None
+    summary["last_hash"] = last["hash"] if last else None
+    return summary
+
+
+def covering_checkpoint(last_seq: int | None) -> dict[str, Any] | None:
+    """The earliest local checkpoint that includes ``last_seq`` (its list of hashes names every exported event of
+    its stretch), without its hash list."""
+    if last_seq is None:
+        return None
+    for stored in checkpoints.list_local():
+        if stored.seq >= last_seq:
+            try:
+                return checkpoints.public_view(stored.load()) | {"name": stored.name}
+            except checkpoints.CheckpointError:
+                continue
+    return None
+
+
+def tail_seq() -> int:
+    return AuditEvent.objects.aggregate(m=Max("seq"))["m"] or 0
+
+
+def plan(filters: dict[str, Any], fmt: str, *, through_seq: int | None = None) -> Export:
+    """The export of the events matching ``filters`` up to ``through_seq`` (default: the tail now)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    through = tail_seq() if through_seq is None else through_seq
+    matching = selectors.audit_events(**filters).filter(seq__lte=through)
+    complete = set(filters) <= TIME_FILTERS
+    if complete:
+        # Clocks may step back a little; the run of sequence numbers from the first to the last matching event
+        # has no holes by construction, and is what an auditor can check for completeness.
+        bounds = matching.aggregate(first=Min("seq"), last=Max("seq"))
+        queryset = (
+            AuditEvent.objects.filter(seq__gte=bounds["first"], seq__lte=bounds["last"])
+            if bounds["first"] is not None
+            else AuditEvent.objects.none()
+        )
+    else:
+        queryset = matching
+    summary = summarise(queryset)
+    shown = {k: (v.isoformat() if hasattr(v, "isoformat") else str(v)) for k, v in sorted(filters.items())}
+    tag = hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()[:8]
+    manifest = {
+        "format": "gatehouse-audit-export",
+        "version": 1,
+        "file": f"gatehouse-audit-{through}-{tag}.{EXTENSIONS[fmt]}",
+        "file_format": fmt,
+        "generated_at": timezone.now().isoformat(),
+        "filters": shown,
+        "through_seq": through,
+        "complete": complete,
+        "complete_means": (
+            "every event with a sequence number from first_seq to last_seq is in the file"
+            if complete
+            else "a filtered selection: events of the range that do not match the filters are left out"
+        ),
+        **summary,
+        "checkpoint": covering_checkpoint(summary["last_seq"]),
+        "csv_cells": f"cells starting with {' '.join(repr(c) for c in FORMULA_STARTS)} or a quote get a leading "
+        "quote; the verifier strips one before hashing",
+    }
+    return Export(queryset, manifest, fmt)
+
+
+def _neutralised(column: str) -> str:
+    """The SQL twin of ``chain.neutralise`` for the COPY path: the same rule, applied by PostgreSQL."""
+    return f"CASE WHEN left({column}, 1) IN ('=', '+', '-', '@', E'\\t', E'\\r', '''') THEN '''' || {column} ELSE {column} END"
 
 
 def _copy_csv(queryset: QuerySet) -> Iterator[bytes]:
@@ -32,14 +147,16 @@ def _copy_csv(queryset: QuerySet) -> Iterator[bytes]:
         inner, params = queryset.order_by("seq").values_list(*_DB_FIELDS).query.sql_with_params()
     except EmptyResultSet:  # a filter that can match nothing (e.g. a request reference that is not a number)
         return
-    columns = [
-        "to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
-        if c == "created_at"
-        else f"COALESCE(e.{c}::text, 'null')"
-        if c in JSON_COLUMNS
-        else f"e.{field}"  # the subquery names each column after its values_list() field
-        for c, field in zip(COLUMNS, _DB_FIELDS, strict=True)
-    ]
+    columns = []
+    for c, field in zip(COLUMNS, _DB_FIELDS, strict=True):
+        if c == "created_at":  # rendered here, so it can never start a formula
+            columns.append(
+                "to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+            )
+        elif c in JSON_COLUMNS:
+            columns.append(_neutralised(f"COALESCE(e.{c}::text, 'null')"))
+        else:  # the subquery names each column after its values_list() field
+            columns.append(_neutralised(f"e.{field}::text"))
     # Column names are constants and `inner` is Django's compiled SQL; every user value stays in `params`.
     sql = f"COPY (SELECT {', '.join(columns)} FROM ({inner}) AS e ORDER BY e.seq) TO STDOUT WITH (FORMAT csv)"  # noqa: S608
     connection.ensure_connection()
@@ -62,6 +179,11 @@ def stream_csv(queryset: QuerySet, chunk_size: int = 5000) -> Iterator[str] | It
     return _python_csv(queryset, chunk_size)
 
 
+def csv_cell(value: Any) -> str:
+    """One cell of any CSV the product writes: text, never the start of a spreadsheet formula."""
+    return neutralise("" if value is None else str(value))
+
+
 def _python_csv(queryset: QuerySet, chunk_size: int) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -70,9 +192,9 @@ def _python_csv(queryset: QuerySet, chunk_size: int) -> Iterator[str]:
     for row in _rows(queryset, chunk_size):
         writer.writerow(
             [
-                json.dumps(row[c], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                csv_cell(json.dumps(row[c], sort_keys=True, separators=(",", ":"), ensure_ascii=False))
                 if c in JSON_COLUMNS
-                else ("" if row[c] is None else row[c])
+                else csv_cell(row[c])
                 for c in COLUMNS
             ]
         )
@@ -85,10 +207,10 @@ def _python_csv(queryset: QuerySet, chunk_size: int) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def stream_jsonl(queryset: QuerySet, chunk_size: int = 5000) -> Iterator[str]:
+def _jsonl(objects: Iterator[dict[str, Any]]) -> Iterator[str]:
     lines: list[str] = []
-    for row in _rows(queryset, chunk_size):
-        lines.append(json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+    for obj in objects:
+        lines.append(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
         if len(lines) >= 500:
             yield "\n".join(lines) + "\n"
             lines = []
@@ -96,9 +218,30 @@ def stream_jsonl(queryset: QuerySet, chunk_size: int = 5000) -> Iterator[str]:
         yield "\n".join(lines) + "\n"
 
 
+def stream_jsonl(queryset: QuerySet, chunk_size: int = 5000) -> Iterator[str]:
+    return _jsonl(_rows(queryset, chunk_size))
+
+
+def principal_names() -> dict[int, dict[str, str]]:
+    """Every principal's name and id for OCSF's ``user`` (one query; the catalog is small beside the trail)."""
+    return {
+        pk: {"name": display or name, "uid": external_id, "type": kind}
+        for pk, name, display, external_id, kind in Principal.objects.values_list(
+            "pk", "name", "display_name", "external_id", "kind"
+        )
+    }
+
+
+def stream_ocsf(queryset: QuerySet, chunk_size: int = 5000) -> Iterator[str]:
+    names = principal_names()
+    return _jsonl(ocsf.to_ocsf(row, names) for row in _rows(queryset, chunk_size))
+
+
 def stream(queryset: QuerySet, fmt: str) -> Iterator[str] | Iterator[bytes]:
     if fmt == "csv":
         return stream_csv(queryset)
     if fmt == "jsonl":
         return stream_jsonl(queryset)
+    if fmt == "ocsf":
+        return stream_ocsf(queryset)
     raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")

@@ -145,7 +145,11 @@ def _against_checkpoints(
                     ), lines
     lines.append(
         f"{compared} of {len(seen)} events compared with {len(found)} checkpoints"
-        + (f", {signed_ok} signatures valid" if key is not None else " (signatures not checked: no --key-file)")
+        + (
+            f", {signed_ok} signatures valid"
+            if key is not None
+            else " (signatures not checked: no --key-file)"
+        )
     )
     return v, lines
 
@@ -184,7 +188,9 @@ def verify_file(
 
 def _what_it_proves(v: chain.Verdict, manifest: dict[str, Any] | None, manifest_path: Path) -> list[str]:
     span = f"seq {v.first_seq}–{v.last_seq}" if v.rows else "no events"
-    lines = [f"{v.rows} events ({span}), each matching its hash; {v.links} links to the event before verified"]
+    lines = [
+        f"{v.rows} events ({span}), each matching its hash; {v.links} links to the event before verified"
+    ]
     if manifest is None:
         lines.append(
             f"no manifest ({manifest_path.name} not found): nothing tells whether events are missing at either "
@@ -212,7 +218,9 @@ def _what_it_proves(v: chain.Verdict, manifest: dict[str, Any] | None, manifest_
             "in S3 or check it with --checkpoints and --key-file"
         )
     else:
-        lines.append("no checkpoint covered the range yet when it was exported (one is written every 5 minutes)")
+        lines.append(
+            "no checkpoint covered the range yet when it was exported (one is written every 5 minutes)"
+        )
     return lines
 
 

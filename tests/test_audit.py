@@ -96,7 +96,12 @@ def test_every_event_gets_the_next_sequence_number():
 def test_the_database_refuses_a_second_event_with_the_same_number():
     [event] = _events(1)
     duplicate = AuditEvent(
-        seq=event.seq, created_at=event.created_at, actor_label="x", action="x", object_type="x", prev_hash="0"
+        seq=event.seq,
+        created_at=event.created_at,
+        actor_label="x",
+        action="x",
+        object_type="x",
+        prev_hash="0",
     )
     duplicate.hash = duplicate.compute_hash()
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -126,7 +131,9 @@ def test_verify_audit_finds_the_newest_events_deleted_against_the_checkpoint():
     checkpoints.write()
     with tampering() as cursor:
         cursor.execute("DELETE FROM accessrequests_auditevent WHERE seq > 3")
-    message = _verify_fails_at(4, "missing: the checkpoint recorded the chain up to seq 6; the database ends at seq 3")
+    message = _verify_fails_at(
+        4, "missing: the checkpoint recorded the chain up to seq 6; the database ends at seq 3"
+    )
     assert "checkpoints/" in message  # which checkpoint says so
 
 
@@ -306,7 +313,12 @@ def test_the_sequence_migration_numbers_existing_events_in_chain_order(vendor, t
 
     def manage(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
 
     try:
@@ -326,7 +338,9 @@ def test_the_sequence_migration_numbers_existing_events_in_chain_order(vendor, t
             " account_id, after, aws_request_ids, user_agent, prev_hash, hash)"
             " VALUES (%s, 'system', 'test.old', 'thing', %s, '', %s, '[]', '', %s, %s)"
         )
-        values = [(r["created_at"], r["object_id"], json.dumps(r["after"]), r["prev_hash"], r["hash"]) for r in rows]
+        values = [
+            (r["created_at"], r["object_id"], json.dumps(r["after"]), r["prev_hash"], r["hash"]) for r in rows
+        ]
         if vendor == "sqlite":
             import sqlite3
 

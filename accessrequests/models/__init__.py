@@ -10,7 +10,7 @@ from accessrequests.models.catalog import (
     Pipeline,
 )
 from accessrequests.models.notifications import Notification, NotificationChannel, NotificationStatus
-from accessrequests.models.ops import WorkerHeartbeat
+from accessrequests.models.ops import AuditIntegrity, WorkerHeartbeat
 from accessrequests.models.principals import IAM_KINDS, IC_KINDS, Principal, PrincipalKind
 from accessrequests.models.requests import (
     IN_FLIGHT_GRANT_STATUSES,
@@ -40,6 +40,7 @@ __all__ = [
     "AppendOnlyError",
     "ApprovalRule",
     "AuditEvent",
+    "AuditIntegrity",
     "AwsAccount",
     "Decision",
     "DecisionOutcome",

@@ -30,6 +30,9 @@ class Principal(models.Model):
 
     kind = models.CharField(max_length=16, choices=PrincipalKind.choices)
     name = models.CharField(max_length=128)
+    display_name = models.CharField(
+        max_length=256, blank=True, help_text="A person's name as Identity Center shows it (synced from AWS)."
+    )
     external_id = models.CharField(max_length=2048)
     account = models.ForeignKey(
         AwsAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="principals"
@@ -56,6 +59,11 @@ class Principal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.name}"
+
+    @property
+    def label(self) -> str:
+        """How people recognise it: an Identity Center user's display name, else the name."""
+        return self.display_name or self.name
 
     @property
     def is_iam(self) -> bool:

@@ -349,9 +349,10 @@ def _write_identity_center(read: _IdentityCenterRead) -> dict[str, Any]:
         },
     )
     principals: dict[str, int] = {}
-    people: dict[str, dict[str, str]] = {
-        PrincipalKind.IC_USER: {user.user_id: user.user_name for user in read.users},
-        PrincipalKind.IC_GROUP: {group.group_id: group.display_name for group in read.groups},
+    # (name, display name): a user signs in with the first; auditors know them by the second.
+    people: dict[str, dict[str, tuple[str, str]]] = {
+        PrincipalKind.IC_USER: {user.user_id: (user.user_name, user.display_name) for user in read.users},
+        PrincipalKind.IC_GROUP: {group.group_id: (group.display_name, "") for group in read.groups},
     }
     for kind, names in people.items():
         _add(
@@ -368,10 +369,11 @@ def _write_identity_center(read: _IdentityCenterRead) -> dict[str, Any]:
                         "kind": kind,
                         "external_id": principal_id,
                         "name": name,
+                        "display_name": display_name,
                         "identity_center_id": instance.pk,
                         "present": True,
                     }
-                    for principal_id, name in names.items()
+                    for principal_id, (name, display_name) in names.items()
                 },
             ),
         )

@@ -7,7 +7,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from accessrequests import dashboard, roles
+from accessrequests import dashboard, roles, selectors
 
 
 @login_required
@@ -17,4 +17,5 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
         raise Http404("No such page")
     context = dashboard.figures()
     context["can_act"] = roles.is_admin(request.user)
+    context["integrity"] = selectors.audit_integrity_alert()
     return render(request, "accessrequests/dashboard.html", context)

@@ -14,7 +14,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--no-s3", action="store_true", help="only the local checkpoints, even when a bucket is configured"
+            "--no-s3",
+            action="store_true",
+            help="only the local checkpoints, even when a bucket is configured",
         )
 
     def handle(self, *args, no_s3=False, **options):

@@ -1,4 +1,9 @@
-"""A gap-free sequence number on every audit event, so that a deleted event is a visible gap.
+"""An audit trail that proves it is complete.
+
+- A gap-free sequence number on every audit event, so that a deleted event is a visible gap.
+- AuditIntegrity: the outcome of the newest periodic verification (for the audit pages and /healthz).
+- Principal.display_name: Identity Center users by the name people know them by, for the access report.
+
 
 Existing events are numbered 1, 2, 3, … in id order (the order they were chained in). Their hashes do not change:
 the sequence number is not part of an event's hash. On PostgreSQL the append-only trigger (0004) is switched off
@@ -18,7 +23,9 @@ def number_existing(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     with schema_editor.connection.cursor() as cursor:
         if vendor == "postgresql":
-            cursor.execute("ALTER TABLE accessrequests_auditevent DISABLE TRIGGER gatehouse_audit_append_only")
+            cursor.execute(
+                "ALTER TABLE accessrequests_auditevent DISABLE TRIGGER gatehouse_audit_append_only"
+            )
         cursor.execute(NUMBER)
         if vendor == "postgresql":
             cursor.execute("ALTER TABLE accessrequests_auditevent ENABLE TRIGGER gatehouse_audit_append_only")
@@ -47,5 +54,32 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="auditevent",
             constraint=models.UniqueConstraint(fields=("seq",), name="accessrequests_auditevent_unique_seq"),
+        ),
+        migrations.CreateModel(
+            name="AuditIntegrity",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("checked_at", models.DateTimeField(blank=True, null=True)),
+                ("ok", models.BooleanField(default=True)),
+                ("broken_seq", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("reason", models.TextField(blank=True)),
+                ("failing_since", models.DateTimeField(blank=True, null=True)),
+                ("report", models.JSONField(blank=True, default=dict)),
+            ],
+            options={"verbose_name_plural": "audit integrity"},
+        ),
+        migrations.AddField(
+            model_name="principal",
+            name="display_name",
+            field=models.CharField(
+                blank=True,
+                help_text="A person's name as Identity Center shows it (synced from AWS).",
+                max_length=256,
+            ),
         ),
     ]
