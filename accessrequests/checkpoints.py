@@ -13,6 +13,7 @@ Names sort by sequence number: ``checkpoints/YYYY/MM/DD/<seq, 12 digits>-<HHMMSS
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -86,6 +87,10 @@ def _seq_of(name: str) -> int:
     return int(name.rsplit("/", 1)[-1].split("-", 1)[0])
 
 
+def _reader(load: Callable[[], bytes | str]) -> Callable[[], dict[str, Any]]:
+    return lambda: json.loads(load())
+
+
 def list_local() -> list[Stored]:
     root = local_dir()
     found = []
@@ -99,7 +104,7 @@ def list_local() -> list[Stored]:
                 path.relative_to(root).as_posix(),
                 seq,
                 "local",
-                lambda p=path: json.loads(p.read_text(encoding="utf-8")),
+                _reader(functools.partial(path.read_text, encoding="utf-8")),
             )
         )
     return sorted(found, key=lambda s: (s.seq, s.name))
@@ -121,7 +126,7 @@ def list_s3() -> list[Stored]:
             seq = _seq_of(name)
         except ValueError:
             continue
-        found.append(Stored(name, seq, "s3", lambda k=key: json.loads(s3.get_bytes(bucket, k))))
+        found.append(Stored(name, seq, "s3", _reader(functools.partial(s3.get_bytes, bucket, key))))
     return sorted(found, key=lambda s: (s.seq, s.name))
 
 

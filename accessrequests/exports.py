@@ -96,8 +96,9 @@ def plan(filters: dict[str, Any], fmt: str, *, through_seq: int | None = None) -
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     through = tail_seq() if through_seq is None else through_seq
-    matching = selectors.audit_events(**filters).filter(seq__lte=through)
+    matching: QuerySet[AuditEvent] = selectors.audit_events(**filters).filter(seq__lte=through)
     complete = set(filters) <= TIME_FILTERS
+    queryset: QuerySet[AuditEvent]
     if complete:
         # Clocks may step back a little; the run of sequence numbers from the first to the last matching event
         # has no holes by construction, and is what an auditor can check for completeness.

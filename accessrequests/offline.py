@@ -89,7 +89,7 @@ def _against_manifest(v: chain.Verdict, m: dict[str, Any]) -> chain.Verdict:
     complete = bool(m.get("complete"))
     count, first, last = m.get("count", 0), m.get("first_seq"), m.get("last_seq")
     if complete and count and v.rows == 0:
-        return v.broken(first, 1, f"the file has no events; the manifest lists seq {first}–{last}")
+        return v.broken(first, 1, f"the file has no events; the manifest lists seq {first}-{last}")
     if complete and last is not None and v.last_seq is not None and v.last_seq != last:
         if v.last_seq < last:
             return v.broken(
@@ -125,7 +125,7 @@ def load_checkpoints(folder: Path) -> list[dict[str, Any]]:
 def _against_checkpoints(
     v: chain.Verdict, seen: dict[int, tuple[int, str]], found: list[dict[str, Any]], key: bytes | None
 ) -> tuple[chain.Verdict, list[str]]:
-    lines = []
+    lines: list[str] = []
     signed_ok = 0
     compared = 0
     for checkpoint in found:
@@ -187,7 +187,7 @@ def verify_file(
 
 
 def _what_it_proves(v: chain.Verdict, manifest: dict[str, Any] | None, manifest_path: Path) -> list[str]:
-    span = f"seq {v.first_seq}–{v.last_seq}" if v.rows else "no events"
+    span = f"seq {v.first_seq}-{v.last_seq}" if v.rows else "no events"
     lines = [
         f"{v.rows} events ({span}), each matching its hash; {v.links} links to the event before verified"
     ]
@@ -199,7 +199,7 @@ def _what_it_proves(v: chain.Verdict, manifest: dict[str, Any] | None, manifest_
         return lines
     if manifest.get("complete"):
         lines.append(
-            f"complete for seq {manifest.get('first_seq')}–{manifest.get('last_seq')} as its manifest says "
+            f"complete for seq {manifest.get('first_seq')}-{manifest.get('last_seq')} as its manifest says "
             f"({manifest.get('count')} events, first hash {str(manifest.get('first_hash'))[:12]}…, last hash "
             f"{str(manifest.get('last_hash'))[:12]}…): no event of the range is missing, added or moved"
         )

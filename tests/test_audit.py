@@ -354,7 +354,7 @@ def test_the_sequence_migration_numbers_existing_events_in_chain_order(vendor, t
         assert migrated.returncode == 0, migrated.stderr
         verified = manage("verify_audit")
         assert verified.returncode == 0, verified.stderr
-        assert "3 events verified (seq 1–3)" in verified.stdout
+        assert "3 events verified (seq 1-3)" in verified.stdout
     finally:
         if cleanup is not None:
             admin, name = cleanup

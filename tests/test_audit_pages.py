@@ -88,8 +88,8 @@ def test_a_csv_export_verifies_offline_and_a_tampered_one_does_not(client, world
     assert AuditEvent.objects.filter(action="audit.exported", actor=auditor).exists()
     ok = verify_export(path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "OK: 3 events (seq 1–3)" in ok.stdout  # the three requests; the export itself came after
-    assert "complete for seq 1–3 as its manifest says" in ok.stdout
+    assert "OK: 3 events (seq 1-3)" in ok.stdout  # the three requests; the export itself came after
+    assert "complete for seq 1-3 as its manifest says" in ok.stdout
     tampered = tmp_path / "tampered.csv"
     tampered.write_text(path.read_text().replace("requester", "mallory", 1), encoding="utf-8")
     bad = verify_export(tampered)
@@ -119,7 +119,7 @@ def test_export_audit_command_writes_a_verifiable_file_and_its_manifest(world, t
     assert (tmp_path / "cmd.csv.manifest.json").exists()
     ok = verify_export(out)
     assert ok.returncode == 0, ok.stdout
-    assert "complete for seq 1–1" in ok.stdout
+    assert "complete for seq 1-1" in ok.stdout
     assert AuditEvent.objects.filter(action="audit.exported", actor_label="manage.py export_audit").exists()
 
 

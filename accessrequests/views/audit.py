@@ -67,7 +67,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
 
 def parse_through_seq(value: str | None) -> int | None:
     """``through_seq`` from a query string: a whole number, or absent. Raises ValueError with a clear message."""
-    if value in (None, ""):
+    if not value:
         return None
     if not value.isdigit():
         raise ValueError("through_seq must be a whole number (the last sequence number to include).")
@@ -102,14 +102,14 @@ def audit_export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttp
         },
         http_request=request,
     )
-    response = StreamingHttpResponse(export.stream(), content_type=exports.FORMATS[fmt])
-    response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    stream = StreamingHttpResponse(export.stream(), content_type=exports.FORMATS[fmt])
+    stream["Content-Disposition"] = f'attachment; filename="{export.filename}"'
     manifest_query = request.GET.copy()
     manifest_query["through_seq"] = str(export.manifest["through_seq"])
     manifest_query["manifest"] = "1"
-    response["Link"] = f'<{request.path}?{manifest_query.urlencode()}>; rel="describedby"'
-    response["X-Accel-Buffering"] = "no"  # let a proxy pass the stream through instead of buffering it
-    return response
+    stream["Link"] = f'<{request.path}?{manifest_query.urlencode()}>; rel="describedby"'
+    stream["X-Accel-Buffering"] = "no"  # let a proxy pass the stream through instead of buffering it
+    return stream
 
 
 def _report_form(request: HttpRequest) -> AccessReportForm:

@@ -42,6 +42,6 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             self.style.SUCCESS(
-                f"audit trail intact: {report.events} events verified (seq 1–{report.last_seq}){anchored}{archive}"
+                f"audit trail intact: {report.events} events verified (seq 1-{report.last_seq}){anchored}{archive}"
             )
         )
