@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -37,6 +38,28 @@ def _client_ip(http_request) -> str | None:
     if http_request is None:
         return None
     return http_request.META.get("REMOTE_ADDR") or None
+
+
+def second_factor(http_request) -> dict[str, Any]:
+    """How the person behind a web or API request last proved a second factor: allauth's record of this session
+    (method and time), or that the call came with an API token. For decisions, so an auditor can see it."""
+    if http_request is None:
+        return {"method": "none (not a web or API request)"}
+    from allauth.account.authentication import get_authentication_records
+
+    user = getattr(http_request, "user", None)
+    session = getattr(http_request, "session", None)
+    records = get_authentication_records(http_request, user) if session is not None and user else []
+    factors = [r for r in records if r.get("method") == "mfa"]
+    if factors:
+        latest = factors[-1]
+        used = {"method": str(latest.get("type", "mfa")), "at": datetime.fromtimestamp(latest["at"], UTC)}
+        if latest.get("reauthenticated"):
+            used["reauthenticated"] = True
+        return _jsonable(used)
+    if http_request.META.get("HTTP_AUTHORIZATION", "").lower().startswith("bearer "):
+        return {"method": "api token (its owner has TOTP enrolled; no second factor in the call itself)"}
+    return {"method": "none recorded in this session"}
 
 
 def record(

@@ -115,13 +115,19 @@ class Verdict:
 
 
 def verify_rows(
-    rows: Iterable[dict[str, Any]], *, contiguous: bool = True, start_seq: int | None = None
+    rows: Iterable[dict[str, Any]],
+    *,
+    contiguous: bool = True,
+    start_seq: int | None = None,
+    sorted_by_seq: bool = False,
 ) -> Verdict:
     """Check rows given in sequence order and stop at the first break.
 
     ``contiguous``: every sequence number must follow the one before (the database, a time-range export); a
     gap is a missing event. Otherwise numbers only have to increase, and links are checked where they are
     consecutive. ``start_seq``: the number the first row must have (1 means from the genesis hash).
+    ``sorted_by_seq``: the rows were sorted by their numbers (the database), so a gap can only be an absence;
+    in a file it may also be a row moved elsewhere.
     """
     v = Verdict()
     previous: dict[str, Any] | None = None
@@ -145,15 +151,13 @@ def verify_rows(
                     seq, position, f"out of order: seq {seq} comes after seq {expected - 1}"
                 )
             if seq > expected and contiguous:
+                absent = f"{seq - expected} events" if seq - expected > 1 else "an event"
                 return _count(v, position - 1, previous).broken(
                     expected,
                     position,
-                    f"missing: the sequence jumps from {expected - 1} to {seq}"
-                    + (
-                        f" ({seq - expected} events absent)"
-                        if seq - expected > 1
-                        else " (an event is absent)"
-                    ),
+                    f"missing: the sequence jumps from {expected - 1} to {seq} ({absent} absent)"
+                    if sorted_by_seq
+                    else f"the sequence jumps from {expected - 1} to {seq}: seq {expected} is missing or out of place",
                 )
         if compute_hash(canonical_of(row)) != row["hash"]:
             return _count(v, position - 1, previous).broken(

@@ -167,7 +167,7 @@ def build(
     # Check the new stretch (and its link to the previous checkpoint's event) before signing it.
     start = from_seq - 1 if prev_seq and from_seq == prev_seq + 1 else from_seq
     rows = audit.iter_chain(AuditEvent.objects.filter(seq__gte=start, seq__lte=seq))
-    verdict = chain.verify_rows(rows, start_seq=start if seq else None)
+    verdict = chain.verify_rows(rows, start_seq=start if seq else None, sorted_by_seq=True)
     if not verdict.ok:
         raise CheckpointError(f"not signing: the chain is broken at {verdict.describe_break()}")
     if previous is not None and start == prev_seq and verdict.first_hash != previous["hash"]:

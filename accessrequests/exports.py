@@ -154,6 +154,8 @@ def _copy_csv(queryset: QuerySet) -> Iterator[bytes]:
             columns.append(
                 "to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
             )
+        elif c == "ip":  # host(), not ::text, which would add the netmask ("127.0.0.1/32")
+            columns.append("host(e.ip)")
         elif c in JSON_COLUMNS:
             columns.append(_neutralised(f"COALESCE(e.{c}::text, 'null')"))
         else:  # the subquery names each column after its values_list() field

@@ -229,7 +229,7 @@ def verify_trail(*, include_s3: bool = False, all_signatures: bool = False) -> R
     """The whole check. ``include_s3``: also read checkpoints and archive objects from the bucket (when set)."""
     report = Report()
     rows = audit.iter_chain()
-    verdict = chain.verify_rows(rows, start_seq=1)
+    verdict = chain.verify_rows(rows, start_seq=1, sorted_by_seq=True)
     tail = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
     report.events = AuditEvent.objects.count()
     report.last_seq, report.last_hash = tail if tail else (0, chain.GENESIS_HASH)

@@ -107,7 +107,7 @@ def to_ocsf(row: dict[str, Any], principals: dict[int, dict[str, str]] | None = 
         "type_name": f"{class_name}: {activities.get(activity_id, 'Other')}",
         "time": _millis(row["created_at"]),
         "severity_id": _severity(action),
-        "message": f"{action} {row['object_type']} {row['object_id']}".strip(),
+        "message": f"{row['actor_label']}: {action} {row['object_type']} {row['object_id']}".strip(),
         "metadata": {
             "version": OCSF_VERSION,
             "product": PRODUCT,
@@ -125,6 +125,7 @@ def to_ocsf(row: dict[str, Any], principals: dict[int, dict[str, str]] | None = 
         event["status_id"] = 2 if failed else 1
         event["status"] = "Failure" if failed else "Success"
         event["is_mfa"] = action == "auth.mfa_failed"
+        event["service"] = {"name": "Gatehouse"}  # what was signed in to (OCSF wants it, or a dst_endpoint)
         if row.get("user_agent"):
             event["http_request"] = {"user_agent": row["user_agent"]}
     elif class_uid == 3001:
@@ -137,10 +138,13 @@ def to_ocsf(row: dict[str, Any], principals: dict[int, dict[str, str]] | None = 
         event["api"] = {"operation": action.removeprefix("api.").upper() + " " + row["object_id"]}
         event["src_endpoint"] = {"ip": row["ip"]} if row.get("ip") else {"name": "unknown"}
     else:
-        event["entity"] = {"name": row["object_type"], "uid": row["object_id"] or None}
-        if event["entity"]["uid"] is None:
-            del event["entity"]["uid"]
-        event["actor"] = {"user": _actor_user(row)}
-    if row.get("ip") and class_uid != 6003:
+        event["entity"] = {"name": row["object_type"]}
+        if row["object_id"]:
+            event["entity"]["uid"] = row["object_id"]
+        # OCSF 1.1's Entity Management has no actor: the message names who (the row in unmapped has it too).
+        event["comment"] = f"by {row['actor_label']}"
+    if row.get("ip") and class_uid in (3001, 3002):
         event["src_endpoint"] = {"ip": row["ip"]}
+    if class_uid == 3001:
+        event["actor"] = {"user": _actor_user(row)}
     return event

@@ -203,10 +203,10 @@ def totp_code(secret: str) -> str:
     return format_hotp_value(hotp_value(secret, counter))
 
 
-def verify_export(path: Path) -> subprocess.CompletedProcess:
+def verify_export(path: Path, *options: str) -> subprocess.CompletedProcess:
     """The documented offline check, run as a user would: `python -m accessrequests.chain verify FILE`."""
     return subprocess.run(
-        [sys.executable, "-m", "accessrequests.chain", "verify", str(path)],
+        [sys.executable, "-m", "accessrequests.chain", "verify", str(path), *options],
         cwd=ROOT,
         capture_output=True,
         text=True,

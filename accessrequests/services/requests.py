@@ -229,12 +229,29 @@ def _snapshot(req: AccessRequest) -> dict[str, Any]:
         "account": req.account.account_id,
         "statements": req.statements,
         "duration_hours": req.duration_hours,
+        # What an auditor asks first: why, and under which ticket.
+        "justification": req.justification,
+        "ticket": req.ticket,
     }
 
 
 def _audit(
-    req: AccessRequest, action: str, *, actor, before=None, http_request=None, actor_label=None
+    req: AccessRequest,
+    action: str,
+    *,
+    actor,
+    before=None,
+    http_request=None,
+    actor_label=None,
+    decision: Decision | None = None,
 ) -> None:
+    after = _snapshot(req)
+    if decision is not None:
+        after["decision"] = {
+            "outcome": decision.outcome,
+            "comment": decision.comment,
+            "second_factor": audit.second_factor(http_request),
+        }
     audit.record(
         action=action,
         object_type="access_request",
@@ -245,7 +262,7 @@ def _audit(
         principal_id=req.principal_id,
         account_id=req.account.account_id,
         before=before,
-        after=_snapshot(req),
+        after=after,
         http_request=http_request,
     )
 
@@ -306,7 +323,7 @@ def _locked(request_id: int) -> AccessRequest:
     return AccessRequest.objects.select_for_update().select_related("principal", "account").get(pk=request_id)
 
 
-def _record_decision(request_id: int, reviewer, outcome: str, comment: str) -> AccessRequest:
+def _record_decision(request_id: int, reviewer, outcome: str, comment: str) -> tuple[AccessRequest, Decision]:
     """Lock the request, check the reviewer may decide it, and store their one decision (the database refuses
     a second one from the same reviewer, which is what a double-click or a replayed POST would be)."""
     req = _locked(request_id)
@@ -315,21 +332,21 @@ def _record_decision(request_id: int, reviewer, outcome: str, comment: str) -> A
         raise RequestError(reason)
     try:
         with transaction.atomic():
-            Decision.objects.create(
+            decision = Decision.objects.create(
                 request=req, reviewer=reviewer, outcome=outcome, comment=comment.strip()[:2000]
             )
     except IntegrityError:
         raise RequestError("You have already decided this request.") from None
-    return req
+    return req, decision
 
 
 def request_approve(*, request_id: int, reviewer, comment: str = "", http_request=None) -> AccessRequest:
     """Record one approval; the last one needed approves the request and creates its grant."""
     with transaction.atomic():
-        req = _record_decision(request_id, reviewer, DecisionOutcome.APPROVE, comment)
+        req, decision = _record_decision(request_id, reviewer, DecisionOutcome.APPROVE, comment)
         before = _snapshot(req)
         approvals = req.decisions.filter(outcome=DecisionOutcome.APPROVE).count()
-        _audit(req, "request.approval_recorded", actor=reviewer, http_request=http_request)
+        _audit(req, "request.approval_recorded", actor=reviewer, http_request=http_request, decision=decision)
         if approvals >= req.approvals_required:
             updated = AccessRequest.objects.filter(pk=req.pk, status=RequestStatus.PENDING).update(
                 status=RequestStatus.APPROVED, decided_at=timezone.now()
@@ -348,13 +365,15 @@ def request_deny(*, request_id: int, reviewer, comment: str = "", http_request=N
     if not comment.strip():
         raise RequestError("Say why you deny it, so the requester can ask again better.")
     with transaction.atomic():
-        req = _record_decision(request_id, reviewer, DecisionOutcome.DENY, comment)
+        req, decision = _record_decision(request_id, reviewer, DecisionOutcome.DENY, comment)
         before = _snapshot(req)
         AccessRequest.objects.filter(pk=req.pk, status=RequestStatus.PENDING).update(
             status=RequestStatus.DENIED, decided_at=timezone.now()
         )
         req.refresh_from_db()
-        _audit(req, "request.denied", actor=reviewer, before=before, http_request=http_request)
+        _audit(
+            req, "request.denied", actor=reviewer, before=before, http_request=http_request, decision=decision
+        )
         notify.on_request_decided(req)
     return req
 
