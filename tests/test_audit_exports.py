@@ -109,7 +109,7 @@ def test_a_removed_last_row_is_broken_against_the_manifest(csv_export):
 
 def test_an_added_row_is_broken_at_its_position(csv_export):
     header, rows = _lines(csv_export)
-    _rewrite(csv_export, header, rows[:4] + [rows[1]] + rows[4:])  # a copy of an earlier row slipped in
+    _rewrite(csv_export, header, [*rows[:4], rows[1], *rows[4:]])  # a copy of an earlier row slipped in
     bad = verify_export(csv_export)
     assert "BROKEN at seq 2 (row 5): out of order: seq 2 comes after seq 4" in bad.stdout
 
@@ -318,7 +318,7 @@ def test_events_carry_the_justification_ticket_comment_and_second_factor(client,
     assert "Checked with OPS" in body and "OPS-42" in body
 
 
-def _ic_grant(world) -> tuple[Grant, Principal, PermissionSet]:
+def _ic_grant(world) -> Grant:
     center = IdentityCenter.objects.create(
         instance_arn="arn:aws:sso:::instance/ssoins-1", identity_store_id="d-1", region="us-east-1"
     )
@@ -337,7 +337,7 @@ def _ic_grant(world) -> tuple[Grant, Principal, PermissionSet]:
         principal=person, kind=RequestKind.PERMISSION_SET, permission_set=pset, pipelines=[], level=""
     )
     request_approve(request_id=req.pk, reviewer=world.approver)
-    return Grant.objects.get(request=req), person, pset
+    return Grant.objects.get(request=req)
 
 
 def test_the_access_report_lists_who_can_use_each_grant(client, world, auditor):
@@ -346,7 +346,7 @@ def test_the_access_report_lists_who_can_use_each_grant(client, world, auditor):
         kind=RequestKind.CROSS_ACCOUNT, trusted_principal_arn=outside, level=AccessLevel.VIEWER
     )
     request_approve(request_id=cross.pk, reviewer=world.approver, comment="vendor release")
-    ic_grant, person, pset = _ic_grant(world)
+    ic_grant = _ic_grant(world)
     ended = world.submit()
     request_approve(request_id=ended.pk, reviewer=world.approver)
     now = timezone.now()
