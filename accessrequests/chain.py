@@ -151,7 +151,7 @@ def verify_rows(
                     seq, position, f"out of order: seq {seq} comes after seq {expected - 1}"
                 )
             if seq > expected and contiguous:
-                absent = f"{seq - expected} events" if seq - expected > 1 else "an event"
+                absent = f"{seq - expected} event{'s' if seq - expected > 1 else ''}"
                 return _count(v, position - 1, previous).broken(
                     expected,
                     position,

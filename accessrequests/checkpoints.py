@@ -8,7 +8,7 @@ set) an S3 object locked in compliance mode for ``GATEHOUSE_AUDIT_RETENTION_DAYS
 (and recomputes every hash after an edit, or deletes the newest events) cannot make it agree with the checkpoints
 written before; ``integrity.verify_trail`` compares them.
 
-Names sort by sequence number: ``checkpoints/YYYY/MM/DD/<seq, 12 digits>-<HHMMSS>Z.json``.
+Names sort by sequence number: ``checkpoints/YYYY/MM/DD/<seq, 12 digits>-<HHMMSS.microseconds>Z.json``.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def s3_prefix() -> str:
 
 def name_for(checkpoint: dict[str, Any]) -> str:
     created = datetime.fromisoformat(checkpoint["created_at"])
-    return f"{FOLDER}/{created:%Y/%m/%d}/{int(checkpoint['seq']):012d}-{created:%H%M%S}Z.json"
+    return f"{FOLDER}/{created:%Y/%m/%d}/{int(checkpoint['seq']):012d}-{created:%H%M%S.%f}Z.json"
 
 
 def _seq_of(name: str) -> int:

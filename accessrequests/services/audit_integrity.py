@@ -2,8 +2,8 @@
 
 Beat runs ``audit_integrity_check`` every 15 minutes. When the trail verifies, the state says so. When it does not,
 the state turns red (the audit pages show a banner, the API a header, /healthz a failing ``audit`` field), and an
-``audit.integrity_failed`` event is recorded and mailed to admins and auditors — once per distinct failure, not
-every 15 minutes. When it verifies again (say after a restore), ``audit.integrity_restored`` is recorded.
+``audit.integrity_failed`` event is recorded and mailed to admins and auditors — once per first broken sequence
+number, not every 15 minutes. When it verifies again (say after a restore), ``audit.integrity_restored`` is recorded.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def audit_integrity_check() -> dict[str, Any]:
                     after={"last_seq": report.last_seq, "checked_at": now},
                 )
             return summary
-        reason = str(first)
+        reason = f"{first.reason} [{first.where}]"  # the page shows the number beside it
         AuditIntegrity.objects.filter(pk=state.pk).update(
             ok=False,
             checked_at=now,
@@ -47,7 +47,9 @@ def audit_integrity_check() -> dict[str, Any]:
             failing_since=state.failing_since or now,
             report=summary,
         )
-        if state.ok or (state.broken_seq, state.reason) != (first.seq, reason):
+        # One incident per first broken number: the wording may change between runs (our own failure event
+        # can take the number of a deleted one), the incident does not.
+        if state.ok or state.broken_seq != first.seq:
             event = audit.record(
                 action="audit.integrity_failed",
                 object_type="audit_trail",
