@@ -360,3 +360,30 @@ def test_the_sequence_migration_numbers_existing_events_in_chain_order(vendor, t
             admin, name = cleanup
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             admin.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_verify_audit_exits_1_on_the_command_line(settings):
+    """As an operator runs it: the process's exit status, not only the exception call_command raises."""
+    from tests.conftest import database_url_for_subprocess
+
+    _events(6)
+    checkpoints.write()
+    with tampering() as cursor:
+        cursor.execute("DELETE FROM accessrequests_auditevent WHERE seq > 4")
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_subprocess(),
+        "DEBUG": "1",
+        "GATEHOUSE_AUDIT_CHECKPOINT_DIR": str(settings.GATEHOUSE_AUDIT_CHECKPOINT_DIR),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "verify_audit"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "audit trail broken at seq 5: missing" in result.stderr

@@ -107,14 +107,14 @@ class AuditExportView(GatehouseAPIView):
             actor=request.user,
             after={
                 "format": fmt,
-                "filters": export.manifest["filters"],
-                "through_seq": export.manifest["through_seq"],
+                "filters": export.filters,
+                "through_seq": export.through_seq,
                 "via": "api",
             },
         )
         response = StreamingHttpResponse(export.stream(), content_type=exports.FORMATS[fmt])
         response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
-        response["X-Gatehouse-Through-Seq"] = str(export.manifest["through_seq"])
+        response["X-Gatehouse-Through-Seq"] = str(export.through_seq)
         return _flag_integrity(response)
 
     def finalize_response(self, request, response, *args, **kwargs):

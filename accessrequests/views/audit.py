@@ -97,15 +97,15 @@ def audit_export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttp
         actor=request.user,
         after={
             "format": fmt,
-            "filters": export.manifest["filters"],
-            "through_seq": export.manifest["through_seq"],
+            "filters": export.filters,
+            "through_seq": export.through_seq,
         },
         http_request=request,
     )
     stream = StreamingHttpResponse(export.stream(), content_type=exports.FORMATS[fmt])
     stream["Content-Disposition"] = f'attachment; filename="{export.filename}"'
     manifest_query = request.GET.copy()
-    manifest_query["through_seq"] = str(export.manifest["through_seq"])
+    manifest_query["through_seq"] = str(export.through_seq)
     manifest_query["manifest"] = "1"
     stream["Link"] = f'<{request.path}?{manifest_query.urlencode()}>; rel="describedby"'
     stream["X-Accel-Buffering"] = "no"  # let a proxy pass the stream through instead of buffering it

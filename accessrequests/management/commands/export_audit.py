@@ -54,8 +54,8 @@ class Command(BaseCommand):
             actor_label="manage.py export_audit",
             after={
                 "format": format,
-                "filters": export.manifest["filters"],
-                "through_seq": export.manifest["through_seq"],
+                "filters": export.filters,
+                "through_seq": export.through_seq,
             },
         )
         if output:
