@@ -69,7 +69,13 @@ def _audit(db_ok: bool) -> dict:
     state = AuditIntegrity.current()
     if state is None or state.checked_at is None:
         return {"ok": None, "checked_at": None, "detail": "not verified yet (beat verifies every 15 minutes)"}
-    body: dict = {"ok": state.ok, "checked_at": state.checked_at.isoformat()}
+    newest = (state.report or {}).get("newest_checkpoint") or {}
+    body: dict = {
+        "ok": state.ok,
+        "checked_at": state.checked_at.isoformat(),
+        # None means no checkpoint was ever written: the worker lacks GATEHOUSE_AUDIT_CHECKPOINT_KEY, or beat is off.
+        "newest_checkpoint_at": newest.get("created_at"),
+    }
     if not state.ok:
         body.update(broken_seq=state.broken_seq, reason=state.reason, failing_since=state.failing_since)
     return body

@@ -72,6 +72,7 @@ def test_a_break_shows_on_the_audit_pages_the_api_and_healthz(client, people):
     assert healthy["audit"]["ok"] is None  # not verified yet
     tasks.verify_audit_trail()
     assert client.get("/healthz").json()["audit"]["ok"] is True
+    assert client.get("/healthz").json()["audit"]["newest_checkpoint_at"] is None  # none written yet
 
     _break_the_tail()
     tasks.verify_audit_trail()
@@ -87,6 +88,7 @@ def test_a_break_shows_on_the_audit_pages_the_api_and_healthz(client, people):
     health = client.get("/healthz")
     body = health.json()
     assert body["audit"]["ok"] is False and body["audit"]["broken_seq"] == 5
+    assert body["audit"]["newest_checkpoint_at"] is not None
     # A broken trail is an incident for people, not an outage for the load balancer (see portal/health.py).
     assert health.status_code == (200 if body["status"] == "healthy" else 503)
 
