@@ -118,6 +118,15 @@ def tail_seq() -> int:
     return AuditEvent.objects.aggregate(m=Max("seq"))["m"] or 0
 
 
+def parse_through_seq(value: str | None) -> int | None:
+    """``through_seq`` from a query string: a whole number, or absent. Raises ValueError with a clear message."""
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ValueError("through_seq must be a whole number (the last sequence number to include).")
+    return min(int(value), tail_seq())
+
+
 def plan(filters: dict[str, Any], fmt: str, *, through_seq: int | None = None) -> Export:
     """The export of the events matching ``filters`` up to ``through_seq`` (default: the tail now)."""
     if fmt not in FORMATS:

@@ -194,3 +194,13 @@ def test_a_filter_that_can_match_nothing_exports_just_the_header(client, world, 
     body = _export(client, "csv", request_ref="GH-abc")
     assert body.splitlines() == [body.splitlines()[0]]
     assert body.startswith("id,seq,created_at,")
+
+
+def test_a_bad_through_seq_gets_a_clear_message(client, auditor):
+    client.force_login(auditor)
+    response = client.get(reverse("audit_export", args=["csv"]), {"through_seq": "last"})
+    assert response.status_code == 400
+    assert b"through_seq must be a whole number" in response.content
+    api = client.get(reverse("api_audit_export"), {"file_format": "csv", "through_seq": "-3"})
+    assert api.status_code == 400
+    assert "through_seq must be a whole number" in api.content.decode()

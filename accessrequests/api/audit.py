@@ -15,7 +15,6 @@ from accessrequests import audit, exports, roles, selectors
 from accessrequests.api import serializers as s
 from accessrequests.api.base import ERRORS, GatehouseAPIView, page, strict_query
 from accessrequests.forms import AuditFilterForm
-from accessrequests.views.audit import parse_through_seq
 
 
 def _auditors_only(request: Request) -> None:
@@ -92,7 +91,7 @@ class AuditExportView(GatehouseAPIView):
         if fmt not in exports.FORMATS:
             raise ValidationError({"file_format": [f"One of: {', '.join(exports.FORMATS)}."]})
         try:
-            through = parse_through_seq(request.query_params.get("through_seq"))
+            through = exports.parse_through_seq(request.query_params.get("through_seq"))
         except ValueError as exc:
             raise ValidationError({"through_seq": [str(exc)]}) from None
         filters, _ = _audit_qs(request)

@@ -65,15 +65,6 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     )
 
 
-def parse_through_seq(value: str | None) -> int | None:
-    """``through_seq`` from a query string: a whole number, or absent. Raises ValueError with a clear message."""
-    if not value:
-        return None
-    if not value.isdigit():
-        raise ValueError("through_seq must be a whole number (the last sequence number to include).")
-    return min(int(value), exports.tail_seq())
-
-
 @auditor_required
 def audit_export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttpResponse:
     if fmt not in exports.FORMATS:
@@ -82,7 +73,7 @@ def audit_export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttp
     if form.is_bound and form.errors:
         return _bad_request("Fix the filters first: " + form.errors.as_text())
     try:
-        through = parse_through_seq(request.GET.get("through_seq"))
+        through = exports.parse_through_seq(request.GET.get("through_seq"))
     except ValueError as exc:
         return _bad_request(str(exc))
     export = exports.plan(filters, fmt, through_seq=through)
