@@ -175,8 +175,13 @@ def _copy_csv(queryset: QuerySet) -> Iterator[bytes]:
             )
         elif c == "ip":  # host(), not ::text, which would add the netmask ("127.0.0.1/32")
             columns.append("host(e.ip)")
-        elif c in JSON_COLUMNS:
-            columns.append(_neutralised(f"COALESCE(e.{c}::text, 'null')"))
+        elif (
+            c in JSON_COLUMNS
+        ):  # only a bare number can start with '-'; anything else starts with { [ " t f n
+            columns.append(
+                f"CASE jsonb_typeof(e.{c}) WHEN 'number' THEN {_neutralised(f'e.{c}::text')} "
+                f"ELSE COALESCE(e.{c}::text, 'null') END"
+            )
         elif c in INT_COLUMNS:  # only a minus sign can start a number; the subquery names columns by field
             columns.append(f"CASE WHEN e.{field} < 0 THEN '''' || e.{field} ELSE e.{field}::text END")
         else:

@@ -192,6 +192,10 @@ def test_every_csv_the_product_writes_neutralises_formulas(client, world, audito
     for req in requests:
         request_approve(request_id=req.pk, reviewer=world.approver, comment=FORMULAS[0])
     Grant.objects.update(status=GrantStatus.ACTIVE, applied_at=timezone.now())
+    # Numbers can start with a minus too: a bare JSON number and a negative id.
+    from accessrequests import audit
+
+    audit.record(action="test.numbers", object_type="thing", request_id=-7, after=-1, before="=1+1")
     client.force_login(auditor)
 
     written: dict[str, str] = {}
@@ -223,6 +227,7 @@ def test_every_csv_the_product_writes_neutralises_formulas(client, world, audito
     for formula in FORMULAS:
         assert "'" + formula in audit_cells
     assert "'+cmd" in _cells(written["access report"])
+    assert "'-7" in audit_cells and "'-1" in audit_cells
     # ... and the exports still verify, hashing the original values.
     assert verify_export(out).returncode == 0
     web_file = tmp_path / "web.csv"
