@@ -2,8 +2,9 @@
 
 ``record`` is called inside the same transaction as the change it describes, so an event exists exactly when
 the change does. Writers are serialised while they read the chain's tail and append to it, so concurrent
-writers can never fork the chain: PostgreSQL takes a transaction-scoped advisory lock; SQLite's IMMEDIATE
-transactions (see settings) already admit one writer at a time.
+writers can never fork the chain nor take the same sequence number: PostgreSQL takes a transaction-scoped
+advisory lock; SQLite's IMMEDIATE transactions (see settings) already admit one writer at a time. The unique
+constraint on ``seq`` is the last line: a writer that somehow skipped the lock fails instead of forking.
 """
 
 from __future__ import annotations
@@ -61,8 +62,10 @@ def record(
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_AUDIT_LOCK_KEY])
-        tail = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
+        tail = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+        seq, prev_hash = tail if tail else (0, GENESIS_HASH)
         event = AuditEvent(
+            seq=seq + 1,
             created_at=timezone.now(),
             actor=actor,
             actor_label=label[:200],
@@ -79,19 +82,21 @@ def record(
             user_agent=(http_request.META.get("HTTP_USER_AGENT", "") if http_request is not None else "")[
                 :400
             ],
-            prev_hash=tail or GENESIS_HASH,
+            prev_hash=prev_hash,
         )
         event.hash = event.compute_hash()
         event.save()
     return event
 
 
-def verify_database(queryset=None) -> chain.Verdict:
-    """Walk the whole chain (or a queryset of it) in id order."""
-    return chain.verify_rows(iter_canonical(queryset), from_genesis=queryset is None)
+# The columns of a row as the chain hashes them (``seq`` and ``hash`` ride along), read without model instances.
+CHAIN_FIELDS = tuple("actor" if c == "actor_id" else c for c in chain.COLUMNS)
 
 
-def iter_canonical(queryset=None, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
+def iter_chain(queryset=None, chunk_size: int = 5000) -> Iterator[dict[str, Any]]:
+    """Rows in sequence order as plain dicts, the shape ``chain.verify_rows`` and the exports read."""
     queryset = queryset if queryset is not None else AuditEvent.objects.all()
-    for event in queryset.order_by("id").iterator(chunk_size=chunk_size):
-        yield {"id": event.pk, "hash": event.hash, **event.canonical()}
+    for values in queryset.order_by("seq").values_list(*CHAIN_FIELDS).iterator(chunk_size=chunk_size):
+        row = dict(zip(chain.COLUMNS, values, strict=True))
+        row["created_at"] = row["created_at"].isoformat()
+        yield row

@@ -1,33 +1,162 @@
-"""Streaming exports of the audit trail as CSV or JSON Lines, chain hashes included.
+"""Streaming exports of the audit trail as CSV, JSON Lines or OCSF JSON Lines, chain hashes included, each with a
+manifest.
 
-Rows are read in id order through a server-side cursor in chunks (``iterator``) and written one line at a
+Rows are read in sequence order through a server-side cursor in chunks (``iterator``) and written one line at a
 time, so memory stays flat whatever the size of the export and the download starts with the first chunk.
-Every exported row can be verified offline with ``python -m accessrequests.chain verify FILE``.
+
+The manifest travels as a file beside the export, ``<export file>.manifest.json``: the command writes both, and the
+web page and the API offer it at the same address with ``manifest=1``. Both are computed from a fixed upper
+sequence number (``through_seq``, the chain's tail when the page was shown), so the export and its manifest
+describe exactly the same events even while the trail grows. A time range is widened to the contiguous run of
+sequence numbers it spans, so a time-range export is complete for its range; any other filter makes it partial.
+``python -m accessrequests.chain verify FILE`` checks an export against its manifest offline.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, Max, Min, QuerySet
+from django.utils import timezone
 
-from accessrequests.chain import COLUMNS, JSON_COLUMNS
+from accessrequests import checkpoints, ocsf, selectors
+from accessrequests.audit import CHAIN_FIELDS as _DB_FIELDS
+from accessrequests.audit import iter_chain as _rows
+from accessrequests.chain import COLUMNS, FORMULA_STARTS, JSON_COLUMNS, neutralise
+from accessrequests.models import AuditEvent, Principal
 
-FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
-_DB_FIELDS = tuple("actor" if c == "actor_id" else c for c in COLUMNS)
+FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson", "ocsf": "application/x-ndjson"}
+EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "ocsf": "ocsf.jsonl"}
+TIME_FILTERS = frozenset({"since", "until"})
 
 
-def _rows(queryset: QuerySet, chunk_size: int) -> Iterator[dict[str, Any]]:
-    for values in queryset.order_by("id").values_list(*_DB_FIELDS).iterator(chunk_size=chunk_size):
-        row = dict(zip(COLUMNS, values, strict=True))
-        row["created_at"] = row["created_at"].isoformat()
-        yield row
+@dataclass
+class Export:
+    """What one export holds: a queryset bounded by sequence numbers, and the manifest that describes it (counted
+    only when asked for: the stream itself needs neither the count nor the hashes at its ends)."""
+
+    queryset: QuerySet[AuditEvent]
+    fmt: str
+    filters: dict[str, str]
+    through_seq: int
+    complete: bool
+
+    @property
+    def filename(self) -> str:
+        tag = hashlib.sha256(json.dumps(self.filters, sort_keys=True).encode()).hexdigest()[:8]
+        return f"gatehouse-audit-{self.through_seq}-{tag}.{EXTENSIONS[self.fmt]}"
+
+    @property
+    def manifest_filename(self) -> str:
+        return self.filename + ".manifest.json"
+
+    @functools.cached_property
+    def manifest(self) -> dict[str, Any]:
+        summary = summarise(self.queryset)
+        return {
+            "format": "gatehouse-audit-export",
+            "version": 1,
+            "file": self.filename,
+            "file_format": self.fmt,
+            "generated_at": timezone.now().isoformat(),
+            "filters": self.filters,
+            "through_seq": self.through_seq,
+            "complete": self.complete,
+            "complete_means": (
+                "every event with a sequence number from first_seq to last_seq is in the file"
+                if self.complete
+                else "a filtered selection: events of the range that do not match the filters are left out"
+            ),
+            **summary,
+            "checkpoint": covering_checkpoint(summary["last_seq"]),
+            "csv_cells": f"cells starting with {' '.join(repr(c) for c in FORMULA_STARTS)} or a quote get a "
+            "leading quote; the verifier strips one before hashing",
+        }
+
+    def manifest_json(self) -> str:
+        return json.dumps(self.manifest, indent=2, ensure_ascii=False) + "\n"
+
+    def stream(self) -> Iterator[str] | Iterator[bytes]:
+        return stream(self.queryset, self.fmt)
+
+
+def summarise(queryset: QuerySet[AuditEvent]) -> dict[str, Any]:
+    """Count, sequence range, and the hashes at both ends (one aggregate, two lookups by the unique number)."""
+    summary: dict[str, Any] = queryset.aggregate(count=Count("pk"), first_seq=Min("seq"), last_seq=Max("seq"))
+    first = AuditEvent.objects.filter(seq=summary["first_seq"]).values("hash", "prev_hash").first()
+    last = AuditEvent.objects.filter(seq=summary["last_seq"]).values("hash").first()
+    summary["first_hash"] = first["hash"] if first else None
+    summary["first_prev_hash"] = first["prev_hash"] if first else None
+    summary["last_hash"] = last["hash"] if last else None
+    return summary
+
+
+def covering_checkpoint(last_seq: int | None) -> dict[str, Any] | None:
+    """The earliest local checkpoint that includes ``last_seq`` (its list of hashes names every exported event of
+    its stretch), without its hash list."""
+    if last_seq is None:
+        return None
+    for stored in checkpoints.list_local():
+        if stored.seq >= last_seq:
+            try:
+                return checkpoints.public_view(stored.load()) | {"name": stored.name}
+            except checkpoints.CheckpointError:
+                continue
+    return None
+
+
+def tail_seq() -> int:
+    return AuditEvent.objects.aggregate(m=Max("seq"))["m"] or 0
+
+
+def parse_through_seq(value: str | None) -> int | None:
+    """``through_seq`` from a query string: a whole number, or absent. Raises ValueError with a clear message."""
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ValueError("through_seq must be a whole number (the last sequence number to include).")
+    return min(int(value), tail_seq())
+
+
+def plan(filters: dict[str, Any], fmt: str, *, through_seq: int | None = None) -> Export:
+    """The export of the events matching ``filters`` up to ``through_seq`` (default: the tail now)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    through = tail_seq() if through_seq is None else through_seq
+    matching: QuerySet[AuditEvent] = selectors.audit_events(**filters).filter(seq__lte=through)
+    complete = set(filters) <= TIME_FILTERS
+    queryset: QuerySet[AuditEvent]
+    if complete:
+        # Clocks may step back a little; the run of sequence numbers from the first to the last matching event
+        # has no holes by construction, and is what an auditor can check for completeness.
+        bounds = matching.aggregate(first=Min("seq"), last=Max("seq"))
+        queryset = (
+            AuditEvent.objects.filter(seq__gte=bounds["first"], seq__lte=bounds["last"])
+            if bounds["first"] is not None
+            else AuditEvent.objects.none()
+        )
+    else:
+        queryset = matching
+    shown = {k: (v.isoformat() if hasattr(v, "isoformat") else str(v)) for k, v in sorted(filters.items())}
+    return Export(queryset, fmt, shown, through, complete)
+
+
+def _neutralised(text: str) -> str:
+    """The SQL twin of ``chain.neutralise`` for the COPY path: the same rule, applied by PostgreSQL. ascii() of the
+    first character is the cheapest test (left() and a regex cost twice as much at a million rows)."""
+    return f"CASE WHEN ascii({text}) IN (61, 43, 45, 64, 9, 13, 39) THEN '''' || {text} ELSE {text} END"
+
+
+INT_COLUMNS = frozenset({"id", "seq", "actor_id", "request_id", "principal_id"})
 
 
 def _copy_csv(queryset: QuerySet) -> Iterator[bytes]:
@@ -35,37 +164,53 @@ def _copy_csv(queryset: QuerySet) -> Iterator[bytes]:
     still streamed block by block. The filters are the same Django queryset, compiled to SQL."""
     yield (",".join(COLUMNS) + "\r\n").encode()
     try:
-        inner, params = queryset.order_by("id").values_list(*_DB_FIELDS).query.sql_with_params()
+        inner, params = queryset.order_by("seq").values_list(*_DB_FIELDS).query.sql_with_params()
     except EmptyResultSet:  # a filter that can match nothing (e.g. a request reference that is not a number)
         return
-    columns = [
-        "to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
-        if c == "created_at"
-        else f"COALESCE(e.{c}::text, 'null')"
-        if c in JSON_COLUMNS
-        else f"e.{field}"  # the subquery names each column after its values_list() field
-        for c, field in zip(COLUMNS, _DB_FIELDS, strict=True)
-    ]
+    columns = []
+    for c, field in zip(COLUMNS, _DB_FIELDS, strict=True):
+        if c == "created_at":  # rendered here, so it can never start a formula
+            columns.append(
+                "to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+            )
+        elif c == "ip":  # host(), not ::text, which would add the netmask ("127.0.0.1/32")
+            columns.append("host(e.ip)")
+        elif (
+            c in JSON_COLUMNS
+        ):  # only a bare number can start with '-'; anything else starts with { [ " t f n
+            columns.append(
+                f"CASE jsonb_typeof(e.{c}) WHEN 'number' THEN {_neutralised(f'e.{c}::text')} "
+                f"ELSE COALESCE(e.{c}::text, 'null') END"
+            )
+        elif c in INT_COLUMNS:  # only a minus sign can start a number; the subquery names columns by field
+            columns.append(f"CASE WHEN e.{field} < 0 THEN '''' || e.{field} ELSE e.{field}::text END")
+        else:
+            columns.append(_neutralised(f"e.{field}"))
     # Column names are constants and `inner` is Django's compiled SQL; every user value stays in `params`.
-    sql = f"COPY (SELECT {', '.join(columns)} FROM ({inner}) AS e ORDER BY e.id) TO STDOUT WITH (FORMAT csv)"  # noqa: S608
+    sql = f"COPY (SELECT {', '.join(columns)} FROM ({inner}) AS e ORDER BY e.seq) TO STDOUT WITH (FORMAT csv)"  # noqa: S608
     connection.ensure_connection()
-    pending: list[bytes] = []
-    size = 0
+    # libpq hands COPY data over one row at a time: gather rows into one buffer (no bytes object per row) and
+    # write a megabyte at a time, so the WSGI server makes few, large writes.
+    pending = bytearray()
     with connection.connection.cursor() as cursor, cursor.copy(sql, params) as copy:
         for block in copy:
-            pending.append(bytes(block))
-            size += len(block)
-            if size >= 1 << 16:
-                yield b"".join(pending)
-                pending, size = [], 0
+            pending += block
+            if len(pending) >= 1 << 20:
+                yield bytes(pending)
+                pending.clear()
     if pending:
-        yield b"".join(pending)
+        yield bytes(pending)
 
 
 def stream_csv(queryset: QuerySet, chunk_size: int = 5000) -> Iterator[str] | Iterator[bytes]:
     if connection.vendor == "postgresql":
         return _copy_csv(queryset)
     return _python_csv(queryset, chunk_size)
+
+
+def csv_cell(value: Any) -> str:
+    """One cell of any CSV the product writes: text, never the start of a spreadsheet formula."""
+    return neutralise("" if value is None else str(value))
 
 
 def _python_csv(queryset: QuerySet, chunk_size: int) -> Iterator[str]:
@@ -76,9 +221,9 @@ def _python_csv(queryset: QuerySet, chunk_size: int) -> Iterator[str]:
     for row in _rows(queryset, chunk_size):
         writer.writerow(
             [
-                json.dumps(row[c], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                csv_cell(json.dumps(row[c], sort_keys=True, separators=(",", ":"), ensure_ascii=False))
                 if c in JSON_COLUMNS
-                else ("" if row[c] is None else row[c])
+                else csv_cell(row[c])
                 for c in COLUMNS
             ]
         )
@@ -91,10 +236,10 @@ def _python_csv(queryset: QuerySet, chunk_size: int) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def stream_jsonl(queryset: QuerySet, chunk_size: int = 5000) -> Iterator[str]:
+def _jsonl(objects: Iterator[dict[str, Any]]) -> Iterator[str]:
     lines: list[str] = []
-    for row in _rows(queryset, chunk_size):
-        lines.append(json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+    for obj in objects:
+        lines.append(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
         if len(lines) >= 500:
             yield "\n".join(lines) + "\n"
             lines = []
@@ -102,9 +247,30 @@ def stream_jsonl(queryset: QuerySet, chunk_size: int = 5000) -> Iterator[str]:
         yield "\n".join(lines) + "\n"
 
 
+def stream_jsonl(queryset: QuerySet, chunk_size: int = 5000) -> Iterator[str]:
+    return _jsonl(_rows(queryset, chunk_size))
+
+
+def principal_names() -> dict[int, dict[str, str]]:
+    """Every principal's name and id for OCSF's ``user`` (one query; the catalog is small beside the trail)."""
+    return {
+        pk: {"name": display or name, "uid": external_id, "type": kind}
+        for pk, name, display, external_id, kind in Principal.objects.values_list(
+            "pk", "name", "display_name", "external_id", "kind"
+        )
+    }
+
+
+def stream_ocsf(queryset: QuerySet, chunk_size: int = 5000) -> Iterator[str]:
+    names = principal_names()
+    return _jsonl(ocsf.to_ocsf(row, names) for row in _rows(queryset, chunk_size))
+
+
 def stream(queryset: QuerySet, fmt: str) -> Iterator[str] | Iterator[bytes]:
     if fmt == "csv":
         return stream_csv(queryset)
     if fmt == "jsonl":
         return stream_jsonl(queryset)
+    if fmt == "ocsf":
+        return stream_ocsf(queryset)
     raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")

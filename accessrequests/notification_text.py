@@ -180,3 +180,25 @@ def slack_decided(req: AccessRequest) -> str:
     return (
         f"*{req.reference}* was {verb} ({slack_escape(_access(req))}) by {who}.\n<{request_url(req)}|Open it>"
     )
+
+
+def integrity_failed(finding: dict) -> tuple[str, str]:
+    """To admins and auditors when the periodic verification finds the audit trail broken."""
+    where = f"seq {finding['seq']}" if finding.get("seq") is not None else "the trail"
+    subject = f"[Gatehouse] Audit trail integrity check failed at {where}"
+    body = "\n".join(
+        [
+            "The periodic verification of the audit trail found it changed or incomplete.",
+            "",
+            f"First problem:  {finding['reason']}",
+            f"Found in:       {finding['where']}",
+            f"Checked at:     {finding['checked_at']}",
+            "",
+            "Until this is explained, treat the audit pages and exports after that point as unproven. Run",
+            "`python manage.py verify_audit` for the full report (it also compares with the S3 archive), and",
+            "compare the database with its backups and the checkpoints in S3.",
+            "",
+            f"Audit log: {settings.SITE_URL + reverse('audit_log')}",
+        ]
+    )
+    return subject, body

@@ -334,3 +334,29 @@ def notify_expiring_grants() -> int:
         with contextlib.suppress(NotificationError):  # logged by deliver(); tried again on the next run
             sent += job()
     return sent
+
+
+def integrity_recipients() -> QuerySet[User]:
+    """Admins and auditors (and superusers) with an email address: the people who must hear of a broken trail."""
+    from accessrequests import roles
+
+    return (
+        get_user_model()
+        .objects.filter(
+            Q(groups__name__in=[roles.ADMINS, roles.AUDITORS]) | Q(is_superuser=True), is_active=True
+        )
+        .exclude(email="")
+        .distinct()
+        .order_by("pk")
+    )
+
+
+@shared_task(name="accessrequests.tasks.notify_integrity_failed", **RETRY_OPTIONS)
+def notify_integrity_failed(event_id: int) -> int:
+    """Email admins and auditors that the audit trail failed its verification (once per failure event)."""
+    from accessrequests.models import AuditEvent
+
+    event = AuditEvent.objects.get(pk=event_id)
+    subject, body = text.integrity_failed(event.after or {})
+    key = f"audit.integrity_failed:{event.pk}"
+    return _deliver_all([_email_job(key, user, subject, body) for user in integrity_recipients()])

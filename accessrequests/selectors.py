@@ -11,6 +11,7 @@ from accessrequests.models import (
     LIVE_GRANT_STATUSES,
     AccessRequest,
     AuditEvent,
+    AuditIntegrity,
     Decision,
     Grant,
     Principal,
@@ -191,9 +192,21 @@ def access_report(
     if pipeline:
         qs = qs.filter(request__pipelines__name=pipeline).distinct()
     if principal:
-        qs = qs.filter(Q(principal__name__icontains=principal) | Q(principal__external_id=principal))
+        qs = qs.filter(
+            Q(principal__name__icontains=principal)
+            | Q(principal__display_name__icontains=principal)
+            | Q(principal__external_id=principal)
+            | Q(request__trusted_principal_arn=principal)
+            | Q(request__trusted_account_id=principal)
+        )
     return (
         qs.select_related("principal", "account", "request", "request__requester", "request__pass_role")
         .prefetch_related("request__pipelines", "request__decisions__reviewer")
         .order_by("applied_at", "id")
     )
+
+
+def audit_integrity_alert() -> AuditIntegrity | None:
+    """The failed verification the audit pages must show in red, or None while the trail verifies."""
+    state = AuditIntegrity.current()
+    return state if state is not None and not state.ok else None

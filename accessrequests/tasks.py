@@ -64,6 +64,25 @@ def archive_audit() -> list[str]:
     return archive_missing_days()
 
 
+@shared_task(name="accessrequests.tasks.write_audit_checkpoint")
+def write_audit_checkpoint(day_end: bool = False) -> dict | None:
+    """Sign and ship a checkpoint of the audit chain (beat: every 5 minutes when it grew, and at each day's end
+    whatever happened; idempotent: a second run finds nothing new). Returns it without its hash list."""
+    from accessrequests import checkpoints
+
+    written = checkpoints.write(force=day_end)
+    return checkpoints.public_view(written) if written else None
+
+
+@shared_task(name="accessrequests.tasks.verify_audit_trail")
+def verify_audit_trail() -> dict:
+    """Verify the audit trail against its checkpoints; a break turns the pages red and tells admins and auditors
+    (beat, every 15 minutes; idempotent: a failure already reported is not reported again)."""
+    from accessrequests.services.audit_integrity import audit_integrity_check
+
+    return audit_integrity_check()
+
+
 @shared_task(name="accessrequests.tasks.expire_grants")
 def expire_grants() -> int:
     """Start removing grants past their expiry (beat, each minute; idempotent)."""

@@ -22,4 +22,5 @@ urlpatterns = [
     path("audit/", audit.audit_log, name="audit_log"),
     path("audit/export.<str:fmt>", audit.audit_export, name="audit_export"),
     path("audit/access/", audit.access_report, name="access_report"),
+    path("audit/access/export.<str:fmt>", audit.access_report_export, name="access_report_export"),
 ]

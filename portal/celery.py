@@ -14,7 +14,7 @@ import sys
 from datetime import timedelta
 
 from celery import Celery, bootsteps, signals
-from celery.schedules import crontab  # noqa: F401  (kept for readers adding schedules)
+from celery.schedules import crontab
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
@@ -65,6 +65,23 @@ app.conf.update(
             "schedule": timedelta(hours=1),
         },
         "archive-audit": {"task": "accessrequests.tasks.archive_audit", "schedule": timedelta(hours=1)},
+        # Signed checkpoints of the audit chain outside the database: a rewrite of the database after this
+        # cannot hide; 5 minutes bounds what an undetected deletion of the newest events could take away.
+        "audit-checkpoint": {
+            "task": "accessrequests.tasks.write_audit_checkpoint",
+            "schedule": timedelta(minutes=5),
+        },
+        # One at each day's end even when nothing happened, so every day has its own signed closing state.
+        "audit-checkpoint-day-end": {
+            "task": "accessrequests.tasks.write_audit_checkpoint",
+            "schedule": crontab(minute=59, hour=23),
+            "kwargs": {"day_end": True},
+        },
+        # The whole chain against the checkpoints; a break reaches admins and auditors within 15 minutes.
+        "verify-audit-trail": {
+            "task": "accessrequests.tasks.verify_audit_trail",
+            "schedule": timedelta(minutes=15),
+        },
         # Expiry is a database query each minute, never a Celery countdown: access ends within a minute of
         # its time even if every worker was down then, and Redis cannot redeliver a long ETA task early.
         "expire-grants": {"task": "accessrequests.tasks.expire_grants", "schedule": timedelta(minutes=1)},

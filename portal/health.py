@@ -2,6 +2,11 @@
 
 JSON for load balancers and humans alike: database, broker and the age of the newest worker heartbeat, plus
 versions. HTTP 503 when any of them is down, so an orchestrator can act on the status code alone.
+
+The ``audit`` field reports the newest periodic verification of the audit trail (``ok`` false when it found the
+trail broken) for monitoring to alert on. It does not turn the answer into a 503: a broken trail is a security
+incident for people to investigate, not an outage; a load balancer would take a working portal out of service
+and an orchestrator restart it, which would fix nothing and take the audit pages away from the investigators.
 """
 
 from __future__ import annotations
@@ -56,6 +61,26 @@ def _worker(db_ok: bool) -> dict:
     }
 
 
+def _audit(db_ok: bool) -> dict:
+    if not db_ok:
+        return {"ok": None, "error": "database unavailable"}
+    from accessrequests.models import AuditIntegrity
+
+    state = AuditIntegrity.current()
+    if state is None or state.checked_at is None:
+        return {"ok": None, "checked_at": None, "detail": "not verified yet (beat verifies every 15 minutes)"}
+    newest = (state.report or {}).get("newest_checkpoint") or {}
+    body: dict = {
+        "ok": state.ok,
+        "checked_at": state.checked_at.isoformat(),
+        # None means no checkpoint was ever written: the worker lacks GATEHOUSE_AUDIT_CHECKPOINT_KEY, or beat is off.
+        "newest_checkpoint_at": newest.get("created_at"),
+    }
+    if not state.ok:
+        body.update(broken_seq=state.broken_seq, reason=state.reason, failing_since=state.failing_since)
+    return body
+
+
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -65,6 +90,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     body = {
         "status": "healthy" if healthy else "unhealthy",
         **checks,
+        "audit": _audit(database["ok"]),
         "versions": {
             "gatehouse": settings.GATEHOUSE_VERSION,
             "django": django.get_version(),

@@ -34,16 +34,25 @@ DEBUG = env.bool("DEBUG", default=False)
 VAR_DIR = Path(env.str("GATEHOUSE_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
+
+def _generated_secret(path: Path, size: int) -> str:
+    """Demo profile: a key kept in a file under var/ that survives restarts but never leaves this machine.
+    Created exclusively, so the web server, worker and beat starting together agree on one key."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(size))
+    return path.read_text().strip()
+
+
 SECRET_KEY = _secret("SECRET_KEY") or ""
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (or set SECRET_KEY_FILE).")
-    # Demo profile: a key that survives restarts so sessions do, but never leaves this machine.
-    key_file = VAR_DIR / "secret_key"
-    if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
-    SECRET_KEY = key_file.read_text().strip()
+    SECRET_KEY = _generated_secret(VAR_DIR / "secret_key", 50)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -283,9 +292,21 @@ GATEHOUSE_HEARTBEAT_MAX_AGE = env.int("GATEHOUSE_HEARTBEAT_MAX_AGE", default=120
 # AWS: moto in the demo and the tests, real AWS in production (through each account's provisioning role).
 AWS_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL", default="") or None
 AWS_DEFAULT_REGION = env.str("AWS_DEFAULT_REGION", default="us-east-1")
-# Daily audit archive to S3 (one JSON Lines object per UTC day); off when no bucket is named.
+# Daily audit archive and signed checkpoints to S3 (Object Lock, compliance mode); off when no bucket is named.
 GATEHOUSE_AUDIT_BUCKET = env.str("GATEHOUSE_AUDIT_BUCKET", default="")
 GATEHOUSE_AUDIT_PREFIX = env.str("GATEHOUSE_AUDIT_PREFIX", default="gatehouse-audit")
+# Days S3 keeps each checkpoint and archive object undeletable; 0 writes them without Object Lock (for a bucket
+# that was created without it).
+GATEHOUSE_AUDIT_RETENTION_DAYS = env.int("GATEHOUSE_AUDIT_RETENTION_DAYS", default=365)
+# Checkpoints are also kept in this folder (outside the database) so verify_audit can compare without S3.
+GATEHOUSE_AUDIT_CHECKPOINT_DIR = Path(
+    env.str("GATEHOUSE_AUDIT_CHECKPOINT_DIR", default=str(VAR_DIR / "audit-checkpoints"))
+)
+# The key that signs checkpoints. Never in the database: someone who can rewrite the audit table must not be able
+# to sign a matching checkpoint. Only the worker that writes checkpoints and whoever runs verify_audit need it.
+GATEHOUSE_AUDIT_CHECKPOINT_KEY = _secret("GATEHOUSE_AUDIT_CHECKPOINT_KEY") or ""
+if not GATEHOUSE_AUDIT_CHECKPOINT_KEY and DEBUG:
+    GATEHOUSE_AUDIT_CHECKPOINT_KEY = _generated_secret(VAR_DIR / "audit_checkpoint_key", 48)
 # CodePipeline is regional and has no "list all regions" call, so the catalog sync reads pipelines only in
 # these regions (comma-separated); each extra region costs one ListPipelines per account per sync.
 GATEHOUSE_REGIONS = env.list("GATEHOUSE_REGIONS", default=[AWS_DEFAULT_REGION])

@@ -61,6 +61,12 @@ def _own_cache_namespace(settings):
     settings.CACHES = caches
 
 
+@pytest.fixture(autouse=True)
+def _own_checkpoints(settings, tmp_path):
+    """Each test's audit checkpoints in its own folder: they describe that test's database, no other."""
+    settings.GATEHOUSE_AUDIT_CHECKPOINT_DIR = tmp_path / "audit-checkpoints"
+
+
 def make_user(username: str, *groups: str, password: str = "correct-horse-battery", **extra) -> User:
     user = User.objects.create_user(
         username=username, email=f"{username}@example.com", password=password, **extra
@@ -259,10 +265,10 @@ def current_code(user) -> str:
     return totp_code(decrypt(authenticator.data["secret"]))
 
 
-def verify_export(path: Path) -> subprocess.CompletedProcess:
+def verify_export(path: Path, *options: str) -> subprocess.CompletedProcess:
     """The documented offline check, run as a user would: `python -m accessrequests.chain verify FILE`."""
     return subprocess.run(
-        [sys.executable, "-m", "accessrequests.chain", "verify", str(path)],
+        [sys.executable, "-m", "accessrequests.chain", "verify", str(path), *options],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
+from itertools import pairwise
 
 import psycopg
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import close_old_connections, connection
+from django.db import IntegrityError, connection, transaction
 
-from accessrequests import audit
+from accessrequests import audit, chain, checkpoints
 from accessrequests.models import AppendOnlyError, AuditEvent
 from tests.conftest import ROOT, service_missing
 
@@ -45,21 +48,153 @@ def test_the_orm_refuses_to_update_or_delete_events():
         AuditEvent.objects.all().delete()
 
 
-@pytest.mark.django_db
-def test_verify_audit_names_exactly_the_row_edited_with_raw_sql():
-    events = _events(6)
-    target = events[3]
+@contextmanager
+def tampering():
+    """A cursor as someone who owns the database: on PostgreSQL they switch the append-only trigger off for their
+    session first, as a superuser or the table's owner can."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # The tamperer is a superuser who switches triggers off for their session.
             cursor.execute("SET session_replication_role = replica")
+        try:
+            yield cursor
+        finally:
+            if connection.vendor == "postgresql":
+                cursor.execute("SET session_replication_role = DEFAULT")
+
+
+def _recompute_from(cursor, seq: int) -> None:
+    """Make the chain consistent again from ``seq`` on, as a careful tamperer would: every later hash and link."""
+    rows = list(audit.iter_chain(AuditEvent.objects.filter(seq__gte=seq - 1)))
+    previous = rows[0]["hash"] if rows[0]["seq"] == seq - 1 else chain.GENESIS_HASH
+    for row in rows:
+        if row["seq"] < seq:
+            continue
+        row["prev_hash"] = previous
+        row["hash"] = chain.compute_hash(chain.canonical_of(row))
         cursor.execute(
-            "UPDATE accessrequests_auditevent SET actor_label = %s WHERE id = %s", ["mallory", target.pk]
+            "UPDATE accessrequests_auditevent SET prev_hash = %s, hash = %s WHERE seq = %s",
+            [row["prev_hash"], row["hash"], row["seq"]],
         )
-        if connection.vendor == "postgresql":
-            cursor.execute("SET session_replication_role = DEFAULT")
-    with pytest.raises(CommandError, match=rf"broken at event #{target.pk}: its content"):
+        previous = row["hash"]
+
+
+def _verify_fails_at(seq: int, reason: str) -> str:
+    with pytest.raises(CommandError, match=rf"broken at seq {seq}: {reason}") as failure:
         call_command("verify_audit")
+    return str(failure.value)
+
+
+@pytest.mark.django_db
+def test_every_event_gets_the_next_sequence_number():
+    events = _events(4)
+    assert [e.seq for e in events] == [1, 2, 3, 4]
+    assert events[0].prev_hash == chain.GENESIS_HASH
+    assert all(b.prev_hash == a.hash for a, b in pairwise(events))
+
+
+@pytest.mark.django_db
+def test_the_database_refuses_a_second_event_with_the_same_number():
+    [event] = _events(1)
+    duplicate = AuditEvent(
+        seq=event.seq,
+        created_at=event.created_at,
+        actor_label="x",
+        action="x",
+        object_type="x",
+        prev_hash="0",
+    )
+    duplicate.hash = duplicate.compute_hash()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        duplicate.save()
+
+
+@pytest.mark.django_db
+def test_verify_audit_names_exactly_the_row_edited_with_raw_sql():
+    _events(6)
+    with tampering() as cursor:
+        cursor.execute("UPDATE accessrequests_auditevent SET actor_label = %s WHERE seq = %s", ["mallory", 4])
+    _verify_fails_at(4, "its content does not match its stored hash")
+
+
+@pytest.mark.django_db
+def test_verify_audit_finds_an_event_deleted_from_the_middle():
+    _events(6)
+    checkpoints.write()
+    with tampering() as cursor:
+        cursor.execute("DELETE FROM accessrequests_auditevent WHERE seq = 3")
+    _verify_fails_at(3, "missing: the sequence jumps from 2 to 4")
+
+
+@pytest.mark.django_db
+def test_verify_audit_finds_the_newest_events_deleted_against_the_checkpoint():
+    _events(6)
+    checkpoints.write()
+    with tampering() as cursor:
+        cursor.execute("DELETE FROM accessrequests_auditevent WHERE seq > 3")
+    message = _verify_fails_at(
+        4, "missing: the checkpoint recorded the chain up to seq 6; the database ends at seq 3"
+    )
+    assert "checkpoints/" in message  # which checkpoint says so
+
+
+@pytest.mark.django_db
+def test_verify_audit_finds_the_newest_events_replaced_by_new_ones():
+    """Deleting the tail and writing on: the numbers are there again, with other hashes than the checkpoint's."""
+    _events(6)
+    checkpoints.write()
+    with tampering() as cursor:
+        cursor.execute("DELETE FROM accessrequests_auditevent WHERE seq > 4")
+    _events(3)
+    _verify_fails_at(5, "differs from the checkpoint")
+
+
+@pytest.mark.django_db
+def test_verify_audit_finds_an_edit_whose_later_hashes_were_all_recomputed():
+    for _ in range(4):  # four checkpoints, so the search has to find the first one that no longer matches
+        _events(3)
+        checkpoints.write()
+    _events(2)  # and two events that no checkpoint covers yet
+    with tampering() as cursor:
+        cursor.execute("UPDATE accessrequests_auditevent SET actor_label = 'mallory' WHERE seq = 8")
+        _recompute_from(cursor, 8)
+    # The chain in the database is consistent again: only the checkpoints can tell.
+    assert chain.verify_rows(audit.iter_chain(), start_seq=1).ok
+    _verify_fails_at(8, "differs from the checkpoint")
+
+
+@pytest.mark.django_db
+def test_verify_audit_finds_two_events_swapped():
+    _events(6)
+    checkpoints.write()
+    with tampering() as cursor:
+        cursor.execute("UPDATE accessrequests_auditevent SET seq = 1000 WHERE seq = 2")
+        cursor.execute("UPDATE accessrequests_auditevent SET seq = 2 WHERE seq = 5")
+        cursor.execute("UPDATE accessrequests_auditevent SET seq = 5 WHERE seq = 1000")
+    _verify_fails_at(2, "its prev_hash does not match the hash of the event before it")
+
+
+@pytest.mark.django_db
+def test_verify_audit_finds_a_forged_checkpoint(settings):
+    _events(3)
+    written = checkpoints.write()
+    assert written is not None
+    path = checkpoints.local_dir() / checkpoints.name_for(written)
+    forged = json.loads(path.read_text())
+    forged["hash"] = "f" * 64
+    path.write_text(json.dumps(forged))
+    _verify_fails_at(3, "checkpoint .* has a bad signature")
+
+
+@pytest.mark.django_db
+def test_a_checkpoint_is_not_signed_over_a_broken_chain():
+    _events(3)
+    checkpoints.write()
+    _events(2)
+    with tampering() as cursor:
+        cursor.execute("UPDATE accessrequests_auditevent SET actor_label = 'mallory' WHERE seq = 2")
+        _recompute_from(cursor, 2)
+    with pytest.raises(checkpoints.CheckpointError, match="seq 3 no longer has the hash"):
+        checkpoints.write()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -75,7 +210,7 @@ def test_eight_concurrent_writers_leave_a_valid_chain():
         except Exception as exc:  # surfaced below
             errors.append(exc)
         finally:
-            close_old_connections()
+            connection.close()  # this thread's own connection; left open it would keep the test database busy
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
     for t in threads:
@@ -85,6 +220,7 @@ def test_eight_concurrent_writers_leave_a_valid_chain():
     assert errors == []
     assert AuditEvent.objects.count() == 80
     assert len(set(AuditEvent.objects.values_list("prev_hash", flat=True))) == 80  # no fork
+    assert sorted(AuditEvent.objects.values_list("seq", flat=True)) == list(range(1, 81))  # no gap, no twin
     call_command("verify_audit")
 
 
@@ -110,9 +246,9 @@ def test_the_postgresql_trigger_refuses_update_and_delete():
         )
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
-                "INSERT INTO accessrequests_auditevent (created_at, actor_label, action, object_type, object_id,"
-                " account_id, aws_request_ids, user_agent, prev_hash, hash)"
-                " VALUES (now(), 'x', 'a', 'o', '1', '', '[]', '', %s, %s)",
+                "INSERT INTO accessrequests_auditevent (seq, created_at, actor_label, action, object_type,"
+                " object_id, account_id, aws_request_ids, user_agent, prev_hash, hash)"
+                " VALUES (1, now(), 'x', 'a', 'o', '1', '', '[]', '', %s, %s)",
                 ["0" * 64, "1" * 64],
             )
             for statement in (
@@ -147,3 +283,107 @@ def test_sign_in_failed_sign_in_and_mfa_enrolment_are_audited(client, django_cap
     with django_capture_on_commit_callbacks(execute=True):  # allauth signals enrolment after commit
         client.post("/accounts/2fa/totp/activate/", {"code": totp_code(secret)})
     assert AuditEvent.objects.filter(action="auth.mfa_enrolled", actor_label="mateojackson").exists()
+
+
+def _scratch_database(vendor: str, tmp_path) -> tuple[str, object]:
+    """A database of its own for a migration test: a SQLite file, or a PostgreSQL database dropped afterwards."""
+    if vendor == "sqlite":
+        return f"sqlite:///{tmp_path / 'migrate.sqlite3'}", None
+    try:
+        admin = psycopg.connect(_postgres_admin_url(), autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        service_missing(f"PostgreSQL ({exc.__class__.__name__})")
+    name = f"gatehouse_seq_migration_{os.getpid()}"
+    admin.execute(f"DROP DATABASE IF EXISTS {name}")
+    admin.execute(f"CREATE DATABASE {name}")
+    url = _postgres_admin_url().rsplit("/", 1)[0] + f"/{name}"
+    return url.replace("postgresql://", "postgres://"), (admin, name)
+
+
+@pytest.mark.parametrize("vendor", ["sqlite", "postgresql"])
+def test_the_sequence_migration_numbers_existing_events_in_chain_order(vendor, tmp_path):
+    """Events written before the sequence existed get 1, 2, 3, … in id order and still verify, hashes unchanged."""
+    url, cleanup = _scratch_database(vendor, tmp_path)
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DEBUG": "1",
+        "GATEHOUSE_AUDIT_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+    }
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    try:
+        assert manage("migrate", "accessrequests", "0006", "-v0").returncode == 0
+        previous, rows = chain.GENESIS_HASH, []
+        for i in range(3):
+            row = {
+                "created_at": f"2026-01-0{i + 1}T00:00:00+00:00", "actor_id": None, "actor_label": "system",
+                "action": "test.old", "object_type": "thing", "object_id": str(i), "request_id": None,
+                "principal_id": None, "account_id": "", "before": None, "after": {"i": i}, "aws_request_ids": [],
+                "ip": None, "user_agent": "", "prev_hash": previous,
+            }  # fmt: skip
+            row["hash"] = previous = chain.compute_hash(row)
+            rows.append(row)
+        insert = (
+            "INSERT INTO accessrequests_auditevent (created_at, actor_label, action, object_type, object_id,"
+            " account_id, after, aws_request_ids, user_agent, prev_hash, hash)"
+            " VALUES (%s, 'system', 'test.old', 'thing', %s, '', %s, '[]', '', %s, %s)"
+        )
+        values = [
+            (r["created_at"], r["object_id"], json.dumps(r["after"]), r["prev_hash"], r["hash"]) for r in rows
+        ]
+        if vendor == "sqlite":
+            import sqlite3
+
+            with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+                db.executemany(insert.replace("%s", "?"), values)
+        else:
+            with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as db:
+                for value in values:
+                    db.execute(insert, value)
+        migrated = manage("migrate", "-v0")
+        assert migrated.returncode == 0, migrated.stderr
+        verified = manage("verify_audit")
+        assert verified.returncode == 0, verified.stderr
+        assert "3 events verified (seq 1-3)" in verified.stdout
+    finally:
+        if cleanup is not None:
+            admin, name = cleanup
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            admin.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_verify_audit_exits_1_on_the_command_line(settings):
+    """As an operator runs it: the process's exit status, not only the exception call_command raises."""
+    from tests.conftest import database_url_for_subprocess
+
+    _events(6)
+    checkpoints.write()
+    with tampering() as cursor:
+        cursor.execute("DELETE FROM accessrequests_auditevent WHERE seq > 4")
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_subprocess(),
+        "DEBUG": "1",
+        "GATEHOUSE_AUDIT_CHECKPOINT_DIR": str(settings.GATEHOUSE_AUDIT_CHECKPOINT_DIR),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "verify_audit"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "audit trail broken at seq 5: missing" in result.stderr

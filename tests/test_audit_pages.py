@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -66,44 +67,59 @@ def test_requesters_get_404_on_audit_pages(client, world):
         assert client.get(url).status_code == 404
 
 
+def _export_with_manifest(client, tmp_path, fmt="csv", **params) -> Path:
+    """Download an export and its manifest the way the audit page links them (one through_seq for both)."""
+    params.setdefault("through_seq", str(AuditEvent.objects.count()))
+    body = _export(client, fmt, **params)
+    manifest = client.get(reverse("audit_export", args=[fmt]), {**params, "manifest": "1"})
+    assert manifest.status_code == 200
+    name = manifest["Content-Disposition"].split('filename="')[1].rstrip('"')
+    path = tmp_path / name.removesuffix(".manifest.json")
+    path.write_text(body, encoding="utf-8")
+    (tmp_path / name).write_bytes(manifest.content)
+    return path
+
+
 def test_a_csv_export_verifies_offline_and_a_tampered_one_does_not(client, world, auditor, tmp_path):
     for _ in range(3):
         world.submit()
     client.force_login(auditor)
-    body = _export(client, "csv")
+    path = _export_with_manifest(client, tmp_path, "csv")
     assert AuditEvent.objects.filter(action="audit.exported", actor=auditor).exists()
-    path = tmp_path / "audit.csv"
-    path.write_text(body, encoding="utf-8")
     ok = verify_export(path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "OK: 4 events" in ok.stdout  # three requests and the export itself
+    assert "OK: 3 events (seq 1-3)" in ok.stdout  # the three requests; the export itself came after
+    assert "complete for seq 1-3 as its manifest says" in ok.stdout
     tampered = tmp_path / "tampered.csv"
-    tampered.write_text(body.replace("requester", "mallory", 1), encoding="utf-8")
+    tampered.write_text(path.read_text().replace("requester", "mallory", 1), encoding="utf-8")
     bad = verify_export(tampered)
     assert bad.returncode == 1
-    first_id = AuditEvent.objects.order_by("id").first().pk
-    assert f"BROKEN at event #{first_id}" in bad.stdout
+    assert "BROKEN at seq 1 (row 1): its content does not match its stored hash" in bad.stdout
 
 
-def test_a_filtered_jsonl_export_verifies_offline(client, world, auditor, tmp_path):
+def test_a_filtered_jsonl_export_verifies_offline_and_says_what_it_cannot_prove(
+    client, world, auditor, tmp_path
+):
     req = world.submit()
     world.submit()
     client.force_login(auditor)
-    body = _export(client, "jsonl", request_ref=req.reference)
-    assert body.count("\n") == 1
-    path = tmp_path / "audit.jsonl"
-    path.write_text(body, encoding="utf-8")
+    path = _export_with_manifest(client, tmp_path, "jsonl", request_ref=req.reference)
+    assert path.read_text().count("\n") == 1
     ok = verify_export(path)
     assert ok.returncode == 0, ok.stdout
+    assert "filtered export (request_ref=GH-" in ok.stdout
+    assert "cannot prove that no matching event was left out" in ok.stdout
 
 
-def test_export_audit_command_writes_a_verifiable_file(world, tmp_path):
+def test_export_audit_command_writes_a_verifiable_file_and_its_manifest(world, tmp_path):
     world.submit()
     out = tmp_path / "cmd.csv"
     since = (timezone.now() - timedelta(days=1)).date().isoformat()
     call_command("export_audit", "--since", since, "--format", "csv", "--output", str(out))
+    assert (tmp_path / "cmd.csv.manifest.json").exists()
     ok = verify_export(out)
     assert ok.returncode == 0, ok.stdout
+    assert "complete for seq 1-1" in ok.stdout
     assert AuditEvent.objects.filter(action="audit.exported", actor_label="manage.py export_audit").exists()
 
 
@@ -177,4 +193,14 @@ def test_a_filter_that_can_match_nothing_exports_just_the_header(client, world, 
     client.force_login(auditor)
     body = _export(client, "csv", request_ref="GH-abc")
     assert body.splitlines() == [body.splitlines()[0]]
-    assert body.startswith("id,created_at,")
+    assert body.startswith("id,seq,created_at,")
+
+
+def test_a_bad_through_seq_gets_a_clear_message(client, auditor):
+    client.force_login(auditor)
+    response = client.get(reverse("audit_export", args=["csv"]), {"through_seq": "last"})
+    assert response.status_code == 400
+    assert b"through_seq must be a whole number" in response.content
+    api = client.get(reverse("api_audit_export"), {"file_format": "csv", "through_seq": "-3"})
+    assert api.status_code == 400
+    assert "through_seq must be a whole number" in api.content.decode()

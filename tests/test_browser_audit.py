@@ -52,10 +52,40 @@ def test_admin_and_auditor_read_the_dashboard_filter_the_log_and_download_an_exp
     assert rows.count() == 1
     assert "request.created" in rows.first.text_content()
     screenshot(page, "audit-log-filtered")
+    # The export and its manifest, saved side by side under the names the browser was given.
     with page.expect_download() as download:
         page.click("[data-testid=export-csv]")
-    path = tmp_path / "export.csv"
+    path = tmp_path / download.value.suggested_filename
     download.value.save_as(path)
+    with page.expect_download() as manifest:
+        page.click("[data-testid=manifest-csv]")
+    assert manifest.value.suggested_filename == path.name + ".manifest.json"
+    manifest.value.save_as(tmp_path / manifest.value.suggested_filename)
     verified = verify_export(path)
     assert verified.returncode == 0, verified.stdout
     assert "OK: 1 events" in verified.stdout
+    assert "filtered export (request_ref=" in verified.stdout
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_an_auditor_sees_the_red_banner_when_the_trail_is_broken(page):
+    from accessrequests import audit, checkpoints, tasks
+    from tests.test_audit import tampering
+
+    make_user("auditor", "auditors")
+    for n in range(8):
+        audit.record(action="test.event", object_type="thing", object_id=n)
+    checkpoints.write()
+    with tampering() as cursor:
+        cursor.execute("DELETE FROM accessrequests_auditevent WHERE seq = 3")
+    tasks.verify_audit_trail()
+
+    sign_in(page, "auditor")
+    page.click("nav >> text=Audit")
+    banner = page.wait_for_selector("[data-testid=integrity-banner]")
+    assert "failed its integrity check" in banner.text_content()
+    assert "seq 3" in banner.text_content()
+    # Events from the first problem on are marked as not proven.
+    assert page.locator("[data-testid=audit-table] tbody tr.table-danger").count() >= 5
+    screenshot(page, "audit-integrity-banner")

@@ -194,6 +194,10 @@ def test_identity_center_permission_sets_users_and_groups(demo_world):
         **{(PrincipalKind.IC_USER, name): user_id for name, user_id in seeded["users"].items()},
         **{(PrincipalKind.IC_GROUP, name): group_id for name, group_id in seeded["groups"].items()},
     }
+    # Users also by the name people know them by (the access report lists them so).
+    assert (
+        Principal.objects.get(kind=PrincipalKind.IC_USER, name="paulo.santos").display_name == "Paulo Santos"
+    )
 
 
 def test_a_second_sync_changes_nothing(demo_world, both_regions):

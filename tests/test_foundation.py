@@ -198,7 +198,12 @@ def test_docker_compose_wires_every_service():
     assert "gunicorn" in " ".join(services["web"]["command"])
     assert "worker" in services["worker"]["command"]
     assert "beat" in services["beat"]["command"]
-    assert set(compose["volumes"]) >= {"pgdata", "redisdata"}
+    assert set(compose["volumes"]) >= {"pgdata", "redisdata", "auditcheckpoints"}
+    # The audit checkpoint key reaches the worker only, as a secret file; the web never holds it.
+    assert services["worker"]["environment"]["GATEHOUSE_AUDIT_CHECKPOINT_KEY_FILE"].startswith(
+        "/run/secrets/"
+    )
+    assert not any("CHECKPOINT_KEY" in k for k in services["web"]["environment"])
 
 
 @pytest.mark.browser

@@ -159,8 +159,9 @@ def test_an_approver_whose_second_factor_is_old_confirms_it_again_and_keeps_the_
     req.refresh_from_db()
     assert req.status == RequestStatus.APPROVED
     recorded = AuditEvent.objects.get(action="request.approval_recorded")
-    assert recorded.after["second_factor"] == {"method": "totp", "via": "session"}
-    assert recorded.after["comment"] == "ok for the release"
+    decision = recorded.after["decision"]
+    assert (decision["second_factor"]["method"], decision["second_factor"]["via"]) == ("totp", "session")
+    assert decision["comment"] == "ok for the release" and decision["outcome"] == "approve"
 
 
 def test_api_decisions_need_a_valid_fresh_code(world):

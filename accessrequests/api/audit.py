@@ -1,9 +1,10 @@
 """The audit trail through the API (auditors and admins): filtered events, and a streamed export with the chain
-hashes, filtered by the same form as the web page."""
+hashes and its manifest, filtered by the same form as the web page. While the periodic verification finds the
+trail broken, every answer carries ``X-Gatehouse-Audit-Integrity: broken at seq N``."""
 
 from __future__ import annotations
 
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -34,6 +35,14 @@ def _audit_qs(request: Request):
     return form.filters(), selectors.audit_events(**form.filters())
 
 
+def _flag_integrity(response):
+    """A machine-readable red banner: clients that show these events should say they are not proven."""
+    alert = selectors.audit_integrity_alert()
+    if alert is not None:
+        response["X-Gatehouse-Audit-Integrity"] = f"broken at seq {alert.broken_seq}"
+    return response
+
+
 class AuditEventListView(GatehouseAPIView):
     @extend_schema(
         parameters=[*AUDIT_FILTERS, s.PageIn],
@@ -44,7 +53,7 @@ class AuditEventListView(GatehouseAPIView):
         _auditors_only(request)
         query = strict_query(request, s.PageIn, elsewhere=AuditFilterForm.base_fields)
         _, qs = _audit_qs(request)
-        return Response(s.AuditEventOut(page(query, qs.order_by("-id")), many=True).data)
+        return _flag_integrity(Response(s.AuditEventOut(page(query, qs.order_by("-seq")), many=True).data))
 
 
 class AuditExportView(GatehouseAPIView):
@@ -52,34 +61,66 @@ class AuditExportView(GatehouseAPIView):
         # Not "format": DRF reads ?format= as a choice of its own renderer.
         parameters=[
             OpenApiParameter("file_format", OpenApiTypes.STR, enum=list(exports.FORMATS)),
+            OpenApiParameter(
+                "through_seq",
+                OpenApiTypes.INT,
+                description="Last sequence number to include (default: the newest); pass the same value to "
+                "fetch the export and its manifest.",
+            ),
+            OpenApiParameter(
+                "manifest", OpenApiTypes.STR, enum=["1"], description="1: the export's manifest instead"
+            ),
             *AUDIT_FILTERS,
         ],
         responses={
             (200, "text/csv"): OpenApiTypes.STR,
             (200, "application/x-ndjson"): OpenApiTypes.STR,
+            (200, "application/json"): OpenApiTypes.OBJECT,
             **ERRORS,
         },
-        summary="Stream the filtered audit trail with its chain hashes",
+        summary="Stream the filtered audit trail with its chain hashes, or its manifest",
     )
     def get(self, request: Request):
         _auditors_only(request)
-        strict_query(request, s.StrictSerializer, elsewhere=(*AuditFilterForm.base_fields, "file_format"))
+        strict_query(
+            request,
+            s.StrictSerializer,
+            elsewhere=(*AuditFilterForm.base_fields, "file_format", "through_seq", "manifest"),
+        )
         fmt = request.query_params.get("file_format", "csv")
         if fmt not in exports.FORMATS:
             raise ValidationError({"file_format": [f"One of: {', '.join(exports.FORMATS)}."]})
-        filters, qs = _audit_qs(request)
+        try:
+            through = exports.parse_through_seq(request.query_params.get("through_seq"))
+        except ValueError as exc:
+            raise ValidationError({"through_seq": [str(exc)]}) from None
+        filters, _ = _audit_qs(request)
+        export = exports.plan(filters, fmt, through_seq=through)
+        if request.query_params.get("manifest") == "1":
+            manifest = HttpResponse(export.manifest_json(), content_type="application/json")
+            manifest["Content-Disposition"] = f'attachment; filename="{export.manifest_filename}"'
+            return _flag_integrity(manifest)
         audit.record(
             action="audit.exported",
             object_type="audit_export",
             actor=request.user,
-            after={"format": fmt, "filters": {k: str(v) for k, v in filters.items()}, "via": "api"},
+            after={
+                "format": fmt,
+                "filters": export.filters,
+                "through_seq": export.through_seq,
+                "via": "api",
+            },
         )
-        response = StreamingHttpResponse(exports.stream(qs, fmt), content_type=exports.FORMATS[fmt])
-        response["Content-Disposition"] = f'attachment; filename="gatehouse-audit.{fmt}"'
-        return response
+        response = StreamingHttpResponse(export.stream(), content_type=exports.FORMATS[fmt])
+        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        response["X-Gatehouse-Through-Seq"] = str(export.through_seq)
+        return _flag_integrity(response)
 
     def finalize_response(self, request, response, *args, **kwargs):
-        if isinstance(response, StreamingHttpResponse):  # DRF must not try to render a stream
+        # DRF must not try to render a stream or the manifest file
+        if isinstance(response, StreamingHttpResponse) or (
+            isinstance(response, HttpResponse) and "Content-Disposition" in response
+        ):
             self.audit_call(request, response.status_code)
             return response
         return super().finalize_response(request, response, *args, **kwargs)

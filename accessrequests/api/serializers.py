@@ -187,7 +187,7 @@ class AuditEventOut(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = [
-            "id", "created_at", "actor_label", "action", "object_type", "object_id", "request_id", "principal_id",
+            "id", "seq", "created_at", "actor_label", "action", "object_type", "object_id", "request_id", "principal_id",
             "account_id", "before", "after", "aws_request_ids", "ip", "prev_hash", "hash",
         ]  # fmt: skip
 

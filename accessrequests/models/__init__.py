@@ -11,7 +11,7 @@ from accessrequests.models.catalog import (
     Pipeline,
 )
 from accessrequests.models.notifications import Notification, NotificationChannel, NotificationStatus
-from accessrequests.models.ops import WorkerHeartbeat
+from accessrequests.models.ops import AuditIntegrity, WorkerHeartbeat
 from accessrequests.models.ownership import ManagedAssignment
 from accessrequests.models.principals import IAM_KINDS, IC_KINDS, Principal, PrincipalKind
 from accessrequests.models.requests import (
@@ -50,6 +50,7 @@ __all__ = [
     "AppendOnlyError",
     "ApprovalRule",
     "AuditEvent",
+    "AuditIntegrity",
     "AwsAccount",
     "Decision",
     "DecisionOutcome",

@@ -1,8 +1,10 @@
 """The audit trail: append-only, hash-chained events.
 
-Each row stores the SHA-256 of its canonical content including the previous row's hash, so editing or
-deleting any row breaks the chain from there on (``manage.py verify_audit`` finds where). The ORM refuses
-update and delete; on PostgreSQL a trigger refuses them too (migration 0004), so raw SQL cannot either.
+Each row stores the SHA-256 of its canonical content including the previous row's hash, and a gap-free sequence
+number assigned while the chain's tail is locked, so editing, deleting or reordering any row breaks the chain
+from there on (``manage.py verify_audit`` finds where). A rewrite that recomputes every later hash is caught by
+the signed checkpoints kept outside the database (``accessrequests/checkpoints.py``). The ORM refuses update and
+delete; on PostgreSQL a trigger refuses them too (migration 0004), so raw SQL cannot either.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class AuditEventQuerySet(models.QuerySet):
 class AuditEvent(models.Model):
     """One thing that happened: who did what to which object, before and after, from where."""
 
+    seq = models.PositiveBigIntegerField(
+        help_text="Position in the chain: 1, 2, 3, … with no gaps (assigned under the chain's lock)."
+    )
     created_at = models.DateTimeField(db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
@@ -59,11 +64,15 @@ class AuditEvent(models.Model):
     objects = AuditEventQuerySet.as_manager()
 
     class Meta:
-        ordering = ["id"]
+        ordering = ["seq"]
         indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object")]
+        constraints = [
+            # Two writers can never take the same number, whatever happens to the lock.
+            models.UniqueConstraint(fields=["seq"], name="%(app_label)s_%(class)s_unique_seq"),
+        ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.action} by {self.actor_label}"
+        return f"#{self.seq} {self.action} by {self.actor_label}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None or not self._state.adding:

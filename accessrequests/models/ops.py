@@ -25,3 +25,28 @@ class WorkerHeartbeat(models.Model):
         if last is None:
             return None
         return (timezone.now() - last).total_seconds()
+
+
+class AuditIntegrity(models.Model):
+    """The outcome of the newest periodic verification of the audit trail: one row, read by the audit pages (red
+    banner), the API and /healthz. Someone who can rewrite the audit table can reset it too, but the next
+    verification, which does not trust it, sets it again."""
+
+    SINGLETON = 1
+
+    checked_at = models.DateTimeField(null=True, blank=True)
+    ok = models.BooleanField(default=True)
+    broken_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    report = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name_plural = "audit integrity"
+
+    def __str__(self) -> str:
+        return "intact" if self.ok else f"broken at seq {self.broken_seq}"
+
+    @classmethod
+    def current(cls) -> AuditIntegrity | None:
+        return cls.objects.filter(pk=cls.SINGLETON).first()

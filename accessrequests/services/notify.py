@@ -13,7 +13,7 @@ from celery import Task
 from django.db import transaction
 
 from accessrequests import notifications
-from accessrequests.models import AccessRequest, Grant
+from accessrequests.models import AccessRequest, AuditEvent, Grant
 
 logger = logging.getLogger(__name__)
 
@@ -53,3 +53,7 @@ def on_grant_applied(grant: Grant) -> None:
 
 def on_grant_failed(grant: Grant) -> None:
     _enqueue_after_commit(notifications.notify_grant_failed, grant.pk, grant.request.reference)
+
+
+def on_integrity_failed(event: AuditEvent) -> None:
+    _enqueue_after_commit(notifications.notify_integrity_failed, event.pk, f"audit seq {event.seq}")

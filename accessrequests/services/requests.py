@@ -327,6 +327,7 @@ def _snapshot(req: AccessRequest) -> dict[str, Any]:
         "account": req.account.account_id,
         "statements": req.statements,
         "duration_hours": req.duration_hours,
+        # What an auditor asks first: why, and under which ticket.
         "justification": req.justification,
         "ticket": req.ticket,
     }
@@ -340,8 +341,12 @@ def _audit(
     before=None,
     http_request=None,
     actor_label=None,
+    decision: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> None:
+    after = _snapshot(req)
+    if decision is not None:
+        after["decision"] = decision
     audit.record(
         action=action,
         object_type="access_request",
@@ -352,7 +357,7 @@ def _audit(
         principal_id=req.principal_id,
         account_id=req.account.account_id,
         before=before,
-        after={**_snapshot(req), **(extra or {})},
+        after={**after, **(extra or {})},
         http_request=http_request,
     )
 
@@ -459,12 +464,13 @@ def _record_decision(
     return req
 
 
-def _decision_facts(second_factor: SecondFactor | None, comment: str) -> dict[str, Any]:
-    # What an auditor asks of every decision: what was said, and how the decider proved who they were.
-    facts: dict[str, Any] = {"comment": comment.strip()[:2000]}
+def _decision_facts(outcome: str, second_factor: SecondFactor | None, comment: str) -> dict[str, Any]:
+    """What an auditor asks of every decision: the outcome, what was said, and how the decider proved who they
+    were just before (the second factor the service checked: method, how it was presented, when)."""
+    factor: dict[str, Any] = {"method": "none"}
     if second_factor is not None:
-        facts["second_factor"] = {"method": second_factor.method, "via": second_factor.via}
-    return facts
+        factor = {"method": second_factor.method, "via": second_factor.via, "at": second_factor.at}
+    return {"outcome": outcome, "comment": comment.strip()[:2000], "second_factor": factor}
 
 
 def request_approve(
@@ -486,7 +492,8 @@ def request_approve(
             "request.approval_recorded",
             actor=reviewer,
             http_request=http_request,
-            extra={**_decision_facts(second_factor, comment), "approvals": approvals},
+            decision=_decision_facts(DecisionOutcome.APPROVE, second_factor, comment),
+            extra={"approvals": approvals},
         )
         if approvals >= req.approvals_required:
             moved = AccessRequest.objects.transition(
@@ -529,7 +536,7 @@ def request_deny(
             actor=reviewer,
             before=before,
             http_request=http_request,
-            extra=_decision_facts(second_factor, comment),
+            decision=_decision_facts(DecisionOutcome.DENY, second_factor, comment),
         )
         notify.on_request_decided(req)
     return req

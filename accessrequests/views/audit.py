@@ -1,4 +1,5 @@
-"""Auditor pages: the filtered event log, its streamed exports, and the access report. Read-only."""
+"""Auditor pages: the filtered event log, its streamed exports with their manifests, and the access report.
+Read-only. Every page shows a red banner while the periodic verification finds the trail broken."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from accessrequests import access_report as report
 from accessrequests import audit, exports, permissions, selectors
 from accessrequests.forms import AccessReportForm, AuditFilterForm
 from accessrequests.paging import paginate
@@ -36,16 +38,29 @@ def _filtered(request: HttpRequest):
     return form, filters, selectors.audit_events(**filters)
 
 
+def _bad_request(message: str) -> HttpResponse:
+    return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+
+
 @auditor_required
 def audit_log(request: HttpRequest) -> HttpResponse:
     form, filters, qs = _filtered(request)
-    page = paginate(qs.select_related("actor").order_by("-id"), request.GET.get("page"), 50)
+    page = paginate(qs.select_related("actor").order_by("-seq"), request.GET.get("page"), 50)
     query = request.GET.copy()
     query.pop("page", None)
+    query.pop("through_seq", None)
+    # Export links carry the tail as it is now, so the file and its manifest describe the same events.
+    query["through_seq"] = str(exports.tail_seq())
     return render(
         request,
         "accessrequests/audit_log.html",
-        {"form": form, "page": page, "query": query.urlencode(), "filtered": bool(filters)},
+        {
+            "form": form,
+            "page": page,
+            "query": query.urlencode(),
+            "filtered": bool(filters),
+            "integrity": selectors.audit_integrity_alert(),
+        },
         status=400 if form.is_bound and form.errors else 200,
     )
 
@@ -54,46 +69,89 @@ def audit_log(request: HttpRequest) -> HttpResponse:
 def audit_export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttpResponse:
     if fmt not in exports.FORMATS:
         raise Http404("No such format")
-    form, filters, qs = _filtered(request)
+    form, filters, _ = _filtered(request)
     if form.is_bound and form.errors:
-        return HttpResponse(
-            "Fix the filters first: " + form.errors.as_text(), status=400, content_type="text/plain"
-        )
+        return _bad_request("Fix the filters first: " + form.errors.as_text())
+    try:
+        through = exports.parse_through_seq(request.GET.get("through_seq"))
+    except ValueError as exc:
+        return _bad_request(str(exc))
+    export = exports.plan(filters, fmt, through_seq=through)
+    if request.GET.get("manifest") == "1":
+        response = HttpResponse(export.manifest_json(), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="{export.manifest_filename}"'
+        return response
     # The export itself is an event: who took what out of the system.
     audit.record(
         action="audit.exported",
         object_type="audit_export",
         actor=request.user,
-        after={"format": fmt, "filters": {k: str(v) for k, v in filters.items()}},
+        after={
+            "format": fmt,
+            "filters": export.filters,
+            "through_seq": export.through_seq,
+        },
         http_request=request,
     )
-    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-    response = StreamingHttpResponse(exports.stream(qs, fmt), content_type=exports.FORMATS[fmt])
-    response["Content-Disposition"] = f'attachment; filename="gatehouse-audit-{stamp}.{fmt}"'
-    response["X-Accel-Buffering"] = "no"  # let a proxy pass the stream through instead of buffering it
-    return response
+    stream = StreamingHttpResponse(export.stream(), content_type=exports.FORMATS[fmt])
+    stream["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    manifest_query = request.GET.copy()
+    manifest_query["through_seq"] = str(export.through_seq)
+    manifest_query["manifest"] = "1"
+    stream["Link"] = f'<{request.path}?{manifest_query.urlencode()}>; rel="describedby"'
+    stream["X-Accel-Buffering"] = "no"  # let a proxy pass the stream through instead of buffering it
+    return stream
+
+
+def _report_form(request: HttpRequest) -> AccessReportForm:
+    now = timezone.now()
+    data = request.GET.copy() if "since" in request.GET else None
+    return AccessReportForm(data, initial={"since": now - timedelta(days=90), "until": now})
 
 
 @auditor_required
 def access_report(request: HttpRequest) -> HttpResponse:
-    now = timezone.now()
-    data = request.GET.copy() if "since" in request.GET else None
-    form = AccessReportForm(data, initial={"since": now - timedelta(days=90), "until": now})
-    grants = None
+    form = _report_form(request)
+    rows = None
     if form.is_bound and form.is_valid():
-        d = form.cleaned_data
-        grants = list(
-            selectors.access_report(
-                since=d["since"],
-                until=d["until"],
-                account=d["account"],
-                pipeline=d["pipeline"],
-                principal=d["principal"],
-            )[:500]
-        )
+        rows = report.report(**form.cleaned_data)[: report.MAX_ROWS_ON_PAGE]
     return render(
         request,
         "accessrequests/access_report.html",
-        {"form": form, "grants": grants},
+        {
+            "form": form,
+            "rows": rows,
+            "query": request.GET.urlencode(),
+            "integrity": selectors.audit_integrity_alert(),
+        },
         status=400 if form.is_bound and form.errors else 200,
     )
+
+
+@auditor_required
+def access_report_export(request: HttpRequest, fmt: str) -> HttpResponse:
+    if fmt not in report.FORMATS:
+        raise Http404("No such format")
+    form = _report_form(request)
+    if not form.is_bound:
+        return _bad_request(
+            "Choose the period first: since and until (e.g. ?since=2026-01-01&until=2026-04-01)."
+        )
+    if not form.is_valid():
+        return _bad_request("Fix the filters first: " + form.errors.as_text())
+    rows = report.report(**form.cleaned_data)
+    audit.record(
+        action="audit.exported",
+        object_type="access_report",
+        actor=request.user,
+        after={
+            "format": fmt,
+            "filters": {k: str(v) for k, v in form.cleaned_data.items() if v},
+            "rows": len(rows),
+        },
+        http_request=request,
+    )
+    response = HttpResponse(report.render(rows, fmt), content_type=report.FORMATS[fmt])
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    response["Content-Disposition"] = f'attachment; filename="gatehouse-access-report-{stamp}.{fmt}"'
+    return response

@@ -7,7 +7,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from accessrequests import dashboard, permissions
+from accessrequests import dashboard, permissions, selectors
 
 
 @login_required
@@ -17,4 +17,5 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
         raise Http404("No such page")
     context = dashboard.figures()
     context["can_act"] = permissions.operate_problem(request.user) is None
+    context["integrity"] = selectors.audit_integrity_alert()
     return render(request, "accessrequests/dashboard.html", context)

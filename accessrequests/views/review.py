@@ -52,6 +52,7 @@ def approver_required(view):
 
 
 @login_required
+@require_http_methods(["GET"])
 def continue_after_mfa(request: HttpRequest) -> HttpResponse:
     """Back to the page that sent the user to set up two-factor authentication (a path of this site only)."""
     target = request.session.pop(AFTER_MFA, None) or ""

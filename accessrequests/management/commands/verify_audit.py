@@ -1,17 +1,47 @@
-"""manage.py verify_audit: walk the audit chain and exit non-zero naming the first broken row."""
+"""manage.py verify_audit: the audit chain from genesis, against its signed checkpoints and (with a bucket) the S3
+archive; exits 1 naming the first sequence number that is missing, changed or out of order."""
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accessrequests.audit import verify_database
-from accessrequests.models import AuditEvent
+from accessrequests.integrity import verify_trail
 
 
 class Command(BaseCommand):
-    help = "Verify the audit trail's hash chain; exits 1 naming the first broken event."
+    help = (
+        "Verify the audit trail: every event from genesis, the signed checkpoints and the S3 archive; "
+        "exits 1 naming the first broken sequence number."
+    )
 
-    def handle(self, *args, **options):
-        count = AuditEvent.objects.count()
-        verdict = verify_database()
-        if not verdict.ok:
-            raise CommandError(f"audit chain broken at event #{verdict.broken_id}: {verdict.reason}")
-        self.stdout.write(self.style.SUCCESS(f"audit chain intact: {count} events verified"))
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--no-s3",
+            action="store_true",
+            help="only the local checkpoints, even when a bucket is configured",
+        )
+
+    def handle(self, *args, no_s3=False, **options):
+        report = verify_trail(include_s3=not no_s3, all_signatures=True)
+        for note in report.notes:
+            self.stderr.write(self.style.WARNING(f"note: {note}"))
+        first = report.first
+        if first is not None:
+            others = [f for f in report.findings if f is not first]
+            detail = "".join(f"\n  also {f}" for f in others)
+            raise CommandError(f"audit trail broken at {first}{detail}")
+        newest = report.newest_checkpoint
+        anchored = (
+            f"; {report.checkpoints} checkpoints ({report.signatures_checked} signatures checked), the newest "
+            f"at seq {newest['seq']} written {newest['created_at']}"
+            if newest
+            else ""
+        )
+        archive = (
+            f"; {report.archived_events} events in {report.archive_objects} archive objects match"
+            if report.archive_objects
+            else ""
+        )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"audit trail intact: {report.events} events verified (seq 1-{report.last_seq}){anchored}{archive}"
+            )
+        )
