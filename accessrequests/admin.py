@@ -186,8 +186,15 @@ class ApprovalRuleForm(forms.ModelForm):
 @admin.register(ApprovalRule)
 class ApprovalRuleAdmin(AuditedAdmin):
     form = ApprovalRuleForm
+    readonly_fields = ["what_it_does"]
+
+    @admin.display(description="What this rule does")
+    def what_it_does(self, obj: ApprovalRule) -> str:
+        return obj.describe() if obj.pk else "Save the rule to see what it does."
+
     list_display = [
         "name",
+        "what_it_does",
         "priority",
         "enabled",
         "approvals_required",

@@ -90,7 +90,7 @@ class RequestForm(forms.Form):
         regex=r"^\d{12}$",
         required=False,
         label="Outside account id",
-        error_messages={"invalid": "12 digits."},
+        error_messages={"invalid": "An AWS account id is 12 digits, e.g. 123456789012."},
     )
     trusted_principal_arn = forms.RegexField(
         regex=r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}$",
@@ -267,7 +267,11 @@ class AuditFilterForm(forms.Form):
     until = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
     actor = forms.CharField(required=False, max_length=150)
     principal = forms.CharField(required=False, max_length=2048)
-    account = forms.RegexField(regex=r"^\d{12}$", required=False, error_messages={"invalid": "12 digits."})
+    account = forms.RegexField(
+        regex=r"^\d{12}$",
+        required=False,
+        error_messages={"invalid": "An AWS account id is 12 digits, e.g. 123456789012."},
+    )
     pipeline = forms.CharField(required=False, max_length=100)
     action = forms.CharField(required=False, max_length=64, help_text="e.g. request. or grant.applied")
     request_ref = forms.CharField(required=False, max_length=20, label="Request", help_text="e.g. GH-000042")
@@ -279,6 +283,10 @@ class AuditFilterForm(forms.Form):
 class AccessReportForm(forms.Form):
     since = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
     until = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    account = forms.RegexField(regex=r"^\d{12}$", required=False, error_messages={"invalid": "12 digits."})
+    account = forms.RegexField(
+        regex=r"^\d{12}$",
+        required=False,
+        error_messages={"invalid": "An AWS account id is 12 digits, e.g. 123456789012."},
+    )
     pipeline = forms.CharField(required=False, max_length=100)
     principal = forms.CharField(required=False, max_length=2048)

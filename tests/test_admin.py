@@ -86,3 +86,21 @@ def test_a_rules_slack_webhook_is_stored_but_never_shown_or_audited_in_full(clie
     assert events.count() == 2
     assert all("very-secret-token" not in json.dumps([e.before, e.after]) for e in events)
     assert events.last().after["slack_webhook_url"] == "https://hooks.slack.com/…(redacted)"
+
+
+def test_a_rule_says_in_one_sentence_what_it_does(client):
+    from tests.factories import make_account, make_rule
+
+    admin = make_user("root-admin", "admins", is_staff=True, is_superuser=True)
+    sign_in_with_mfa(client, admin)
+    rule = make_rule(
+        "Production", accounts=[make_account()], approvals=2, max_duration_hours=4, kinds=["pipeline"]
+    )
+    sentence = (
+        "Requests for pipeline actions on sandbox go to approvers: 2 distinct approvals, at most 4 hours."
+    )
+    assert rule.describe() == sentence
+    page = client.get(reverse("admin:accessrequests_approvalrule_change", args=[rule.pk])).content.decode()
+    assert sentence in page
+    form = page.split('name="kinds"')
+    assert len(form) > 2 and 'type="checkbox"' in page  # kinds are checkboxes of the valid values, not JSON

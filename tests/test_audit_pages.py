@@ -204,3 +204,13 @@ def test_a_bad_through_seq_gets_a_clear_message(client, auditor):
     api = client.get(reverse("api_audit_export"), {"file_format": "csv", "through_seq": "-3"})
     assert api.status_code == 400
     assert "through_seq must be a whole number" in api.content.decode()
+
+
+def test_a_filter_with_an_error_says_so_and_lists_nothing(client, world, auditor):
+    world.submit()
+    client.force_login(auditor)
+    response = client.get(reverse("audit_log"), {"account": "12"})
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert 'data-testid="filter-error"' in page and "An AWS account id is 12 digits" in page
+    assert "request.created" not in page.split('data-testid="audit-table"')[1]

@@ -148,6 +148,39 @@ class ApprovalRule(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def describe(self) -> str:
+        """What the rule does, in one sentence (shown in the admin)."""
+        kinds = (
+            ", ".join(str(RequestKind(k).label).lower() for k in self.kinds)
+            if self.kinds
+            else "any kind of access"
+        )
+        levels = f" at level {', '.join(self.levels)}" if self.levels else ""
+        if self.pk:
+            accounts = ", ".join(a.name for a in self.accounts.all()) or "any account"
+            pipelines = ", ".join(p.name for p in self.pipelines.all())
+            deciders = [g.name for g in self.approver_groups.all()] + [
+                u.get_username() for u in self.approver_users.all()
+            ]
+        else:
+            accounts, pipelines, deciders = "any account", "", []
+        where = f"on {accounts}" + (f" (pipelines {pipelines})" if pipelines else "")
+        who = ", ".join(deciders) if deciders else "nobody yet (add approvers)"
+        sentence = (
+            f"Requests for {kinds}{levels} {where} go to {who}: {self.approvals_required} distinct approval"
+            f"{'s' if self.approvals_required != 1 else ''}, at most {self.max_duration_hours} hours"
+        )
+        extras = []
+        if self.allow_permanent:
+            extras.append("permanent access allowed")
+        if self.auto_approve_low_risk:
+            extras.append("viewer access outside production approved automatically")
+        if self.allow_privileged_permission_sets:
+            extras.append("privileged permission sets allowed")
+        if not self.enabled:
+            extras.append("currently disabled")
+        return sentence + ("; " + "; ".join(extras) if extras else "") + "."
+
 
 class AccessRequest(models.Model):
     """One ask for access: who, for which principal, what exactly, why, for how long."""

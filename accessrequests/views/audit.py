@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 from accessrequests import access_report as report
 from accessrequests import audit, exports, permissions, selectors
 from accessrequests.forms import AccessReportForm, AuditFilterForm
+from accessrequests.models import AuditEvent
 from accessrequests.paging import paginate
 
 
@@ -33,8 +34,12 @@ def auditor_required(view):
 
 
 def _filtered(request: HttpRequest):
+    """The filter form and the events it selects. A filter with an error selects nothing (and says why): listing
+    everything under a filter that did not apply would look like an answer."""
     form = AuditFilterForm(request.GET or None)
-    filters = form.filters() if form.is_valid() else {}
+    if form.is_bound and not form.is_valid():
+        return form, {}, AuditEvent.objects.none()
+    filters = form.filters() if form.is_bound else {}
     return form, filters, selectors.audit_events(**filters)
 
 
