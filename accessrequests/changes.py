@@ -48,6 +48,7 @@ _READ_ERRORS = (ClientError, BotoCoreError, AwsOperationError, ValueError, OSErr
 class Document:
     title: str
     body: str  # pretty JSON or a list, ready for a <pre>
+    wrap: bool = False  # a command or prose: wrap it rather than scroll it
 
 
 @dataclass
@@ -108,7 +109,8 @@ def _applied_statements(req: AccessRequest, delivery: str) -> list[dict[str, Any
 
 
 def _policy_change(req: AccessRequest, target: str, before: list[dict[str, Any]], source: str) -> Change:
-    before_text = _pretty(policy.coalesce(before) if before else [])
+    # Nothing held today is an empty "before": the diff is then every line added, with no "(nothing)" removed.
+    before_text = _pretty(policy.coalesce(before)) if before else ""
     after_text = _pretty(policy.coalesce([*before, *req.statements]))
     return Change(
         summary="Adds these statements to the principal's Gatehouse policy.",
@@ -174,16 +176,20 @@ def _permission_set(req: AccessRequest) -> Change:
     chosen = req.permission_set
     assert chosen is not None  # a permission-set request always names one
     principal = req.principal
-    source, note, held = "aws", "", False
+    source, note, held, holds = "aws", "", False, set()
     try:
         with quick_reads():
-            held = chosen.arn in ic.assigned_permission_sets(_identity_center_instance(req), **_where(req))
+            holds = ic.assigned_permission_sets(_identity_center_instance(req), **_where(req))
+        held = chosen.arn in holds
     except _READ_ERRORS as exc:
         source = "gatehouse"
         note = f"AWS could not be read just now ({_short(exc)}); this is what Gatehouse has applied or is applying."
-        held = ManagedAssignment.objects.filter(
-            principal=principal, account_id=req.account.account_id, permission_set_arn=chosen.arn
-        ).exists()
+        holds = set(
+            ManagedAssignment.objects.filter(
+                principal=principal, account_id=req.account.account_id
+            ).values_list("permission_set_arn", flat=True)
+        )
+        held = chosen.arn in holds
     who = f"{principal.get_kind_display()} {principal.label}"
     change = Change(
         summary=(
@@ -198,6 +204,13 @@ def _permission_set(req: AccessRequest) -> Change:
         source_note=note,
         risk=chosen.risk,
         risk_reasons=list(chosen.risk_reasons),
+    )
+    names = dict(PermissionSet.objects.filter(arn__in=holds).values_list("arn", "name"))
+    change.facts.append(
+        (
+            f"Holds in account {req.account.account_id} now",
+            ", ".join(sorted(names.get(arn, arn.rsplit("/", 1)[-1]) for arn in holds)) or "nothing",
+        )
     )
     if chosen.description:
         change.facts.append(("What the set is for", chosen.description))
@@ -242,7 +255,7 @@ def _cross_account(req: AccessRequest) -> Change:
     change.documents = [
         Document("Trust policy (who can assume it)", json.dumps(trust, indent=2)),
         Document("Permissions of the role", _pretty(policy.coalesce(req.statements))),
-        Document("How the outside party uses it", command),
+        Document("How the outside party uses it", command, wrap=True),
     ]
     return change
 
