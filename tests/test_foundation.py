@@ -164,7 +164,7 @@ def test_open_sign_up_is_closed_by_default(client):
     from django.contrib.auth.models import User
 
     assert not User.objects.filter(username="mallory").exists()
-    assert b"Sign Up Closed" in response.content or response.status_code == 403
+    assert b"Sign up closed" in response.content or response.status_code == 403
 
 
 @pytest.mark.django_db

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django import template
@@ -65,14 +66,14 @@ _KEEP = {"IAM", "AWS", "TOTP", "MFA", "API", "ID", "OIDC", "SSO", "URL"}
 @register.filter
 def sentence_case(text: str) -> str:
     """'Two-Factor Authentication' -> 'Two-factor authentication' (allauth titles its pages in Title Case)."""
+    first = True
 
-    def lower(part: str, first: bool) -> str:
+    def lower(match: re.Match[str]) -> str:
+        nonlocal first
+        word = match.group(0)
+        keep = first or word.upper() in _KEEP or not (word[0].isupper() and word[1:].islower())
+        first = False
         # Only a Title-cased word is lowered: references (GH-000042), acronyms and names in capitals stay.
-        titled = len(part) > 1 and part[0].isupper() and part[1:].islower()
-        return part.lower() if titled and not first and part.upper() not in _KEEP else part
+        return word if keep else word.lower()
 
-    words = str(text).split(" ")
-    return " ".join(
-        "-".join(lower(part, index == 0 and n == 0) for n, part in enumerate(word.split("-")))
-        for index, word in enumerate(words)
-    )
+    return re.sub(r"[A-Za-z]+", lower, str(text))
