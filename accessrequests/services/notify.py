@@ -53,3 +53,10 @@ def on_grant_applied(grant: Grant) -> None:
 
 def on_grant_failed(grant: Grant) -> None:
     _enqueue_after_commit(notifications.notify_grant_failed, grant.pk, grant.request.reference)
+
+
+def on_request_changed(request_id: int) -> None:
+    """Anything the request's Slack message shows changed (an approval, a claim, a voided decision, the end)."""
+    from accessrequests import slack_notifications
+
+    _enqueue_after_commit(slack_notifications.slack_update_message, request_id, f"request {request_id}")

@@ -414,7 +414,7 @@ def request_approve(
     with transaction.atomic():
         req = _record_decision(request_id, reviewer, DecisionOutcome.APPROVE, comment, second_factor)
         before = _snapshot(req)
-        approvals = req.decisions.filter(outcome=DecisionOutcome.APPROVE).count()
+        approvals = req.decisions.counting().filter(outcome=DecisionOutcome.APPROVE).count()
         _audit(
             req,
             "request.approval_recorded",
