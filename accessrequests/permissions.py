@@ -257,3 +257,21 @@ def second_factor_problem(user, factor: SecondFactor | None, *, now: datetime | 
             "again to decide."
         )
     return None
+
+
+# --- the identity provider -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdentityProvider:
+    """The identity provider's SCIM client, authenticated by the SCIM bearer token (GATEHOUSE_SCIM_TOKEN).
+    It is nobody in the portal: it cannot read or decide requests, and portal users cannot provision."""
+
+    name: str = "scim"
+
+
+def provision_problem(agent) -> str | None:
+    """Only the identity provider creates, changes, deactivates and deletes people and groups over SCIM."""
+    if not isinstance(agent, IdentityProvider):
+        return "Only the identity provider's SCIM client provisions users and groups."
+    return None

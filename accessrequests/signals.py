@@ -101,6 +101,8 @@ def _credentials_changed(sender, instance, created=False, update_fields=None, **
 
     http_request = current_http_request()
     actor = getattr(http_request, "user", None)
+    # Who did it when it was no portal user: the SCIM client sets this on the request it authenticated.
+    actor_label = getattr(http_request, "gatehouse_actor_label", None)
     changes: list[tuple[str, dict[str, bool], dict[str, bool]]] = []
     if before["password"] != instance.password:
         changes.append(("auth.password_changed", {}, {}))
@@ -115,6 +117,7 @@ def _credentials_changed(sender, instance, created=False, update_fields=None, **
             object_type="user",
             object_id=instance.pk,
             actor=actor,
+            actor_label=actor_label,
             before=old or None,
             after={**new, "user": instance.get_username(), "api_tokens_revoked": revoked},
             http_request=http_request,
@@ -123,7 +126,13 @@ def _credentials_changed(sender, instance, created=False, update_fields=None, **
         # Sessions and the weight of pending decisions go too, whichever path deactivated the user.
         from accessrequests.services.identity import user_offboard
 
-        user_offboard(user=instance, reason="reviewer deactivated", actor=actor, http_request=http_request)
+        user_offboard(
+            user=instance,
+            reason="user deactivated",
+            actor=actor,
+            actor_label=actor_label,
+            http_request=http_request,
+        )
 
 
 @receiver(user_logged_in)

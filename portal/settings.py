@@ -387,3 +387,7 @@ SPECTACULAR_SETTINGS = {
     "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}},
 }
 GATEHOUSE_API_MAX_BODY = env.int("GATEHOUSE_API_MAX_BODY", default=256 * 1024)
+
+# SCIM 2.0 provisioning at /scim/v2/: the identity provider's bearer token (never stored in the database); SCIM is
+# off while it is unset.
+GATEHOUSE_SCIM_TOKEN = _secret("GATEHOUSE_SCIM_TOKEN", default="") or ""

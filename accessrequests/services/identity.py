@@ -82,7 +82,9 @@ def _delete_sessions(user) -> int:
     return Session.objects.filter(session_key__in=doomed).delete()[0]
 
 
-def user_offboard(*, user, reason: str, actor=None, http_request=None) -> dict[str, int]:
+def user_offboard(
+    *, user, reason: str, actor=None, actor_label: str | None = None, http_request=None
+) -> dict[str, int]:
     """What a deactivation takes away at once, beside the API tokens (revoked by the signal that calls this):
     every session, and the weight of every decision on a request still pending. Notifications stop by
     themselves: they go only to active users. Audited as one event."""
@@ -105,6 +107,7 @@ def user_offboard(*, user, reason: str, actor=None, http_request=None) -> dict[s
                 object_type="access_request",
                 object_id=req.pk,
                 actor=actor,
+                actor_label=actor_label,
                 request_id=req.pk,
                 principal_id=req.principal_id,
                 account_id=req.account.account_id,
@@ -118,6 +121,7 @@ def user_offboard(*, user, reason: str, actor=None, http_request=None) -> dict[s
             object_type="user",
             object_id=user.pk,
             actor=actor,
+            actor_label=actor_label,
             after={"user": user.get_username(), "reason": reason[:200], **facts},
             http_request=http_request,
         )
