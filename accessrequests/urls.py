@@ -1,7 +1,7 @@
 from django.urls import path
 
 import accessrequests.ids  # noqa: F401  (registers the <id:...> path converter)
-from accessrequests.views import audit, dashboard, grants, home, requests, review, tokens
+from accessrequests.views import audit, dashboard, grants, home, requests, review, slack, tokens
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -21,4 +21,6 @@ urlpatterns = [
     path("audit/", audit.audit_log, name="audit_log"),
     path("audit/export.<str:fmt>", audit.audit_export, name="audit_export"),
     path("audit/access/", audit.access_report, name="access_report"),
+    path("slack/interactions/", slack.interactions, name="slack_interactions"),
+    path("slack/link/<str:token>/", slack.decision_link_view, name="slack_decision_link"),
 ]

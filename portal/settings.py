@@ -391,3 +391,14 @@ GATEHOUSE_API_MAX_BODY = env.int("GATEHOUSE_API_MAX_BODY", default=256 * 1024)
 # SCIM 2.0 provisioning at /scim/v2/: the identity provider's bearer token (never stored in the database); SCIM is
 # off while it is unset.
 GATEHOUSE_SCIM_TOKEN = _secret("GATEHOUSE_SCIM_TOKEN", default="") or ""
+
+# The Slack app: a bot token to post and update messages (chat:write, users:read, users:read.email, im:write), and
+# the signing secret that proves an interactive callback came from Slack. Off while the bot token is unset.
+SLACK_BOT_TOKEN = _secret("SLACK_BOT_TOKEN", default="") or ""
+SLACK_SIGNING_SECRET = _secret("SLACK_SIGNING_SECRET", default="") or ""
+SLACK_API_URL = env.str("SLACK_API_URL", default="https://slack.com/api/").rstrip("/") + "/"
+# A pending request is announced again in its message's thread after this many minutes, then twice as long each
+# time (at most a day apart), until it is decided or expires.
+GATEHOUSE_SLACK_REMINDER_MINUTES = env.int("GATEHOUSE_SLACK_REMINDER_MINUTES", default=60)
+# How long the link a Slack button answers with opens the decision page.
+GATEHOUSE_SLACK_LINK_SECONDS = env.int("GATEHOUSE_SLACK_LINK_SECONDS", default=600)
