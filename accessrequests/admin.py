@@ -24,6 +24,7 @@ from accessrequests.models import (
     Pipeline,
     Principal,
     RequestKind,
+    ScimGroup,
 )
 
 # Fields that hold secrets: stored, but never copied into the audit trail or shown back in full.
@@ -168,6 +169,7 @@ class ApprovalRuleForm(forms.ModelForm):
             "name", "priority", "enabled", "accounts", "pipelines", "kinds", "levels", "approver_groups",
             "approver_users", "approvals_required", "max_duration_hours", "allow_permanent",
             "auto_approve_low_risk", "allow_privileged_permission_sets", "contact", "slack_webhook_url",
+            "slack_channel", "chat_approval",
         ]  # fmt: skip
 
     def __init__(self, *args, **kwargs):
@@ -228,6 +230,20 @@ class GrantAdmin(ReadOnlyAdmin):
 class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["id", "created_at", "actor_label", "action", "object_type", "object_id"]
     list_filter = ["action"]
+
+
+@admin.register(ScimGroup)
+class ScimGroupAdmin(AuditedAdmin):
+    """Groups come from the identity provider (SCIM); an admin only says which principals their members get."""
+
+    list_display = ["display_name", "external_id", "updated_at"]
+    search_fields = ["display_name", "external_id"]
+    fields = ["display_name", "external_id", "members", "principals"]
+    readonly_fields = ["display_name", "external_id", "members"]
+    filter_horizontal = ["principals"]
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(Notification)

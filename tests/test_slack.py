@@ -242,7 +242,7 @@ def test_an_unmatched_an_unconfirmed_or_a_deactivated_slack_user_gets_a_private_
     assert "No Gatehouse account has the verified e-mail address stranger@example.com" in replies[0]
     assert "deactivated" in replies[4]
     assert not Decision.objects.exists() and SlackMessage.objects.get(request=req).claimed_by is None
-    assert [c["args"]["user"] for c in slack.calls if c["method"] == "chat.postEphemeral"][0] == "U0STRANGER"
+    assert next(c["args"]["user"] for c in slack.calls if c["method"] == "chat.postEphemeral") == "U0STRANGER"
 
 
 def test_a_matched_user_who_may_not_decide_is_told_why(world, slack):
