@@ -16,6 +16,7 @@ from accessrequests.models import (
     ApprovalRule,
     AuditEvent,
     AwsAccount,
+    ChatApproval,
     Grant,
     IdentityCenter,
     Notification,
@@ -162,6 +163,12 @@ class ApprovalRuleForm(forms.ModelForm):
         label="Slack webhook URL",
     )
     remove_slack_webhook = forms.BooleanField(required=False, label="Remove the Slack webhook")
+    chat_approval = forms.ChoiceField(
+        choices=ChatApproval.choices,
+        required=False,
+        initial=ChatApproval.OFF,
+        help_text="Off unless chosen: a click in Slack then opens the portal, which asks for the second factor.",
+    )
 
     class Meta:
         model = ApprovalRule
@@ -177,6 +184,9 @@ class ApprovalRuleForm(forms.ModelForm):
         current = self.instance.slack_webhook_url if self.instance.pk else ""
         field = self.fields["slack_webhook_url"]
         field.help_text = f"Set: {redact_url(current)}. Leave empty to keep it." if current else "Not set."
+
+    def clean_chat_approval(self) -> str:
+        return self.cleaned_data.get("chat_approval") or ChatApproval.OFF
 
     def clean_slack_webhook_url(self) -> str:
         value = self.cleaned_data.get("slack_webhook_url") or ""
