@@ -406,3 +406,35 @@ def test_the_web_decision_pages_refuse_a_deactivated_approver_even_with_a_code(s
     )
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     assert not Decision.objects.exists()
+
+
+def test_the_scim_token_never_reaches_logs_the_audit_trail_or_the_database(scim, caplog):
+    import logging
+
+    from tests.test_secrets import _everything_in_the_database
+
+    caplog.set_level(logging.DEBUG)
+    user_id = scim.post("Users", OKTA_CREATE_USER).json()["id"]
+    scim.patch(f"Users/{user_id}", OKTA_DEACTIVATE)
+    Scim("wrong-token").get("Users")
+    audit = json.dumps(list(AuditEvent.objects.values("before", "after", "actor_label")), default=str)
+    assert SCIM_TOKEN not in caplog.text and SCIM_TOKEN not in audit
+    assert SCIM_TOKEN not in _everything_in_the_database()
+
+
+def test_a_deactivated_requester_is_emailed_nothing_more(scim, world):
+    from accessrequests.notifications import notify_request_decided
+
+    user_id = scim.post(
+        "Users", {**OKTA_CREATE_USER, "userName": "requester", "emails": [{"value": "requester@example.com"}]}
+    )
+    assert user_id.status_code == 201  # the identity provider takes over the account of the same person
+    req = world.submit()
+    scim.patch(f"Users/{user_id.json()['id']}", OKTA_DEACTIVATE)
+    from accessrequests.services.requests import request_deny
+
+    request_deny(
+        request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver), comment="no"
+    )
+    notify_request_decided.apply(args=[req.pk])
+    assert mail.outbox == []

@@ -420,3 +420,23 @@ def test_the_signed_link_carries_no_authority_by_itself(world, slack):
     sign_in_with_mfa(client, world.approver)
     assert client.get(f"/slack/link/{forged}/").status_code == 400
     assert req.status == RequestStatus.PENDING
+
+
+def test_the_bot_token_and_the_signing_secret_never_reach_logs_the_audit_trail_or_the_database(
+    world, slack, caplog
+):
+    import logging
+
+    from tests.test_secrets import _everything_in_the_database
+
+    caplog.set_level(logging.DEBUG)
+    req = posted(world, slack)
+    click("gatehouse_claim", req)
+    click("gatehouse_approve", req, secret="wrong")  # refused, and logged
+    slack.fail_with = "invalid_auth"
+    slack_update_message.apply(args=[req.pk])
+    audit = json.dumps(list(AuditEvent.objects.values("before", "after", "actor_label")), default=str)
+    for secret in (BOT_TOKEN, SIGNING_SECRET):
+        assert (
+            secret not in caplog.text and secret not in audit and secret not in _everything_in_the_database()
+        )
