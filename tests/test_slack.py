@@ -440,3 +440,14 @@ def test_the_bot_token_and_the_signing_secret_never_reach_logs_the_audit_trail_o
         assert (
             secret not in caplog.text and secret not in audit and secret not in _everything_in_the_database()
         )
+
+
+def test_an_approver_of_another_rule_learns_nothing_about_the_request(world, slack):
+    req = posted(world, slack)
+    outsider = world.outsider_approver
+    EmailAddress.objects.create(user=outsider, email=outsider.email, verified=True, primary=True)
+    slack.add_user("U0OUTSIDER", outsider.email)
+    click("gatehouse_claim", req, slack_user="U0OUTSIDER")
+    click("gatehouse_approve", req, slack_user="U0OUTSIDER")
+    assert ephemerals(slack) == ["That request does not exist, or it is not yours to see."] * 2
+    assert SlackMessage.objects.get(request=req).claimed_by is None and not Decision.objects.exists()

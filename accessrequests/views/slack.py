@@ -24,14 +24,14 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.core.cache import cache
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from accessrequests import permissions, slack_api, slack_text
+from accessrequests import permissions, selectors, slack_api, slack_text
 from accessrequests.models import AccessRequest
 from accessrequests.services.requests import RequestError, request_approve
 from accessrequests.services.slack import ClaimError, request_claim
@@ -82,14 +82,10 @@ def decision_link(req: AccessRequest, user, verb: str) -> str:
 def _act(payload: dict[str, Any], user, action: dict[str, Any], http_request: HttpRequest) -> str:
     """Do what the button says, as ``user``; returns what to tell them (privately)."""
     action_id = action.get("action_id")
-    value = str(action.get("value", ""))
-    req = (
-        AccessRequest.objects.select_related("rule", "account", "requester").filter(pk=int(value)).first()
-        if value.isascii() and value.isdigit() and len(value) <= 18
-        else None
-    )
-    if req is None:
-        return "That request does not exist (any more)."
+    try:
+        req = selectors.get_request_for_user(user, str(action.get("value", "")))
+    except Http404:
+        return "That request does not exist, or it is not yours to see."
     if action_id == slack_text.CLAIM:
         try:
             request_claim(request_id=req.pk, user=user, http_request=http_request)
