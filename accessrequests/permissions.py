@@ -7,7 +7,9 @@ lived only in a view would be one forgotten decorator away from a side path, so 
 
 Deciding on access also needs a second factor presented in the last few minutes (``SecondFactor``): the web
 takes it from allauth's session records (sign-in with TOTP or reauthentication), the API from a TOTP code sent
-with the decision. Services refuse a decision without a fresh one from the deciding user.
+with the decision. Services refuse a decision without a fresh one from the deciding user. A click in Slack is a
+second factor only where ``chat_approval_problem`` says so (a rule that opts in, a low-risk request), and only the
+identity provider's SCIM client provisions people and groups (``provision_problem``).
 """
 
 from __future__ import annotations
