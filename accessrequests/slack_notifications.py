@@ -74,6 +74,7 @@ def slack_post_request(request_id: int) -> int:
     ).update(posted_at=now)
     if claimed != 1:
         return 0
+    seen = _state(req)
     text, blocks = slack_text.request_message(req)
     try:
         ts = slack_api.post_message(channel=message.channel, text=text, blocks=blocks)
@@ -84,6 +85,9 @@ def slack_post_request(request_id: int) -> int:
     logger.info(
         "%s posted to Slack channel %s", req.reference, message.channel, extra={"request_ref": req.reference}
     )
+    if _state(_load(request_id)) != seen:
+        # Decided (or claimed) while the post was on its way: its update found no message yet, so do it now.
+        slack_update_message(request_id)
     return 1
 
 

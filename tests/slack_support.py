@@ -22,6 +22,7 @@ class FakeSlack:
         self.calls: list[dict[str, Any]] = []
         self.users: dict[str, dict[str, Any]] = {}  # Slack user id -> users.info "user" object
         self.fail_with: str | None = None
+        self.before_answer = None  # a test's hook, called with the method name before each answer
         self._ts = itertools.count(1)
         fake = self
 
@@ -37,6 +38,8 @@ class FakeSlack:
                     args = {k: v[0] for k, v in parse_qs(raw.decode() or parsed.query).items()}
                     args.update({k: v[0] for k, v in parse_qs(parsed.query).items()})
                 fake.calls.append({"method": method, "args": args, "auth": self.headers.get("Authorization")})
+                if fake.before_answer is not None:
+                    fake.before_answer(method)
                 body = fake.answer(method, args, self.headers.get("Authorization"))
                 data = json.dumps(body).encode()
                 self.send_response(200)

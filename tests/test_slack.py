@@ -451,3 +451,27 @@ def test_an_approver_of_another_rule_learns_nothing_about_the_request(world, sla
     click("gatehouse_approve", req, slack_user="U0OUTSIDER")
     assert ephemerals(slack) == ["That request does not exist, or it is not yours to see."] * 2
     assert SlackMessage.objects.get(request=req).claimed_by is None and not Decision.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_decided_while_its_message_was_being_posted_is_shown_decided(world, slack):
+    from django.db import connection
+
+    req = world.submit()
+
+    def deny_meanwhile(
+        method: str,
+    ) -> None:  # runs in the fake Slack's thread, on its own database connection
+        if method == "chat.postMessage":
+            slack.before_answer = None
+            request_deny(
+                request_id=req.pk,
+                reviewer=world.approver,
+                second_factor=fresh_factor(world.approver),
+                comment="no",
+            )
+            connection.close()
+
+    slack.before_answer = deny_meanwhile
+    assert slack_post_request.apply(args=[req.pk]).get() == 1
+    assert statuses(slack) == ["*Status:* denied by approver"]
