@@ -4,7 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck migrations-check pytest venv clean
+.PHONY: demo test check lint typecheck migrations-check pytest venv clean oidc-provider
+
+# The independent OpenID Provider the sign-in tests start (tests/oidc: oidc-provider from npm, pinned by its
+# package-lock.json). Without npm the sign-in tests skip (and fail under GATEHOUSE_REQUIRE_SERVICES=1).
+OIDC_DIR := tests/oidc
+OIDC_STAMP := $(OIDC_DIR)/node_modules/.installed
 
 # Reinstall only when a requirements file changed. pip 26's --build-constraint keeps XStatic's sdist
 # buildable (it still needs setuptools' pkg_resources).
@@ -16,6 +21,13 @@ $(STAMP): requirements.txt requirements-dev.txt build-constraints.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(OIDC_STAMP): $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix $(OIDC_DIR) --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "gatehouse: npm not found; the OpenID Connect sign-in tests will skip"; fi
+
+oidc-provider: $(OIDC_STAMP)
 
 demo: $(STAMP)
 	DEBUG=$${DEBUG:-1} $(PY) manage.py demo
@@ -30,7 +42,7 @@ typecheck: $(STAMP)
 migrations-check: $(STAMP)
 	DEBUG=$${DEBUG:-1} $(PY) manage.py makemigrations --check --dry-run
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(OIDC_STAMP)
 	@DEBUG=$${DEBUG:-1} DJANGO_SETTINGS_MODULE=portal.settings $(PY) -c 'from django.conf import settings; import django, os; django.setup(); \
 	  from django.db import connection as c; from portal.celery import app; \
 	  print("gatehouse tests: database", c.vendor, c.settings_dict["HOST"] or c.settings_dict["NAME"], "| broker", app.connection_for_write().as_uri())'
@@ -41,4 +53,4 @@ test: lint typecheck migrations-check pytest
 check: test
 
 clean:
-	rm -rf var/broker var/results var/test.sqlite3 var/artifacts
+	rm -rf var/broker var/results var/test.sqlite3 var/artifacts $(OIDC_DIR)/node_modules

@@ -16,6 +16,7 @@ from accessrequests.models import (
     ApprovalRule,
     AuditEvent,
     AwsAccount,
+    ChatApproval,
     Grant,
     IdentityCenter,
     Notification,
@@ -24,6 +25,7 @@ from accessrequests.models import (
     Pipeline,
     Principal,
     RequestKind,
+    ScimGroup,
 )
 
 # Fields that hold secrets: stored, but never copied into the audit trail or shown back in full.
@@ -161,6 +163,12 @@ class ApprovalRuleForm(forms.ModelForm):
         label="Slack webhook URL",
     )
     remove_slack_webhook = forms.BooleanField(required=False, label="Remove the Slack webhook")
+    chat_approval = forms.ChoiceField(
+        choices=ChatApproval.choices,
+        required=False,
+        initial=ChatApproval.OFF,
+        help_text="Off unless chosen: a click in Slack then opens the portal, which asks for the second factor.",
+    )
 
     class Meta:
         model = ApprovalRule
@@ -168,6 +176,7 @@ class ApprovalRuleForm(forms.ModelForm):
             "name", "priority", "enabled", "accounts", "pipelines", "kinds", "levels", "approver_groups",
             "approver_users", "approvals_required", "max_duration_hours", "allow_permanent",
             "auto_approve_low_risk", "allow_privileged_permission_sets", "contact", "slack_webhook_url",
+            "slack_channel", "chat_approval",
         ]  # fmt: skip
 
     def __init__(self, *args, **kwargs):
@@ -175,6 +184,9 @@ class ApprovalRuleForm(forms.ModelForm):
         current = self.instance.slack_webhook_url if self.instance.pk else ""
         field = self.fields["slack_webhook_url"]
         field.help_text = f"Set: {redact_url(current)}. Leave empty to keep it." if current else "Not set."
+
+    def clean_chat_approval(self) -> str:
+        return self.cleaned_data.get("chat_approval") or ChatApproval.OFF
 
     def clean_slack_webhook_url(self) -> str:
         value = self.cleaned_data.get("slack_webhook_url") or ""
@@ -235,6 +247,20 @@ class GrantAdmin(ReadOnlyAdmin):
 class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["id", "created_at", "actor_label", "action", "object_type", "object_id"]
     list_filter = ["action"]
+
+
+@admin.register(ScimGroup)
+class ScimGroupAdmin(AuditedAdmin):
+    """Groups come from the identity provider (SCIM); an admin only says which principals their members get."""
+
+    list_display = ["display_name", "external_id", "updated_at"]
+    search_fields = ["display_name", "external_id"]
+    fields = ["display_name", "external_id", "members", "principals"]
+    readonly_fields = ["display_name", "external_id", "members"]
+    filter_horizontal = ["principals"]
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(Notification)

@@ -89,7 +89,7 @@ def new_request(req: AccessRequest) -> tuple[str, str]:
 
 
 def _comments(req: AccessRequest, outcome: str) -> str:
-    decisions = req.decisions.filter(outcome=outcome).select_related("reviewer")
+    decisions = req.decisions.counting().filter(outcome=outcome).select_related("reviewer")
     return "\n".join(
         f"{d.reviewer.get_username()}: {d.comment}" if d.comment else f"{d.reviewer.get_username()}"
         for d in decisions

@@ -234,6 +234,8 @@ def _load_grant(grant_id: int) -> Grant:
 
 
 def _requester_email(req: AccessRequest) -> bool:
+    if not req.requester.is_active:
+        return False  # people who left hear nothing more from Gatehouse
     if req.requester.email:
         return True
     logger.info("%s: the requester has no email address", req.reference, extra={"request_ref": req.reference})

@@ -7,7 +7,9 @@ lived only in a view would be one forgotten decorator away from a side path, so 
 
 Deciding on access also needs a second factor presented in the last few minutes (``SecondFactor``): the web
 takes it from allauth's session records (sign-in with TOTP or reauthentication), the API from a TOTP code sent
-with the decision. Services refuse a decision without a fresh one from the deciding user.
+with the decision. Services refuse a decision without a fresh one from the deciding user. A click in Slack is a
+second factor only where ``chat_approval_problem`` says so (a rule that opts in, a low-risk request), and only the
+identity provider's SCIM client provisions people and groups (``provision_problem``).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from accessrequests import recipients, roles
 from accessrequests.models import (
     LIVE_GRANT_STATUSES,
     AccessRequest,
+    ChatApproval,
     Grant,
     Principal,
     RequestStatus,
     TokenScope,
 )
-from accessrequests.rules import rules_for_approver
+from accessrequests.rules import is_low_risk, rules_for_approver
 
 
 class NotAllowed(Exception):
@@ -204,7 +207,9 @@ class SecondFactor:
     user_id: int
     method: str  # "totp", "recovery_codes", "webauthn"
     at: datetime
-    via: str  # "session" (allauth sign-in or reauthentication) or "api" (a code sent with the call)
+    # "session" (allauth sign-in or reauthentication), "api" (a code sent with the call), or "slack" (a click in
+    # Slack, which counts only where ``chat_approval_problem`` allows it)
+    via: str
 
 
 def step_up_window() -> timedelta:
@@ -246,9 +251,41 @@ def second_factor_from_code(user, code: str) -> SecondFactor | None:
     return SecondFactor(user_id=user.pk, method="totp", at=timezone.now(), via="api")
 
 
-def second_factor_problem(user, factor: SecondFactor | None, *, now: datetime | None = None) -> str | None:
+def chat_approval_problem(user, request: AccessRequest) -> str | None:
+    """Whether a click on "Approve" in Slack may be the approval itself, with no second factor in Gatehouse.
+
+    Only when the request's rule explicitly allows chat approval (``ApprovalRule.chat_approval``, off by default)
+    and the request is low risk (``rules.is_low_risk``: viewer access outside production). Then the approver's
+    Slack session, matched to their portal account by a verified email address, stands in for the second factor:
+    their workspace's sign-in (normally the same identity provider with MFA) is what proves it is them. Every other
+    rule still applies (``decide_problem``). Otherwise Slack only links to the decision page, which asks for the
+    code.
+    """
+    if request.rule.chat_approval != ChatApproval.LOW_RISK:
+        return (
+            f"The rule “{request.rule.name}” asks for your second factor in Gatehouse: open the request there "
+            "to decide it."
+        )
+    if not is_low_risk(account=request.account, kind=request.kind, level=request.level):
+        return f"{request.reference} is not low risk, so it is decided in Gatehouse with your second factor."
+    return decide_problem(user, request)
+
+
+def second_factor_problem(
+    user,
+    factor: SecondFactor | None,
+    *,
+    now: datetime | None = None,
+    request: AccessRequest | None = None,
+    outcome: str = "",
+) -> str | None:
     if factor is None or factor.user_id != getattr(user, "pk", None):
         return "Deciding on access needs your second factor: confirm with your authenticator code."
+    if factor.via == "slack":
+        # A click in Slack is a second factor only for an approval its rule lets chat decide.
+        if request is None or outcome != "approve":
+            return "A click in Slack does not decide this: open the request in Gatehouse."
+        return chat_approval_problem(user, request)
     now = now or timezone.now()
     if factor.at < now - step_up_window():
         minutes = max(1, settings.GATEHOUSE_STEP_UP_SECONDS // 60)
@@ -257,3 +294,26 @@ def second_factor_problem(user, factor: SecondFactor | None, *, now: datetime | 
             "again to decide."
         )
     return None
+
+
+# --- the identity provider -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdentityProvider:
+    """The identity provider's SCIM client, authenticated by the SCIM bearer token (GATEHOUSE_SCIM_TOKEN).
+    It is nobody in the portal: it cannot read or decide requests, and portal users cannot provision."""
+
+    name: str = "scim"
+
+
+def provision_problem(agent) -> str | None:
+    """Only the identity provider creates, changes, deactivates and deletes people and groups over SCIM."""
+    if not isinstance(agent, IdentityProvider):
+        return "Only the identity provider's SCIM client provisions users and groups."
+    return None
+
+
+def claim_problem(user, request: AccessRequest) -> str | None:
+    """Claiming a request ("I am looking at it", shown on its Slack message) is for those who may decide it."""
+    return decide_problem(user, request)

@@ -101,6 +101,8 @@ def _credentials_changed(sender, instance, created=False, update_fields=None, **
 
     http_request = current_http_request()
     actor = getattr(http_request, "user", None)
+    # Who did it when it was no portal user: the SCIM client sets this on the request it authenticated.
+    actor_label = getattr(http_request, "gatehouse_actor_label", None)
     changes: list[tuple[str, dict[str, bool], dict[str, bool]]] = []
     if before["password"] != instance.password:
         changes.append(("auth.password_changed", {}, {}))
@@ -115,7 +117,34 @@ def _credentials_changed(sender, instance, created=False, update_fields=None, **
             object_type="user",
             object_id=instance.pk,
             actor=actor,
+            actor_label=actor_label,
             before=old or None,
             after={**new, "user": instance.get_username(), "api_tokens_revoked": revoked},
             http_request=http_request,
         )
+    if before["is_active"] and not instance.is_active:
+        # Sessions and the weight of pending decisions go too, whichever path deactivated the user.
+        from accessrequests.services.identity import user_offboard
+
+        user_offboard(
+            user=instance,
+            reason="user deactivated",
+            actor=actor,
+            actor_label=actor_label,
+            http_request=http_request,
+        )
+
+
+@receiver(user_logged_in)
+def _idp_roles(sender, request, user, sociallogin=None, **kwargs) -> None:
+    """Roles follow the identity provider's groups at every OIDC sign-in (GATEHOUSE_OIDC_GROUP_ROLES)."""
+    if sociallogin is None or sociallogin.account.provider != settings.OIDC_PROVIDER_ID:
+        return
+    from accessrequests.services.identity import user_roles_sync
+
+    data = sociallogin.account.extra_data or {}
+    claims = {**(data.get("id_token") or {}), **(data.get("userinfo") or {})}
+    groups = claims.get(settings.GATEHOUSE_OIDC_GROUPS_CLAIM) or []
+    if isinstance(groups, str):
+        groups = [groups]
+    user_roles_sync(user=user, idp_groups=groups, source="oidc", http_request=request)

@@ -107,4 +107,7 @@ def check_drift() -> dict:
     return drift_check()
 
 
-from accessrequests import notifications  # noqa: F401, E402  (registers the notify_* tasks)
+from accessrequests import (  # noqa: F401, E402  (registers the notify_* tasks)
+    notifications,
+    slack_notifications,
+)

@@ -1,7 +1,7 @@
 from django.urls import path
 
 import accessrequests.ids  # noqa: F401  (registers the <id:...> path converter)
-from accessrequests.views import audit, dashboard, grants, home, requests, review, tokens
+from accessrequests.views import audit, dashboard, grants, home, requests, review, slack, tokens
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -23,4 +23,6 @@ urlpatterns = [
     path("audit/export.<str:fmt>", audit.audit_export, name="audit_export"),
     path("audit/access/", audit.access_report, name="access_report"),
     path("audit/access/export.<str:fmt>", audit.access_report_export, name="access_report_export"),
+    path("slack/interactions/", slack.interactions, name="slack_interactions"),
+    path("slack/link/<str:token>/", slack.decision_link_view, name="slack_decision_link"),
 ]

@@ -1,8 +1,13 @@
-"""allauth adapters: no open sign-up by default; OIDC sign-in creates accounts when the IdP is configured."""
+"""allauth adapters: no open sign-up by default; OIDC sign-in creates accounts when the IdP is configured, and
+refuses an ID token that does not carry back this sign-in's nonce."""
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from allauth.socialaccount.helpers import render_authentication_error
 from django.conf import settings
+
+from portal.oidc import NonceOpenIDConnectProvider, nonce_problem
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -14,3 +19,13 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def is_open_for_signup(self, request, sociallogin):
         # The identity provider decides who may sign in; accounts it vouches for are created on first login.
         return settings.OIDC_ENABLED and settings.GATEHOUSE_OIDC_SIGNUP
+
+    def pre_social_login(self, request, sociallogin):
+        provider = sociallogin.account.get_provider()
+        if isinstance(provider, NonceOpenIDConnectProvider):
+            problem = nonce_problem(sociallogin.state, sociallogin.account.extra_data)
+            if problem:
+                raise ImmediateHttpResponse(
+                    render_authentication_error(request, provider, exception=PermissionError(problem))
+                )
+        super().pre_social_login(request, sociallogin)

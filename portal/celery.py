@@ -89,6 +89,11 @@ app.conf.update(
         "redrive-grants": {"task": "accessrequests.tasks.redrive_grants", "schedule": timedelta(minutes=1)},
         # Drift: someone edited or deleted a portal-owned policy or assignment by hand.
         "check-drift": {"task": "accessrequests.tasks.check_drift", "schedule": timedelta(minutes=15)},
+        # Pending requests are announced again in their Slack thread, with backoff (a no-op without Slack).
+        "slack-reminders": {
+            "task": "accessrequests.tasks.notify_slack_reminders",
+            "schedule": timedelta(minutes=5),
+        },
         # Requesters are warned a day before access ends; 15 minutes is precise enough for "a day before".
         "notify-expiring-grants": {
             "task": "accessrequests.tasks.notify_expiring_grants",

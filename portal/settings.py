@@ -206,13 +206,43 @@ OIDC_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
 OIDC_CLIENT_SECRET = _secret("OIDC_CLIENT_SECRET", default="") or ""
 OIDC_SERVER_URL = env.str("OIDC_SERVER_URL", default="")
 OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="Single sign-on")
+OIDC_PROVIDER_ID = "oidc"  # allauth's id of the one OpenID Connect app (its callback URL: /accounts/oidc/oidc/login/callback/)
 OIDC_ENABLED = bool(OIDC_CLIENT_ID and OIDC_SERVER_URL)
+# Scopes asked for at sign-in; most providers need one that releases the groups claim (Okta: groups).
+OIDC_SCOPES = env.list("OIDC_SCOPES", default=["openid", "profile", "email"])
+# The ID token / userinfo claim that lists the person's groups at the identity provider.
+GATEHOUSE_OIDC_GROUPS_CLAIM = env.str("GATEHOUSE_OIDC_GROUPS_CLAIM", default="groups")
+
+
+def _group_roles(raw: str) -> dict[str, frozenset[str]]:
+    """``aws-approvers=approvers,sec=auditors`` -> {idp group: portal roles}. Only roles named here are ever
+    given (or taken) by the identity provider; admins too only when the mapping says so."""
+    from accessrequests.roles import ROLE_GROUPS
+
+    mapping: dict[str, set[str]] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        group, sep, role = item.rpartition("=")
+        group, role = group.strip(), role.strip()
+        if not sep or not group or role not in ROLE_GROUPS:
+            raise ImproperlyConfigured(
+                f"GATEHOUSE_OIDC_GROUP_ROLES: {item!r} must be <identity provider group>=<role>, the role one of "
+                + ", ".join(ROLE_GROUPS)
+            )
+        mapping.setdefault(group, set()).add(role)
+    return {group: frozenset(roles) for group, roles in mapping.items()}
+
+
+# Identity provider groups -> portal roles, applied at every OIDC sign-in and every SCIM group change.
+GATEHOUSE_OIDC_GROUP_ROLES = _group_roles(env.str("GATEHOUSE_OIDC_GROUP_ROLES", default=""))
 SOCIALACCOUNT_PROVIDERS: dict = {
     "openid_connect": {
         "OAUTH_PKCE_ENABLED": True,
+        "SCOPE": OIDC_SCOPES,
+        # allauth's provider plus a nonce in every authorization request, checked in the ID token (portal/oidc.py).
+        "provider_class": "portal.oidc.NonceOpenIDConnectProvider",
         "APPS": [
             {
-                "provider_id": "oidc",
+                "provider_id": OIDC_PROVIDER_ID,
                 "name": OIDC_PROVIDER_NAME,
                 "client_id": OIDC_CLIENT_ID,
                 "secret": OIDC_CLIENT_SECRET,
@@ -380,3 +410,18 @@ SPECTACULAR_SETTINGS = {
     "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}},
 }
 GATEHOUSE_API_MAX_BODY = env.int("GATEHOUSE_API_MAX_BODY", default=256 * 1024)
+
+# SCIM 2.0 provisioning at /scim/v2/: the identity provider's bearer token (never stored in the database); SCIM is
+# off while it is unset.
+GATEHOUSE_SCIM_TOKEN = _secret("GATEHOUSE_SCIM_TOKEN", default="") or ""
+
+# The Slack app: a bot token to post and update messages (chat:write, users:read, users:read.email, im:write), and
+# the signing secret that proves an interactive callback came from Slack. Off while the bot token is unset.
+SLACK_BOT_TOKEN = _secret("SLACK_BOT_TOKEN", default="") or ""
+SLACK_SIGNING_SECRET = _secret("SLACK_SIGNING_SECRET", default="") or ""
+SLACK_API_URL = env.str("SLACK_API_URL", default="https://slack.com/api/").rstrip("/") + "/"
+# A pending request is announced again in its message's thread after this many minutes, then twice as long each
+# time (at most a day apart), until it is decided or expires.
+GATEHOUSE_SLACK_REMINDER_MINUTES = env.int("GATEHOUSE_SLACK_REMINDER_MINUTES", default=60)
+# How long the link a Slack button answers with opens the decision page.
+GATEHOUSE_SLACK_LINK_SECONDS = env.int("GATEHOUSE_SLACK_LINK_SECONDS", default=600)

@@ -19,6 +19,7 @@ urlpatterns = [
     path("favicon.ico", favicon),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("accessrequests.api.urls")),
+    path("scim/v2/", include("accessrequests.api.scim_urls")),
     path("admin/", admin.site.urls),
     path("", include("accessrequests.urls")),
 ]

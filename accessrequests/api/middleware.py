@@ -9,6 +9,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 API_PREFIX = "/api/"
+SCIM_PREFIX = "/scim/"
 
 
 class ApiBodyLimitMiddleware:
@@ -18,7 +19,7 @@ class ApiBodyLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path.startswith(API_PREFIX):
+        if request.path.startswith((API_PREFIX, SCIM_PREFIX)):
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:

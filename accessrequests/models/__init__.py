@@ -10,6 +10,7 @@ from accessrequests.models.catalog import (
     PermissionSetRisk,
     Pipeline,
 )
+from accessrequests.models.identity import ScimGroup, ScimUser
 from accessrequests.models.notifications import Notification, NotificationChannel, NotificationStatus
 from accessrequests.models.ops import AuditIntegrity, WorkerHeartbeat
 from accessrequests.models.ownership import ManagedAssignment
@@ -23,6 +24,7 @@ from accessrequests.models.requests import (
     AccessLevel,
     AccessRequest,
     ApprovalRule,
+    ChatApproval,
     Decision,
     DecisionOutcome,
     Delivery,
@@ -34,6 +36,7 @@ from accessrequests.models.requests import (
     Source,
     TransitionError,
 )
+from accessrequests.models.slack import SlackMessage
 from accessrequests.models.tokens import ApiToken, TokenScope
 
 __all__ = [
@@ -52,6 +55,7 @@ __all__ = [
     "AuditEvent",
     "AuditIntegrity",
     "AwsAccount",
+    "ChatApproval",
     "Decision",
     "DecisionOutcome",
     "Delivery",
@@ -72,6 +76,9 @@ __all__ = [
     "PrincipalKind",
     "RequestKind",
     "RequestStatus",
+    "ScimGroup",
+    "ScimUser",
+    "SlackMessage",
     "Source",
     "TokenScope",
     "TransitionError",

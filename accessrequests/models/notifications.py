@@ -12,6 +12,7 @@ from accessrequests.models.requests import AccessRequest, Grant
 class NotificationChannel(models.TextChoices):
     EMAIL = "email", "Email"
     SLACK = "slack", "Slack"
+    SLACK_DM = "slack_dm", "Slack direct message"
 
 
 class NotificationStatus(models.TextChoices):

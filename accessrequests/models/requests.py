@@ -95,6 +95,15 @@ class AccessRequestQuerySet(_StatusQuerySet):
     transitions = REQUEST_TRANSITIONS
 
 
+class ChatApproval(models.TextChoices):
+    """How far a click in Slack may go. Off: "Approve" opens the portal's decision page, which asks for the
+    second factor. Low risk: for requests ``rules.is_low_risk`` calls low risk, the click is the approval, and
+    the approver's Slack sign-in (their workspace's SSO) stands in for the second factor."""
+
+    OFF = "off", "Never: Slack opens the portal, which asks for the second factor"
+    LOW_RISK = "low_risk", "Low-risk requests (viewer on non-production) may be approved in Slack"
+
+
 class ApprovalRule(models.Model):
     """Who may decide which requests: accounts, pipelines, kinds and levels, N approvals, max duration.
 
@@ -132,6 +141,17 @@ class ApprovalRule(models.Model):
         max_length=200, blank=True, help_text="Who to ask about requests this rule covers."
     )
     slack_webhook_url = models.URLField(blank=True)
+    slack_channel = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Slack channel ID (C0123456789) where the Slack app posts this rule's new requests with buttons.",
+    )
+    chat_approval = models.CharField(
+        max_length=10,
+        choices=ChatApproval.choices,
+        default=ChatApproval.OFF,
+        help_text="Whether an Approve click in Slack may count as an approval (see permissions.chat_approval_problem).",
+    )
 
     class Meta:
         ordering = ["priority", "name"]
@@ -288,6 +308,12 @@ class DecisionOutcome(models.TextChoices):
     DENY = "deny", "Denied"
 
 
+class DecisionQuerySet(models.QuerySet):
+    def counting(self) -> DecisionQuerySet:
+        """Decisions that still count toward a request's quorum (not voided)."""
+        return self.filter(voided_at__isnull=True)
+
+
 class Decision(models.Model):
     """One reviewer's approve or deny, with a comment. One per reviewer per request (the database says so)."""
 
@@ -296,13 +322,23 @@ class Decision(models.Model):
     outcome = models.CharField(max_length=10, choices=DecisionOutcome.choices)
     comment = models.TextField(blank=True, max_length=2000)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A decision stops counting when its reviewer leaves (deactivated) while the request is still pending: the
+    # quorum needs people who may still decide. The row stays, and the audit trail keeps what they decided.
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=200, blank=True)
+
+    objects = DecisionQuerySet.as_manager()
 
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
             models.UniqueConstraint(
                 fields=["request", "reviewer"], name="%(app_label)s_%(class)s_one_per_reviewer"
-            )
+            ),
+            models.CheckConstraint(
+                condition=Q(voided_at__isnull=True, void_reason="") | Q(voided_at__isnull=False),
+                name="%(app_label)s_%(class)s_void_has_time",
+            ),
         ]
 
     def __str__(self) -> str:

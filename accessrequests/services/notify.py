@@ -12,7 +12,7 @@ import logging
 from celery import Task
 from django.db import transaction
 
-from accessrequests import notifications
+from accessrequests import notifications, slack_api
 from accessrequests.models import AccessRequest, AuditEvent, Grant
 
 logger = logging.getLogger(__name__)
@@ -22,10 +22,10 @@ logger = logging.getLogger(__name__)
 _PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
-def _enqueue_after_commit(task: Task, object_id: int, reference: str) -> None:
+def _enqueue_after_commit(task: Task, object_id: int, reference: str, *extra: object) -> None:
     def enqueue() -> None:
         try:
-            task.apply_async(args=(object_id,), retry=True, retry_policy=_PUBLISH_RETRY)
+            task.apply_async(args=(object_id, *extra), retry=True, retry_policy=_PUBLISH_RETRY)
         except Exception as exc:  # any broker failure; the commit already happened
             logger.warning(
                 "%s for %s not enqueued, the notification is dropped (%s: %s)",
@@ -39,16 +39,36 @@ def _enqueue_after_commit(task: Task, object_id: int, reference: str) -> None:
     transaction.on_commit(enqueue)
 
 
+def _slack(task_name: str, request_id: int, reference: str, *extra: object) -> None:
+    """The Slack app's tasks, enqueued only where a bot token is configured."""
+    if not slack_api.enabled():
+        return
+    from accessrequests import slack_notifications
+
+    _enqueue_after_commit(getattr(slack_notifications, task_name), request_id, reference, *extra)
+
+
 def on_request_created(req: AccessRequest) -> None:
     _enqueue_after_commit(notifications.notify_request_created, req.pk, req.reference)
+    if req.rule.slack_channel:
+        _slack("slack_post_request", req.pk, req.reference)
 
 
 def on_request_decided(req: AccessRequest) -> None:
     _enqueue_after_commit(notifications.notify_request_decided, req.pk, req.reference)
+    _slack("slack_update_message", req.pk, req.reference)
+    _slack("slack_dm_requester", req.pk, req.reference, "decided")
+
+
+def on_request_changed(request_id: int) -> None:
+    """Anything the request's Slack message shows changed (an approval, a claim, a voided decision, the end)."""
+    _slack("slack_update_message", request_id, f"request {request_id}")
 
 
 def on_grant_applied(grant: Grant) -> None:
     _enqueue_after_commit(notifications.notify_grant_applied, grant.pk, grant.request.reference)
+    _slack("slack_update_message", grant.request_id, grant.request.reference)
+    _slack("slack_dm_requester", grant.request_id, grant.request.reference, "applied")
 
 
 def on_grant_failed(grant: Grant) -> None:

@@ -432,15 +432,17 @@ def _locked(request_id: int) -> AccessRequest:
     return AccessRequest.objects.select_for_update().select_related("principal", "account").get(pk=request_id)
 
 
-def _prepare_decision(request_id: int, reviewer, second_factor: SecondFactor | None) -> None:
+def _prepare_decision(request_id: int, reviewer, second_factor: SecondFactor | None, outcome: str) -> None:
     """Before the lock: the reviewer's fresh second factor, and who is in the groups the access would reach
     (read from AWS now, so a member added since the last catalog sync is seen)."""
-    permissions.check(permissions.second_factor_problem(reviewer, second_factor))
     from accessrequests.services.catalog import principal_refresh_members
 
-    req = AccessRequest.objects.select_related("principal").filter(pk=request_id).first()
+    req = AccessRequest.objects.select_related("principal", "account", "rule").filter(pk=request_id).first()
     if req is None:
         raise RequestError("No such request.")
+    permissions.check(
+        permissions.second_factor_problem(reviewer, second_factor, request=req, outcome=outcome)
+    )
     for recipient in recipients.recipients_of(req):
         if recipient.principal is not None and recipient.principal.is_group:
             principal_refresh_members(principal=recipient.principal)
@@ -452,7 +454,9 @@ def _record_decision(
     """Lock the request, check the reviewer may decide it, and store their one decision (the database refuses
     a second one from the same reviewer, which is what a double-click or a replayed POST would be)."""
     req = _locked(request_id)
-    permissions.check(permissions.second_factor_problem(reviewer, second_factor))
+    permissions.check(
+        permissions.second_factor_problem(reviewer, second_factor, request=req, outcome=outcome)
+    )
     permissions.check(permissions.decide_problem(reviewer, req))
     try:
         with transaction.atomic():
@@ -482,11 +486,11 @@ def request_approve(
     http_request=None,
 ) -> AccessRequest:
     """Record one approval; the last one needed approves the request and creates its grant."""
-    _prepare_decision(request_id, reviewer, second_factor)
+    _prepare_decision(request_id, reviewer, second_factor, DecisionOutcome.APPROVE)
     with transaction.atomic():
         req = _record_decision(request_id, reviewer, DecisionOutcome.APPROVE, comment, second_factor)
         before = _snapshot(req)
-        approvals = req.decisions.filter(outcome=DecisionOutcome.APPROVE).count()
+        approvals = req.decisions.counting().filter(outcome=DecisionOutcome.APPROVE).count()
         _audit(
             req,
             "request.approval_recorded",
@@ -508,6 +512,8 @@ def request_approve(
             _audit(req, "request.approved", actor=reviewer, before=before, http_request=http_request)
             grants.grant_create(request=req)
             notify.on_request_decided(req)
+        else:
+            notify.on_request_changed(req.pk)
     return req
 
 
@@ -522,7 +528,7 @@ def request_deny(
     """One deny ends the request."""
     if not comment.strip():
         raise RequestError("Say why you deny it, so the requester can ask again better.")
-    _prepare_decision(request_id, reviewer, second_factor)
+    _prepare_decision(request_id, reviewer, second_factor, DecisionOutcome.DENY)
     with transaction.atomic():
         req = _record_decision(request_id, reviewer, DecisionOutcome.DENY, comment, second_factor)
         before = _snapshot(req)
@@ -553,6 +559,7 @@ def request_cancel(*, request_id: int, requester, http_request=None) -> AccessRe
         )
         req.refresh_from_db()
         _audit(req, "request.cancelled", actor=requester, before=before, http_request=http_request)
+        notify.on_request_changed(req.pk)
     return req
 
 
@@ -573,5 +580,6 @@ def requests_expire_unreviewed(*, older_than: timedelta) -> int:
             )
             req.refresh_from_db()
             _audit(req, "request.expired_unreviewed", actor=None, before=before)
+            notify.on_request_changed(req.pk)
             expired += 1
     return expired
