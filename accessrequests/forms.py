@@ -114,6 +114,13 @@ class RequestForm(forms.Form):
         label="Duration (hours)",
         help_text="Counted from approval. Brought down to the approval rule's maximum in the preview.",
     )
+    also_accounts = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Also in these accounts (optional)",
+        help_text="The same access in more accounts: their 12-digit ids, separated by spaces or commas. For an "
+        "Identity Center user or group; each account's own approval rule decides it.",
+    )
     starts_at = forms.DateTimeField(
         required=False,
         label="Start (optional, UTC)",
@@ -184,6 +191,19 @@ class RequestForm(forms.Form):
             return check_extendable(grant, self.user)
         except permissions.NotAllowed as exc:
             raise forms.ValidationError(str(exc)) from None
+
+    def clean_also_accounts(self) -> list[AwsAccount]:
+        ids = [a for a in re.split(r"[\s,]+", self.cleaned_data.get("also_accounts") or "") if a]
+        wrong = [a for a in ids if not re.fullmatch(r"\d{12}", a)]
+        if wrong:
+            raise forms.ValidationError(
+                f"Not account ids (12 digits): {', '.join(w[:20] for w in wrong[:5])}."
+            )
+        found = {a.account_id: a for a in AwsAccount.objects.filter(account_id__in=ids, enabled=True)}
+        unknown = [a for a in ids if a not in found]
+        if unknown:
+            raise forms.ValidationError(f"Gatehouse does not provision into {', '.join(unknown[:5])}.")
+        return [found[a] for a in dict.fromkeys(ids)]
 
     def clean_actions(self) -> list[str]:
         return [a for a in re.split(r"[\s,]+", self.cleaned_data.get("actions") or "") if a]

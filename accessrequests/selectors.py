@@ -15,6 +15,7 @@ from accessrequests.models import (
     Decision,
     Grant,
     Principal,
+    RequestBatch,
     RequestStatus,
 )
 from accessrequests.rules import rules_for_approver
@@ -54,6 +55,25 @@ def grants_visible_to(user) -> QuerySet[Grant]:
     """A grant is visible exactly when its request is."""
     visible = requests_visible_to(user).values("pk")
     return Grant.objects.filter(request__in=visible).select_related("request", "principal", "account")
+
+
+def get_batch_for_user(user, pk) -> tuple[RequestBatch, list[AccessRequest]]:
+    """A multi-account request and the members the user may see: 404 unless they may see one of them."""
+    batch_id = parse_id(pk)
+    members = (
+        list(
+            with_decisions(_with_related(requests_visible_to(user)))
+            .filter(batch_id=batch_id)
+            .select_related("batch", "grant")
+            .order_by("pk")
+        )
+        if batch_id is not None
+        else []
+    )
+    if not members:
+        raise Http404("No such request")
+    assert members[0].batch is not None
+    return members[0].batch, members
 
 
 def get_grant_for_user(user, pk) -> Grant:

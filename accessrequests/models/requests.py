@@ -202,6 +202,26 @@ class ApprovalRule(models.Model):
         return sentence + ("; " + "; ".join(extras) if extras else "") + "."
 
 
+class RequestBatch(models.Model):
+    """The same access asked for in several accounts at once: one request per account (each routed by its own
+    account's rule and applied as its own grant, revocable on its own), reviewed together."""
+
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="request_batches"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.reference
+
+    @property
+    def reference(self) -> str:
+        return f"GB-{self.pk:06d}" if self.pk else "GB-new"
+
+
 class AccessRequest(models.Model):
     """One ask for access: who, for which principal, what exactly, why, for how long."""
 
@@ -240,6 +260,10 @@ class AccessRequest(models.Model):
     extends = models.ForeignKey(
         "Grant", null=True, blank=True, on_delete=models.SET_NULL, related_name="extensions"
     )
+    batch = models.ForeignKey(
+        RequestBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="members",
+        help_text="Set when the same access was asked for in several accounts at once.",
+    )  # fmt: skip
     status = models.CharField(max_length=10, choices=RequestStatus.choices, default=RequestStatus.PENDING)
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)

@@ -362,10 +362,11 @@ def _audit(
     )
 
 
-def request_submit(*, requester, draft: RequestDraft, http_request=None) -> AccessRequest:
+def request_submit(*, requester, draft: RequestDraft, http_request=None, batch=None) -> AccessRequest:
     """File a request; a low-risk one under an auto-approving rule is approved at once.
 
     The requested duration is a length: the clock starts when the request is approved (``grant_create``).
+    ``batch``: the multi-account request this one belongs to (``services.batches``).
     """
     permissions.check(permissions.file_problem(requester, principal=draft.principal))
     if draft.extends is not None:
@@ -408,6 +409,7 @@ def request_submit(*, requester, draft: RequestDraft, http_request=None) -> Acce
             rule=draft.rule,
             approvals_required=draft.rule.approvals_required,
             extends=draft.extends,
+            batch=batch,
         )
         if draft.pipelines:
             req.pipelines.set(draft.pipelines)

@@ -20,6 +20,7 @@ from accessrequests.intake import parse_access_denied
 from accessrequests.models import Delivery, RequestStatus, Source
 from accessrequests.paging import paginate
 from accessrequests.resolve import resolve_denial
+from accessrequests.services import batches
 from accessrequests.services.requests import (
     RequestError,
     check_extendable,
@@ -134,6 +135,11 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
         return _render_form(request, form, intake=intake)
     draft = form.draft()
     submitting = intent == "submit"
+    also = [a for a in form.cleaned_data.get("also_accounts") or [] if a != draft.account]
+    if also:
+        return _handle_batch(
+            request, form, draft, [draft.account, *also], submitting=submitting, intake=intake
+        )
     try:
         permissions.check(permissions.file_problem(request.user, principal=draft.principal))
         prepare(draft, preview=not submitting)
@@ -159,6 +165,28 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
         return _render_form(request, form, error=str(exc), intake=intake, duplicates=duplicates)
     messages.success(request, f"{req.reference} filed; it is {req.get_status_display().lower()}.")
     return redirect("request_detail", pk=req.pk)
+
+
+def _handle_batch(request: HttpRequest, form: RequestForm, draft, accounts, *, submitting: bool, intake=None):
+    """The same access in several accounts: a preview of each account's routing, or the batch filed whole."""
+    try:
+        permissions.check(permissions.file_problem(request.user, principal=draft.principal))
+        if not submitting:
+            members = batches.members_of(draft, accounts, preview=True)
+            preview = {
+                "draft": members[0],
+                "members": members,
+                "document": "",
+                "delivery": Delivery(members[0].delivery).label,
+            }
+            return _render_form(request, form, preview=preview, intake=intake)
+        batch = batches.batch_submit(
+            requester=request.user, draft=draft, accounts=accounts, http_request=request
+        )
+    except (RequestError, permissions.NotAllowed) as exc:
+        return _render_form(request, form, error=str(exc), intake=intake)
+    messages.success(request, f"{batch.reference} filed: the same access in {len(accounts)} accounts.")
+    return redirect("batch_detail", pk=batch.pk)
 
 
 @login_required

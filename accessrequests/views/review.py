@@ -89,12 +89,17 @@ def queue(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _step_up(request: HttpRequest, req, form: DecisionForm) -> HttpResponse:
-    """Ask allauth for the second factor again, then come back here with the decision kept."""
-    request.session[_HELD_DECISION] = {"pk": req.pk, "comment": form.cleaned_data["comment"]}
+def step_up_redirect(request: HttpRequest, view_name: str, pk: int) -> HttpResponse:
+    """Ask allauth for the second factor again, then come back to ``view_name``."""
     messages.info(request, "Confirm it is you: enter your authenticator code, then decide.")
-    next_url = reverse("review", args=[req.pk])
+    next_url = reverse(view_name, args=[pk])
     return redirect(f"{reverse('mfa_reauthenticate')}?{urlencode({'next': next_url})}")
+
+
+def _step_up(request: HttpRequest, req, form: DecisionForm) -> HttpResponse:
+    """Ask for the second factor again, with the decision kept for when the reviewer is back."""
+    request.session[_HELD_DECISION] = {"pk": req.pk, "comment": form.cleaned_data["comment"]}
+    return step_up_redirect(request, "review", req.pk)
 
 
 @approver_required

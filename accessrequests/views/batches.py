@@ -1,0 +1,61 @@
+"""A multi-account request as one page: each account's request, rule, progress and change, decided together."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from accessrequests import permissions, selectors
+from accessrequests.changes import change_for
+from accessrequests.forms import DecisionForm
+from accessrequests.models import RequestStatus
+from accessrequests.services.batches import batch_approve, batch_deny
+from accessrequests.services.requests import RequestError
+from accessrequests.views.review import has_mfa, step_up_redirect
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    batch, members = selectors.get_batch_for_user(request.user, pk)
+    form = DecisionForm(request.POST or None)
+    decidable = [m for m in members if permissions.decide_problem(request.user, m) is None]
+    if request.method == "POST" and form.is_valid():
+        if not decidable or not has_mfa(request.user):
+            messages.error(request, "There is nothing here you can decide.")
+            return redirect("batch_detail", pk=batch.pk)
+        factor = permissions.second_factor_from_session(request)
+        if permissions.second_factor_problem(request.user, factor):
+            return step_up_redirect(request, "batch_detail", batch.pk)
+        decide = batch_approve if form.cleaned_data["decision"] == "approve" else batch_deny
+        try:
+            outcome = decide(
+                batch_id=batch.pk, reviewer=request.user, second_factor=factor,
+                comment=form.cleaned_data["comment"], http_request=request,
+            )  # fmt: skip
+        except (RequestError, permissions.NotAllowed) as exc:
+            messages.error(request, str(exc))
+            return redirect("batch_detail", pk=batch.pk)
+        decided = ", ".join(r.reference for r in outcome.decided)
+        left = f" Left for their own approvers: {', '.join(outcome.left)}." if outcome.left else ""
+        messages.success(request, f"Decided {decided}.{left}")
+        return redirect("batch_detail", pk=batch.pk)
+    show_changes = (
+        bool(decidable) and len(members) <= 10
+    )  # each change reads AWS; beyond ten, on each request
+    return render(
+        request,
+        "accessrequests/batch.html",
+        {
+            "batch": batch,
+            "rows": [
+                (m, change_for(m) if show_changes and m.status == RequestStatus.PENDING else None)
+                for m in members
+            ],
+            "decidable": decidable,
+            "form": form,
+        },
+    )
