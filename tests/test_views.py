@@ -109,7 +109,8 @@ def test_pasting_the_mateojackson_error_prefills_the_smallest_request(client, wo
     assert response.status_code == 200
     content = response.content.decode()
     assert "Read from your error" in content
-    assert f'<option value="{world.pipeline.pk}" selected>' in content
+    assert re.search(rf'name="pipelines" value="{world.pipeline.pk}"[^>]*checked', content)
+    assert 'data-testid="policy-preview"' in content  # the preview is there at once
     assert '<option value="viewer" selected>' in content
     assert 'name="source" value="pasted_error"' in content
 
