@@ -26,10 +26,16 @@ from accessrequests import recipients, roles
 from accessrequests.models import (
     LIVE_GRANT_STATUSES,
     AccessRequest,
+    AwsAccount,
     ChatApproval,
+    EligibilityRule,
     Grant,
+    PermissionSet,
     Principal,
+    RequestKind,
     RequestStatus,
+    RuleChange,
+    RuleChangeStatus,
     TokenScope,
 )
 from accessrequests.rules import is_low_risk, rules_for_approver
@@ -90,6 +96,108 @@ def file_problem(user, *, principal: Principal) -> str | None:
         f"{principal} is not linked to you, so you cannot ask for access for it. "
         "Ask a Gatehouse admin to link it to your account, or to file the request for you."
     )
+
+
+# --- eligibility: who may ask for which access -------------------------------------------------------
+
+
+def eligibility_rules() -> list[EligibilityRule]:
+    """Every eligibility rule with what it names, loaded once for a page or a filing (there are few)."""
+    return list(EligibilityRule.objects.prefetch_related("accounts", "permission_sets", "groups", "users"))
+
+
+def _covers(
+    rule: EligibilityRule, *, kind: str, account: AwsAccount, permission_set: PermissionSet | None
+) -> bool:
+    if rule.kinds and kind not in rule.kinds:
+        return False
+    accounts = {a.pk for a in rule.accounts.all()}
+    if accounts and account.pk not in accounts:
+        return False
+    sets = {p.pk for p in rule.permission_sets.all()}
+    # A rule that names permission sets is about those sets: other access is outside its scope.
+    return not sets or (
+        kind == RequestKind.PERMISSION_SET and permission_set is not None and permission_set.pk in sets
+    )
+
+
+def _names(rule: EligibilityRule, user) -> bool:
+    if any(u.pk == user.pk for u in rule.users.all()):
+        return True
+    groups = {g.pk for g in rule.groups.all()}
+    if not groups:
+        return False
+    cache = getattr(user, "_gatehouse_group_ids", None)
+    if cache is None:
+        cache = set(user.groups.values_list("pk", flat=True))
+        user._gatehouse_group_ids = cache
+    return bool(groups & cache)
+
+
+def _what(kind: str, account: AwsAccount, permission_set: PermissionSet | None) -> str:
+    if kind == RequestKind.PERMISSION_SET and permission_set is not None:
+        return f"the permission set {permission_set.name} on {account}"
+    label = RequestKind(kind).label.lower() if kind in RequestKind.values else kind
+    return f"{label} on {account}"
+
+
+def eligibility_problem(
+    user,
+    *,
+    kind: str,
+    account: AwsAccount,
+    permission_set: PermissionSet | None = None,
+    rules: list[EligibilityRule] | None = None,
+) -> str | None:
+    """Whether ``user`` may ask for this access at all. Every eligibility rule whose scope (kinds, accounts,
+    permission sets) covers it must name them, directly or through a group; with no rule covering it, everyone
+    may (Gatehouse without eligibility rules). The refusal names the rule, says whom it allows and why."""
+    problem = _signed_in_problem(user)
+    if problem:
+        return problem
+    for rule in rules if rules is not None else eligibility_rules():
+        if not _covers(rule, kind=kind, account=account, permission_set=permission_set):
+            continue
+        if _names(rule, user):
+            continue
+        who = [f"members of {g.name}" for g in rule.groups.all()] + [
+            u.get_username() for u in rule.users.all()
+        ]
+        why = f" ({rule.description.rstrip('.')})" if rule.description else ""
+        return (
+            f"You are not eligible to request {_what(kind, account, permission_set)}: the eligibility rule "
+            f"“{rule.name}” allows only {' or '.join(who) or 'nobody'}{why}. Ask a Gatehouse admin if you need it."
+        )
+    return None
+
+
+def can_request(user, *, kind: str, account: AwsAccount, permission_set: PermissionSet | None = None) -> bool:
+    return eligibility_problem(user, kind=kind, account=account, permission_set=permission_set) is None
+
+
+def eligible_choices(
+    user, accounts: list[AwsAccount], permission_sets: list[PermissionSet]
+) -> dict[int, tuple[set[str], set[int]]]:
+    """For the request form: per account, the kinds and the permission sets ``user`` may ask for there."""
+    rules = eligibility_rules()
+    found: dict[int, tuple[set[str], set[int]]] = {}
+    for account in accounts:
+        sets = {
+            p.pk
+            for p in permission_sets
+            if eligibility_problem(
+                user, kind=RequestKind.PERMISSION_SET, account=account, permission_set=p, rules=rules
+            )
+            is None
+        }
+        kinds = {
+            k
+            for k in RequestKind.values
+            if (k != RequestKind.PERMISSION_SET or sets)
+            and eligibility_problem(user, kind=k, account=account, rules=rules) is None
+        }
+        found[account.pk] = (kinds, sets)
+    return found
 
 
 def pending_window() -> timedelta:
@@ -178,6 +286,42 @@ def operate_problem(user) -> str | None:
     if problem:
         return problem
     return None if roles.is_admin(user) else "Only an admin can retry or abandon a grant."
+
+
+# --- rules ---------------------------------------------------------------------------------------------
+
+
+def rules_file_problem() -> str | None:
+    """With GATEHOUSE_RULES_FILE set, the rules are that file's: nobody changes them in the portal."""
+    if settings.GATEHOUSE_RULES_FILE:
+        return (
+            f"Rules come from the rules file {settings.GATEHOUSE_RULES_FILE} (GATEHOUSE_RULES_FILE); change them "
+            "there."
+        )
+    return None
+
+
+def rule_change_propose_problem(user) -> str | None:
+    problem = _writer_problem(user)
+    if problem:
+        return problem
+    if not roles.is_admin(user):
+        return "Only admins propose changes to rules."
+    return rules_file_problem()
+
+
+def rule_change_decide_problem(user, change: RuleChange) -> str | None:
+    """Four eyes: a rule change takes effect only when an admin other than its proposer approves it."""
+    problem = _writer_problem(user)
+    if problem:
+        return problem
+    if not roles.is_admin(user):
+        return "Only admins decide changes to rules."
+    if change.status != RuleChangeStatus.PENDING:
+        return f"This change is already {change.get_status_display().lower()}."
+    if change.proposed_by_id == user.pk:
+        return "You proposed this change; another admin must decide it."
+    return rules_file_problem()
 
 
 # --- tokens --------------------------------------------------------------------------------------------

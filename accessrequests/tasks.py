@@ -83,6 +83,15 @@ def verify_audit_trail() -> dict:
     return audit_integrity_check()
 
 
+@shared_task(name="accessrequests.tasks.apply_rules_file")
+def apply_rules_file() -> dict:
+    """Apply GATEHOUSE_RULES_FILE (beat, every GATEHOUSE_RULES_FILE_MINUTES, and at worker start; idempotent: a
+    file that matches the database changes and records nothing; an invalid one changes nothing)."""
+    from accessrequests.services.governance import rules_apply_configured_file
+
+    return rules_apply_configured_file()
+
+
 @shared_task(name="accessrequests.tasks.expire_grants")
 def expire_grants() -> int:
     """Start removing grants past their expiry (beat, each minute; idempotent)."""

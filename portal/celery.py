@@ -94,6 +94,12 @@ app.conf.update(
             "task": "accessrequests.tasks.notify_slack_reminders",
             "schedule": timedelta(minutes=5),
         },
+        # Rules as code: the rules file (GATEHOUSE_RULES_FILE) is applied again, so a deploy that changed it takes
+        # effect within minutes; a no-op without the setting or when the file matches the database.
+        "apply-rules-file": {
+            "task": "accessrequests.tasks.apply_rules_file",
+            "schedule": timedelta(minutes=int(os.environ.get("GATEHOUSE_RULES_FILE_MINUTES") or 5)),
+        },
         # Requesters are warned a day before access ends; 15 minutes is precise enough for "a day before".
         "notify-expiring-grants": {
             "task": "accessrequests.tasks.notify_expiring_grants",
@@ -160,3 +166,12 @@ def refuse_unreachable_broker(sender=None, **kwargs):
         os._exit(2)
     finally:
         conn.release()
+
+
+@signals.worker_ready.connect
+def apply_rules_file_at_start(sender=None, **kwargs):
+    """A worker that starts applies the rules file once, so a fresh deploy does not wait for beat."""
+    from django.conf import settings
+
+    if settings.GATEHOUSE_RULES_FILE:
+        app.send_task("accessrequests.tasks.apply_rules_file")

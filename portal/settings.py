@@ -316,6 +316,10 @@ else:
 CACHES["default"].setdefault("KEY_PREFIX", env.str("GATEHOUSE_CACHE_PREFIX", default="gatehouse"))
 # Pending requests nobody decided within this many hours are closed as "expired unreviewed".
 GATEHOUSE_PENDING_EXPIRY_HOURS = env.int("GATEHOUSE_PENDING_EXPIRY_HOURS", default=72)
+# Rules as code: when set, approval and eligibility rules come from this YAML file (applied by beat and at each
+# worker's start), and the admin shows them read-only.
+GATEHOUSE_RULES_FILE = env.str("GATEHOUSE_RULES_FILE", default="")
+GATEHOUSE_RULES_FILE_MINUTES = env.int("GATEHOUSE_RULES_FILE_MINUTES", default=5)
 GATEHOUSE_HEARTBEAT_SECONDS = env.int("GATEHOUSE_HEARTBEAT_SECONDS", default=15)
 GATEHOUSE_HEARTBEAT_MAX_AGE = env.int("GATEHOUSE_HEARTBEAT_MAX_AGE", default=120)
 

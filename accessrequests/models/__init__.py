@@ -10,6 +10,13 @@ from accessrequests.models.catalog import (
     PermissionSetRisk,
     Pipeline,
 )
+from accessrequests.models.governance import (
+    EligibilityRule,
+    RuleChange,
+    RuleChangeOperation,
+    RuleChangeStatus,
+    RuleTarget,
+)
 from accessrequests.models.identity import ScimGroup, ScimUser
 from accessrequests.models.notifications import Notification, NotificationChannel, NotificationStatus
 from accessrequests.models.ops import AuditIntegrity, WorkerHeartbeat
@@ -60,6 +67,7 @@ __all__ = [
     "Decision",
     "DecisionOutcome",
     "Delivery",
+    "EligibilityRule",
     "Environment",
     "Grant",
     "GrantEnding",
@@ -78,6 +86,10 @@ __all__ = [
     "RequestBatch",
     "RequestKind",
     "RequestStatus",
+    "RuleChange",
+    "RuleChangeOperation",
+    "RuleChangeStatus",
+    "RuleTarget",
     "ScimGroup",
     "ScimUser",
     "SlackMessage",

@@ -1,0 +1,125 @@
+"""Governance: who may ask for which access (eligibility), and rule changes that wait for a second admin."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import F, Q
+
+from accessrequests.models.catalog import AwsAccount, PermissionSet
+from accessrequests.models.requests import RequestKind
+
+
+class EligibilityRule(models.Model):
+    """Who may ask for a kind of access, on which accounts, for which permission sets.
+
+    The rule's scope is its kinds, accounts and permission sets (empty means any; a rule that names permission
+    sets covers only permission-set requests for them). Every eligibility rule whose scope covers a request must
+    name its requester, directly or through a group: each rule is a restriction, and restrictions add up. A
+    request no rule covers is open to everyone, which is how Gatehouse behaves with no eligibility rule at all.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.CharField(max_length=300, blank=True, help_text="Why the restriction exists.")
+    kinds = models.JSONField(default=list, blank=True, help_text="Request kinds it covers; empty for all.")
+    accounts = models.ManyToManyField(AwsAccount, blank=True, related_name="eligibility_rules")
+    permission_sets = models.ManyToManyField(PermissionSet, blank=True, related_name="eligibility_rules")
+    groups = models.ManyToManyField(Group, blank=True, related_name="eligibility_rules")
+    users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="eligibility_rules")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def describe(self) -> str:
+        """What the rule does, in one sentence (shown in the admin and in refusals)."""
+        kinds = (
+            ", ".join(str(RequestKind(k).label).lower() for k in self.kinds if k in RequestKind.values)
+            if self.kinds
+            else "any kind of access"
+        )
+        if self.pk:
+            sets = [p.name for p in self.permission_sets.all()]
+            accounts = ", ".join(a.name for a in self.accounts.all()) or "any account"
+            who = [f"members of {g.name}" for g in self.groups.all()] + [
+                u.get_username() for u in self.users.all()
+            ]
+        else:
+            sets, accounts, who = [], "any account", []
+        what = f"the permission set{'s' if len(sets) != 1 else ''} {', '.join(sets)}" if sets else kinds
+        return f"Only {' or '.join(who) if who else 'nobody'} may request {what} on {accounts}."
+
+
+class RuleTarget(models.TextChoices):
+    APPROVAL_RULE = "approval_rule", "Approval rule"
+    ELIGIBILITY_RULE = "eligibility_rule", "Eligibility rule"
+
+
+class RuleChangeOperation(models.TextChoices):
+    CREATE = "create", "Add"
+    UPDATE = "update", "Change"
+    DELETE = "delete", "Delete"
+
+
+class RuleChangeStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for a second admin"
+    APPROVED = "approved", "Approved and applied"
+    REJECTED = "rejected", "Rejected"
+
+
+class RuleChange(models.Model):
+    """A change to an approval or eligibility rule proposed in the admin, applied only when a second, different
+    admin approves it (with a fresh second factor). ``before`` is the rule as the proposer saw it: an approval
+    finds the rule still that way, or refuses (someone changed it since, and the diff shown would be a lie)."""
+
+    target = models.CharField(max_length=20, choices=RuleTarget.choices)
+    operation = models.CharField(max_length=10, choices=RuleChangeOperation.choices)
+    rule_name = models.CharField(max_length=100)
+    target_id = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="The rule changed or deleted."
+    )
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    # The Slack webhook is a credential: kept apart from ``after`` so it is never shown or audited in full.
+    slack_webhook_url = models.URLField(blank=True)
+    webhook_changes = models.BooleanField(
+        default=False, help_text="Whether it sets (or removes) the Slack webhook."
+    )
+    summary = models.TextField(help_text="The change in words.")
+    status = models.CharField(
+        max_length=10, choices=RuleChangeStatus.choices, default=RuleChangeStatus.PENDING
+    )
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rule_changes_proposed"
+    )
+    proposed_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="rule_changes_decided",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.TextField(blank=True, max_length=2000)
+
+    class Meta:
+        ordering = ["-proposed_at", "-id"]
+        constraints = [
+            # Four eyes, held by the database too: whoever proposed a change never decides it.
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("proposed_by")),
+                name="%(app_label)s_%(class)s_not_own",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="pending", decided_by__isnull=True, decided_at__isnull=True)
+                | (~Q(status="pending") & Q(decided_by__isnull=False, decided_at__isnull=False)),
+                name="%(app_label)s_%(class)s_decided_has_decider",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_operation_display()} {self.get_target_display().lower()} “{self.rule_name}”"

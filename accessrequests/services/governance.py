@@ -1,0 +1,388 @@
+"""Writing rules: a rules file applied whole, and admin changes that wait for a second admin.
+
+Both end in ``_write``: one rule created, changed, disabled or deleted from its spec (``accessrequests.governance``),
+with an audit event holding the spec before and after. ``rules_apply`` runs every change of a file in one
+transaction, so a file that fails anywhere, even halfway through, changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import ProtectedError
+from django.utils import timezone
+
+from accessrequests import audit, permissions
+from accessrequests.governance import (
+    Catalog,
+    Change,
+    RuleSet,
+    RulesFileError,
+    change_between,
+    plan,
+    read,
+    semantic_errors,
+    spec_of,
+    validate,
+)
+from accessrequests.models import (
+    ApprovalRule,
+    EligibilityRule,
+    RuleChange,
+    RuleChangeOperation,
+    RuleChangeStatus,
+    RuleTarget,
+)
+from accessrequests.permissions import SecondFactor
+
+log = logging.getLogger(__name__)
+
+MODELS: dict[str, type[ApprovalRule] | type[EligibilityRule]] = {
+    RuleTarget.APPROVAL_RULE: ApprovalRule,
+    RuleTarget.ELIGIBILITY_RULE: EligibilityRule,
+}
+
+
+class RuleChangeError(Exception):
+    """A rule change that cannot be made as it is, with a message for the admin who tried."""
+
+
+# --- one rule, from its spec ---------------------------------------------------------------------------
+
+
+def _write_approval(rule: ApprovalRule, spec: dict[str, Any], catalog: Catalog) -> None:
+    rule.name = spec["name"]
+    rule.priority = spec["priority"]
+    rule.enabled = spec["enabled"]
+    rule.kinds = list(spec["kinds"])
+    rule.levels = list(spec["levels"])
+    rule.approvals_required = spec["approvals"]
+    rule.max_duration_hours = spec["max_duration_hours"]
+    rule.allow_permanent = spec["allow_permanent"]
+    rule.auto_approve_low_risk = spec["auto_approve_low_risk"]
+    rule.allow_privileged_permission_sets = spec["allow_privileged_permission_sets"]
+    rule.contact = spec["contact"]
+    rule.slack_channel = spec["slack_channel"]
+    rule.chat_approval = spec["chat_approval"]
+    rule.save()
+    rule.accounts.set([catalog.accounts[a] for a in spec["accounts"]])
+    rule.pipelines.set([catalog.pipelines[p] for p in spec["pipelines"]])
+    rule.approver_groups.set([catalog.groups[g] for g in spec["approver_groups"]])
+    rule.approver_users.set([catalog.users[u] for u in spec["approver_users"]])
+
+
+def _write_eligibility(rule: EligibilityRule, spec: dict[str, Any], catalog: Catalog) -> None:
+    rule.name = spec["name"]
+    rule.description = spec["description"]
+    rule.kinds = list(spec["kinds"])
+    rule.save()
+    rule.accounts.set([catalog.accounts[a] for a in spec["accounts"]])
+    sets = [catalog.permission_set(ref)[0] for ref in spec["permission_sets"]]
+    rule.permission_sets.set([s for s in sets if s is not None])
+    rule.groups.set([catalog.groups[g] for g in spec["groups"]])
+    rule.users.set([catalog.users[u] for u in spec["users"]])
+
+
+def _write(
+    change: Change,
+    *,
+    catalog: Catalog,
+    instance: ApprovalRule | EligibilityRule | None,
+    actor=None,
+    actor_label: str | None = None,
+    http_request=None,
+    webhook: str | None = None,
+) -> ApprovalRule | EligibilityRule | None:
+    """Make one change and record it: ``approvalrule.created``/``changed``/``deleted`` (and the same for
+    ``eligibilityrule``), before and after as specs. ``webhook``: a new Slack webhook URL from the admin (None
+    keeps the one set: the file never holds it)."""
+    model = MODELS[change.target]
+    name = str(model._meta.model_name)
+    if change.operation == "delete":
+        assert instance is not None
+        pk = instance.pk
+        try:
+            instance.delete()
+        except ProtectedError:
+            raise RuleChangeError(
+                f"Requests name the rule '{change.name}', so it cannot be deleted; disable it instead."
+            ) from None
+        action, object_id = f"{name}.deleted", pk
+    else:
+        assert change.after is not None
+        rule = instance if instance is not None else model()
+        if isinstance(rule, ApprovalRule):
+            if webhook is not None:
+                rule.slack_webhook_url = webhook
+            _write_approval(rule, change.after, catalog)
+        else:
+            assert isinstance(rule, EligibilityRule)
+            _write_eligibility(rule, change.after, catalog)
+        action = f"{name}.{'created' if instance is None else 'changed'}"
+        object_id = rule.pk
+    audit.record(
+        action=action,
+        object_type=name,
+        object_id=object_id,
+        actor=actor,
+        actor_label=actor_label,
+        before=change.before,
+        after={**(change.after or {}), "change": change.sentence()} if change.after else None,
+        http_request=http_request,
+    )
+    return None if change.operation == "delete" else rule
+
+
+# --- a rules file --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    changes: list[Change]
+    sha256: str
+
+
+def rules_plan(text: str) -> Plan:
+    """The changes ``text`` (a rules file) would make; raises RulesFileError listing every problem."""
+    catalog = Catalog.load()
+    document = validate(text, catalog=catalog)
+    desired = RuleSet.from_document(document, catalog)
+    return Plan(plan(RuleSet.from_database(catalog), desired), hashlib.sha256(text.encode()).hexdigest())
+
+
+def rules_apply(*, text: str, source: str, actor=None) -> Plan:
+    """Make the database's rules what ``text`` says, all in one transaction, each change audited, then one
+    ``rules.applied`` event naming the file and its SHA-256. Nothing changes when the file is not valid or any
+    write fails (RulesFileError / RuleChangeError). A file that changes nothing records nothing."""
+    label = None if actor is not None else f"rules-file:{source}"[:200]
+    with transaction.atomic():
+        catalog = Catalog.load()
+        document = validate(text, catalog=catalog)
+        desired = RuleSet.from_document(document, catalog)
+        # Under the lock of the rows being replaced, so two applies (a deploy and beat) do not interleave.
+        list(ApprovalRule.objects.select_for_update().values_list("pk", flat=True))
+        list(EligibilityRule.objects.select_for_update().values_list("pk", flat=True))
+        result = Plan(
+            plan(RuleSet.from_database(catalog), desired), hashlib.sha256(text.encode()).hexdigest()
+        )
+        for change in result.changes:
+            model = MODELS[change.target]
+            instance = model.objects.filter(name=change.name).first() if change.before is not None else None
+            _write(change, catalog=catalog, instance=instance, actor=actor, actor_label=label)
+        if result.changes:
+            audit.record(
+                action="rules.applied",
+                object_type="rules_file",
+                object_id=source[:200],
+                actor=actor,
+                actor_label=label,
+                after={"sha256": result.sha256, "changes": [c.sentence() for c in result.changes]},
+            )
+    return result
+
+
+def rules_apply_configured_file() -> dict[str, Any]:
+    """Apply GATEHOUSE_RULES_FILE (beat, and each worker at start). An unreadable or invalid file is logged
+    with every problem and changes nothing: the rules in force stay in force."""
+    path = settings.GATEHOUSE_RULES_FILE
+    if not path:
+        return {"applied": False, "reason": "GATEHOUSE_RULES_FILE is not set"}
+    try:
+        result = rules_apply(text=read(path), source=str(path))
+    except (RulesFileError, RuleChangeError) as exc:
+        errors = getattr(exc, "errors", [str(exc)])
+        log.error("rules file %s not applied: %s", path, "; ".join(errors))
+        return {"applied": False, "errors": errors}
+    if result.changes:
+        log.info("rules file %s applied: %s", path, "; ".join(c.sentence() for c in result.changes))
+    return {"applied": True, "changes": [c.sentence() for c in result.changes], "sha256": result.sha256}
+
+
+# --- changes proposed in the admin ---------------------------------------------------------------------
+
+
+def _snapshot(change: RuleChange) -> dict[str, Any]:
+    return {
+        "status": change.status,
+        "target": change.target,
+        "operation": change.operation,
+        "rule": change.rule_name,
+        "summary": change.summary,
+        "proposed_by": change.proposed_by.get_username(),
+        "slack_webhook": "changed" if change.webhook_changes else "unchanged",
+    }
+
+
+def rule_change_propose(
+    *,
+    user,
+    target: str,
+    instance: ApprovalRule | EligibilityRule | None,
+    after: dict[str, Any] | None,
+    slack_webhook_url: str | None = None,
+    http_request=None,
+) -> RuleChange:
+    """Store a change to one rule (``after`` None deletes it) as pending, for a second admin to approve.
+    ``slack_webhook_url``: the rule's webhook as the admin left it (None: not an approval rule)."""
+    permissions.check(permissions.rule_change_propose_problem(user))
+    catalog = Catalog.load()
+    before = spec_of(target, instance, catalog) if instance is not None else None
+    if after is not None:
+        section = "rules" if target == RuleTarget.APPROVAL_RULE else "eligibility"
+        errors = semantic_errors({section: [after]}, catalog)
+        if errors:
+            raise RuleChangeError("; ".join(e.split(": ", 1)[-1] for e in errors))
+    if after is None and isinstance(instance, ApprovalRule) and instance.requests.exists():
+        raise RuleChangeError(
+            f"Requests name the rule '{instance.name}', so it cannot be deleted; disable it instead."
+        )
+    change = change_between(target, before, after)
+    current_webhook = instance.slack_webhook_url if isinstance(instance, ApprovalRule) else ""
+    webhook_changes = slack_webhook_url is not None and slack_webhook_url != current_webhook
+    if change is None and not webhook_changes:
+        raise RuleChangeError("This changes nothing.")
+    phrases = list(change.phrases) if change is not None else []
+    if webhook_changes:
+        phrases.append("removes the Slack webhook" if not slack_webhook_url else "sets a new Slack webhook")
+    name = (after or before or {}).get("name", "")
+    noun = "rule" if target == RuleTarget.APPROVAL_RULE else "eligibility rule"
+    operation = (
+        RuleChangeOperation.CREATE
+        if instance is None
+        else RuleChangeOperation.DELETE
+        if after is None
+        else RuleChangeOperation.UPDATE
+    )
+    with transaction.atomic():
+        proposal = RuleChange.objects.create(
+            target=target,
+            operation=operation,
+            rule_name=name,
+            target_id=instance.pk if instance is not None else None,
+            before=before,
+            after=after,
+            slack_webhook_url=(slack_webhook_url or "") if webhook_changes else "",
+            webhook_changes=webhook_changes,
+            summary=f"{noun} '{name}': " + "; ".join(phrases),
+            proposed_by=user,
+        )
+        audit.record(
+            action="rulechange.proposed",
+            object_type="rulechange",
+            object_id=proposal.pk,
+            actor=user,
+            before=before,
+            after={**_snapshot(proposal), "rule_after": after},
+            http_request=http_request,
+        )
+    return proposal
+
+
+def _locked_pending(change_id: int) -> RuleChange:
+    change = RuleChange.objects.select_for_update().select_related("proposed_by").filter(pk=change_id).first()
+    if change is None:
+        raise RuleChangeError("No such rule change.")
+    return change
+
+
+def rule_change_approve(
+    *, change_id: int, user, second_factor: SecondFactor | None, comment: str = "", http_request=None
+) -> RuleChange:
+    """A second admin approves a pending change with a fresh second factor; it takes effect now. Refused when
+    the rule changed since it was proposed (the diff the approver saw would no longer be true)."""
+    permissions.check(permissions.second_factor_problem(user, second_factor))
+    with transaction.atomic():
+        change = _locked_pending(change_id)
+        permissions.check(permissions.rule_change_decide_problem(user, change))
+        model = MODELS[change.target]
+        catalog = Catalog.load()
+        instance = model.objects.filter(pk=change.target_id).first() if change.target_id else None
+        now_spec = spec_of(change.target, instance, catalog) if instance is not None else None
+        if change.target_id and instance is None:
+            raise RuleChangeError(f"The rule '{change.rule_name}' no longer exists; reject this change.")
+        if now_spec != change.before:
+            raise RuleChangeError(
+                f"The rule '{change.rule_name}' changed since this was proposed; reject this change and propose "
+                "it again."
+            )
+        if (
+            change.operation == RuleChangeOperation.CREATE
+            and model.objects.filter(name=change.rule_name).exists()
+        ):
+            raise RuleChangeError(f"A rule named '{change.rule_name}' exists now; reject this change.")
+        if change.after is not None:
+            section = "rules" if change.target == RuleTarget.APPROVAL_RULE else "eligibility"
+            errors = semantic_errors({section: [change.after]}, catalog)
+            if errors:
+                raise RuleChangeError(
+                    "It can no longer be applied: " + "; ".join(e.split(": ", 1)[-1] for e in errors)
+                )
+        as_change = change_between(change.target, change.before, change.after) or Change(
+            change.target, "update", change.rule_name, change.before, change.after, [change.summary]
+        )
+        webhook = change.slack_webhook_url if change.webhook_changes else None
+        _write(
+            as_change,
+            catalog=catalog,
+            instance=instance,
+            actor=user,
+            http_request=http_request,
+            webhook=webhook,
+        )
+        before = _snapshot(change)
+        RuleChange.objects.filter(pk=change.pk, status=RuleChangeStatus.PENDING).update(
+            status=RuleChangeStatus.APPROVED,
+            decided_by=user,
+            decided_at=timezone.now(),
+            comment=comment[:2000],
+        )
+        change.refresh_from_db()
+        audit.record(
+            action="rulechange.approved",
+            object_type="rulechange",
+            object_id=change.pk,
+            actor=user,
+            before=before,
+            after={
+                **_snapshot(change),
+                "second_factor": {
+                    "method": second_factor.method,
+                    "via": second_factor.via,
+                    "at": second_factor.at,
+                }
+                if second_factor
+                else None,
+            },
+            http_request=http_request,
+        )
+    return change
+
+
+def rule_change_reject(*, change_id: int, user, comment: str = "", http_request=None) -> RuleChange:
+    """Another admin turns a pending change down; the rules stay as they are."""
+    with transaction.atomic():
+        change = _locked_pending(change_id)
+        permissions.check(permissions.rule_change_decide_problem(user, change))
+        before = _snapshot(change)
+        RuleChange.objects.filter(pk=change.pk, status=RuleChangeStatus.PENDING).update(
+            status=RuleChangeStatus.REJECTED,
+            decided_by=user,
+            decided_at=timezone.now(),
+            comment=comment[:2000],
+        )
+        change.refresh_from_db()
+        audit.record(
+            action="rulechange.rejected",
+            object_type="rulechange",
+            object_id=change.pk,
+            actor=user,
+            before=before,
+            after={**_snapshot(change), "comment": comment[:2000]},
+            http_request=http_request,
+        )
+    return change
