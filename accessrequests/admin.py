@@ -5,11 +5,18 @@ Requests, grants and the audit trail are read-only here: their state changes onl
 
 from __future__ import annotations
 
-from django import forms
-from django.contrib import admin
-from django.forms.models import model_to_dict
+from typing import Any
+from urllib.parse import urlencode
 
-from accessrequests import audit
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.forms.models import model_to_dict
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
+
+from accessrequests import audit, governance, permissions
 from accessrequests.models import (
     AccessLevel,
     AccessRequest,
@@ -17,6 +24,7 @@ from accessrequests.models import (
     AuditEvent,
     AwsAccount,
     ChatApproval,
+    EligibilityRule,
     Grant,
     IdentityCenter,
     Notification,
@@ -25,7 +33,16 @@ from accessrequests.models import (
     Pipeline,
     Principal,
     RequestKind,
+    RuleChange,
+    RuleChangeStatus,
+    RuleTarget,
     ScimGroup,
+)
+from accessrequests.services.governance import (
+    RuleChangeError,
+    rule_change_approve,
+    rule_change_propose,
+    rule_change_reject,
 )
 
 # Fields that hold secrets: stored, but never copied into the audit trail or shown back in full.
@@ -195,9 +212,115 @@ class ApprovalRuleForm(forms.ModelForm):
         return value or (self.instance.slack_webhook_url if self.instance.pk else "")
 
 
+class GovernedAdmin(admin.ModelAdmin):
+    """Rules change only with four eyes. A save or a delete here stores a pending ``RuleChange`` (the diff in
+    words); it takes effect when another admin approves it with a fresh second factor. With
+    GATEHOUSE_RULES_FILE set the rules are the file's, and these pages only show them."""
+
+    target: str = ""
+    change_list_template = "admin/accessrequests/governed_change_list.html"
+    change_form_template = "admin/accessrequests/governed_change_form.html"
+
+    def _from_file(self) -> bool:
+        return bool(settings.GATEHOUSE_RULES_FILE)
+
+    def has_add_permission(self, request):
+        return not self._from_file() and super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return not self._from_file() and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not self._from_file() and super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # a bulk delete would skip the second admin
+        return actions
+
+    def _note(self) -> dict[str, Any]:
+        problem = permissions.rules_file_problem()
+        pending = RuleChange.objects.filter(target=self.target, status=RuleChangeStatus.PENDING).count()
+        return {
+            "governance_note": problem
+            or "A change saved here waits for a second admin: it takes effect when another admin approves it.",
+            "pending_changes": pending,
+            "pending_url": reverse("admin:accessrequests_rulechange_changelist") + "?status__exact=pending",
+        }
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {**(extra_context or {}), **self._note()})
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return super().changeform_view(
+            request, object_id, form_url, {**(extra_context or {}), **self._note()}
+        )
+
+    def entry_from_form(self, form) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def webhook_from_form(self, form) -> str | None:
+        return None
+
+    def _propose(self, request, instance, after, webhook: str | None = None) -> None:
+        try:
+            request._gatehouse_proposal = rule_change_propose(
+                user=request.user,
+                target=self.target,
+                instance=instance,
+                after=after,
+                slack_webhook_url=webhook,
+                http_request=request,
+            )
+        except (RuleChangeError, permissions.NotAllowed) as exc:
+            request._gatehouse_proposal_error = str(exc)
+
+    def save_model(self, request, obj, form, change):
+        current = type(obj).objects.get(pk=obj.pk) if change else None
+        self._propose(request, current, self.entry_from_form(form), self.webhook_from_form(form))
+
+    def save_related(self, request, form, formsets, change):
+        """The related rows travel in the proposal; nothing is saved before the second admin approves."""
+
+    def log_addition(self, request, obj, message):
+        """The proposal is audited (``rulechange.proposed``); Django's log would record a change that did not
+        happen."""
+
+    def log_change(self, request, obj, message):
+        pass
+
+    def log_deletion(self, request, obj, object_repr):
+        pass
+
+    def delete_model(self, request, obj):
+        self._propose(request, obj, None)
+
+    def _after_proposal(self, request):
+        error = getattr(request, "_gatehouse_proposal_error", None)
+        if error:
+            messages.error(request, error)
+            return redirect(reverse(f"admin:accessrequests_{self.model._meta.model_name}_changelist"))
+        proposal = request._gatehouse_proposal
+        messages.success(
+            request,
+            f"Proposed: {proposal.summary}. It takes effect when another admin approves it.",
+        )
+        return redirect(reverse("admin:accessrequests_rulechange_change", args=[proposal.pk]))
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._after_proposal(request)
+
+    def response_change(self, request, obj):
+        return self._after_proposal(request)
+
+    def response_delete(self, request, obj_display, obj_id):
+        return self._after_proposal(request)
+
+
 @admin.register(ApprovalRule)
-class ApprovalRuleAdmin(AuditedAdmin):
+class ApprovalRuleAdmin(GovernedAdmin):
     form = ApprovalRuleForm
+    target = RuleTarget.APPROVAL_RULE
     readonly_fields = ["what_it_does"]
 
     @admin.display(description="What this rule does")
@@ -216,6 +339,170 @@ class ApprovalRuleAdmin(AuditedAdmin):
     ]
     list_filter = ["enabled"]
     filter_horizontal = ["accounts", "pipelines", "approver_groups", "approver_users"]
+
+    def entry_from_form(self, form) -> dict[str, Any]:
+        d = form.cleaned_data
+        return governance.approval_spec_from_entry(
+            {
+                "name": d["name"],
+                "priority": d["priority"],
+                "enabled": d["enabled"],
+                "accounts": [a.account_id for a in d.get("accounts") or []],
+                "pipelines": [p.arn for p in d.get("pipelines") or []],
+                "kinds": list(d.get("kinds") or []),
+                "levels": list(d.get("levels") or []),
+                "approver_groups": [g.name for g in d.get("approver_groups") or []],
+                "approver_users": [u.get_username() for u in d.get("approver_users") or []],
+                "approvals": d["approvals_required"],
+                "max_duration_hours": d["max_duration_hours"],
+                "allow_permanent": d["allow_permanent"],
+                "auto_approve_low_risk": d["auto_approve_low_risk"],
+                "allow_privileged_permission_sets": d["allow_privileged_permission_sets"],
+                "contact": d.get("contact") or "",
+                "slack_channel": d.get("slack_channel") or "",
+                "chat_approval": d.get("chat_approval") or ChatApproval.OFF,
+            }
+        )
+
+    def webhook_from_form(self, form) -> str | None:
+        return form.cleaned_data.get("slack_webhook_url") or ""
+
+
+class EligibilityRuleForm(forms.ModelForm):
+    kinds = forms.MultipleChoiceField(
+        choices=RequestKind.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Request kinds it covers; none ticked means all kinds.",
+    )
+
+    class Meta:
+        model = EligibilityRule
+        fields = ["name", "description", "kinds", "accounts", "permission_sets", "groups", "users"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["permission_sets"]
+        assert isinstance(field, forms.ModelMultipleChoiceField)
+        field.queryset = PermissionSet.objects.filter(portal_owned=False)
+        field.help_text = "Only these permission sets (none: the rule is not about particular sets)."
+
+
+@admin.register(EligibilityRule)
+class EligibilityRuleAdmin(GovernedAdmin):
+    form = EligibilityRuleForm
+    target = RuleTarget.ELIGIBILITY_RULE
+    readonly_fields = ["what_it_does"]
+    list_display = ["name", "what_it_does"]
+    filter_horizontal = ["accounts", "permission_sets", "groups", "users"]
+
+    @admin.display(description="What this rule does")
+    def what_it_does(self, obj: EligibilityRule) -> str:
+        return obj.describe() if obj.pk else "Save the rule to see what it does."
+
+    def entry_from_form(self, form) -> dict[str, Any]:
+        d = form.cleaned_data
+        catalog = governance.Catalog.load()
+        return governance.eligibility_spec_from_entry(
+            {
+                "name": d["name"],
+                "description": d.get("description") or "",
+                "kinds": list(d.get("kinds") or []),
+                "accounts": [a.account_id for a in d.get("accounts") or []],
+                "permission_sets": [catalog.permission_set_ref(p) for p in d.get("permission_sets") or []],
+                "groups": [g.name for g in d.get("groups") or []],
+                "users": [u.get_username() for u in d.get("users") or []],
+            },
+            catalog,
+        )
+
+
+@admin.register(RuleChange)
+class RuleChangeAdmin(admin.ModelAdmin):
+    """Pending rule changes, with the diff in words; another admin approves (second factor) or rejects."""
+
+    change_form_template = "admin/accessrequests/rulechange_change_form.html"
+    list_display = ["__str__", "summary", "status", "proposed_by", "proposed_at", "decided_by"]
+    list_filter = ["status", "target"]
+    list_select_related = ["proposed_by", "decided_by"]
+    fields = [
+        "summary", "status", "target", "operation", "rule_name", "proposed_by", "proposed_at", "decided_by",
+        "decided_at", "comment",
+    ]  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/approve/", view(self.approve_view), name="accessrequests_rulechange_approve"),
+            path("<int:pk>/reject/", view(self.reject_view), name="accessrequests_rulechange_reject"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        change = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if change is not None:
+            problem = permissions.rule_change_decide_problem(request.user, change)
+            extra.update(
+                can_decide=problem is None,
+                decide_problem=problem if change.status == RuleChangeStatus.PENDING else None,
+                approve_url=reverse("admin:accessrequests_rulechange_approve", args=[change.pk]),
+                reject_url=reverse("admin:accessrequests_rulechange_reject", args=[change.pk]),
+            )
+        return super().change_view(request, object_id, form_url, extra)
+
+    def _back(self, pk: int):
+        return redirect(reverse("admin:accessrequests_rulechange_change", args=[pk]))
+
+    def approve_view(self, request, pk: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        change = get_object_or_404(RuleChange, pk=pk)
+        factor = permissions.second_factor_from_session(request)
+        if permissions.second_factor_problem(request.user, factor):
+            messages.info(request, "Confirm it is you: enter your authenticator code, then approve.")
+            next_url = reverse("admin:accessrequests_rulechange_change", args=[pk])
+            return redirect(f"{reverse('mfa_reauthenticate')}?{urlencode({'next': next_url})}")
+        try:
+            rule_change_approve(
+                change_id=change.pk,
+                user=request.user,
+                second_factor=factor,
+                comment=request.POST.get("comment", ""),
+                http_request=request,
+            )
+        except (RuleChangeError, permissions.NotAllowed) as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Approved and applied: {change.summary}.")
+        return self._back(pk)
+
+    def reject_view(self, request, pk: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        change = get_object_or_404(RuleChange, pk=pk)
+        try:
+            rule_change_reject(
+                change_id=change.pk,
+                user=request.user,
+                comment=request.POST.get("comment", ""),
+                http_request=request,
+            )
+        except (RuleChangeError, permissions.NotAllowed) as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Rejected: {change.summary}.")
+        return self._back(pk)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

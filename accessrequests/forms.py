@@ -178,6 +178,34 @@ class RequestForm(forms.Form):
             field = self.fields[name]
             assert isinstance(field, forms.ModelChoiceField)
             field.queryset = queryset
+        self._offer_only_eligible(querysets["permission_set"])
+
+    def _offer_only_eligible(self, permission_sets) -> None:
+        """Offer only the accounts, kinds and permission sets the eligibility rules let this user ask for. The
+        fields still accept the others, so that whoever sends one anyway (a pasted error, the API, an old page)
+        is told by the service which eligibility rule leaves them out, instead of "not a valid choice"."""
+        rules = permissions.eligibility_rules()
+        if not rules:
+            return
+        accounts = list(AwsAccount.objects.filter(enabled=True))
+        eligible = permissions.eligible_choices(self.user, accounts, list(permission_sets), rules=rules)
+        open_accounts = {pk for pk, (kinds, _) in eligible.items() if kinds}
+        chosen = self.chosen_account
+        kinds, sets = eligible.get(chosen.pk, (set(), set())) if chosen is not None else (set(), set())
+        if chosen is None:
+            kinds = set().union(*(k for k, _ in eligible.values()))
+
+        def keep(name: str, allowed: set) -> None:
+            field = self.fields[name]
+            field.widget.choices = [  # type: ignore[attr-defined]
+                (value, label)
+                for value, label in field.choices  # type: ignore[attr-defined]
+                if value in ("", None) or str(value) in {str(a) for a in allowed}
+            ]
+
+        keep("account", open_accounts)
+        keep("kind", kinds)
+        keep("permission_set", sets)
 
     def clean_extends(self) -> Grant | None:
         pk = self.cleaned_data.get("extends")

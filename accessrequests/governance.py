@@ -40,14 +40,14 @@ MAX_FILE_BYTES = 1_000_000
 APPROVAL_DEFAULTS: dict[str, Any] = {
     "priority": 100,
     "enabled": True,
+    "approvals": 1,
+    "max_duration_hours": 8,
     "accounts": [],
     "pipelines": [],
     "kinds": [],
     "levels": [],
     "approver_groups": [],
     "approver_users": [],
-    "approvals": 1,
-    "max_duration_hours": 8,
     "allow_permanent": False,
     "auto_approve_low_risk": False,
     "allow_privileged_permission_sets": False,
@@ -269,11 +269,6 @@ def semantic_errors(document: dict[str, Any], catalog: Catalog) -> list[str]:
                     f"rules[{i}].pipelines[{j}]: pipeline '{arn}' is in account {pipeline.account.account_id}, "
                     "which this rule's accounts leave out, so the rule could never route it"
                 )
-        if not (entry.get("approver_groups") or entry.get("approver_users")) and entry.get("enabled", True):
-            errors.append(
-                f"rules[{i}]: names no approver (approver_groups or approver_users), so nobody could decide "
-                "what it routes"
-            )
     for i, entry in enumerate(eligibility):
         check("eligibility", i, "accounts", catalog.accounts, "account")
         check("eligibility", i, "groups", catalog.groups, "group")
@@ -282,10 +277,6 @@ def semantic_errors(document: dict[str, Any], catalog: Catalog) -> list[str]:
             _, problem = catalog.permission_set(ref)
             if problem:
                 errors.append(f"eligibility[{i}].permission_sets[{j}]: {problem}")
-        if not (entry.get("groups") or entry.get("users")):
-            errors.append(
-                f"eligibility[{i}]: names nobody (groups or users), so nobody could request what it covers"
-            )
         kinds = entry.get("kinds") or []
         if entry.get("permission_sets") and kinds and RequestKind.PERMISSION_SET not in kinds:
             errors.append(

@@ -166,7 +166,7 @@ def eligibility_problem(
         why = f" ({rule.description.rstrip('.')})" if rule.description else ""
         return (
             f"You are not eligible to request {_what(kind, account, permission_set)}: the eligibility rule "
-            f"“{rule.name}” allows only {' or '.join(who) or 'nobody'}{why}. Ask a Gatehouse admin if you need it."
+            f"“{rule.name}” allows {'only ' + ' or '.join(who) if who else 'nobody'}{why}. Ask a Gatehouse admin if you need it."
         )
     return None
 
@@ -176,10 +176,14 @@ def can_request(user, *, kind: str, account: AwsAccount, permission_set: Permiss
 
 
 def eligible_choices(
-    user, accounts: list[AwsAccount], permission_sets: list[PermissionSet]
+    user,
+    accounts: list[AwsAccount],
+    permission_sets: list[PermissionSet],
+    *,
+    rules: list[EligibilityRule] | None = None,
 ) -> dict[int, tuple[set[str], set[int]]]:
     """For the request form: per account, the kinds and the permission sets ``user`` may ask for there."""
-    rules = eligibility_rules()
+    rules = eligibility_rules() if rules is None else rules
     found: dict[int, tuple[set[str], set[int]]] = {}
     for account in accounts:
         sets = {

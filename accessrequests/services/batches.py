@@ -30,6 +30,7 @@ from accessrequests.permissions import SecondFactor
 from accessrequests.services.requests import (
     RequestDraft,
     RequestError,
+    eligibility_problem_for,
     prepare,
     request_approve,
     request_deny,
@@ -82,15 +83,19 @@ def batch_problem(draft: RequestDraft, accounts: Sequence[AwsAccount]) -> str | 
 
 
 def members_of(
-    draft: RequestDraft, accounts: Sequence[AwsAccount], *, preview: bool = False
+    draft: RequestDraft, accounts: Sequence[AwsAccount], *, requester, preview: bool = False
 ) -> list[RequestDraft]:
-    """One prepared draft per account (each with its own rule); raises RequestError naming the account."""
+    """One prepared draft per account (each with its own rule); raises RequestError naming the account, or
+    NotAllowed naming the account and the eligibility rule that leaves ``requester`` out there."""
     problem = batch_problem(draft, accounts)
     if problem:
         raise RequestError(problem)
     members = []
     for account in accounts:
         member = _for_account(draft, account)
+        eligibility = eligibility_problem_for(requester, member)
+        if eligibility:
+            raise permissions.NotAllowed(f"In account {account}: {eligibility}")
         try:
             prepare(member, preview=preview)
         except RequestError as exc:
@@ -104,7 +109,7 @@ def batch_submit(
 ) -> RequestBatch:
     """File the same access in every account of ``accounts``, all or nothing."""
     accounts = list(dict.fromkeys(accounts))
-    members = members_of(draft, accounts)
+    members = members_of(draft, accounts, requester=requester)
     with transaction.atomic():
         batch = RequestBatch.objects.create(requester=requester)
         filed = []
@@ -115,6 +120,8 @@ def batch_submit(
                 )
             except RequestError as exc:
                 raise RequestError(f"In account {member.account}: {exc}") from None
+            except permissions.NotAllowed as exc:
+                raise permissions.NotAllowed(f"In account {member.account}: {exc}") from None
         audit.record(
             action="batch.created",
             object_type="request_batch",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
@@ -173,7 +173,12 @@ def rules_apply(*, text: str, source: str, actor=None) -> Plan:
         for change in result.changes:
             model = MODELS[change.target]
             instance = model.objects.filter(name=change.name).first() if change.before is not None else None
-            _write(change, catalog=catalog, instance=instance, actor=actor, actor_label=label)
+            try:
+                with transaction.atomic():
+                    _write(change, catalog=catalog, instance=instance, actor=actor, actor_label=label)
+            except DatabaseError as exc:
+                # Leaving the outer block with this exception rolls back every change made before it too.
+                raise RuleChangeError(f"the database refused {change.sentence()} ({exc})") from exc
         if result.changes:
             audit.record(
                 action="rules.applied",

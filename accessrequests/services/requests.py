@@ -318,6 +318,16 @@ def find_duplicates(requester, draft: RequestDraft) -> list[Duplicate]:
     return found
 
 
+def eligibility_problem_for(requester, draft: RequestDraft) -> str | None:
+    """``permissions.eligibility_problem`` for what a draft asks (the permission set only for that kind)."""
+    return permissions.eligibility_problem(
+        requester,
+        kind=draft.kind,
+        account=draft.account,
+        permission_set=draft.permission_set if draft.kind == RequestKind.PERMISSION_SET else None,
+    )
+
+
 def _snapshot(req: AccessRequest) -> dict[str, Any]:
     return {
         "status": req.status,
@@ -369,6 +379,7 @@ def request_submit(*, requester, draft: RequestDraft, http_request=None, batch=N
     ``batch``: the multi-account request this one belongs to (``services.batches``).
     """
     permissions.check(permissions.file_problem(requester, principal=draft.principal))
+    permissions.check(eligibility_problem_for(requester, draft))
     if draft.extends is not None:
         permissions.check(permissions.extend_problem(requester, draft.extends))
     prepare(draft)

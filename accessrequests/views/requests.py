@@ -24,6 +24,7 @@ from accessrequests.services import batches
 from accessrequests.services.requests import (
     RequestError,
     check_extendable,
+    eligibility_problem_for,
     find_duplicates,
     prepare,
     request_cancel,
@@ -142,6 +143,7 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
         )
     try:
         permissions.check(permissions.file_problem(request.user, principal=draft.principal))
+        permissions.check(eligibility_problem_for(request.user, draft))
         prepare(draft, preview=not submitting)
     except (RequestError, permissions.NotAllowed) as exc:
         return _render_form(request, form, error=str(exc), intake=intake)
@@ -172,7 +174,7 @@ def _handle_batch(request: HttpRequest, form: RequestForm, draft, accounts, *, s
     try:
         permissions.check(permissions.file_problem(request.user, principal=draft.principal))
         if not submitting:
-            members = batches.members_of(draft, accounts, preview=True)
+            members = batches.members_of(draft, accounts, requester=request.user, preview=True)
             preview = {
                 "draft": members[0],
                 "members": members,

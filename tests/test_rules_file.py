@@ -1,0 +1,352 @@
+"""Rules as code: `manage.py rules validate|plan|apply|export` on a YAML file with a JSON Schema."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from io import StringIO
+
+import pytest
+import yaml
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from accessrequests import governance
+from accessrequests.models import ApprovalRule, AuditEvent, EligibilityRule, RuleTarget
+from accessrequests.services.governance import rules_apply_configured_file
+from tests.factories import ACCOUNT_ID
+from tests.rules_support import EXAMPLE, PRODUCTION_ID, ROOT, Org
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def org():
+    return Org()
+
+
+def run(*args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command("rules", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def refused(*args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError) as caught:
+        call_command("rules", *args, stdout=out, stderr=err)
+    return err.getvalue(), str(caught.value)
+
+
+def write(tmp_path, document, name: str = "rules.yaml"):
+    path = tmp_path / name
+    path.write_text(document if isinstance(document, str) else yaml.safe_dump(document, sort_keys=False))
+    return str(path)
+
+
+def exported(tmp_path) -> dict:
+    path = tmp_path / "exported.yaml"
+    run("export", "--output", str(path))
+    return yaml.safe_load(path.read_text())
+
+
+def rule(name: str = "Sandbox pipelines", **fields) -> dict:
+    return {"name": name, "accounts": [ACCOUNT_ID], "approver_groups": ["approvers"], **fields}
+
+
+SCHEMA_ERRORS = [
+    (
+        [rule("a"), rule("b"), rule("c", approvals=-1)],
+        "rules[2].approvals: -1 is less than the minimum of 1",
+    ),
+    ([rule(approvals=6)], "rules[0].approvals: 6 is greater than the maximum of 5"),
+    ([rule(max_duration_hours=0)], "rules[0].max_duration_hours: 0 is less than the minimum of 1"),
+    (
+        [rule(kinds=["pipeline", "everything"])],
+        "rules[0].kinds[1]: 'everything' is not one of ['pipeline', 'pass_role', 'permission_set', 'cross_account']",
+    ),
+    ([rule(accounts=["12345"])], "rules[0].accounts[0]: '12345' is not a 12-digit account id"),
+    (
+        [rule(accounts=[123456789012])],
+        "rules[0].accounts[0]: 123456789012 is not of type 'string' (quote account ids: '123456789012')",
+    ),
+    ([rule(approvers=["x"])], "rules[0]: Additional properties are not allowed ('approvers' was unexpected)"),
+    ([{"approvals": 1}], "rules[0]: 'name' is a required property"),
+    ([rule(enabled="yes please")], "rules[0].enabled: 'yes please' is not of type 'boolean'"),
+    ([rule(chat_approval="always")], "rules[0].chat_approval: 'always' is not one of ['off', 'low_risk']"),
+]
+
+
+@pytest.mark.parametrize(("rules", "message"), SCHEMA_ERRORS)
+def test_validate_names_each_schema_error_with_its_path(org, tmp_path, rules, message):
+    path = write(tmp_path, {"version": 1, "rules": rules})
+    err, summary = refused("validate", path)
+    assert f"{path}: {message}" in err.splitlines()
+    assert "nothing was changed" in summary
+
+
+def test_validate_lists_every_problem_at_once_in_file_order(org, tmp_path):
+    path = write(tmp_path, {"rules": [rule(approvals=0), rule("x", levels=["root"])], "extra": True})
+    err, summary = refused("validate", path)
+    lines = [line.removeprefix(f"{path}: ") for line in err.splitlines()]
+    assert lines == [
+        "(top level): Additional properties are not allowed ('extra' was unexpected)",
+        "(top level): 'version' is a required property",
+        "rules[0].approvals: 0 is less than the minimum of 1",
+        "rules[1].levels[0]: 'root' is not one of ['viewer', 'operator', 'editor', 'custom']",
+    ]
+    assert summary.endswith("4 problems; nothing was changed")
+
+
+def test_validate_names_what_the_catalog_does_not_have(org, tmp_path):
+    document = {
+        "version": 1,
+        "rules": [
+            rule(accounts=["999999999999"], approver_groups=["nobody-group"], approver_users=["ghost"]),
+            rule("Sandbox pipelines"),
+            rule("Elsewhere", accounts=[PRODUCTION_ID], pipelines=[org.pipeline.arn]),
+        ],
+        "eligibility": [
+            {"name": "Admins", "permission_sets": ["PowerUserAccess"], "groups": ["sre"]},
+            {
+                "name": "Sets",
+                "permission_sets": ["AdministratorAccess"],
+                "kinds": ["pipeline"],
+                "groups": ["sre"],
+            },
+        ],
+    }
+    err, _ = refused("validate", write(tmp_path, document))
+    problems = [line.split(": ", 1)[1] for line in err.splitlines()]
+    assert problems == [
+        "rules[1].name: duplicate name 'Sandbox pipelines' (also rules[0])",
+        "rules[0].accounts[0]: unknown account '999999999999'",
+        "rules[0].approver_groups[0]: unknown group 'nobody-group'",
+        "rules[0].approver_users[0]: unknown user 'ghost'",
+        f"rules[2].pipelines[0]: pipeline '{org.pipeline.arn}' is in account {ACCOUNT_ID}, which this rule's "
+        "accounts leave out, so the rule could never route it",
+        "eligibility[0].permission_sets[0]: unknown permission set 'PowerUserAccess'",
+        "eligibility[1].permission_sets: its kinds leave out permission_set, so it could never apply",
+    ]
+
+
+def test_validate_refuses_broken_yaml_and_duplicate_keys_with_the_line(org, tmp_path):
+    err, _ = refused("validate", write(tmp_path, "version: 1\nrules:\n  - name: a\n    name: b\n"))
+    assert "line 4, column 5: not valid YAML: duplicate key 'name'" in err
+    err, _ = refused("validate", write(tmp_path, "version: 1\nrules: [\n"))
+    assert "not valid YAML" in err and "line 3" in err
+    err, _ = refused("validate", str(tmp_path / "missing.yaml"))
+    assert "cannot read" in err
+
+
+def test_validate_in_ci_exits_non_zero_without_a_database(tmp_path):
+    bad = write(tmp_path, {"version": 1, "rules": [rule(approvals=-1)]})
+    good = write(tmp_path, {"version": 1, "rules": [rule()]}, "good.yaml")
+    cmd = [sys.executable, "manage.py", "rules", "validate", "--no-database"]
+    env = {**os.environ, "DEBUG": "1", "DATABASE_URL": "sqlite:////nonexistent/dir/db.sqlite3"}
+    failed = subprocess.run([*cmd, bad], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert failed.returncode == 1
+    assert f"{bad}: rules[0].approvals: -1 is less than the minimum of 1" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    passed = subprocess.run([*cmd, good], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert passed.returncode == 0, passed.stderr
+    assert "valid (schema)" in passed.stdout
+
+
+def test_the_documented_example_file_is_valid(org, tmp_path):
+    governance.validate(EXAMPLE.read_text(), catalog=None)
+    out, _ = run("validate", str(EXAMPLE))
+    assert "valid (schema and catalog): 3 approval rules, 2 eligibility rules" in out
+    run("apply", str(EXAMPLE))
+    out, _ = run("plan", str(EXAMPLE))
+    assert out.startswith("No changes")
+
+
+def test_plan_says_the_change_in_words_and_changes_nothing(org, tmp_path):
+    document = exported(tmp_path)
+    document["rules"][0]["approvals"] = 2
+    document["rules"][0]["approver_groups"] = ["approvers", "sre"]
+    document["rules"][0]["accounts"] = [ACCOUNT_ID, PRODUCTION_ID]
+    document["rules"].append(rule("Production pipelines", accounts=[PRODUCTION_ID], approvals=2))
+    document["eligibility"] = [
+        {"name": "Administrator access", "permission_sets": ["AdministratorAccess"], "groups": ["sre"]}
+    ]
+    before = AuditEvent.objects.count()
+    out, _ = run("plan", write(tmp_path, document))
+    assert out.splitlines() == [
+        f"  rule 'Sandbox pipelines': approvals 1 → 2; adds account '{PRODUCTION_ID}'; adds group 'sre'",
+        f"  rule 'Production pipelines': added: 2 approvals from group 'approvers', at most 8 hours, on "
+        f"{PRODUCTION_ID}, for any kind",
+        "  eligibility rule 'Administrator access': added: only group 'sre' may request permission sets "
+        "AdministratorAccess on any account",
+        "3 changes to apply.",
+    ]
+    assert org.rule.approvals_required == ApprovalRule.objects.get(pk=org.rule.pk).approvals_required == 1
+    assert AuditEvent.objects.count() == before
+
+
+def test_plan_says_when_a_scope_widens_to_any(org, tmp_path):
+    document = exported(tmp_path)
+    document["rules"][0]["accounts"] = []
+    document["rules"][0]["kinds"] = ["pipeline"]
+    out, _ = run("plan", write(tmp_path, document))
+    assert f"rule 'Sandbox pipelines': accounts {ACCOUNT_ID} → any account; kinds any kind → pipeline" in out
+
+
+def test_apply_makes_the_change_and_audits_it_with_before_and_after(org, tmp_path):
+    document = exported(tmp_path)
+    document["rules"][0].update(approvals=2, approver_groups=["approvers", "sre"], auto_approve_low_risk=True)
+    document["eligibility"] = [
+        {"name": "Administrator access", "permission_sets": ["AdministratorAccess"], "groups": ["sre"]}
+    ]
+    path = write(tmp_path, document)
+    out, _ = run("apply", path)
+    assert "Applied 2 changes." in out
+    changed = ApprovalRule.objects.get(pk=org.rule.pk)
+    assert changed.approvals_required == 2 and changed.auto_approve_low_risk
+    assert sorted(g.name for g in changed.approver_groups.all()) == ["approvers", "sre"]
+    eligibility = EligibilityRule.objects.get(name="Administrator access")
+    assert list(eligibility.permission_sets.all()) == [org.admin_set]
+    event = AuditEvent.objects.get(action="approvalrule.changed")
+    assert event.actor_label == "rules-file:rules.yaml"
+    assert event.before["approvals"] == 1 and event.after["approvals"] == 2
+    assert event.after["change"] == (
+        "rule 'Sandbox pipelines': approvals 1 → 2; adds group 'sre'; auto-approval of low-risk requests off → on"
+    )
+    assert AuditEvent.objects.filter(action="eligibilityrule.created").count() == 1
+    applied = AuditEvent.objects.get(action="rules.applied")
+    assert len(applied.after["sha256"]) == 64 and len(applied.after["changes"]) == 2
+    # Applying the same file again changes and records nothing.
+    events = AuditEvent.objects.count()
+    out, _ = run("apply", path)
+    assert out.startswith("No changes") and AuditEvent.objects.count() == events
+
+
+def _state() -> list:
+    return [governance.RuleSet.from_database().__dict__, AuditEvent.objects.count()]
+
+
+def test_a_bad_file_changes_nothing(org, tmp_path):
+    document = exported(tmp_path)
+    document["rules"][0]["approvals"] = 3
+    document["rules"].append(rule("New", approver_groups=["no-such-group"]))
+    before = _state()
+    err, summary = refused("apply", write(tmp_path, document))
+    assert "rules[1].approver_groups[0]: unknown group 'no-such-group'" in err
+    assert summary.endswith("1 problem; nothing was changed")
+    assert _state() == before
+
+
+def _refuse_inserts_of(name: str) -> None:
+    """A database trigger that refuses to store a rule of this name: a failure in the middle of applying that no
+    check before the writes can foresee (as a constraint or a lost connection would be)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION gatehouse_test_refuse() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.name = '{name}' THEN RAISE EXCEPTION 'refused by the test trigger'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                "CREATE TRIGGER gatehouse_test_refuse BEFORE INSERT ON accessrequests_approvalrule "
+                "FOR EACH ROW EXECUTE FUNCTION gatehouse_test_refuse()"
+            )
+        else:
+            cursor.execute(
+                "CREATE TRIGGER gatehouse_test_refuse BEFORE INSERT ON accessrequests_approvalrule "
+                f"WHEN NEW.name = '{name}' BEGIN SELECT RAISE(ABORT, 'refused by the test trigger'); END"
+            )
+
+
+def test_a_failure_in_the_middle_of_applying_changes_nothing(org, tmp_path):
+    document = exported(tmp_path)
+    document["rules"][0]["approvals"] = 3  # applied first ...
+    document["rules"].append(rule("Boom"))  # ... then this insert fails
+    document["eligibility"] = [{"name": "Later", "accounts": [PRODUCTION_ID], "groups": ["sre"]}]
+    _refuse_inserts_of("Boom")
+    before = _state()
+    _, summary = refused("apply", write(tmp_path, document))
+    assert "the database refused rule 'Boom'" in summary and "nothing was changed" in summary
+    assert _state() == before
+    assert ApprovalRule.objects.get(pk=org.rule.pk).approvals_required == 1
+
+
+def test_export_round_trips_through_apply_with_no_change(org, tmp_path):
+    extra = ApprovalRule.objects.create(
+        name="Production", priority=5, approvals_required=2, max_duration_hours=4, kinds=["permission_set"],
+        levels=[], allow_privileged_permission_sets=True, contact="platform@example.com", slack_channel="C0123ABC",
+        chat_approval="low_risk", enabled=False,
+    )  # fmt: skip
+    extra.accounts.add(org.production)
+    extra.pipelines.add(org.prod_pipeline)
+    extra.approver_users.add(org.approver)
+    extra.approver_groups.add(Group.objects.get(name="release-managers"))
+    eligible = EligibilityRule.objects.create(
+        name="Admins", description="admin sets", kinds=["permission_set"]
+    )
+    eligible.permission_sets.add(org.admin_set)
+    eligible.accounts.add(org.production)
+    eligible.groups.add(Group.objects.get(name="sre"))
+    eligible.users.add(org.approver2)
+    path = tmp_path / "exported.yaml"
+    run("export", "--output", str(path))
+    text = path.read_text()
+    assert text.startswith("# Gatehouse rules")
+    governance.validate(text, catalog=governance.Catalog.load())
+    out, _ = run("plan", str(path))
+    assert out.startswith("No changes"), out
+    # Applied to an empty database of rules, the export brings them back exactly.
+    before = governance.RuleSet.from_database()
+    EligibilityRule.objects.all().delete()
+    ApprovalRule.objects.filter(pk=extra.pk).delete()
+    run("apply", str(path))
+    assert governance.RuleSet.from_database() == before
+    out, _ = run("plan", str(path))
+    assert out.startswith("No changes")
+
+
+def test_a_rule_left_out_is_deleted_or_when_requests_name_it_disabled_and_kept(org, tmp_path):
+    unused = ApprovalRule.objects.create(name="Unused", priority=200)
+    org.submit()  # a request names org.rule
+    document = {"version": 1, "rules": [rule("Replacement")]}
+    path = write(tmp_path, document)
+    out, _ = run("plan", path)
+    assert (
+        "rule 'Sandbox pipelines': left out of the file: disabled and kept, because requests name it" in out
+    )
+    assert "rule 'Unused': removed" in out
+    run("apply", path)
+    assert not ApprovalRule.objects.filter(pk=unused.pk).exists()
+    assert ApprovalRule.objects.get(pk=org.rule.pk).enabled is False
+    out, _ = run("plan", path)
+    assert out.startswith("No changes")
+
+
+def test_the_configured_rules_file_is_applied_by_the_task_and_a_broken_one_changes_nothing(
+    org, tmp_path, settings
+):
+    from accessrequests.tasks import apply_rules_file
+
+    document = exported(tmp_path)
+    document["rules"][0]["approvals"] = 2
+    settings.GATEHOUSE_RULES_FILE = write(tmp_path, document)
+    result = apply_rules_file.apply().get()
+    assert result["applied"] and result["changes"] == ["rule 'Sandbox pipelines': approvals 1 → 2"]
+    assert apply_rules_file.apply().get() == {"applied": True, "changes": [], "sha256": result["sha256"]}
+    document["rules"][0]["approvals"] = 9
+    write(tmp_path, document)
+    broken = rules_apply_configured_file()
+    assert broken["applied"] is False
+    assert broken["errors"] == ["rules[0].approvals: 9 is greater than the maximum of 5"]
+    assert ApprovalRule.objects.get(pk=org.rule.pk).approvals_required == 2
+
+
+def test_the_schema_command_prints_the_schema_the_validator_uses(org):
+    import json
+
+    out, _ = run("schema")
+    assert json.loads(out) == governance.schema()
+    assert RuleTarget.APPROVAL_RULE == "approval_rule"
