@@ -289,7 +289,7 @@ class GovernedAdmin(admin.ModelAdmin):
     def log_change(self, request, obj, message):
         pass
 
-    def log_deletion(self, request, obj, object_repr):
+    def log_deletions(self, request, queryset):
         pass
 
     def delete_model(self, request, obj):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,10 +184,14 @@ def rules_apply(*, text: str, source: str, actor=None) -> Plan:
             audit.record(
                 action="rules.applied",
                 object_type="rules_file",
-                object_id=source[:200],
+                object_id=Path(source).name[:64],
                 actor=actor,
                 actor_label=label,
-                after={"sha256": result.sha256, "changes": [c.sentence() for c in result.changes]},
+                after={
+                    "file": source,
+                    "sha256": result.sha256,
+                    "changes": [c.sentence() for c in result.changes],
+                },
             )
     return result
 

@@ -1,0 +1,322 @@
+"""Rule changes in the admin take effect only when a second, different admin approves them (with a fresh second
+factor); with GATEHOUSE_RULES_FILE set the admin shows the rules read-only."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from django.contrib.auth.models import Group
+from django.urls import reverse
+
+from accessrequests import governance
+from accessrequests.models import (
+    ApprovalRule,
+    AuditEvent,
+    EligibilityRule,
+    RuleChange,
+    RuleChangeStatus,
+    RuleTarget,
+)
+from accessrequests.permissions import NotAllowed
+from accessrequests.services.governance import (
+    RuleChangeError,
+    rule_change_approve,
+    rule_change_propose,
+    rule_change_reject,
+)
+from tests.conftest import make_user, sign_in_with_mfa
+from tests.factories import fresh_factor
+from tests.rules_support import Org
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def org():
+    org = Org()
+    org.admin1 = make_user("admin-one", "admins", is_staff=True, is_superuser=True)
+    org.admin2 = make_user("admin-two", "admins", is_staff=True, is_superuser=True)
+    Group.objects.get_or_create(name="sre")
+    return org
+
+
+def rule_form(org, **overrides) -> dict:
+    fields = {
+        "name": "Sandbox pipelines",
+        "priority": 100,
+        "enabled": "on",
+        "accounts": [org.account.pk],
+        "approver_groups": [Group.objects.get(name="approvers").pk],
+        "approvals_required": 1,
+        "max_duration_hours": 8,
+        "contact": "platform@example.com",
+    }
+    fields.update(overrides)
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def change_url(rule) -> str:
+    return reverse("admin:accessrequests_approvalrule_change", args=[rule.pk])
+
+
+def test_a_change_in_the_admin_waits_until_a_second_admin_approves_it(client, org):
+    sign_in_with_mfa(client, org.admin1)
+    sre = Group.objects.get(name="sre").pk
+    groups = [Group.objects.get(name="approvers").pk, sre]
+    response = client.post(change_url(org.rule), rule_form(org, approvals_required=2, approver_groups=groups))
+    proposal = RuleChange.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:accessrequests_rulechange_change", args=[proposal.pk])
+    assert proposal.summary == "rule 'Sandbox pipelines': approvals 1 → 2; adds group 'sre'"
+    assert proposal.status == RuleChangeStatus.PENDING and proposal.proposed_by == org.admin1
+    org.rule.refresh_from_db()
+    assert org.rule.approvals_required == 1  # not yet
+    assert not AuditEvent.objects.filter(action="approvalrule.changed").exists()
+    proposed = AuditEvent.objects.get(action="rulechange.proposed")
+    assert proposed.actor_label == "admin-one" and proposed.after["rule_after"]["approvals"] == 2
+
+    # The page shows the diff in words; the proposer gets no buttons, only why, and a POST is refused.
+    page = client.get(reverse("admin:accessrequests_rulechange_change", args=[proposal.pk])).content.decode()
+    assert "approvals 1 → 2; adds group &#x27;sre&#x27;" in page
+    assert "You proposed this change; another admin must decide it." in page
+    assert "Approve and apply" not in page
+    client.post(reverse("admin:accessrequests_rulechange_approve", args=[proposal.pk]))
+    proposal.refresh_from_db()
+    assert proposal.status == RuleChangeStatus.PENDING
+    assert ApprovalRule.objects.get(pk=org.rule.pk).approvals_required == 1
+
+    client.logout()
+    sign_in_with_mfa(client, org.admin2)
+    page = client.get(reverse("admin:accessrequests_rulechange_change", args=[proposal.pk])).content.decode()
+    assert "Approve and apply" in page and "Reject" in page
+    done = client.post(
+        reverse("admin:accessrequests_rulechange_approve", args=[proposal.pk]), {"comment": "ok"}
+    )
+    assert done.status_code == 302
+    proposal.refresh_from_db()
+    assert proposal.status == RuleChangeStatus.APPROVED and proposal.decided_by == org.admin2
+    org.rule.refresh_from_db()
+    assert org.rule.approvals_required == 2
+    assert sorted(g.name for g in org.rule.approver_groups.all()) == ["approvers", "sre"]
+    changed = AuditEvent.objects.get(action="approvalrule.changed")
+    assert changed.actor_label == "admin-two"
+    assert changed.before["approvals"] == 1 and changed.after["approvals"] == 2
+    approved = AuditEvent.objects.get(action="rulechange.approved")
+    assert (
+        approved.after["proposed_by"] == "admin-one" and approved.after["second_factor"]["method"] == "totp"
+    )
+
+
+def test_adding_and_deleting_a_rule_wait_for_the_second_admin_too(client, org):
+    sign_in_with_mfa(client, org.admin1)
+    add = client.post(
+        reverse("admin:accessrequests_approvalrule_add"),
+        rule_form(org, name="Everything else", priority=500, accounts=None, kinds=["pipeline", "pass_role"]),
+    )
+    assert add.status_code == 302
+    assert not ApprovalRule.objects.filter(name="Everything else").exists()
+    created = RuleChange.objects.get(rule_name="Everything else")
+    assert created.summary.startswith("rule 'Everything else': added: 1 approval from group 'approvers'")
+    unused = ApprovalRule.objects.create(name="Unused", priority=900)
+    delete = client.post(
+        reverse("admin:accessrequests_approvalrule_delete", args=[unused.pk]), {"post": "yes"}
+    )
+    assert delete.status_code == 302
+    assert ApprovalRule.objects.filter(pk=unused.pk).exists()
+    deleted = RuleChange.objects.get(rule_name="Unused")
+    assert deleted.summary == "rule 'Unused': removed"
+    # The bulk delete action would skip the second admin: it is not offered.
+    assert (
+        "delete_selected"
+        not in client.get(reverse("admin:accessrequests_approvalrule_changelist")).content.decode()
+    )
+
+    for change in (created, deleted):
+        rule_change_approve(change_id=change.pk, user=org.admin2, second_factor=fresh_factor(org.admin2))
+    rule = ApprovalRule.objects.get(name="Everything else")
+    assert rule.kinds == ["pipeline", "pass_role"] and list(rule.accounts.all()) == []
+    assert not ApprovalRule.objects.filter(pk=unused.pk).exists()
+    assert AuditEvent.objects.filter(action__in=["approvalrule.created", "approvalrule.deleted"]).count() == 2
+
+
+def test_the_proposer_cannot_approve_and_the_database_agrees(org):
+    proposal = rule_change_propose(
+        user=org.admin1,
+        target=RuleTarget.APPROVAL_RULE,
+        instance=org.rule,
+        after={**governance.approval_spec(org.rule), "approvals": 3},
+    )
+    with pytest.raises(NotAllowed, match="another admin must decide it"):
+        rule_change_approve(change_id=proposal.pk, user=org.admin1, second_factor=fresh_factor(org.admin1))
+    with pytest.raises(NotAllowed, match="another admin must decide it"):
+        rule_change_reject(change_id=proposal.pk, user=org.admin1)
+    with pytest.raises(NotAllowed, match="Only admins"):
+        rule_change_approve(
+            change_id=proposal.pk, user=org.approver, second_factor=fresh_factor(org.approver)
+        )
+    # Without a fresh second factor even another admin cannot approve.
+    with pytest.raises(NotAllowed, match="second factor"):
+        rule_change_approve(change_id=proposal.pk, user=org.admin2, second_factor=None)
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RuleChange.objects.filter(pk=proposal.pk).update(
+            status=RuleChangeStatus.APPROVED, decided_by=org.admin1, decided_at=proposal.proposed_at
+        )
+    assert ApprovalRule.objects.get(pk=org.rule.pk).approvals_required == 1
+
+
+def test_a_stale_second_factor_is_asked_for_again(client, org, settings):
+    proposal = rule_change_propose(
+        user=org.admin1,
+        target=RuleTarget.APPROVAL_RULE,
+        instance=org.rule,
+        after={**governance.approval_spec(org.rule), "approvals": 3},
+    )
+    sign_in_with_mfa(client, org.admin2)
+    session = client.session
+    from allauth.account.internal.flows.login import AUTHENTICATION_METHODS_SESSION_KEY
+
+    records = session[AUTHENTICATION_METHODS_SESSION_KEY]
+    for record in records:
+        record["at"] = time.time() - settings.GATEHOUSE_STEP_UP_SECONDS - 60
+    session[AUTHENTICATION_METHODS_SESSION_KEY] = records
+    session.save()
+    response = client.post(reverse("admin:accessrequests_rulechange_approve", args=[proposal.pk]))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("mfa_reauthenticate"))
+    proposal.refresh_from_db()
+    assert proposal.status == RuleChangeStatus.PENDING
+
+
+def test_a_second_admin_can_reject_and_nothing_changes(client, org):
+    proposal = rule_change_propose(
+        user=org.admin1,
+        target=RuleTarget.APPROVAL_RULE,
+        instance=org.rule,
+        after={**governance.approval_spec(org.rule), "max_duration_hours": 72},
+    )
+    assert proposal.summary == "rule 'Sandbox pipelines': max duration (hours) 8 → 72"
+    sign_in_with_mfa(client, org.admin2)
+    client.post(
+        reverse("admin:accessrequests_rulechange_reject", args=[proposal.pk]), {"comment": "too long"}
+    )
+    proposal.refresh_from_db()
+    assert proposal.status == RuleChangeStatus.REJECTED and proposal.comment == "too long"
+    assert ApprovalRule.objects.get(pk=org.rule.pk).max_duration_hours == 8
+    assert AuditEvent.objects.get(action="rulechange.rejected").after["comment"] == "too long"
+    with pytest.raises(NotAllowed, match="already rejected"):
+        rule_change_approve(change_id=proposal.pk, user=org.admin2, second_factor=fresh_factor(org.admin2))
+
+
+def test_a_change_is_refused_when_the_rule_changed_since_it_was_proposed(org):
+    first = rule_change_propose(
+        user=org.admin1,
+        target=RuleTarget.APPROVAL_RULE,
+        instance=org.rule,
+        after={**governance.approval_spec(org.rule), "approvals": 2},
+    )
+    second = rule_change_propose(
+        user=org.admin1,
+        target=RuleTarget.APPROVAL_RULE,
+        instance=org.rule,
+        after={**governance.approval_spec(org.rule), "approvals": 3},
+    )
+    rule_change_approve(change_id=first.pk, user=org.admin2, second_factor=fresh_factor(org.admin2))
+    with pytest.raises(RuleChangeError, match="changed since this was proposed"):
+        rule_change_approve(change_id=second.pk, user=org.admin2, second_factor=fresh_factor(org.admin2))
+    assert ApprovalRule.objects.get(pk=org.rule.pk).approvals_required == 2
+
+
+def test_eligibility_rules_are_changed_with_four_eyes_too(client, org):
+    sign_in_with_mfa(client, org.admin1)
+    response = client.post(
+        reverse("admin:accessrequests_eligibilityrule_add"),
+        {
+            "name": "Administrator access",
+            "description": "admin sets are for sre",
+            "permission_sets": [org.admin_set.pk],
+            "groups": [Group.objects.get(name="sre").pk],
+        },
+    )
+    assert response.status_code == 302
+    assert not EligibilityRule.objects.exists()
+    proposal = RuleChange.objects.get()
+    assert proposal.summary == (
+        "eligibility rule 'Administrator access': added: only group 'sre' may request permission sets "
+        "AdministratorAccess on any account"
+    )
+    rule_change_approve(change_id=proposal.pk, user=org.admin2, second_factor=fresh_factor(org.admin2))
+    rule = EligibilityRule.objects.get()
+    assert list(rule.permission_sets.all()) == [org.admin_set]
+    assert (
+        rule.describe()
+        == "Only members of sre may request the permission set AdministratorAccess on any account."
+    )
+
+
+def test_a_rules_slack_webhook_is_applied_on_approval_but_never_shown_or_audited_in_full(client, org):
+    sign_in_with_mfa(client, org.admin1)
+    secret_url = "https://hooks.slack.com/services/T000/B000/very-secret-token"
+    client.post(change_url(org.rule), rule_form(org, slack_webhook_url=secret_url))
+    proposal = RuleChange.objects.get()
+    assert proposal.summary == "rule 'Sandbox pipelines': sets a new Slack webhook"
+    page = client.get(reverse("admin:accessrequests_rulechange_change", args=[proposal.pk])).content.decode()
+    assert "very-secret-token" not in page
+    rule_change_approve(change_id=proposal.pk, user=org.admin2, second_factor=fresh_factor(org.admin2))
+    org.rule.refresh_from_db()
+    assert org.rule.slack_webhook_url == secret_url
+    page = client.get(change_url(org.rule)).content.decode()
+    assert "very-secret-token" not in page and "hooks.slack.com" in page
+    # Saving again without typing the URL keeps it (and proposes only what changed).
+    client.post(change_url(org.rule), rule_form(org, max_duration_hours=2))
+    latest = RuleChange.objects.filter(status=RuleChangeStatus.PENDING).get()
+    assert latest.summary == "rule 'Sandbox pipelines': max duration (hours) 8 → 2"
+    rule_change_approve(change_id=latest.pk, user=org.admin2, second_factor=fresh_factor(org.admin2))
+    org.rule.refresh_from_db()
+    assert org.rule.slack_webhook_url == secret_url and org.rule.max_duration_hours == 2
+    events = AuditEvent.objects.filter(object_type__in=["approvalrule", "rulechange"])
+    assert events.count() == 6
+    assert all("very-secret-token" not in json.dumps([e.before, e.after]) for e in events)
+
+
+def test_with_a_rules_file_the_admin_shows_rules_read_only_and_says_where_they_come_from(
+    client, org, settings
+):
+    settings.GATEHOUSE_RULES_FILE = "/etc/gatehouse/rules.yaml"
+    sign_in_with_mfa(client, org.admin1)
+    note = (
+        "Rules come from the rules file /etc/gatehouse/rules.yaml (GATEHOUSE_RULES_FILE); change them there."
+    )
+    listing = client.get(reverse("admin:accessrequests_approvalrule_changelist")).content.decode()
+    assert note in listing
+    assert reverse("admin:accessrequests_approvalrule_add") not in listing
+    page = client.get(change_url(org.rule))
+    assert page.status_code == 200 and note in page.content.decode()
+    assert 'name="_save"' not in page.content.decode()
+    assert client.get(reverse("admin:accessrequests_approvalrule_add")).status_code == 403
+    assert client.post(change_url(org.rule), rule_form(org, approvals_required=2)).status_code == 403
+    delete = reverse("admin:accessrequests_approvalrule_delete", args=[org.rule.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    assert client.get(reverse("admin:accessrequests_eligibilityrule_add")).status_code == 403
+    assert ApprovalRule.objects.get(pk=org.rule.pk).approvals_required == 1
+    assert not RuleChange.objects.exists()
+    # The service refuses too, whoever calls it.
+    with pytest.raises(NotAllowed, match="GATEHOUSE_RULES_FILE"):
+        rule_change_propose(
+            user=org.admin1,
+            target=RuleTarget.APPROVAL_RULE,
+            instance=org.rule,
+            after={**governance.approval_spec(org.rule), "approvals": 2},
+        )
+
+
+def test_only_admins_propose(org):
+    with pytest.raises(NotAllowed, match="Only admins"):
+        rule_change_propose(
+            user=org.approver,
+            target=RuleTarget.APPROVAL_RULE,
+            instance=org.rule,
+            after={**governance.approval_spec(org.rule), "approvals": 2},
+        )
