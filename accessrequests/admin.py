@@ -425,10 +425,10 @@ class RuleChangeAdmin(admin.ModelAdmin):
     list_display = ["__str__", "summary", "status", "proposed_by", "proposed_at", "decided_by"]
     list_filter = ["status", "target"]
     list_select_related = ["proposed_by", "decided_by"]
-    fields = [
+    fields = (
         "summary", "status", "target", "operation", "rule_name", "proposed_by", "proposed_at", "decided_by",
         "decided_at", "comment",
-    ]  # fmt: skip
+    )  # fmt: skip
     readonly_fields = fields
 
     def has_add_permission(self, request):
