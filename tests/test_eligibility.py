@@ -219,7 +219,7 @@ def test_a_multi_account_request_is_refused_whole_naming_the_account_and_the_rul
             "also_accounts": org.production.account_id,
             "intent": "submit",
             "source": Source.FORM,
-        },  # fmt: skip
+        },
     )
     assert page.status_code == 400
     assert "In account production (111122223333): You are not eligible" in page.content.decode()
