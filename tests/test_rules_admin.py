@@ -320,3 +320,46 @@ def test_only_admins_propose(org):
             instance=org.rule,
             after={**governance.approval_spec(org.rule), "approvals": 2},
         )
+
+
+@pytest.mark.parametrize(
+    ("actor", "propose", "decide"),
+    [
+        ("proposer", True, False),
+        ("other_admin", True, True),
+        ("admin_auditor", False, False),
+        ("approver", False, False),
+        ("requester", False, False),
+    ],
+)
+def test_who_may_propose_and_decide_rule_changes(org, actor, propose, decide):
+    from accessrequests import permissions
+
+    people = {
+        "proposer": org.admin1,
+        "other_admin": org.admin2,
+        "admin_auditor": make_user("admin-auditor", "admins", "auditors", is_staff=True, is_superuser=True),
+        "approver": org.approver,
+        "requester": org.requester,
+    }
+    proposal = rule_change_propose(
+        user=org.admin1,
+        target=RuleTarget.APPROVAL_RULE,
+        instance=org.rule,
+        after={**governance.approval_spec(org.rule), "approvals": 2},
+    )
+    user = people[actor]
+    assert permissions.allowed(permissions.rule_change_propose_problem, user) is propose
+    assert permissions.allowed(permissions.rule_change_decide_problem, user, proposal) is decide
+    if not decide:
+        with pytest.raises(NotAllowed):
+            rule_change_approve(change_id=proposal.pk, user=user, second_factor=fresh_factor(user))
+        assert ApprovalRule.objects.get(pk=org.rule.pk).approvals_required == 1
+
+
+def test_beat_applies_the_rules_file():
+    from portal.celery import app
+
+    entry = app.conf.beat_schedule["apply-rules-file"]
+    assert entry["task"] == "accessrequests.tasks.apply_rules_file"
+    assert entry["schedule"].total_seconds() == 300
