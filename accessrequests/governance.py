@@ -181,6 +181,8 @@ def schema_errors(document: Any) -> list[str]:
             message += f" (quote account ids: '{error.instance:012d}')"
         elif error.validator == "pattern" and last is not None and "accounts" in error.absolute_path:
             message = f"{error.instance!r} is not a 12-digit account id"
+        if len(message) > 300:  # the message repeats the offending value, which may be a whole section
+            message = message[:297] + "…"
         found.append(f"{_path(error.absolute_path)}: {message}")
     return found
 
@@ -289,6 +291,8 @@ def validate(text: str, *, catalog: Catalog | None = None) -> dict[str, Any]:
     """The checked document; raises RulesFileError listing every problem. Without ``catalog`` only the syntax,
     the schema and duplicate names are checked (CI with no database)."""
     document = parse(text)
+    if document is None:
+        raise RulesFileError(["the file is empty; it starts with `version: 1` and lists `rules:`"])
     errors = schema_errors(document)
     if errors:
         raise RulesFileError(errors)

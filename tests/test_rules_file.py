@@ -140,6 +140,10 @@ def test_validate_refuses_broken_yaml_and_duplicate_keys_with_the_line(org, tmp_
     assert "not valid YAML" in err and "line 3" in err
     err, _ = refused("validate", str(tmp_path / "missing.yaml"))
     assert "cannot read" in err
+    err, _ = refused("validate", write(tmp_path, "# nothing yet\n"))
+    assert "the file is empty" in err
+    err, _ = refused("validate", write(tmp_path, "- just\n- a list\n"))
+    assert "(top level): ['just', 'a list'] is not of type 'object'" in err
 
 
 def test_validate_in_ci_exits_non_zero_without_a_database(tmp_path):
