@@ -15,6 +15,7 @@ from django.forms.models import model_to_dict
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
+from django.utils.html import format_html
 
 from accessrequests import audit, governance, permissions
 from accessrequests.models import (
@@ -427,9 +428,23 @@ class RuleChangeAdmin(admin.ModelAdmin):
     list_select_related = ["proposed_by", "decided_by"]
     fields = (
         "summary", "status", "target", "operation", "rule_name", "proposed_by", "proposed_at", "decided_by",
-        "decided_at", "comment",
+        "decided_at", "comment", "rule_before", "rule_after",
     )  # fmt: skip
     readonly_fields = fields
+
+    @staticmethod
+    def _as_file(spec) -> str:
+        if spec is None:
+            return "—"
+        return format_html("<pre>{}</pre>", governance.dump_rule(spec))
+
+    @admin.display(description="The rule before (as in a rules file)")
+    def rule_before(self, obj: RuleChange) -> str:
+        return self._as_file(obj.before)
+
+    @admin.display(description="The rule after (as in a rules file)")
+    def rule_after(self, obj: RuleChange) -> str:
+        return self._as_file(obj.after)
 
     def has_add_permission(self, request):
         return False

@@ -581,3 +581,8 @@ HEADER = """\
 
 def dump(document: Mapping[str, Any]) -> str:
     return HEADER + yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True, width=110)
+
+
+def dump_rule(spec: Mapping[str, Any]) -> str:
+    """One rule's spec as it would read in a rules file."""
+    return yaml.safe_dump(dict(spec), sort_keys=False, allow_unicode=True, width=110)
