@@ -253,16 +253,18 @@ def semantic_errors(document: dict[str, Any], catalog: Catalog) -> list[str]:
     errors += _duplicates(rules, "rules")
     errors += _duplicates(eligibility, "eligibility")
 
-    def check(section: str, i: int, key: str, known: Mapping[str, Any], what: str) -> None:
+    def check(
+        section: str, i: int, entry: Mapping[str, Any], key: str, known: Mapping[str, Any], what: str
+    ) -> None:
         for j, ref in enumerate(entry.get(key) or []):
             if ref not in known:
                 errors.append(f"{section}[{i}].{key}[{j}]: unknown {what} '{ref}'")
 
     for i, entry in enumerate(rules):
-        check("rules", i, "accounts", catalog.accounts, "account")
-        check("rules", i, "pipelines", catalog.pipelines, "pipeline")
-        check("rules", i, "approver_groups", catalog.groups, "group")
-        check("rules", i, "approver_users", catalog.users, "user")
+        check("rules", i, entry, "accounts", catalog.accounts, "account")
+        check("rules", i, entry, "pipelines", catalog.pipelines, "pipeline")
+        check("rules", i, entry, "approver_groups", catalog.groups, "group")
+        check("rules", i, entry, "approver_users", catalog.users, "user")
         accounts = set(entry.get("accounts") or [])
         for j, arn in enumerate(entry.get("pipelines") or []):
             pipeline = catalog.pipelines.get(arn)
@@ -272,9 +274,9 @@ def semantic_errors(document: dict[str, Any], catalog: Catalog) -> list[str]:
                     "which this rule's accounts leave out, so the rule could never route it"
                 )
     for i, entry in enumerate(eligibility):
-        check("eligibility", i, "accounts", catalog.accounts, "account")
-        check("eligibility", i, "groups", catalog.groups, "group")
-        check("eligibility", i, "users", catalog.users, "user")
+        check("eligibility", i, entry, "accounts", catalog.accounts, "account")
+        check("eligibility", i, entry, "groups", catalog.groups, "group")
+        check("eligibility", i, entry, "users", catalog.users, "user")
         for j, ref in enumerate(entry.get("permission_sets") or []):
             _, problem = catalog.permission_set(ref)
             if problem:

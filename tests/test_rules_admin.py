@@ -267,6 +267,8 @@ def test_a_rules_slack_webhook_is_applied_on_approval_but_never_shown_or_audited
     rule_change_approve(change_id=proposal.pk, user=org.admin2, second_factor=fresh_factor(org.admin2))
     org.rule.refresh_from_db()
     assert org.rule.slack_webhook_url == secret_url
+    applied = AuditEvent.objects.get(action="approvalrule.changed")
+    assert applied.after["change"] == "rule 'Sandbox pipelines': sets a new Slack webhook"
     page = client.get(change_url(org.rule)).content.decode()
     assert "very-secret-token" not in page and "hooks.slack.com" in page
     # Saving again without typing the URL keeps it (and proposes only what changed).

@@ -333,7 +333,13 @@ def rule_change_approve(
                     "It can no longer be applied: " + "; ".join(e.split(": ", 1)[-1] for e in errors)
                 )
         as_change = change_between(change.target, change.before, change.after) or Change(
-            change.target, "update", change.rule_name, change.before, change.after, [change.summary]
+            # Only the Slack webhook changes: the specs are equal, the summary says what happens.
+            change.target,
+            "update",
+            change.rule_name,
+            change.before,
+            change.after,
+            [change.summary.split(": ", 1)[-1]],
         )
         webhook = change.slack_webhook_url if change.webhook_changes else None
         _write(
