@@ -354,3 +354,35 @@ def test_the_schema_command_prints_the_schema_the_validator_uses(org):
     out, _ = run("schema")
     assert json.loads(out) == governance.schema()
     assert RuleTarget.APPROVAL_RULE == "approval_rule"
+
+
+@pytest.mark.worker
+def test_a_worker_applies_the_configured_rules_file_when_it_starts(worker_env, tmp_path):
+    """A real worker process, started with GATEHOUSE_RULES_FILE: the rules are the file's without waiting for
+    beat."""
+    from portal.celery import app
+    from tests.conftest import WorkerProcess, service_missing, wait_for
+
+    conn = app.connection_for_write()
+    try:
+        conn.ensure_connection(max_retries=1, timeout=3)
+    except Exception as exc:
+        service_missing(f"the Celery broker ({exc})")
+    finally:
+        conn.release()
+    app.control.purge()
+    org = Org()
+    document = exported(tmp_path)
+    document["rules"][0]["approvals"] = 3
+    worker = WorkerProcess(
+        {**worker_env, "GATEHOUSE_RULES_FILE": write(tmp_path, document)}, name="rules"
+    ).start()
+    try:
+        wait_for(
+            lambda: ApprovalRule.objects.get(pk=org.rule.pk).approvals_required == 3,
+            timeout=60,
+            what="the worker to apply the rules file",
+        )
+    finally:
+        worker.stop()
+    assert AuditEvent.objects.get(action="rules.applied").actor_label.startswith("rules-file:")
