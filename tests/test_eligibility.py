@@ -187,6 +187,14 @@ def test_a_pasted_error_is_refused_with_the_reason_on_the_web_and_in_the_api(cli
     page = client.post(reverse("paste_error"), {"message": MATEO}).content.decode()
     assert "You are not eligible to request pipeline actions on sandbox (123456789012)" in page
     assert "Sandbox pipelines" in page and "allows only members of sre" in page
+    _, raw = make_token(org.requester, "intake")
+    intake = client.post(
+        "/api/v1/intake/",
+        {"message": MATEO},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw}",
+    ).json()
+    assert reason in intake["error"] and intake["proposed_request"] is None
     response = api_post(
         client, org.requester, {"message": MATEO, "justification": "release", "duration_hours": 2}
     )

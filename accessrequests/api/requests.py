@@ -91,7 +91,17 @@ class IntakeView(GatehouseAPIView):
                 out["error"] = resolution.error
                 out["region_choices"] = resolution.region_choices
                 if not resolution.error and not resolution.region_choices:
-                    out["proposed_request"] = _proposal(resolution.initial)
+                    initial = resolution.initial
+                    # Said before filing, as the web preview does: an eligibility rule may leave the caller out.
+                    problem = permissions.eligibility_problem(
+                        request.user,
+                        kind=initial.get("kind", RequestKind.PIPELINE),
+                        account=AwsAccount.objects.get(pk=initial["account"]),
+                    )
+                    if problem:
+                        out["error"] = problem
+                    else:
+                        out["proposed_request"] = _proposal(initial)
         return Response(out)
 
 
