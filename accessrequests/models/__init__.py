@@ -10,6 +10,16 @@ from accessrequests.models.catalog import (
     PermissionSetRisk,
     Pipeline,
 )
+from accessrequests.models.governance import (
+    BreakGlassReview,
+    CampaignStatus,
+    EvidenceStatus,
+    ItemDecision,
+    PostReviewOutcome,
+    ReviewCampaign,
+    ReviewItem,
+    UnreviewedOutcome,
+)
 from accessrequests.models.identity import ScimGroup, ScimUser
 from accessrequests.models.notifications import Notification, NotificationChannel, NotificationStatus
 from accessrequests.models.ops import AuditIntegrity, WorkerHeartbeat
@@ -41,6 +51,14 @@ from accessrequests.models.slack import SlackMessage
 from accessrequests.models.tokens import ApiToken, TokenScope
 
 __all__ = [
+    "UnreviewedOutcome",
+    "ReviewItem",
+    "ReviewCampaign",
+    "PostReviewOutcome",
+    "ItemDecision",
+    "EvidenceStatus",
+    "CampaignStatus",
+    "BreakGlassReview",
     "ENDED_GRANT_STATUSES",
     "GRANT_TRANSITIONS",
     "IAM_KINDS",
