@@ -162,6 +162,9 @@ class BreakGlassReview(models.Model):
     reviewed_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=20, choices=PostReviewOutcome.choices, blank=True)
     comment = models.TextField(blank=True, max_length=2000)
+    overdue_reported_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the sweep recorded (and told admins) that the review is late."
+    )
 
     class Meta:
         ordering = ["due_at", "id"]
