@@ -10,6 +10,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from accessrequests.models import AccessRequest, AuditEvent, AwsAccount, Grant, GrantStatus, RequestStatus
+from accessrequests.selectors import overdue_post_reviews
 
 STUCK_AFTER = timedelta(minutes=10)
 
@@ -101,5 +102,10 @@ def figures() -> dict[str, Any]:
         "drift": AuditEvent.objects.filter(action__startswith="drift.").order_by("-id")[:10],
         "accounts": AwsAccount.objects.order_by("name")[:50],
         "chart": chart_svg(series),
+        # Break-glass in red: every use of the last week, and post-reviews past their time as an alert.
+        "break_glass": AccessRequest.objects.filter(break_glass=True, created_at__gte=now - timedelta(days=7))
+        .select_related("requester", "principal", "account", "break_glass_review")
+        .order_by("-created_at")[:20],
+        "overdue_post_reviews": list(overdue_post_reviews(now)[:20]),
         "requests_30d": sum(n for _, n in series),
     }
