@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape
@@ -63,7 +64,7 @@ class LastAccessedStandIn:
 
     def generate(self, fields: dict[str, str]) -> bytes:
         with self._lock:
-            job_id = f"standin-{next(self._ids):04d}-{abs(hash(fields.get('Arn', ''))) % 10**8:08d}"
+            job_id = str(uuid.UUID(int=next(self._ids)))  # AWS's job ids are 36-character UUIDs
             self.jobs[job_id] = {
                 "arn": fields.get("Arn", ""),
                 "granularity": fields.get("Granularity", "SERVICE_LEVEL"),
