@@ -335,6 +335,7 @@ class BreakGlassForm(RequestForm):
         super().__init__(*args, **kwargs)
         self.fields["kind"].widget = forms.HiddenInput()
         self.fields["kind"].initial = RequestKind.PIPELINE
+        self.fields["source"].required = False
         self.fields["justification"].label = "What is broken and why you need this now"
         self.fields["duration_hours"].initial = 1
         self.fields[
@@ -344,6 +345,7 @@ class BreakGlassForm(RequestForm):
     def clean(self):
         data = super().clean()
         data["kind"] = RequestKind.PIPELINE
+        data["source"] = Source.FORM
         return data
 
 
