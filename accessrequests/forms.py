@@ -343,9 +343,13 @@ class BreakGlassForm(RequestForm):
         ].help_text = "From now; at most what the rule allows for break-glass (1 hour by default)."
 
     def clean(self):
-        data = super().clean()
-        data["kind"] = RequestKind.PIPELINE
-        data["source"] = Source.FORM
+        # Not RequestForm.clean: break-glass is never permanent, and is always pipeline access.
+        data = forms.Form.clean(self) or {}
+        data.update(kind=RequestKind.PIPELINE, source=Source.FORM, permanent=False)
+        if not data.get("duration_hours") and "duration_hours" not in self.errors:
+            self.add_error("duration_hours", "Say for how many hours (1 unless the rule allows more).")
+        if not data.get("level") and "level" not in self.errors:
+            self.add_error("level", "Choose an access level.")
         return data
 
 

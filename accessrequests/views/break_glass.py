@@ -32,8 +32,14 @@ def _rules_for(user):
 def break_glass_new(request: HttpRequest) -> HttpResponse:
     if roles.is_auditor(request.user) and not roles.is_admin(request.user):
         raise Http404("No such page")
-    data = request.POST if request.method == "POST" else (request.GET if "account" in request.GET else None)
+    data = request.POST if request.method == "POST" else None
+    if data is None and "account" in request.GET:
+        # The Continue step (a GET, so it works without JavaScript): the account chosen, the rest at its defaults.
+        data = request.GET.copy()
+        data.setdefault("duration_hours", "1")
     form = BreakGlassForm(data, user=request.user, initial={"duration_hours": 1})
+    if request.method == "GET" and data is not None:
+        form.errors.clear()  # nothing was submitted yet: no field is "missing"
     error = ""
     if request.method == "POST" and request.POST.get("intent") == "submit":
         if form.is_valid():
