@@ -176,7 +176,7 @@ class ApprovalRuleForm(forms.ModelForm):
             "name", "priority", "enabled", "accounts", "pipelines", "kinds", "levels", "approver_groups",
             "approver_users", "approvals_required", "max_duration_hours", "allow_permanent",
             "auto_approve_low_risk", "allow_privileged_permission_sets", "contact", "slack_webhook_url",
-            "slack_channel", "chat_approval",
+            "slack_channel", "chat_approval", "break_glass_users", "break_glass_groups", "break_glass_max_hours",
         ]  # fmt: skip
 
     def __init__(self, *args, **kwargs):
@@ -215,7 +215,9 @@ class ApprovalRuleAdmin(AuditedAdmin):
         "allow_privileged_permission_sets",
     ]
     list_filter = ["enabled"]
-    filter_horizontal = ["accounts", "pipelines", "approver_groups", "approver_users"]
+    filter_horizontal = [
+        "accounts", "pipelines", "approver_groups", "approver_users", "break_glass_users", "break_glass_groups",
+    ]  # fmt: skip
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -331,3 +331,32 @@ def test_break_glass_is_applied_by_real_workers_and_every_approver_and_auditor_i
 
     wait_for(all_told, timeout=60, what="every approver, admin and auditor to be emailed")
     assert not Notification.objects.filter(recipient=oncall.email).exists()
+
+
+@pytest.mark.django_db
+def test_the_api_files_break_glass_with_the_same_rules(world, client):
+    from tests.factories import make_token
+
+    body = {
+        "kind": "pipeline", "account": world.account.account_id, "principal_arn": world.principal.external_id,
+        "pipelines": ["my-pipeline"], "level": "viewer", "justification": REASON, "duration_hours": 1,
+        "break_glass": True, "incident": "INC-88",
+    }  # fmt: skip
+    _, raw = make_token(world.requester, "cli")
+    refused = client.post(
+        "/api/v1/requests/", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}"
+    )
+    assert refused.status_code == 403 and "not named for break-glass" in refused.content.decode()
+    _, raw = make_token(world.oncall, "cli")
+    too_long = client.post(
+        "/api/v1/requests/", {**body, "duration_hours": 3}, content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw}",
+    )  # fmt: skip
+    assert too_long.status_code == 403 and "between 1 and 1 hour" in too_long.content.decode()
+    made = client.post(
+        "/api/v1/requests/", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}"
+    )
+    assert made.status_code == 201, made.content
+    answer = made.json()
+    assert (answer["status"], answer["break_glass"], answer["incident"]) == ("approved", True, "INC-88")
+    assert AccessRequest.objects.get(pk=answer["id"]).source == "api"

@@ -125,6 +125,18 @@ class RequestIn(StrictSerializer):
     ticket = serializers.CharField(required=False, max_length=100, allow_blank=True)
     duration_hours = serializers.IntegerField(required=False, min_value=1, max_value=24 * 365)
     permanent = serializers.BooleanField(required=False, default=False)
+    break_glass = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Apply at once with no approver, for an incident (only for people the rule names; at most its "
+        "break-glass hours; announced to approvers, admins and auditors; reviewed afterwards).",
+    )
+    incident = serializers.CharField(
+        required=False,
+        max_length=100,
+        allow_blank=True,
+        help_text="With break_glass: the incident reference.",
+    )
 
 
 class DecisionIn(StrictSerializer):
@@ -172,7 +184,7 @@ class RequestOut(serializers.ModelSerializer):
             "id", "reference", "status", "kind", "level", "actions", "requester", "principal_arn", "on_behalf",
             "account_id", "pipelines", "stage", "action_name", "statements", "justification", "ticket",
             "starts_at", "duration_hours", "ends_at", "delivery", "source", "rule", "approvals_required",
-            "created_at", "decided_at", "grant_status",
+            "created_at", "decided_at", "grant_status", "break_glass", "incident",
         ]  # fmt: skip
 
     def get_pipelines(self, obj) -> list[str]:

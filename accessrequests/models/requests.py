@@ -214,6 +214,15 @@ class ApprovalRule(models.Model):
             extras.append("viewer access outside production approved automatically")
         if self.allow_privileged_permission_sets:
             extras.append("privileged permission sets allowed")
+        if self.pk:
+            glass = [g.name for g in self.break_glass_groups.all()] + [
+                u.get_username() for u in self.break_glass_users.all()
+            ]
+            if glass:
+                extras.append(
+                    f"break-glass (at once, no approver, at most {self.break_glass_max_hours} h) for "
+                    + ", ".join(glass)
+                )
         if not self.enabled:
             extras.append("currently disabled")
         return sentence + ("; " + "; ".join(extras) if extras else "") + "."
