@@ -370,3 +370,34 @@ def test_one_campaign_at_a_time_and_the_schedule_starts_one_when_due(campaign_wo
     first = ReviewCampaign.objects.get()
     assert first.started_by is None and first.items.count() == 2
     assert AuditEvent.objects.get(action="review.campaign_started").actor_label == "schedule"
+
+
+def test_the_evidence_pack_holds_the_campaign_its_items_and_its_verifiable_events(campaign_world, tmp_path):
+    import json
+
+    from django.core.management import call_command
+
+    world = campaign_world
+    campaign = reviews.campaign_start(actor=world.admin)
+    _gather(campaign)
+    for name, decision in (("mateojackson", "revoke"), ("marymajor", "keep")):
+        review_item_decide(
+            item_id=_items(campaign)[name].pk, reviewer=world.approver,
+            second_factor=fresh_factor(world.approver), decision=decision, reason=f"{decision} after review",
+        )  # fmt: skip
+    since = (timezone.now() - timedelta(days=1)).strftime("%Y-%m-%d")
+    until = (timezone.now() + timedelta(days=1)).strftime("%Y-%m-%d")
+    folder = tmp_path / "pack"
+    call_command("evidence_pack", "--since", since, "--until", until, "--output", str(folder))
+    ref = campaign.reference
+    items = (folder / "access-reviews" / f"{ref}-items.csv").read_text()
+    assert "revoke after review" in items and "keep after review" in items and "yes" in items
+    checked = verify_export(folder / "access-reviews" / f"{ref}-events.csv")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    verification = json.loads((folder / "verification.json").read_text())
+    assert verification["access_reviews"][0]["ok"] is True
+    assert (
+        f"access-reviews/{ref}-events.csv.manifest.json"
+        in json.loads((folder / "pack.json").read_text())["files"]
+    )
+    assert (folder / "break-glass.csv").exists()
