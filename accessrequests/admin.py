@@ -184,6 +184,10 @@ class ApprovalRuleForm(forms.ModelForm):
         current = self.instance.slack_webhook_url if self.instance.pk else ""
         field = self.fields["slack_webhook_url"]
         field.help_text = f"Set: {redact_url(current)}. Leave empty to keep it." if current else "Not set."
+        self.fields["break_glass_max_hours"].required = False
+
+    def clean_break_glass_max_hours(self) -> int:
+        return self.cleaned_data.get("break_glass_max_hours") or 1
 
     def clean_chat_approval(self) -> str:
         return self.cleaned_data.get("chat_approval") or ChatApproval.OFF
