@@ -401,3 +401,69 @@ def test_the_evidence_pack_holds_the_campaign_its_items_and_its_verifiable_event
         in json.loads((folder / "pack.json").read_text())["files"]
     )
     assert (folder / "break-glass.csv").exists()
+
+
+def test_reviewers_hear_of_their_items_and_are_reminded_but_nobody_the_access_reaches(
+    campaign_world, settings
+):
+    from django.core import mail
+
+    from accessrequests.notifications import notify_review_reminder, notify_review_started
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    world = campaign_world
+    approver2 = make_user("approver2", "approvers")
+    reached = make_user("reached", "approvers")
+    world.principal("mateojackson").users.add(reached)  # may review marymajor's access, not mateojackson's
+    campaign = reviews.campaign_start(actor=world.admin)
+    assert notify_review_started(campaign.pk) == 3
+    told = {m.to[0]: m for m in mail.outbox}
+    assert set(told) == {"approver@example.com", "approver2@example.com", "reached@example.com"}
+    assert (
+        "2 items" in told["approver@example.com"].subject and "1 item " in told["reached@example.com"].subject
+    )
+    assert "requester@example.com" not in told  # the requester of both is no reviewer
+    mail.outbox.clear()
+    assert notify_review_reminder(campaign.pk, 1) == 3
+    assert notify_review_reminder(campaign.pk, 1) == 0  # once per round
+    assert all("Reminder" in m.subject for m in mail.outbox)
+    assert approver2  # named so the reader sees who the third reviewer is
+
+
+def test_an_admin_starts_a_review_from_its_page(campaign_world, client):
+    world = campaign_world
+    client.force_login(world.admin)
+    page = client.get("/access-reviews/").content.decode()
+    assert "Start an access review" in page
+    answer = client.post("/access-reviews/start/")
+    campaign = ReviewCampaign.objects.get()
+    assert answer.status_code == 302 and answer["Location"] == f"/access-reviews/{campaign.pk}/"
+    again = client.post("/access-reviews/start/", follow=True)
+    assert again.status_code == 200 and "still open" in again.content.decode()
+    client.force_login(world.approver)
+    assert client.post("/access-reviews/start/").status_code == 404
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_gathers_the_evidence_asking_iam_again_until_the_job_is_completed(
+    world, standin, worker_env, workers
+):
+    from tests.conftest import wait_for
+    from tests.provisioning_support import aws_env
+
+    mateo = _old_grant(world, "mateojackson")
+    standin.uses[MATEO] = [Use("codepipeline:GetPipeline", timezone.now() - timedelta(days=3))]
+    workers.start(aws_env(worker_env, standin.proxy.url))
+    campaign = reviews.campaign_start(actor=world.admin)
+    item = campaign.items.get(grant=mateo)
+
+    def gathered():
+        return ReviewItem.objects.get(pk=item.pk).evidence_status == EvidenceStatus.COMPLETED
+
+    wait_for(gathered, timeout=90, what="the worker to read the last-accessed report")
+    item.refresh_from_db()
+    assert (timezone.now() - item.last_used_at).days == 3 and not item.is_unused(timezone.now())
+    assert standin.proxy.calls["GenerateServiceLastAccessedDetails"] == 1  # one job, asked again until done
+    assert standin.proxy.calls["GetServiceLastAccessedDetails"] == 2
+    assert AuditEvent.objects.filter(action="review.evidence_read").count() == 1
