@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
@@ -32,11 +32,12 @@ def _rules_for(user):
 def break_glass_new(request: HttpRequest) -> HttpResponse:
     if roles.is_auditor(request.user) and not roles.is_admin(request.user):
         raise Http404("No such page")
-    data = request.POST if request.method == "POST" else None
+    data: QueryDict | None = request.POST if request.method == "POST" else None
     if data is None and "account" in request.GET:
         # The Continue step (a GET, so it works without JavaScript): the account chosen, the rest at its defaults.
-        data = request.GET.copy()
-        data.setdefault("duration_hours", "1")
+        chosen = request.GET.copy()
+        chosen.setdefault("duration_hours", "1")
+        data = chosen
     form = BreakGlassForm(data, user=request.user, initial={"duration_hours": 1})
     if request.method == "GET" and data is not None:
         form.errors.clear()  # nothing was submitted yet: no field is "missing"
