@@ -467,3 +467,21 @@ def test_a_real_worker_gathers_the_evidence_asking_iam_again_until_the_job_is_co
     assert standin.proxy.calls["GenerateServiceLastAccessedDetails"] == 1  # one job, asked again until done
     assert standin.proxy.calls["GetServiceLastAccessedDetails"] == 2
     assert AuditEvent.objects.filter(action="review.evidence_read").count() == 1
+
+
+def test_an_item_whose_access_ended_meanwhile_closes_as_ended_and_the_campaign_with_it(campaign_world):
+    from accessrequests.services import provisioning
+
+    world = campaign_world
+    campaign = reviews.campaign_start(actor=world.admin)
+    review_item_decide(
+        item_id=_items(campaign)["marymajor"].pk, reviewer=world.approver,
+        second_factor=fresh_factor(world.approver), decision="keep", reason="Still needed",
+    )  # fmt: skip
+    provisioning.grant_revoke(grant_id=world.mateo.pk, actor=world.requester)
+    reconcile(world.mateo)
+    counts = reviews.campaigns_tick()
+    assert (counts["ended"], counts["closed"]) == (1, 1)
+    item = ReviewItem.objects.get(campaign=campaign, grant=world.mateo)
+    assert item.decision == ItemDecision.ENDED and item.decided_by is None
+    assert ReviewCampaign.objects.get(pk=campaign.pk).status == CampaignStatus.CLOSED
