@@ -363,3 +363,26 @@ def test_the_api_files_break_glass_with_the_same_rules(world, client):
     answer = made.json()
     assert (answer["status"], answer["break_glass"], answer["incident"]) == ("approved", True, "INC-88")
     assert AccessRequest.objects.get(pk=answer["id"]).source == "api"
+
+
+@pytest.mark.django_db
+def test_bad_input_gets_a_clear_message_never_a_server_error(world, client):
+    client.force_login(world.oncall)
+    for data in (
+        {"intent": "submit", "account": "abc", "duration_hours": "-5"},
+        {"intent": "submit", "account": world.account.pk, "principal": "999999", "duration_hours": "x"},
+        {"intent": "submit", "account": world.account.pk, "principal": world.principal.pk, "level": "viewer",
+         "pipelines": [world.pipeline.pk], "justification": REASON, "incident": "I" * 500, "duration_hours": 1},
+        {"intent": "submit", "account": world.account.pk, "principal": world.principal.pk, "level": "god",
+         "pipelines": ["0"], "justification": "", "incident": "", "duration_hours": 10**9},
+    ):  # fmt: skip
+        answer = client.post("/break-glass/new/", data)
+        assert answer.status_code == 400, data
+        assert "Fix the highlighted fields" in answer.content.decode()
+    assert client.get("/break-glass/new/?account=not-a-number").status_code == 200
+    req = glass(world)
+    sign_in_with_mfa(client, world.approver)
+    answer = client.post(f"/break-glass/{req.pk}/review/", {"outcome": "maybe", "comment": ""})
+    assert answer.status_code == 400
+    assert client.get("/break-glass/999999999999999999999/review/").status_code == 404
+    assert not AccessRequest.objects.exclude(pk=req.pk).exists()
