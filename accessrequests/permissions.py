@@ -357,9 +357,12 @@ def read_campaigns_problem(user) -> str | None:
     return "Access reviews are for approvers, admins and auditors."
 
 
-def review_item_problem(user, item: Any, *, recipient_ids: set[int] | None = None) -> str | None:
+def review_item_problem(
+    user, item: Any, *, recipient_ids: set[int] | None = None, approver_rule_ids: set[int] | None = None
+) -> str | None:
     """Whether ``user`` may keep or revoke this item now (the second factor is checked separately): an approver
-    of the item's rule, never the requester of the access nor anyone it reaches, while the campaign is open."""
+    of the item's rule, never the requester of the access nor anyone it reaches, while the campaign is open.
+    ``recipient_ids`` and ``approver_rule_ids`` let a page asking about many items compute them once."""
     problem = _writer_problem(user)
     if problem:
         return problem
@@ -376,13 +379,15 @@ def review_item_problem(user, item: Any, *, recipient_ids: set[int] | None = Non
         recipient_ids = recipients.recipient_user_ids(grant.request)
     if user.pk in recipient_ids:
         return "You cannot review access that reaches you (you are one of its recipients)."
-    if not rules_for_approver(user).filter(pk=item.rule_id).exists():
+    if approver_rule_ids is None:
+        approver_rule_ids = set(rules_for_approver(user).filter(pk=item.rule_id).values_list("pk", flat=True))
+    if item.rule_id not in approver_rule_ids:
         return f"Only approvers of the rule “{item.rule.name}” review this access."
     return None
 
 
-def can_review_item(user, item: Any, *, recipient_ids: set[int] | None = None) -> bool:
-    return review_item_problem(user, item, recipient_ids=recipient_ids) is None
+def can_review_item(user, item: Any, **known: Any) -> bool:
+    return review_item_problem(user, item, **known) is None
 
 
 def unreviewed_revoke_problem(item: Any, *, now: datetime | None = None) -> str | None:

@@ -12,6 +12,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accessrequests import audit, exports, permissions, recipients, selectors
 from accessrequests.forms import ReviewItemForm
 from accessrequests.models import AuditEvent, CampaignStatus, ReviewCampaign
+from accessrequests.paging import paginate
+from accessrequests.rules import rules_for_approver
 from accessrequests.services import reviews
 from accessrequests.views.review import has_mfa, step_up_redirect
 
@@ -75,11 +77,19 @@ def campaign_start(request: HttpRequest) -> HttpResponse:
 def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = selectors.get_campaign_for_user(request.user, pk)
     now = timezone.now()
+    items = selectors.review_items_visible_to(request.user, campaign)
+    if request.GET.get("open") == "1":
+        items = items.filter(decision="")
+    page = paginate(items, request.GET.get("page"))
+    rule_ids = set(rules_for_approver(request.user).values_list("pk", flat=True))
     rows = []
-    for item in selectors.review_items_visible_to(request.user, campaign):
+    for item in page.object_list:
         problem = (
             permissions.review_item_problem(
-                request.user, item, recipient_ids=recipients.recipient_user_ids(item.grant.request)
+                request.user,
+                item,
+                recipient_ids=recipients.recipient_user_ids(item.grant.request),
+                approver_rule_ids=rule_ids,
             )
             if not item.decision
             else None
@@ -100,7 +110,12 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "campaign": campaign,
             "rows": rows,
-            "open_count": sum(1 for r in rows if not r["item"].decision),
+            "page": page,
+            "only_open": request.GET.get("open") == "1",
+            "total_count": selectors.review_items_visible_to(request.user, campaign).count(),
+            "open_count": selectors.review_items_visible_to(request.user, campaign)
+            .filter(decision="")
+            .count(),
             "needs_mfa": not has_mfa(request.user),
             "needs_step_up": permissions.second_factor_problem(
                 request.user, permissions.second_factor_from_session(request)
