@@ -390,7 +390,33 @@ def notify_break_glass(request_id: int) -> int:
     people.pop(req.requester_id, None)
     jobs = [_email_job(key, user, subject, body, request=req) for user in people.values()]
     jobs += _slack_job(key, req, text.slack_break_glass(req))
+    jobs += _slack_channel_job(key, req, text.slack_break_glass(req))
     return _deliver_all(jobs)
+
+
+def _slack_channel_job(event_key: str, req: AccessRequest, message: str) -> list[Callable[[], bool]]:
+    """The rule's channel through the Slack app (bot token), beside its incoming webhook."""
+    from accessrequests import slack_api
+
+    channel = req.rule.slack_channel
+    if not (channel and slack_api.enabled()):
+        return []
+
+    def send() -> None:
+        try:
+            slack_api.post_message(channel=channel, text=message)
+        except slack_api.SlackError as exc:
+            raise NotificationError(str(exc)) from None
+
+    return [
+        lambda: deliver(
+            event_key=event_key,
+            channel=NotificationChannel.SLACK,
+            recipient=f"channel:{channel}",
+            send=send,
+            request=req,
+        )
+    ]
 
 
 @shared_task(name="accessrequests.tasks.notify_post_review_overdue", **RETRY_OPTIONS)

@@ -386,3 +386,24 @@ def test_bad_input_gets_a_clear_message_never_a_server_error(world, client):
     assert answer.status_code == 400
     assert client.get("/break-glass/999999999999999999999/review/").status_code == 404
     assert not AccessRequest.objects.exclude(pk=req.pk).exists()
+
+
+@pytest.mark.django_db
+def test_the_rules_slack_channel_hears_of_it_through_the_slack_app_too(world, settings):
+    from tests.slack_support import BOT_TOKEN, FakeSlack
+
+    slack = FakeSlack()
+    try:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+        settings.SLACK_BOT_TOKEN = BOT_TOKEN
+        settings.SLACK_API_URL = slack.url
+        world.rule.slack_channel = "C0INCIDENTS"
+        world.rule.save()
+        req = glass(world)
+        notify_break_glass(req.pk)
+        posts = slack.made("chat.postMessage")
+        assert len(posts) == 1 and posts[0]["channel"] == "C0INCIDENTS" and "BREAK-GLASS" in posts[0]["text"]
+        notify_break_glass(req.pk)
+        assert len(slack.made("chat.postMessage")) == 1
+    finally:
+        slack.close()
