@@ -485,3 +485,38 @@ def test_an_item_whose_access_ended_meanwhile_closes_as_ended_and_the_campaign_w
     item = ReviewItem.objects.get(campaign=campaign, grant=world.mateo)
     assert item.decision == ItemDecision.ENDED and item.decided_by is None
     assert ReviewCampaign.objects.get(pk=campaign.pk).status == CampaignStatus.CLOSED
+
+
+def test_the_api_lists_items_and_keeps_or_revokes_one_with_the_authenticator_code(campaign_world, client):
+    from tests.conftest import current_code, enable_totp
+    from tests.factories import make_token
+
+    world = campaign_world
+    campaign = reviews.campaign_start(actor=world.admin)
+    _gather(campaign)
+    enable_totp(world.approver)
+    _, raw = make_token(world.approver, "reviews")
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+    listed = client.get(f"/api/v1/access-reviews/{campaign.pk}/items/", **auth).json()
+    by_arn = {row["principal_arn"]: row for row in listed}
+    assert by_arn[MATEO]["unused"] is True and by_arn[MARY]["unused"] is False
+    item = by_arn[MATEO]["id"]
+    url = f"/api/v1/access-reviews/items/{item}/decide/"
+    without = client.post(
+        url, {"decision": "revoke", "reason": "unused"}, content_type="application/json", **auth
+    )
+    assert without.status_code == 403 and "second factor" in without.json()["error"]
+    done = client.post(
+        url, {"decision": "revoke", "reason": "unused", "otp": current_code(world.approver)},
+        content_type="application/json", **auth,
+    )  # fmt: skip
+    assert done.status_code == 200, done.content
+    assert (done.json()["decision"], done.json()["reviewer"]) == ("revoke", "approver")
+    assert Grant.objects.get(pk=world.mateo.pk).status == GrantStatus.REVOKING
+    _, raw = make_token(world.requester, "mine")
+    assert (
+        client.get(
+            f"/api/v1/access-reviews/{campaign.pk}/items/", HTTP_AUTHORIZATION=f"Bearer {raw}"
+        ).status_code
+        == 404
+    )

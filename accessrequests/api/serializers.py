@@ -235,3 +235,31 @@ class PermissionSetOut(serializers.ModelSerializer):
 class ErrorOut(serializers.Serializer):
     error = serializers.CharField()
     detail = serializers.JSONField(allow_null=True)
+
+
+class ReviewItemOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    campaign = serializers.CharField(source="campaign.reference")
+    request = serializers.CharField(source="grant.request.reference")
+    principal_arn = serializers.CharField(source="grant.principal.external_id")
+    account_id = serializers.CharField(source="grant.account.account_id")
+    rule = serializers.CharField(source="rule.name")
+    evidence_status = serializers.CharField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    unused = serializers.BooleanField(help_text="Not used in the campaign's N days: revoke suggested.")
+    decision = serializers.CharField()
+    reviewer = serializers.CharField(allow_null=True)
+    reason = serializers.CharField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+
+class ReviewDecisionIn(StrictSerializer):
+    decision = serializers.ChoiceField(choices=[("keep", "Keep"), ("revoke", "Revoke")])
+    reason = serializers.CharField(max_length=2000)
+    otp = serializers.CharField(
+        required=False,
+        max_length=10,
+        allow_blank=True,
+        default="",
+        help_text="A current code from your authenticator app: every keep or revoke needs a fresh second factor.",
+    )
