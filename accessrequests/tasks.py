@@ -123,7 +123,7 @@ class EvidenceNotReady(Exception):
 )
 def gather_review_evidence(item_id: int) -> str:
     """Read when a review item's access was last used, from IAM (idempotent: a started job is only asked again)."""
-    from accessrequests.services.reviews import review_item_gather_evidence
+    from accessrequests.services.review_evidence import review_item_gather_evidence
 
     status = review_item_gather_evidence(item_id=item_id)
     if status == "in_progress":

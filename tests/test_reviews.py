@@ -22,7 +22,8 @@ from accessrequests.models import (
 )
 from accessrequests.permissions import NotAllowed
 from accessrequests.services import reviews
-from accessrequests.services.reviews import review_item_decide, review_item_gather_evidence
+from accessrequests.services.review_evidence import review_item_gather_evidence
+from accessrequests.services.reviews import review_item_decide
 from tests.conftest import make_user, sign_in_with_mfa, verify_export
 from tests.factories import force_update, fresh_factor
 from tests.last_accessed_standin import LastAccessedStandIn, Use

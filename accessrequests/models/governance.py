@@ -3,6 +3,8 @@ post-review every break-glass use needs."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -135,8 +137,6 @@ class ReviewItem(models.Model):
     def is_unused(self, now) -> bool:
         """Not used in the campaign's N days ("revoke suggested"): never used since it was applied that long ago,
         or last used before then. Without evidence nothing is suggested."""
-        from datetime import timedelta
-
         if self.evidence_status != EvidenceStatus.COMPLETED:
             return False
         cutoff = now - timedelta(days=self.campaign.unused_days)

@@ -3,7 +3,7 @@
 A campaign takes every active grant that lasts (or has lasted) longer than GATEHOUSE_REVIEW_MIN_AGE_DAYS, and every
 grant without an end (standing IAM policies and Identity Center assignments Gatehouse made). Each becomes an item
 for the approvers of the grant's rule; ``permissions.review_item_problem`` says who may decide it. Evidence is read
-from IAM by a task (``review_item_gather_evidence``), one asynchronous last-accessed job per item, asked again
+from IAM by a task (``review_evidence.review_item_gather_evidence``), one asynchronous last-accessed job per item, asked again
 until IAM says COMPLETED. Revoking goes through ``provisioning.grant_revoke``, which removes the access in AWS.
 
 Every step is an audit event on the campaign (object ``review_campaign``/<id>), so the campaign's export is an
@@ -12,7 +12,6 @@ audit export filtered to it, with the manifest every audit export has, verifiabl
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -24,18 +23,14 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from accessrequests import audit, permissions
-from accessrequests.aws import errors as aws_errors
-from accessrequests.aws import last_used
 from accessrequests.models import (
     LIVE_GRANT_STATUSES,
     AuditEvent,
     CampaignStatus,
-    Delivery,
     EvidenceStatus,
     Grant,
     GrantStatus,
     ItemDecision,
-    PrincipalKind,
     ReviewCampaign,
     ReviewItem,
 )
@@ -181,164 +176,6 @@ def _enqueue_notice(task_name: str, *args: Any) -> None:
             logger.warning("%s %s not queued (%s)", task_name, args, exc)
 
     transaction.on_commit(publish)
-
-
-# --- evidence -----------------------------------------------------------------------------------------------
-
-
-def granted_actions(statements: Iterable[dict[str, Any]]) -> list[str]:
-    found: list[str] = []
-    for statement in statements:
-        actions = statement.get("Action", [])
-        for action in [actions] if isinstance(actions, str) else actions:
-            if action not in found:
-                found.append(action)
-    return sorted(found)
-
-
-def last_use_of(report: last_used.LastAccessed, actions: list[str]) -> datetime | None:
-    """The newest use of any granted action: action by action where IAM tracks the service's actions, else the
-    service's last authentication (the closest IAM can say)."""
-    namespaces = {a.split(":", 1)[0].lower() for a in actions if ":" in a}
-    newest: datetime | None = None
-    for service in report.services:
-        if service.namespace.lower() not in namespaces:
-            continue
-        if service.actions:
-            wanted = [a.lower() for a in actions]
-            times = [
-                when
-                for name, when in service.actions.items()
-                if when is not None and any(fnmatch.fnmatchcase(name.lower(), w) for w in wanted)
-            ]
-        else:
-            times = [service.last_authenticated] if service.last_authenticated else []
-        for when in times:
-            newest = when if newest is None or when > newest else newest
-    return newest
-
-
-def _entity_arn(grant: Grant) -> str | None:
-    if grant.delivery == Delivery.CROSS_ACCOUNT_ROLE:
-        return str(grant.details.get("role_arn") or "") or None
-    if grant.principal.is_iam:
-        return grant.principal.external_id
-    return None
-
-
-def _masked(key_id: str) -> str:
-    return f"…{key_id[-4:]}" if len(key_id) > 4 else key_id
-
-
-def review_item_gather_evidence(*, item_id: int) -> str:
-    """Read when the item's access was last used (idempotent: a job already started is only asked again).
-    Returns the evidence status: ``in_progress`` means call again later."""
-    item = (
-        ReviewItem.objects.select_related(
-            "campaign", "rule", "grant__request", "grant__principal", "grant__account"
-        )
-        .filter(pk=item_id)
-        .first()
-    )
-    if (
-        item is None
-        or item.decision
-        or item.evidence_status in (EvidenceStatus.COMPLETED, EvidenceStatus.UNAVAILABLE)
-    ):
-        return item.evidence_status if item else "missing"
-    grant = item.grant
-    arn = _entity_arn(grant)
-    if arn is None:
-        why = (
-            "Identity Center access is used through a role AWS manages for the permission set; its use is in "
-            "CloudTrail, not in IAM's last-accessed data."
-            if grant.delivery == Delivery.IDENTITY_CENTER
-            else "Gatehouse does not know the IAM entity that holds this access."
-        )
-        return _store_evidence(item, EvidenceStatus.UNAVAILABLE, {"unavailable": why}, None)
-    account_id = grant.account.account_id
-    role_arn = grant.account.provisioning_role_arn or None
-    try:
-        job_id = item.evidence_job_id
-        if not job_id:
-            job_id = last_used.start_job(arn, account_id=account_id, role_arn=role_arn)
-            ReviewItem.objects.filter(pk=item.pk, evidence_job_id="").update(
-                evidence_job_id=job_id, evidence_status=EvidenceStatus.IN_PROGRESS
-            )
-            item.refresh_from_db(fields=["evidence_job_id"])
-            job_id = item.evidence_job_id
-        report = last_used.read_job(job_id, account_id=account_id, role_arn=role_arn)
-        if report.status == "IN_PROGRESS":
-            return EvidenceStatus.IN_PROGRESS
-        if report.status != "COMPLETED":
-            # A failed job is started again on the next try.
-            ReviewItem.objects.filter(pk=item.pk, evidence_job_id=job_id).update(evidence_job_id="")
-            return _store_evidence(
-                item,
-                EvidenceStatus.FAILED,
-                {"error": report.error or f"IAM's job ended {report.status}"},
-                None,
-            )
-        keys = (
-            last_used.access_keys_last_used(grant.principal.name, account_id=account_id, role_arn=role_arn)
-            if grant.principal.kind == PrincipalKind.IAM_USER and grant.delivery == Delivery.IAM_POLICY
-            else []
-        )
-    except Exception as exc:
-        if not aws_errors.is_aws_error(exc):
-            raise
-        return _store_evidence(item, EvidenceStatus.FAILED, {"error": aws_errors.describe(exc)}, None)
-    actions = granted_actions(grant.statements)
-    namespaces = {a.split(":", 1)[0].lower() for a in actions}
-    newest = last_use_of(report, actions)
-    evidence = {
-        "entity": arn,
-        "granted_actions": actions,
-        "services": [
-            {
-                "namespace": s.namespace,
-                "last_authenticated": s.last_authenticated,
-                "actions": {name: when for name, when in sorted(s.actions.items()) if when is not None},
-            }
-            for s in report.services
-            if s.namespace.lower() in namespaces
-        ],
-        "access_keys": [
-            {
-                "key": _masked(k.access_key_id),
-                "status": k.status,
-                "last_used": k.last_used,
-                "service": k.service,
-            }
-            for k in keys
-        ],
-        "job_id": job_id,
-    }
-    return _store_evidence(item, EvidenceStatus.COMPLETED, evidence, newest)
-
-
-def _store_evidence(item: ReviewItem, status: str, evidence: dict[str, Any], newest: datetime | None) -> str:
-    now = timezone.now()
-    evidence = audit._jsonable(evidence)
-    with transaction.atomic():
-        updated = ReviewItem.objects.filter(pk=item.pk, decision="").update(
-            evidence_status=status, evidence=evidence, evidence_at=now, last_used_at=newest
-        )
-        if updated and status != EvidenceStatus.FAILED:
-            item.evidence_status, item.last_used_at = status, newest
-            _record(
-                item.campaign,
-                "review.evidence_read",
-                item=item,
-                after={
-                    **_item_facts(item),
-                    "evidence_status": status,
-                    "last_used_at": newest,
-                    "unused": item.is_unused(now),
-                    "evidence": evidence,
-                },
-            )
-    return status
 
 
 # --- decisions ----------------------------------------------------------------------------------------------
