@@ -440,6 +440,8 @@ def test_an_admin_starts_a_review_from_its_page(campaign_world, client):
     assert answer.status_code == 302 and answer["Location"] == f"/access-reviews/{campaign.pk}/"
     again = client.post("/access-reviews/start/", follow=True)
     assert again.status_code == 200 and "still open" in again.content.decode()
+    dashboard = client.get("/dashboard/").content.decode()
+    assert 'data-testid="open-review"' in dashboard and "2 of 2 items still to review" in dashboard
     client.force_login(world.approver)
     assert client.post("/access-reviews/start/").status_code == 404
 
