@@ -407,3 +407,39 @@ def test_the_rules_slack_channel_hears_of_it_through_the_slack_app_too(world, se
         assert len(slack.made("chat.postMessage")) == 1
     finally:
         slack.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_break_glass_at_the_same_moment_cannot_pass_the_daily_limit_together(settings):
+    from accessrequests.models import ApprovalRule
+    from tests.factories import make_pipeline
+    from tests.test_workflow import _race
+
+    settings.GATEHOUSE_BREAK_GLASS_PER_DAY = 2
+    world = World()
+    oncall = make_user("oncall", "requesters")
+    world.principal.users.add(oncall)
+    ApprovalRule.objects.get(pk=world.rule.pk).break_glass_users.add(oncall)
+    pipelines = [make_pipeline(world.account, f"p{i}") for i in range(4)]
+    results = _race(*(lambda p=p: glass(world, oncall, pipelines=[p]) for p in pipelines))
+    assert sum(isinstance(r, AccessRequest) for r in results) == 2, results
+    assert all(isinstance(r, AccessRequest | NotAllowed) for r in results), results
+    assert AccessRequest.objects.filter(break_glass=True).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_post_review_submitted_twice_at_once_is_recorded_once(world):
+    from tests.test_workflow import _race
+
+    req = glass(world)
+    review = req.break_glass_review
+
+    def review_it(user):
+        return lambda: break_glass_post_review(
+            review_id=review.pk, reviewer=user, second_factor=fresh_factor(user), outcome="justified",
+            comment=f"checked by {user.username}",
+        )  # fmt: skip
+
+    results = _race(review_it(world.approver), review_it(world.approver2))
+    assert sum(isinstance(r, BreakGlassReview) for r in results) == 1, results
+    assert AuditEvent.objects.filter(action="request.break_glass_reviewed").count() == 1
