@@ -522,3 +522,29 @@ def test_the_api_lists_items_and_keeps_or_revokes_one_with_the_authenticator_cod
         ).status_code
         == 404
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_reviewers_deciding_one_item_at_once_record_one_decision(world, standin):
+    from tests.test_workflow import _race
+
+    mateo = _old_grant(world, "mateojackson")
+    approver2 = make_user("approver2", "approvers")
+    campaign = reviews.campaign_start(actor=world.admin)
+    item = campaign.items.get(grant=mateo)
+
+    def decide(user, decision):
+        return lambda: review_item_decide(
+            item_id=item.pk,
+            reviewer=user,
+            second_factor=fresh_factor(user),
+            decision=decision,
+            reason=decision,
+        )
+
+    results = _race(decide(world.approver, "keep"), decide(approver2, "revoke"))
+    assert sum(isinstance(r, ReviewItem) for r in results) == 1, results
+    decided = ReviewItem.objects.get(pk=item.pk)
+    assert AuditEvent.objects.filter(action__in=["review.item_kept", "review.item_revoked"]).count() == 1
+    revoked = Grant.objects.get(pk=mateo.pk).status == GrantStatus.REVOKING
+    assert revoked == (decided.decision == "revoke")
