@@ -75,12 +75,12 @@ class LastAccessedStandIn:
             "GenerateServiceLastAccessedDetails", f"<JobId>{job_id}</JobId>", f"req-generate-{job_id}"
         )
 
-    def get(self, fields: dict[str, str]) -> bytes:
+    def get(self, fields: dict[str, str]) -> bytes | tuple[int, bytes]:
         job_id = fields.get("JobId", "")
         with self._lock:
             job = self.jobs.get(job_id)
             if job is None:
-                return (
+                return 404, (
                     f'<ErrorResponse xmlns="{NS}"><Error><Type>Sender</Type><Code>NoSuchEntity</Code>'
                     f"<Message>No job {escape(job_id)}</Message></Error><RequestId>req-nojob</RequestId>"
                     "</ErrorResponse>"

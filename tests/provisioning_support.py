@@ -238,8 +238,11 @@ class AwsProxy:
     hold: bool = False
     rewrite: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
     # For a query-protocol action (IAM), a function of the call's form fields that answers it here, in AWS's
-    # XML, instead of forwarding it (what moto does not implement); None forwards it after all.
-    answer: dict[str, Callable[[dict[str, str]], bytes | None]] = field(default_factory=dict)
+    # XML (the body, or an HTTP status and the body), instead of forwarding it (what moto does not implement); None
+    # forwards it after all.
+    answer: dict[str, Callable[[dict[str, str]], bytes | tuple[int, bytes] | None]] = field(
+        default_factory=dict
+    )
     calls: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
     held: threading.Event = field(default_factory=threading.Event)
@@ -264,10 +267,11 @@ class AwsProxy:
                     fields = {
                         k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()
                     }
-                    payload = proxy.answer[action](fields)
-                    if payload is not None:
+                    answered = proxy.answer[action](fields)
+                    if answered is not None:
+                        status, payload = answered if isinstance(answered, tuple) else (200, answered)
                         proxy._count(action)
-                        self._send(200, {"Content-Type": "text/xml"}, payload)
+                        self._send(status, {"Content-Type": "text/xml"}, payload)
                         return
                 answer = proxy._intercept(action)
                 if answer is not None:

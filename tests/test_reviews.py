@@ -548,3 +548,17 @@ def test_two_reviewers_deciding_one_item_at_once_record_one_decision(world, stan
     assert AuditEvent.objects.filter(action__in=["review.item_kept", "review.item_revoked"]).count() == 1
     revoked = Grant.objects.get(pk=mateo.pk).status == GrantStatus.REVOKING
     assert revoked == (decided.decision == "revoke")
+
+
+def test_a_lost_iam_job_is_a_failure_shown_on_the_item_and_the_next_try_starts_a_new_job(campaign_world):
+    world = campaign_world
+    campaign = reviews.campaign_start(actor=world.admin)
+    item = _items(campaign)["mateojackson"]
+    assert review_item_gather_evidence(item_id=item.pk) == EvidenceStatus.IN_PROGRESS
+    world.standin.jobs.clear()  # IAM no longer knows the job
+    assert review_item_gather_evidence(item_id=item.pk) == EvidenceStatus.FAILED
+    failed = ReviewItem.objects.get(pk=item.pk)
+    assert "NoSuchEntity" in failed.evidence["error"] and failed.evidence_job_id == ""
+    assert review_item_gather_evidence(item_id=item.pk) == EvidenceStatus.IN_PROGRESS
+    assert review_item_gather_evidence(item_id=item.pk) == EvidenceStatus.COMPLETED
+    assert world.standin.proxy.calls["GenerateServiceLastAccessedDetails"] == 2

@@ -124,6 +124,8 @@ def review_item_gather_evidence(*, item_id: int) -> str:
     except Exception as exc:
         if not aws_errors.is_aws_error(exc):
             raise
+        # IAM keeps a job's report for a while only: the next try starts a new job rather than ask for a lost one.
+        ReviewItem.objects.filter(pk=item.pk, decision="").update(evidence_job_id="")
         return _store_evidence(item, EvidenceStatus.FAILED, {"error": aws_errors.describe(exc)}, None)
     actions = granted_actions(grant.statements)
     namespaces = {a.split(":", 1)[0].lower() for a in actions}
