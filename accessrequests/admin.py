@@ -194,7 +194,7 @@ class ApprovalRuleForm(forms.ModelForm):
             "name", "priority", "enabled", "accounts", "pipelines", "kinds", "levels", "approver_groups",
             "approver_users", "approvals_required", "max_duration_hours", "allow_permanent",
             "auto_approve_low_risk", "allow_privileged_permission_sets", "contact", "slack_webhook_url",
-            "slack_channel", "chat_approval",
+            "slack_channel", "chat_approval", "break_glass_users", "break_glass_groups", "break_glass_max_hours",
         ]  # fmt: skip
 
     def __init__(self, *args, **kwargs):
@@ -202,6 +202,11 @@ class ApprovalRuleForm(forms.ModelForm):
         current = self.instance.slack_webhook_url if self.instance.pk else ""
         field = self.fields["slack_webhook_url"]
         field.help_text = f"Set: {redact_url(current)}. Leave empty to keep it." if current else "Not set."
+        if "break_glass_max_hours" in self.fields:  # read-only under a rules file
+            self.fields["break_glass_max_hours"].required = False
+
+    def clean_break_glass_max_hours(self) -> int:
+        return self.cleaned_data.get("break_glass_max_hours") or 1
 
     def clean_chat_approval(self) -> str:
         return self.cleaned_data.get("chat_approval") or ChatApproval.OFF
@@ -339,7 +344,9 @@ class ApprovalRuleAdmin(GovernedAdmin):
         "allow_privileged_permission_sets",
     ]
     list_filter = ["enabled"]
-    filter_horizontal = ["accounts", "pipelines", "approver_groups", "approver_users"]
+    filter_horizontal = [
+        "accounts", "pipelines", "approver_groups", "approver_users", "break_glass_users", "break_glass_groups",
+    ]  # fmt: skip
 
     def entry_from_form(self, form) -> dict[str, Any]:
         d = form.cleaned_data
@@ -362,6 +369,9 @@ class ApprovalRuleAdmin(GovernedAdmin):
                 "contact": d.get("contact") or "",
                 "slack_channel": d.get("slack_channel") or "",
                 "chat_approval": d.get("chat_approval") or ChatApproval.OFF,
+                "break_glass_groups": [g.name for g in d.get("break_glass_groups") or []],
+                "break_glass_users": [u.get_username() for u in d.get("break_glass_users") or []],
+                "break_glass_max_hours": d.get("break_glass_max_hours") or 1,
             }
         )
 

@@ -9,7 +9,18 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Quer
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from accessrequests.models import AccessRequest, AuditEvent, AwsAccount, Grant, GrantStatus, RequestStatus
+from accessrequests.models import (
+    AccessRequest,
+    AuditEvent,
+    AwsAccount,
+    CampaignStatus,
+    Grant,
+    GrantStatus,
+    RequestStatus,
+    ReviewCampaign,
+    ReviewItem,
+)
+from accessrequests.selectors import overdue_post_reviews
 
 STUCK_AFTER = timedelta(minutes=10)
 
@@ -68,6 +79,17 @@ def chart_svg(series: list[tuple[date, int]], width: int = 640, height: int = 14
     return {"width": width, "height": height, "bars": bars, "top": top}
 
 
+def open_review_progress() -> dict[str, Any] | None:
+    """The open access review, and how far its reviewers are (two queries)."""
+    campaign = ReviewCampaign.objects.filter(status=CampaignStatus.OPEN).first()
+    if campaign is None:
+        return None
+    counts = ReviewItem.objects.filter(campaign=campaign).aggregate(
+        total=Count("pk"), open=Count("pk", filter=Q(decision=""))
+    )
+    return {"campaign": campaign, **counts}
+
+
 def figures() -> dict[str, Any]:
     now = timezone.now()
     month = now - timedelta(days=30)
@@ -101,5 +123,11 @@ def figures() -> dict[str, Any]:
         "drift": AuditEvent.objects.filter(action__startswith="drift.").order_by("-id")[:10],
         "accounts": AwsAccount.objects.order_by("name")[:50],
         "chart": chart_svg(series),
+        # Break-glass in red: every use of the last week, and post-reviews past their time as an alert.
+        "break_glass": AccessRequest.objects.filter(break_glass=True, created_at__gte=now - timedelta(days=7))
+        .select_related("requester", "principal", "account", "break_glass_review")
+        .order_by("-created_at")[:20],
+        "overdue_post_reviews": list(overdue_post_reviews(now)[:20]),
+        "review": open_review_progress(),
         "requests_30d": sum(n for _, n in series),
     }

@@ -338,3 +338,55 @@ class AccessReportForm(forms.Form):
     )
     pipeline = forms.CharField(required=False, max_length=100)
     principal = forms.CharField(required=False, max_length=2048)
+
+
+class ReviewItemForm(forms.Form):
+    decision = forms.ChoiceField(choices=[("keep", "Keep"), ("revoke", "Revoke")])
+    reason = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"required": "Say why you keep or revoke this access (the reason is required)."},
+    )
+
+
+class BreakGlassForm(RequestForm):
+    """Break-glass: pipeline access for one principal, now, for at most the rule's break-glass hours."""
+
+    incident = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Incident reference",
+        help_text="The incident this is for, as your incident tool or ticket system names it (required).",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].widget = forms.HiddenInput()
+        self.fields["kind"].initial = RequestKind.PIPELINE
+        self.fields["source"].required = False
+        self.fields["justification"].label = "What is broken and why you need this now"
+        self.fields["duration_hours"].initial = 1
+        self.fields[
+            "duration_hours"
+        ].help_text = "From now; at most what the rule allows for break-glass (1 hour by default)."
+
+    def clean(self):
+        # Not RequestForm.clean: break-glass is never permanent, and is always pipeline access.
+        data = forms.Form.clean(self) or {}
+        data.update(kind=RequestKind.PIPELINE, source=Source.FORM, permanent=False)
+        if not data.get("duration_hours") and "duration_hours" not in self.errors:
+            self.add_error("duration_hours", "Say for how many hours (1 unless the rule allows more).")
+        if not data.get("level") and "level" not in self.errors:
+            self.add_error("level", "Choose an access level.")
+        return data
+
+
+class PostReviewForm(forms.Form):
+    outcome = forms.ChoiceField(
+        choices=[("justified", "Justified"), ("not_justified", "Not justified: revoke what is still live")]
+    )
+    comment = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"required": "Say what you checked (the comment is required)."},
+    )

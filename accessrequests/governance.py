@@ -54,6 +54,9 @@ APPROVAL_DEFAULTS: dict[str, Any] = {
     "contact": "",
     "slack_channel": "",
     "chat_approval": ChatApproval.OFF.value,
+    "break_glass_groups": [],
+    "break_glass_users": [],
+    "break_glass_max_hours": 1,
 }
 ELIGIBILITY_DEFAULTS: dict[str, Any] = {
     "description": "",
@@ -84,6 +87,7 @@ LABELS = {
     "contact": "contact",
     "slack_channel": "Slack channel",
     "chat_approval": "chat approval",
+    "break_glass_max_hours": "break-glass max duration (hours)",
     "description": "description",
 }
 ITEM_LABELS = {
@@ -93,6 +97,8 @@ ITEM_LABELS = {
     "levels": "level",
     "approver_groups": "group",
     "approver_users": "user",
+    "break_glass_groups": "break-glass group",
+    "break_glass_users": "break-glass user",
     "groups": "group",
     "users": "user",
     "permission_sets": "permission set",
@@ -265,6 +271,8 @@ def semantic_errors(document: dict[str, Any], catalog: Catalog) -> list[str]:
         check("rules", i, entry, "pipelines", catalog.pipelines, "pipeline")
         check("rules", i, entry, "approver_groups", catalog.groups, "group")
         check("rules", i, entry, "approver_users", catalog.users, "user")
+        check("rules", i, entry, "break_glass_groups", catalog.groups, "group")
+        check("rules", i, entry, "break_glass_users", catalog.users, "user")
         accounts = set(entry.get("accounts") or [])
         for j, arn in enumerate(entry.get("pipelines") or []):
             pipeline = catalog.pipelines.get(arn)
@@ -327,7 +335,14 @@ def approval_spec_from_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
         spec[key] = list(value) if isinstance(default, list) else value
     spec["kinds"] = _ordered(spec["kinds"], KIND_ORDER)
     spec["levels"] = _ordered(spec["levels"], LEVEL_ORDER)
-    for key in ("accounts", "pipelines", "approver_groups", "approver_users"):
+    for key in (
+        "accounts",
+        "pipelines",
+        "approver_groups",
+        "approver_users",
+        "break_glass_groups",
+        "break_glass_users",
+    ):
         spec[key] = _ordered(spec[key])
     return spec
 
@@ -370,6 +385,9 @@ def approval_spec(rule: ApprovalRule) -> dict[str, Any]:
             "contact": rule.contact,
             "slack_channel": rule.slack_channel,
             "chat_approval": rule.chat_approval,
+            "break_glass_groups": [g.name for g in rule.break_glass_groups.all()],
+            "break_glass_users": [u.get_username() for u in rule.break_glass_users.all()],
+            "break_glass_max_hours": rule.break_glass_max_hours,
         }
     )
 

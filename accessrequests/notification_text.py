@@ -202,3 +202,67 @@ def integrity_failed(finding: dict) -> tuple[str, str]:
         ]
     )
     return subject, body
+
+
+# --- governance: break-glass and access reviews ---------------------------------------------------------
+
+
+def break_glass(req: AccessRequest) -> tuple[str, str]:
+    """To every approver of the rule, admins and auditors, the moment someone breaks the glass."""
+    subject = f"[Gatehouse] BREAK-GLASS {req.reference} by {req.requester.get_username()}: {_access(req)}"
+    due = getattr(getattr(req, "break_glass_review", None), "due_at", None)
+    body = (
+        f"{req.requester.get_username()} used break-glass under the rule “{req.rule.name}”: the access was "
+        "applied at once, with no approver.\n\n"
+        f"Incident:       {req.incident}\n{_facts(req)}\n\n"
+        "Another approver of the rule must review this use"
+        + (f" by {_when(due)}" if due else "")
+        + f" (the requester cannot):\n{request_url(req)}"
+        + _signature()
+    )
+    return subject, body
+
+
+def slack_break_glass(req: AccessRequest) -> str:
+    return (
+        f":rotating_light: *BREAK-GLASS {req.reference}* {slack_escape(req.requester.get_username())} has "
+        f"{slack_escape(_access(req))} now, {slack_escape(_duration(req))}, no approver. Incident "
+        f"{slack_escape(req.incident)}.\n> {slack_escape(req.justification)}\n<{request_url(req)}|Review it afterwards>"
+    )
+
+
+def post_review_overdue(req: AccessRequest, due_at: datetime) -> tuple[str, str]:
+    subject = f"[Gatehouse] Break-glass {req.reference} is not reviewed: it was due {_when(due_at)}"
+    body = (
+        f"Nobody has reviewed the break-glass use {req.reference} by {req.requester.get_username()} (incident "
+        f"{req.incident}), due {_when(due_at)}. An approver of the rule “{req.rule.name}” other than the "
+        f"requester reviews it here:\n{request_url(req)}" + _signature()
+    )
+    return subject, body
+
+
+def campaign_url(campaign) -> str:
+    return settings.SITE_URL + reverse("review_campaign", args=[campaign.pk])
+
+
+def review_started(campaign, open_items: int) -> tuple[str, str]:
+    subject = f"[Gatehouse] Access review {campaign.reference}: {open_items} item{'s' if open_items != 1 else ''} for you"
+    body = (
+        f"An access review started. {open_items} grant{'s' if open_items != 1 else ''} under your approval rules "
+        f"need{'s' if open_items == 1 else ''} a keep or revoke, with a reason, by {_when(campaign.deadline)}. "
+        f"Each shows when the access was last used.\n\n{campaign_url(campaign)}" + _signature()
+    )
+    return subject, body
+
+
+def review_reminder(campaign, open_items: int, overdue: bool) -> tuple[str, str]:
+    state = "is past its deadline" if overdue else f"ends {_when(campaign.deadline)}"
+    subject = (
+        f"[Gatehouse] Reminder: {open_items} access review item{'s' if open_items != 1 else ''} wait for you"
+    )
+    body = (
+        f"The access review {campaign.reference} {state}; {open_items} item{'s' if open_items != 1 else ''} "
+        f"under your rules {'are' if open_items != 1 else 'is'} not reviewed yet.\n\n{campaign_url(campaign)}"
+        + _signature()
+    )
+    return subject, body

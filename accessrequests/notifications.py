@@ -362,3 +362,125 @@ def notify_integrity_failed(event_id: int) -> int:
     subject, body = text.integrity_failed(event.after or {})
     key = f"audit.integrity_failed:{event.pk}"
     return _deliver_all([_email_job(key, user, subject, body) for user in integrity_recipients()])
+
+
+# --- governance -----------------------------------------------------------------------------------------
+
+
+def rule_approvers(rule) -> QuerySet[User]:
+    return (
+        get_user_model()
+        .objects.filter(Q(groups__in=rule.approver_groups.all()) | Q(approval_rules=rule), is_active=True)
+        .exclude(email="")
+        .distinct()
+        .order_by("pk")
+    )
+
+
+@shared_task(name="accessrequests.tasks.notify_break_glass", **RETRY_OPTIONS)
+def notify_break_glass(request_id: int) -> int:
+    """Announce a break-glass use at once: every approver of its rule, admins and auditors by email, and the
+    rule's Slack channel."""
+    req = _load_request(request_id)
+    if not req.break_glass:
+        return 0
+    key = f"request.break_glass:{req.pk}"
+    subject, body = text.break_glass(req)
+    people = {user.pk: user for user in [*rule_approvers(req.rule), *integrity_recipients()]}
+    people.pop(req.requester_id, None)
+    jobs = [_email_job(key, user, subject, body, request=req) for user in people.values()]
+    jobs += _slack_job(key, req, text.slack_break_glass(req))
+    jobs += _slack_channel_job(key, req, text.slack_break_glass(req))
+    return _deliver_all(jobs)
+
+
+def _slack_channel_job(event_key: str, req: AccessRequest, message: str) -> list[Callable[[], bool]]:
+    """The rule's channel through the Slack app (bot token), beside its incoming webhook."""
+    from accessrequests import slack_api
+
+    channel = req.rule.slack_channel
+    if not (channel and slack_api.enabled()):
+        return []
+
+    def send() -> None:
+        try:
+            slack_api.post_message(channel=channel, text=message)
+        except slack_api.SlackError as exc:
+            raise NotificationError(str(exc)) from None
+
+    return [
+        lambda: deliver(
+            event_key=event_key,
+            channel=NotificationChannel.SLACK,
+            recipient=f"channel:{channel}",
+            send=send,
+            request=req,
+        )
+    ]
+
+
+@shared_task(name="accessrequests.tasks.notify_post_review_overdue", **RETRY_OPTIONS)
+def notify_post_review_overdue(request_id: int) -> int:
+    """Tell the rule's approvers and admins that a break-glass use was not reviewed in time."""
+    req = _load_request(request_id)
+    review = getattr(req, "break_glass_review", None)
+    if review is None or review.reviewed_at is not None:
+        return 0
+    subject, body = text.post_review_overdue(req, review.due_at)
+    people = {user.pk: user for user in [*rule_approvers(req.rule), *integrity_recipients()]}
+    people.pop(req.requester_id, None)
+    key = f"request.break_glass_overdue:{req.pk}"
+    jobs = [_email_job(key, user, subject, body, request=req) for user in people.values()]
+    jobs += _slack_job(key, req, subject)
+    return _deliver_all(jobs)
+
+
+def _reviewers_with_open_items(campaign_id: int) -> list[tuple[User, int]]:
+    from accessrequests.models import ReviewItem
+
+    items = list(
+        ReviewItem.objects.filter(campaign_id=campaign_id, decision="").select_related(
+            "campaign", "rule", "grant__request", "grant__principal", "grant__account"
+        )
+    )
+    by_rule: dict[int, list] = {}
+    for item in items:
+        by_rule.setdefault(item.rule_id, []).append(item)
+    counts: dict[int, tuple[User, int]] = {}
+    for rule_items in by_rule.values():
+        for user in rule_approvers(rule_items[0].rule):
+            mine = sum(1 for item in rule_items if permissions.review_item_problem(user, item) is None)
+            if mine:
+                counts[user.pk] = (user, counts.get(user.pk, (user, 0))[1] + mine)
+    return list(counts.values())
+
+
+@shared_task(name="accessrequests.tasks.notify_review_started", **RETRY_OPTIONS)
+def notify_review_started(campaign_id: int) -> int:
+    """Tell each reviewer how many items of a new access review are theirs."""
+    from accessrequests.models import ReviewCampaign
+
+    campaign = ReviewCampaign.objects.get(pk=campaign_id)
+    key = f"review.started:{campaign.pk}"
+    jobs = []
+    for user, count in _reviewers_with_open_items(campaign_id):
+        subject, body = text.review_started(campaign, count)
+        jobs.append(_email_job(key, user, subject, body))
+    return _deliver_all(jobs)
+
+
+@shared_task(name="accessrequests.tasks.notify_review_reminder", **RETRY_OPTIONS)
+def notify_review_reminder(campaign_id: int, round_number: int) -> int:
+    """One reminder round (once per reviewer per round): the items still waiting for each of them."""
+    from accessrequests.models import CampaignStatus, ReviewCampaign
+
+    campaign = ReviewCampaign.objects.get(pk=campaign_id)
+    if campaign.status != CampaignStatus.OPEN:
+        return 0
+    key = f"review.reminder:{campaign.pk}:{round_number}"
+    overdue = campaign.deadline <= timezone.now()
+    jobs = []
+    for user, count in _reviewers_with_open_items(campaign_id):
+        subject, body = text.review_reminder(campaign, count, overdue)
+        jobs.append(_email_job(key, user, subject, body))
+    return _deliver_all(jobs)

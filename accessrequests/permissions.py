@@ -10,6 +10,11 @@ takes it from allauth's session records (sign-in with TOTP or reauthentication),
 with the decision. Services refuse a decision without a fresh one from the deciding user. A click in Slack is a
 second factor only where ``chat_approval_problem`` says so (a rule that opts in, a low-risk request), and only the
 identity provider's SCIM client provisions people and groups (``provision_problem``).
+
+Governance (issue 15): an access review's item is kept or revoked only by an approver of its rule whom the access
+does not reach (``review_item_problem``), with the same second factor as any decision; break-glass is open only to
+the people a rule names, briefly and a few times a day (``break_glass_problem``), and its review after the fact is
+another approver's (``post_review_problem``).
 """
 
 from __future__ import annotations
@@ -259,11 +264,23 @@ def _live_problem(grant: Grant, verb: str) -> str | None:
     return None
 
 
-def revoke_problem(user, grant: Grant) -> str | None:
-    """The requester takes their own access away; admins take anyone's."""
+def revoke_problem(user, grant: Grant, *, review_item: Any = None, post_review: Any = None) -> str | None:
+    """The requester takes their own access away; admins take anyone's. A reviewer takes it away through the
+    access review item (``review_item``) or the break-glass post-review (``post_review``) they may decide; with no
+    user at all, only an item past its campaign's deadline under "revoke" (``unreviewed_revoke_problem``)."""
+    if user is None and review_item is not None:
+        return unreviewed_revoke_problem(review_item) or _live_problem(grant, "revoke")
     problem = _writer_problem(user)
     if problem:
         return problem
+    if review_item is not None:
+        if review_item.grant_id != grant.pk:
+            return "This review item is about another grant."
+        return review_item_problem(user, review_item) or _live_problem(grant, "revoke")
+    if post_review is not None:
+        if post_review.request_id != grant.request_id:
+            return "This post-review is about another request."
+        return post_review_problem(user, post_review) or _live_problem(grant, "revoke")
     if not (roles.is_admin(user) or grant.request.requester_id == user.pk):
         return "Only the requester or an admin can revoke this grant."
     return _live_problem(grant, "revoke")
@@ -465,3 +482,139 @@ def provision_problem(agent) -> str | None:
 def claim_problem(user, request: AccessRequest) -> str | None:
     """Claiming a request ("I am looking at it", shown on its Slack message) is for those who may decide it."""
     return decide_problem(user, request)
+
+
+# --- access reviews ------------------------------------------------------------------------------------
+
+
+def start_campaign_problem(user) -> str | None:
+    """Admins start a campaign by hand (beat starts the scheduled ones)."""
+    problem = _writer_problem(user)
+    if problem:
+        return problem
+    return None if roles.is_admin(user) else "Only an admin can start an access review."
+
+
+def read_campaigns_problem(user) -> str | None:
+    """Admins and auditors read every campaign; approvers read the items of their rules."""
+    problem = _signed_in_problem(user)
+    if problem:
+        return problem
+    if roles.is_admin(user) or roles.is_auditor(user) or roles.is_approver(user):
+        return None
+    return "Access reviews are for approvers, admins and auditors."
+
+
+def review_item_problem(
+    user, item: Any, *, recipient_ids: set[int] | None = None, approver_rule_ids: set[int] | None = None
+) -> str | None:
+    """Whether ``user`` may keep or revoke this item now (the second factor is checked separately): an approver
+    of the item's rule, never the requester of the access nor anyone it reaches, while the campaign is open.
+    ``recipient_ids`` and ``approver_rule_ids`` let a page asking about many items compute them once."""
+    problem = _writer_problem(user)
+    if problem:
+        return problem
+    if item.campaign.status != "open":
+        return f"{item.campaign.reference} is closed; its items can no longer be reviewed."
+    if item.decision:
+        return f"This access was already reviewed: {item.get_decision_display().lower()}."
+    grant = item.grant
+    if grant.status not in LIVE_GRANT_STATUSES:
+        return f"This access is {grant.get_status_display().lower()} already; there is nothing to review."
+    if grant.request.requester_id == user.pk:
+        return "You cannot review your own access."
+    if recipient_ids is None:
+        recipient_ids = recipients.recipient_user_ids(grant.request)
+    if user.pk in recipient_ids:
+        return "You cannot review access that reaches you (you are one of its recipients)."
+    if approver_rule_ids is None:
+        approver_rule_ids = set(rules_for_approver(user).filter(pk=item.rule_id).values_list("pk", flat=True))
+    if item.rule_id not in approver_rule_ids:
+        return f"Only approvers of the rule “{item.rule.name}” review this access."
+    return None
+
+
+def can_review_item(user, item: Any, **known: Any) -> bool:
+    return review_item_problem(user, item, **known) is None
+
+
+def unreviewed_revoke_problem(item: Any, *, now: datetime | None = None) -> str | None:
+    """Nobody but the deadline revokes an item: only when it is unreviewed, its campaign's deadline has passed
+    and the campaign was started under "revoke" (GATEHOUSE_REVIEW_UNREVIEWED)."""
+    now = now or timezone.now()
+    if item.decision:
+        return "This access was already reviewed."
+    if item.campaign.on_deadline != "revoke":
+        return f"{item.campaign.reference} keeps reminding past its deadline; it revokes nothing by itself."
+    if item.campaign.deadline > now:
+        return f"{item.campaign.reference} is not past its deadline."
+    return None
+
+
+# --- break-glass ---------------------------------------------------------------------------------------
+
+
+def break_glass_window() -> timedelta:
+    return timedelta(hours=24)
+
+
+def may_break_glass(user, rule: Any) -> bool:
+    """Named on the rule, directly or through a group."""
+    if rule.break_glass_users.filter(pk=user.pk).exists():
+        return True
+    return rule.break_glass_groups.filter(pk__in=user.groups.values("pk")).exists()
+
+
+def break_glass_problem(
+    user, *, rule: Any, duration_hours: int | None, reason: str, incident: str, now: datetime | None = None
+) -> str | None:
+    """Whether ``user`` may have access at once, with no approver, under ``rule``: named by the rule for
+    break-glass, for at most its break-glass hours, with a reason and an incident reference, and no more than
+    GATEHOUSE_BREAK_GLASS_PER_DAY times in 24 hours (the service counts under a lock on the user)."""
+    problem = _writer_problem(user)
+    if problem:
+        return problem
+    if rule is None:
+        return "No approval rule covers this access, so there is no break-glass for it either."
+    if not may_break_glass(user, rule):
+        return (
+            f"You are not named for break-glass under the rule “{rule.name}”: ask its approvers for the access "
+            "the normal way" + (f" ({rule.contact})" if rule.contact else "") + "."
+        )
+    if not (reason or "").strip():
+        return "Say what is broken and why you need this access now (the reason is required)."
+    if not (incident or "").strip():
+        return "Name the incident (its reference in your incident tool or ticket system)."
+    limit = rule.break_glass_max_hours
+    if duration_hours is None or not 1 <= duration_hours <= limit:
+        return f"Break-glass access under “{rule.name}” lasts between 1 and {limit} hour{'s' if limit != 1 else ''}."
+    now = now or timezone.now()
+    used = AccessRequest.objects.filter(
+        requester=user, break_glass=True, created_at__gt=now - break_glass_window()
+    ).count()
+    if used >= settings.GATEHOUSE_BREAK_GLASS_PER_DAY:
+        return (
+            f"You used break-glass {used} times in the last 24 hours, the most allowed "
+            f"(GATEHOUSE_BREAK_GLASS_PER_DAY={settings.GATEHOUSE_BREAK_GLASS_PER_DAY}); ask an approver instead."
+        )
+    return None
+
+
+def post_review_problem(user, review: Any, *, recipient_ids: set[int] | None = None) -> str | None:
+    """The review after a break-glass use: another approver of its rule, never the requester nor anyone the access
+    reached, once."""
+    problem = _writer_problem(user)
+    if problem:
+        return problem
+    if review.reviewed_at is not None:
+        return "This break-glass use was reviewed already."
+    req = review.request
+    if req.requester_id == user.pk:
+        return "You cannot review your own break-glass use; another approver does."
+    if recipient_ids is None:
+        recipient_ids = recipients.recipient_user_ids(req)
+    if user.pk in recipient_ids:
+        return "You cannot review a break-glass use whose access reached you."
+    if not rules_for_approver(user).filter(pk=req.rule_id).exists():
+        return f"Only approvers of the rule “{req.rule.name}” review this break-glass use."
+    return None

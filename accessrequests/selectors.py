@@ -172,9 +172,18 @@ def audit_events(
     pipeline: str = "",
     action: str = "",
     request_ref: str = "",
+    campaign: str = "",
 ) -> QuerySet[AuditEvent]:
-    """The audit log filtered as an auditor asks; every filter narrows, none is required."""
+    """The audit log filtered as an auditor asks; every filter narrows, none is required. ``campaign``: the
+    events of one access review (``AR-000001``)."""
     qs = AuditEvent.objects.all()
+    if campaign:
+        digits = campaign.strip().upper().removeprefix("AR-").lstrip("0")
+        qs = (
+            qs.filter(object_type="review_campaign", object_id=str(int(digits)))
+            if digits.isdigit() and len(digits) < 12
+            else qs.none()
+        )
     if since:
         qs = qs.filter(created_at__gte=since)
     if until:
@@ -230,3 +239,63 @@ def audit_integrity_alert() -> AuditIntegrity | None:
     """The failed verification the audit pages must show in red, or None while the trail verifies."""
     state = AuditIntegrity.current()
     return state if state is not None and not state.ok else None
+
+
+# --- access reviews and break-glass -------------------------------------------------------------------------
+
+
+def campaigns_visible_to(user):
+    from accessrequests import permissions
+    from accessrequests.models import ReviewCampaign
+
+    if permissions.read_campaigns_problem(user):
+        return ReviewCampaign.objects.none()
+    return ReviewCampaign.objects.all()
+
+
+def get_campaign_for_user(user, pk):
+    """The one access helper for a campaign: 404 unless the user reads access reviews."""
+    campaign_id = parse_id(pk)
+    campaign = campaigns_visible_to(user).filter(pk=campaign_id).first() if campaign_id is not None else None
+    if campaign is None:
+        raise Http404("No such access review")
+    return campaign
+
+
+def review_items_visible_to(user, campaign=None):
+    """Admins and auditors see every item; approvers the items of their rules."""
+    from accessrequests import permissions
+    from accessrequests.models import ReviewItem
+
+    if permissions.read_campaigns_problem(user):
+        return ReviewItem.objects.none()
+    qs = ReviewItem.objects.all()
+    if campaign is not None:
+        qs = qs.filter(campaign=campaign)
+    if not (roles.is_admin(user) or roles.is_auditor(user)):
+        qs = qs.filter(rule_id__in=list(rules_for_approver(user).values_list("pk", flat=True)))
+    return qs.select_related(
+        "campaign", "rule", "decided_by", "grant__request", "grant__request__requester", "grant__principal",
+        "grant__account",
+    ).order_by("pk")  # fmt: skip
+
+
+def get_review_item_for_user(user, pk):
+    """The one access helper for a review item: 404 unless it is in the user's view of its campaign."""
+    item_id = parse_id(pk)
+    item = review_items_visible_to(user).filter(pk=item_id).first() if item_id is not None else None
+    if item is None:
+        raise Http404("No such review item")
+    return item
+
+
+def open_post_reviews():
+    from accessrequests.models import BreakGlassReview
+
+    return BreakGlassReview.objects.filter(reviewed_at__isnull=True).select_related(
+        "request", "request__requester", "request__principal", "request__account", "request__rule"
+    )
+
+
+def overdue_post_reviews(now):
+    return open_post_reviews().filter(due_at__lte=now).order_by("due_at")

@@ -116,6 +116,46 @@ def check_drift() -> dict:
     return drift_check()
 
 
+class EvidenceNotReady(Exception):
+    """IAM is still preparing a last-accessed report; the task asks again shortly."""
+
+
+# IAM prepares a report in seconds to minutes: ask again after 5, 10, 20, 40, 60, 60 ... seconds (short
+# countdowns only; the hourly tick asks again for anything still missing after the last retry).
+@shared_task(
+    name="accessrequests.tasks.gather_review_evidence",
+    autoretry_for=(EvidenceNotReady,),
+    retry_backoff=5,
+    retry_backoff_max=60,
+    retry_jitter=False,
+    max_retries=12,
+)
+def gather_review_evidence(item_id: int) -> str:
+    """Read when a review item's access was last used, from IAM (idempotent: a started job is only asked again)."""
+    from accessrequests.services.review_evidence import review_item_gather_evidence
+
+    status = review_item_gather_evidence(item_id=item_id)
+    if status == "in_progress":
+        raise EvidenceNotReady(f"review item {item_id}: IAM's report is in progress")
+    return status
+
+
+@shared_task(name="accessrequests.tasks.review_campaigns_tick")
+def review_campaigns_tick() -> dict:
+    """Start scheduled access reviews, remind, and apply deadlines (beat, hourly; idempotent)."""
+    from accessrequests.services.reviews import campaigns_tick
+
+    return campaigns_tick()
+
+
+@shared_task(name="accessrequests.tasks.break_glass_overdue")
+def break_glass_overdue() -> int:
+    """Record and announce break-glass post-reviews past their time (beat, every 15 minutes; idempotent)."""
+    from accessrequests.services.break_glass import post_reviews_overdue
+
+    return post_reviews_overdue()
+
+
 from accessrequests import (  # noqa: F401, E402  (registers the notify_* tasks)
     notifications,
     slack_notifications,

@@ -1,7 +1,19 @@
 from django.urls import path
 
 import accessrequests.ids  # noqa: F401  (registers the <id:...> path converter)
-from accessrequests.views import audit, batches, dashboard, grants, home, requests, review, slack, tokens
+from accessrequests.views import (
+    audit,
+    batches,
+    break_glass,
+    dashboard,
+    grants,
+    home,
+    requests,
+    review,
+    reviews,
+    slack,
+    tokens,
+)
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -24,6 +36,14 @@ urlpatterns = [
     path("audit/export.<str:fmt>", audit.audit_export, name="audit_export"),
     path("audit/access/", audit.access_report, name="access_report"),
     path("audit/access/export.<str:fmt>", audit.access_report_export, name="access_report_export"),
+    path("access-reviews/", reviews.campaigns, name="review_campaigns"),
+    path("access-reviews/start/", reviews.campaign_start, name="review_campaign_start"),
+    path("access-reviews/<id:pk>/", reviews.campaign_detail, name="review_campaign"),
+    path("access-reviews/<id:pk>/export.<str:fmt>", reviews.campaign_export, name="review_campaign_export"),
+    path("access-reviews/items/<id:pk>/", reviews.item_decide, name="review_item_decide"),
+    path("break-glass/", break_glass.break_glass_list, name="break_glass_list"),
+    path("break-glass/new/", break_glass.break_glass_new, name="break_glass_new"),
+    path("break-glass/<id:pk>/review/", break_glass.post_review, name="break_glass_review"),
     path("slack/interactions/", slack.interactions, name="slack_interactions"),
     path("slack/link/<str:token>/", slack.decision_link_view, name="slack_decision_link"),
 ]

@@ -100,6 +100,17 @@ app.conf.update(
             "task": "accessrequests.tasks.apply_rules_file",
             "schedule": timedelta(minutes=int(os.environ.get("GATEHOUSE_RULES_FILE_MINUTES") or 5)),
         },
+        # Access reviews: a scheduled campaign starts when due (GATEHOUSE_REVIEW_EVERY_DAYS), reviewers are reminded
+        # with backoff, and deadlines are applied; hourly is precise enough for days-long campaigns.
+        "review-campaigns": {
+            "task": "accessrequests.tasks.review_campaigns_tick",
+            "schedule": timedelta(hours=1),
+        },
+        # A break-glass use not reviewed in time becomes an alert within 15 minutes of its due time.
+        "break-glass-overdue": {
+            "task": "accessrequests.tasks.break_glass_overdue",
+            "schedule": timedelta(minutes=15),
+        },
         # Requesters are warned a day before access ends; 15 minutes is precise enough for "a day before".
         "notify-expiring-grants": {
             "task": "accessrequests.tasks.notify_expiring_grants",

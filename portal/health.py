@@ -81,6 +81,23 @@ def _audit(db_ok: bool) -> dict:
     return body
 
 
+def _break_glass(db_ok: bool) -> dict:
+    """Break-glass post-reviews past their time: an alert for people (like a broken audit trail, never a 503)."""
+    if not db_ok:
+        return {"ok": None, "error": "database unavailable"}
+    from django.utils import timezone
+
+    from accessrequests.selectors import overdue_post_reviews
+
+    late = overdue_post_reviews(timezone.now())
+    overdue = list(late.values_list("request_id", "due_at")[:20])
+    body: dict = {"ok": not overdue, "overdue_post_reviews": late.count() if overdue else 0}
+    if overdue:
+        body["oldest_due_at"] = min(due for _, due in overdue).isoformat()
+        body["requests"] = [f"GH-{pk:06d}" for pk, _ in overdue]
+    return body
+
+
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -91,6 +108,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "status": "healthy" if healthy else "unhealthy",
         **checks,
         "audit": _audit(database["ok"]),
+        "break_glass": _break_glass(database["ok"]),
         "versions": {
             "gatehouse": settings.GATEHOUSE_VERSION,
             "django": django.get_version(),

@@ -429,3 +429,23 @@ SLACK_API_URL = env.str("SLACK_API_URL", default="https://slack.com/api/").rstri
 GATEHOUSE_SLACK_REMINDER_MINUTES = env.int("GATEHOUSE_SLACK_REMINDER_MINUTES", default=60)
 # How long the link a Slack button answers with opens the decision page.
 GATEHOUSE_SLACK_LINK_SECONDS = env.int("GATEHOUSE_SLACK_LINK_SECONDS", default=600)
+
+# Access reviews (issue 15): a campaign every GATEHOUSE_REVIEW_EVERY_DAYS (0: only when an admin starts one) over every
+# live grant that lasts or has lasted longer than GATEHOUSE_REVIEW_MIN_AGE_DAYS, and every grant without an end.
+GATEHOUSE_REVIEW_EVERY_DAYS = env.int("GATEHOUSE_REVIEW_EVERY_DAYS", default=90)
+GATEHOUSE_REVIEW_MIN_AGE_DAYS = env.int("GATEHOUSE_REVIEW_MIN_AGE_DAYS", default=30)
+# Access unused for this many days is flagged "revoke suggested" on the review.
+GATEHOUSE_REVIEW_UNUSED_DAYS = env.int("GATEHOUSE_REVIEW_UNUSED_DAYS", default=90)
+GATEHOUSE_REVIEW_DEADLINE_DAYS = env.int("GATEHOUSE_REVIEW_DEADLINE_DAYS", default=14)
+# What happens to an item nobody reviewed by the deadline: "remind" (reminders go on) or "revoke" (the access ends).
+GATEHOUSE_REVIEW_UNREVIEWED = env.str("GATEHOUSE_REVIEW_UNREVIEWED", default="remind")
+if GATEHOUSE_REVIEW_UNREVIEWED not in ("remind", "revoke"):
+    raise ImproperlyConfigured(
+        f"GATEHOUSE_REVIEW_UNREVIEWED must be remind or revoke, not {GATEHOUSE_REVIEW_UNREVIEWED!r}"
+    )
+# Reviewers with open items are reminded after this many hours, then twice as long each time (at most weekly).
+GATEHOUSE_REVIEW_REMINDER_HOURS = env.int("GATEHOUSE_REVIEW_REMINDER_HOURS", default=24)
+
+# Break-glass: who may use it is named per approval rule; these bound every use.
+GATEHOUSE_BREAK_GLASS_PER_DAY = env.int("GATEHOUSE_BREAK_GLASS_PER_DAY", default=3)
+GATEHOUSE_BREAK_GLASS_REVIEW_HOURS = env.int("GATEHOUSE_BREAK_GLASS_REVIEW_HOURS", default=24)

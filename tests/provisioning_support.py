@@ -237,6 +237,12 @@ class AwsProxy:
     fail_writes: list[tuple[int, str]] = field(default_factory=list)
     hold: bool = False
     rewrite: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
+    # For a query-protocol action (IAM), a function of the call's form fields that answers it here, in AWS's
+    # XML (the body, or an HTTP status and the body), instead of forwarding it (what moto does not implement); None
+    # forwards it after all.
+    answer: dict[str, Callable[[dict[str, str]], bytes | tuple[int, bytes] | None]] = field(
+        default_factory=dict
+    )
     calls: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
     held: threading.Event = field(default_factory=threading.Event)
@@ -257,6 +263,16 @@ class AwsProxy:
             def _relay(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 action = _action(self.headers, body)
+                if action in proxy.answer:
+                    fields = {
+                        k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()
+                    }
+                    answered = proxy.answer[action](fields)
+                    if answered is not None:
+                        status, payload = answered if isinstance(answered, tuple) else (200, answered)
+                        proxy._count(action)
+                        self._send(status, {"Content-Type": "text/xml"}, payload)
+                        return
                 answer = proxy._intercept(action)
                 if answer is not None:
                     status, code = answer

@@ -109,6 +109,23 @@ def test_a_change_in_the_admin_waits_until_a_second_admin_approves_it(client, or
     )
 
 
+def test_who_may_break_the_glass_is_a_rule_change_like_any_other(client, org):
+    # The break-glass fields bypass every approver once set: they must wait for the second admin and then apply.
+    sign_in_with_mfa(client, org.admin1)
+    sre = Group.objects.get(name="sre").pk
+    client.post(change_url(org.rule), rule_form(org, break_glass_groups=[sre], break_glass_max_hours=2))
+    proposal = RuleChange.objects.get()
+    assert "adds break-glass group 'sre'" in proposal.summary
+    assert "break-glass max duration (hours) 1 → 2" in proposal.summary
+    assert not org.rule.break_glass_groups.exists()
+    client.logout()
+    sign_in_with_mfa(client, org.admin2)
+    client.post(reverse("admin:accessrequests_rulechange_approve", args=[proposal.pk]), {"comment": "ok"})
+    org.rule.refresh_from_db()
+    assert [g.name for g in org.rule.break_glass_groups.all()] == ["sre"]
+    assert org.rule.break_glass_max_hours == 2
+
+
 def test_adding_and_deleting_a_rule_wait_for_the_second_admin_too(client, org):
     sign_in_with_mfa(client, org.admin1)
     add = client.post(

@@ -288,6 +288,10 @@ def test_export_round_trips_through_apply_with_no_change(org, tmp_path):
     extra.pipelines.add(org.prod_pipeline)
     extra.approver_users.add(org.approver)
     extra.approver_groups.add(Group.objects.get(name="release-managers"))
+    extra.break_glass_groups.add(Group.objects.get(name="sre"))
+    extra.break_glass_users.add(org.approver2)
+    extra.break_glass_max_hours = 2
+    extra.save(update_fields=["break_glass_max_hours"])
     eligible = EligibilityRule.objects.create(
         name="Admins", description="admin sets", kinds=["permission_set"]
     )

@@ -9,10 +9,11 @@ from rest_framework.views import exception_handler as drf_handler
 
 from accessrequests.permissions import NotAllowed
 from accessrequests.services.requests import RequestError
+from accessrequests.services.reviews import ReviewError
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, RequestError):
+    if isinstance(exc, RequestError | ReviewError):
         return Response({"error": str(exc), "detail": None}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, NotAllowed):
         return Response({"error": str(exc), "detail": None}, status=status.HTTP_403_FORBIDDEN)

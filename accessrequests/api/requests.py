@@ -213,6 +213,20 @@ def file_request(request: Request, payload: dict[str, Any], *, extends: Grant | 
         raise ValidationError(form.errors.get_json_data())
     draft = form.draft()
     draft.extends = extends
+    if payload.get("break_glass"):
+        from accessrequests.services.break_glass import break_glass_submit
+
+        if extends is not None:
+            raise ValidationError(
+                {"break_glass": ["An extension is decided by approvers; break-glass is not."]}
+            )
+        return break_glass_submit(
+            requester=request.user,
+            draft=draft,
+            incident=payload.get("incident") or "",
+            http_request=request._request,
+            source=Source.API,
+        )
     return request_submit(requester=request.user, draft=draft, http_request=request._request)
 
 

@@ -125,6 +125,18 @@ class RequestIn(StrictSerializer):
     ticket = serializers.CharField(required=False, max_length=100, allow_blank=True)
     duration_hours = serializers.IntegerField(required=False, min_value=1, max_value=24 * 365)
     permanent = serializers.BooleanField(required=False, default=False)
+    break_glass = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Apply at once with no approver, for an incident (only for people the rule names; at most its "
+        "break-glass hours; announced to approvers, admins and auditors; reviewed afterwards).",
+    )
+    incident = serializers.CharField(
+        required=False,
+        max_length=100,
+        allow_blank=True,
+        help_text="With break_glass: the incident reference.",
+    )
 
 
 class DecisionIn(StrictSerializer):
@@ -172,7 +184,7 @@ class RequestOut(serializers.ModelSerializer):
             "id", "reference", "status", "kind", "level", "actions", "requester", "principal_arn", "on_behalf",
             "account_id", "pipelines", "stage", "action_name", "statements", "justification", "ticket",
             "starts_at", "duration_hours", "ends_at", "delivery", "source", "rule", "approvals_required",
-            "created_at", "decided_at", "grant_status",
+            "created_at", "decided_at", "grant_status", "break_glass", "incident",
         ]  # fmt: skip
 
     def get_pipelines(self, obj) -> list[str]:
@@ -223,3 +235,31 @@ class PermissionSetOut(serializers.ModelSerializer):
 class ErrorOut(serializers.Serializer):
     error = serializers.CharField()
     detail = serializers.JSONField(allow_null=True)
+
+
+class ReviewItemOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    campaign = serializers.CharField(source="campaign.reference")
+    request = serializers.CharField(source="grant.request.reference")
+    principal_arn = serializers.CharField(source="grant.principal.external_id")
+    account_id = serializers.CharField(source="grant.account.account_id")
+    rule = serializers.CharField(source="rule.name")
+    evidence_status = serializers.CharField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    unused = serializers.BooleanField(help_text="Not used in the campaign's N days: revoke suggested.")
+    decision = serializers.CharField()
+    reviewer = serializers.CharField(allow_null=True)
+    reason = serializers.CharField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+
+class ReviewDecisionIn(StrictSerializer):
+    decision = serializers.ChoiceField(choices=[("keep", "Keep"), ("revoke", "Revoke")])
+    reason = serializers.CharField(max_length=2000)
+    otp = serializers.CharField(
+        required=False,
+        max_length=10,
+        allow_blank=True,
+        default="",
+        help_text="A current code from your authenticator app: every keep or revoke needs a fresh second factor.",
+    )

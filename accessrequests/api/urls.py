@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 import accessrequests.ids  # noqa: F401  (registers the <id:...> path converter)
-from accessrequests.api import audit, catalog, docs, grants, requests
+from accessrequests.api import audit, catalog, docs, grants, requests, reviews
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
@@ -16,6 +16,12 @@ urlpatterns = [
     path("grants/", grants.GrantListView.as_view(), name="api_grants"),
     path("grants/<id:pk>/revoke/", grants.GrantRevokeView.as_view(), name="api_grant_revoke"),
     path("grants/<id:pk>/extend/", grants.GrantExtendView.as_view(), name="api_grant_extend"),
+    path("access-reviews/<id:pk>/items/", reviews.ReviewItemsView.as_view(), name="api_review_items"),
+    path(
+        "access-reviews/items/<id:pk>/decide/",
+        reviews.ReviewItemDecideView.as_view(),
+        name="api_review_item_decide",
+    ),
     path("audit/events/", audit.AuditEventListView.as_view(), name="api_audit_events"),
     path("audit/export/", audit.AuditExportView.as_view(), name="api_audit_export"),
     path("catalog/accounts/", catalog.AccountsView.as_view(), name="api_accounts"),

@@ -152,6 +152,19 @@ class ApprovalRule(models.Model):
         default=ChatApproval.OFF,
         help_text="Whether an Approve click in Slack may count as an approval (see permissions.chat_approval_problem).",
     )
+    # Break-glass: access applied at once, with no approver, for those named here only (an incident at night);
+    # announced to everyone at once and reviewed after the fact (see permissions.break_glass_problem).
+    break_glass_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="break_glass_rules",
+        help_text="People who may use break-glass under this rule.",
+    )  # fmt: skip
+    break_glass_groups = models.ManyToManyField(
+        Group, blank=True, related_name="break_glass_rules",
+        help_text="Groups whose members may use break-glass under this rule.",
+    )  # fmt: skip
+    break_glass_max_hours = models.PositiveSmallIntegerField(
+        default=1, help_text="The longest break-glass access under this rule, in hours."
+    )
 
     class Meta:
         ordering = ["priority", "name"]
@@ -162,6 +175,10 @@ class ApprovalRule(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(max_duration_hours__gte=1), name="%(app_label)s_%(class)s_duration"
+            ),
+            models.CheckConstraint(
+                condition=Q(break_glass_max_hours__gte=1) & Q(break_glass_max_hours__lte=24),
+                name="%(app_label)s_%(class)s_break_glass_short",
             ),
         ]
 
@@ -197,6 +214,15 @@ class ApprovalRule(models.Model):
             extras.append("viewer access outside production approved automatically")
         if self.allow_privileged_permission_sets:
             extras.append("privileged permission sets allowed")
+        if self.pk:
+            glass = [g.name for g in self.break_glass_groups.all()] + [
+                u.get_username() for u in self.break_glass_users.all()
+            ]
+            if glass:
+                extras.append(
+                    f"break-glass (at once, no approver, at most {self.break_glass_max_hours} h) for "
+                    + ", ".join(glass)
+                )
         if not self.enabled:
             extras.append("currently disabled")
         return sentence + ("; " + "; ".join(extras) if extras else "") + "."
@@ -264,6 +290,12 @@ class AccessRequest(models.Model):
         RequestBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="members",
         help_text="Set when the same access was asked for in several accounts at once.",
     )  # fmt: skip
+    break_glass = models.BooleanField(
+        default=False, help_text="Applied at once without an approver, for an incident; reviewed afterwards."
+    )
+    incident = models.CharField(
+        max_length=100, blank=True, help_text="The incident a break-glass use is for."
+    )
     status = models.CharField(max_length=10, choices=RequestStatus.choices, default=RequestStatus.PENDING)
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
@@ -294,6 +326,11 @@ class AccessRequest(models.Model):
             models.CheckConstraint(
                 condition=Q(duration_hours__isnull=True) | Q(duration_hours__gte=1),
                 name="%(app_label)s_%(class)s_positive_duration",
+            ),
+            # Break-glass is short and always names its incident.
+            models.CheckConstraint(
+                condition=Q(break_glass=False) | (Q(duration_hours__isnull=False) & ~Q(incident="")),
+                name="%(app_label)s_%(class)s_break_glass_bounded",
             ),
         ]
 

@@ -70,11 +70,14 @@ def _write_approval(rule: ApprovalRule, spec: dict[str, Any], catalog: Catalog) 
     rule.contact = spec["contact"]
     rule.slack_channel = spec["slack_channel"]
     rule.chat_approval = spec["chat_approval"]
+    rule.break_glass_max_hours = spec["break_glass_max_hours"]
     rule.save()
     rule.accounts.set([catalog.accounts[a] for a in spec["accounts"]])
     rule.pipelines.set([catalog.pipelines[p] for p in spec["pipelines"]])
     rule.approver_groups.set([catalog.groups[g] for g in spec["approver_groups"]])
     rule.approver_users.set([catalog.users[u] for u in spec["approver_users"]])
+    rule.break_glass_groups.set([catalog.groups[g] for g in spec["break_glass_groups"]])
+    rule.break_glass_users.set([catalog.users[u] for u in spec["break_glass_users"]])
 
 
 def _write_eligibility(rule: EligibilityRule, spec: dict[str, Any], catalog: Catalog) -> None:

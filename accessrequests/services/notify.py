@@ -77,3 +77,14 @@ def on_grant_failed(grant: Grant) -> None:
 
 def on_integrity_failed(event: AuditEvent) -> None:
     _enqueue_after_commit(notifications.notify_integrity_failed, event.pk, f"audit seq {event.seq}")
+
+
+def on_break_glass(req: AccessRequest) -> None:
+    """Break-glass is announced at once, to more people than a normal request (see notify_break_glass)."""
+    _enqueue_after_commit(notifications.notify_break_glass, req.pk, req.reference)
+
+
+def on_post_review_overdue(review) -> None:
+    _enqueue_after_commit(
+        notifications.notify_post_review_overdue, review.request_id, review.request.reference
+    )

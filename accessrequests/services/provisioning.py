@@ -372,7 +372,9 @@ def _locked_grant(grant_id: int) -> Grant:
         raise ProvisioningError("No such grant.") from None
 
 
-def _start_leaving(grant: Grant, *, ending: str, actor: Any, action: str) -> None:
+def _start_leaving(
+    grant: Grant, *, ending: str, actor: Any, action: str, extra: dict[str, Any] | None = None
+) -> None:
     before = {"status": grant.status}
     Grant.objects.transition(
         grant.pk,
@@ -383,17 +385,37 @@ def _start_leaving(grant: Grant, *, ending: str, actor: Any, action: str) -> Non
         updated_at=timezone.now(),
     )
     _audit(
-        grant, action, actor=actor, before=before, after={"status": GrantStatus.REVOKING, "ending": ending}
+        grant,
+        action,
+        actor=actor,
+        before=before,
+        after={"status": GrantStatus.REVOKING, "ending": ending, **(extra or {})},
     )
     enqueue_reconcile(principal_id=grant.principal_id, account_id=grant.account_id)
 
 
-def grant_revoke(*, grant_id: int, actor: Any) -> Grant:
-    """Take a grant away now (its requester or an admin); AWS follows within moments."""
+def grant_revoke(
+    *, grant_id: int, actor: Any, review_item: Any = None, post_review: Any = None, reason: str = ""
+) -> Grant:
+    """Take a grant away now; AWS follows within moments. Its requester or an admin may; so may the reviewer of
+    an access review item or a break-glass post-review about it (``review_item``, ``post_review``), and the
+    deadline of a campaign that revokes what nobody reviewed (no actor, ``review_item``): see
+    ``permissions.revoke_problem``."""
     with transaction.atomic():
         grant = _locked_grant(grant_id)
-        permissions.check(permissions.revoke_problem(actor, grant))
-        _start_leaving(grant, ending=GrantEnding.REVOKED, actor=actor, action="grant.revoke_requested")
+        permissions.check(
+            permissions.revoke_problem(actor, grant, review_item=review_item, post_review=post_review)
+        )
+        extra: dict[str, Any] = {}
+        if review_item is not None:
+            extra = {"review": review_item.campaign.reference, "review_item": review_item.pk}
+        if post_review is not None:
+            extra = {"break_glass_post_review": post_review.pk}
+        if reason:
+            extra["reason"] = reason[:2000]
+        _start_leaving(
+            grant, ending=GrantEnding.REVOKED, actor=actor, action="grant.revoke_requested", extra=extra
+        )
     grant.refresh_from_db()
     return grant
 

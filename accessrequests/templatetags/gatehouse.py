@@ -51,6 +51,14 @@ EVENT_LABELS = {
     "grant.expired": "Removed from AWS (expired)",
     "grant.abandoned": "Removed from AWS (abandoned)",
     "grant.retry_requested": "Retry requested by an admin",
+    "request.break_glass": "Break-glass: applied at once with no approver",
+    "request.break_glass_reviewed": "Break-glass reviewed afterwards",
+    "request.break_glass_review_overdue": "Break-glass review overdue",
+    "review.evidence_read": "Last use read from IAM (access review)",
+    "review.item_kept": "Kept in an access review",
+    "review.item_revoked": "Revoked in an access review",
+    "review.item_revoked_unreviewed": "Revoked: nobody reviewed it by the access review's deadline",
+    "review.item_ended": "Ended before its access review",
 }
 
 

@@ -10,6 +10,9 @@ review of the period:
 - ``verification.json``: the full verification of the trail (database, checkpoints, S3 when configured) when the
   pack was made, and the offline verification of the export against the checkpoints;
 - ``checkpoints/``: the signed checkpoints that cover the period (their key is not in the pack);
+- ``access-reviews/``: each access review that ran in the period: its items (who kept or revoked what, why, and
+  when the access was last used) and its audit events with their manifest;
+- ``break-glass.csv`` / ``.jsonl``: every break-glass use in the period, its incident and its post-review;
 - ``pack.json``: the SHA-256 of every file above.
 """
 
@@ -27,7 +30,7 @@ from django.utils import timezone
 
 from accessrequests import access_report, audit, checkpoints, exports, integrity, offline
 from accessrequests.management.commands.export_audit import parse_when, write_export
-from accessrequests.models import AuditEvent, Decision
+from accessrequests.models import AccessRequest, AuditEvent, Decision, ReviewCampaign
 
 DECISION_FIELDS = (
     "request",
@@ -61,6 +64,11 @@ verification.json           The verification when the pack was made: the whole t
                             the signed checkpoints (and S3 when configured), and this export checked offline.
 checkpoints/                The signed checkpoints that cover the period. Their signing key is not in this pack:
                             ask for it, or compare each with its copy in the S3 bucket, locked under Object Lock.
+access-reviews/             Each access review that ran in the period: AR-nnnnnn-items.csv (every item, its last use
+                            from IAM, kept or revoked by whom and why) and AR-nnnnnn-events.csv with its manifest
+                            (every event of the review; verify it like the audit export).
+break-glass.csv / .jsonl    Every break-glass use (access with no approver) in the period: incident, reason, and
+                            the post-review by another approver (or that it is still open or was late).
 pack.json                   The SHA-256 of every file above.
 
 Check the export yourself, without Gatehouse's database:
@@ -115,6 +123,72 @@ def decision_rows(since, until) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+BREAK_GLASS_FIELDS = (
+    "request", "requested_at", "requested_by", "principal", "account_id", "incident", "reason", "duration_hours",
+    "post_review_due_at", "post_reviewed_by", "post_reviewed_at", "post_review_outcome", "post_review_comment",
+    "post_review_late",
+)  # fmt: skip
+
+
+def break_glass_rows(since, until) -> list[dict[str, Any]]:
+    uses = (
+        AccessRequest.objects.filter(break_glass=True, created_at__gte=since, created_at__lt=until)
+        .select_related("requester", "principal", "account", "break_glass_review__reviewer")
+        .order_by("created_at", "id")
+    )
+    rows = []
+    for req in uses:
+        review = req.break_glass_review
+        done = review.reviewed_at
+        rows.append(
+            {
+                "request": req.reference,
+                "requested_at": req.created_at.isoformat(),
+                "requested_by": req.requester.get_username(),
+                "principal": req.principal.external_id,
+                "account_id": req.account.account_id,
+                "incident": req.incident,
+                "reason": req.justification,
+                "duration_hours": req.duration_hours,
+                "post_review_due_at": review.due_at.isoformat(),
+                "post_reviewed_by": review.reviewer.get_username() if review.reviewer else "",
+                "post_reviewed_at": done.isoformat() if done else "",
+                "post_review_outcome": review.get_outcome_display() if review.outcome else "open",
+                "post_review_comment": review.comment,
+                "post_review_late": "yes" if (done or timezone.now()) > review.due_at else "",
+            }
+        )
+    return rows
+
+
+def _write_reviews(folder: Path, since, until, key: bytes | None) -> list[dict[str, Any]]:
+    """Each access review that ran in the period: its items table, and its events as a verifiable export."""
+    from django.db.models import Q
+
+    from accessrequests.services import reviews
+
+    target = folder / "access-reviews"
+    target.mkdir()
+    verdicts = []
+    campaigns = ReviewCampaign.objects.filter(started_at__lt=until).filter(
+        Q(closed_at__isnull=True) | Q(closed_at__gte=since)
+    )
+    for campaign in campaigns.order_by("pk"):
+        rows = reviews.item_rows(campaign)
+        _write_table(target, f"{campaign.reference}-items", rows, reviews.ITEM_FIELDS)
+        (
+            target / f"{campaign.reference}-items.jsonl"
+        ).unlink()  # the CSV is the table; the events are the proof
+        export = reviews.export_plan(campaign, "csv")
+        path = target / f"{campaign.reference}-events.csv"
+        write_export(export, path)
+        verdict, lines = offline.verify_file(path, checkpoints_dir=folder / "checkpoints", key=key)
+        verdicts.append(
+            {"campaign": campaign.reference, "ok": verdict.ok, "reason": verdict.reason, "proves": lines}
+        )
+    return verdicts
 
 
 def _write_table(folder: Path, name: str, rows: list[dict[str, Any]], fields: tuple[str, ...]) -> None:
@@ -207,6 +281,8 @@ class Command(BaseCommand):
         except checkpoints.CheckpointError:
             key = None
         verdict, lines = offline.verify_file(export_path, checkpoints_dir=folder / "checkpoints", key=key)
+        _write_table(folder, "break-glass", break_glass_rows(start, end), BREAK_GLASS_FIELDS)
+        review_verdicts = _write_reviews(folder, start, end, key)
         verification = {
             "made_at": made.isoformat(),
             "trail": trail.as_dict(),
@@ -217,6 +293,7 @@ class Command(BaseCommand):
                 "proves": lines,
                 "checkpoints_in_pack": copied,
             },
+            "access_reviews": review_verdicts,
         }
         (folder / "verification.json").write_text(
             json.dumps(verification, indent=2, default=str) + "\n", encoding="utf-8"

@@ -90,6 +90,7 @@ DEMO_RULES: tuple[dict[str, Any], ...] = (
         "kinds": [],
         "approvals_required": 1,
         "max_duration_hours": 8,
+        "break_glass": ["requester"],
     },
 )
 
@@ -266,6 +267,11 @@ class Command(BaseCommand):
             if created:
                 rule.approver_groups.add(approvers)
                 created_names.append(rule.name)
+                if spec.get("break_glass"):
+                    # The demo's requester may break the glass outside production (one hour, no approver).
+                    rule.break_glass_users.add(
+                        *get_user_model().objects.filter(username__in=spec["break_glass"])
+                    )
             if spec["production"] is not None:
                 # Added, never replaced: admin edits of an existing rule stay, and a fresh moto world (which
                 # gives the production account a new id) is still covered on the next start.

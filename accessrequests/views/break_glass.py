@@ -1,0 +1,134 @@
+"""Break-glass pages: the form (with what it means), the list of uses, and the post-review."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+
+from accessrequests import permissions, roles, selectors
+from accessrequests.forms import BreakGlassForm, PostReviewForm
+from accessrequests.models import AccessRequest, ApprovalRule
+from accessrequests.services.break_glass import break_glass_post_review, break_glass_submit
+from accessrequests.services.requests import RequestError
+from accessrequests.views.review import has_mfa, step_up_redirect
+
+
+def _rules_for(user):
+    return (
+        ApprovalRule.objects.filter(enabled=True)
+        .filter(Q(break_glass_users=user) | Q(break_glass_groups__in=user.groups.all()))
+        .distinct()
+        .prefetch_related("accounts")
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def break_glass_new(request: HttpRequest) -> HttpResponse:
+    if roles.is_auditor(request.user) and not roles.is_admin(request.user):
+        raise Http404("No such page")
+    data: QueryDict | None = request.POST if request.method == "POST" else None
+    if data is None and "account" in request.GET:
+        # The Continue step (a GET, so it works without JavaScript): the account chosen, the rest at its defaults.
+        chosen = request.GET.copy()
+        chosen.setdefault("duration_hours", "1")
+        data = chosen
+    form = BreakGlassForm(data, user=request.user, initial={"duration_hours": 1})
+    if request.method == "GET" and data is not None:
+        form.errors.clear()  # nothing was submitted yet: no field is "missing"
+    error = ""
+    if request.method == "POST" and request.POST.get("intent") == "submit":
+        if form.is_valid():
+            try:
+                req = break_glass_submit(
+                    requester=request.user,
+                    draft=form.draft(),
+                    incident=form.cleaned_data.get("incident") or "",
+                    http_request=request,
+                )
+            except (RequestError, permissions.NotAllowed) as exc:
+                error = str(exc)
+            else:
+                messages.warning(
+                    request,
+                    f"Break-glass {req.reference} is being applied now. Every approver of the rule, the admins and "
+                    "the auditors have been told; another approver reviews it afterwards.",
+                )
+                return redirect("request_detail", req.pk)
+        else:
+            error = "Fix the highlighted fields."
+    return render(
+        request,
+        "accessrequests/break_glass_new.html",
+        {
+            "form": form,
+            "error": error,
+            "step_one": form.chosen_account is None,
+            "rules": list(_rules_for(request.user)),
+        },
+        status=400 if error else 200,
+    )
+
+
+@login_required
+@require_GET
+def break_glass_list(request: HttpRequest) -> HttpResponse:
+    if not (
+        roles.is_approver(request.user) or roles.is_auditor(request.user) or roles.is_admin(request.user)
+    ):
+        raise Http404("No such page")
+    uses = (
+        selectors.requests_visible_to(request.user)
+        .filter(break_glass=True)
+        .select_related("requester", "principal", "account", "rule", "break_glass_review__reviewer")
+        .order_by("-created_at")[:100]
+    )
+    return render(request, "accessrequests/break_glass_list.html", {"uses": uses, "now": timezone.now()})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def post_review(request: HttpRequest, pk: int) -> HttpResponse:
+    req: AccessRequest = selectors.get_request_for_user(request.user, pk)
+    review = getattr(req, "break_glass_review", None)
+    if review is None:
+        raise Http404("No such break-glass use")
+    form = PostReviewForm(request.POST or None)
+    factor = permissions.second_factor_from_session(request)
+    problem = permissions.post_review_problem(request.user, review)
+    if request.method == "POST" and form.is_valid():
+        if problem is None and permissions.second_factor_problem(request.user, factor):
+            return step_up_redirect(request, "break_glass_review", req.pk)
+        try:
+            break_glass_post_review(
+                review_id=review.pk,
+                reviewer=request.user,
+                second_factor=factor,
+                outcome=form.cleaned_data["outcome"],
+                comment=form.cleaned_data["comment"],
+                http_request=request,
+            )
+        except (RequestError, permissions.NotAllowed) as exc:
+            messages.error(request, str(exc))
+            return redirect("break_glass_review", req.pk)
+        messages.success(request, f"Your review of break-glass {req.reference} is recorded.")
+        return redirect("request_detail", req.pk)
+    return render(
+        request,
+        "accessrequests/break_glass_review.html",
+        {
+            "req": req,
+            "review": review,
+            "form": form,
+            "problem": "Set up two-factor authentication to review."
+            if not has_mfa(request.user)
+            else problem,
+            "late": review.reviewed_at is None and review.due_at <= timezone.now(),
+        },
+        status=400 if form.errors else 200,
+    )
