@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.core import mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -16,6 +16,7 @@ from accessrequests.models import (
     AccessRequest,
     AuditEvent,
     BreakGlassReview,
+    EligibilityRule,
     Grant,
     GrantStatus,
     Notification,
@@ -105,6 +106,18 @@ def test_a_named_user_by_name_rather_than_group_may_too_and_the_rule_of_another_
         glass(world)
     world.rule.break_glass_users.add(world.oncall)
     assert glass(world).break_glass
+
+
+@pytest.mark.django_db
+def test_break_glass_is_no_way_around_an_eligibility_rule(world):
+    rule = EligibilityRule.objects.create(name="Sandbox is for the platform team", kinds=["pipeline"])
+    rule.accounts.add(world.account)
+    rule.groups.add(Group.objects.get_or_create(name="platform")[0])
+    with pytest.raises(NotAllowed, match=r"not eligible to request .* “Sandbox is for the platform team”"):
+        glass(world)
+    assert not AccessRequest.objects.exists()
+    world.oncall.groups.add(Group.objects.get(name="platform"))
+    assert glass(world, User.objects.get(pk=world.oncall.pk)).break_glass  # a new sign-in reads the new groups
 
 
 @pytest.mark.django_db

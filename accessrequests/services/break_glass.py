@@ -32,6 +32,7 @@ from accessrequests.services.requests import (
     RequestError,
     _audit,
     _decision_facts,
+    eligibility_problem_for,
     find_duplicates,
     prepare,
 )
@@ -46,6 +47,8 @@ def break_glass_submit(
 ) -> AccessRequest:
     """Apply ``draft`` now, with no approver, if the requester may break the glass under its rule."""
     permissions.check(permissions.file_problem(requester, principal=draft.principal))
+    # Break-glass skips the approvers, never eligibility: whom a rule names for emergencies is still bound by it.
+    permissions.check(eligibility_problem_for(requester, draft))
     incident = (incident or "").strip()[:100]
     rule = rules.match_rule(
         account=draft.account,
