@@ -117,7 +117,9 @@ def test_break_glass_is_no_way_around_an_eligibility_rule(world):
         glass(world)
     assert not AccessRequest.objects.exists()
     world.oncall.groups.add(Group.objects.get(name="platform"))
-    assert glass(world, User.objects.get(pk=world.oncall.pk)).break_glass  # a new sign-in reads the new groups
+    assert glass(
+        world, User.objects.get(pk=world.oncall.pk)
+    ).break_glass  # a new sign-in reads the new groups
 
 
 @pytest.mark.django_db
