@@ -196,6 +196,9 @@ GATEHOUSE_OPEN_SIGNUP = env.bool("GATEHOUSE_OPEN_SIGNUP", default=False)
 ACCOUNT_SESSION_REMEMBER = False
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Gatehouse"
+# A code typed in the last second of its 30-second step, or on a phone whose clock is a few seconds off, still
+# counts (RFC 6238 section 5.2 recommends one step of tolerance); a used code stays refused for the whole window.
+MFA_TOTP_TOLERANCE = 1
 # A decision on access needs a second factor presented within this many seconds (sign-in with TOTP, or
 # allauth's reauthentication, which asks for the code again); the API takes a code with each decision.
 GATEHOUSE_STEP_UP_SECONDS = env.int("GATEHOUSE_STEP_UP_SECONDS", default=300)
