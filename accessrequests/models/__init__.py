@@ -3,8 +3,11 @@
 from accessrequests.models.audit import AppendOnlyError, AuditEvent
 from accessrequests.models.catalog import (
     AwsAccount,
+    CatalogSyncRun,
+    CatalogSyncStatus,
     Environment,
     IdentityCenter,
+    OrganizationalUnit,
     PassableRole,
     PermissionSet,
     PermissionSetRisk,
@@ -56,6 +59,8 @@ __all__ = [
     "AuditEvent",
     "AuditIntegrity",
     "AwsAccount",
+    "CatalogSyncRun",
+    "CatalogSyncStatus",
     "ChatApproval",
     "Decision",
     "DecisionOutcome",
@@ -69,6 +74,7 @@ __all__ = [
     "Notification",
     "NotificationChannel",
     "NotificationStatus",
+    "OrganizationalUnit",
     "PassableRole",
     "PermissionSet",
     "PermissionSetRisk",
