@@ -77,7 +77,7 @@ def org(wire) -> Org:
 
 def _listed(wire: CountingProxy) -> set[str]:
     """The accounts whose pipelines the sync listed (ListPipelines made with that account's credentials)."""
-    return {account for account in wire.accounts_calling("ListPipelines")}
+    return set(wire.accounts_calling("ListPipelines"))
 
 
 def test_a_full_sync_reads_units_and_places_each_account_in_its_unit(org, wire):
