@@ -1,0 +1,490 @@
+"""The scale world: an organization of thousands of accounts on a moto server, and a million requests.
+
+``manage.py seed_scale`` uses it to measure the catalog sync, the pickers and the busy pages at the size of a
+real organization (``bench/scale.py``). Two halves, each repeatable:
+
+- :func:`seed_aws` builds on a moto server (never real AWS: it refuses without ``AWS_ENDPOINT_URL``) an
+  Organization with units and member accounts, each with its provisioning role, a CodePipeline service role and
+  pipelines, plus Identity Center users, groups and permission sets. What exists is found by name and skipped,
+  so a second run creates nothing; accounts are filled ``concurrency`` at a time (moto serves each HTTP request
+  on its own thread).
+- :func:`seed_requests` tops the database up to N historical requests over the synced catalog with PostgreSQL's
+  ``COPY`` (a realistic status mix, their decisions, grants and pipelines), so a second run adds nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from accessrequests.aws.client import client, endpoint_url
+
+HUB_ACCOUNT = "123456789012"
+PROVISIONING_ROLE = "GatehouseProvisioner"
+SERVICE_ROLE = "CodePipelineServiceRole"
+TOP_UNITS = ("Workloads", "Platform", "Data", "Sandbox", "Security")
+ENVIRONMENTS = ("prod", "staging", "dev")
+SCALE_JUSTIFICATION = "scale world"
+
+Log = Callable[[str], None]
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _trust(principal: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}],
+        }
+    )
+
+
+def _pipeline(name: str, role_arn: str, bucket: str) -> dict[str, Any]:
+    def action(action_name: str, category: str, provider: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "name": action_name,
+            "actionTypeId": {"category": category, "owner": "AWS", "provider": provider, "version": "1"},
+            "runOrder": 1,
+            "configuration": extra.pop("configuration", {}),
+            **extra,
+        }
+
+    return {
+        "name": name,
+        "roleArn": role_arn,
+        "artifactStore": {"type": "S3", "location": bucket},
+        "stages": [
+            {
+                "name": "Source",
+                "actions": [
+                    action(
+                        "Source",
+                        "Source",
+                        "S3",
+                        configuration={"S3Bucket": bucket, "S3ObjectKey": "source.zip"},
+                        outputArtifacts=[{"name": "src"}],
+                    )
+                ],
+            },
+            {"name": "Approve", "actions": [action("Approve", "Approval", "Manual")]},
+        ],
+        "version": 1,
+    }
+
+
+def _units(organizations: Any, root: str, per_top: int) -> list[str]:
+    """Five top units with ``per_top`` team units under each (found by name, created when missing)."""
+
+    def children(parent: str) -> dict[str, str]:
+        return {
+            unit["Name"]: unit["Id"]
+            for page in organizations.get_paginator("list_organizational_units_for_parent").paginate(
+                ParentId=parent
+            )
+            for unit in page["OrganizationalUnits"]
+        }
+
+    leaves = []
+    top = children(root)
+    for name in TOP_UNITS:
+        if name not in top:
+            top[name] = organizations.create_organizational_unit(ParentId=root, Name=name)[
+                "OrganizationalUnit"
+            ]["Id"]
+        below = children(top[name])
+        for i in range(per_top):
+            team = f"{name.lower()}-team-{i:02d}"
+            if team not in below:
+                below[team] = organizations.create_organizational_unit(ParentId=top[name], Name=team)[
+                    "OrganizationalUnit"
+                ]["Id"]
+            leaves.append(below[team])
+    return leaves
+
+
+def _fill_account(account_id: str, pipelines: int, region: str) -> int:
+    """The account's provisioning and service roles and its pipelines; returns how many AWS writes it made."""
+    role_arn = f"arn:aws:iam::{account_id}:role/{PROVISIONING_ROLE}"
+    iam = client("iam", role_arn=role_arn, account_id=account_id)
+    writes = 0
+    service_role = f"arn:aws:iam::{account_id}:role/{SERVICE_ROLE}"
+    for name, trust in (
+        (PROVISIONING_ROLE, {"AWS": f"arn:aws:iam::{HUB_ACCOUNT}:root"}),
+        (SERVICE_ROLE, {"Service": "codepipeline.amazonaws.com"}),
+    ):
+        try:
+            iam.create_role(RoleName=name, AssumeRolePolicyDocument=_trust(trust))
+            writes += 1
+        except ClientError as exc:
+            if _code(exc) != "EntityAlreadyExists":
+                raise
+    codepipeline = client("codepipeline", region=region, role_arn=role_arn, account_id=account_id)
+    have = {
+        item["name"]
+        for page in codepipeline.get_paginator("list_pipelines").paginate()
+        for item in page["pipelines"]
+    }
+    for i in range(pipelines):
+        name = f"svc-{i:02d}-deploy"
+        if name in have:
+            continue
+        codepipeline.create_pipeline(
+            pipeline=_pipeline(name, service_role, f"artifacts-{account_id}"),
+            tags=[{"key": "team", "value": f"team-{i % 7}"}],
+        )
+        writes += 1
+    return writes
+
+
+def seed_aws(
+    *,
+    accounts: int,
+    pipelines_per_account: int,
+    units_per_top: int = 6,
+    ic_users: int = 300,
+    ic_groups: int = 30,
+    permission_sets: int = 10,
+    concurrency: int = 8,
+    region: str = "us-east-1",
+    log: Log = print,
+) -> dict[str, Any]:
+    """Build (or complete) the scale organization on the moto server; returns counts and seconds per step."""
+    if not endpoint_url():
+        raise RuntimeError("the scale world is seeded only into a moto server: set AWS_ENDPOINT_URL")
+    timings: dict[str, float] = {}
+    organizations = client("organizations")
+    started = time.perf_counter()
+    try:
+        organizations.describe_organization()
+    except ClientError as exc:
+        if _code(exc) != "AWSOrganizationsNotInUseException":
+            raise
+        organizations.create_organization(FeatureSet="ALL")
+    root = organizations.list_roots()["Roots"][0]["Id"]
+    leaves = _units(organizations, root, units_per_top)
+    timings["units"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    existing = {
+        item["Name"]: item["Id"]
+        for page in organizations.get_paginator("list_accounts").paginate()
+        for item in page["Accounts"]
+    }
+    wanted = [f"scale-{i:05d}-{ENVIRONMENTS[i % len(ENVIRONMENTS)]}" for i in range(accounts)]
+    missing = [(i, name) for i, name in enumerate(wanted) if name not in existing]
+
+    def create(item: tuple[int, str]) -> tuple[str, str]:
+        i, name = item
+        account_id = organizations.create_account(AccountName=name, Email=f"{name}@example.com")[
+            "CreateAccountStatus"
+        ]["AccountId"]
+        organizations.move_account(
+            AccountId=account_id, SourceParentId=root, DestinationParentId=leaves[i % len(leaves)]
+        )
+        return name, account_id
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for name, account_id in pool.map(create, missing):
+            existing[name] = account_id
+    timings["accounts"] = time.perf_counter() - started
+    log(
+        f"organization: {len(leaves)} team units, {len(missing)} accounts created ({timings['accounts']:.1f}s)"
+    )
+
+    started = time.perf_counter()
+    ids = [existing[name] for name in wanted]
+    done = 0
+    writes = 0
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for made in pool.map(lambda a: _fill_account(a, pipelines_per_account, region), ids):
+            writes += made
+            done += 1
+            if done % 250 == 0:
+                log(f"  {done} of {len(ids)} accounts filled ({time.perf_counter() - started:.0f}s)")
+    timings["pipelines"] = time.perf_counter() - started
+    log(f"accounts: {writes} roles and pipelines created ({timings['pipelines']:.1f}s)")
+
+    started = time.perf_counter()
+    ic = _identity_center(ic_users, ic_groups, permission_sets, region)
+    timings["identity_center"] = time.perf_counter() - started
+    return {
+        "accounts": len(ids),
+        "created_accounts": len(missing),
+        "aws_writes": writes,
+        **ic,
+        "seconds": timings,
+    }
+
+
+def _identity_center(users: int, groups: int, permission_sets: int, region: str) -> dict[str, int]:
+    sso = client("sso-admin", region=region)
+    instances = sso.list_instances()["Instances"]
+    if not instances:
+        raise RuntimeError("moto has no Identity Center instance")
+    instance, store = instances[0]["InstanceArn"], instances[0]["IdentityStoreId"]
+    identitystore = client("identitystore", region=region)
+    have_users = {
+        u["UserName"]: u["UserId"]
+        for page in identitystore.get_paginator("list_users").paginate(IdentityStoreId=store)
+        for u in page["Users"]
+    }
+    for i in range(users):
+        name = f"engineer{i:04d}"
+        if name not in have_users:
+            have_users[name] = identitystore.create_user(
+                IdentityStoreId=store,
+                UserName=name,
+                DisplayName=f"Engineer {i:04d}",
+                Name={"GivenName": "Engineer", "FamilyName": f"{i:04d}"},
+                Emails=[{"Value": f"{name}@example.com", "Primary": True}],
+            )["UserId"]
+    have_groups = {
+        g["DisplayName"]: g["GroupId"]
+        for page in identitystore.get_paginator("list_groups").paginate(IdentityStoreId=store)
+        for g in page["Groups"]
+    }
+    for i in range(groups):
+        name = f"team-{i:02d}"
+        if name not in have_groups:
+            group_id = identitystore.create_group(IdentityStoreId=store, DisplayName=name)["GroupId"]
+            for j in range(i, users, groups):
+                identitystore.create_group_membership(
+                    IdentityStoreId=store,
+                    GroupId=group_id,
+                    MemberId={"UserId": have_users[f"engineer{j:04d}"]},
+                )
+    have_sets = {
+        sso.describe_permission_set(InstanceArn=instance, PermissionSetArn=arn)["PermissionSet"]["Name"]
+        for page in sso.get_paginator("list_permission_sets").paginate(InstanceArn=instance)
+        for arn in page["PermissionSets"]
+    }
+    for i in range(permission_sets):
+        name = f"PipelineViewer{i:02d}"
+        if name not in have_sets:
+            arn = sso.create_permission_set(InstanceArn=instance, Name=name, SessionDuration="PT1H")[
+                "PermissionSet"
+            ]["PermissionSetArn"]
+            sso.attach_managed_policy_to_permission_set(
+                InstanceArn=instance,
+                PermissionSetArn=arn,
+                ManagedPolicyArn="arn:aws:iam::aws:policy/AWSCodePipeline_ReadOnlyAccess",
+            )
+    return {"ic_users": users, "ic_groups": groups, "permission_sets": permission_sets}
+
+
+# --- the database half ---
+
+# Of every 100 historical requests: most were approved long ago and their grants ended; a few are pending.
+CHUNK = 50_000
+STATUS_MIX = (("approved", 62), ("denied", 12), ("cancelled", 9), ("expired", 15), ("pending", 2))
+
+
+def _copy(cursor: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """``COPY table (columns) FROM STDIN`` in text format; returns the number of rows sent."""
+    sent = 0
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        buffer = io.StringIO()
+        for row in rows:
+            buffer.write("\t".join("\\N" if v is None else str(v) for v in row))
+            buffer.write("\n")
+            sent += 1
+            if sent % 20_000 == 0:
+                copy.write(buffer.getvalue())
+                buffer = io.StringIO()
+        copy.write(buffer.getvalue())
+    return sent
+
+
+def seed_people(*, requesters: int = 300, log: Log = print) -> dict[str, Any]:
+    """Portal users linked to the synced Identity Center users, approvers, and two rules over every account."""
+    from django.contrib.auth.models import Group, User
+
+    from accessrequests.models import ApprovalRule, AwsAccount, Environment, Principal, PrincipalKind
+
+    approvers = Group.objects.get_or_create(name="approvers")[0]
+    prod_approvers = Group.objects.get_or_create(name="production-approvers")[0]
+    requester_group = Group.objects.get_or_create(name="requesters")[0]
+    people = list(
+        Principal.objects.filter(kind=PrincipalKind.IC_USER, present=True).order_by("name")[:requesters]
+    )
+    if not people:
+        raise RuntimeError("no Identity Center users in the catalog: run the catalog sync first")
+    for principal in people:
+        user, created = User.objects.get_or_create(
+            username=principal.name, defaults={"email": principal.email}
+        )
+        if created:
+            user.set_password(principal.name)
+            user.save(update_fields=["password"])
+            user.groups.add(requester_group)
+            principal.users.add(user)
+    for name, group in (("scale-approver", approvers), ("scale-prod-approver", prod_approvers)):
+        user, created = User.objects.get_or_create(username=name)
+        if created:
+            user.set_password(name)
+            user.save(update_fields=["password"])
+            user.groups.add(group)
+    production = ApprovalRule.objects.get_or_create(
+        name="Production (scale)", defaults={"priority": 10, "approvals_required": 1, "max_duration_hours": 8}
+    )[0]
+    production.approver_groups.add(prod_approvers)
+    production.accounts.set(AwsAccount.objects.filter(environment=Environment.PRODUCTION))
+    everything = ApprovalRule.objects.get_or_create(
+        name="Everything else (scale)", defaults={"priority": 900, "max_duration_hours": 24}
+    )[0]
+    everything.approver_groups.add(approvers)
+    log(f"people: {len(people)} requesters linked to Identity Center users, 2 approvers, 2 rules")
+    return {"requesters": len(people), "rules": {"production": production.pk, "everything": everything.pk}}
+
+
+def seed_requests(*, total: int, seed: int = 13, log: Log = print) -> dict[str, Any]:
+    """Top the request table up to ``total`` rows of scale history (PostgreSQL ``COPY``); idempotent."""
+    from django.contrib.auth.models import User
+    from django.db import connection
+
+    from accessrequests.models import AccessRequest, ApprovalRule, Pipeline, Principal
+
+    if connection.vendor != "postgresql":
+        raise RuntimeError("seed_requests writes with COPY: PostgreSQL only")
+    have = AccessRequest.objects.count()
+    need = total - have
+    if need <= 0:
+        log(f"requests: {have:,} already (wanted {total:,})")
+        return {"requests": have, "created": 0}
+    rng = random.Random(seed + have)  # noqa: S311 - sample data, not secrets
+    people = list(
+        Principal.objects.filter(users__isnull=False, users__username__startswith="engineer")
+        .values_list("pk", "users__pk")
+        .order_by("pk")
+    )
+    pipelines = list(
+        Pipeline.objects.filter(present=True, account__present=True).values_list(
+            "pk", "account_id", "arn", "account__environment"
+        )
+    )
+    rules = {r.name: r.pk for r in ApprovalRule.objects.filter(name__endswith="(scale)")}
+    approver = User.objects.get(username="scale-approver").pk
+    prod_approver = User.objects.get(username="scale-prod-approver").pk
+    if not people or not pipelines or len(rules) != 2:
+        raise RuntimeError("seed the people (seed_people) over a synced catalog first")
+    statuses = [status for status, weight in STATUS_MIX for _ in range(weight)]
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(max(id), 0) FROM accessrequests_accessrequest")
+        first_id = cursor.fetchone()[0] + 1
+        sent = decided_count = granted = 0
+        for chunk in range(0, need, CHUNK):
+            rows: list[tuple[Any, ...]] = []
+            links: list[tuple[int, int]] = []
+            decisions: list[tuple[Any, ...]] = []
+            grants: list[tuple[Any, ...]] = []
+            for n in range(chunk, min(need, chunk + CHUNK)):
+                request_id = first_id + n
+                principal_id, user_id = people[rng.randrange(len(people))]
+                pipeline_id, account_id, arn, environment = pipelines[rng.randrange(len(pipelines))]
+                production = environment == "production"
+                status = statuses[rng.randrange(len(statuses))]
+                # Spread over two years, newest last; pending ones are recent (they expire after three days).
+                age = (
+                    timedelta(hours=rng.randrange(1, 60))
+                    if status == "pending"
+                    else timedelta(minutes=rng.randrange(60 * 24 * 730))
+                )
+                created = now - age
+                decided = None if status == "pending" else created + timedelta(minutes=rng.randrange(5, 600))
+                statement = json.dumps(
+                    [{"Effect": "Allow", "Action": ["codepipeline:GetPipeline"], "Resource": [arn]}],
+                    separators=(",", ":"),
+                )
+                rows.append(
+                    (
+                        request_id, user_id, principal_id, "f", "pipeline", account_id, "viewer", "[]", "", "",
+                        statement, f"{SCALE_JUSTIFICATION} #{request_id}", "", created.isoformat(), 4,
+                        (created + timedelta(hours=4)).isoformat(), "identity_center", "form", "",
+                        rules["Production (scale)" if production else "Everything else (scale)"], 1, status,
+                        created.isoformat(), decided.isoformat() if decided else None, "", "", "",
+                    )
+                )  # fmt: skip
+                links.append((request_id, pipeline_id))
+                if status in ("approved", "denied"):
+                    decisions.append(
+                        (
+                            request_id, prod_approver if production else approver,
+                            "approve" if status == "approved" else "deny",
+                            "" if status == "approved" else "not now", decided.isoformat(), "",  # type: ignore[union-attr]
+                        )
+                    )  # fmt: skip
+                if status == "approved":
+                    assert decided is not None
+                    expires = decided + timedelta(hours=4)
+                    live = expires > now
+                    grants.append(
+                        (
+                            request_id, principal_id, account_id, "identity_center", statement,
+                            "active" if live else "expired", "" if live else "expired", 1, "", "[]", "{}",
+                            decided.isoformat(), expires.isoformat(), decided.isoformat(),
+                            None if live else expires.isoformat(), decided.isoformat(), decided.isoformat(),
+                        )
+                    )  # fmt: skip
+            sent += _copy(
+                cursor,
+                "accessrequests_accessrequest",
+                [
+                    "id", "requester_id", "principal_id", "on_behalf", "kind", "account_id", "level", "actions",
+                    "stage", "action_name", "statements", "justification", "ticket", "starts_at", "duration_hours",
+                    "ends_at", "delivery", "source", "pasted_text", "rule_id", "approvals_required", "status",
+                    "created_at", "decided_at", "trusted_account_id", "trusted_principal_arn", "external_id",
+                ],
+                rows,
+            )  # fmt: skip
+            _copy(
+                cursor, "accessrequests_accessrequest_pipelines", ["accessrequest_id", "pipeline_id"], links
+            )
+            _copy(
+                cursor,
+                "accessrequests_decision",
+                ["request_id", "reviewer_id", "outcome", "comment", "created_at", "void_reason"],
+                decisions,
+            )
+            _copy(
+                cursor,
+                "accessrequests_grant",
+                [
+                    "request_id", "principal_id", "account_id", "delivery", "statements", "status", "ending",
+                    "attempts", "last_error", "aws_request_ids", "details", "starts_at", "expires_at",
+                    "applied_at", "revoked_at", "created_at", "updated_at",
+                ],
+                grants,
+            )  # fmt: skip
+            decided_count += len(decisions)
+            granted += len(grants)
+            log(f"  {sent:,} of {need:,} requests written ({time.perf_counter() - started:.0f}s)")
+        for table in ("accessrequests_accessrequest", "accessrequests_grant", "accessrequests_decision"):
+            cursor.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"  # noqa: S608 - constant names
+            )
+        cursor.execute("ANALYZE")
+    seconds = time.perf_counter() - started
+    log(
+        f"requests: {sent:,} created ({decided_count:,} decisions, {granted:,} grants) in {seconds:.0f}s; "
+        f"{have + sent:,} in all"
+    )
+    return {
+        "requests": have + sent,
+        "created": sent,
+        "decisions": decided_count,
+        "grants": granted,
+        "seconds": seconds,
+    }
