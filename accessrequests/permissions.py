@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from accessrequests import recipients, roles
@@ -89,6 +90,30 @@ def file_problem(user, *, principal: Principal) -> str | None:
     return (
         f"{principal} is not linked to you, so you cannot ask for access for it. "
         "Ask a Gatehouse admin to link it to your account, or to file the request for you."
+    )
+
+
+def account_problem(user, account) -> str | None:
+    """Whether ``user`` may ask for access in ``account``: Gatehouse provisions into it (enabled, still in the
+    organization) and a principal they may file for can receive access there (an IAM principal in its own
+    account, an Identity Center user or group in any). Admins file on anyone's behalf, so in any such account.
+    ``selectors.requestable_accounts`` is the same rule as a query, for the pickers."""
+    problem = _writer_problem(user)
+    if problem:
+        return problem
+    if not account.enabled or not account.present:
+        return f"Gatehouse does not provision into account {account.account_id}; choose another."
+    if roles.is_admin(user):
+        return None
+    if (
+        Principal.objects.filter(users=user, present=True)
+        .filter(Q(account=account) | Q(account__isnull=True))
+        .exists()
+    ):
+        return None
+    return (
+        f"None of your principals can receive access in account {account.account_id}. Ask a Gatehouse admin to "
+        "link your Identity Center user (it works in every account) or an IAM principal of that account."
     )
 
 

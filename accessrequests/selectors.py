@@ -12,8 +12,10 @@ from accessrequests.models import (
     AccessRequest,
     AuditEvent,
     AuditIntegrity,
+    AwsAccount,
     Decision,
     Grant,
+    OrganizationalUnit,
     Principal,
     RequestBatch,
     RequestStatus,
@@ -128,6 +130,36 @@ def review_queue(user, *, account: str | None = None, kind: str | None = None) -
     if kind:
         qs = qs.filter(kind=kind)
     return with_decisions(_with_related(qs)).order_by("created_at", "id")
+
+
+def requestable_accounts(user) -> QuerySet[AwsAccount]:
+    """Accounts ``user`` may ask for access in (``permissions.account_problem`` as a query): enabled, still in
+    the organization, and reached by one of their principals (an Identity Center one reaches every account)."""
+    accounts = AwsAccount.objects.filter(enabled=True, present=True)
+    if not user.is_authenticated or roles.is_auditor(user):
+        return accounts.none()
+    if roles.is_admin(user):
+        return accounts
+    mine = Principal.objects.filter(users=user, present=True)
+    if mine.filter(account__isnull=True).exists():
+        return accounts
+    return accounts.filter(pk__in=list(mine.values_list("account_id", flat=True)))
+
+
+def reviewable_accounts(user) -> QuerySet[AwsAccount]:
+    """Accounts whose requests ``user``'s approval rules cover (a rule naming no account covers every one)."""
+    rules = rules_for_approver(user)
+    accounts = AwsAccount.objects.all()
+    if not rules.exists():
+        return accounts.none()
+    if rules.filter(accounts__isnull=True).exists():
+        return accounts
+    return accounts.filter(rules__in=rules).distinct()
+
+
+def units_under(unit: OrganizationalUnit) -> Q:
+    """Accounts in ``unit`` or any unit below it (by path, one index-friendly prefix test)."""
+    return Q(ou=unit) | Q(ou__path__startswith=f"{unit.path} / ")
 
 
 HOME_ROWS = 10

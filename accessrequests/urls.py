@@ -1,7 +1,18 @@
 from django.urls import path
 
 import accessrequests.ids  # noqa: F401  (registers the <id:...> path converter)
-from accessrequests.views import audit, batches, dashboard, grants, home, requests, review, slack, tokens
+from accessrequests.views import (
+    audit,
+    batches,
+    catalog,
+    dashboard,
+    grants,
+    home,
+    requests,
+    review,
+    slack,
+    tokens,
+)
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -11,6 +22,7 @@ urlpatterns = [
     path("requests/<id:pk>/", requests.request_detail, name="request_detail"),
     path("requests/<id:pk>/cancel/", requests.cancel_request, name="cancel_request"),
     path("requests/batch/<id:pk>/", batches.batch_detail, name="batch_detail"),
+    path("catalog/search/", catalog.catalog_search, name="catalog_search"),
     path("review/", review.queue, name="queue"),
     path("continue/", review.continue_after_mfa, name="continue_after_mfa"),
     path("review/<id:pk>/", review.review, name="review"),

@@ -124,6 +124,10 @@ def _check_shape(draft: RequestDraft) -> None:
         raise RequestError("Choose what kind of access you need.")
     if not draft.account.enabled:
         raise RequestError(f"Account {draft.account} is not enabled in Gatehouse.")
+    if not draft.account.present:
+        raise RequestError(
+            f"Account {draft.account} is no longer in the organization; access there cannot be asked for."
+        )
     is_ic = draft.principal.kind in (PrincipalKind.IC_USER, PrincipalKind.IC_GROUP)
     if draft.kind == RequestKind.PERMISSION_SET:
         if not is_ic:
@@ -372,6 +376,7 @@ def request_submit(*, requester, draft: RequestDraft, http_request=None, batch=N
     if draft.extends is not None:
         permissions.check(permissions.extend_problem(requester, draft.extends))
     prepare(draft)
+    permissions.check(permissions.account_problem(requester, draft.account))
     duplicates = find_duplicates(requester, draft)
     if duplicates:
         raise RequestError(duplicates[0].message)
