@@ -252,8 +252,16 @@ def access_report(
             | Q(request__trusted_account_id=principal)
         )
     return (
-        qs.select_related("principal", "account", "request", "request__requester", "request__pass_role")
-        .prefetch_related("request__pipelines", "request__decisions__reviewer")
+        qs.select_related(
+            "principal",
+            "account",
+            "request",
+            "request__requester",
+            "request__pass_role",
+            "request__principal",
+        )
+        # The recipients of each grant: its request's principal and, for a group, the members (no query per row).
+        .prefetch_related("request__pipelines", "request__decisions__reviewer", "request__principal__members")
         .order_by("applied_at", "id")
     )
 
