@@ -76,7 +76,9 @@
       if (input.hasAttribute("data-submit") && input.form) { input.form.submit(); }
     }
 
-    function show(answer) {
+    function show(answer, searched) {
+      // A newer answer keeps the option the keyboard is on, if it is still there.
+      var keep = active >= 0 && items[active] ? items[active].value : null;
       items = answer.results || [];
       list.innerHTML = "";
       items.forEach(function (item, i) {
@@ -106,15 +108,18 @@
       list.hidden = false;
       input.setAttribute("aria-expanded", "true");
       status.textContent = items.length + (answer.next ? "+" : "") + " results";
+      input.setAttribute("data-searched", searched);
       active = -1;
+      items.forEach(function (item, i) { if (item.value === keep) { mark(i); } });
     }
 
     function search() {
       var mine = ++asked;
-      var params = new URLSearchParams({ kind: kind, scope: scope, q: term().trim(), format: "json" });
+      var searched = term().trim();
+      var params = new URLSearchParams({ kind: kind, scope: scope, q: searched, format: "json" });
       fetch("/catalog/search/?" + params.toString(), { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (response) { return response.json(); })
-        .then(function (answer) { if (mine === asked && document.activeElement === input) { show(answer); } })
+        .then(function (answer) { if (mine === asked && document.activeElement === input) { show(answer, searched); } })
         .catch(function () { close(); });
     }
 
