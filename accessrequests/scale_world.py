@@ -116,10 +116,10 @@ def _units(organizations: Any, root: str, per_top: int) -> list[str]:
 def _in_account(service: str, account_id: str, region: str | None = None) -> Any:
     """A client whose calls moto files under ``account_id``, named in moto's ``x-moto-account-id`` header.
 
-    Seeding only, and only against moto. The portal itself reaches an account the production way (STS
-    AssumeRole, then the temporary key), and moto resolves such a key by scanning every account's IAM backend
-    (``moto.iam.models.get_account_id_from``): each call costs time in proportion to the number of accounts, which
-    made filling the 1,750th account 3-4 times slower than the first. The header skips that scan.
+    Seeding only, and only against moto: it saves the AssumeRole per account and moto's search for the account
+    of an assumed-role key (``moto.iam.models.get_account_id_from`` scans every account; measured at 3,000
+    accounts it costs little: 4.4 ms against 4.1 ms per call). The portal itself always reaches an account the
+    production way (STS AssumeRole, then the temporary key).
     """
     made = client(service, region=region)
 

@@ -41,34 +41,9 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, override_settings, setup_test_environment  # noqa: E402
 
 
-def name_accounts_for_moto() -> None:
-    """Send moto's ``x-moto-account-id`` header with every call the portal makes (bench only, moto only).
-
-    moto resolves the account of a request's access key by scanning every account's IAM backend
-    (``moto.iam.models.get_account_id_from``), so against a moto holding 3,000 accounts each call costs time in
-    proportion to the accounts: an artefact of the stand-in, not of AWS. The header names the account (the one
-    whose role the portal assumed for that key, else the hub's) and skips the scan; the portal's own path
-    (AssumeRole per account, cached credentials, the same calls) is unchanged. ``--moto-scan`` measures without it.
-    """
-    from accessrequests.aws import client as factory
-
-    factory._new_client("sts", region_name="us-east-1")  # makes the shared session
-
-    def name_account(request, request_signer=None, **_):
-        key = request_signer._credentials.access_key if request_signer is not None else ""
-        with factory._credentials_lock:
-            by_key = {
-                c.access_key_id: factory.account_of(role)
-                for (_, role), c in factory._credentials_cache.items()
-            }
-        request.headers["x-moto-account-id"] = by_key.get(key, "123456789012")
-
-    assert factory._session is not None
-    factory._session.events.register("before-sign", name_account)
-
-
 def probe_moto_scan(calls: int = 40) -> None:
-    """How long one ListPipelines takes in a member account with and without the header."""
+    """How long one ListPipelines takes in a member account with moto's ``x-moto-account-id`` header and without
+    it (the portal's way: an assumed-role key, whose account moto finds by scanning every account it holds)."""
     from accessrequests.aws.client import client
 
     listed = client("organizations").list_accounts(MaxResults=5)["Accounts"]
@@ -232,7 +207,6 @@ def main() -> None:
     parser.add_argument("--pages", action="store_true", help="time the busy pages")
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--probe", action="store_true", help="time one moto call with and without the header")
-    parser.add_argument("--moto-scan", action="store_true", help="no x-moto-account-id header (moto scans)")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         raise SystemExit("bench/scale.py needs the PostgreSQL scale database (DATABASE_URL)")
@@ -240,8 +214,6 @@ def main() -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     if args.sync or args.probe:
         probe_moto_scan()
-    if not args.moto_scan:
-        name_accounts_for_moto()
     if args.sync:
         sync_bench(args.change_percent)
     if args.pages:
