@@ -1,18 +1,22 @@
-"""Catalog sync: make the portal's catalog match what AWS says exists.
+"""Catalog sync: make the portal's catalog match what AWS says exists, at the size of an organization.
 
-Two phases, on purpose:
+Three steps (``catalog_sync``), each account written on its own:
 
-1. **Read** every listing from AWS (accounts, then per enabled account its pipelines in each region of
-   ``GATEHOUSE_REGIONS``, roles, IAM users and groups; then Identity Center) with no database transaction
-   open. A sync of many accounts takes seconds to minutes of network calls; holding a write transaction that
-   long would stall the web process and the worker (SQLite's IMMEDIATE transactions admit one writer).
-2. **Write** everything in one short transaction, together with the ``catalog.synced`` audit event, so the
-   trail describes exactly the change that was committed.
+1. **Organization**: walk the roots and units once (each account with its unit), write units and accounts
+   (joined, left, moved) in one short transaction, and plan which accounts to list: all of them (``full``), or
+   (``incremental``, what beat runs) only those new, changed in Organizations, failed last time or overdue.
+2. **Accounts**: list each planned account's pipelines (in each region of ``GATEHOUSE_REGIONS``), roles, IAM users
+   and groups, ``GATEHOUSE_CATALOG_CONCURRENCY`` accounts at a time with no transaction open (network calls take
+   seconds; SQLite admits one writer), and write each account in its own short transaction as it arrives, with
+   its ``last_synced_at`` and the run's progress. A sync killed here is resumed by the next one from the
+   ``CatalogSyncRun`` row: only the planned accounts not yet written are listed.
+3. **Identity Center**, then the ``catalog.synced`` audit event with the counts.
 
-Rules the write phase keeps:
+Rules the writes keep:
 
 - Rows are never deleted (requests and grants reference them); a row the sync no longer sees gets
-  ``present=False``, and comes back to ``present=True`` if AWS shows it again.
+  ``present=False``, and comes back to ``present=True`` if AWS shows it again. An account that left the
+  Organization is kept (its grants still need revoking) and is no longer requestable.
 - "No longer seen" is only said about what was actually read: when an account (or one region of it, or
   Identity Center) cannot be read, its rows are left as they are and the failure is reported in ``errors``.
 - Admin edits win: an existing account keeps its name, environment and enabled flag; a role an admin marked
