@@ -521,7 +521,16 @@ def _write_units(tree: aws_catalog.OrgTree, now: Any) -> dict[str, int]:
     return counts
 
 
-def _plan(tree: aws_catalog.OrgTree, mode: str, now: Any) -> tuple[list[str], dict[str, Any]]:
+def _new_account_tags(tree: aws_catalog.OrgTree) -> dict[str, dict[str, str]]:
+    """Tags of the accounts the catalog does not know yet (their environment guess), read before any
+    transaction opens: Organizations answers about one tag request a second."""
+    known = set(AwsAccount.objects.values_list("account_id", flat=True))
+    return {item.id: aws_catalog.account_tags(item.id) for item in tree.accounts if item.id not in known}
+
+
+def _plan(
+    tree: aws_catalog.OrgTree, mode: str, now: Any, tags: Mapping[str, Mapping[str, str]]
+) -> tuple[list[str], dict[str, Any]]:
     """Write the organization (units, accounts joining, leaving, moving) and say which accounts to list.
 
     Full: every enabled account in the organization. Incremental: accounts new to the catalog, changed in
@@ -542,7 +551,7 @@ def _plan(tree: aws_catalog.OrgTree, mode: str, now: Any) -> tuple[list[str], di
             account = AwsAccount(
                 account_id=item.id,
                 name=item.name[:100],
-                environment=environment_for(item.name, aws_catalog.account_tags(item.id)),
+                environment=environment_for(item.name, tags.get(item.id, {})),
                 # A suspended account cannot be provisioned into; an admin enables it when it is back.
                 enabled=item.status == "ACTIVE",
                 ou_id=ou_id,
@@ -680,11 +689,12 @@ def _run(
     errors: list[str] = list(run.errors or [])
     if not resumed or run.phase == "organization":
         tree = aws_catalog.organization_tree()
+        tags = _new_account_tags(tree)
         now = timezone.now()
         with transaction.atomic():
             _sync_lock()
             result["organizational_units"] = _write_units(tree, now)
-            pending, result["accounts"] = _plan(tree, run.mode, now)
+            pending, result["accounts"] = _plan(tree, run.mode, now, tags)
             _beat(
                 run,
                 phase="accounts",
