@@ -303,3 +303,24 @@ def test_a_unit_too_large_for_one_request_is_refused_whole(org):
             requester=org.ic_person, draft=_ic_draft(org), accounts=[org.account], unit=org.units["dev"]
         )
     assert not AccessRequest.objects.exists()
+
+
+def test_the_services_refuse_an_account_that_left_or_that_the_requester_cannot_reach(org):
+    from accessrequests import permissions
+    from accessrequests.selectors import requestable_accounts
+
+    make_pipeline(org.gone, "my-pipeline")
+    AwsAccount.objects.filter(pk=org.gone.pk).update(present=False)
+    org.gone.refresh_from_db()
+    with pytest.raises(RequestError, match="no longer in the organization"):
+        org.submit(requester=org.ic_person, principal=org.ic_principal, account=org.gone, pipelines=[])
+    draft = _ic_draft(org)
+    draft.pipelines = [org.pipeline]
+    make_pipeline(org.payments, "my-pipeline")
+    with pytest.raises(permissions.NotAllowed, match="None of your principals"):
+        batch_submit(requester=org.requester, draft=draft, accounts=[org.account, org.payments])
+    # The pickers' query and the services' rule agree, account by account.
+    for user in (org.requester, org.ic_person, org.approver):
+        offered = set(requestable_accounts(user))
+        for account in AwsAccount.objects.all():
+            assert (account in offered) == (permissions.account_problem(user, account) is None)
