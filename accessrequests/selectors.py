@@ -113,14 +113,26 @@ def review_queue(user, *, account: str | None = None, kind: str | None = None) -
     # cross-account roles that would trust one of their principals (permissions.decide_problem says the rest).
     linked_arns = list(Principal.objects.filter(pk__in=linked).values_list("external_id", flat=True))
     groups = list(Principal.objects.filter(members__in=linked).values_list("pk", flat=True))
-    decided = list(
-        Decision.objects.filter(reviewer=user, request__status=RequestStatus.PENDING).values_list(
-            "request_id", flat=True
+    pending = AccessRequest.objects.filter(status=RequestStatus.PENDING, rule_id__in=rule_ids)
+    # A decision on a request still pending was made after that request was filed, so only the reviewer's
+    # decisions since the oldest pending request can matter: at a million requests a long-serving reviewer has
+    # hundreds of thousands of decisions, and joining them all to find the pending ones took 132 ms.
+    # Its own query, not a subquery: given the time itself, PostgreSQL plans a range scan of the reviewer's
+    # recent decisions; given a subquery it guessed a third of them and joined every pending request (86 ms).
+    oldest = pending.order_by("created_at").values_list("created_at", flat=True).first()
+    decided = (
+        list(
+            Decision.objects.filter(
+                reviewer=user, created_at__gte=oldest, request__status=RequestStatus.PENDING
+            )
+            .order_by()
+            .values_list("request_id", flat=True)
         )
+        if oldest is not None
+        else []
     )
     qs = (
-        AccessRequest.objects.filter(status=RequestStatus.PENDING, rule_id__in=rule_ids)
-        .exclude(requester=user)
+        pending.exclude(requester=user)
         .exclude(principal_id__in=linked + groups)
         .exclude(trusted_principal_arn__in=linked_arns)
         .exclude(pk__in=decided)
