@@ -27,6 +27,7 @@ from accessrequests.models import (
 from accessrequests.services.requests import RequestDraft, check_extendable, extension_fields
 
 MAX_DURATION_HOURS = 24 * 365
+PIPELINE_CHECKBOXES = 40  # beyond this many pipelines in an account the form offers a search instead
 
 
 class PrincipalChoiceField(IdChoiceField):
@@ -102,6 +103,13 @@ class RequestForm(forms.Form):
         required=False,
         widget=forms.CheckboxSelectMultiple,
         error_messages={"invalid_choice": _GONE},
+    )
+    pipeline_names = forms.CharField(
+        required=False,
+        max_length=4000,
+        label="Pipelines",
+        help_text="Their names, separated by spaces or commas (type to search this account's pipelines).",
+        widget=forms.TextInput(attrs=picker_attrs("pipeline", "Pipeline names", **{"data-multiple": "1"})),
     )
     level = forms.ChoiceField(
         choices=[("", "—"), *AccessLevel.choices],
@@ -231,6 +239,15 @@ class RequestForm(forms.Form):
             field = self.fields[name]
             assert isinstance(field, forms.ModelChoiceField)
             field.queryset = queryset
+        # An account with more pipelines than fit as checkboxes gets a picker of names instead (the search
+        # endpoint, scoped to the account); the checkboxes stay for the usual handful.
+        self.many_pipelines = (
+            chosen is not None
+            and len(querysets["pipelines"].values_list("pk", flat=True)[: PIPELINE_CHECKBOXES + 1])
+            > PIPELINE_CHECKBOXES
+        )
+        if chosen is not None:
+            self.fields["pipeline_names"].widget.attrs["data-account"] = chosen.account_id
 
     def clean_extends(self) -> Grant | None:
         pk = self.cleaned_data.get("extends")
@@ -283,6 +300,27 @@ class RequestForm(forms.Form):
             )
         return unit
 
+    def clean_pipeline_names(self) -> list[Pipeline]:
+        """Pipelines named (or picked: the picker fills in names) in the chosen account, in the order given."""
+        names = list(
+            dict.fromkeys(n for n in re.split(r"[\s,]+", self.cleaned_data.get("pipeline_names") or "") if n)
+        )
+        if not names or self.chosen_account is None:
+            return []
+        if len(names) > 100:
+            raise forms.ValidationError("Name at most 100 pipelines.")
+        field = self.fields["pipelines"]
+        assert isinstance(field, forms.ModelChoiceField) and field.queryset is not None
+        found: dict[str, Pipeline] = {}
+        for pipeline in field.queryset.filter(name__in=names):
+            found.setdefault(pipeline.name, pipeline)
+        unknown = [n for n in names if n not in found]
+        if unknown:
+            raise forms.ValidationError(
+                f"Account {self.chosen_account.account_id} has no pipeline {', '.join(u[:100] for u in unknown[:5])}."
+            )
+        return [found[n] for n in names]
+
     def clean_actions(self) -> list[str]:
         return [a for a in re.split(r"[\s,]+", self.cleaned_data.get("actions") or "") if a]
 
@@ -302,7 +340,7 @@ class RequestForm(forms.Form):
             principal=d["principal"],
             kind=d["kind"],
             account=d["account"],
-            pipelines=list(d.get("pipelines") or []),
+            pipelines=list(dict.fromkeys([*(d.get("pipelines") or []), *(d.get("pipeline_names") or [])])),
             level=d.get("level") or "",
             actions=d.get("actions") or [],
             stage=d.get("stage") or "",

@@ -68,3 +68,22 @@ def test_the_plain_search_page_and_the_queue_filter(page, width):
     page.keyboard.press("Enter")
     page.wait_for_url("**/review/?account=210000000007*")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def test_many_pipelines_are_picked_by_name_with_the_keyboard(page):
+    from accessrequests import forms as request_forms
+    from tests.factories import make_pipeline
+
+    world = _org()
+    for i in range(request_forms.PIPELINE_CHECKBOXES + 1):
+        make_pipeline(world.account, f"bulk-{i:03d}")
+    page.set_viewport_size({"width": 390, "height": 900})
+    sign_in(page, "requester")
+    page.goto(f"/requests/new/?account={world.account.account_id}")
+    page.fill("input[name=pipeline_names]", "bulk-04")
+    page.wait_for_selector("input[name=pipeline_names][data-searched=bulk-04]")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    assert page.input_value("input[name=pipeline_names]").strip() == "bulk-040"
+    screenshot(page, "picker-pipelines-390")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390

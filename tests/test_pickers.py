@@ -324,3 +324,26 @@ def test_the_services_refuse_an_account_that_left_or_that_the_requester_cannot_r
         offered = set(requestable_accounts(user))
         for account in AwsAccount.objects.all():
             assert (account in offered) == (permissions.account_problem(user, account) is None)
+
+
+def test_an_account_with_many_pipelines_offers_a_search_by_name_instead_of_checkboxes(client, org, settings):
+    from accessrequests import forms as request_forms
+
+    for i in range(request_forms.PIPELINE_CHECKBOXES + 1):
+        make_pipeline(org.account, f"bulk-{i:03d}")
+    client.force_login(org.requester)
+    page = client.get(reverse("new_request"), {"account": org.account.account_id}).content.decode()
+    assert 'name="pipeline_names"' in page and 'data-account="123456789012"' in page
+    assert 'name="pipelines"' not in page and 'data-testid="find-pipeline"' in page
+    found = search(client, kind="pipeline", account="123456789012", q="bulk-04").json()["results"]
+    assert [p["label"] for p in found] == ["bulk-040"]
+
+    preview = client.post(
+        reverse("new_request"),
+        _form(org, pipelines=[], pipeline_names="bulk-001, bulk-040", intent="preview"),
+    )
+    body = preview.content.decode()
+    assert preview.status_code == 200, body[:2000]
+    assert ":bulk-001" in body and ":bulk-040" in body
+    wrong = client.post(reverse("new_request"), _form(org, pipelines=[], pipeline_names="bulk-001 nope"))
+    assert wrong.status_code == 400 and "Account 123456789012 has no pipeline nope." in wrong.content.decode()

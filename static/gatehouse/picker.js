@@ -62,13 +62,14 @@
     function choose(index) {
       var item = items[index];
       if (!item) { return; }
+      var value = kind === "pipeline" ? item.label : item.value;
       if (multiple) {
         var parts = input.value.split(/[\s,]+/).filter(Boolean);
         parts.pop();
-        if (parts.indexOf(item.value) === -1) { parts.push(item.value); }
+        if (parts.indexOf(value) === -1) { parts.push(value); }
         input.value = parts.join(" ") + " ";
       } else {
-        input.value = item.value;
+        input.value = value;
       }
       close();
       status.textContent = item.label + " chosen";
@@ -117,6 +118,7 @@
       var mine = ++asked;
       var searched = term().trim();
       var params = new URLSearchParams({ kind: kind, scope: scope, q: searched, format: "json" });
+      if (input.getAttribute("data-account")) { params.set("account", input.getAttribute("data-account")); }
       fetch("/catalog/search/?" + params.toString(), { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (response) { return response.json(); })
         .then(function (answer) { if (mine === asked && document.activeElement === input) { show(answer, searched); } })
