@@ -17,7 +17,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accessrequests import scale_world
+from accessrequests import scale_history, scale_world
 from accessrequests.services.catalog import FULL, catalog_sync, summary_lines
 
 
@@ -55,8 +55,8 @@ class Command(BaseCommand):
                     log(line)
                 log(f"catalog sync (full): {time.perf_counter() - started:.1f}s")
             if options["requests"]:
-                scale_world.seed_people(requesters=options["ic_users"], log=log)
-                scale_world.seed_requests(total=options["requests"], log=log)
+                scale_history.seed_people(requesters=options["ic_users"], log=log)
+                scale_history.seed_requests(total=options["requests"], log=log)
         except RuntimeError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(self.style.SUCCESS("scale world ready"))
