@@ -40,7 +40,7 @@ def reconcile_principal(principal_id: int, account_id: int) -> dict:
 def sync_catalog() -> dict:
     """Read what changed in the AWS catalog into the database (beat, every 15 minutes; idempotent; resumes a
     crashed run)."""
-    from accessrequests.services.catalog import INCREMENTAL, catalog_sync
+    from accessrequests.services.catalog_sync import INCREMENTAL, catalog_sync
 
     return catalog_sync(mode=INCREMENTAL)
 

@@ -68,7 +68,7 @@ def sync_bench(change_percent: float) -> None:
     from accessrequests import scale_world
     from accessrequests.aws.client import client
     from accessrequests.models import AwsAccount, CatalogSyncRun
-    from accessrequests.services.catalog import FULL, INCREMENTAL, catalog_sync
+    from accessrequests.services.catalog_sync import FULL, INCREMENTAL, catalog_sync
 
     print(f"concurrency {settings.GATEHOUSE_CATALOG_CONCURRENCY}, regions {settings.GATEHOUSE_REGIONS}")
     started = time.perf_counter()

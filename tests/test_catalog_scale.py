@@ -21,7 +21,7 @@ from accessrequests.models import (
     Grant,
     OrganizationalUnit,
 )
-from accessrequests.services.catalog import FULL, INCREMENTAL, catalog_sync
+from accessrequests.services.catalog_sync import FULL, INCREMENTAL, catalog_sync
 from tests.aws_counter import CountingProxy
 from tests.conftest import make_user, sign_in_with_mfa
 

@@ -22,7 +22,8 @@ from accessrequests.models import (
     Principal,
     PrincipalKind,
 )
-from accessrequests.services.catalog import catalog_sync, environment_for
+from accessrequests.services.catalog import environment_for
+from accessrequests.services.catalog_sync import catalog_sync
 
 pytestmark = [pytest.mark.moto, pytest.mark.django_db]
 

@@ -18,7 +18,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from accessrequests import scale_history, scale_world
-from accessrequests.services.catalog import FULL, catalog_sync, summary_lines
+from accessrequests.services.catalog import summary_lines
+from accessrequests.services.catalog_sync import FULL, catalog_sync
 
 
 class Command(BaseCommand):

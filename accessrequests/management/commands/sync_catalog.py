@@ -11,7 +11,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from accessrequests.models import CatalogSyncRun
-from accessrequests.services.catalog import FULL, INCREMENTAL, catalog_sync, summary_lines
+from accessrequests.services.catalog import summary_lines
+from accessrequests.services.catalog_sync import FULL, INCREMENTAL, catalog_sync
 
 
 class Command(BaseCommand):
