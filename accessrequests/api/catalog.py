@@ -47,7 +47,9 @@ PipelinesView = _catalog_view(
     "pipelines",
 )
 RolesView = _catalog_view(
-    lambda: PassableRole.objects.filter(present=True, account__present=True).select_related("account").order_by("arn"),
+    lambda: PassableRole.objects.filter(present=True, account__present=True)
+    .select_related("account")
+    .order_by("arn"),
     s.RoleOut,
     "roles",
 )
