@@ -112,10 +112,12 @@ def _in_account(service: str, account_id: str, region: str | None = None) -> Any
     """A client whose calls moto files under ``account_id``, named in moto's ``x-moto-account-id`` header.
 
     Seeding only, and only against moto: it saves the AssumeRole per account and moto's search for the account
-    of an assumed-role key (``moto.iam.models.get_account_id_from`` scans every account; measured at 3,000
-    accounts it costs little: 4.4 ms against 4.1 ms per call). The portal itself always reaches an account the
-    production way (STS AssumeRole, then the temporary key).
+    of an assumed-role key (``moto.iam.models.get_account_id_from`` scans every account; at 3,000 accounts three
+    probes gave 8.7, 4.4 and 21.1 ms per call with the scan against 6.4, 4.1 and 4.8 ms with the header, see
+    BENCHMARKS.md). The portal itself always reaches an account the production way (STS AssumeRole, then the
+    temporary key).
     """
+
     made = client(service, region=region)
 
     def name_account(request: Any, **_: Any) -> None:
