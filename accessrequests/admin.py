@@ -24,11 +24,13 @@ from accessrequests.models import (
     ApprovalRule,
     AuditEvent,
     AwsAccount,
+    CatalogSyncRun,
     ChatApproval,
     EligibilityRule,
     Grant,
     IdentityCenter,
     Notification,
+    OrganizationalUnit,
     PassableRole,
     PermissionSet,
     Pipeline,
@@ -106,16 +108,79 @@ class AuditedAdmin(admin.ModelAdmin):
         )
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(AwsAccount)
 class AwsAccountAdmin(AuditedAdmin):
-    list_display = ["name", "account_id", "environment", "enabled", "repair_drift", "last_synced_at"]
-    list_filter = ["environment", "enabled"]
-    search_fields = ["name", "account_id"]
+    list_display = [
+        "name",
+        "account_id",
+        "ou",
+        "environment",
+        "enabled",
+        "present",
+        "repair_drift",
+        "last_synced_at",
+    ]
+    list_filter = ["environment", "enabled", "present"]
+    list_select_related = ["ou"]
+    search_fields = ["name", "account_id", "ou__path"]
+    readonly_fields = ["ou", "present", "removed_at", "last_synced_at", "sync_error", "org_fingerprint"]
+    actions = ["list_again"]
+
+    @admin.action(description="List these accounts again at the next catalog sync")
+    def list_again(self, request, queryset):
+        # The next sync (beat's incremental one included) takes accounts never listed first.
+        count = queryset.update(last_synced_at=None)
+        audit.record(
+            action="catalog.relist_requested",
+            object_type="aws_account",
+            actor=request.user,
+            after={"accounts": count},
+            http_request=request,
+        )
+        self.message_user(request, f"{count} account(s) will be listed again at the next catalog sync.")
+
+
+@admin.register(OrganizationalUnit)
+class OrganizationalUnitAdmin(ReadOnlyAdmin):
+    list_display = ["path", "ou_id", "present", "last_seen_at"]
+    list_filter = ["present"]
+    search_fields = ["path", "ou_id"]
+
+
+@admin.register(CatalogSyncRun)
+class CatalogSyncRunAdmin(ReadOnlyAdmin):
+    """Progress of the running catalog sync (and the history): how many planned accounts are listed."""
+
+    list_display = [
+        "started_at",
+        "mode",
+        "status",
+        "phase",
+        "progress",
+        "resumed",
+        "heartbeat_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "mode"]
+    exclude = ["pending"]
 
 
 @admin.register(Pipeline)
 class PipelineAdmin(AuditedAdmin):
     list_display = ["name", "region", "account", "present", "last_seen_at"]
+    list_select_related = ["account"]
+    autocomplete_fields = ["account"]  # a select of every account is thousands of options
     list_filter = ["region", "present", "account"]
     search_fields = ["name", "arn"]
     list_select_related = ["account"]
@@ -528,17 +593,6 @@ class RuleChangeAdmin(admin.ModelAdmin):
         else:
             messages.success(request, f"Rejected: {change.summary}.")
         return self._back(pk)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(AccessRequest)

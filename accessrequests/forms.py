@@ -16,6 +16,7 @@ from accessrequests.models import (
     AccessLevel,
     AwsAccount,
     Grant,
+    OrganizationalUnit,
     PassableRole,
     PermissionSet,
     Pipeline,
@@ -26,6 +27,7 @@ from accessrequests.models import (
 from accessrequests.services.requests import RequestDraft, check_extendable, extension_fields
 
 MAX_DURATION_HOURS = 24 * 365
+PIPELINE_CHECKBOXES = 40  # beyond this many pipelines in an account the form offers a search instead
 
 
 class PrincipalChoiceField(IdChoiceField):
@@ -38,14 +40,57 @@ class PrincipalChoiceField(IdChoiceField):
 _GONE = "That choice is no longer offered for the chosen account; choose again."
 
 
+class AccountField(forms.CharField):
+    """An account typed or picked by its 12-digit id (or its exact name); the form resolves it once, in
+    ``RequestForm.__init__``, and this field only shows the id of what was resolved."""
+
+    shown: str = ""
+
+    def prepare_value(self, value: Any) -> Any:
+        return self.shown or value
+
+
+def picker_attrs(kind: str, placeholder: str, **extra: str) -> dict[str, str]:
+    """A text input the picker script turns into a combobox over ``/catalog/search/?kind=...``."""
+    return {
+        "data-picker": kind,
+        "autocomplete": "off",
+        "spellcheck": "false",
+        "placeholder": placeholder,
+        **extra,
+    }
+
+
+def resolve_account(user, raw: str | None) -> tuple[AwsAccount | None, str]:
+    """The account ``raw`` names (a 12-digit id, an id of the catalog row, or an exact name) if ``user`` may ask
+    for access in it; else None and what to tell them."""
+    raw = (raw or "").strip()
+    if not raw:
+        return None, ""
+    if len(raw) > 100:
+        return None, "That is not an account; type part of its name or its 12-digit id."
+    account = None
+    if re.fullmatch(r"\d{12}", raw):
+        account = AwsAccount.objects.filter(account_id=raw).first()
+    elif (pk := parse_id(raw)) is not None:
+        account = AwsAccount.objects.filter(pk=pk).first()
+    else:
+        named = list(selectors.requestable_accounts(user).filter(name__iexact=raw)[:2])
+        account = named[0] if len(named) == 1 else None
+    if account is None:
+        return None, (
+            f"Gatehouse knows no account {raw[:40]}; choose one from the list (type part of its name) or give "
+            "its 12-digit id."
+        )
+    problem = permissions.account_problem(user, account)
+    return (None, problem) if problem else (account, "")
+
+
 class RequestForm(forms.Form):
     kind = forms.ChoiceField(choices=RequestKind.choices, initial=RequestKind.PIPELINE)
-    account = IdChoiceField(
-        queryset=AwsAccount.objects.filter(enabled=True),
-        empty_label="Choose an account",
-        error_messages={
-            "invalid_choice": "That account is not one Gatehouse provisions into; choose another."
-        },
+    account = AccountField(
+        max_length=100,
+        widget=forms.TextInput(attrs=picker_attrs("account", "Account name or 12-digit id")),
     )
     principal = PrincipalChoiceField(
         queryset=Principal.objects.none(),
@@ -58,6 +103,13 @@ class RequestForm(forms.Form):
         required=False,
         widget=forms.CheckboxSelectMultiple,
         error_messages={"invalid_choice": _GONE},
+    )
+    pipeline_names = forms.CharField(
+        required=False,
+        max_length=4000,
+        label="Pipelines",
+        help_text="Their names, separated by spaces or commas (type to search this account's pipelines).",
+        widget=forms.TextInput(attrs=picker_attrs("pipeline", "Pipeline names", **{"data-multiple": "1"})),
     )
     level = forms.ChoiceField(
         choices=[("", "—"), *AccessLevel.choices],
@@ -120,6 +172,14 @@ class RequestForm(forms.Form):
         label="Also in these accounts (optional)",
         help_text="The same access in more accounts: their 12-digit ids, separated by spaces or commas. For an "
         "Identity Center user or group; each account's own approval rule decides it.",
+        widget=forms.TextInput(attrs=picker_attrs("account", "12-digit ids", **{"data-multiple": "1"})),
+    )
+    also_ou = forms.CharField(
+        required=False,
+        max_length=68,
+        label="Also every account in this organizational unit (optional)",
+        help_text="Its accounts (and those of the units below it) are looked up when you file the request.",
+        widget=forms.TextInput(attrs=picker_attrs("ou", "Unit name or ou-… id")),
     )
     starts_at = forms.DateTimeField(
         required=False,
@@ -140,11 +200,12 @@ class RequestForm(forms.Form):
         principals = Principal.objects.filter(present=True).select_related("account")
         if not roles.is_admin(user):
             principals = principals.filter(users=user)
-        account_id = parse_id(self.data.get("account") or self.initial.get("account"))
-        self.chosen_account = (
-            AwsAccount.objects.filter(pk=account_id, enabled=True).first() if account_id else None
-        )
-        account_filter = Q(account_id=account_id) if self.chosen_account is not None else Q(pk__in=[])
+        raw = self.data.get("account") if self.is_bound else self.initial.get("account")
+        self.chosen_account, self.account_error = resolve_account(user, None if raw is None else str(raw))
+        account_field = self.fields["account"]
+        assert isinstance(account_field, AccountField)
+        account_field.shown = self.chosen_account.account_id if self.chosen_account else ""
+        account_filter = Q(account=self.chosen_account) if self.chosen_account is not None else Q(pk__in=[])
         # IAM principals only in their own account (their policies work nowhere else); Identity Center people
         # and groups in any account. What is left out is said, with the way forward (``principal_notes``).
         chosen = self.chosen_account
@@ -178,6 +239,15 @@ class RequestForm(forms.Form):
             field = self.fields[name]
             assert isinstance(field, forms.ModelChoiceField)
             field.queryset = queryset
+        # An account with more pipelines than fit as checkboxes gets a picker of names instead (the search
+        # endpoint, scoped to the account); the checkboxes stay for the usual handful.
+        self.many_pipelines = (
+            chosen is not None
+            and len(querysets["pipelines"].values_list("pk", flat=True)[: PIPELINE_CHECKBOXES + 1])
+            > PIPELINE_CHECKBOXES
+        )
+        if chosen is not None:
+            self.fields["pipeline_names"].widget.attrs["data-account"] = chosen.account_id
         self._offer_only_eligible(querysets["permission_set"])
 
     def _offer_only_eligible(self, permission_sets) -> None:
@@ -187,13 +257,13 @@ class RequestForm(forms.Form):
         rules = permissions.eligibility_rules()
         if not rules:
             return
-        accounts = list(AwsAccount.objects.filter(enabled=True))
-        eligible = permissions.eligible_choices(self.user, accounts, list(permission_sets), rules=rules)
-        open_accounts = {pk for pk, (kinds, _) in eligible.items() if kinds}
+        # The account is a search, not a list (``/catalog/search/``): what is offered is judged for the chosen
+        # account, and an account where nothing is open is refused with the rule's reason when chosen.
         chosen = self.chosen_account
-        kinds, sets = eligible.get(chosen.pk, (set(), set())) if chosen is not None else (set(), set())
         if chosen is None:
-            kinds = set().union(*(k for k, _ in eligible.values()))
+            return
+        eligible = permissions.eligible_choices(self.user, [chosen], list(permission_sets), rules=rules)
+        kinds, sets = eligible.get(chosen.pk, (set(), set()))
 
         def keep(name: str, allowed: set) -> None:
             field = self.fields[name]
@@ -203,7 +273,6 @@ class RequestForm(forms.Form):
                 if value in ("", None) or str(value) in {str(a) for a in allowed}
             ]
 
-        keep("account", open_accounts)
         keep("kind", kinds)
         keep("permission_set", sets)
 
@@ -220,6 +289,11 @@ class RequestForm(forms.Form):
         except permissions.NotAllowed as exc:
             raise forms.ValidationError(str(exc)) from None
 
+    def clean_account(self) -> AwsAccount:
+        if self.chosen_account is None:
+            raise forms.ValidationError(self.account_error or "Choose an account.")
+        return self.chosen_account
+
     def clean_also_accounts(self) -> list[AwsAccount]:
         ids = [a for a in re.split(r"[\s,]+", self.cleaned_data.get("also_accounts") or "") if a]
         wrong = [a for a in ids if not re.fullmatch(r"\d{12}", a)]
@@ -227,11 +301,52 @@ class RequestForm(forms.Form):
             raise forms.ValidationError(
                 f"Not account ids (12 digits): {', '.join(w[:20] for w in wrong[:5])}."
             )
-        found = {a.account_id: a for a in AwsAccount.objects.filter(account_id__in=ids, enabled=True)}
+        if len(ids) > 200:
+            raise forms.ValidationError("Name at most 200 accounts.")
+        found = {a.account_id: a for a in AwsAccount.objects.filter(account_id__in=ids)}
         unknown = [a for a in ids if a not in found]
         if unknown:
             raise forms.ValidationError(f"Gatehouse does not provision into {', '.join(unknown[:5])}.")
+        refused = [
+            problem
+            for a in dict.fromkeys(ids)
+            if (problem := permissions.account_problem(self.user, found[a]))
+        ]
+        if refused:
+            raise forms.ValidationError(refused[:3])
         return [found[a] for a in dict.fromkeys(ids)]
+
+    def clean_also_ou(self) -> OrganizationalUnit | None:
+        raw = (self.cleaned_data.get("also_ou") or "").strip()
+        if not raw:
+            return None
+        unit = OrganizationalUnit.objects.filter(Q(ou_id=raw) | Q(path__iexact=raw), present=True).first()
+        if unit is None:
+            raise forms.ValidationError(
+                f"There is no organizational unit {raw[:70]}; choose one from the list or give its ou-… id."
+            )
+        return unit
+
+    def clean_pipeline_names(self) -> list[Pipeline]:
+        """Pipelines named (or picked: the picker fills in names) in the chosen account, in the order given."""
+        names = list(
+            dict.fromkeys(n for n in re.split(r"[\s,]+", self.cleaned_data.get("pipeline_names") or "") if n)
+        )
+        if not names or self.chosen_account is None:
+            return []
+        if len(names) > 100:
+            raise forms.ValidationError("Name at most 100 pipelines.")
+        field = self.fields["pipelines"]
+        assert isinstance(field, forms.ModelChoiceField) and field.queryset is not None
+        found: dict[str, Pipeline] = {}
+        for pipeline in field.queryset.filter(name__in=names):
+            found.setdefault(pipeline.name, pipeline)
+        unknown = [n for n in names if n not in found]
+        if unknown:
+            raise forms.ValidationError(
+                f"Account {self.chosen_account.account_id} has no pipeline {', '.join(u[:100] for u in unknown[:5])}."
+            )
+        return [found[n] for n in names]
 
     def clean_actions(self) -> list[str]:
         return [a for a in re.split(r"[\s,]+", self.cleaned_data.get("actions") or "") if a]
@@ -252,7 +367,7 @@ class RequestForm(forms.Form):
             principal=d["principal"],
             kind=d["kind"],
             account=d["account"],
-            pipelines=list(d.get("pipelines") or []),
+            pipelines=list(dict.fromkeys([*(d.get("pipelines") or []), *(d.get("pipeline_names") or [])])),
             level=d.get("level") or "",
             actions=d.get("actions") or [],
             stage=d.get("stage") or "",
@@ -277,7 +392,7 @@ class RequestForm(forms.Form):
         same = extension_fields(grant)
         initial: dict[str, Any] = {name: value for name, value in same.items() if value not in (None, "", [])}
         initial.update(
-            account=same["account"].pk,
+            account=same["account"].account_id,
             principal=same["principal"].pk,
             pipelines=[p.pk for p in same["pipelines"]],
             actions=" ".join(same["actions"]),

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from accessrequests import recipients, roles
@@ -207,6 +208,32 @@ def eligible_choices(
         }
         found[account.pk] = (kinds, sets)
     return found
+
+
+def account_problem(user, account) -> str | None:
+    """Whether ``user`` may ask for access in ``account``: Gatehouse provisions into it (enabled, still in the
+    organization) and a principal they may file for can receive access there (an IAM principal in its own
+    account, an Identity Center user or group in any). Admins file on anyone's behalf, so in any such account.
+    ``selectors.requestable_accounts`` is the same rule as a query, for the pickers."""
+    problem = _writer_problem(user)
+    if problem:
+        return problem
+    if not account.present:
+        return f"Account {account} is no longer in the organization; access there cannot be asked for."
+    if not account.enabled:
+        return f"Gatehouse does not provision into account {account.account_id}; choose another."
+    if roles.is_admin(user):
+        return None
+    if (
+        Principal.objects.filter(users=user, present=True)
+        .filter(Q(account=account) | Q(account__isnull=True))
+        .exists()
+    ):
+        return None
+    return (
+        f"None of your principals can receive access in account {account.account_id}. Ask a Gatehouse admin to "
+        "link your Identity Center user (it works in every account) or an IAM principal of that account."
+    )
 
 
 def pending_window() -> timedelta:

@@ -98,6 +98,32 @@ def _break_glass(db_ok: bool) -> dict:
     return body
 
 
+def _catalog(db_ok: bool) -> dict:
+    """The newest catalog sync and how far it got (a running one shows its progress); informational, like
+    ``audit``: a sync behind is not an outage."""
+    if not db_ok:
+        return {"ok": None, "error": "database unavailable"}
+    from accessrequests.models import CatalogSyncRun, CatalogSyncStatus
+
+    run = CatalogSyncRun.objects.defer("pending", "result").first()
+    if run is None:
+        return {"ok": None, "status": None, "detail": "never synced"}
+    body: dict = {
+        "ok": run.status != CatalogSyncStatus.FAILED and not run.errors,
+        "status": run.status,
+        "mode": run.mode,
+        "phase": run.phase,
+        "accounts_done": run.accounts_done,
+        "accounts_total": run.accounts_total,
+        "started_at": run.started_at.isoformat(),
+        "heartbeat_at": run.heartbeat_at.isoformat() if run.heartbeat_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "resumed": run.resumed,
+        "errors": len(run.errors or []),
+    }
+    return body
+
+
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -109,6 +135,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
         **checks,
         "audit": _audit(database["ok"]),
         "break_glass": _break_glass(database["ok"]),
+        "catalog": _catalog(database["ok"]),
         "versions": {
             "gatehouse": settings.GATEHOUSE_VERSION,
             "django": django.get_version(),

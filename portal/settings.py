@@ -347,6 +347,13 @@ if not GATEHOUSE_AUDIT_CHECKPOINT_KEY and DEBUG:
 # CodePipeline is regional and has no "list all regions" call, so the catalog sync reads pipelines only in
 # these regions (comma-separated); each extra region costs one ListPipelines per account per sync.
 GATEHOUSE_REGIONS = env.list("GATEHOUSE_REGIONS", default=[AWS_DEFAULT_REGION])
+# Catalog sync at the scale of an organization: accounts listed at once (threads; each mostly waits on AWS),
+# how often every account is re-listed even when Organizations shows no change, how many such stale accounts
+# one incremental run takes on, and after how long without a heartbeat a running sync counts as crashed.
+GATEHOUSE_CATALOG_CONCURRENCY = env.int("GATEHOUSE_CATALOG_CONCURRENCY", default=8)
+GATEHOUSE_CATALOG_RELIST_HOURS = env.int("GATEHOUSE_CATALOG_RELIST_HOURS", default=24)
+GATEHOUSE_CATALOG_STALE_PER_RUN = env.int("GATEHOUSE_CATALOG_STALE_PER_RUN", default=100)
+GATEHOUSE_CATALOG_SYNC_STALE_SECONDS = env.int("GATEHOUSE_CATALOG_SYNC_STALE_SECONDS", default=900)
 # The Identity Center AWS access portal (start URL), linked from requests that were granted through it.
 GATEHOUSE_AWS_ACCESS_PORTAL_URL = env.str("GATEHOUSE_AWS_ACCESS_PORTAL_URL", default="")
 

@@ -32,7 +32,7 @@ from accessrequests.models import (
     Principal,
     RequestKind,
 )
-from accessrequests.services.catalog import catalog_sync
+from accessrequests.services.catalog_sync import catalog_sync
 from accessrequests.services.requests import RequestDraft, request_approve, request_submit
 from portal.celery import QUEUE_NAMES
 from tests.conftest import ARTIFACTS, ROOT, WorkerProcess, make_user

@@ -22,7 +22,7 @@ from accessrequests.models import (
 )
 from accessrequests.services.requests import request_approve
 from tests.conftest import current_code, enable_totp, make_user
-from tests.factories import World, force_update, fresh_factor, make_pipeline, make_token
+from tests.factories import World, force_update, fresh_factor, make_account, make_pipeline, make_token
 
 pytestmark = pytest.mark.django_db
 
@@ -555,3 +555,14 @@ def test_catalog_lists_are_paged_in_a_fixed_order(world):
     first = api.get("catalog/pipelines/", limit=2).json()
     rest = api.get("catalog/pipelines/", limit=2, offset=2).json()
     assert [p["name"] for p in first + rest] == ["alpha", "beta", "gamma", "my-pipeline"]
+
+
+def test_accounts_that_left_the_organization_and_their_pipelines_are_not_offered(world):
+    from accessrequests.models import AwsAccount
+
+    gone = make_account("210000000009", "gone")
+    make_pipeline(gone, name="gone-deploy")
+    AwsAccount.objects.filter(pk=gone.pk).update(present=False)
+    api = Api(world.requester)
+    assert [a["account_id"] for a in api.get("catalog/accounts/").json()] == ["123456789012"]
+    assert "gone-deploy" not in [p["name"] for p in api.get("catalog/pipelines/").json()]

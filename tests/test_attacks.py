@@ -25,7 +25,7 @@ from accessrequests.models import (
 )
 from accessrequests.permissions import NotAllowed
 from accessrequests.services import provisioning
-from accessrequests.services.catalog import catalog_sync
+from accessrequests.services.catalog_sync import catalog_sync
 from accessrequests.services.requests import RequestError, request_approve, request_submit
 from tests.conftest import make_user
 from tests.factories import fresh_factor

@@ -86,7 +86,11 @@ def test_the_policy_preview_follows_the_form_as_you_type(page):
     sign_in(page, "requester")
     page.goto("/requests/new/")
     assert page.locator("[data-testid=continue]").count() == 1  # step one: the account first
-    page.select_option("select[name=account]", label="sandbox (123456789012)")
+    # The account picker: type part of the name, arrow down to the match, Enter chooses it.
+    page.fill("input[name=account]", "sand")
+    page.wait_for_selector("[role=option]:has-text('sandbox (123456789012)')")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
     page.wait_for_selector("input[name=pipelines]")  # choosing it loaded the account's lists
     page.select_option("select[name=principal]", index=1)
     page.locator("input[name=pipelines]").first.check()

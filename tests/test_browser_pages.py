@@ -56,8 +56,12 @@ def test_every_page_fits_a_phone(browser, live_server, client):
     requester_pages = [
         "/", "/requests/", "/requests/new/", f"/requests/new/?account={world.account.pk}", "/requests/paste/",
         f"/requests/{pending.pk}/", f"/requests/{granted.pk}/", "/tokens/", "/accounts/2fa/",
+        "/catalog/search/?kind=account&q=sand", "/catalog/search/?kind=ou",
     ]  # fmt: skip
-    approver_pages = ["/", "/review/", f"/review/{pending.pk}/", f"/requests/{granted.pk}/"]
+    approver_pages = [
+        "/", "/review/", f"/review/{pending.pk}/", f"/requests/{granted.pk}/",
+        "/catalog/search/?kind=account&scope=review",
+    ]  # fmt: skip
     auditor_pages = [
         "/", "/dashboard/", "/audit/", f"/audit/?account={world.account.account_id}",
         f"/audit/access/?since={today}&until=2100-01-01T00:00", f"/requests/{granted.pk}/",

@@ -22,7 +22,8 @@ from accessrequests.models import (
     Principal,
     PrincipalKind,
 )
-from accessrequests.services.catalog import catalog_sync, environment_for
+from accessrequests.services.catalog import environment_for
+from accessrequests.services.catalog_sync import catalog_sync
 
 pytestmark = [pytest.mark.moto, pytest.mark.django_db]
 
@@ -335,7 +336,14 @@ def test_the_sync_is_audited_with_its_counts(demo_world):
     event = AuditEvent.objects.get(action="catalog.synced")
     assert event.actor_label == "system"
     assert event.after["pipelines"] == result["pipelines"]
-    assert event.after["accounts"] == {"seen": 2, "created": 2, "missing": 0}
+    assert event.after["accounts"] == {
+        "seen": 2,
+        "created": 2,
+        "changed": 0,
+        "moved": 0,
+        "returned": 0,
+        "removed": 0,
+    }
 
 
 def test_the_command_prints_counts(demo_world):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from accessrequests.models import AccessRequest, PrincipalKind, Source
+from accessrequests.models import AccessRequest, IdentityCenter, Principal, PrincipalKind, Source
 from accessrequests.services.requests import request_approve
 from tests.factories import World, fresh_factor, make_account, make_pipeline, make_principal, make_role
 
@@ -37,6 +37,13 @@ def _form(world, **overrides) -> dict:
 def test_without_javascript_the_account_comes_first_then_its_lists(client, world):
     other = make_account("210987654321", "staging")
     make_pipeline(other, "staging-deploy")
+    # An Identity Center user of theirs can receive access in the other account too, so it may be chosen.
+    center = IdentityCenter.objects.create(
+        instance_arn="arn:aws:sso:::instance/ssoins-1", identity_store_id="d-1"
+    )
+    Principal.objects.create(
+        kind=PrincipalKind.IC_USER, external_id="u-1", name="requester", identity_center=center
+    ).users.add(world.requester)
     client.force_login(world.requester)
     first = client.get(reverse("new_request")).content.decode()
     assert 'data-testid="continue"' in first and 'name="pipelines"' not in first

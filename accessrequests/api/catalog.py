@@ -33,17 +33,23 @@ def _catalog_view(model_qs, out, name: str, filter_account: bool = True):
 
 # Paged in a fixed order, so that limit/offset walk every row exactly once.
 AccountsView = _catalog_view(
-    lambda: AwsAccount.objects.filter(enabled=True).order_by("account_id"), s.AccountOut, "accounts", False
+    # Accounts that left the organization are kept for revocation but are no longer offered.
+    lambda: AwsAccount.objects.filter(enabled=True, present=True).order_by("account_id"),
+    s.AccountOut,
+    "accounts",
+    False,
 )
 PipelinesView = _catalog_view(
-    lambda: Pipeline.objects.filter(present=True)
+    lambda: Pipeline.objects.filter(present=True, account__present=True)
     .select_related("account")
     .order_by("account__account_id", "region", "name", "pk"),
     s.PipelineOut,
     "pipelines",
 )
 RolesView = _catalog_view(
-    lambda: PassableRole.objects.filter(present=True).select_related("account").order_by("arn"),
+    lambda: PassableRole.objects.filter(present=True, account__present=True)
+    .select_related("account")
+    .order_by("arn"),
     s.RoleOut,
     "roles",
 )

@@ -170,6 +170,76 @@ def list_accounts() -> list[Account]:
     return sorted(accounts, key=lambda account: account.id)
 
 
+@dataclass(frozen=True)
+class OrgUnit:
+    """A root (``r-…``) or organizational unit (``ou-…``); ``parent_id`` is empty for a root."""
+
+    id: str
+    name: str
+    parent_id: str = ""
+
+
+@dataclass(frozen=True)
+class OrgTree:
+    """The Organization as the sync needs it: every unit, and every account with the unit it sits in.
+
+    ``organization`` is False outside an organization (then ``accounts`` is the caller's own account alone and
+    ``units`` is empty).
+    """
+
+    units: tuple[OrgUnit, ...]
+    accounts: tuple[Account, ...]
+    parent_of: Mapping[str, str]  # account id -> unit id
+    organization: bool = True
+
+
+def organization_tree() -> OrgTree:
+    """Walk the Organization from its roots: ListRoots, then per unit ListOrganizationalUnitsForParent and
+    ListAccountsForParent (paginated). One walk gives each account's unit, where ListParents would cost one
+    call per account (3,000 calls at Organizations' one-request-a-second pace is most of an hour)."""
+    organizations = client("organizations")
+    try:
+        roots = [
+            OrgUnit(id=root["Id"], name=root.get("Name", "Root"))
+            for page in _pages(organizations, "list_roots")
+            for root in page.get("Roots", [])
+        ]
+    except ClientError as exc:
+        if _error_code(exc) not in {"AWSOrganizationsNotInUseException", "AccessDeniedException"}:
+            raise
+        logger.info("organizations unavailable (%s); using the caller's own account", _error_code(exc))
+        return OrgTree(units=(), accounts=(_own_account(),), parent_of={}, organization=False)
+    units: list[OrgUnit] = []
+    accounts: list[Account] = []
+    parent_of: dict[str, str] = {}
+    todo = list(roots)
+    while todo:
+        unit = todo.pop()
+        units.append(unit)
+        for page in _pages(organizations, "list_accounts_for_parent", ParentId=unit.id):
+            for item in page.get("Accounts", []):
+                accounts.append(
+                    Account(
+                        id=item["Id"],
+                        name=item.get("Name", item["Id"]),
+                        email=item.get("Email", ""),
+                        status=item.get("Status", "ACTIVE"),
+                        arn=item.get("Arn", ""),
+                    )
+                )
+                parent_of[item["Id"]] = unit.id
+        for page in _pages(organizations, "list_organizational_units_for_parent", ParentId=unit.id):
+            for child in page.get("OrganizationalUnits", []):
+                todo.append(OrgUnit(id=child["Id"], name=child.get("Name", child["Id"]), parent_id=unit.id))
+    if not accounts:
+        return OrgTree(units=(), accounts=(_own_account(),), parent_of={}, organization=False)
+    return OrgTree(
+        units=tuple(sorted(units, key=lambda u: u.id)),
+        accounts=tuple(sorted(accounts, key=lambda a: a.id)),
+        parent_of=parent_of,
+    )
+
+
 def account_tags(account_id: str) -> dict[str, str]:
     """The Organizations tags of one account (empty outside an organization or without permission).
 

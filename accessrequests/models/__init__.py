@@ -3,8 +3,11 @@
 from accessrequests.models.audit import AppendOnlyError, AuditEvent
 from accessrequests.models.catalog import (
     AwsAccount,
+    CatalogSyncRun,
+    CatalogSyncStatus,
     Environment,
     IdentityCenter,
+    OrganizationalUnit,
     PassableRole,
     PermissionSet,
     PermissionSetRisk,
@@ -75,6 +78,8 @@ __all__ = [
     "AwsAccount",
     "BreakGlassReview",
     "CampaignStatus",
+    "CatalogSyncRun",
+    "CatalogSyncStatus",
     "ChatApproval",
     "Decision",
     "DecisionOutcome",
@@ -91,6 +96,7 @@ __all__ = [
     "Notification",
     "NotificationChannel",
     "NotificationStatus",
+    "OrganizationalUnit",
     "PassableRole",
     "PermissionSet",
     "PermissionSetRisk",

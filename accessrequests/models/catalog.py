@@ -16,8 +16,37 @@ class Environment(models.TextChoices):
     SANDBOX = "sandbox", "Sandbox"
 
 
+class OrganizationalUnit(models.Model):
+    """An Organizations root or organizational unit, as the catalog sync last read it.
+
+    ``path`` is the names from the root down ("Root / Workloads / Payments"): what people search and read; the
+    tree itself is ``parent``. A unit the sync no longer finds is kept (accounts and rules may point at it) with
+    ``present=False``.
+    """
+
+    ou_id = models.CharField(max_length=68, unique=True, help_text="r-… for a root, ou-… for a unit.")
+    name = models.CharField(max_length=128)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    path = models.CharField(max_length=1024, blank=True)
+    present = models.BooleanField(default=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["path"]
+        verbose_name = "organizational unit"
+
+    def __str__(self) -> str:
+        return self.path or self.name
+
+
 class AwsAccount(models.Model):
-    """An AWS account Gatehouse provisions into (through its provisioning role, when it has one)."""
+    """An AWS account Gatehouse provisions into (through its provisioning role, when it has one).
+
+    ``present`` follows the Organization: an account that left it is kept (its grants still need revoking) but
+    is no longer offered for new requests.
+    """
 
     account_id = models.CharField(max_length=12, unique=True)
     name = models.CharField(max_length=100)
@@ -32,9 +61,30 @@ class AwsAccount(models.Model):
     enabled = models.BooleanField(default=True)
     repair_drift = models.BooleanField(default=True, help_text="Repair drift found by the periodic check.")
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    ou = models.ForeignKey(
+        OrganizationalUnit,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="accounts",
+        verbose_name="organizational unit",
+    )
+    present = models.BooleanField(
+        default=True, help_text="False once the account is no longer in the Organization: not requestable."
+    )
+    removed_at = models.DateTimeField(null=True, blank=True)
+    # What Organizations said last time (name, status, parent): the incremental sync re-lists an account's
+    # pipelines, roles and principals only when this changed, or when its last listing is old or failed.
+    org_fingerprint = models.CharField(max_length=64, blank=True)
+    sync_error = models.TextField(blank=True, help_text="Why its last listing failed (retried next sync).")
 
     class Meta:
         ordering = ["name"]
+        indexes = [
+            # The pickers: enabled accounts in name order, optionally within one unit.
+            models.Index(fields=["enabled", "present", "name"], name="account_requestable_name"),
+            models.Index(fields=["ou", "name"], name="account_ou_name"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(account_id__regex=r"^[0-9]{12}$"), name="%(app_label)s_%(class)s_twelve_digits"
@@ -69,6 +119,7 @@ class Pipeline(models.Model):
                 fields=["account", "region", "name"], name="%(app_label)s_%(class)s_unique_name"
             )
         ]
+        indexes = [models.Index(fields=["name", "id"], name="pipeline_name_id")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.region}, {self.account.account_id})"
@@ -154,3 +205,52 @@ class PermissionSet(models.Model):
     @property
     def is_privileged(self) -> bool:
         return self.risk == PermissionSetRisk.PRIVILEGED
+
+
+class CatalogSyncStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+    FAILED = "failed", "Failed"
+
+
+class CatalogSyncRun(models.Model):
+    """One catalog sync and how far it got: the cursor a crashed sync resumes from.
+
+    ``pending`` holds the account ids still to list; each account's listing is written (and removed from
+    ``pending``) in its own transaction, so a sync killed half-way loses at most the accounts in flight, and the
+    next sync carries on with the rest instead of starting over.
+    """
+
+    mode = models.CharField(max_length=12, default="incremental")
+    status = models.CharField(
+        max_length=10, choices=CatalogSyncStatus.choices, default=CatalogSyncStatus.RUNNING
+    )
+    phase = models.CharField(max_length=32, default="organization")
+    started_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    accounts_total = models.PositiveIntegerField(default=0)
+    accounts_done = models.PositiveIntegerField(default=0)
+    pending = models.JSONField(default=list, blank=True)
+    resumed = models.PositiveIntegerField(default=0, help_text="How many times a crashed run was resumed.")
+    result = models.JSONField(default=dict, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        verbose_name = "catalog sync"
+        constraints = [
+            # At most one sync runs (or waits to be resumed) at a time.
+            models.UniqueConstraint(
+                fields=["status"],
+                condition=Q(status="running"),
+                name="%(app_label)s_%(class)s_one_running",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mode} sync {self.started_at:%Y-%m-%d %H:%M} ({self.status})"
+
+    @property
+    def progress(self) -> str:
+        return f"{self.accounts_done} of {self.accounts_total} accounts"

@@ -392,6 +392,11 @@ class Decision(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        indexes = [
+            # The queue leaves out what the reviewer already decided: their decisions since the oldest pending
+            # request, a range of this index, instead of all of a long-serving reviewer's decisions.
+            models.Index(fields=["reviewer", "created_at"], name="decision_reviewer_created"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["request", "reviewer"], name="%(app_label)s_%(class)s_one_per_reviewer"

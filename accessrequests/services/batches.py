@@ -19,6 +19,7 @@ from accessrequests import audit, permissions
 from accessrequests.models import (
     AccessRequest,
     AwsAccount,
+    OrganizationalUnit,
     PassableRole,
     Pipeline,
     PrincipalKind,
@@ -27,6 +28,7 @@ from accessrequests.models import (
     RequestStatus,
 )
 from accessrequests.permissions import SecondFactor
+from accessrequests.selectors import units_under
 from accessrequests.services.requests import (
     RequestDraft,
     RequestError,
@@ -104,11 +106,47 @@ def members_of(
     return members
 
 
-def batch_submit(
-    *, requester, draft: RequestDraft, accounts: Sequence[AwsAccount], http_request=None
-) -> RequestBatch:
-    """File the same access in every account of ``accounts``, all or nothing."""
+def with_unit(requester, accounts: Sequence[AwsAccount], unit: OrganizationalUnit | None) -> list[AwsAccount]:
+    """``accounts`` and every account of ``unit`` (and the units below it) as the catalog holds them now:
+    enabled, still in the organization, and each one the requester may ask for access in. A unit that would
+    take the request past ``MAX_ACCOUNTS`` is refused whole rather than cut short."""
     accounts = list(dict.fromkeys(accounts))
+    if unit is None:
+        return accounts
+    if not unit.present:
+        raise RequestError(f"The organizational unit {unit} is no longer in the organization.")
+    in_unit = [
+        account
+        for account in AwsAccount.objects.filter(units_under(unit), enabled=True, present=True).order_by(
+            "name"
+        )[: MAX_ACCOUNTS + 1]
+        if permissions.account_problem(requester, account) is None
+    ]
+    if not in_unit:
+        raise RequestError(f"The organizational unit {unit} has no account you can ask for access in.")
+    combined = list(dict.fromkeys([*accounts, *in_unit]))
+    if len(combined) > MAX_ACCOUNTS:
+        raise RequestError(
+            f"{unit} and the accounts named come to more than {MAX_ACCOUNTS} accounts; ask for a smaller unit "
+            "or fewer accounts at once."
+        )
+    return combined
+
+
+def batch_submit(
+    *,
+    requester,
+    draft: RequestDraft,
+    accounts: Sequence[AwsAccount],
+    unit: OrganizationalUnit | None = None,
+    http_request=None,
+) -> RequestBatch:
+    """File the same access in every account of ``accounts`` and of ``unit`` (expanded now, at filing time),
+    all or nothing. Each account's own rule routes its request, and each must be one the requester may ask
+    for access in."""
+    accounts = with_unit(requester, accounts, unit)
+    for account in accounts:
+        permissions.check(permissions.account_problem(requester, account))
     members = members_of(draft, accounts, requester=requester)
     with transaction.atomic():
         batch = RequestBatch.objects.create(requester=requester)
@@ -127,7 +165,11 @@ def batch_submit(
             object_type="request_batch",
             object_id=batch.pk,
             actor=requester,
-            after={"requests": [r.reference for r in filed], "accounts": [a.account_id for a in accounts]},
+            after={
+                "requests": [r.reference for r in filed],
+                "accounts": [a.account_id for a in accounts],
+                **({"unit": unit.ou_id} if unit is not None else {}),
+            },
             http_request=http_request,
         )
     return batch

@@ -32,7 +32,7 @@ from accessrequests.services.requests import (
     RequestError,
     _audit,
     _decision_facts,
-    eligibility_problem_for,
+    check_filing,
     find_duplicates,
     prepare,
 )
@@ -46,9 +46,9 @@ def break_glass_submit(
     *, requester, draft: RequestDraft, incident: str, http_request=None, source: str = Source.FORM
 ) -> AccessRequest:
     """Apply ``draft`` now, with no approver, if the requester may break the glass under its rule."""
-    permissions.check(permissions.file_problem(requester, principal=draft.principal))
-    # Break-glass skips the approvers, never eligibility: whom a rule names for emergencies is still bound by it.
-    permissions.check(eligibility_problem_for(requester, draft))
+    # Break-glass skips the approvers, never the filing checks: whom a rule names for emergencies is still bound
+    # by the principal link, the account's reach and eligibility.
+    check_filing(requester, draft)
     incident = (incident or "").strip()[:100]
     rule = rules.match_rule(
         account=draft.account,

@@ -1,18 +1,23 @@
-"""Catalog sync: make the portal's catalog match what AWS says exists.
+"""Catalog sync: make the portal's catalog match what AWS says exists, at the size of an organization.
 
-Two phases, on purpose:
+This module reads and writes one account and Identity Center; ``services.catalog_sync`` runs a sync in three
+steps, each account written on its own:
 
-1. **Read** every listing from AWS (accounts, then per enabled account its pipelines in each region of
-   ``GATEHOUSE_REGIONS``, roles, IAM users and groups; then Identity Center) with no database transaction
-   open. A sync of many accounts takes seconds to minutes of network calls; holding a write transaction that
-   long would stall the web process and the worker (SQLite's IMMEDIATE transactions admit one writer).
-2. **Write** everything in one short transaction, together with the ``catalog.synced`` audit event, so the
-   trail describes exactly the change that was committed.
+1. **Organization**: walk the roots and units once (each account with its unit), write units and accounts
+   (joined, left, moved) in one short transaction, and plan which accounts to list: all of them (``full``), or
+   (``incremental``, what beat runs) only those new, changed in Organizations, failed last time or overdue.
+2. **Accounts**: list each planned account's pipelines (in each region of ``GATEHOUSE_REGIONS``), roles, IAM users
+   and groups, ``GATEHOUSE_CATALOG_CONCURRENCY`` accounts at a time with no transaction open (network calls take
+   seconds; SQLite admits one writer), and write each account in its own short transaction as it arrives, with
+   its ``last_synced_at`` and the run's progress. A sync killed here is resumed by the next one from the
+   ``CatalogSyncRun`` row: only the planned accounts not yet written are listed.
+3. **Identity Center**, then the ``catalog.synced`` audit event with the counts.
 
-Rules the write phase keeps:
+Rules the writes keep:
 
 - Rows are never deleted (requests and grants reference them); a row the sync no longer sees gets
-  ``present=False``, and comes back to ``present=True`` if AWS shows it again.
+  ``present=False``, and comes back to ``present=True`` if AWS shows it again. An account that left the
+  Organization is kept (its grants still need revoking) and is no longer requestable.
 - "No longer seen" is only said about what was actually read: when an account (or one region of it, or
   Identity Center) cannot be read, its rows are left as they are and the failure is reported in ``errors``.
 - Admin edits win: an existing account keeps its name, environment and enabled flag; a role an admin marked
@@ -30,10 +35,10 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import models
 from django.utils import timezone
 
-from accessrequests import audit, risk
+from accessrequests import risk
 from accessrequests.aws import catalog as aws_catalog
 from accessrequests.aws.client import default_region, error_details, quick_reads
 from accessrequests.models import (
@@ -465,88 +470,15 @@ def _write_identity_center(read: _IdentityCenterRead) -> dict[str, Any]:
     return counts
 
 
-def catalog_sync() -> dict[str, Any]:
-    """Read the AWS catalog and upsert it into the database; return what changed (also audited).
-
-    The result: ``accounts`` / ``pipelines`` / ``roles`` / ``principals`` / ``permission_sets`` /
-    ``identity_centers`` counts (seen, created, updated, gone), the ``regions`` read, and ``errors`` (one
-    line per listing that could not be read; those rows were left untouched).
-    """
-    regions = _regions()
-    errors: list[str] = []
-
-    listed = aws_catalog.list_accounts()
-    known = {account.account_id: account for account in AwsAccount.objects.all()}
-    new_accounts = [
-        AwsAccount(
-            account_id=item.id,
-            name=item.name[:100],
-            environment=environment_for(item.name, aws_catalog.account_tags(item.id)),
-            # A suspended account cannot be provisioned into; an admin enables it when it is back.
-            enabled=item.status == "ACTIVE",
-        )
-        for item in listed
-        if item.id not in known
-    ]
-    to_read = [account for account in known.values() if account.enabled] + [
-        account for account in new_accounts if account.enabled
-    ]
-    account_reads = [_read_account(account, regions) for account in to_read]
-    for read in account_reads:
-        errors.extend(read.errors)
-
-    ic_read: _IdentityCenterRead | None
-    try:
-        ic_read = _read_identity_center()
-    except (ClientError, BotoCoreError) as exc:
-        ic_read = None
-        errors.append(f"identity center: {_describe(exc)}")
-        logger.warning("catalog sync: %s", errors[-1])
-
-    now = timezone.now()
-    listed_ids = {item.id for item in listed}
-    result: dict[str, Any] = {
-        "regions": regions,
-        "accounts": {
-            "seen": len(listed),
-            "created": len(new_accounts),
-            # Still enabled here but no longer in the organization: an admin should look (and disable it).
-            "missing": sum(
-                1 for account_id, account in known.items() if account.enabled and account_id not in listed_ids
-            ),
-        },
-    }
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SYNC_LOCK_KEY])
-        # Another sync may have created some of these since we looked; theirs is as good as ours.
-        for account in new_accounts:
-            account.pk = AwsAccount.objects.get_or_create(
-                account_id=account.account_id,
-                defaults={
-                    "name": account.name,
-                    "environment": account.environment,
-                    "enabled": account.enabled,
-                },
-            )[0].pk
-        by_id = {account.account_id: account for account in AwsAccount.objects.all()}
-        for read in account_reads:
-            account = by_id[read.account_id]
-            for name, counts in _write_account(account, read, regions, now).items():
-                _add(result.setdefault(name, {}), counts)
-            if not read.errors:
-                AwsAccount.objects.filter(pk=account.pk).update(last_synced_at=now)
-        if ic_read is not None:
-            for name, counts in _write_identity_center(ic_read).items():
-                _add(result.setdefault(name, {}), counts)
-        result["errors"] = errors
-        audit.record(action="catalog.synced", object_type="catalog", after=result)
-    logger.info("catalog sync: %s", "; ".join(summary_lines(result)) + (" (with errors)" if errors else ""))
-    return result
-
-
-_KINDS = ("accounts", "pipelines", "roles", "principals", "permission_sets", "identity_centers")
+_KINDS = (
+    "organizational_units",
+    "accounts",
+    "pipelines",
+    "roles",
+    "principals",
+    "permission_sets",
+    "identity_centers",
+)
 
 
 def summary_lines(result: Mapping[str, Any]) -> list[str]:

@@ -124,6 +124,10 @@ def _check_shape(draft: RequestDraft) -> None:
         raise RequestError("Choose what kind of access you need.")
     if not draft.account.enabled:
         raise RequestError(f"Account {draft.account} is not enabled in Gatehouse.")
+    if not draft.account.present:
+        raise RequestError(
+            f"Account {draft.account} is no longer in the organization; access there cannot be asked for."
+        )
     is_ic = draft.principal.kind in (PrincipalKind.IC_USER, PrincipalKind.IC_GROUP)
     if draft.kind == RequestKind.PERMISSION_SET:
         if not is_ic:
@@ -372,14 +376,21 @@ def _audit(
     )
 
 
+def check_filing(requester, draft: RequestDraft) -> None:
+    """What every filing checks, a normal request or break-glass: the principal is the requester's to ask for,
+    the account is one they may ask for access in, and no eligibility rule leaves them out."""
+    permissions.check(permissions.file_problem(requester, principal=draft.principal))
+    permissions.check(permissions.account_problem(requester, draft.account))
+    permissions.check(eligibility_problem_for(requester, draft))
+
+
 def request_submit(*, requester, draft: RequestDraft, http_request=None, batch=None) -> AccessRequest:
     """File a request; a low-risk one under an auto-approving rule is approved at once.
 
     The requested duration is a length: the clock starts when the request is approved (``grant_create``).
     ``batch``: the multi-account request this one belongs to (``services.batches``).
     """
-    permissions.check(permissions.file_problem(requester, principal=draft.principal))
-    permissions.check(eligibility_problem_for(requester, draft))
+    check_filing(requester, draft)
     if draft.extends is not None:
         permissions.check(permissions.extend_problem(requester, draft.extends))
     prepare(draft)

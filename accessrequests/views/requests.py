@@ -117,7 +117,11 @@ def _preview(request: HttpRequest, values: dict, *, intake=None) -> HttpResponse
 def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpResponse:
     form = RequestForm(data, user=request.user)
     intent = data.get("intent")
-    if data.get("shown_account") and data.get("account") != data.get("shown_account"):
+    shown = data.get("shown_account")
+    if shown and (
+        form.chosen_account is None
+        or shown not in (form.chosen_account.account_id, str(form.chosen_account.pk))
+    ):
         intent = "continue"  # the account changed (without JavaScript): its own lists come first
     if form.chosen_account is None and data.get("account"):
         form.is_valid()  # an account that is not offered: say so, on step one
@@ -137,9 +141,10 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
     draft = form.draft()
     submitting = intent == "submit"
     also = [a for a in form.cleaned_data.get("also_accounts") or [] if a != draft.account]
-    if also:
+    unit = form.cleaned_data.get("also_ou")
+    if also or unit is not None:
         return _handle_batch(
-            request, form, draft, [draft.account, *also], submitting=submitting, intake=intake
+            request, form, draft, [draft.account, *also], unit=unit, submitting=submitting, intake=intake
         )
     try:
         permissions.check(permissions.file_problem(request.user, principal=draft.principal))
@@ -169,11 +174,14 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
     return redirect("request_detail", pk=req.pk)
 
 
-def _handle_batch(request: HttpRequest, form: RequestForm, draft, accounts, *, submitting: bool, intake=None):
+def _handle_batch(
+    request: HttpRequest, form: RequestForm, draft, accounts, *, unit=None, submitting: bool, intake=None
+):
     """The same access in several accounts: a preview of each account's routing, or the batch filed whole."""
     try:
         permissions.check(permissions.file_problem(request.user, principal=draft.principal))
         if not submitting:
+            accounts = batches.with_unit(request.user, accounts, unit)
             members = batches.members_of(draft, accounts, requester=request.user, preview=True)
             preview = {
                 "draft": members[0],
@@ -183,11 +191,13 @@ def _handle_batch(request: HttpRequest, form: RequestForm, draft, accounts, *, s
             }
             return _render_form(request, form, preview=preview, intake=intake)
         batch = batches.batch_submit(
-            requester=request.user, draft=draft, accounts=accounts, http_request=request
+            requester=request.user, draft=draft, accounts=accounts, unit=unit, http_request=request
         )
     except (RequestError, permissions.NotAllowed) as exc:
         return _render_form(request, form, error=str(exc), intake=intake)
-    messages.success(request, f"{batch.reference} filed: the same access in {len(accounts)} accounts.")
+    messages.success(
+        request, f"{batch.reference} filed: the same access in {batch.members.count()} accounts."
+    )
     return redirect("batch_detail", pk=batch.pk)
 
 

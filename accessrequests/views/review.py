@@ -19,7 +19,7 @@ from django.views.decorators.http import require_http_methods
 from accessrequests import permissions, roles, selectors
 from accessrequests.changes import change_for
 from accessrequests.forms import DecisionForm
-from accessrequests.models import AwsAccount, RequestKind, RequestStatus
+from accessrequests.models import RequestKind, RequestStatus
 from accessrequests.paging import paginate
 from accessrequests.services.requests import RequestError, request_approve, request_deny
 
@@ -65,9 +65,12 @@ def continue_after_mfa(request: HttpRequest) -> HttpResponse:
 
 @approver_required
 def queue(request: HttpRequest) -> HttpResponse:
-    account = request.GET.get("account") or None
+    account = (request.GET.get("account") or "").strip() or None
+    account_error = ""
     if account is not None and not (account.isascii() and account.isdigit() and len(account) == 12):
-        account = None  # not an account id: no filter rather than a filter that matches nothing silently
+        # Not an account id: said beside the filter, and no filter rather than one that silently matches nothing.
+        account_error = "An AWS account id is 12 digits; choose one from the list."
+        account = None
     kind = request.GET.get("kind") or None
     if kind not in RequestKind.values:
         kind = None
@@ -82,7 +85,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         "accessrequests/queue.html",
         {
             "page": page,
-            "accounts": AwsAccount.objects.filter(enabled=True),
+            "account_error": account_error,
             "kinds": RequestKind.choices,
             "filters": {"account": account or "", "kind": kind or "", "older_than_hours": age or ""},
         },

@@ -45,7 +45,11 @@
 
   form.addEventListener("change", function (event) {
     var name = event.target && event.target.name;
-    if (name === "account") { go("continue"); return; }
+    if (name === "account") {
+      // The picker fills in a 12-digit id; half-typed text waits for a choice (or the Continue button).
+      if (/^\d{12}$/.test(event.target.value.trim())) { go("continue"); }
+      return;
+    }
     if (name === "kind") { showSections(); }
     if (form.getAttribute("data-step") === "one") { return; }
     clearTimeout(timer);

@@ -36,7 +36,8 @@ from accessrequests.aws.client import endpoint_url
 from accessrequests.aws.demo_world import PRIMARY_REGION, seed_demo_world
 from accessrequests.models import ApprovalRule, AwsAccount, Environment, Principal, PrincipalKind, RequestKind
 from accessrequests.roles import ADMINS, APPROVERS, AUDITORS, REQUESTERS
-from accessrequests.services.catalog import catalog_sync, summary_lines
+from accessrequests.services.catalog import summary_lines
+from accessrequests.services.catalog_sync import catalog_sync
 
 DEMO_PASSWORD = "gatehouse-demo"  # noqa: S105 - documented in the README; demo users only
 CONTACT = "platform-team@example.com"

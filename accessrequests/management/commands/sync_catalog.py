@@ -1,6 +1,7 @@
 """manage.py sync_catalog: read accounts, pipelines, roles, principals and Identity Center from AWS now.
 
-The same work the periodic task does every 15 minutes; useful after adding an account or a pipeline.
+The same work the periodic task does every 15 minutes (which is ``--incremental``); useful after adding an account
+or a pipeline. Without ``--incremental`` every enabled account is listed again.
 """
 
 from __future__ import annotations
@@ -9,14 +10,39 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accessrequests.services.catalog import catalog_sync, summary_lines
+from accessrequests.models import CatalogSyncRun
+from accessrequests.services.catalog import summary_lines
+from accessrequests.services.catalog_sync import FULL, INCREMENTAL, catalog_sync
 
 
 class Command(BaseCommand):
     help = "Sync the AWS catalog into the database; exits 1 when part of AWS could not be read."
 
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--incremental",
+            action="store_true",
+            help="List only accounts that changed in Organizations, are new, failed last time or are due.",
+        )
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="Resume an unfinished sync now (its process is gone) instead of waiting for it to go stale.",
+        )
+        parser.add_argument("--progress", action="store_true", help="Print progress every 100 accounts.")
+
     def handle(self, *args: Any, **options: Any) -> None:
-        result = catalog_sync()
+        def progress(run: CatalogSyncRun) -> None:
+            if options["progress"] and (
+                run.accounts_done % 100 == 0 or run.accounts_done == run.accounts_total
+            ):
+                self.stdout.write(f"{run.progress}", ending="\n")
+
+        result = catalog_sync(
+            mode=INCREMENTAL if options["incremental"] else FULL, resume=options["resume"], progress=progress
+        )
+        if result.get("skipped"):
+            raise CommandError(f"not synced: {result['skipped']} (--resume if its process is gone)")
         self.stdout.write(f"regions: {', '.join(result['regions'])}")
         for line in summary_lines(result):
             self.stdout.write(line)

@@ -1,0 +1,244 @@
+"""The catalog sync at the scale of an organization, against a moto server, counted on the wire.
+
+Accounts that join, leave or move between units appear, disappear or move without a restart; the incremental
+sync lists only what changed (counted at the HTTP boundary by a proxy in front of moto); a sync that crashed
+half-way resumes with the accounts it had not written; progress shows in /healthz and the admin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accessrequests.aws.client import clear_credentials_cache, client
+from accessrequests.models import (
+    AwsAccount,
+    CatalogSyncRun,
+    CatalogSyncStatus,
+    Grant,
+    OrganizationalUnit,
+)
+from accessrequests.services.catalog_sync import FULL, INCREMENTAL, catalog_sync
+from tests.aws_counter import CountingProxy
+from tests.conftest import make_user, sign_in_with_mfa
+
+pytestmark = [pytest.mark.moto, pytest.mark.django_db]
+
+
+class Crash(BaseException):
+    """Stands for the process dying: not an Exception, so nothing on the way catches it."""
+
+
+@pytest.fixture
+def wire(aws, settings, monkeypatch) -> Iterator[CountingProxy]:
+    proxy = CountingProxy(aws)
+    settings.AWS_ENDPOINT_URL = proxy.url
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    settings.GATEHOUSE_REGIONS = ["us-east-1"]
+    clear_credentials_cache()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+        clear_credentials_cache()
+
+
+class Org:
+    """An organization with Workloads/Prod and Workloads/Dev and member accounts in them."""
+
+    def __init__(self) -> None:
+        self.org = client("organizations")
+        self.org.create_organization(FeatureSet="ALL")
+        self.root = self.org.list_roots()["Roots"][0]["Id"]
+        workloads = self.ou("Workloads", self.root)
+        self.prod, self.dev = self.ou("Prod", workloads), self.ou("Dev", workloads)
+
+    def ou(self, name: str, parent: str) -> str:
+        return self.org.create_organizational_unit(ParentId=parent, Name=name)["OrganizationalUnit"]["Id"]
+
+    def account(self, name: str, ou: str) -> str:
+        account_id = self.org.create_account(AccountName=name, Email=f"{name}@example.com")[
+            "CreateAccountStatus"
+        ]["AccountId"]
+        self.org.move_account(AccountId=account_id, SourceParentId=self.root, DestinationParentId=ou)
+        return account_id
+
+    def move(self, account_id: str, source: str, destination: str) -> None:
+        self.org.move_account(AccountId=account_id, SourceParentId=source, DestinationParentId=destination)
+
+
+@pytest.fixture
+def org(wire) -> Org:
+    return Org()
+
+
+def _listed(wire: CountingProxy) -> set[str]:
+    """The accounts whose pipelines the sync listed (ListPipelines made with that account's credentials)."""
+    return set(wire.accounts_calling("ListPipelines"))
+
+
+def test_a_full_sync_reads_units_and_places_each_account_in_its_unit(org, wire):
+    payments = org.account("payments-prod", org.prod)
+    sandbox = org.account("sandbox-dev", org.dev)
+
+    result = catalog_sync(mode=FULL)
+
+    assert AwsAccount.objects.get(account_id=payments).ou.path == "Root / Workloads / Prod"
+    assert AwsAccount.objects.get(account_id=sandbox).ou.path == "Root / Workloads / Dev"
+    assert OrganizationalUnit.objects.get(ou_id=org.prod).parent.name == "Workloads"
+    assert {payments, sandbox} <= _listed(wire)
+    assert result["run"]["listed"] == AwsAccount.objects.count()
+    # One walk of the tree: no ListParents per account.
+    assert wire.count("ListParents") == 0
+
+
+def test_an_incremental_sync_lists_only_the_account_that_joined(org, wire):
+    org.account("payments-prod", org.prod)
+    org.account("sandbox-dev", org.dev)
+    catalog_sync(mode=FULL)
+    wire.clear()
+
+    joined = org.account("ledger-prod", org.prod)
+    result = catalog_sync(mode=INCREMENTAL)
+
+    assert _listed(wire) == {joined}
+    account = AwsAccount.objects.get(account_id=joined)
+    assert (account.present, account.ou.ou_id, account.name) == (True, org.prod, "ledger-prod")
+    assert result["accounts"]["created"] == 1 and result["run"]["listed"] == 1
+
+
+def test_nothing_changed_lists_no_account(org, wire):
+    org.account("payments-prod", org.prod)
+    catalog_sync(mode=FULL)
+    wire.clear()
+
+    result = catalog_sync(mode=INCREMENTAL)
+
+    assert _listed(wire) == set() and wire.count("ListRoles") == 0
+    assert result["run"]["listed"] == 0
+
+
+def test_an_account_moved_between_units_moves_without_being_listed_again(org, wire):
+    moving = org.account("payments", org.dev)
+    catalog_sync(mode=FULL)
+    wire.clear()
+
+    org.move(moving, org.dev, org.prod)
+    result = catalog_sync(mode=INCREMENTAL)
+
+    assert AwsAccount.objects.get(account_id=moving).ou.ou_id == org.prod
+    assert result["accounts"]["moved"] == 1
+    assert _listed(wire) == set()
+
+
+def test_an_account_that_left_is_kept_not_present_and_its_grants_stay_for_revocation(org, wire):
+    from accessrequests.services.requests import request_approve
+    from tests.factories import World, fresh_factor
+
+    leaving = org.account("legacy", org.dev)
+    catalog_sync(mode=FULL)
+    world = World()
+    account = AwsAccount.objects.get(account_id=leaving)
+    from tests.factories import make_pipeline, make_principal
+
+    principal = make_principal(account, users=[world.requester])
+    world.rule.accounts.add(account)
+    req = world.submit(principal=principal, account=account, pipelines=[make_pipeline(account)])
+    request_approve(request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver))
+    grant = Grant.objects.get(request=req)
+
+    org.org.remove_account_from_organization(AccountId=leaving)
+    result = catalog_sync(mode=INCREMENTAL)
+
+    account.refresh_from_db()
+    assert (account.present, account.removed_at is not None) == (False, True)
+    assert result["accounts"]["removed"] == 1
+    assert Grant.objects.filter(pk=grant.pk, account=account).exists()
+
+
+def test_a_crashed_sync_resumes_with_the_accounts_it_had_not_written(org, wire):
+    accounts = [org.account(f"team-{i}", org.dev) for i in range(5)]
+    wire.clear()
+    written: list[int] = []
+
+    def crash_after_two(run: CatalogSyncRun) -> None:
+        written.append(run.accounts_done)
+        if run.accounts_done == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        catalog_sync(mode=FULL, progress=crash_after_two)
+    run = CatalogSyncRun.objects.get()
+    assert (run.status, run.accounts_done, run.accounts_total) == (CatalogSyncStatus.RUNNING, 2, 6)
+    first = _listed(wire)
+    synced_before = set(
+        AwsAccount.objects.filter(last_synced_at__isnull=False).values_list("account_id", flat=True)
+    )
+    assert len(synced_before) == 2
+    wire.clear()
+
+    # Its process is gone, but its heartbeat is recent: another sync leaves it alone ...
+    assert catalog_sync(mode=INCREMENTAL)["skipped"]
+    # ... until the heartbeat is old enough to call it crashed; then the next sync carries on where it stopped.
+    CatalogSyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    result = catalog_sync(mode=INCREMENTAL)
+
+    resumed_listing = _listed(wire)
+    assert resumed_listing.isdisjoint(synced_before)
+    assert resumed_listing | synced_before == {*accounts, "123456789012"}
+    assert len(first) >= 2  # the crashed run's threads may have listed one more it never wrote
+    run.refresh_from_db()
+    assert (run.status, run.resumed, run.accounts_done) == (CatalogSyncStatus.FINISHED, 1, 6)
+    assert result["run"]["resumed"] == 1
+    assert AwsAccount.objects.filter(last_synced_at__isnull=True).count() == 0
+    assert wire.count("ListRoots") == 0  # the organization phase was done before the crash
+
+
+def test_resume_takes_over_a_sync_whose_process_is_known_to_be_gone(org, wire):
+    org.account("team", org.dev)
+
+    def crash(run: CatalogSyncRun) -> None:
+        if run.accounts_done == 1:
+            raise Crash
+
+    with pytest.raises(Crash):
+        catalog_sync(mode=FULL, progress=crash)
+    result = catalog_sync(mode=FULL, resume=True)
+    assert result["run"]["resumed"] == 1 and not result["errors"]
+    assert CatalogSyncRun.objects.get().status == CatalogSyncStatus.FINISHED
+
+
+def test_progress_shows_in_healthz_and_the_admin(org, wire, client):
+    org.account("team", org.dev)
+
+    def crash(run: CatalogSyncRun) -> None:
+        if run.accounts_done == 1:
+            raise Crash
+
+    with pytest.raises(Crash):
+        catalog_sync(mode=FULL, progress=crash)
+    body = client.get("/healthz").json()["catalog"]
+    assert (body["status"], body["phase"], body["accounts_done"], body["accounts_total"]) == (
+        "running",
+        "accounts",
+        1,
+        2,
+    )
+    admin = make_user("root", "admins", is_staff=True, is_superuser=True)
+    sign_in_with_mfa(client, admin)
+    page = client.get("/admin/accessrequests/catalogsyncrun/")
+    assert page.status_code == 200 and "1 of 2 accounts" in page.content.decode()
+
+
+def test_listings_run_with_bounded_concurrency(org, wire, settings):
+    for i in range(6):
+        org.account(f"team-{i}", org.dev)
+    settings.GATEHOUSE_CATALOG_CONCURRENCY = 1
+    one = catalog_sync(mode=FULL)
+    settings.GATEHOUSE_CATALOG_CONCURRENCY = 4
+    four = catalog_sync(mode=FULL)
+    assert one["run"]["listed"] == four["run"]["listed"] == 7
+    assert not one["errors"] and not four["errors"]
