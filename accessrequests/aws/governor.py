@@ -146,6 +146,7 @@ class RedisStore:
     def __init__(self, url: str, prefix: str) -> None:
         import redis
 
+        self.url = url
         self.redis = _redis_client(url)
         self.prefix = prefix
         self._errors = (redis.WatchError,)
@@ -200,10 +201,11 @@ class FileStore:
 
     def __init__(self, directory: Path, prefix: str) -> None:
         self.directory = directory
-        self.prefix = hashlib.sha256(prefix.encode()).hexdigest()[:12]
+        self.prefix = prefix
 
     def _path(self, key: str) -> Path:
-        return self.directory / f"{self.prefix}-{key}.json"
+        # The prefix may hold anything a cache prefix may; file names get a digest of it.
+        return self.directory / f"{hashlib.sha256(self.prefix.encode()).hexdigest()[:12]}-{key}.json"
 
     @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[Any]:
