@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .client import setting
+from .client import in_quick_reads, setting
 
 THROTTLING_CODES = frozenset(
     {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"}
@@ -49,6 +49,9 @@ THROTTLING_CODES = frozenset(
 DEFAULT_TPS = 20.0
 DEFAULT_OUTSTANDING = 10
 DEFAULT_LEASE_SECONDS = 60
+# A throttled call is tried again until this long has passed since its first throttle (below Celery's soft
+# time limit of 540 s): the bucket has slowed everyone down meanwhile, so a storm delays a grant, never fails it.
+THROTTLED_FOR_AT_MOST = 300.0
 # A quarter of a second's worth of calls may go out at once; AWS's own buckets allow more, so the arrival
 # jitter between the governor and AWS does not turn into throttling.
 BURST_SECONDS = 0.25
@@ -365,13 +368,26 @@ def _before_send(**kwargs: Any) -> None:
     _attempt.epoch = current().before_call()
 
 
-def _after_attempt(response: Any = None, **kwargs: Any) -> None:
+def _after_attempt(response: Any = None, request_dict: Any = None, **kwargs: Any) -> float | None:
+    """Every answer: a throttle slows the shared bucket down. When botocore would give up on a throttled call
+    (its attempts or its retry quota spent), ask it to try again — through the bucket, at the slower pace —
+    until THROTTLED_FOR_AT_MOST has passed: throttling delays work, it does not fail it. Web pages' quick
+    reads (``client.quick_reads``) are left to fail fast, as they want."""
     if response is None:
-        return  # a network error: no answer from AWS, nothing learned about its rate
+        return None  # a network error: no answer from AWS, nothing learned about its rate
     http, parsed = response
     code = str((parsed or {}).get("Error", {}).get("Code", ""))
-    if code in THROTTLING_CODES or getattr(http, "status_code", 0) == 429:
-        current().throttled(getattr(_attempt, "epoch", 0))
+    if code not in THROTTLING_CODES and getattr(http, "status_code", 0) != 429:
+        return None
+    current().throttled(getattr(_attempt, "epoch", 0))
+    if in_quick_reads() or not isinstance(request_dict, dict):
+        return None
+    context = request_dict.setdefault("context", {})
+    since = context.setdefault("gatehouse_throttled_since", time.monotonic())
+    if time.monotonic() - since > THROTTLED_FOR_AT_MOST:
+        return None
+    # Returned after botocore's own handler: used only when botocore would not retry by itself.
+    return random.uniform(0.05, 0.25)  # noqa: S311 - jitter, not crypto
 
 
 def govern(client: Any) -> Any:

@@ -8,7 +8,8 @@ or assignment is still propagating, AWS answers ``ConflictException``; those cal
 
 Every call goes through the shared rate governor (``governor.py``): the clients wait for their turn, and each
 assignment operation holds one of the outstanding slots from its start until a poll sees it finish. Throttling
-never fails a grant: a throttled call slows the governor down and is tried again, for as long as a task may run.
+never fails a grant: a throttled call slows the governor down and is tried again (the governor's hook on the
+client), for up to five minutes.
 """
 
 from __future__ import annotations
@@ -37,9 +38,7 @@ POLL_TIMEOUT = 120.0
 POLL_FIRST_DELAY = 0.2
 POLL_MAX_DELAY = 5.0
 CONFLICT_ATTEMPTS = 8
-# Throttled calls are tried again until this long has passed (below Celery's soft time limit of 540 s): the
-# governor has slowed everyone down meanwhile, so a storm delays a grant but does not fail it.
-THROTTLED_FOR_AT_MOST = 300.0
+_RETRY_CODES = frozenset({"ConflictException", *governor.THROTTLING_CODES})
 _FINAL = frozenset({"SUCCEEDED", "FAILED"})
 
 
@@ -59,24 +58,16 @@ def _request_id(response: dict[str, Any]) -> str:
 
 
 def _call(operation: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
-    """Call with retries: on ConflictException a few times, on throttling until THROTTLED_FOR_AT_MOST; exponential
-    backoff with full jitter (the governor paces the retry too)."""
-    deadline = time.monotonic() + THROTTLED_FOR_AT_MOST
-    conflicts = throttles = 0
-    while True:
+    """Call with retries on ConflictException, exponential backoff with full jitter. (Throttling is retried
+    below, on the client: the governor's hook keeps trying throttled calls, paced by the shared bucket.)"""
+    for attempt in range(CONFLICT_ATTEMPTS):
         try:
             return operation(**kwargs)
         except ClientError as exc:
-            code = error_details(exc)[0]
-            if code in governor.THROTTLING_CODES and time.monotonic() < deadline:
-                throttles += 1
-                attempt = throttles
-            elif code == "ConflictException" and conflicts < CONFLICT_ATTEMPTS - 1:
-                conflicts += 1
-                attempt = conflicts
-            else:
+            if error_details(exc)[0] not in _RETRY_CODES or attempt == CONFLICT_ATTEMPTS - 1:
                 raise
             time.sleep(random.uniform(0, min(8.0, 0.25 * 2**attempt)))  # noqa: S311 - jitter, not crypto
+    raise AssertionError("unreachable")
 
 
 def _finish(status: dict[str, Any], what: str) -> None:
