@@ -379,6 +379,7 @@ class IdentityCenterLimits:
         self.outstanding: dict[str, int] = {"create": 0, "delete": 0}
         self.peak: dict[str, int] = {"create": 0, "delete": 0}
         self.done: Counter = Counter()
+        self.in_progress_seconds: Counter = Counter()  # kind -> the time operations were made to take, summed
         self.throttled: Counter = Counter()  # why: "tps", "outstanding", "storm"
         self.calls = 0
         self._seen: dict[str, tuple[str, float, int]] = {}  # request id -> (kind, started, polls)
@@ -426,6 +427,8 @@ class IdentityCenterLimits:
         status = answer[key]
         with self._lock:
             self._seen[status["RequestId"]] = (kind, time.monotonic(), 0)
+            if self.seconds is not None:
+                self.in_progress_seconds[kind] += self.seconds(status["RequestId"])
         status["Status"] = "IN_PROGRESS"
         return answer
 
