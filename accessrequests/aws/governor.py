@@ -63,8 +63,8 @@ SLOT_RECHECK = (0.03, 0.08)
 FIRST_POLL_MAX = 3.0
 FIRST_POLL_FLOOR = 0.1
 # Quantile tracking of the first poll's delay: shorter after a first poll that found the work done, longer
-# after one that found it still running. These factors settle where ~80% of first polls find it done.
-POLL_SHORTER = 0.9
+# after one that found it still running. These factors settle where ~90% of first polls find it done.
+POLL_SHORTER = 0.96
 POLL_LONGER = 1.5
 
 
@@ -271,7 +271,9 @@ class Governor:
 
     def before_call(self) -> int:
         """Wait for this call's turn; returns its decrease epoch (see ``throttled``)."""
+        global _recent_wait
         wait, epoch = self.store.update("bucket", lambda s, now: reserve_rule(s, now, self.tps))
+        _recent_wait += (float(wait) - _recent_wait) * 0.2
         if wait > 0:
             time.sleep(wait)
         return int(epoch)
@@ -302,7 +304,14 @@ class Governor:
                 self.store.update(key, lambda s, now: release_slot_rule(s, held.token))
 
     def first_poll_delay(self, kind: str) -> float:
-        return float(self.store.read(f"poll-{kind}").get("delay", 0.0))
+        """How long after starting an operation to send its first status poll.
+
+        The learned delay is what the operation lately took as seen by first polls, which themselves wait their
+        turn in the bucket; the wait this process's calls lately had is taken off, so a busy bucket does not
+        push the poll later than the operation needs (nor a quiet one make it early).
+        """
+        learned = float(self.store.read(f"poll-{kind}").get("delay", 0.0))
+        return max(0.0, learned - _recent_wait) if learned else 0.0
 
     def learn_poll(self, kind: str, *, done_at_first_look: bool) -> None:
         self.store.update(f"poll-{kind}", lambda s, now: learn_poll_rule(s, done_at_first_look))
@@ -357,6 +366,10 @@ def current() -> Governor:
         outstanding=int(_number("GATEHOUSE_IC_OUTSTANDING", DEFAULT_OUTSTANDING, 1)),
         lease=_number("GATEHOUSE_IC_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, 5),
     )
+
+
+# A moving average of how long this process's calls waited for their turn lately (see first_poll_delay).
+_recent_wait = 0.0
 
 
 # --- on every Identity Center client ---------------------------------------------------------------------

@@ -121,7 +121,7 @@ def _wait(
             raise AwsOperationError(
                 f"Identity Center did not finish to {what} within {POLL_TIMEOUT:.0f} seconds", transient=True
             )
-        delay = max(POLL_FIRST_DELAY, delay / 4) if polls == 1 else min(POLL_MAX_DELAY, delay * 2)
+        delay = max(POLL_FIRST_DELAY, delay / 3) if polls == 1 else min(POLL_MAX_DELAY, delay * 2)
 
 
 # --- account assignments ------------------------------------------------------------------------------
