@@ -110,7 +110,7 @@ def test_the_first_poll_waits_longer_after_finding_work_running_and_shorter_afte
     for _ in range(50):
         learn_poll_rule(state, done_at_first_look=False)
     assert state["delay"] == FIRST_POLL_MAX
-    for _ in range(100):
+    for _ in range(200):
         learn_poll_rule(state, done_at_first_look=True)
     assert state["delay"] == 0.0  # an idle, quick Identity Center is polled at once again
 
