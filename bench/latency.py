@@ -124,6 +124,7 @@ def measure(world: Any, kind: str, samples: int, aws: Any) -> tuple[list[float],
             second_factor=fresh_factor(world.approver),
             comment="ok",
         )
+        approving.append(time.perf_counter() - started)
         grant = Grant.objects.get(request=req)
         wait_until(
             lambda g=grant: Grant.objects.filter(pk=g.pk, status=GrantStatus.ACTIVE).exists(), 60, "active"
