@@ -274,3 +274,19 @@ def test_a_bad_governor_setting_stops_the_process_with_one_clear_line(name, valu
         f"gatehouse: configuration error: {name} must be a number of at least "
         f"{'0.1' if name == 'GATEHOUSE_IC_TPS' else '1'} (got {value!r})."
     ]
+
+
+def test_with_its_redis_unreachable_the_governor_lets_work_through_and_says_so(caplog, monkeypatch):
+    from accessrequests.aws.motoserver import free_port
+
+    monkeypatch.setattr(governor, "_warned_at", 0.0)  # said once a minute: this test's minute starts now
+
+    gov = pace(RedisStore(f"redis://127.0.0.1:{free_port()}/0", "nobody-listens"), outstanding=1)
+    assert gov.before_call() == 0
+    assert gov.throttled(0) is False
+    with gov.slot("create") as first, gov.slot("create") as second:  # no store: no limit to wait for
+        first.started = second.started = True
+        first.renew()
+        first.finished = second.finished = True
+    assert gov.first_poll_delay("create") == 0.0
+    assert "rate governor unavailable" in caplog.text

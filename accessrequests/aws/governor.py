@@ -31,6 +31,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import random
 import threading
@@ -242,6 +243,26 @@ class FileStore:
         return json.loads(raw) if raw.strip() else {}
 
 
+logger = logging.getLogger(__name__)
+_warned_at = 0.0
+
+
+def _safely(what: str, action: Callable[[], Any], fallback: Any) -> Any:
+    """Run a store operation; when the store itself fails (Redis unreachable, a broken file), go on without the
+    governor — botocore's adaptive retries still pace the call — rather than stop provisioning. Said once a
+    minute in the log."""
+    global _warned_at
+    try:
+        return action()
+    except Exception as exc:
+        if time.monotonic() - _warned_at > 60:
+            _warned_at = time.monotonic()
+            logger.warning(
+                "Identity Center rate governor unavailable (%s: %s); going on without it", what, exc
+            )
+        return fallback
+
+
 # --- the governor ----------------------------------------------------------------------------------------
 
 
@@ -257,8 +278,12 @@ class Slot:
     finished: bool = False
 
     def renew(self) -> None:
-        self.governor.store.update(
-            f"slots-{self.kind}", lambda s, now: renew_slot_rule(s, now, self.token, self.governor.lease)
+        _safely(
+            "renew",
+            lambda: self.governor.store.update(
+                f"slots-{self.kind}", lambda s, now: renew_slot_rule(s, now, self.token, self.governor.lease)
+            ),
+            None,
         )
 
 
@@ -272,14 +297,24 @@ class Governor:
     def before_call(self) -> int:
         """Wait for this call's turn; returns its decrease epoch (see ``throttled``)."""
         global _recent_wait
-        wait, epoch = self.store.update("bucket", lambda s, now: reserve_rule(s, now, self.tps))
+        wait, epoch = _safely(
+            "turn",
+            lambda: self.store.update("bucket", lambda s, now: reserve_rule(s, now, self.tps)),
+            (0.0, 0),
+        )
         _recent_wait += (float(wait) - _recent_wait) * 0.2
         if wait > 0:
             time.sleep(wait)
         return int(epoch)
 
     def throttled(self, epoch: int) -> bool:
-        return bool(self.store.update("bucket", lambda s, now: throttled_rule(s, now, self.tps, epoch)))
+        return bool(
+            _safely(
+                "throttle",
+                lambda: self.store.update("bucket", lambda s, now: throttled_rule(s, now, self.tps, epoch)),
+                False,
+            )
+        )
 
     @contextlib.contextmanager
     def slot(self, kind: str) -> Iterator[Slot]:
@@ -291,8 +326,12 @@ class Governor:
         held = Slot(governor=self, kind=kind, token=uuid.uuid4().hex)
         key = f"slots-{kind}"
         while True:
-            wait = self.store.update(
-                key, lambda s, now: take_slot_rule(s, now, held.token, self.outstanding, self.lease)
+            wait = _safely(
+                "slot",
+                lambda: self.store.update(
+                    key, lambda s, now: take_slot_rule(s, now, held.token, self.outstanding, self.lease)
+                ),
+                0.0,
             )
             if not wait:
                 break
@@ -301,7 +340,11 @@ class Governor:
             yield held
         finally:
             if held.finished or not held.started:
-                self.store.update(key, lambda s, now: release_slot_rule(s, held.token))
+                _safely(
+                    "release",
+                    lambda: self.store.update(key, lambda s, now: release_slot_rule(s, held.token)),
+                    None,
+                )
 
     def first_poll_delay(self, kind: str) -> float:
         """How long after starting an operation to send its first status poll.
@@ -310,11 +353,15 @@ class Governor:
         turn in the bucket; the wait this process's calls lately had is taken off, so a busy bucket does not
         push the poll later than the operation needs (nor a quiet one make it early).
         """
-        learned = float(self.store.read(f"poll-{kind}").get("delay", 0.0))
+        learned = float(_safely("poll", lambda: self.store.read(f"poll-{kind}").get("delay", 0.0), 0.0))
         return max(0.0, learned - _recent_wait) if learned else 0.0
 
     def learn_poll(self, kind: str, *, done_at_first_look: bool) -> None:
-        self.store.update(f"poll-{kind}", lambda s, now: learn_poll_rule(s, done_at_first_look))
+        _safely(
+            "poll",
+            lambda: self.store.update(f"poll-{kind}", lambda s, now: learn_poll_rule(s, done_at_first_look)),
+            None,
+        )
 
     def state(self) -> dict[str, Any]:
         """What the governor holds now (for the bench, the tests and an admin's curiosity)."""
