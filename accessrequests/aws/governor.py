@@ -22,7 +22,8 @@ State lives in Redis when Redis is the Celery broker (every machine shares it; R
 else in files under ``var/governor/`` with an ``fcntl`` lock (the embedded profile is one machine). Both run the
 same Python rules on a small JSON state: Redis under ``WATCH``/``MULTI`` (optimistic, retried on a conflict),
 files under an exclusive lock. Keys are prefixed with the cache prefix (``GATEHOUSE_CACHE_PREFIX``), so portals
-and test runs sharing a Redis keep their governors apart.
+and test runs sharing a Redis keep their governors apart. When the store cannot be reached, calls go on without
+the governor (botocore's adaptive retries still pace them) and the log says so: pacing must not stop provisioning.
 """
 
 from __future__ import annotations
