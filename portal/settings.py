@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -356,6 +357,25 @@ GATEHOUSE_CATALOG_STALE_PER_RUN = env.int("GATEHOUSE_CATALOG_STALE_PER_RUN", def
 GATEHOUSE_CATALOG_SYNC_STALE_SECONDS = env.int("GATEHOUSE_CATALOG_SYNC_STALE_SECONDS", default=900)
 # The Identity Center AWS access portal (start URL), linked from requests that were granted through it.
 GATEHOUSE_AWS_ACCESS_PORTAL_URL = env.str("GATEHOUSE_AWS_ACCESS_PORTAL_URL", default="")
+
+
+def _at_least(name: str, cast: type, default: float, least: float) -> Any:
+    raw = env.str(name, default="")
+    try:
+        value = cast(raw) if raw else cast(default)
+    except ValueError:
+        value = None
+    if value is None or not value >= least:  # also refuses NaN
+        raise ImproperlyConfigured(f"{name} must be a number of at least {least:g} (got {raw!r}).")
+    return value
+
+
+# The Identity Center rate governor (accessrequests/aws/governor.py), shared by every worker through Redis (or a
+# file lock in the embedded profile): calls per second, assignment creations (and, apart, deletions) outstanding
+# at a time, and how long a crashed worker's outstanding slot is held before it frees itself.
+GATEHOUSE_IC_TPS = _at_least("GATEHOUSE_IC_TPS", float, 20.0, 0.1)
+GATEHOUSE_IC_OUTSTANDING = _at_least("GATEHOUSE_IC_OUTSTANDING", int, 10, 1)
+GATEHOUSE_IC_LEASE_SECONDS = _at_least("GATEHOUSE_IC_LEASE_SECONDS", int, 60, 5)
 
 # Production hardening: every `check --deploy` warning is answered when DEBUG is off.
 if not DEBUG:

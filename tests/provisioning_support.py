@@ -4,6 +4,7 @@ reading back what IAM really holds so moto's own policy evaluator can judge it."
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import itertools
 import json
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -231,6 +233,8 @@ class AwsProxy:
     is set (``held`` is set when one arrives), so a test can kill a worker in the middle of applying.
     ``rewrite``: for a JSON-protocol action, a function that changes AWS's real answer before it is returned
     (e.g. an asynchronous Identity Center status that is still IN_PROGRESS, or FAILED).
+    ``gate``: sees every call's action before it is forwarded and may answer it instead, with (status, code)
+    (e.g. ``IdentityCenterLimits`` refusing what AWS's limits would refuse).
     """
 
     upstream: str
@@ -243,6 +247,7 @@ class AwsProxy:
     answer: dict[str, Callable[[dict[str, str]], bytes | tuple[int, bytes] | None]] = field(
         default_factory=dict
     )
+    gate: Callable[[str], tuple[int, str] | None] | None = None
     calls: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
     held: threading.Event = field(default_factory=threading.Event)
@@ -274,9 +279,18 @@ class AwsProxy:
                         self._send(status, {"Content-Type": "text/xml"}, payload)
                         return
                 answer = proxy._intercept(action)
+                if answer is None and proxy.gate is not None:
+                    answer = proxy.gate(action)
                 if answer is not None:
                     status, code = answer
-                    self._send(status, {"Content-Type": "text/xml"}, _error(status, code, "Rate exceeded"))
+                    if self.headers.get("X-Amz-Target"):  # a JSON-protocol service answers errors in JSON
+                        payload = json.dumps({"__type": code, "message": "Rate exceeded"}).encode()
+                        headers = {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": code}
+                        self._send(status, headers, payload)
+                    else:
+                        self._send(
+                            status, {"Content-Type": "text/xml"}, _error(status, code, "Rate exceeded")
+                        )
                     return
                 connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "host")}
@@ -341,6 +355,124 @@ class AwsProxy:
         self._server.server_close()
 
 
+class IdentityCenterLimits:
+    """Identity Center as AWS runs it, played by the proxy in front of moto (which finishes everything at once).
+
+    - Assignment creations and deletions are answered IN_PROGRESS, and their status polls say IN_PROGRESS for
+      ``polls`` polls, or for ``seconds(request id)`` seconds, before SUCCEEDED.
+    - Outstanding creations (deletions) are counted from the moment the proxy sees the request until a status
+      poll reports it SUCCEEDED; ``peak`` keeps the highest count seen.
+    - ``tps`` and ``outstanding_limit``, when set, are enforced as AWS does: beyond them, ThrottlingException.
+      ``storm`` answers the next so many Identity Center calls, whatever they are, with ThrottlingException.
+    """
+
+    CHANGES = {
+        "CreateAccountAssignment": ("create", "AccountAssignmentCreationStatus"),
+        "DeleteAccountAssignment": ("delete", "AccountAssignmentDeletionStatus"),
+    }
+    POLLS = {
+        "DescribeAccountAssignmentCreationStatus": ("create", "AccountAssignmentCreationStatus"),
+        "DescribeAccountAssignmentDeletionStatus": ("delete", "AccountAssignmentDeletionStatus"),
+    }
+
+    def __init__(
+        self,
+        *,
+        polls: int = 0,
+        seconds: Callable[[str], float] | None = None,
+        tps: float | None = None,
+        outstanding_limit: int | None = None,
+        storm: int = 0,
+    ) -> None:
+        self.polls, self.seconds, self.tps, self.outstanding_limit, self.storm = (
+            polls,
+            seconds,
+            tps,
+            outstanding_limit,
+            storm,
+        )
+        self._lock = threading.Lock()
+        self.outstanding: dict[str, int] = {"create": 0, "delete": 0}
+        self.peak: dict[str, int] = {"create": 0, "delete": 0}
+        self.done: Counter = Counter()
+        self.in_progress_seconds: Counter = Counter()  # kind -> the time operations were made to take, summed
+        self.throttled: Counter = Counter()  # why: "tps", "outstanding", "storm"
+        self.calls = 0
+        self._seen: dict[str, tuple[str, float, int]] = {}  # request id -> (kind, started, polls)
+        self._tokens = float(tps or 0)
+        self._refilled = time.monotonic()
+
+    def install(self, proxy: AwsProxy) -> AwsProxy:
+        proxy.gate = self.gate
+        for action in self.CHANGES:
+            proxy.rewrite[action] = functools.partial(self._started, action)
+        for action in self.POLLS:
+            proxy.rewrite[action] = functools.partial(self._polled, action)
+        return proxy
+
+    def gate(self, action: str) -> tuple[int, str] | None:
+        with self._lock:
+            self.calls += 1
+            if self.storm > 0:
+                self.storm -= 1
+                self.throttled["storm"] += 1
+                return (400, "ThrottlingException")
+            if self.tps:
+                now = time.monotonic()
+                self._tokens = min(self.tps, self._tokens + (now - self._refilled) * self.tps)
+                self._refilled = now
+                if self._tokens < 1:
+                    self.throttled["tps"] += 1
+                    return (400, "ThrottlingException")
+                self._tokens -= 1
+            if action in self.CHANGES:
+                kind = self.CHANGES[action][0]
+                if (
+                    kind == "create"
+                    and self.outstanding_limit
+                    and self.outstanding[kind] >= self.outstanding_limit
+                ):
+                    self.throttled["outstanding"] += 1
+                    return (400, "ThrottlingException")
+                self.outstanding[kind] += 1
+                self.peak[kind] = max(self.peak[kind], self.outstanding[kind])
+        return None
+
+    def _started(self, action: str, answer: dict[str, Any]) -> dict[str, Any]:
+        kind, key = self.CHANGES[action]
+        status = answer[key]
+        with self._lock:
+            self._seen[status["RequestId"]] = (kind, time.monotonic(), 0)
+            if self.seconds is not None:
+                self.in_progress_seconds[kind] += self.seconds(status["RequestId"])
+        status["Status"] = "IN_PROGRESS"
+        return answer
+
+    def _polled(self, action: str, answer: dict[str, Any]) -> dict[str, Any]:
+        kind, key = self.POLLS[action]
+        status = answer[key]
+        request_id = status["RequestId"]
+        with self._lock:
+            seen = self._seen.get(request_id)
+            if seen is None:
+                return answer  # not one this proxy started: as moto says
+            _, started, polls = seen
+            polls += 1
+            running = (
+                time.monotonic() - started < self.seconds(request_id)
+                if self.seconds is not None
+                else polls <= self.polls
+            )
+            if running:
+                self._seen[request_id] = (kind, started, polls)
+                status["Status"] = "IN_PROGRESS"
+            else:
+                del self._seen[request_id]
+                self.outstanding[kind] -= 1
+                self.done[kind] += 1
+        return answer
+
+
 _runs = itertools.count(1)
 
 
@@ -374,9 +506,15 @@ class Workers:
         self.app.amqp.__dict__.pop("router", None)
         self.app.amqp.__dict__.pop("queues", None)
 
-    def start(self, env: dict[str, str], name: str = "w1") -> WorkerProcess:
+    def start(
+        self, env: dict[str, str], name: str = "w1", *, concurrency: int = 1, pool: str = "prefork"
+    ) -> WorkerProcess:
         worker = _PrefixedWorker(
-            {**env, "GATEHOUSE_QUEUE_PREFIX": self.prefix}, queues=",".join(self.queues), name=name
+            {**env, "GATEHOUSE_QUEUE_PREFIX": self.prefix},
+            queues=",".join(self.queues),
+            name=name,
+            concurrency=concurrency,
+            pool=pool,
         )
         worker.start()
         self.started.append(worker)
@@ -395,9 +533,12 @@ class Workers:
 
 
 class _PrefixedWorker(WorkerProcess):
-    def __init__(self, env: dict[str, str], *, queues: str, name: str) -> None:
-        super().__init__(env, name=name)
+    def __init__(
+        self, env: dict[str, str], *, queues: str, name: str, concurrency: int = 1, pool: str = "prefork"
+    ) -> None:
+        super().__init__(env, concurrency=concurrency, name=name)
         self.queues = queues
+        self.pool = pool
         self.log_path = ARTIFACTS / f"provisioning-worker-{name}.log"
 
     def start(self) -> WorkerProcess:
@@ -406,7 +547,7 @@ class _PrefixedWorker(WorkerProcess):
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", self.queues,
-                "-n", f"{self.name}-{os.getpid()}@%h", "--concurrency", "1", "--pool", "prefork",
+                "-n", f"{self.name}-{os.getpid()}@%h", "--concurrency", str(self.concurrency), "--pool", self.pool,
                 "-l", "info", "--without-gossip", "--without-mingle",
             ],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

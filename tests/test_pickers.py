@@ -233,7 +233,9 @@ def test_an_outsiders_account_gets_a_form_error_not_a_500(client, org):
     assert response.status_code == 400
     assert "None of your principals can receive access in account 210000000001" in response.content.decode()
     gone = client.post(reverse("new_request"), _form(org, account="210000000009"))
-    assert gone.status_code == 400 and "(210000000009) is no longer in the organization" in gone.content.decode()
+    assert (
+        gone.status_code == 400 and "(210000000009) is no longer in the organization" in gone.content.decode()
+    )
     assert not AccessRequest.objects.exists()
 
 

@@ -232,7 +232,19 @@ def test_identity_center_is_polled_until_done_and_a_failed_assignment_shows_its_
             answer["AccountAssignmentCreationStatus"]["Status"] = "IN_PROGRESS"
         return answer
 
-    proxy = aws_proxy(aws, rewrite={"DescribeAccountAssignmentCreationStatus": in_progress_twice})
+    def started(
+        answer: dict,
+    ) -> dict:  # AWS answers the creation itself IN_PROGRESS (moto: SUCCEEDED at once)
+        answer["AccountAssignmentCreationStatus"]["Status"] = "IN_PROGRESS"
+        return answer
+
+    proxy = aws_proxy(
+        aws,
+        rewrite={
+            "CreateAccountAssignment": started,
+            "DescribeAccountAssignmentCreationStatus": in_progress_twice,
+        },
+    )
     settings.AWS_ENDPOINT_URL = proxy.url
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
     permission_set = PermissionSet.objects.get(name="CodePipelineReadOnly")

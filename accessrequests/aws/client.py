@@ -6,6 +6,8 @@ tests, real AWS in production), the retry policy and the cross-account hop are d
 - ``AWS_ENDPOINT_URL`` (Django setting, else the environment): empty or unset means real AWS.
 - botocore's ``adaptive`` retry mode: standard retries plus a client-side token bucket that slows down after
   ``Throttling`` / "Rate exceeded" answers, which IAM and Identity Center give out generously.
+- sso-admin and identitystore clients are put under the Identity Center rate governor (``governor.py``),
+  which every worker shares: botocore's retries stay, the governor paces the calls in the first place.
 - ``role_arn``: the per-account provisioning role, assumed through STS with the hub's own credentials. The
   temporary credentials are cached per (endpoint, role) until shortly before they expire.
 
@@ -244,7 +246,17 @@ def client(
             "aws_secret_access_key": creds.secret_access_key,
             "aws_session_token": creds.session_token,
         }
-    return _new_client(service, **kwargs)
+    made = _new_client(service, **kwargs)
+    if service in _GOVERNED:
+        # Identity Center's limits are shared by every worker on every machine: its clients pace themselves
+        # through the shared governor (imported here: it reads its settings through this module).
+        from .governor import govern
+
+        govern(made)
+    return made
+
+
+_GOVERNED = frozenset({"sso-admin", "identitystore"})
 
 
 @dataclass(frozen=True)

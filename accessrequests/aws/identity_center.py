@@ -1,10 +1,15 @@
 """Identity Center delivery: account assignments, and portal-owned permission sets that carry a policy.
 
 Identity Center is asynchronous: ``CreateAccountAssignment`` and ``DeleteAccountAssignment`` only start the
-work, so every write here polls ``DescribeAccountAssignment{Creation,Deletion}Status`` with backoff until it
-says SUCCEEDED or FAILED, and a FAILED answer is an error, never a success. While an earlier change to the
-same permission set or assignment is still propagating, AWS answers ``ConflictException``; those calls and
-throttled ones are retried here with backoff (botocore's own retries do not cover ConflictException).
+work, so every write here polls ``DescribeAccountAssignment{Creation,Deletion}Status`` until it says SUCCEEDED
+or FAILED, and a FAILED answer is an error, never a success. While an earlier change to the same permission set
+or assignment is still propagating, AWS answers ``ConflictException``; those calls are retried here with backoff
+(botocore's own retries do not cover ConflictException).
+
+Every call goes through the shared rate governor (``governor.py``): the clients wait for their turn, and each
+assignment operation holds one of the outstanding slots from its start until a poll sees it finish. Throttling
+never fails a grant: a throttled call slows the governor down and is tried again (the governor's hook on the
+client), for up to five minutes.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from . import governor
 from .client import error_details
 from .errors import AwsOperationError
 from .iam import canonical
@@ -32,7 +38,8 @@ POLL_TIMEOUT = 120.0
 POLL_FIRST_DELAY = 0.2
 POLL_MAX_DELAY = 5.0
 CONFLICT_ATTEMPTS = 8
-_RETRY_CODES = frozenset({"ConflictException", "ThrottlingException", "TooManyRequestsException"})
+_RETRY_CODES = frozenset({"ConflictException", *governor.THROTTLING_CODES})
+_FINAL = frozenset({"SUCCEEDED", "FAILED"})
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,8 @@ def _request_id(response: dict[str, Any]) -> str:
 
 
 def _call(operation: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
-    """Call with retries on ConflictException and throttling, exponential backoff with full jitter."""
+    """Call with retries on ConflictException, exponential backoff with full jitter. (Throttling is retried
+    below, on the client: the governor's hook keeps trying throttled calls, paced by the shared bucket.)"""
     for attempt in range(CONFLICT_ATTEMPTS):
         try:
             return operation(**kwargs)
@@ -62,24 +70,58 @@ def _call(operation: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, 
     raise AssertionError("unreachable")
 
 
-def _wait(describe: Callable[[], dict[str, Any]], what: str) -> None:
-    """Poll an asynchronous Identity Center operation until SUCCEEDED; FAILED or a timeout raise."""
+def _finish(status: dict[str, Any], what: str) -> None:
+    if status.get("Status") == "FAILED":
+        reason = status.get("FailureReason") or "no reason given"
+        raise AwsOperationError(f"Identity Center could not {what}: {reason}", transient=False)
+
+
+def _wait(
+    first: dict[str, Any],
+    describe: Callable[[], dict[str, Any]],
+    what: str,
+    *,
+    kind: str,
+    slot: governor.Slot | None = None,
+) -> None:
+    """Poll an asynchronous Identity Center operation until SUCCEEDED; FAILED or a timeout raise.
+
+    ``first`` is the status the starting call answered with (moto answers SUCCEEDED at once; AWS says
+    IN_PROGRESS). The first poll waits as long as the governor has learned such operations take, so that
+    under load one poll usually finds it done; later polls back off. Each poll renews the slot's lease.
+    """
+    pace = governor.current()
+    if first.get("Status") in _FINAL:
+        if slot is not None:
+            slot.finished = True
+        pace.learn_poll(kind, done_at_first_look=True)
+        _finish(first, what)
+        return
     deadline = time.monotonic() + POLL_TIMEOUT
-    delay = POLL_FIRST_DELAY
+    delay = pace.first_poll_delay(kind)
+    polls = 0
     while True:
+        if delay:
+            time.sleep(delay)
         status = describe()
+        polls += 1
         state = status.get("Status")
-        if state == "SUCCEEDED":
+        if state in _FINAL:
+            if slot is not None:
+                slot.finished = True
+            if polls == 1:
+                pace.learn_poll(kind, done_at_first_look=True)
+            _finish(status, what)
             return
-        if state == "FAILED":
-            reason = status.get("FailureReason") or "no reason given"
-            raise AwsOperationError(f"Identity Center could not {what}: {reason}", transient=False)
+        if polls == 1:
+            pace.learn_poll(kind, done_at_first_look=False)
+        if slot is not None:
+            slot.renew()
         if time.monotonic() > deadline:
             raise AwsOperationError(
                 f"Identity Center did not finish to {what} within {POLL_TIMEOUT:.0f} seconds", transient=True
             )
-        time.sleep(delay)
-        delay = min(POLL_MAX_DELAY, delay * 2)
+        delay = max(POLL_FIRST_DELAY, delay / 3) if polls == 1 else min(POLL_MAX_DELAY, delay * 2)
 
 
 # --- account assignments ------------------------------------------------------------------------------
@@ -144,22 +186,28 @@ def _change_assignment(
 ) -> list[str]:
     operation, status_key, describe, request_key = _ASSIGNMENT_CHANGES[change]
     sso = instance.client()
-    answer = _call(
-        getattr(sso, operation),
-        InstanceArn=instance.instance_arn,
-        TargetId=account_id,
-        TargetType="AWS_ACCOUNT",
-        PermissionSetArn=permission_set_arn,
-        PrincipalType=principal_type,
-        PrincipalId=principal_id,
-    )
-    request_id = answer[status_key]["RequestId"]
-    _wait(
-        lambda: _call(getattr(sso, describe), InstanceArn=instance.instance_arn, **{request_key: request_id})[
-            status_key
-        ],
-        what,
-    )
+    # One of the outstanding slots from before the call until a poll sees the operation finish.
+    with governor.current().slot(change) as slot:
+        answer = _call(
+            getattr(sso, operation),
+            InstanceArn=instance.instance_arn,
+            TargetId=account_id,
+            TargetType="AWS_ACCOUNT",
+            PermissionSetArn=permission_set_arn,
+            PrincipalType=principal_type,
+            PrincipalId=principal_id,
+        )
+        slot.started = True
+        request_id = answer[status_key]["RequestId"]
+        _wait(
+            answer[status_key],
+            lambda: _call(
+                getattr(sso, describe), InstanceArn=instance.instance_arn, **{request_key: request_id}
+            )[status_key],
+            what,
+            kind=change,
+            slot=slot,
+        )
     return [_request_id(answer)]
 
 
@@ -267,14 +315,15 @@ def ensure_permission_set(
     )
     ids.append(_request_id(answer))
     status = answer["PermissionSetProvisioningStatus"]
-    if status.get("Status") != "SUCCEEDED":
-        request_id = status["RequestId"]
-        _wait(
-            lambda: _call(
-                sso.describe_permission_set_provisioning_status,
-                InstanceArn=instance.instance_arn,
-                ProvisionPermissionSetRequestId=request_id,
-            )["PermissionSetProvisioningStatus"],
-            f"provision permission set {name} to account {account_id}",
-        )
+    request_id = status.get("RequestId")
+    _wait(
+        status,
+        lambda: _call(
+            sso.describe_permission_set_provisioning_status,
+            InstanceArn=instance.instance_arn,
+            ProvisionPermissionSetRequestId=request_id,
+        )["PermissionSetProvisioningStatus"],
+        f"provision permission set {name} to account {account_id}",
+        kind="provision",
+    )
     return arn, ids

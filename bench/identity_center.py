@@ -1,0 +1,313 @@
+"""Identity Center at its limits: 1,200 account assignment operations (600 creations, then each one's deletion)
+through a proxy in front of moto that enforces what AWS enforces, beside the limits' lower bound and a same-run
+baseline without the governor.
+
+What runs:
+
+- **The proxy** (``tests/provisioning_support.py``: ``AwsProxy`` + ``IdentityCenterLimits``) answers
+  ThrottlingException beyond 20 calls a second (a token bucket holding one second's worth; every Identity Center
+  call counts, status polls included) and beyond 10 outstanding creations; creations and deletions are answered
+  IN_PROGRESS and stay so for 1-2 s (uniform, fixed per request id) before their status polls say SUCCEEDED.
+- **Gatehouse**: worker processes (``--processes``, each with ``--threads`` threads, standing in for Celery
+  worker slots) call ``accessrequests.aws.identity_center.create_assignment`` / ``delete_assignment`` — the
+  functions the provisioning engine calls — with clients from Gatehouse's factory, so every call goes through
+  the shared governor (Redis when ``CELERY_BROKER_URL`` is Redis, else the file lock) at its defaults: 20 TPS,
+  10 outstanding creations and 10 deletions. Deletions are taken before creations when both wait.
+  The database and Celery are not in this loop (``bench/provision.py`` measures those); this measures how close
+  the governed calls come to Identity Center's limits.
+- **Baseline**: the same processes and threads with plain boto3 clients (botocore's adaptive retries, 10
+  attempts, no governor) polling every 0.5 s, as a provisioner without the governor would.
+
+Lower bound: max(calls / TPS, Σ creation in-progress time / outstanding limit), where calls are at least two per
+operation (the change and one status poll that finds it done).
+
+    CELERY_BROKER_URL=redis://127.0.0.1:6379/11 .venv/bin/python bench/identity_center.py
+    .venv/bin/python bench/identity_center.py            # the governor in files (embedded profile)
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import queue
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DEBUG", "1")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+# A governor of this run's own (the operating processes inherit it).
+os.environ.setdefault("GATEHOUSE_CACHE_PREFIX", f"bench-ic-{os.getpid()}")
+os.environ["LOG_LEVEL"] = os.environ.get("LOG_LEVEL", "WARNING")
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+def in_progress_seconds(request_id: str) -> float:
+    return random.Random(request_id).uniform(1.0, 2.0)
+
+
+# --- the operating processes -------------------------------------------------------------------------------
+
+
+def _plain_change(sso: Any, instance_arn: str, change: str, where: dict[str, str]) -> None:
+    call, key, describe, request_key = {
+        "create": (
+            sso.create_account_assignment,
+            "AccountAssignmentCreationStatus",
+            sso.describe_account_assignment_creation_status,
+            "AccountAssignmentCreationRequestId",
+        ),
+        "delete": (
+            sso.delete_account_assignment,
+            "AccountAssignmentDeletionStatus",
+            sso.describe_account_assignment_deletion_status,
+            "AccountAssignmentDeletionRequestId",
+        ),
+    }[change]
+    status = call(InstanceArn=instance_arn, TargetType="AWS_ACCOUNT", **where)[key]
+    while status["Status"] not in ("SUCCEEDED", "FAILED"):
+        time.sleep(0.5)
+        status = describe(InstanceArn=instance_arn, **{request_key: status["RequestId"]})[key]
+    if status["Status"] == "FAILED":
+        raise RuntimeError(status.get("FailureReason"))
+
+
+def operator(
+    mode: str, endpoint: str, instance_arn: str, threads: int, creates: Any, deletes: Any, results: Any
+) -> None:
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    import logging
+
+    import boto3
+    from botocore.config import Config
+
+    from accessrequests.aws import identity_center as ic
+
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # more threads than pooled connections: fine here
+    instance = ic.Instance(instance_arn=instance_arn, region=REGION)
+    plain = boto3.session.Session().client(
+        "sso-admin",
+        region_name=REGION,
+        endpoint_url=endpoint,
+        config=Config(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=threads),
+    )
+
+    def work() -> None:
+        while True:
+            try:
+                task = deletes.get_nowait()  # taking access away first
+            except queue.Empty:
+                try:
+                    task = creates.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+            if task is None:
+                return
+            change, principal_id, permission_set_arn = task
+            where = {
+                "TargetId": ACCOUNT,
+                "PermissionSetArn": permission_set_arn,
+                "PrincipalType": "USER",
+                "PrincipalId": principal_id,
+            }
+            try:
+                if mode == "plain":
+                    _plain_change(plain, instance_arn, change, where)
+                elif change == "create":
+                    ic.create_assignment(
+                        instance,
+                        account_id=ACCOUNT,
+                        permission_set_arn=permission_set_arn,
+                        principal_type="USER",
+                        principal_id=principal_id,
+                    )
+                else:
+                    ic.delete_assignment(
+                        instance,
+                        account_id=ACCOUNT,
+                        permission_set_arn=permission_set_arn,
+                        principal_type="USER",
+                        principal_id=principal_id,
+                    )
+                results.put((change, principal_id, permission_set_arn, ""))
+            except Exception as exc:  # a failed operation is a figure of the run, not the end of it
+                results.put((change, principal_id, permission_set_arn, f"{type(exc).__name__}: {exc}"[:200]))
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+
+
+# --- one run -------------------------------------------------------------------------------------------------
+
+
+def run(
+    mode: str, upstream: str, instance_arn: str, pairs: list[tuple[str, str]], args: Any
+) -> dict[str, Any]:
+    from tests.provisioning_support import AwsProxy, IdentityCenterLimits
+
+    limits = IdentityCenterLimits(
+        seconds=in_progress_seconds, tps=args.tps, outstanding_limit=args.outstanding
+    )
+    proxy = limits.install(AwsProxy(upstream))
+    context = multiprocessing.get_context("spawn")
+    creates, deletes, results = context.Queue(), context.Queue(), context.Queue()
+    for principal_id, permission_set_arn in pairs:
+        creates.put(("create", principal_id, permission_set_arn))
+    processes = [
+        context.Process(
+            target=operator, args=(mode, proxy.url, instance_arn, args.threads, creates, deletes, results)
+        )
+        for _ in range(args.processes)
+    ]
+    started_at = time.perf_counter()
+    for process in processes:
+        process.start()
+    failed: list[str] = []
+    finished = 0
+    deadline = time.monotonic() + args.timeout
+    while finished < 2 * len(pairs) and time.monotonic() < deadline:
+        try:
+            change, principal_id, permission_set_arn, error = results.get(timeout=1)
+        except queue.Empty:
+            continue
+        finished += 1
+        if error:
+            failed.append(f"{change}: {error}")
+            if change == "create":
+                finished += 1  # its deletion will not be asked for
+        elif change == "create":
+            deletes.put(("delete", principal_id, permission_set_arn))
+    elapsed = time.perf_counter() - started_at
+    for _ in range(args.processes * args.threads):
+        creates.put(None)
+    for process in processes:
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+    proxy.close()
+    operations = 2 * len(pairs)
+    calls = limits.calls - sum(limits.throttled.values())
+    bound_tps = 2 * operations / args.tps
+    bound_outstanding = limits.in_progress_seconds["create"] / args.outstanding
+    return {
+        "mode": mode,
+        "seconds": elapsed,
+        "complete": finished >= operations,
+        "failed": failed,
+        "calls": calls,
+        "throttled": dict(limits.throttled),
+        "peak": dict(limits.peak),
+        "bound": max(bound_tps, bound_outstanding),
+        "bound_tps": bound_tps,
+        "bound_outstanding": bound_outstanding,
+        "polls_per_operation": (calls - operations) / operations,
+    }
+
+
+def seed(url: str, users: int, permission_sets: int) -> tuple[str, list[tuple[str, str]]]:
+    import boto3
+
+    sso = boto3.client("sso-admin", region_name=REGION, endpoint_url=url)
+    store = boto3.client("identitystore", region_name=REGION, endpoint_url=url)
+    instance = sso.list_instances()["Instances"][0]
+    user_ids = [
+        store.create_user(
+            IdentityStoreId=instance["IdentityStoreId"],
+            UserName=f"bench{n:03d}",
+            DisplayName=f"bench{n:03d}",
+            Name={"GivenName": "Bench", "FamilyName": f"{n:03d}"},
+        )["UserId"]
+        for n in range(users)
+    ]
+    arns = [
+        sso.create_permission_set(InstanceArn=instance["InstanceArn"], Name=f"bench-{n:02d}")[
+            "PermissionSet"
+        ]["PermissionSetArn"]
+        for n in range(permission_sets)
+    ]
+    return instance["InstanceArn"], [(u, a) for u in user_ids for a in arns]
+
+
+def report(result: dict[str, Any], label: str) -> None:
+    throttled = sum(result["throttled"].values())
+    print(
+        f"{label:44} {result['seconds']:8.1f} {result['seconds'] / result['bound']:7.2f} "
+        f"{len(result['failed']):7d} {throttled:10d} {result['calls']:7d} {result['polls_per_operation']:11.2f} "
+        f"{result['peak'].get('create', 0):5d}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--assignments", type=int, default=600, help="creations (each is deleted afterwards)")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--tps", type=float, default=20.0)
+    parser.add_argument("--outstanding", type=int, default=10)
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args()
+
+    from accessrequests.aws.motoserver import DUMMY_CREDENTIALS, start_moto_server, stop_moto_server
+
+    os.environ.update(DUMMY_CREDENTIALS)
+    os.environ["AWS_DEFAULT_REGION"] = REGION
+    os.environ["GATEHOUSE_IC_TPS"] = str(args.tps)
+    os.environ["GATEHOUSE_IC_OUTSTANDING"] = str(args.outstanding)
+    moto, url = start_moto_server()
+    import django
+
+    django.setup()
+    from accessrequests.aws import governor
+
+    try:
+        users = max(1, args.assignments // 10)
+        instance_arn, pairs = seed(url, users, 10)
+        pairs = pairs[: args.assignments]
+        results = [run("gatehouse", url, instance_arn, pairs, args)]
+        store = governor.current().store
+        if not args.no_baseline:
+            results.append(run("plain", url, instance_arn, pairs, args))
+    finally:
+        stop_moto_server(moto)
+    first = results[0]
+    print(
+        f"{2 * len(pairs):,} assignment operations ({len(pairs)} creations, {len(pairs)} deletions), "
+        f"{args.processes} processes x {args.threads} threads; proxy limits: {args.tps:g} TPS (status polls "
+        f"count), {args.outstanding} outstanding creations, 1-2 s IN_PROGRESS; governor in "
+        f"{type(store).__name__}"
+    )
+    print(
+        f"lower bound {first['bound']:.1f} s = max({2 * 2 * len(pairs)} calls / {args.tps:g} TPS = "
+        f"{first['bound_tps']:.1f} s, creations' in-progress time / {args.outstanding} = "
+        f"{first['bound_outstanding']:.1f} s)"
+    )
+    print(
+        f"{'':44} {'seconds':>8} {'x bound':>7} {'failed':>7} {'throttled':>10} {'calls':>7} {'polls/op':>11} {'peak':>5}"
+    )
+    report(first, "Gatehouse (governed identity_center module)")
+    if len(results) > 1:
+        report(results[1], "plain boto3, adaptive retries, 0.5 s polls")
+        if not results[1]["complete"]:
+            print(f"  baseline stopped at the {args.timeout:.0f} s timeout")
+    for result in results:
+        if result["failed"]:
+            print(f"  {result['mode']}: first failure: {result['failed'][0]}")
+        print(f"  {result['mode']}: throttled by {result['throttled'] or 'nothing'}")
+
+
+if __name__ == "__main__":
+    main()
