@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from accessrequests import audit, permissions, recipients, rules
+from accessrequests import audit, permissions, rules
 from accessrequests.models import (
     LIVE_GRANT_STATUSES,
     AccessRequest,
@@ -33,6 +33,7 @@ from accessrequests.services.requests import (
     _audit,
     _decision_facts,
     check_filing,
+    create_from_draft,
     find_duplicates,
     prepare,
 )
@@ -74,8 +75,6 @@ def break_glass_submit(
     assert draft.rule is not None and draft.starts_at is not None
     now = timezone.now()
     draft.starts_at = now  # break-glass is for now, never for later
-    shape = AccessRequest(kind=draft.kind, principal=draft.principal, trusted_account_id=draft.trusted_account_id,
-                          trusted_principal_arn=draft.trusted_principal_arn)  # fmt: skip
     with transaction.atomic():
         # Serialise one person's break-glass uses, so two at once cannot both pass the daily limit.
         get_user_model().objects.select_for_update().filter(pk=requester.pk).first()
@@ -89,35 +88,15 @@ def break_glass_submit(
                 now=now,
             )
         )
-        req = AccessRequest.objects.create(
-            requester=requester,
-            principal=draft.principal,
-            on_behalf=not recipients.linked_to_all(shape, requester),
-            kind=draft.kind,
-            account=draft.account,
-            level=draft.level,
-            actions=list(draft.actions),
-            stage=draft.stage,
-            action_name=draft.action_name,
-            pass_role=draft.pass_role,
-            permission_set=draft.permission_set,
-            trusted_account_id=draft.trusted_account_id,
-            trusted_principal_arn=draft.trusted_principal_arn,
-            external_id=draft.external_id,
-            statements=draft.statements,
-            justification=draft.justification,
+        req = create_from_draft(
+            requester,
+            draft,
             ticket=incident,
             incident=incident,
             break_glass=True,
             starts_at=now,
-            duration_hours=draft.duration_hours,
-            delivery=draft.delivery,
             source=source,
-            rule=draft.rule,
-            approvals_required=draft.rule.approvals_required,
         )
-        if draft.pipelines:
-            req.pipelines.set(draft.pipelines)
         _audit(
             req, "request.created", actor=requester, http_request=http_request, extra={"break_glass": True}
         )

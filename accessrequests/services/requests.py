@@ -384,6 +384,49 @@ def check_filing(requester, draft: RequestDraft) -> None:
     permissions.check(eligibility_problem_for(requester, draft))
 
 
+def create_from_draft(requester, draft: RequestDraft, **fields) -> AccessRequest:
+    """The request row for a prepared ``draft`` (``fields`` add to or override it), with its pipelines: the one
+    place that turns a draft into a request, for normal filing and break-glass alike."""
+    assert draft.rule is not None
+    shape = AccessRequest(
+        kind=draft.kind,
+        principal=draft.principal,
+        trusted_account_id=draft.trusted_account_id,
+        trusted_principal_arn=draft.trusted_principal_arn,
+    )
+    values = {
+        "requester": requester,
+        "principal": draft.principal,
+        "on_behalf": not recipients.linked_to_all(shape, requester),
+        "kind": draft.kind,
+        "account": draft.account,
+        "level": draft.level,
+        "actions": list(draft.actions),
+        "stage": draft.stage,
+        "action_name": draft.action_name,
+        "pass_role": draft.pass_role,
+        "permission_set": draft.permission_set,
+        "trusted_account_id": draft.trusted_account_id,
+        "trusted_principal_arn": draft.trusted_principal_arn,
+        "external_id": draft.external_id,
+        "statements": draft.statements,
+        "justification": draft.justification,
+        "ticket": draft.ticket.strip()[:100],
+        "starts_at": draft.starts_at,
+        "duration_hours": draft.duration_hours,
+        "delivery": draft.delivery,
+        "source": draft.source,
+        "pasted_text": draft.pasted_text[:20_000],
+        "rule": draft.rule,
+        "approvals_required": draft.rule.approvals_required,
+        **fields,
+    }
+    req = AccessRequest.objects.create(**values)
+    if draft.pipelines:
+        req.pipelines.set(draft.pipelines)
+    return req
+
+
 def request_submit(*, requester, draft: RequestDraft, http_request=None, batch=None) -> AccessRequest:
     """File a request; a low-risk one under an auto-approving rule is approved at once.
 
@@ -398,43 +441,8 @@ def request_submit(*, requester, draft: RequestDraft, http_request=None, batch=N
     if duplicates:
         raise RequestError(duplicates[0].message)
     assert draft.rule is not None and draft.starts_at is not None
-    shape = AccessRequest(
-        kind=draft.kind,
-        principal=draft.principal,
-        trusted_account_id=draft.trusted_account_id,
-        trusted_principal_arn=draft.trusted_principal_arn,
-    )
     with transaction.atomic():
-        req = AccessRequest.objects.create(
-            requester=requester,
-            principal=draft.principal,
-            on_behalf=not recipients.linked_to_all(shape, requester),
-            kind=draft.kind,
-            account=draft.account,
-            level=draft.level,
-            actions=list(draft.actions),
-            stage=draft.stage,
-            action_name=draft.action_name,
-            pass_role=draft.pass_role,
-            permission_set=draft.permission_set,
-            trusted_account_id=draft.trusted_account_id,
-            trusted_principal_arn=draft.trusted_principal_arn,
-            external_id=draft.external_id,
-            statements=draft.statements,
-            justification=draft.justification,
-            ticket=draft.ticket.strip()[:100],
-            starts_at=draft.starts_at,
-            duration_hours=draft.duration_hours,
-            delivery=draft.delivery,
-            source=draft.source,
-            pasted_text=draft.pasted_text[:20_000],
-            rule=draft.rule,
-            approvals_required=draft.rule.approvals_required,
-            extends=draft.extends,
-            batch=batch,
-        )
-        if draft.pipelines:
-            req.pipelines.set(draft.pipelines)
+        req = create_from_draft(requester, draft, extends=draft.extends, batch=batch)
         _audit(req, "request.created", actor=requester, http_request=http_request)
         if draft.rule.auto_approve_low_risk and rules.is_low_risk(
             account=draft.account, kind=draft.kind, level=draft.level
