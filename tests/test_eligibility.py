@@ -20,9 +20,9 @@ from accessrequests.models import (
 )
 from accessrequests.permissions import NotAllowed
 from accessrequests.services.batches import batch_submit
-from accessrequests.services.requests import request_submit
+from accessrequests.services.requests import request_approve, request_submit
 from tests.conftest import make_user
-from tests.factories import make_token
+from tests.factories import fresh_factor, make_token
 from tests.rules_support import Org
 
 pytestmark = pytest.mark.django_db
@@ -99,6 +99,17 @@ def test_the_filing_service_refuses_someone_outside_the_rule_and_names_it(org):
     # A member of the group may ask for it.
     allowed = request_submit(requester=org.sre, draft=permission_set_draft(org, org.admin_set, org.ic_sre))
     assert allowed.permission_set == org.admin_set
+
+
+def test_a_request_filed_before_a_rule_tightened_cannot_be_approved_after(org):
+    req = request_submit(requester=org.requester, draft=permission_set_draft(org, org.read_set))
+    eligibility("Read-only sets", groups=["sre"], permission_sets=[org.read_set])
+    with pytest.raises(
+        NotAllowed, match=r"requester is no longer eligible .* “Read-only sets” allows only members"
+    ):
+        request_approve(request_id=req.pk, reviewer=org.approver, second_factor=fresh_factor(org.approver))
+    req.refresh_from_db()
+    assert req.status == "pending" and not req.decisions.exists()
 
 
 def test_eligibility_rules_add_up_as_restrictions(org):

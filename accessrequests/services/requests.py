@@ -322,8 +322,9 @@ def find_duplicates(requester, draft: RequestDraft) -> list[Duplicate]:
     return found
 
 
-def eligibility_problem_for(requester, draft: RequestDraft) -> str | None:
-    """``permissions.eligibility_problem`` for what a draft asks (the permission set only for that kind)."""
+def eligibility_problem_for(requester, draft: RequestDraft | AccessRequest) -> str | None:
+    """``permissions.eligibility_problem`` for what a draft or a filed request asks (the permission set only for
+    that kind)."""
     return permissions.eligibility_problem(
         requester,
         kind=draft.kind,
@@ -469,12 +470,24 @@ def _prepare_decision(request_id: int, reviewer, second_factor: SecondFactor | N
     (read from AWS now, so a member added since the last catalog sync is seen)."""
     from accessrequests.services.catalog import principal_refresh_members
 
-    req = AccessRequest.objects.select_related("principal", "account", "rule").filter(pk=request_id).first()
+    req = (
+        AccessRequest.objects.select_related("principal", "account", "rule", "requester", "permission_set")
+        .filter(pk=request_id)
+        .first()
+    )
     if req is None:
         raise RequestError("No such request.")
     permissions.check(
         permissions.second_factor_problem(reviewer, second_factor, request=req, outcome=outcome)
     )
+    if outcome == DecisionOutcome.APPROVE:
+        # Eligibility is judged again at approval: a rule tightened since the request was filed holds too.
+        problem = eligibility_problem_for(req.requester, req)
+        if problem:
+            raise permissions.NotAllowed(
+                f"{req.requester} is no longer eligible for this access, so it cannot be approved: "
+                + problem.replace("You are not eligible", "not eligible", 1)
+            )
     for recipient in recipients.recipients_of(req):
         if recipient.principal is not None and recipient.principal.is_group:
             principal_refresh_members(principal=recipient.principal)
