@@ -117,6 +117,10 @@ def test_break_glass_is_no_way_around_an_eligibility_rule(world):
         glass(world)
     assert not AccessRequest.objects.exists()
     world.oncall.groups.add(Group.objects.get(name="platform"))
+    # The IAM user is shared with the requester, whom the rule leaves out: the access would reach them too.
+    with pytest.raises(NotAllowed, match="would reach requester, who is not eligible"):
+        glass(world, User.objects.get(pk=world.oncall.pk))
+    world.requester.groups.add(Group.objects.get(name="platform"))
     assert glass(
         world, User.objects.get(pk=world.oncall.pk)
     ).break_glass  # a new sign-in reads the new groups

@@ -112,6 +112,20 @@ def test_a_request_filed_before_a_rule_tightened_cannot_be_approved_after(org):
     assert req.status == "pending" and not req.decisions.exists()
 
 
+def test_an_admin_cannot_file_for_someone_a_rule_leaves_out(org):
+    # Four-eyes guards eligibility rules; filing on someone's behalf must not be a way around them. The rule
+    # binds whoever asks and whoever receives: this admin may ask (in sre), the requester may not receive.
+    boss = make_user("boss", "admins", "sre")
+    with pytest.raises(
+        NotAllowed, match=r"would reach requester, who is not eligible .* “Administrator access”"
+    ):
+        request_submit(requester=boss, draft=permission_set_draft(org, org.admin_set))
+    assert not AccessRequest.objects.exists()
+    # For a member of the group the rule names, the admin may.
+    filed = request_submit(requester=boss, draft=permission_set_draft(org, org.admin_set, org.ic_sre))
+    assert filed.on_behalf
+
+
 def test_eligibility_rules_add_up_as_restrictions(org):
     eligibility("Production", groups=["release-managers"], accounts=[org.production])
     # In sre, so the administrator rule lets them, but the production rule covers this too and does not.

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -383,6 +384,32 @@ def check_filing(requester, draft: RequestDraft) -> None:
     permissions.check(permissions.file_problem(requester, principal=draft.principal))
     permissions.check(permissions.account_problem(requester, draft.account))
     permissions.check(eligibility_problem_for(requester, draft))
+    permissions.check(_recipients_eligibility_problem(requester, draft))
+
+
+def _recipients_eligibility_problem(requester, draft: RequestDraft) -> str | None:
+    """Eligibility binds whoever the access reaches, not only whoever asks: an admin filing on someone's behalf
+    (or for a group, or a role someone else can assume) cannot hand access to a person a rule leaves out."""
+    rules = permissions.eligibility_rules()
+    if not rules:
+        return None
+    shape = AccessRequest(
+        kind=draft.kind,
+        principal=draft.principal,
+        trusted_account_id=draft.trusted_account_id,
+        trusted_principal_arn=draft.trusted_principal_arn,
+    )
+    others = recipients.recipient_user_ids(shape) - {requester.pk}
+    permission_set = draft.permission_set if draft.kind == RequestKind.PERMISSION_SET else None
+    for user in get_user_model().objects.filter(pk__in=others, is_active=True).order_by("username"):
+        problem = permissions.eligibility_problem(
+            user, kind=draft.kind, account=draft.account, permission_set=permission_set, rules=rules
+        )
+        if problem:
+            return f"This access would reach {user.get_username()}, who is " + problem.replace(
+                "You are not eligible", "not eligible", 1
+            ).replace(" Ask a Gatehouse admin if you need it.", "")
+    return None
 
 
 def create_from_draft(requester, draft: RequestDraft, **fields) -> AccessRequest:
