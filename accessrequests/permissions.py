@@ -403,6 +403,10 @@ class SecondFactor:
     # Slack, which counts only where ``chat_approval_problem`` allows it)
     via: str
 
+    def facts(self) -> dict[str, Any]:
+        """How the decider proved who they were, as the audit trail records it."""
+        return {"method": self.method, "via": self.via, "at": self.at}
+
 
 def step_up_window() -> timedelta:
     return timedelta(seconds=settings.GATEHOUSE_STEP_UP_SECONDS)

@@ -369,13 +369,7 @@ def rule_change_approve(
             before=before,
             after={
                 **_snapshot(change),
-                "second_factor": {
-                    "method": second_factor.method,
-                    "via": second_factor.via,
-                    "at": second_factor.at,
-                }
-                if second_factor
-                else None,
+                "second_factor": second_factor.facts() if second_factor else None,
             },
             http_request=http_request,
         )

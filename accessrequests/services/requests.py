@@ -545,7 +545,7 @@ def _decision_facts(outcome: str, second_factor: SecondFactor | None, comment: s
     were just before (the second factor the service checked: method, how it was presented, when)."""
     factor: dict[str, Any] = {"method": "none"}
     if second_factor is not None:
-        factor = {"method": second_factor.method, "via": second_factor.via, "at": second_factor.at}
+        factor = second_factor.facts()
     return {"outcome": outcome, "comment": comment.strip()[:2000], "second_factor": factor}
 
 
