@@ -102,6 +102,7 @@ ITEM_LABELS = {
     "groups": "group",
     "users": "user",
     "permission_sets": "permission set",
+    "principals": "principal",
 }
 KIND_ORDER = list(RequestKind.values)
 LEVEL_ORDER = list(AccessLevel.values)

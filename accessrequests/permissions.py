@@ -42,6 +42,7 @@ from accessrequests.models import (
     RequestStatus,
     RuleChange,
     RuleChangeStatus,
+    RuleTarget,
     TokenScope,
 )
 from accessrequests.rules import is_low_risk, rules_for_approver
@@ -349,6 +350,16 @@ def rules_file_problem() -> str | None:
     return None
 
 
+def governed_change_propose_problem(user) -> str | None:
+    """Admins propose governed changes (rules, an account's environment, principal links, governed groups)."""
+    problem = _writer_problem(user)
+    if problem:
+        return problem
+    return (
+        None if roles.is_admin(user) else "Only admins propose changes to rules, accounts, links and roles."
+    )
+
+
 def rule_change_propose_problem(user) -> str | None:
     problem = _writer_problem(user)
     if problem:
@@ -358,8 +369,26 @@ def rule_change_propose_problem(user) -> str | None:
     return rules_file_problem()
 
 
+def rules_propose_problem(as_user) -> str | None:
+    """``rules apply`` outside GATEHOUSE_RULES_FILE proposes; a shell is enough to propose (a second admin
+    approves), and a portal user it names with ``--as`` must be an admin, who then cannot approve it."""
+    return rule_change_propose_problem(as_user) if as_user is not None else rules_file_problem()
+
+
+def _concerns(user, change: RuleChange) -> bool:
+    """Whether the change is about ``user``'s own access: their roles and links, or a group or principal it
+    adds them to or removes them from."""
+    if change.target == RuleTarget.USER_ACCESS:
+        return change.target_id == user.pk
+    if change.target in (RuleTarget.PRINCIPAL_LINKS, RuleTarget.GROUP_MEMBERS):
+        name = user.get_username()
+        return any(name in (facts or {}).get("users", []) for facts in (change.before, change.after))
+    return False
+
+
 def rule_change_decide_problem(user, change: RuleChange) -> str | None:
-    """Four eyes: a rule change takes effect only when an admin other than its proposer approves it."""
+    """Four eyes: a governed change takes effect only when an admin other than its proposer approves it, and
+    never one it is about (whose own roles or links it changes)."""
     problem = _writer_problem(user)
     if problem:
         return problem
@@ -369,7 +398,9 @@ def rule_change_decide_problem(user, change: RuleChange) -> str | None:
         return f"This change is already {change.get_status_display().lower()}."
     if change.proposed_by_id == user.pk:
         return "You proposed this change; another admin must decide it."
-    return rules_file_problem()
+    if _concerns(user, change):
+        return "This change is about your own roles or links; another admin must decide it."
+    return rules_file_problem() if change.is_rule else None
 
 
 # --- tokens --------------------------------------------------------------------------------------------

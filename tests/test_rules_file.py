@@ -24,7 +24,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def org():
+def org(settings, tmp_path):
+    # These tests are about the rules as the file's (GATEHOUSE_RULES_FILE set): `rules apply` writes them at once.
+    # Without the setting it only proposes them (tests/test_rules_proposed.py).
+    settings.GATEHOUSE_RULES_FILE = str(tmp_path / "configured-rules.yaml")
     return Org()
 
 

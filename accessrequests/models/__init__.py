@@ -14,6 +14,7 @@ from accessrequests.models.catalog import (
     Pipeline,
 )
 from accessrequests.models.governance import (
+    RULE_TARGETS,
     EligibilityRule,
     RuleChange,
     RuleChangeOperation,
@@ -68,6 +69,7 @@ __all__ = [
     "IN_FLIGHT_GRANT_STATUSES",
     "LIVE_GRANT_STATUSES",
     "REQUEST_TRANSITIONS",
+    "RULE_TARGETS",
     "AccessLevel",
     "AccessRequest",
     "ApiToken",

@@ -1,4 +1,4 @@
-"""Governance: who may ask for which access (eligibility), and rule changes that wait for a second admin."""
+"""Governance: who may ask for which access (eligibility), and governed changes that wait for a second admin."""
 
 from __future__ import annotations
 
@@ -54,8 +54,19 @@ class EligibilityRule(models.Model):
 
 
 class RuleTarget(models.TextChoices):
+    """What a governed change changes: a rule, or the facts that decide who approves and how risky access looks
+    (``accessrequests.governed`` says which facts of each, and how they read in words)."""
+
     APPROVAL_RULE = "approval_rule", "Approval rule"
     ELIGIBILITY_RULE = "eligibility_rule", "Eligibility rule"
+    ACCOUNT = "account", "Account"
+    PRINCIPAL_LINKS = "principal_links", "Principal's users"
+    USER_ACCESS = "user_access", "User's roles and principals"
+    GROUP_MEMBERS = "group_members", "Group's members"
+    SCIM_PRINCIPALS = "scim_principals", "SCIM group's principals"
+
+
+RULE_TARGETS = (RuleTarget.APPROVAL_RULE, RuleTarget.ELIGIBILITY_RULE)
 
 
 class RuleChangeOperation(models.TextChoices):
@@ -71,15 +82,25 @@ class RuleChangeStatus(models.TextChoices):
 
 
 class RuleChange(models.Model):
-    """A change to an approval or eligibility rule proposed in the admin, applied only when a second, different
-    admin approves it (with a fresh second factor). ``before`` is the rule as the proposer saw it: an approval
-    finds the rule still that way, or refuses (someone changed it since, and the diff shown would be a lie)."""
+    """A governed change, applied only when a second, different admin approves it (with a fresh second factor).
+
+    It changes a rule (proposed in the admin, or by ``manage.py rules apply`` outside GATEHOUSE_RULES_FILE), or
+    one of the facts that move who approves or how risky access looks: an account's environment, the users
+    linked to a principal, a user's roles and governed groups, a governed group's members, the principals a SCIM
+    group links (``target``). ``before`` is the object as the proposer saw it: an approval finds it still that
+    way, or refuses (someone changed it since, and the diff shown would be a lie).
+
+    One table for all of them, rather than a sibling model per kind of object: the four-eyes rule, its database
+    constraint, the page that decides and the audit events are then one thing, and cannot drift apart.
+    """
 
     target = models.CharField(max_length=20, choices=RuleTarget.choices)
     operation = models.CharField(max_length=10, choices=RuleChangeOperation.choices)
-    rule_name = models.CharField(max_length=100)
+    rule_name = models.CharField(
+        max_length=200, verbose_name="name", help_text="The rule, account, principal, user or group."
+    )
     target_id = models.PositiveBigIntegerField(
-        null=True, blank=True, help_text="The rule changed or deleted."
+        null=True, blank=True, help_text="The object changed or deleted."
     )
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
@@ -93,7 +114,28 @@ class RuleChange(models.Model):
         max_length=10, choices=RuleChangeStatus.choices, default=RuleChangeStatus.PENDING
     )
     proposed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rule_changes_proposed"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="rule_changes_proposed",
+        help_text="The portal admin who proposed it (none: a command run without --as).",
+    )
+    proposer_label = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Who ran the command that proposed it: operating-system user and host.",
+    )
+    origin = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Where it came from when not the admin: the rules file and its SHA-256.",
+    )
+    change_set = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="Changes proposed together (one rules file): approvable as a whole.",
     )
     proposed_at = models.DateTimeField(auto_now_add=True)
     decided_by = models.ForeignKey(
@@ -114,6 +156,11 @@ class RuleChange(models.Model):
                 condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("proposed_by")),
                 name="%(app_label)s_%(class)s_not_own",
             ),
+            # Every change names who proposed it: a portal admin, or the user and host that ran the command.
+            models.CheckConstraint(
+                condition=Q(proposed_by__isnull=False) | ~Q(proposer_label=""),
+                name="%(app_label)s_%(class)s_names_proposer",
+            ),
             models.CheckConstraint(
                 condition=Q(status="pending", decided_by__isnull=True, decided_at__isnull=True)
                 | (~Q(status="pending") & Q(decided_by__isnull=False, decided_at__isnull=False)),
@@ -123,3 +170,15 @@ class RuleChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_operation_display()} {self.get_target_display().lower()} “{self.rule_name}”"
+
+    @property
+    def is_rule(self) -> bool:
+        return self.target in RULE_TARGETS
+
+    @property
+    def proposer(self) -> str:
+        """Who proposed it, in words: the admin, the command's user and host, or both."""
+        who = [self.proposed_by.get_username()] if self.proposed_by_id else []
+        if self.proposer_label:
+            who.append(self.proposer_label)
+        return " · ".join(who)

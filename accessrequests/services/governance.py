@@ -1,14 +1,17 @@
-"""Writing rules: a rules file applied whole, and admin changes that wait for a second admin.
+"""Writing rules: a rules file applied whole, and changes that wait for a second admin.
 
 Both end in ``_write``: one rule created, changed, disabled or deleted from its spec (``accessrequests.governance``),
 with an audit event holding the spec before and after. ``rules_apply`` runs every change of a file in one
-transaction, so a file that fails anywhere, even halfway through, changes nothing.
+transaction, so a file that fails anywhere, even halfway through, changes nothing; it is what GATEHOUSE_RULES_FILE
+does. Without that setting a file is only proposed (``rules_propose``): one pending change per rule, approved one
+by one or as a set by another admin. The same approval applies the governed facts of ``services.governed``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from accessrequests.governance import (
     validate,
 )
 from accessrequests.models import (
+    RULE_TARGETS,
     ApprovalRule,
     EligibilityRule,
     RuleChange,
@@ -40,6 +44,7 @@ from accessrequests.models import (
     RuleTarget,
 )
 from accessrequests.permissions import SecondFactor
+from accessrequests.services.governed import RuleChangeError, governed_change_apply, proposal_facts
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +52,6 @@ MODELS: dict[str, type[ApprovalRule] | type[EligibilityRule]] = {
     RuleTarget.APPROVAL_RULE: ApprovalRule,
     RuleTarget.ELIGIBILITY_RULE: EligibilityRule,
 }
-
-
-class RuleChangeError(Exception):
-    """A rule change that cannot be made as it is, with a message for the admin who tried."""
 
 
 # --- one rule, from its spec ---------------------------------------------------------------------------
@@ -216,19 +217,66 @@ def rules_apply_configured_file() -> dict[str, Any]:
     return {"applied": True, "changes": [c.sentence() for c in result.changes], "sha256": result.sha256}
 
 
+def rules_propose(
+    *, text: str, source: str, proposer_label: str, as_user=None
+) -> tuple[Plan, list[RuleChange]]:
+    """What ``rules apply FILE`` does without GATEHOUSE_RULES_FILE: every change the file would make stored as a
+    pending change (one per rule, sharing a change set), for another admin to approve. ``proposer_label`` names
+    who ran the command (operating-system user and host); ``as_user``, an admin, is then the proposer and cannot
+    approve. Nothing is stored when the file is not valid."""
+    permissions.check(permissions.rules_propose_problem(as_user))
+    label = proposer_label[:200]
+    with transaction.atomic():
+        result = rules_plan(text)
+        origin = f"rules file {Path(source).name} (sha256 {result.sha256})"[:300]
+        change_set = uuid.uuid4().hex
+        operations = {"create": RuleChangeOperation.CREATE, "delete": RuleChangeOperation.DELETE}
+        proposals = []
+        for change in result.changes:
+            model = MODELS[change.target]
+            instance = model.objects.filter(name=change.name).first() if change.before is not None else None
+            proposal = RuleChange.objects.create(
+                target=change.target,
+                operation=operations.get(change.operation, RuleChangeOperation.UPDATE),
+                rule_name=change.name,
+                target_id=instance.pk if instance is not None else None,
+                before=change.before,
+                after=change.after,
+                summary=change.sentence(),
+                proposed_by=as_user,
+                proposer_label=label,
+                origin=origin,
+                change_set=change_set,
+            )
+            proposals.append(proposal)
+            audit.record(
+                action="rulechange.proposed",
+                object_type="rulechange",
+                object_id=proposal.pk,
+                actor=as_user,
+                actor_label=None if as_user is not None else label,
+                before=change.before,
+                after={**proposal_facts(proposal), "rule_after": change.after, "command_run_by": label},
+            )
+        if proposals:
+            audit.record(
+                action="rules.proposed",
+                object_type="rules_file",
+                object_id=Path(source).name[:64],
+                actor=as_user,
+                actor_label=None if as_user is not None else label,
+                after={
+                    "file": source,
+                    "sha256": result.sha256,
+                    "command_run_by": label,
+                    "changes": [c.sentence() for c in result.changes],
+                    "rule_changes": [p.pk for p in proposals],
+                },
+            )
+    return result, proposals
+
+
 # --- changes proposed in the admin ---------------------------------------------------------------------
-
-
-def _snapshot(change: RuleChange) -> dict[str, Any]:
-    return {
-        "status": change.status,
-        "target": change.target,
-        "operation": change.operation,
-        "rule": change.rule_name,
-        "summary": change.summary,
-        "proposed_by": change.proposed_by.get_username(),
-        "slack_webhook": "changed" if change.webhook_changes else "unchanged",
-    }
 
 
 def rule_change_propose(
@@ -290,7 +338,7 @@ def rule_change_propose(
             object_id=proposal.pk,
             actor=user,
             before=before,
-            after={**_snapshot(proposal), "rule_after": after},
+            after={**proposal_facts(proposal), "rule_after": after},
             http_request=http_request,
         )
     return proposal
@@ -303,77 +351,116 @@ def _locked_pending(change_id: int) -> RuleChange:
     return change
 
 
+def _apply_rule_change(change: RuleChange, *, user, http_request=None) -> None:
+    """Write an approved rule change; refused when the rule changed since it was proposed (the diff the approver
+    saw would no longer be true)."""
+    model = MODELS[change.target]
+    catalog = Catalog.load()
+    instance = model.objects.filter(pk=change.target_id).first() if change.target_id else None
+    now_spec = spec_of(change.target, instance, catalog) if instance is not None else None
+    if change.target_id and instance is None:
+        raise RuleChangeError(f"The rule '{change.rule_name}' no longer exists; reject this change.")
+    if now_spec != change.before:
+        raise RuleChangeError(
+            f"The rule '{change.rule_name}' changed since this was proposed; reject this change and propose "
+            "it again."
+        )
+    if (
+        change.operation == RuleChangeOperation.CREATE
+        and model.objects.filter(name=change.rule_name).exists()
+    ):
+        raise RuleChangeError(f"A rule named '{change.rule_name}' exists now; reject this change.")
+    if change.after is not None:
+        section = "rules" if change.target == RuleTarget.APPROVAL_RULE else "eligibility"
+        errors = semantic_errors({section: [change.after]}, catalog)
+        if errors:
+            raise RuleChangeError(
+                "It can no longer be applied: " + "; ".join(e.split(": ", 1)[-1] for e in errors)
+            )
+    as_change = change_between(change.target, change.before, change.after) or Change(
+        # Only the Slack webhook changes: the specs are equal, the summary says what happens.
+        change.target,
+        "update",
+        change.rule_name,
+        change.before,
+        change.after,
+        [change.summary.split(": ", 1)[-1]],
+    )
+    webhook = change.slack_webhook_url if change.webhook_changes else None
+    _write(
+        as_change,
+        catalog=catalog,
+        instance=instance,
+        actor=user,
+        http_request=http_request,
+        webhook=webhook,
+    )
+
+
+def _approve(
+    change: RuleChange, *, user, second_factor: SecondFactor | None, comment: str, http_request
+) -> RuleChange:
+    """Apply a pending change whose row lock the caller holds, then mark it approved and audit that."""
+    permissions.check(permissions.rule_change_decide_problem(user, change))
+    if change.target in RULE_TARGETS:
+        _apply_rule_change(change, user=user, http_request=http_request)
+    else:
+        governed_change_apply(change, actor=user, http_request=http_request)
+    before = proposal_facts(change)
+    RuleChange.objects.filter(pk=change.pk, status=RuleChangeStatus.PENDING).update(
+        status=RuleChangeStatus.APPROVED,
+        decided_by=user,
+        decided_at=timezone.now(),
+        comment=comment[:2000],
+    )
+    change.refresh_from_db()
+    audit.record(
+        action="rulechange.approved",
+        object_type="rulechange",
+        object_id=change.pk,
+        actor=user,
+        before=before,
+        after={
+            **proposal_facts(change),
+            "second_factor": second_factor.facts() if second_factor else None,
+        },
+        http_request=http_request,
+    )
+    return change
+
+
 def rule_change_approve(
     *, change_id: int, user, second_factor: SecondFactor | None, comment: str = "", http_request=None
 ) -> RuleChange:
     """A second admin approves a pending change with a fresh second factor; it takes effect now. Refused when
-    the rule changed since it was proposed (the diff the approver saw would no longer be true)."""
+    what it changes moved since it was proposed."""
     permissions.check(permissions.second_factor_problem(user, second_factor))
     with transaction.atomic():
         change = _locked_pending(change_id)
-        permissions.check(permissions.rule_change_decide_problem(user, change))
-        model = MODELS[change.target]
-        catalog = Catalog.load()
-        instance = model.objects.filter(pk=change.target_id).first() if change.target_id else None
-        now_spec = spec_of(change.target, instance, catalog) if instance is not None else None
-        if change.target_id and instance is None:
-            raise RuleChangeError(f"The rule '{change.rule_name}' no longer exists; reject this change.")
-        if now_spec != change.before:
-            raise RuleChangeError(
-                f"The rule '{change.rule_name}' changed since this was proposed; reject this change and propose "
-                "it again."
-            )
-        if (
-            change.operation == RuleChangeOperation.CREATE
-            and model.objects.filter(name=change.rule_name).exists()
-        ):
-            raise RuleChangeError(f"A rule named '{change.rule_name}' exists now; reject this change.")
-        if change.after is not None:
-            section = "rules" if change.target == RuleTarget.APPROVAL_RULE else "eligibility"
-            errors = semantic_errors({section: [change.after]}, catalog)
-            if errors:
-                raise RuleChangeError(
-                    "It can no longer be applied: " + "; ".join(e.split(": ", 1)[-1] for e in errors)
-                )
-        as_change = change_between(change.target, change.before, change.after) or Change(
-            # Only the Slack webhook changes: the specs are equal, the summary says what happens.
-            change.target,
-            "update",
-            change.rule_name,
-            change.before,
-            change.after,
-            [change.summary.split(": ", 1)[-1]],
+        return _approve(
+            change, user=user, second_factor=second_factor, comment=comment, http_request=http_request
         )
-        webhook = change.slack_webhook_url if change.webhook_changes else None
-        _write(
-            as_change,
-            catalog=catalog,
-            instance=instance,
-            actor=user,
-            http_request=http_request,
-            webhook=webhook,
+
+
+def rule_change_set_approve(
+    *, change_set: str, user, second_factor: SecondFactor | None, comment: str = "", http_request=None
+) -> list[RuleChange]:
+    """Approve every pending change of a set (one rules file) in one transaction: all take effect, or, when
+    any is refused, none does."""
+    permissions.check(permissions.second_factor_problem(user, second_factor))
+    with transaction.atomic():
+        changes = list(
+            RuleChange.objects.select_for_update()
+            .select_related("proposed_by")
+            .filter(change_set=change_set, status=RuleChangeStatus.PENDING)
+            .order_by("pk")
         )
-        before = _snapshot(change)
-        RuleChange.objects.filter(pk=change.pk, status=RuleChangeStatus.PENDING).update(
-            status=RuleChangeStatus.APPROVED,
-            decided_by=user,
-            decided_at=timezone.now(),
-            comment=comment[:2000],
-        )
-        change.refresh_from_db()
-        audit.record(
-            action="rulechange.approved",
-            object_type="rulechange",
-            object_id=change.pk,
-            actor=user,
-            before=before,
-            after={
-                **_snapshot(change),
-                "second_factor": second_factor.facts() if second_factor else None,
-            },
-            http_request=http_request,
-        )
-    return change
+        if not change_set or not changes:
+            raise RuleChangeError("Nothing in this set waits for approval.")
+        return [
+            _approve(c, user=user, second_factor=second_factor, comment=comment, http_request=http_request)
+            for c in changes
+        ]
 
 
 def rule_change_reject(*, change_id: int, user, comment: str = "", http_request=None) -> RuleChange:
@@ -381,7 +468,7 @@ def rule_change_reject(*, change_id: int, user, comment: str = "", http_request=
     with transaction.atomic():
         change = _locked_pending(change_id)
         permissions.check(permissions.rule_change_decide_problem(user, change))
-        before = _snapshot(change)
+        before = proposal_facts(change)
         RuleChange.objects.filter(pk=change.pk, status=RuleChangeStatus.PENDING).update(
             status=RuleChangeStatus.REJECTED,
             decided_by=user,
@@ -395,7 +482,7 @@ def rule_change_reject(*, change_id: int, user, comment: str = "", http_request=
             object_id=change.pk,
             actor=user,
             before=before,
-            after={**_snapshot(change), "comment": comment[:2000]},
+            after={**proposal_facts(change), "comment": comment[:2000]},
             http_request=http_request,
         )
     return change

@@ -3,17 +3,36 @@
 ``validate`` is for CI in the repository that holds the rules file: it exits 1 and prints every problem with its
 path (``rules[2].approvals: -1 is less than the minimum of 1``); ``--no-database`` checks only what needs no
 database (syntax, schema, duplicate names).
+
+``apply`` writes the rules only where they are the file's (GATEHOUSE_RULES_FILE set: beat and the workers apply it
+too). Anywhere else a shell is no authority over who approves: ``apply`` proposes the changes, naming the
+operating-system user and host that ran it (and ``--as`` an admin), and another admin approves them in the admin.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
+import socket
 from pathlib import Path
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 
 from accessrequests import governance
+from accessrequests.permissions import NotAllowed
 from accessrequests.services import governance as rules_service
+
+
+def command_runner() -> str:
+    """Who runs this command: the operating-system user and the host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (some containers)
+        user = "unknown user"
+    return f"{user}@{socket.gethostname()}"
 
 
 class Command(BaseCommand):
@@ -32,8 +51,17 @@ class Command(BaseCommand):
         )
         plan = sub.add_parser("plan", help="what applying the file would change, in words")
         plan.add_argument("file")
-        apply = sub.add_parser("apply", help="make the rules what the file says, in one transaction")
+        apply = sub.add_parser(
+            "apply",
+            help="propose the file's changes for a second admin (with GATEHOUSE_RULES_FILE set: apply them at once)",
+        )
         apply.add_argument("file")
+        apply.add_argument(
+            "--as",
+            dest="as_username",
+            metavar="USERNAME",
+            help="the Gatehouse admin proposing the changes (that admin then cannot approve them)",
+        )
         export = sub.add_parser("export", help="write the rules in force as a rules file")
         export.add_argument("--output", "-o", help="write to this file instead of standard output")
         sub.add_parser("schema", help="print the JSON Schema of the rules file")
@@ -48,7 +76,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{options.get('file')}: {len(exc.errors)} {noun}; nothing was changed"
             ) from None
-        except rules_service.RuleChangeError as exc:
+        except (rules_service.RuleChangeError, NotAllowed) as exc:
             raise CommandError(f"{options.get('file')}: {exc}; nothing was changed") from None
 
     def _validate(self, *, file: str, no_database: bool = False, **options) -> None:
@@ -72,7 +100,10 @@ class Command(BaseCommand):
             self.stdout.write(f"  {change.sentence()}")
         self.stdout.write(f"{len(result.changes)} change{'s' if len(result.changes) != 1 else ''} to apply.")
 
-    def _apply(self, *, file: str, **options) -> None:
+    def _apply(self, *, file: str, as_username: str | None = None, **options) -> None:
+        if not settings.GATEHOUSE_RULES_FILE:
+            self._propose(file=file, as_username=as_username)
+            return
         result = rules_service.rules_apply(text=governance.read(file), source=Path(file).name)
         for change in result.changes:
             self.stdout.write(f"  {change.sentence()}")
@@ -84,6 +115,39 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write(f"No changes: the rules in force match {file}.")
+
+    def _propose(self, *, file: str, as_username: str | None) -> None:
+        as_user = None
+        if as_username:
+            as_user = get_user_model().objects.filter(username=as_username).first()
+            if as_user is None:
+                raise CommandError(
+                    f"--as {as_username}: no Gatehouse user has that name; nothing was changed"
+                )
+        result, proposals = rules_service.rules_propose(
+            text=governance.read(file),
+            source=Path(file).name,
+            proposer_label=command_runner(),
+            as_user=as_user,
+        )
+        if not proposals:
+            self.stdout.write(f"No changes: the rules in force match {file}.")
+            return
+        for change in result.changes:
+            self.stdout.write(f"  {change.sentence()}")
+        proposer = proposals[0].proposer
+        url = settings.SITE_URL + reverse("admin:accessrequests_rulechange_changelist")
+        query = f"?change_set={proposals[0].change_set}"
+        self.stdout.write(
+            self.style.WARNING(
+                f"Proposed {len(proposals)} change{'s' if len(proposals) != 1 else ''} (by {proposer}); nothing is "
+                "applied yet."
+            )
+        )
+        self.stdout.write(
+            f"Another Gatehouse admin approves {'them' if len(proposals) != 1 else 'it'} in the admin, one by one "
+            f"or all at once: {url}{query}"
+        )
 
     def _export(self, *, output: str | None = None, **options) -> None:
         text = governance.dump(governance.export_document())
