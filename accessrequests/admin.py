@@ -17,7 +17,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from accessrequests import audit, governance, permissions
+from accessrequests import audit, governance, governed, permissions
+from accessrequests.governed_admin import ProposesGovernedFacts  # registers User and Group too
 from accessrequests.models import (
     AccessLevel,
     AccessRequest,
@@ -27,6 +28,7 @@ from accessrequests.models import (
     CatalogSyncRun,
     ChatApproval,
     EligibilityRule,
+    Environment,
     Grant,
     IdentityCenter,
     Notification,
@@ -46,6 +48,7 @@ from accessrequests.services.governance import (
     rule_change_approve,
     rule_change_propose,
     rule_change_reject,
+    rule_change_set_approve,
 )
 
 # Fields that hold secrets: stored, but never copied into the audit trail or shown back in full.
@@ -119,8 +122,21 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+# An account added here counts as production (the most careful routing: no auto-approval, no chat approval)
+# until a second admin approves the environment chosen for it.
+NEW_ACCOUNT_ENVIRONMENT = Environment.PRODUCTION
+
+
 @admin.register(AwsAccount)
-class AwsAccountAdmin(AuditedAdmin):
+class AwsAccountAdmin(ProposesGovernedFacts, AuditedAdmin):
+    """The environment (``governed.ACCOUNT_FIELDS``) is proposed; the rest of an account is saved at once."""
+
+    governed_target = RuleTarget.ACCOUNT
+    governed_note = (
+        "The environment waits for a second admin: a change to it is proposed, and takes effect when another "
+        "admin approves it. Other fields change at once."
+    )
+    change_form_template = "admin/accessrequests/governed_change_form.html"
     list_display = [
         "name",
         "account_id",
@@ -149,6 +165,13 @@ class AwsAccountAdmin(AuditedAdmin):
             http_request=request,
         )
         self.message_user(request, f"{count} account(s) will be listed again at the next catalog sync.")
+
+    def governed_after(self, form, current) -> dict[str, Any]:
+        return {f: form.cleaned_data[f] for f in governed.ACCOUNT_FIELDS if f in form.cleaned_data}
+
+    def keep_governed(self, obj, current, change: bool) -> None:
+        for field in governed.ACCOUNT_FIELDS:
+            setattr(obj, field, getattr(current, field) if current is not None else NEW_ACCOUNT_ENVIRONMENT)
 
 
 @admin.register(OrganizationalUnit)
@@ -214,13 +237,33 @@ class PermissionSetAdmin(AuditedAdmin):
     ]
 
 
+def _keep_m2m(form, obj, field: str, change: bool) -> None:
+    """Put a governed many-to-many field of the form back as the object has it (nothing, when adding)."""
+    if field in form.cleaned_data:
+        form.cleaned_data[field] = list(getattr(obj, field).all()) if change else []
+
+
 @admin.register(Principal)
-class PrincipalAdmin(AuditedAdmin):
+class PrincipalAdmin(ProposesGovernedFacts, AuditedAdmin):
+    """The users linked to a principal are proposed; the rest is saved at once."""
+
     list_display = ["name", "kind", "account", "present"]
     list_filter = ["kind", "present"]
     search_fields = ["name", "external_id", "users__username"]
     filter_horizontal = ["users"]
     list_select_related = ["account"]
+    governed_target = RuleTarget.PRINCIPAL_LINKS
+    governed_note = (
+        "Linked users wait for a second admin (they decide whose access a request is, and who may not approve "
+        "it): a change to them is proposed, and takes effect when another admin approves it."
+    )
+    change_form_template = "admin/accessrequests/governed_change_form.html"
+
+    def governed_after(self, form, current) -> dict[str, Any]:
+        return {"users": sorted(u.get_username() for u in form.cleaned_data.get("users") or [])}
+
+    def keep_governed_m2m(self, form, obj, change: bool) -> None:
+        _keep_m2m(form, obj, "users", change)
 
 
 class ApprovalRuleForm(forms.ModelForm):
@@ -495,31 +538,42 @@ class EligibilityRuleAdmin(GovernedAdmin):
 
 @admin.register(RuleChange)
 class RuleChangeAdmin(admin.ModelAdmin):
-    """Pending rule changes, with the diff in words; another admin approves (second factor) or rejects."""
+    """Governed changes waiting for a second admin (rules, account environments, principal links, governed
+    groups), with the change in words; another admin approves (second factor) or rejects, one change or the
+    whole set a rules file proposed."""
 
     change_form_template = "admin/accessrequests/rulechange_change_form.html"
-    list_display = ["__str__", "summary", "status", "proposed_by", "proposed_at", "decided_by"]
+    list_display = ["__str__", "summary", "status", "proposer", "proposed_at", "decided_by"]
     list_filter = ["status", "target"]
     list_select_related = ["proposed_by", "decided_by"]
     fields = (
-        "summary", "status", "target", "operation", "rule_name", "proposed_by", "proposed_at", "decided_by",
-        "decided_at", "comment", "rule_before", "rule_after",
+        "summary", "status", "target", "operation", "rule_name", "proposer", "origin", "proposed_at",
+        "decided_by", "decided_at", "comment", "rule_before", "rule_after",
     )  # fmt: skip
     readonly_fields = fields
 
     @staticmethod
-    def _as_file(spec) -> str:
+    def _shown(obj: RuleChange, spec) -> str:
         if spec is None:
             return "—"
-        return format_html("<pre>{}</pre>", governance.dump_rule(spec))
+        text = governance.dump_rule(spec) if obj.is_rule else governed.as_lines(spec)
+        return format_html("<pre>{}</pre>", text)
 
-    @admin.display(description="The rule before (as in a rules file)")
+    @admin.display(description="Before")
     def rule_before(self, obj: RuleChange) -> str:
-        return self._as_file(obj.before)
+        return self._shown(obj, obj.before)
 
-    @admin.display(description="The rule after (as in a rules file)")
+    @admin.display(description="After")
     def rule_after(self, obj: RuleChange) -> str:
-        return self._as_file(obj.after)
+        return self._shown(obj, obj.after)
+
+    @admin.display(description="Proposed by")
+    def proposer(self, obj: RuleChange) -> str:
+        return obj.proposer
+
+    def lookup_allowed(self, lookup, value, request=None):
+        # The link `rules apply` prints lists the changes of its set.
+        return lookup == "change_set" or super().lookup_allowed(lookup, value, request)
 
     def has_add_permission(self, request):
         return False
@@ -534,6 +588,11 @@ class RuleChangeAdmin(admin.ModelAdmin):
         view = self.admin_site.admin_view
         return [
             path("<int:pk>/approve/", view(self.approve_view), name="accessrequests_rulechange_approve"),
+            path(
+                "<int:pk>/approve-set/",
+                view(self.approve_set_view),
+                name="accessrequests_rulechange_approve_set",
+            ),
             path("<int:pk>/reject/", view(self.reject_view), name="accessrequests_rulechange_reject"),
             *super().get_urls(),
         ]
@@ -543,18 +602,26 @@ class RuleChangeAdmin(admin.ModelAdmin):
         extra = dict(extra_context or {})
         if change is not None:
             problem = permissions.rule_change_decide_problem(request.user, change)
+            in_set = (
+                list(RuleChange.objects.filter(change_set=change.change_set).order_by("pk"))
+                if change.change_set
+                else []
+            )
             extra.update(
                 can_decide=problem is None,
                 decide_problem=problem if change.status == RuleChangeStatus.PENDING else None,
                 approve_url=reverse("admin:accessrequests_rulechange_approve", args=[change.pk]),
+                approve_set_url=reverse("admin:accessrequests_rulechange_approve_set", args=[change.pk]),
                 reject_url=reverse("admin:accessrequests_rulechange_reject", args=[change.pk]),
+                change_set=in_set,
+                set_pending=sum(c.status == RuleChangeStatus.PENDING for c in in_set),
             )
         return super().change_view(request, object_id, form_url, extra)
 
     def _back(self, pk: int):
         return redirect(reverse("admin:accessrequests_rulechange_change", args=[pk]))
 
-    def approve_view(self, request, pk: int):
+    def _decide(self, request, pk: int, *, whole_set: bool = False):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         change = get_object_or_404(RuleChange, pk=pk)
@@ -563,19 +630,37 @@ class RuleChangeAdmin(admin.ModelAdmin):
             messages.info(request, "Confirm it is you: enter your authenticator code, then approve.")
             next_url = reverse("admin:accessrequests_rulechange_change", args=[pk])
             return redirect(f"{reverse('mfa_reauthenticate')}?{urlencode({'next': next_url})}")
+        comment = request.POST.get("comment", "")
         try:
-            rule_change_approve(
-                change_id=change.pk,
-                user=request.user,
-                second_factor=factor,
-                comment=request.POST.get("comment", ""),
-                http_request=request,
-            )
+            if whole_set:
+                done = rule_change_set_approve(
+                    change_set=change.change_set,
+                    user=request.user,
+                    second_factor=factor,
+                    comment=comment,
+                    http_request=request,
+                )
+            else:
+                done = [
+                    rule_change_approve(
+                        change_id=change.pk,
+                        user=request.user,
+                        second_factor=factor,
+                        comment=comment,
+                        http_request=request,
+                    )
+                ]
         except (RuleChangeError, permissions.NotAllowed) as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, f"Approved and applied: {change.summary}.")
+            messages.success(request, "Approved and applied: " + "; ".join(c.summary for c in done) + ".")
         return self._back(pk)
+
+    def approve_view(self, request, pk: int):
+        return self._decide(request, pk)
+
+    def approve_set_view(self, request, pk: int):
+        return self._decide(request, pk, whole_set=True)
 
     def reject_view(self, request, pk: int):
         if request.method != "POST":
@@ -616,14 +701,28 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ScimGroup)
-class ScimGroupAdmin(AuditedAdmin):
-    """Groups come from the identity provider (SCIM); an admin only says which principals their members get."""
+class ScimGroupAdmin(ProposesGovernedFacts, AuditedAdmin):
+    """Groups come from the identity provider (SCIM); an admin only says which principals their members get, and
+    that waits for a second admin (members are linked to those principals at their next membership change)."""
 
     list_display = ["display_name", "external_id", "updated_at"]
     search_fields = ["display_name", "external_id"]
     fields = ["display_name", "external_id", "members", "principals"]
     readonly_fields = ["display_name", "external_id", "members"]
     filter_horizontal = ["principals"]
+    governed_target = RuleTarget.SCIM_PRINCIPALS
+    governed_note = (
+        "The principals this group links its members to wait for a second admin: a change is proposed, and takes "
+        "effect when another admin approves it. Members come from the identity provider."
+    )
+    change_form_template = "admin/accessrequests/governed_change_form.html"
+
+    def governed_after(self, form, current) -> dict[str, Any]:
+        principals = form.cleaned_data.get("principals") or []
+        return {"principals": sorted(governed.principal_ref(p) for p in principals)}
+
+    def keep_governed_m2m(self, form, obj, change: bool) -> None:
+        _keep_m2m(form, obj, "principals", change)
 
     def has_add_permission(self, request):
         return False
