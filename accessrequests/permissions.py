@@ -381,8 +381,8 @@ def _concerns(user, change: RuleChange) -> bool:
     if change.target == RuleTarget.USER_ACCESS:
         return change.target_id == user.pk
     if change.target in (RuleTarget.PRINCIPAL_LINKS, RuleTarget.GROUP_MEMBERS):
-        name = user.get_username()
-        return any(name in (facts or {}).get("users", []) for facts in (change.before, change.after))
+        before, after = ({*(facts or {}).get("users", [])} for facts in (change.before, change.after))
+        return user.get_username() in before ^ after
     return False
 
 
