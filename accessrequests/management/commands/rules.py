@@ -77,7 +77,9 @@ class Command(BaseCommand):
                 f"{options.get('file')}: {len(exc.errors)} {noun}; nothing was changed"
             ) from None
         except (rules_service.RuleChangeError, NotAllowed) as exc:
-            raise CommandError(f"{options.get('file')}: {exc}; nothing was changed") from None
+            raise CommandError(
+                f"{options.get('file')}: {str(exc).rstrip('.')}; nothing was changed"
+            ) from None
 
     def _validate(self, *, file: str, no_database: bool = False, **options) -> None:
         text = governance.read(file)
