@@ -51,9 +51,10 @@ def is_governed_group(group: Group) -> bool:
 
 def principal_ref(principal: Principal) -> str:
     """How a principal reads in a change, unique among principals: kind, name and its account or store."""
-    home = (
-        principal.account.account_id if principal.account_id else principal.identity_center.identity_store_id
-    )
+    if principal.account is not None:
+        home = principal.account.account_id
+    else:  # an Identity Center principal (the database holds that one of the two is set)
+        home = principal.identity_center.identity_store_id if principal.identity_center is not None else "?"
     return f"{principal.get_kind_display()} {principal.name} ({home})"
 
 

@@ -137,7 +137,7 @@ class GovernedUserAdmin(ProposesGovernedFacts, UserAdmin):
     )
     change_form_template = "admin/accessrequests/governed_change_form.html"
     fieldsets = (
-        *UserAdmin.fieldsets,
+        *(UserAdmin.fieldsets or ()),
         ("Linked principals", {"fields": ("principals",)}),
     )
 

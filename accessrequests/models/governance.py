@@ -178,7 +178,7 @@ class RuleChange(models.Model):
     @property
     def proposer(self) -> str:
         """Who proposed it, in words: the admin, the command's user and host, or both."""
-        who = [self.proposed_by.get_username()] if self.proposed_by_id else []
+        who = [self.proposed_by.get_username()] if self.proposed_by is not None else []
         if self.proposer_label:
             who.append(self.proposer_label)
         return " · ".join(who)
