@@ -19,6 +19,8 @@ from accessrequests.models import (
     RequestStatus,
     ReviewCampaign,
     ReviewItem,
+    RuleChange,
+    RuleChangeStatus,
 )
 from accessrequests.selectors import overdue_post_reviews
 
@@ -90,6 +92,20 @@ def open_review_progress() -> dict[str, Any] | None:
     return {"campaign": campaign, **counts}
 
 
+IDENTITY_ACTIONS = ("identity.roles_synced", "identity.principals_synced")
+
+
+def identity_changes(now, days: int = 7) -> list[tuple[AuditEvent, str]]:
+    """What the identity provider changed in roles and principal links lately (applied with no second admin),
+    each with its sentence."""
+    from accessrequests.notification_text import identity_change_words
+
+    events = AuditEvent.objects.filter(
+        action__in=IDENTITY_ACTIONS, created_at__gte=now - timedelta(days=days)
+    ).order_by("-seq")[:20]
+    return [(e, identity_change_words(e)) for e in events]
+
+
 def figures() -> dict[str, Any]:
     now = timezone.now()
     month = now - timedelta(days=30)
@@ -129,5 +145,9 @@ def figures() -> dict[str, Any]:
         .order_by("-created_at")[:20],
         "overdue_post_reviews": list(overdue_post_reviews(now)[:20]),
         "review": open_review_progress(),
+        "identity_changes": identity_changes(now),
+        "governed_pending": RuleChange.objects.filter(status=RuleChangeStatus.PENDING)
+        .select_related("proposed_by")
+        .order_by("proposed_at")[:10],
         "requests_30d": sum(n for _, n in series),
     }

@@ -204,6 +204,42 @@ def integrity_failed(finding: dict) -> tuple[str, str]:
     return subject, body
 
 
+def identity_change_words(event) -> str:
+    """What the identity provider changed, in a sentence (the dashboard shows it too)."""
+    after = event.after or {}
+    who = after.get("user", "someone")
+    source = event.actor_label.removesuffix(" (identity provider)")
+    if event.action == "identity.roles_synced":
+        added, removed = after.get("added") or [], after.get("removed") or []
+        parts = [f"gave {who} the role{'s' if len(added) != 1 else ''} {', '.join(added)}"] if added else []
+        if removed:
+            parts.append(f"took {', '.join(removed)} from {who}")
+    else:
+        before = set((event.before or {}).get("principals", []))
+        now = set(after.get("principals", []))
+        parts = [f"linked {who} to {', '.join(sorted(now - before))}"] if now - before else []
+        if before - now:
+            parts.append(f"unlinked {who} from {', '.join(sorted(before - now))}")
+    return f"The identity provider ({source}) " + " and ".join(parts or [f"changed {who}"]) + "."
+
+
+def identity_changed(event) -> tuple[str, str]:
+    """To admins when the identity provider changes a role or a principal link: applied with no second admin."""
+    words = identity_change_words(event)
+    subject = f"[Gatehouse] Identity provider changed {(event.after or {}).get('user', 'a user')}'s " + (
+        "roles" if event.action == "identity.roles_synced" else "principals"
+    )
+    body = (
+        f"{words}\n\nThe identity provider owns these facts, so Gatehouse applied the change at once, without a "
+        "second admin. If it is not what you expect, fix it in the identity provider (the next sync or sign-in "
+        "puts it back otherwise).\n\n"
+        f"When: {_when(event.created_at)}\n"
+        f"Audit log: {settings.SITE_URL + reverse('audit_log')}?action={event.action}\n\n-- \n"
+        "Gatehouse, the AWS access portal. You get this email because you are a Gatehouse admin."
+    )
+    return subject, body
+
+
 # --- governance: break-glass and access reviews ---------------------------------------------------------
 
 

@@ -364,6 +364,30 @@ def notify_integrity_failed(event_id: int) -> int:
     return _deliver_all([_email_job(key, user, subject, body) for user in integrity_recipients()])
 
 
+def admin_recipients() -> QuerySet[User]:
+    """Active admins (and superusers) with an email address."""
+    from accessrequests import roles
+
+    return (
+        get_user_model()
+        .objects.filter(Q(groups__name=roles.ADMINS) | Q(is_superuser=True), is_active=True)
+        .exclude(email="")
+        .distinct()
+        .order_by("pk")
+    )
+
+
+@shared_task(name="accessrequests.tasks.notify_identity_changed", **RETRY_OPTIONS)
+def notify_identity_changed(event_id: int) -> int:
+    """Email admins that the identity provider changed someone's roles or principal links (once per event)."""
+    from accessrequests.models import AuditEvent
+
+    event = AuditEvent.objects.get(pk=event_id)
+    subject, body = text.identity_changed(event)
+    key = f"identity.changed:{event.pk}"
+    return _deliver_all([_email_job(key, user, subject, body) for user in admin_recipients()])
+
+
 # --- governance -----------------------------------------------------------------------------------------
 
 

@@ -120,6 +120,35 @@ def test_a_role_given_by_hand_that_the_mapping_does_not_name_is_left_alone_and_a
     assert roles_of("bob") == {"approvers"}  # "admins" is a group at the provider, not a mapped role
 
 
+def test_a_role_given_at_sign_in_is_audited_with_before_and_after_and_announced_to_admins(
+    idp, live_server, settings
+):
+    # Roles are the identity provider's: applied at sign-in with no second admin, so admins are told each time.
+    from django.core import mail
+    from django.test import Client
+
+    from tests.conftest import make_user, sign_in_with_mfa
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    admin = make_user("root-admin", "admins", is_staff=True)
+    idp.set_groups("bob", ["aws-approvers"])
+    browser = ScriptedBrowser(live_server.url)
+    browser.callback(browser.authorize("bob"))
+    assert browser.signed_in() and roles_of("bob") == {"approvers"}
+
+    synced = AuditEvent.objects.get(action="identity.roles_synced")
+    assert synced.before == {"roles": []} and synced.after["roles"] == ["approvers"]
+    announced = wait_for(
+        lambda: [m for m in mail.outbox if m.to == [admin.email]], what="the admins' email about bob's roles"
+    )
+    assert [m.subject for m in announced] == ["[Gatehouse] Identity provider changed bob's roles"]
+    assert "The identity provider (oidc) gave bob the role approvers." in announced[0].body
+    client = Client()
+    sign_in_with_mfa(client, admin)
+    page = client.get("/dashboard/").content.decode()
+    assert "The identity provider (oidc) gave bob the role approvers." in page
+
+
 def test_a_forged_state_is_refused_and_nobody_is_signed_in(idp, live_server):
     browser = ScriptedBrowser(live_server.url)
     callback = browser.authorize("alice")

@@ -324,6 +324,40 @@ def test_group_membership_links_and_unlinks_the_principals_an_admin_attached_to_
     assert [e.after["linked"] or e.after["unlinked"] for e in synced] == [[world.principal.external_id]] * 2
 
 
+def test_the_identity_providers_role_and_link_changes_are_audited_and_announced_to_admins(
+    scim, world, settings, client, django_capture_on_commit_callbacks
+):
+    # The identity provider owns group membership: applied at once, with no second admin, so every admin hears.
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    admin = make_user("root-admin", "admins", is_staff=True)
+    user_id = scim.post("Users", OKTA_CREATE_USER).json()["id"]
+    group_id = scim.post("Groups", OKTA_CREATE_GROUP).json()["id"]  # aws-approvers: the approvers role
+    ScimGroup.objects.get(display_name="aws-approvers").principals.add(world.principal)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert scim.patch(f"Groups/{group_id}", okta_add_member(user_id)).status_code == 204
+
+    roles = AuditEvent.objects.get(action="identity.roles_synced")
+    assert roles.before == {"roles": []} and roles.after["roles"] == ["approvers"]
+    links = AuditEvent.objects.get(action="identity.principals_synced")
+    linked = f"IAM user mateojackson ({world.account.account_id})"
+    assert links.before == {"user": "dana.reviewer@example.com", "principals": []}
+    assert links.after["principals"] == [linked] and links.actor_label == "scim (identity provider)"
+    subjects = sorted(m.subject for m in mail.outbox if m.to == [admin.email])
+    assert subjects == [
+        "[Gatehouse] Identity provider changed dana.reviewer@example.com's principals",
+        "[Gatehouse] Identity provider changed dana.reviewer@example.com's roles",
+    ]
+    body = next(m.body for m in mail.outbox if m.subject.endswith("roles"))
+    assert "The identity provider (scim) gave dana.reviewer@example.com the role approvers." in body
+    assert "without a second admin" in body
+
+    sign_in_with_mfa(client, admin)
+    page = client.get("/dashboard/").content.decode()
+    assert "Identity provider changes (last 7 days)" in page
+    assert f"The identity provider (scim) linked dana.reviewer@example.com to {linked}." in page
+
+
 # --- the token and bad input ---------------------------------------------------------------------------
 
 

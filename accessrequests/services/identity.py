@@ -1,7 +1,8 @@
 """People and groups from the identity provider: roles from its groups (OIDC claims and SCIM groups), linked
 principals from SCIM groups, and what a deactivation takes away at once.
 
-Roles are Django groups (``accessrequests.roles``). The identity provider only ever gives or takes the roles
+Roles are Django groups (``accessrequests.roles``). What the identity provider says is applied at once, with no
+second admin (it owns these facts), and each change of a role or a link is audited and announced to admins. The identity provider only ever gives or takes the roles
 that GATEHOUSE_OIDC_GROUP_ROLES names: a role an admin gave by hand that the mapping does not name is left alone,
 and nobody becomes an admin from a claim unless the mapping says so in as many words.
 """
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from accessrequests import audit
 from accessrequests.models import AccessRequest, Decision, RequestStatus
+from accessrequests.services import notify
 
 MAX_GROUPS_AUDITED = 100
 
@@ -50,7 +52,7 @@ def user_roles_sync(*, user, idp_groups: Iterable[str], source: str, http_reques
         if removed:
             user.groups.remove(*Group.objects.filter(name__in=removed))
         if added or removed:
-            audit.record(
+            event = audit.record(
                 action="identity.roles_synced",
                 object_type="user",
                 object_id=user.pk,
@@ -65,6 +67,8 @@ def user_roles_sync(*, user, idp_groups: Iterable[str], source: str, http_reques
                 },
                 http_request=http_request,
             )
+            # The identity provider owns roles: applied as it says, and every admin hears of it.
+            notify.on_identity_changed(event)
     user._gatehouse_groups = None  # roles.in_group's per-request cache
     return added, removed
 
@@ -126,8 +130,6 @@ def user_offboard(
             http_request=http_request,
         )
     if voided:
-        from accessrequests.services import notify
-
         for request_id in {request_id for _, request_id, _ in voided}:
             notify.on_request_changed(request_id)
     return facts

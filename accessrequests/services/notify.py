@@ -79,6 +79,12 @@ def on_integrity_failed(event: AuditEvent) -> None:
     _enqueue_after_commit(notifications.notify_integrity_failed, event.pk, f"audit seq {event.seq}")
 
 
+def on_identity_changed(event: AuditEvent) -> None:
+    """The identity provider changed a role or a principal link (``identity.roles_synced`` or
+    ``identity.principals_synced``): admins hear of it, since no second admin approved it."""
+    _enqueue_after_commit(notifications.notify_identity_changed, event.pk, f"audit seq {event.seq}")
+
+
 def on_break_glass(req: AccessRequest) -> None:
     """Break-glass is announced at once, to more people than a normal request (see notify_break_glass)."""
     _enqueue_after_commit(notifications.notify_break_glass, req.pk, req.reference)

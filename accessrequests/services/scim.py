@@ -5,7 +5,8 @@ The identity provider owns who exists and who is in which group. Gatehouse keeps
 (never deleted: requests and decisions point at it); ``active: false`` deactivates it, which takes its sessions,
 tokens and the weight of its pending decisions at once (``signals`` → ``services.identity.user_offboard``).
 Group membership decides the portal roles GATEHOUSE_OIDC_GROUP_ROLES names, and links members to the principals an
-admin attached to the group. Attributes Gatehouse does not keep (locale, title, the enterprise extension, a
+admin attached to the group (an attachment waits for a second admin; the links that follow from membership are the
+identity provider's and apply at once, audited with before and after and announced to admins). Attributes Gatehouse does not keep (locale, title, the enterprise extension, a
 password Okta may send) are accepted and dropped, never stored or audited.
 """
 
@@ -25,8 +26,9 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accessrequests import audit, permissions
+from accessrequests import audit, governed, permissions
 from accessrequests.models import Principal, ScimGroup, ScimUser
+from accessrequests.services import notify
 from accessrequests.services.identity import user_roles_sync
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -510,24 +512,29 @@ def _resync(
         gone = {p.pk for g in left_groups.get(user.pk, []) for p in g.principals.all()} - wanted
         linked_now = set(user.principals.values_list("pk", flat=True))
         add, remove = wanted - linked_now, gone & linked_now
+        if not (add or remove):
+            continue
+        before = governed.user_facts(user)["principals"]
         if add:
             user.principals.add(*add)
         if remove:
             user.principals.remove(*remove)
-        if add or remove:
-            names = dict(Principal.objects.filter(pk__in=add | remove).values_list("pk", "external_id"))
-            audit.record(
-                action="identity.principals_synced",
-                object_type="user",
-                object_id=user.pk,
-                actor_label="scim (identity provider)",
-                after={
-                    "user": user.get_username(),
-                    "linked": sorted(names[pk] for pk in add),
-                    "unlinked": sorted(names[pk] for pk in remove),
-                },
-                http_request=http_request,
-            )
+        names = dict(Principal.objects.filter(pk__in=add | remove).values_list("pk", "external_id"))
+        event = audit.record(
+            action="identity.principals_synced",
+            object_type="user",
+            object_id=user.pk,
+            actor_label="scim (identity provider)",
+            before={"user": user.get_username(), "principals": before},
+            after={
+                "user": user.get_username(),
+                "linked": sorted(names[pk] for pk in add),
+                "unlinked": sorted(names[pk] for pk in remove),
+                "principals": governed.user_facts(user)["principals"],
+            },
+            http_request=http_request,
+        )
+        notify.on_identity_changed(event)
 
 
 def _save_group(group: ScimGroup, change: GroupChange) -> tuple[list, dict[int, list[ScimGroup]]]:
