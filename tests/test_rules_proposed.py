@@ -133,6 +133,8 @@ def test_as_must_name_an_admin(org, tmp_path):
 def test_a_set_is_approved_whole_or_not_at_all(org, tmp_path):
     apply(lowered_file(tmp_path))
     first = RuleChange.objects.order_by("pk").first()
+    with pytest.raises(NotAllowed, match="second factor"):
+        rule_change_set_approve(change_set=first.change_set, user=org.admin2, second_factor=None)
     # Someone changes the rule after the file was proposed: its change no longer describes the truth.
     ApprovalRule.objects.filter(pk=org.rule.pk).update(max_duration_hours=2)
     from accessrequests.services.governance import RuleChangeError
