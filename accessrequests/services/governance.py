@@ -44,7 +44,12 @@ from accessrequests.models import (
     RuleTarget,
 )
 from accessrequests.permissions import SecondFactor
-from accessrequests.services.governed import RuleChangeError, governed_change_apply, proposal_facts
+from accessrequests.services.governed import (
+    RuleChangeError,
+    governed_change_apply,
+    proposal_facts,
+    proposal_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +240,11 @@ def rules_propose(
         for change in result.changes:
             model = MODELS[change.target]
             instance = model.objects.filter(name=change.name).first() if change.before is not None else None
-            proposal = RuleChange.objects.create(
+            proposal = proposal_store(
+                actor=as_user,
+                actor_label=None if as_user is not None else label,
+                after_key="rule_after",
+                extra={"command_run_by": label},
                 target=change.target,
                 operation=operations.get(change.operation, RuleChangeOperation.UPDATE),
                 rule_name=change.name,
@@ -249,15 +258,6 @@ def rules_propose(
                 change_set=change_set,
             )
             proposals.append(proposal)
-            audit.record(
-                action="rulechange.proposed",
-                object_type="rulechange",
-                object_id=proposal.pk,
-                actor=as_user,
-                actor_label=None if as_user is not None else label,
-                before=change.before,
-                after={**proposal_facts(proposal), "rule_after": change.after, "command_run_by": label},
-            )
         if proposals:
             audit.record(
                 action="rules.proposed",
@@ -320,7 +320,10 @@ def rule_change_propose(
         else RuleChangeOperation.UPDATE
     )
     with transaction.atomic():
-        proposal = RuleChange.objects.create(
+        proposal = proposal_store(
+            actor=user,
+            after_key="rule_after",
+            http_request=http_request,
             target=target,
             operation=operation,
             rule_name=name,
@@ -331,15 +334,6 @@ def rule_change_propose(
             webhook_changes=webhook_changes,
             summary=f"{noun} '{name}': " + "; ".join(phrases),
             proposed_by=user,
-        )
-        audit.record(
-            action="rulechange.proposed",
-            object_type="rulechange",
-            object_id=proposal.pk,
-            actor=user,
-            before=before,
-            after={**proposal_facts(proposal), "rule_after": after},
-            http_request=http_request,
         )
     return proposal
 

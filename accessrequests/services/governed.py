@@ -39,6 +39,24 @@ def proposal_facts(change: RuleChange) -> dict[str, Any]:
     }
 
 
+def proposal_store(
+    *, actor, actor_label: str | None = None, after_key: str, extra=None, http_request=None, **fields
+) -> RuleChange:
+    """Store a pending change and its ``rulechange.proposed`` event (what it changes to under ``after_key``)."""
+    proposal = RuleChange.objects.create(**fields)
+    audit.record(
+        action="rulechange.proposed",
+        object_type="rulechange",
+        object_id=proposal.pk,
+        actor=actor,
+        actor_label=actor_label,
+        before=proposal.before,
+        after={**proposal_facts(proposal), after_key: proposal.after, **(extra or {})},
+        http_request=http_request,
+    )
+    return proposal
+
+
 def _missing(what: str, names: set[str]) -> RuleChangeError:
     return RuleChangeError(f"No {what} named {', '.join(sorted(names))} exists (any more).")
 
@@ -116,7 +134,10 @@ def governed_change_propose(
     _check(target, after)
     name = subject.name(instance)[:200]
     with transaction.atomic():
-        proposal = RuleChange.objects.create(
+        proposal = proposal_store(
+            actor=user,
+            after_key="facts_after",
+            http_request=http_request,
             target=target,
             operation=RuleChangeOperation.UPDATE,
             rule_name=name,
@@ -125,15 +146,6 @@ def governed_change_propose(
             after=after,
             summary=governed.describe(target, name, before, after),
             proposed_by=user,
-        )
-        audit.record(
-            action="rulechange.proposed",
-            object_type="rulechange",
-            object_id=proposal.pk,
-            actor=user,
-            before=before,
-            after={**proposal_facts(proposal), "facts_after": after},
-            http_request=http_request,
         )
     return proposal
 
