@@ -339,7 +339,12 @@ def rule_change_propose(
 
 
 def _locked_pending(change_id: int) -> RuleChange:
-    change = RuleChange.objects.select_for_update().select_related("proposed_by").filter(pk=change_id).first()
+    change = (
+        RuleChange.objects.select_for_update(of=("self",))
+        .select_related("proposed_by")
+        .filter(pk=change_id)
+        .first()
+    )
     if change is None:
         raise RuleChangeError("No such rule change.")
     return change
@@ -444,7 +449,8 @@ def rule_change_set_approve(
     permissions.check(permissions.second_factor_problem(user, second_factor))
     with transaction.atomic():
         changes = list(
-            RuleChange.objects.select_for_update()
+            # Only the change rows: the proposer may be none (a command run without --as), an outer join.
+            RuleChange.objects.select_for_update(of=("self",))
             .select_related("proposed_by")
             .filter(change_set=change_set, status=RuleChangeStatus.PENDING)
             .order_by("pk")
