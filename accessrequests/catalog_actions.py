@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
+from accessrequests import arns
+
 
 # policy_sentry parses its 13 MB catalog when first imported (about 45 MB resident, and a transient peak of
 # 37 MB more). Imported on first use, so processes that never look up an action (audit exports, health checks,
@@ -213,9 +215,9 @@ def takes_no_resource(action: str) -> bool:
 # privilege.
 _NAME = r"[A-Za-z0-9.@_+=,-]+"
 _PLACEHOLDER_PATTERNS = {
-    "Partition": r"aws(?:-[a-z]+)*",
-    "Region": r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}",
-    "Account": r"\d{12}",
+    "Partition": arns.PARTITION,
+    "Region": arns.REGION,
+    "Account": arns.ACCOUNT,
     "StageName": r"[A-Za-z0-9.@_*?-]+",
     "ActionName": r"[A-Za-z0-9.@_*?-]+",
     "RoleNameWithPath": rf"(?:{_NAME}/)*{_NAME}",

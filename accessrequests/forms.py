@@ -9,7 +9,7 @@ from django import forms
 from django.db.models import Q
 from django.http import Http404
 
-from accessrequests import permissions, roles, selectors
+from accessrequests import arns, permissions, roles, selectors
 from accessrequests.ids import ID_DIGITS, IdChoiceField, IdMultipleChoiceField, parse_id
 from accessrequests.intake import MAX_MESSAGE_CHARS
 from accessrequests.models import (
@@ -145,7 +145,7 @@ class RequestForm(forms.Form):
         error_messages={"invalid": "An AWS account id is 12 digits, e.g. 123456789012."},
     )
     trusted_principal_arn = forms.RegexField(
-        regex=r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}$",
+        regex=rf"^{arns.IAM_ROLE_OR_USER_ARN}$",
         required=False,
         label="Outside principal ARN",
         error_messages={"invalid": "An IAM role or user ARN, e.g. arn:aws:iam::210987654321:role/Deployer."},

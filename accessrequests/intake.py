@@ -8,7 +8,10 @@ AWS words a denial as::
 
 The CLI and boto3 wrap it as ``An error occurred (<code>) when calling the <Operation> operation: ...``, and
 people paste it from log lines, JSON, Python reprs and documentation pages that break the ARN across lines.
-This module is pure Python (no Django, no boto3) so it can be tested and fuzzed on its own.
+IAM names its own resources short (``on resource: role CodePipelineServiceRole``); AWS prints some service
+prefixes in capitals (``SNS:Publish``). This module is pure Python (no Django, no boto3) so it can be tested and
+fuzzed on its own; whether a wrapped ARN's joined reading names something real is the catalog's question
+(``accessrequests.resolve``), so the parser hands over every reading the line breaks allow.
 
 Every regex is anchored on literal text and uses possessive quantifiers or bounded windows, so no input can
 make it backtrack catastrophically; input longer than MAX_MESSAGE_CHARS is refused before any regex runs.
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import NamedTuple
 
+from accessrequests import arns
 from accessrequests.catalog_actions import canonical_action, codepipeline_action_names
 
 MAX_MESSAGE_CHARS = 20_000
@@ -45,10 +49,7 @@ _WHITESPACE = re.compile(r"\s++")
 # Zero-width characters come along when copying from web pages and would split an ARN invisibly.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 
-_PRINCIPAL = re.compile(
-    r"arn:(?P<partition>aws(?:-[a-z]{1,10}){0,3}):(?P<service>iam|sts)::(?P<account>\d{12}):(?P<rest>\S{1,2000})"
-)
-_NAME = re.compile(r"[\w+=,.@-]{1,128}")
+_NAME = re.compile(arns.IAM_NAME)
 _ACTION = re.compile(
     r"\s*+(?P<service>[A-Za-z0-9][A-Za-z0-9-]{0,63}+)\s*+:\s*+(?P<name>[A-Za-z0-9*]{1,128}+)"
 )
@@ -58,6 +59,19 @@ _ARN_TEXT = r"arn(?:\s{0,4}+[:/]\s{0,4}+[^\s:/\"'`\\,]{0,2000}+)++"
 _RESOURCE = re.compile(
     r"\s++on\s++resource\s*+:\s*+[\"']?(?P<resource>" + _ARN_TEXT + r"|[^\s\"'`\\]{1,2000}+)", re.IGNORECASE
 )
+# IAM names its own resources by kind and name ("on resource: role CodePipelineServiceRole", "user marymajor",
+# "policy arn:aws:iam::aws:policy/X"); read only after an iam: action, where a pipeline cannot be meant.
+_IAM_SHORT_RESOURCE = re.compile(
+    r"\s++on\s++resource\s*+:\s*+[\"']?(?P<kind>role|user|group|policy)\s++(?P<resource>"
+    + _ARN_TEXT
+    + r"|[\w+=,.@/-]{1,1000}+)",
+    re.IGNORECASE,
+)
+# A piece a terminal's line wrap split off the end of a resource: it starts the next line and is followed only
+# by the end of that line or by the reason AWS gives. A real ARN never contains whitespace.
+_WRAPPED_PIECE = re.compile(r"[ \t]*+\r?\n[ \t]*+(?P<piece>[\w+=,.@:/-]{1,1000}+)")
+_LINE_END = re.compile(r"[ \t]*+(?:\r?\n|$)")
+_MAX_WRAPPED_PIECES = 3
 _POLICY_TYPE = (
     r"identity-based|resource-based|service\s++control|resource\s++control|permissions\s++boundary"
     r"|session|VPC\s++endpoint|[A-Za-z][A-Za-z -]{0,40}?(?=\s++polic)"
@@ -90,6 +104,25 @@ _OWNERS = {
 
 
 @dataclass(frozen=True)
+class ResourceText:
+    """How the resource stood in the pasted text: enough to tell a wrapped ARN from a cut one.
+
+    ``readings`` holds the resource as read, then joined with each piece a line break split off it (a terminal
+    wraps inside words: ``…:role/service-`` ⏎ ``role/CodePipelineServiceRole``); only the catalog can say which
+    one names something real.
+    """
+
+    readings: tuple[str, ...]
+    line: int  # the line of the pasted text (from 1) on which the first reading ends
+    line_end: str  # the end of that line, to show where it looks cut
+    ends_line: bool  # nothing followed the first reading on its line: a cut there would not show
+
+    @property
+    def wrapped(self) -> bool:
+        return len(self.readings) > 1
+
+
+@dataclass(frozen=True)
 class Denial:
     """One AccessDenied message, reduced to what a grant decision needs."""
 
@@ -108,6 +141,14 @@ class Denial:
     policy_arn: str | None
     operation: str | None
     error_code: str | None
+    resource_text: ResourceText | None = None
+
+    @property
+    def resource_readings(self) -> tuple[str, ...]:
+        """The resource as read first, then each longer reading across the line breaks that followed it."""
+        if self.resource_text is not None:
+            return self.resource_text.readings
+        return (self.resource,) if self.resource else ()
 
     @property
     def grantable(self) -> bool:
@@ -203,7 +244,7 @@ class ResourceRef:
 
 _PIPELINE_NAME = r"[A-Za-z0-9.@_-]{1,100}"
 _PIPELINE_ARN = re.compile(
-    r"arn:aws(?:-[a-z]{1,10}){0,3}:codepipeline:(?P<region>[a-z0-9-]{1,30}):(?P<account>\d{12}):"
+    rf"arn:{arns.PARTITION}:codepipeline:(?P<region>{arns.REGION}):(?P<account>{arns.ACCOUNT}):"
     rf"(?P<pipeline>{_PIPELINE_NAME})(?:/(?P<stage>{_PIPELINE_NAME})(?:/(?P<action>{_PIPELINE_NAME}))?)?"
 )
 
@@ -286,11 +327,10 @@ def _parse_at(text: str, start: int, end: int) -> tuple[Denial | None, str | Non
         return None, (
             "Expected an action such as 'codepipeline:GetPipeline' after 'is not authorized to perform:'."
         )
+    service = action["service"].lower()
+    typed = f"{service}:{action['name']}"
     position = action.end()
-    resource = None
-    if on_resource := _RESOURCE.match(text, position, tail_end):
-        position = on_resource.end()
-        resource = _WHITESPACE.sub("", on_resource["resource"]).rstrip(_TRAILING_PUNCTUATION) or None
+    resource_text, resource, position = _resource(text, position, tail_end, principal, iam=service == "iam")
 
     explicit_deny, policy_type, policy_arn = False, None, None
     if reason := _REASON.match(text, position, tail_end):
@@ -309,24 +349,82 @@ def _parse_at(text: str, start: int, end: int) -> tuple[Denial | None, str | Non
             partition=principal.partition,
             session_name=principal.session_name,
             original_principal=original,
-            action=f"{action['service']}:{action['name']}",
-            service=action["service"],
+            # The catalog's spelling, whatever the case AWS or the user wrote ("CODEPIPELINE:getpipeline").
+            action=canonical_action(typed) or typed,
+            service=service,
             resource=resource,
             explicit_deny=explicit_deny,
             policy_type=policy_type,
             policy_arn=policy_arn,
             operation=operation,
             error_code=error_code,
+            resource_text=resource_text,
         ),
         None,
     )
 
 
-def _parse_principal(arn: str) -> _Principal | None:
-    match = _PRINCIPAL.fullmatch(arn)
+def _resource(
+    text: str, position: int, end: int, principal: _Principal, *, iam: bool
+) -> tuple[ResourceText | None, str | None, int]:
+    """Read ``on resource: …`` at ``position``: how it stood, the likeliest reading, and where the text after it
+    starts."""
+    kind = None
+    match = _IAM_SHORT_RESOURCE.match(text, position, end) if iam else None
+    if match is not None:
+        kind = match["kind"].lower()
+    else:
+        match = _RESOURCE.match(text, position, end)
     if match is None:
+        return None, None, position
+    pieces = [match["resource"]]
+    position = match.end()
+    # Join what a line wrap split off, as long as each piece fills the start of its line up to its end or up
+    # to the reason; anything else on that line means the resource had ended.
+    for _ in range(_MAX_WRAPPED_PIECES):
+        if _REASON.match(text, position, end):
+            break
+        piece = _WRAPPED_PIECE.match(text, position, end)
+        if piece is None:
+            break
+        after = piece.end()
+        if not (_LINE_END.match(text, after, end) or _REASON.match(text, after, end)):
+            break
+        pieces.append(piece["piece"])
+        position = after
+    readings: list[str] = []
+    for count in range(1, len(pieces) + 1):
+        reading = _WHITESPACE.sub("", "".join(pieces[:count])).rstrip(_TRAILING_PUNCTUATION)
+        if kind is not None and reading and not reading.startswith("arn:"):
+            reading = arns.iam_arn(
+                partition=principal.partition, account=principal.account_id, kind=kind, name=reading
+            )
+        if reading and reading not in readings:
+            readings.append(reading)
+    if not readings:
+        return None, None, position
+    # AWS puts nothing between the resource and its reason, so pieces that run up to the reason are the rest of
+    # the ARN; without a reason after them, the catalog decides (``resolve``) and the first reading stands.
+    likeliest = readings[-1] if len(pieces) > 1 and _REASON.match(text, position, end) else readings[0]
+    first_end = match.end()
+    line_start = text.rfind("\n", 0, first_end) + 1
+    return (
+        ResourceText(
+            readings=tuple(readings),
+            line=text.count("\n", 0, first_end) + 1,
+            line_end=text[max(line_start, first_end - 60) : first_end].strip(),
+            ends_line=_LINE_END.match(text, first_end, len(text)) is not None,
+        ),
+        likeliest,
+        position,
+    )
+
+
+def _parse_principal(arn: str) -> _Principal | None:
+    parsed = arns.parse(arn)
+    if parsed is None or parsed.service not in ("iam", "sts") or parsed.region or not arns.account_of(arn):
         return None
-    partition, service, account, rest = match["partition"], match["service"], match["account"], match["rest"]
+    partition, service, account, rest = parsed.partition, parsed.service, parsed.account, parsed.resource
     kind, _, path = rest.partition("/")
     parts = path.split("/")
     name, session = parts[-1], None

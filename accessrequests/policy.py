@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from accessrequests import arns
 from accessrequests.catalog_actions import (
     ACCESS_LEVELS,
     ACTIONS_NEEDING_PASS_ROLE,
@@ -84,18 +85,10 @@ MANAGED_POLICIES_PER_PRINCIPAL = 10  # the default quota; it can be raised to 20
 # Also 32,768 bytes, which minified JSON of 10,240 non-whitespace characters never reaches.
 PERMISSION_SET_INLINE_LIMIT = 10240
 
-_PARTITIONS = frozenset({"aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b", "aws-iso-e", "aws-iso-f"})
-_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
-_ACCOUNT = re.compile(r"\d{12}")
+_REGION = re.compile(arns.REGION)
+_ACCOUNT = re.compile(arns.ACCOUNT)
 # CodePipeline's own rule for pipeline, stage and action names.
 _CODEPIPELINE_NAME = re.compile(r"[A-Za-z0-9.@\-_]{1,100}")
-_IAM_NAME = r"[\w+=,.@-]{1,128}"
-_ROLE_ARN = re.compile(
-    rf"arn:(?P<partition>[a-z-]+):iam::(?P<account>\d{{12}}):role/(?:{_IAM_NAME}/)*{_IAM_NAME}"
-)
-_TRUSTABLE_ARN = re.compile(
-    rf"arn:(?P<partition>[a-z-]+):iam::(?P<account>\d{{12}}):(?:root|(?:role|user)/(?:{_IAM_NAME}/)*{_IAM_NAME})"
-)
 _SERVICE_PRINCIPAL = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.amazonaws\.com(?:\.cn)?")
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
 
@@ -120,9 +113,13 @@ class PolicyPlan:
 # --- building statements -------------------------------------------------------------------------------
 
 
+def _check_partition(partition: str) -> None:
+    if partition not in arns.PARTITIONS:
+        raise PolicyError(f"Unknown AWS partition {partition!r}; AWS has {', '.join(arns.PARTITIONS)}.")
+
+
 def _check_location(partition: str, region: str, account_id: str) -> None:
-    if partition not in _PARTITIONS:
-        raise PolicyError(f"Unknown AWS partition {partition!r}.")
+    _check_partition(partition)
     if not isinstance(region, str) or not _REGION.fullmatch(region):
         raise PolicyError(f"{region!r} is not an AWS region name such as eu-west-1.")
     if not isinstance(account_id, str) or not _ACCOUNT.fullmatch(account_id):
@@ -195,8 +192,8 @@ def pipeline_statements(
     for role_arn in dict.fromkeys(pass_role_arns):
         statement = pass_role_statement(role_arn=role_arn)
         # CodePipeline can only use a service role from the pipeline's own account.
-        match = _ROLE_ARN.fullmatch(role_arn)
-        if match and (match["partition"], match["account"]) != (partition, account_id):
+        role = arns.parse(role_arn)
+        if role is not None and (role.partition, role.account) != (partition, account_id):
             raise PolicyError(f"{role_arn} is not in account {account_id}, so its pipelines cannot use it.")
         statements.append(statement)
     return statements
@@ -206,8 +203,7 @@ def pass_role_statement(*, role_arn: str, service: str = CODEPIPELINE_SERVICE) -
     """Allow passing exactly one role, and only to `service`."""
     if not isinstance(role_arn, str) or "*" in role_arn or "?" in role_arn:
         raise PolicyError(f"iam:PassRole needs one named role, not {role_arn!r}.")
-    match = _ROLE_ARN.fullmatch(role_arn)
-    if not match or match["partition"] not in _PARTITIONS:
+    if not arns.is_role_arn(role_arn):
         raise PolicyError(f"{role_arn!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME).")
     if not isinstance(service, str) or not _SERVICE_PRINCIPAL.fullmatch(service):
         raise PolicyError(f"{service!r} is not an AWS service principal such as {CODEPIPELINE_SERVICE}.")
@@ -227,8 +223,7 @@ def as_statements(document: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def arn_account(arn: str) -> str:
     """The account id field of an ARN (``arn:PARTITION:SERVICE:REGION:ACCOUNT:...``), or "" if there is none."""
-    parts = (arn or "").split(":", 5)
-    return parts[4] if len(parts) >= 5 and parts[0] == "arn" and _ACCOUNT.fullmatch(parts[4]) else ""
+    return arns.account_of(arn)
 
 
 def cross_account_trust_policy(
@@ -247,21 +242,30 @@ def cross_account_trust_policy(
     """
     if (trusted_account_id is None) == (trusted_principal_arn is None):
         raise PolicyError("Name either the trusted account or the trusted principal, not both or neither.")
+    _check_partition(partition)
     if trusted_account_id is not None:
-        if partition not in _PARTITIONS:
-            raise PolicyError(f"Unknown AWS partition {partition!r}.")
         if not _ACCOUNT.fullmatch(trusted_account_id):
             raise PolicyError(f"{trusted_account_id!r} is not a 12-digit AWS account id.")
         principal = f"arn:{partition}:iam::{trusted_account_id}:root"
     else:
-        match = _TRUSTABLE_ARN.fullmatch(trusted_principal_arn or "")
-        if not match or match["partition"] not in _PARTITIONS:
+        trusted = arns.parse(trusted_principal_arn)
+        if (
+            trusted is None
+            or trusted.iam_kind not in ("root", "role", "user")
+            or not arns.account_of(str(trusted))
+        ):
             # Session ARNs (sts::...:assumed-role/...) change with every session; trust the role instead.
             raise PolicyError(
                 f"{trusted_principal_arn!r} is not an IAM role, user or account root ARN; "
                 "for an assumed-role session, name its role (arn:aws:iam::ACCOUNT:role/NAME)."
             )
-        principal = match.group(0)
+        if trusted.partition != partition:
+            # IAM never lets a role be assumed from another partition: such a trust policy would admit nobody.
+            raise PolicyError(
+                f"{trusted_principal_arn} is in the {trusted.partition} partition; a role in {partition} can only "
+                f"trust principals of {partition}."
+            )
+        principal = str(trusted)
     if role_account_id is not None and arn_account(principal) == role_account_id:
         # A role that trusts its own account's principals is not cross-account access: it would hand a
         # same-account principal access its own approvals never covered.

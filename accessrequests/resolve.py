@@ -1,13 +1,21 @@
 """From a parsed AccessDenied message to a pre-filled request: match principal, account and pipeline in the
-catalog and pick the smallest access level that contains the refused action."""
+catalog and pick the smallest access level that contains the refused action.
+
+A resource a terminal wrapped inside a word comes with several readings (``intake.ResourceText``): the longest
+one that names something in the catalog wins, and when none does, the requester is told on which line the ARN
+looks cut instead of being sent to an admin.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from accessrequests import policy, roles
-from accessrequests.intake import Denial, parse_pipeline_resource
+from django.db.models import Q
+
+from accessrequests import arns, policy, roles
+from accessrequests.catalog_actions import PASSROLE_ACTION
+from accessrequests.intake import Denial, ResourceRef, parse_pipeline_resource
 from accessrequests.models import (
     AccessLevel,
     AwsAccount,
@@ -25,13 +33,22 @@ class Resolution:
     error: str | None = None
     region_choices: list[str] = field(default_factory=list)  # set when a bare pipeline name is ambiguous
     summary: list[tuple[str, str]] = field(default_factory=list)
-    # What the message named that could not be matched, and why, with the next step: never dropped silently.
-    unmatched: list[tuple[str, str]] = field(default_factory=list)
+    # What the message named that could not be matched (None when the sentence says it), and why, with the next
+    # step: never dropped silently.
+    unmatched: list[tuple[str | None, str]] = field(default_factory=list)
+    # The reading of the message's resource that was matched (a wrapped ARN rejoined), else the likeliest one.
+    resource: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Everything the message named was matched, so the request can be previewed as it stands; otherwise the
+        requester first chooses what is missing (nothing of theirs is wrong yet)."""
+        return not self.error and not self.region_choices and not self.unmatched
 
 
 def resolve_denial(denial: Denial, *, region: str | None = None, user=None) -> Resolution:
     """``user``: who pasted it; a principal not linked to them is said to be unmatched (and why)."""
-    res = Resolution()
+    res = Resolution(resource=denial.resource)
     account = AwsAccount.objects.filter(account_id=denial.account_id).first()
     if account is None or not account.enabled:
         res.error = (
@@ -53,6 +70,16 @@ def resolve_denial(denial: Denial, *, region: str | None = None, user=None) -> R
             f"{account.account_id}. Ask a Gatehouse admin to sync the catalog or add it."
         )
         return res
+    known = arns.parse(principal.external_id)
+    if known is not None and known.partition != denial.partition:
+        # Account ids are only unique within a partition: a GovCloud or China account with the same twelve
+        # digits is another account, whose principals Gatehouse has never seen.
+        res.error = (
+            f"{denial.principal_arn} is in the {denial.partition} partition, but Gatehouse manages account "
+            f"{account.account_id} in {known.partition}, so this is another account. Paste an error from an "
+            "account Gatehouse manages."
+        )
+        return res
     res.initial = {"account": account.pk, "principal": principal.pk}
     res.summary = [("Principal", denial.principal_arn), ("Account", f"{account.name} ({account.account_id})")]
     if user is not None and not roles.is_admin(user) and not principal.users.filter(pk=user.pk).exists():
@@ -64,33 +91,20 @@ def resolve_denial(denial: Denial, *, region: str | None = None, user=None) -> R
                 "of your own principals below.",
             )
         )
-    if denial.action.lower() == "iam:passrole":
+    if denial.action == PASSROLE_ACTION:
         res.initial["kind"] = RequestKind.PASS_ROLE
-        if denial.resource:
-            role = PassableRole.objects.filter(account=account, arn=denial.resource).first()
-            if role is None:
-                role_name = denial.resource.rsplit("/", 1)[-1]
-                role = PassableRole.objects.filter(account=account, name=role_name).first()
-            if role is None:
-                res.unmatched.append(
-                    (
-                        denial.resource,
-                        f"is not a role Gatehouse knows in account {account.account_id} (the catalog is synced "
-                        "every 15 minutes). Choose the role below, or ask a Gatehouse admin to sync the catalog.",
-                    )
-                )
-            if role is not None:
-                if not role.requestable:
-                    res.error = f"{role.name} cannot be requested: " + (
-                        "it is marked sensitive."
-                        if role.sensitive
-                        else "it does not trust codepipeline.amazonaws.com."
-                    )
-                    return res
-                res.initial["pass_role"] = role.pk
         res.summary.append(
             ("Access", "Pass a role to CodePipeline (iam:PassRole, only to codepipeline.amazonaws.com)")
         )
+        if denial.resource_readings:
+            _resolve_role(res, denial, account)
+        else:
+            res.unmatched.append(
+                (
+                    None,
+                    "The error does not say which role was passed (AWS leaves it out of some messages): choose it below.",
+                )
+            )
         return res
     if denial.service != "codepipeline":
         res.error = (
@@ -111,6 +125,12 @@ def resolve_denial(denial: Denial, *, region: str | None = None, user=None) -> R
         res.initial["level"] = level
     res.summary.append(("Access", f"{action} → smallest level: {level or 'custom'}"))
     ref = parse_pipeline_resource(denial.resource)
+    found: list[Pipeline] = []
+    for reading in reversed(denial.resource_readings):  # the longest reading that names a pipeline wins
+        candidate = parse_pipeline_resource(reading)
+        if candidate is not None and (found := _pipelines_named(account, candidate, region)):
+            ref, res.resource = candidate, reading
+            break
     if ref is not None and ref.account_id and ref.account_id != account.account_id:
         # The pipeline lives in another account than the refused principal: the principal's own IAM policy
         # cannot reach it (CodePipeline has no resource policies), so a request here would change nothing.
@@ -124,16 +144,19 @@ def resolve_denial(denial: Denial, *, region: str | None = None, user=None) -> R
         )
         return res
     if ref is not None and ref.pipeline:
-        pipelines = Pipeline.objects.filter(account=account, name=ref.pipeline, present=True)
-        wanted_region = ref.region or region
-        if wanted_region:
-            pipelines = pipelines.filter(region=wanted_region)
-        found = list(pipelines.order_by("region"))
         if not found:
+            wanted_region = ref.region or region
+            text = denial.resource_text
             res.error = (
                 f"There is no pipeline named {ref.pipeline} in account {account.account_id}"
                 + (f" in {wanted_region}" if wanted_region else "")
-                + " that Gatehouse knows. Check the name, or ask an admin to sync the catalog."
+                + " that Gatehouse knows. "
+                + (
+                    f"The name seems cut at line {text.line}: “…{text.line_end}”; paste the message again with "
+                    "it whole."
+                    if text is not None and text.wrapped
+                    else "Check the name, or ask an admin to sync the catalog."
+                )
             )
             return res
         if len(found) > 1:
@@ -146,3 +169,94 @@ def resolve_denial(denial: Denial, *, region: str | None = None, user=None) -> R
             res.initial["action_name"] = ref.action
         res.summary.append(("Pipeline", f"{found[0].name} ({found[0].region})"))
     return res
+
+
+def _pipelines_named(account: AwsAccount, ref: ResourceRef, region: str | None) -> list[Pipeline]:
+    """The catalog's pipelines ``ref`` names in ``account`` (several when a bare name exists in several regions)."""
+    if ref.account_id and ref.account_id != account.account_id:
+        return []
+    pipelines = Pipeline.objects.filter(account=account, name=ref.pipeline, present=True)
+    wanted_region = ref.region or region
+    if wanted_region:
+        pipelines = pipelines.filter(region=wanted_region)
+    return list(pipelines.order_by("region"))
+
+
+def _resolve_role(res: Resolution, denial: Denial, account: AwsAccount) -> None:
+    """Fill in the role a PassRole error names, or say why not (``res.error`` when it may never be passed)."""
+    readings = denial.resource_readings
+    by_arn: dict[str, str] = {}  # reading -> the role name it gives when no role has exactly that ARN
+    for reading in readings:
+        arn = arns.parse(reading)
+        if arn is None:
+            continue
+        if arn.iam_kind == "role" and (arn.partition, arn.account) == (denial.partition, account.account_id):
+            by_arn[reading] = arn.name
+    candidates = list(
+        PassableRole.objects.filter(account=account)
+        .filter(Q(arn__in=list(by_arn)) | Q(name__in=list(by_arn.values())))
+        .order_by("pk")
+    )
+    role = None
+    for reading in reversed(readings):  # the longest reading that names a role wins
+        role = next((r for r in candidates if r.arn == reading), None) or next(
+            (r for r in candidates if reading in by_arn and r.name == by_arn[reading]), None
+        )
+        if role is not None:
+            res.resource = reading
+            break
+    if role is None:
+        res.unmatched.append(_role_not_found(denial, account, readings))
+        return
+    if not role.requestable:
+        res.error = f"{role.name} cannot be requested: " + (
+            "it is marked sensitive."
+            if role.sensitive
+            else "it does not trust codepipeline.amazonaws.com."
+            if not role.trusts_codepipeline
+            else "it is no longer in the account (the last catalog sync did not find it)."
+        )
+        return
+    res.initial["pass_role"] = role.pk
+    res.summary.append(("Role", role.arn))
+
+
+def _role_not_found(denial: Denial, account: AwsAccount, readings: tuple[str, ...]) -> tuple[str | None, str]:
+    """What to tell the requester about a role the catalog does not know: cut, elsewhere, or unknown."""
+    first = readings[0]
+    arn = arns.parse(first)
+    text = denial.resource_text
+    choose = "Choose the role below, or paste the message again with the whole ARN."
+    if text is not None and text.wrapped:
+        return None, (
+            f"The role ARN seems cut at line {text.line}: “…{text.line_end}”, and no role Gatehouse knows in "
+            f"account {account.account_id} is named by it, whether or not the next line is joined to it. {choose}"
+        )
+    if text is not None and text.ends_line and _starts_a_known_role(account, first):
+        return None, (
+            f"The role ARN seems cut at line {text.line}: “…{text.line_end}” is only the start of a role "
+            f"Gatehouse knows in account {account.account_id}. {choose}"
+        )
+    if arn is not None and (arn.partition, arn.account) != (denial.partition, account.account_id):
+        where = (
+            f"in account {arn.account}"
+            if arn.account != account.account_id
+            else f"in the {arn.partition} partition"
+        )
+        return first, (
+            f"is {where}, not beside {denial.principal_arn}; a role can only be passed in its own account. "
+            "Choose a role of this account below."
+        )
+    return first, (
+        f"is not a role Gatehouse knows in account {account.account_id} (the catalog is synced every 15 "
+        "minutes). Choose the role below, or ask a Gatehouse admin to sync the catalog."
+    )
+
+
+def _starts_a_known_role(account: AwsAccount, reading: str) -> bool:
+    """Whether ``reading`` is only the start of a role the catalog knows (a paste that stopped mid-ARN)."""
+    arn = arns.parse(reading)
+    starts = Q(arn__startswith=reading)
+    if arn is not None and arn.resource == f"role/{arn.name}":
+        starts |= Q(name__startswith=arn.name)  # IAM's short form names the role without its path
+    return PassableRole.objects.filter(starts, account=account).exclude(arn=reading).exists()

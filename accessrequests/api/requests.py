@@ -74,7 +74,8 @@ class IntakeView(GatehouseAPIView):
         result = parse_access_denied(data.validated_data["message"])
         out: dict[str, Any] = {
             "principal_arn": None, "account_id": None, "action": None, "resource": None, "fixable": False,
-            "explanation": None, "error": result.error, "region_choices": [], "proposed_request": None,
+            "explanation": None, "error": result.error, "region_choices": [], "unmatched": [],
+            "proposed_request": None,
         }  # fmt: skip
         denial = result.denial
         if denial is not None:
@@ -90,6 +91,8 @@ class IntakeView(GatehouseAPIView):
                 resolution = resolve_denial(denial, region=data.validated_data.get("region"))
                 out["error"] = resolution.error
                 out["region_choices"] = resolution.region_choices
+                out["resource"] = resolution.resource
+                out["unmatched"] = [{"what": what, "why": why} for what, why in resolution.unmatched]
                 if not resolution.error and not resolution.region_choices:
                     initial = resolution.initial
                     # Said before filing, as the web preview does: an eligibility rule may leave the caller out.
@@ -163,6 +166,17 @@ def _form_data(user, payload: dict[str, Any]) -> dict[str, Any]:
             raise ValidationError({"message": [resolution.error]})
         if resolution.region_choices:
             raise ValidationError({"region": [f"Say which region: {', '.join(resolution.region_choices)}."]})
+        if not resolution.complete:
+            # The web form lets the requester choose what the message did not name; a call files nothing half-read.
+            reasons = [f"{what} {why}" if what else why for what, why in resolution.unmatched]
+            raise ValidationError(
+                {
+                    "message": [
+                        *reasons,
+                        "File it from fields instead, naming the role as pass_role (its ARN).",
+                    ]
+                }
+            )
         initial = resolution.initial
         data.update(
             kind=initial.get("kind"),

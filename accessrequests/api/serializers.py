@@ -78,6 +78,13 @@ class ProposedRequest(serializers.Serializer):
     pass_role = serializers.CharField(allow_null=True)
 
 
+class Unmatched(serializers.Serializer):
+    what = serializers.CharField(
+        allow_null=True, help_text="What the message named, when the sentence does not"
+    )
+    why = serializers.CharField(help_text="Why it was not matched, and what to do")
+
+
 class IntakeOut(serializers.Serializer):
     principal_arn = serializers.CharField(allow_null=True)
     account_id = serializers.CharField(allow_null=True)
@@ -87,6 +94,7 @@ class IntakeOut(serializers.Serializer):
     explanation = serializers.CharField(allow_null=True)
     error = serializers.CharField(allow_null=True)
     region_choices = serializers.ListField(child=serializers.CharField())
+    unmatched = Unmatched(many=True, help_text="What the message named that the catalog does not match")
     proposed_request = ProposedRequest(allow_null=True)
 
 

@@ -34,6 +34,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from accessrequests import arns
+
 SESSION_NAME = "gatehouse-provisioner"
 DEFAULT_REGION = "us-east-1"
 # Used when only ``account_id`` is given: the role Gatehouse assumes in each account it provisions.
@@ -146,10 +148,10 @@ def clear_credentials_cache() -> None:
 
 def account_of(arn: str) -> str:
     """The account id in an ARN (``arn:aws:iam::123456789012:role/X`` → ``123456789012``)."""
-    parts = arn.split(":")
-    if len(parts) < 6 or parts[0] != "arn":
-        raise ValueError(f"not an ARN: {arn!r}")
-    return parts[4]
+    account = arns.account_of(arn)
+    if not account:
+        raise ValueError(f"not an ARN that names an account: {arn!r}")
+    return account
 
 
 # A boto3 Session is not thread-safe while it builds clients (credential resolution and the loader race), so

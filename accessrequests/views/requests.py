@@ -237,6 +237,10 @@ def paste_error(request: HttpRequest) -> HttpResponse:
     if resolution.error or resolution.region_choices:
         return render(request, "accessrequests/paste.html", context, status=400 if resolution.error else 200)
     values = {**resolution.initial, "source": Source.PASTED_ERROR, "pasted_text": text, "duration_hours": 8}
+    if not resolution.complete:
+        # The page says what was not matched; the form, filled with what was, waits for the requester's choice
+        # instead of marking fields they have not touched yet as wrong.
+        return _render_form(request, RequestForm(user=request.user, initial=values), intake=resolution)
     return _preview(request, values, intake=resolution)
 
 
