@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from allauth.account.models import EmailAddress
+from django.contrib.auth import get_user_model
 from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
 
@@ -351,3 +353,13 @@ def open_post_reviews():
 
 def overdue_post_reviews(now):
     return open_post_reviews().filter(due_at__lte=now).order_by("due_at")
+
+
+def users_with_verified_email(email: str, *, limit: int = 2) -> list:
+    """Portal users (active or not) who verified ``email``, compared without regard to case, at most ``limit``.
+
+    Callers that act for the person an address names need exactly one: two accounts that verified the same
+    address, in any case, are two people as far as Gatehouse can tell, and a deactivated one still counts.
+    """
+    holders = EmailAddress.objects.filter(email__iexact=email.strip(), verified=True).values("user_id")
+    return list(get_user_model().objects.filter(pk__in=holders).order_by("pk")[:limit])

@@ -245,6 +245,59 @@ def test_an_unmatched_an_unconfirmed_or_a_deactivated_slack_user_gets_a_private_
     assert next(c["args"]["user"] for c in slack.calls if c["method"] == "chat.postEphemeral") == "U0STRANGER"
 
 
+def test_an_address_two_portal_accounts_verified_in_different_case_is_nobodys_and_nothing_is_decided(
+    world, slack
+):
+    # A click would be the approval here, so matching the wrong person would decide the request for them.
+    world.rule.chat_approval = ChatApproval.LOW_RISK
+    world.rule.save()
+    req = posted(world, slack)
+    twin = make_user("twin", "approvers")
+    EmailAddress.objects.create(user=twin, email=world.approver.email.upper(), verified=True, primary=True)
+
+    for action in ("gatehouse_approve", "gatehouse_claim"):
+        assert click(action, req).status_code == 200
+
+    replies = ephemerals(slack)
+    assert len(replies) == 2 and all(
+        "More than one Gatehouse account has verified the e-mail address approver@example.com" in text
+        and "nothing was done" in text
+        for text in replies
+    )
+    assert not Decision.objects.exists() and SlackMessage.objects.get(request=req).claimed_by is None
+    assert not AuditEvent.objects.filter(action__in=["request.claimed", "request.approval_recorded"]).exists()
+
+
+def test_a_deactivated_account_sharing_the_address_still_makes_it_ambiguous(world, slack):
+    req = posted(world, slack)
+    gone = make_user("gone", "approvers", is_active=False)
+    EmailAddress.objects.create(user=gone, email="Approver@Example.COM", verified=True, primary=True)
+
+    click("gatehouse_claim", req)
+
+    assert "More than one Gatehouse account" in ephemerals(slack)[0]
+    assert SlackMessage.objects.get(request=req).claimed_by is None
+
+
+def test_a_unique_verified_address_is_matched_whatever_its_case_and_unverified_copies_do_not_count(
+    world, slack
+):
+    world.rule.chat_approval = ChatApproval.LOW_RISK
+    world.rule.save()
+    req = posted(world, slack)
+    slack.add_user("U0SHOUTING", "APPROVER@EXAMPLE.COM")
+    # The same person's address twice, and someone else's unverified claim to it: still one verified holder.
+    EmailAddress.objects.create(user=world.approver, email="Approver@example.com", verified=True)
+    claimant = make_user("claimant", "approvers")
+    EmailAddress.objects.create(user=claimant, email="approver@EXAMPLE.com", verified=False, primary=True)
+
+    click("gatehouse_approve", req, slack_user="U0SHOUTING")
+
+    decision = Decision.objects.get()
+    assert decision.request_id == req.pk and decision.reviewer == world.approver
+    assert ephemerals(slack)[0].startswith(f"You approved {req.reference}")
+
+
 def test_a_matched_user_who_may_not_decide_is_told_why(world, slack):
     req = posted(world, slack)
     EmailAddress.objects.create(user=world.requester, email=world.requester.email, verified=True)

@@ -3,7 +3,8 @@
 A callback is believed only when Slack's signature over its exact body verifies with SLACK_SIGNING_SECRET, it was
 signed within five minutes, and its payload id was not seen before (the shared cache remembers ids longer than
 the five minutes). The Slack user is matched to a portal user by the e-mail address both sides have verified;
-anyone else is told so privately and nothing happens.
+anyone else is told so privately and nothing happens, and so is someone whose address more than one portal account
+has verified (compared without case): the click is then nobody's.
 
 "Approve" decides nothing by itself: it answers, privately, with a link to the portal's decision page that is
 signed for that person and lives a few minutes; the page asks for the second factor (allauth's reauthentication)
@@ -19,7 +20,6 @@ import logging
 from typing import Any
 from urllib.parse import urlencode
 
-from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core import signing
@@ -48,7 +48,8 @@ def _refuse(status: int, message: str) -> JsonResponse:
 
 
 def _portal_user(slack_user_id: str) -> tuple[Any, str | None]:
-    """The active portal user whose verified e-mail address is this Slack user's confirmed one."""
+    """The one active portal user whose verified e-mail address is this Slack user's confirmed one, or nobody:
+    an address two portal accounts verified (in any case) names neither of them."""
     info = slack_api.user_info(slack_user_id)
     if not info or info.get("deleted") or info.get("is_bot"):
         return None, "Gatehouse does not know your Slack account, so nothing was done."
@@ -58,20 +59,23 @@ def _portal_user(slack_user_id: str) -> tuple[Any, str | None]:
             "Your Slack account has no confirmed e-mail address, so Gatehouse cannot tell who you are; "
             "nothing was done. Open the request in Gatehouse instead."
         )
-    address = (
-        EmailAddress.objects.select_related("user")
-        .filter(email__iexact=email, verified=True)
-        .order_by("-primary")
-        .first()
-    )
-    if address is None:
+    users = selectors.users_with_verified_email(email)
+    if not users:
         return None, (
             f"No Gatehouse account has the verified e-mail address {slack_text.slack_escape(email)}, so nothing "
             "was done. Sign in to Gatehouse once with single sign-on, or ask an admin to verify your address."
         )
-    if not address.user.is_active:
+    if len(users) > 1:
+        logger.warning("Slack user %s matches several portal users by e-mail; refused", slack_user_id)
+        return None, (
+            f"More than one Gatehouse account has verified the e-mail address {slack_text.slack_escape(email)}, "
+            "so Gatehouse cannot tell which one is you and nothing was done. Open the request in Gatehouse, and "
+            "ask a Gatehouse admin to remove the address from the account that is not yours."
+        )
+    [user] = users
+    if not user.is_active:
         return None, "Your Gatehouse account is deactivated, so nothing was done."
-    return address.user, None
+    return user, None
 
 
 def decision_link(req: AccessRequest, user, verb: str) -> str:
