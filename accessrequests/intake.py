@@ -72,6 +72,7 @@ _IAM_SHORT_RESOURCE = re.compile(
 _WRAPPED_PIECE = re.compile(r"[ \t]*+\r?\n[ \t]*+(?P<piece>[\w+=,.@:/-]{1,1000}+)")
 _LINE_END = re.compile(r"[ \t]*+(?:\r?\n|$)")
 _MAX_WRAPPED_PIECES = 3
+_SHOWN_CHARS = 200  # of the line where a resource looks cut: an IAM ARN with a short path fits whole
 _POLICY_TYPE = (
     r"identity-based|resource-based|service\s++control|resource\s++control|permissions\s++boundary"
     r"|session|VPC\s++endpoint|[A-Za-z][A-Za-z -]{0,40}?(?=\s++polic)"
@@ -114,7 +115,9 @@ class ResourceText:
 
     readings: tuple[str, ...]
     line: int  # the line of the pasted text (from 1) on which the first reading ends
-    line_end: str  # the end of that line, to show where it looks cut
+    on_line: (
+        str  # the resource as it stands on that line ("…" when it began earlier), to show where it looks cut
+    )
     ends_line: bool  # nothing followed the first reading on its line: a cut there would not show
 
     @property
@@ -406,13 +409,13 @@ def _resource(
     # AWS puts nothing between the resource and its reason, so pieces that run up to the reason are the rest of
     # the ARN; without a reason after them, the catalog decides (``resolve``) and the first reading stands.
     likeliest = readings[-1] if len(pieces) > 1 and _REASON.match(text, position, end) else readings[0]
-    first_end = match.end()
-    line_start = text.rfind("\n", 0, first_end) + 1
+    resource_start, first_end = match.start("kind" if kind else "resource"), match.end()
+    shown_from = max(text.rfind("\n", 0, first_end) + 1, resource_start, first_end - _SHOWN_CHARS)
     return (
         ResourceText(
             readings=tuple(readings),
             line=text.count("\n", 0, first_end) + 1,
-            line_end=text[max(line_start, first_end - 60) : first_end].strip(),
+            on_line=("…" if shown_from > resource_start else "") + text[shown_from:first_end].strip(),
             ends_line=_LINE_END.match(text, first_end, len(text)) is not None,
         ),
         likeliest,

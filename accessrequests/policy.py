@@ -501,13 +501,31 @@ def permission_set_document(statements: Iterable[Mapping[str, Any]]) -> str:
 _PARLIAMENT_PROBLEM_SEVERITIES = frozenset({"MEDIUM", "HIGH", "CRITICAL"})
 
 
+# parliament (1.6) knows the aws, aws-cn, aws-us-gov and aws-iso partitions and regions shaped like us-east-1 only,
+# and calls every other ARN invalid (aws-eusc's eusc-de-east-1, aws-iso-b's us-isob-east-1).
+_PARLIAMENT_PARTITIONS = ("aws", "aws-cn", "aws-us-gov", "aws-iso")
+_PARLIAMENT_UNKNOWN_PARTITION = re.compile(
+    r'"arn:(?:'
+    + "|".join(re.escape(p) for p in arns.PARTITIONS if p not in _PARLIAMENT_PARTITIONS)
+    + r"):(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):"
+)
+
+
+def _as_parliament_knows_it(document_json: str) -> str:
+    """The document with ARNs of partitions parliament does not know rewritten into the commercial partition's
+    shape, so that it lints everything else about them; the portal's own checks read the real ARNs."""
+    return _PARLIAMENT_UNKNOWN_PARTITION.sub(
+        lambda m: f'"arn:aws:{m["service"]}:{"us-east-1" if m["region"] else ""}:', document_json
+    )
+
+
 def _parliament_problems(document_json: str, *, trust_policy: bool) -> list[str]:
     # Imported here: parliament loads its own IAM database and a deprecated pkg_resources at import time,
     # which every Django process would otherwise pay for even if it never checks a policy.
     import parliament
 
     problems = []
-    for finding in parliament.analyze_policy_string(document_json).findings:
+    for finding in parliament.analyze_policy_string(_as_parliament_knows_it(document_json)).findings:
         parliament.enhance_finding(finding)  # fills in severity and title from parliament's config.yaml
         if finding.severity not in _PARLIAMENT_PROBLEM_SEVERITIES:
             continue

@@ -152,7 +152,7 @@ def resolve_denial(denial: Denial, *, region: str | None = None, user=None) -> R
                 + (f" in {wanted_region}" if wanted_region else "")
                 + " that Gatehouse knows. "
                 + (
-                    f"The name seems cut at line {text.line}: “…{text.line_end}”; paste the message again with "
+                    f"The name seems cut at line {text.line}: “{text.on_line}”; paste the message again with "
                     "it whole."
                     if text is not None and text.wrapped
                     else "Check the name, or ask an admin to sync the catalog."
@@ -229,12 +229,12 @@ def _role_not_found(denial: Denial, account: AwsAccount, readings: tuple[str, ..
     choose = "Choose the role below, or paste the message again with the whole ARN."
     if text is not None and text.wrapped:
         return None, (
-            f"The role ARN seems cut at line {text.line}: “…{text.line_end}”, and no role Gatehouse knows in "
+            f"The role ARN seems cut at line {text.line}: “{text.on_line}”, and no role Gatehouse knows in "
             f"account {account.account_id} is named by it, whether or not the next line is joined to it. {choose}"
         )
     if text is not None and text.ends_line and _starts_a_known_role(account, first):
         return None, (
-            f"The role ARN seems cut at line {text.line}: “…{text.line_end}” is only the start of a role "
+            f"The role ARN seems cut at line {text.line}: “{text.on_line}” is only the start of a role "
             f"Gatehouse knows in account {account.account_id}. {choose}"
         )
     if arn is not None and (arn.partition, arn.account) != (denial.partition, account.account_id):

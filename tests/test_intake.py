@@ -1,6 +1,7 @@
 """Tests for accessrequests.intake: parsing the AccessDenied message an engineer pastes.
 
-Pure functions, no database. The message shapes below are the ones AWS, the CLI, boto3 and the documentation
+Pure functions, no database (tests/test_intake_e2e.py takes them through the web form and the API on moto). The
+message shapes below are the ones AWS, the CLI, boto3 and the documentation
 actually produce; the two CodePipeline guide messages are copied verbatim from "Troubleshooting AWS CodePipeline
 identity and access" (docs.aws.amazon.com/codepipeline/latest/userguide/security_iam_troubleshoot.html).
 """
@@ -18,6 +19,7 @@ from accessrequests.catalog_actions import canonical_action
 from accessrequests.intake import (
     EXPECTED,
     MAX_MESSAGE_CHARS,
+    Denial,
     IntakeResult,
     ResourceRef,
     parse_access_denied,
@@ -32,6 +34,7 @@ def _action_catalog_loaded() -> None:
     """The parser spells actions as the IAM action catalog does; the catalog loads once per process (about 0.4 s),
     which is not the parsing the 100 ms budgets below measure."""
     canonical_action("codepipeline:GetPipeline")
+
 
 PIPELINE_ARN = "arn:aws:codepipeline:us-east-1:123456789012:my-pipeline"
 SCP_ARN = "arn:aws:organizations::999988887777:policy/o-a1b2c3d4e5/service_control_policy/p-abcd1234"
@@ -478,6 +481,210 @@ def test_it_reads_pipeline_stage_and_action_from_a_resource(
     resource: str | None, expected: ResourceRef | None
 ) -> None:
     assert parse_pipeline_resource(resource) == expected
+
+
+# --- What AWS really emits: any case, IAM's short resources, every partition, ARNs a terminal wrapped ---
+
+PARTITION_REGIONS = {
+    "aws": "us-east-1",
+    "aws-cn": "cn-north-1",
+    "aws-us-gov": "us-gov-west-1",
+    "aws-eusc": "eusc-de-east-1",
+}
+
+
+def _denial(text: str) -> Denial:
+    result = parse_access_denied(text)
+    assert result.denial is not None, result.error
+    return result.denial
+
+
+@pytest.mark.parametrize(
+    ("written", "canonical"),
+    [
+        ("CODEPIPELINE:GetPipeline", "codepipeline:GetPipeline"),
+        ("codepipeline:getpipeline", "codepipeline:GetPipeline"),
+        ("CodePipeline:GETPIPELINESTATE", "codepipeline:GetPipelineState"),
+        ("IAM:PassRole", "iam:PassRole"),
+        ("iam:passrole", "iam:PassRole"),
+        ("SNS:Publish", "sns:Publish"),
+    ],
+)
+def test_an_action_is_spelled_as_the_catalog_spells_it_whatever_the_case_written(
+    written: str, canonical: str
+) -> None:
+    denial = _denial(GUIDE_MATEOJACKSON.replace("codepipeline:GetPipeline", written))
+
+    assert denial.action == canonical
+    assert denial.service == canonical.split(":")[0]
+
+
+def test_an_upper_case_codepipeline_action_is_fixable_and_an_unknown_one_is_still_named() -> None:
+    assert _denial(GUIDE_MATEOJACKSON.replace("codepipeline:", "CODEPIPELINE:")).fixable
+    misspelt = _denial(GUIDE_MATEOJACKSON.replace("codepipeline:GetPipeline", "CODEPIPELINE:GetPipelien"))
+    assert misspelt.action == "codepipeline:GetPipelien" and not misspelt.fixable
+    assert "Did you mean codepipeline:GetPipeline?" in misspelt.explanation
+
+
+@pytest.mark.parametrize(
+    ("principal", "resource", "expected"),
+    [
+        pytest.param(
+            "arn:aws:iam::123456789012:user/marymajor",
+            "role CodePipelineServiceRole",
+            "arn:aws:iam::123456789012:role/CodePipelineServiceRole",
+            id="role-name",
+        ),
+        pytest.param(
+            "arn:aws:iam::123456789012:user/marymajor",
+            "user marymajor",
+            "arn:aws:iam::123456789012:user/marymajor",
+            id="user-name",
+        ),
+        pytest.param(
+            "arn:aws:iam::123456789012:user/marymajor",
+            "group Deployers",
+            "arn:aws:iam::123456789012:group/Deployers",
+            id="group-name",
+        ),
+        pytest.param(
+            "arn:aws:iam::123456789012:user/marymajor",
+            "policy PipelineReaders",
+            "arn:aws:iam::123456789012:policy/PipelineReaders",
+            id="policy-name",
+        ),
+        pytest.param(
+            "arn:aws:iam::123456789012:user/marymajor",
+            "policy arn:aws:iam::aws:policy/AWSCodePipeline_FullAccess",
+            "arn:aws:iam::aws:policy/AWSCodePipeline_FullAccess",
+            id="policy-arn",
+        ),
+        pytest.param(
+            "arn:aws-us-gov:sts::210987654321:assumed-role/Deployer/ci-run-42",
+            "Role service-role/CodePipelineServiceRole",
+            "arn:aws-us-gov:iam::210987654321:role/service-role/CodePipelineServiceRole",
+            id="assumed-role-govcloud-role-with-path",
+        ),
+        pytest.param(
+            "arn:aws-eusc:iam::123456789012:user/marymajor",
+            "role CodePipelineServi\nceRole",
+            "arn:aws-eusc:iam::123456789012:role/CodePipelineServi",
+            id="wrapped-role-name",
+        ),
+    ],
+)
+def test_iams_short_resource_forms_are_arns_in_the_principals_account(
+    principal: str, resource: str, expected: str
+) -> None:
+    denial = _denial(f"User: {principal} is not authorized to perform: iam:PassRole on resource: {resource}")
+
+    assert denial.resource == expected
+    assert denial.resource_readings[0] == expected
+
+
+def test_a_pipeline_named_like_an_iam_kind_is_not_read_as_an_iam_resource() -> None:
+    denial = _denial(GUIDE_MATEOJACKSON.replace("on resource: my-pipeline", "on resource: role"))
+
+    assert denial.resource == "role"
+
+
+@pytest.mark.parametrize("partition", list(PARTITION_REGIONS))
+def test_every_partitions_arns_parse_user_assumed_role_resource_and_cli_wrapper(partition: str) -> None:
+    region = PARTITION_REGIONS[partition]
+    pipeline = f"arn:{partition}:codepipeline:{region}:123456789012:my-pipeline/Deploy"
+    for code in ("AccessDenied", "AccessDeniedException"):
+        denial = _denial(
+            f"An error occurred ({code}) when calling the RetryStageExecution operation: User: "
+            f"arn:{partition}:sts::123456789012:assumed-role/Deployer/ci-run-42 is not authorized to perform: "
+            f"codepipeline:RetryStageExecution on resource: {pipeline} because no identity-based policy allows "
+            "the codepipeline:RetryStageExecution action"
+        )
+        assert (denial.error_code, denial.operation) == (code, "RetryStageExecution")
+        assert denial.principal_arn == f"arn:{partition}:iam::123456789012:role/Deployer"
+        assert (denial.partition, denial.account_id, denial.session_name) == (partition, ACCOUNT, "ci-run-42")
+        assert denial.resource == pipeline and denial.policy_type == "identity-based" and denial.fixable
+        assert parse_pipeline_resource(denial.resource) == ResourceRef(
+            region, ACCOUNT, "my-pipeline", "Deploy", None
+        )
+
+    user = _denial(
+        f"User: arn:{partition}:iam::123456789012:user/dev/marymajor is not authorized to perform: iam:PassRole "
+        f"on resource: arn:{partition}:iam::123456789012:role/service-role/CodePipelineServiceRole"
+    )
+    assert (user.principal_arn, user.principal_name) == (
+        f"arn:{partition}:iam::123456789012:user/dev/marymajor",
+        "marymajor",
+    )
+    assert user.resource == f"arn:{partition}:iam::123456789012:role/service-role/CodePipelineServiceRole"
+
+
+def test_a_partition_aws_does_not_operate_is_refused() -> None:
+    result = parse_access_denied(GUIDE_MATEOJACKSON.replace("arn:aws:", "arn:aws-moon:"))
+
+    assert not result.ok
+    assert result.error is not None and "is not an IAM user, role" in result.error
+
+
+WRAPPED_SERVICE_ROLE = (
+    "An error occurred (AccessDenied) when calling the CreatePipeline operation:\n"
+    "User: arn:aws:iam::123456789012:user/marymajor is not authorized to perform: iam:PassRole on resource: "
+    "arn:aws:iam::123456789012:role/service-\nrole/CodePipelineServiceRole"
+)
+WRAPPED_IN_THE_NAME = (
+    "User: arn:aws:iam::123456789012:user/marymajor is not authorized to perform: iam:PassRole on resource: "
+    "arn:aws:iam::123456789012:role/service-role/CodePipelineServi\nceRole because no identity-based policy "
+    "allows the iam:PassRole action"
+)
+SERVICE_ROLE_ARN = "arn:aws:iam::123456789012:role/service-role/CodePipelineServiceRole"
+
+
+@pytest.mark.parametrize(
+    ("text", "first", "line"),
+    [
+        pytest.param(WRAPPED_SERVICE_ROLE, "arn:aws:iam::123456789012:role/service-", 2, id="after-a-hyphen"),
+        pytest.param(
+            WRAPPED_IN_THE_NAME,
+            "arn:aws:iam::123456789012:role/service-role/CodePipelineServi",
+            1,
+            id="inside-the-name",
+        ),
+    ],
+)
+def test_a_wrapped_arn_comes_with_its_joined_reading_and_the_line_it_was_cut_at(
+    text: str, first: str, line: int
+) -> None:
+    resource = _denial(text).resource_text
+
+    assert resource is not None and resource.wrapped
+    assert resource.readings == (first, SERVICE_ROLE_ARN)
+    assert resource.line == line and resource.ends_line
+    assert resource.on_line == first
+
+
+def test_a_wrapped_arn_followed_by_the_reason_is_read_whole_and_the_reason_is_kept() -> None:
+    denial = _denial(
+        WRAPPED_IN_THE_NAME.replace(
+            "because no identity-based policy allows the iam:PassRole action",
+            "with an explicit deny in a service control policy",
+        )
+    )
+
+    assert denial.resource == SERVICE_ROLE_ARN  # AWS puts nothing between a resource and its reason
+    assert denial.explicit_deny and denial.policy_type == "service control" and not denial.fixable
+    assert SERVICE_ROLE_ARN in denial.explanation
+
+
+def test_a_line_after_the_resource_that_holds_more_than_one_word_is_not_joined() -> None:
+    denial = _denial(GUIDE_MATEOJACKSON + "\n2024-05-02T10:14:07Z INFO retrying in 5s")
+
+    assert denial.resource_readings == ("my-pipeline",)
+
+
+def test_the_guides_line_broken_arn_still_reads_as_one_principal_with_no_resource() -> None:
+    denial = _denial(GUIDE_MARYMAJOR_BROKEN)
+
+    assert denial.principal_arn == "arn:aws:iam::123456789012:user/marymajor"
+    assert denial.resource is None and denial.resource_readings == ()
 
 
 # --- Robustness: the parser sees raw user input, so it must never raise and never stall. ---
