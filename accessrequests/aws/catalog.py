@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .client import client
+from .client import account_of, client
 
 logger = logging.getLogger(__name__)
 
@@ -417,7 +417,7 @@ def list_roles(*, account_id: str, role_arn: str | None = None) -> list[Role]:
                     arn=item["Arn"],
                     name=item["RoleName"],
                     path=item.get("Path", "/"),
-                    account_id=item["Arn"].split(":")[4],
+                    account_id=account_of(item["Arn"]),
                     trusts_codepipeline=trusts_service(item.get("AssumeRolePolicyDocument") or "{}"),
                     tags=tags,
                 )
@@ -437,7 +437,7 @@ def _identities(
             arn=item["Arn"],
             name=item[f"{prefix}Name"],
             path=item.get("Path", "/"),
-            account_id=item["Arn"].split(":")[4],
+            account_id=account_of(item["Arn"]),
         )
         for page in _pages(iam, operation)
         for item in page[result_key]
