@@ -248,3 +248,15 @@ def test_a_role_of_another_account_is_never_taken_for_the_role_of_the_same_name_
             "only be passed in its own account. Choose a role of this account below.",
         }
     ]
+
+
+def test_a_wrapped_pipeline_arn_is_rejoined_and_one_that_names_no_pipeline_is_said_to_be_cut(world):
+    wrapped = f"{MATEO}codepipeline:GetPipeline on resource: arn:aws:codepipeline:us-east-1:{MANAGEMENT}:my-pipe\nline"
+
+    status, page = paste(world, wrapped)
+    body = intake(world, wrapped)
+
+    assert status == 200 and re.search(rf'name="pipelines" value="{world.pipeline.pk}"[^>]*checked', page)
+    assert body["resource"] == world.pipeline.arn and body["proposed_request"]["pipelines"] == ["my-pipeline"]
+    cut = intake(world, wrapped.replace("\nline", "\nlinez"))
+    assert "The name seems cut at line 1:" in cut["error"] and cut["proposed_request"] is None
