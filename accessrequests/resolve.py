@@ -8,6 +8,7 @@ looks cut instead of being sent to an admin.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,22 +186,28 @@ def _pipelines_named(account: AwsAccount, ref: ResourceRef, region: str | None) 
 def _resolve_role(res: Resolution, denial: Denial, account: AwsAccount) -> None:
     """Fill in the role a PassRole error names, or say why not (``res.error`` when it may never be passed)."""
     readings = denial.resource_readings
-    by_arn: dict[str, str] = {}  # reading -> the role name it gives when no role has exactly that ARN
+    # Each reading -> the role name it gives when no role has exactly that ARN (the catalog's ARN may carry a path
+    # IAM's short form leaves out). Only a role of the principal's own account and partition, or a bare name.
+    named: dict[str, str] = {}
     for reading in readings:
         arn = arns.parse(reading)
-        if arn is None:
-            continue
-        if arn.iam_kind == "role" and (arn.partition, arn.account) == (denial.partition, account.account_id):
-            by_arn[reading] = arn.name
+        if arn is not None:
+            if arn.iam_kind == "role" and (arn.partition, arn.account) == (
+                denial.partition,
+                account.account_id,
+            ):
+                named[reading] = arn.name
+        elif re.fullmatch(arns.IAM_NAME, reading):
+            named[reading] = reading
     candidates = list(
         PassableRole.objects.filter(account=account)
-        .filter(Q(arn__in=list(by_arn)) | Q(name__in=list(by_arn.values())))
+        .filter(Q(arn__in=list(named)) | Q(name__in=list(named.values())))
         .order_by("pk")
     )
     role = None
     for reading in reversed(readings):  # the longest reading that names a role wins
         role = next((r for r in candidates if r.arn == reading), None) or next(
-            (r for r in candidates if reading in by_arn and r.name == by_arn[reading]), None
+            (r for r in candidates if reading in named and r.name == named[reading]), None
         )
         if role is not None:
             res.resource = reading

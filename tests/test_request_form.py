@@ -121,6 +121,16 @@ def test_pasting_names_what_was_not_matched_and_why(client, world):
     assert "my-pipeline is in account 210987654321" in page
 
 
+def test_a_passrole_error_naming_the_role_bare_chooses_it(client, world):
+    client.force_login(world.requester)
+    bare = MATEO.replace("codepipeline:GetPipeline", "iam:PassRole").replace(
+        "my-pipeline", "CodePipelineServiceRole"
+    )
+    page = client.post(reverse("paste_error"), {"message": bare}).content.decode()
+    assert f'<option value="{world.role.pk}" selected>' in page
+    assert "invalid-feedback" not in page and 'data-testid="intake-unmatched"' not in page
+
+
 def test_an_identity_center_user_is_offered_in_any_account(client, world):
     from accessrequests.models import IdentityCenter, Principal
 
