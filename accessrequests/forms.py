@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from django import forms
 from django.db.models import Q
-from django.http import Http404
 
-from accessrequests import arns, permissions, roles, selectors
-from accessrequests.ids import ID_DIGITS, IdChoiceField, IdMultipleChoiceField, parse_id
+from accessrequests import permissions
+from accessrequests.ids import ID_DIGITS, IdChoiceField, IdMultipleChoiceField
 from accessrequests.intake import MAX_MESSAGE_CHARS
 from accessrequests.models import (
     AccessLevel,
@@ -24,9 +25,16 @@ from accessrequests.models import (
     RequestKind,
     Source,
 )
-from accessrequests.services.requests import RequestDraft, check_extendable, extension_fields
+from accessrequests.services import drafts
+from accessrequests.services.drafts import (
+    CHOICE_GONE,
+    MAX_DURATION_HOURS,
+    DraftError,
+    DraftInput,
+    split_names,
+)
+from accessrequests.services.requests import RequestDraft, extension_fields
 
-MAX_DURATION_HOURS = 24 * 365
 PIPELINE_CHECKBOXES = 40  # beyond this many pipelines in an account the form offers a search instead
 
 
@@ -35,9 +43,6 @@ class PrincipalChoiceField(IdChoiceField):
         where = f" in {obj.account.account_id}" if obj.account_id else ""
         name = f"{obj.label} ({obj.name})" if obj.display_name and obj.display_name != obj.name else obj.name
         return f"{obj.get_kind_display()} {name}{where}"
-
-
-_GONE = "That choice is no longer offered for the chosen account; choose again."
 
 
 class AccountField(forms.CharField):
@@ -61,31 +66,6 @@ def picker_attrs(kind: str, placeholder: str, **extra: str) -> dict[str, str]:
     }
 
 
-def resolve_account(user, raw: str | None) -> tuple[AwsAccount | None, str]:
-    """The account ``raw`` names (a 12-digit id, an id of the catalog row, or an exact name) if ``user`` may ask
-    for access in it; else None and what to tell them."""
-    raw = (raw or "").strip()
-    if not raw:
-        return None, ""
-    if len(raw) > 100:
-        return None, "That is not an account; type part of its name or its 12-digit id."
-    account = None
-    if re.fullmatch(r"\d{12}", raw):
-        account = AwsAccount.objects.filter(account_id=raw).first()
-    elif (pk := parse_id(raw)) is not None:
-        account = AwsAccount.objects.filter(pk=pk).first()
-    else:
-        named = list(selectors.requestable_accounts(user).filter(name__iexact=raw)[:2])
-        account = named[0] if len(named) == 1 else None
-    if account is None:
-        return None, (
-            f"Gatehouse knows no account {raw[:40]}; choose one from the list (type part of its name) or give "
-            "its 12-digit id."
-        )
-    problem = permissions.account_problem(user, account)
-    return (None, problem) if problem else (account, "")
-
-
 class RequestForm(forms.Form):
     kind = forms.ChoiceField(choices=RequestKind.choices, initial=RequestKind.PIPELINE)
     account = AccountField(
@@ -96,13 +76,13 @@ class RequestForm(forms.Form):
         queryset=Principal.objects.none(),
         label="Who receives access",
         empty_label="Choose a principal",
-        error_messages={"invalid_choice": _GONE},
+        error_messages={"invalid_choice": CHOICE_GONE},
     )
     pipelines = IdMultipleChoiceField(
         queryset=Pipeline.objects.none(),
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        error_messages={"invalid_choice": _GONE},
+        error_messages={"invalid_choice": CHOICE_GONE},
     )
     pipeline_names = forms.CharField(
         required=False,
@@ -133,25 +113,28 @@ class RequestForm(forms.Form):
         queryset=PassableRole.objects.none(),
         required=False,
         label="Role to pass to CodePipeline",
-        error_messages={"invalid_choice": _GONE},
+        error_messages={"invalid_choice": CHOICE_GONE},
     )
     permission_set = IdChoiceField(
-        queryset=PermissionSet.objects.none(), required=False, error_messages={"invalid_choice": _GONE}
+        queryset=PermissionSet.objects.none(), required=False, error_messages={"invalid_choice": CHOICE_GONE}
     )
     trusted_account_id = forms.RegexField(
-        regex=r"^\d{12}$",
+        regex=drafts.ACCOUNT_ID,
         required=False,
         label="Outside account id",
-        error_messages={"invalid": "An AWS account id is 12 digits, e.g. 123456789012."},
+        error_messages={"invalid": drafts.ACCOUNT_ID_INVALID},
     )
     trusted_principal_arn = forms.RegexField(
-        regex=rf"^{arns.IAM_ROLE_OR_USER_ARN}$",
+        regex=drafts.TRUSTED_PRINCIPAL_ARN,
         required=False,
         label="Outside principal ARN",
-        error_messages={"invalid": "An IAM role or user ARN, e.g. arn:aws:iam::210987654321:role/Deployer."},
+        error_messages={"invalid": drafts.TRUSTED_PRINCIPAL_ARN_INVALID},
     )
     external_id = forms.RegexField(
-        regex=r"^[\w+=,.@:/-]{2,1224}$", required=False, label="External ID (third parties)"
+        regex=drafts.EXTERNAL_ID,
+        required=False,
+        label="External ID (third parties)",
+        error_messages={"invalid": drafts.EXTERNAL_ID_INVALID},
     )
     # Not required by the form: the preview works before it is typed; submitting needs it (the service says so).
     justification = forms.CharField(
@@ -197,21 +180,18 @@ class RequestForm(forms.Form):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
-        principals = Principal.objects.filter(present=True).select_related("account")
-        if not roles.is_admin(user):
-            principals = principals.filter(users=user)
+        self._draft: RequestDraft | None = None
+        principals = drafts.principal_choices(user)
         raw = self.data.get("account") if self.is_bound else self.initial.get("account")
-        self.chosen_account, self.account_error = resolve_account(user, None if raw is None else str(raw))
+        self.chosen_account, problem = drafts.resolve_account(user, None if raw is None else str(raw))
+        self.account_error = problem.message if problem else ""
         account_field = self.fields["account"]
         assert isinstance(account_field, AccountField)
         account_field.shown = self.chosen_account.account_id if self.chosen_account else ""
-        account_filter = Q(account=self.chosen_account) if self.chosen_account is not None else Q(pk__in=[])
         # IAM principals only in their own account (their policies work nowhere else); Identity Center people
         # and groups in any account. What is left out is said, with the way forward (``principal_notes``).
         chosen = self.chosen_account
-        grantable = (
-            principals.filter(Q(account=chosen) | Q(account__isnull=True)) if chosen else principals.none()
-        )
+        grantable = drafts.grantable_principals(user, chosen) if chosen else principals.none()
         self.principal_notes: list[str] = []
         if not principals.exists():
             self.principal_notes.append(
@@ -228,12 +208,9 @@ class RequestForm(forms.Form):
                 )
         querysets = {
             "principal": grantable,
-            "pipelines": Pipeline.objects.filter(account_filter, present=True).select_related("account"),
-            "pass_role": PassableRole.objects.filter(
-                account_filter, present=True, trusts_codepipeline=True, sensitive=False
-            ),
-            # Portal-owned permission sets carry other people's approved policies; nobody requests them directly.
-            "permission_set": PermissionSet.objects.filter(present=True, portal_owned=False),
+            "pipelines": drafts.pipeline_choices(chosen) if chosen else Pipeline.objects.none(),
+            "pass_role": drafts.pass_role_choices(chosen) if chosen else PassableRole.objects.none(),
+            "permission_set": drafts.permission_set_choices(),
         }
         for name, queryset in querysets.items():
             field = self.fields[name]
@@ -276,26 +253,13 @@ class RequestForm(forms.Form):
         keep("kind", kinds)
         keep("permission_set", sets)
 
-    def clean_extends(self) -> Grant | None:
-        pk = self.cleaned_data.get("extends")
-        if pk is None:
-            return None
-        try:
-            grant = selectors.get_own_grant(self.user, pk)
-        except Http404:  # the same answer whether it does not exist or is someone else's
-            raise forms.ValidationError("You have no grant with that number to extend.") from None
-        try:
-            return check_extendable(grant, self.user)
-        except permissions.NotAllowed as exc:
-            raise forms.ValidationError(str(exc)) from None
-
     def clean_account(self) -> AwsAccount:
         if self.chosen_account is None:
             raise forms.ValidationError(self.account_error or "Choose an account.")
         return self.chosen_account
 
     def clean_also_accounts(self) -> list[AwsAccount]:
-        ids = [a for a in re.split(r"[\s,]+", self.cleaned_data.get("also_accounts") or "") if a]
+        ids = split_names(self.cleaned_data.get("also_accounts"))
         wrong = [a for a in ids if not re.fullmatch(r"\d{12}", a)]
         if wrong:
             raise forms.ValidationError(
@@ -327,64 +291,56 @@ class RequestForm(forms.Form):
             )
         return unit
 
-    def clean_pipeline_names(self) -> list[Pipeline]:
-        """Pipelines named (or picked: the picker fills in names) in the chosen account, in the order given."""
-        names = list(
-            dict.fromkeys(n for n in re.split(r"[\s,]+", self.cleaned_data.get("pipeline_names") or "") if n)
-        )
-        if not names or self.chosen_account is None:
-            return []
-        if len(names) > 100:
-            raise forms.ValidationError("Name at most 100 pipelines.")
-        field = self.fields["pipelines"]
-        assert isinstance(field, forms.ModelChoiceField) and field.queryset is not None
-        found: dict[str, Pipeline] = {}
-        for pipeline in field.queryset.filter(name__in=names):
-            found.setdefault(pipeline.name, pipeline)
-        unknown = [n for n in names if n not in found]
-        if unknown:
-            raise forms.ValidationError(
-                f"Account {self.chosen_account.account_id} has no pipeline {', '.join(u[:100] for u in unknown[:5])}."
-            )
-        return [found[n] for n in names]
-
-    def clean_actions(self) -> list[str]:
-        return [a for a in re.split(r"[\s,]+", self.cleaned_data.get("actions") or "") if a]
-
     def clean(self):
+        """The field checks, then the one draft builder (``services.drafts.build_draft``) over what they let
+        through; a problem it finds in a field that already has one is not said twice."""
         data = super().clean() or {}
         if data.get("permanent"):
             data["duration_hours"] = None
-        elif not data.get("duration_hours"):
-            self.add_error("duration_hours", "Say for how many hours, or tick permanent where allowed.")
-        if data.get("kind") in (RequestKind.PIPELINE, RequestKind.CROSS_ACCOUNT) and not data.get("level"):
-            self.add_error("level", "Choose an access level.")
+        self._draft = None
+        try:
+            self._draft = drafts.build_draft(user=self.user, data=self.draft_input(data))
+        except DraftError as exc:
+            for name, problems in exc.problems.items():
+                if name not in self.errors:
+                    self.add_error(name if name in self.fields else None, [p.message for p in problems])
         return data
 
-    def draft(self) -> RequestDraft:
-        d = self.cleaned_data
-        return RequestDraft(
-            principal=d["principal"],
-            kind=d["kind"],
-            account=d["account"],
-            pipelines=list(dict.fromkeys([*(d.get("pipelines") or []), *(d.get("pipeline_names") or [])])),
-            level=d.get("level") or "",
-            actions=d.get("actions") or [],
-            stage=d.get("stage") or "",
-            action_name=d.get("action_name") or "",
-            pass_role=d.get("pass_role"),
-            permission_set=d.get("permission_set"),
-            trusted_account_id=d.get("trusted_account_id") or "",
-            trusted_principal_arn=d.get("trusted_principal_arn") or "",
-            external_id=d.get("external_id") or "",
-            justification=d.get("justification") or "",
-            ticket=d.get("ticket") or "",
-            duration_hours=d.get("duration_hours"),
-            starts_at=d.get("starts_at"),
-            source=d.get("source") or Source.FORM,
-            pasted_text=d.get("pasted_text") or "",
-            extends=d.get("extends"),
+    def draft_input(self, data: dict[str, Any]) -> DraftInput:
+        """The cleaned fields as the builder's input (chosen rows by their catalog id)."""
+
+        def pk(name: str) -> str:
+            return str(data[name].pk) if data.get(name) is not None else ""
+
+        return DraftInput(
+            account=self.chosen_account.account_id if self.chosen_account else "",
+            kind=data.get("kind") or "",
+            principal=data["principal"].pk if data.get("principal") is not None else None,
+            pipelines=[p.pk for p in data.get("pipelines") or []],
+            pipeline_names=split_names(data.get("pipeline_names")),
+            level=data.get("level") or "",
+            actions=split_names(data.get("actions")),
+            stage=data.get("stage") or "",
+            action_name=data.get("action_name") or "",
+            pass_role=pk("pass_role"),
+            permission_set=pk("permission_set"),
+            trusted_account_id=data.get("trusted_account_id") or "",
+            trusted_principal_arn=data.get("trusted_principal_arn") or "",
+            external_id=data.get("external_id") or "",
+            justification=data.get("justification") or "",
+            ticket=data.get("ticket") or "",
+            duration_hours=data.get("duration_hours"),
+            permanent=bool(data.get("permanent")),
+            starts_at=data.get("starts_at"),
+            source=data.get("source") or Source.FORM,
+            pasted_text=data.get("pasted_text") or "",
+            extends=data.get("extends"),
         )
+
+    def draft(self) -> RequestDraft:
+        """The draft the builder made while the form was cleaned (after ``is_valid()`` said yes)."""
+        assert self._draft is not None, "draft() of a form that is not valid"
+        return self._draft
 
     @classmethod
     def initial_to_extend(cls, grant: Grant) -> dict[str, Any]:
@@ -465,7 +421,9 @@ class ReviewItemForm(forms.Form):
 
 
 class BreakGlassForm(RequestForm):
-    """Break-glass: pipeline access for one principal, now, for at most the rule's break-glass hours."""
+    """Break-glass: access for one of your own principals, now, for at most the rule's break-glass hours. It
+    offers the ``kinds`` the rules naming you give (pipeline access unless a rule names more); the service
+    (``permissions.break_glass_shape_problem``) refuses any other shape, whatever is posted."""
 
     incident = forms.CharField(
         required=False,
@@ -474,26 +432,31 @@ class BreakGlassForm(RequestForm):
         help_text="The incident this is for, as your incident tool or ticket system names it (required).",
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, kinds: Sequence[str] = (RequestKind.PIPELINE,), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["kind"].widget = forms.HiddenInput()
-        self.fields["kind"].initial = RequestKind.PIPELINE
+        kind = self.fields["kind"]
+        kind.initial = RequestKind.PIPELINE
+        offered = [(v, label) for v, label in kind.widget.choices if v in kinds]  # type: ignore[attr-defined]
+        if len(offered) > 1:
+            kind.widget.choices = offered  # type: ignore[attr-defined]
+            kind.label = "What you need"
+        else:
+            kind.widget = forms.HiddenInput()
         self.fields["source"].required = False
+        self.fields["principal"].help_text = (
+            "One of your own principals: break-glass never gives access on someone's behalf, nor to a principal "
+            "other people share."
+        )
         self.fields["justification"].label = "What is broken and why you need this now"
-        self.fields["duration_hours"].initial = 1
-        self.fields[
-            "duration_hours"
-        ].help_text = "From now; at most what the rule allows for break-glass (1 hour by default)."
+        duration = self.fields["duration_hours"]
+        duration.initial = 1
+        duration.required = True
+        duration.error_messages["required"] = "Say for how many hours (1 unless the rule allows more)."
+        duration.help_text = "From now; at most what the rule allows for break-glass (1 hour by default)."
 
-    def clean(self):
-        # Not RequestForm.clean: break-glass is never permanent, and is always pipeline access.
-        data = forms.Form.clean(self) or {}
-        data.update(kind=RequestKind.PIPELINE, source=Source.FORM, permanent=False)
-        if not data.get("duration_hours") and "duration_hours" not in self.errors:
-            self.add_error("duration_hours", "Say for how many hours (1 unless the rule allows more).")
-        if not data.get("level") and "level" not in self.errors:
-            self.add_error("level", "Choose an access level.")
-        return data
+    def draft_input(self, data: dict[str, Any]) -> DraftInput:
+        # Break-glass is for now and never permanent; whatever the page posts as its source, it is the form.
+        return replace(super().draft_input(data), permanent=False, starts_at=None, source=Source.FORM)
 
 
 class PostReviewForm(forms.Form):

@@ -1,8 +1,10 @@
 """Requests through the API: read a pasted error, file (from fields or from the error), list, get, decide, cancel.
-The web form validates, the request services decide: nothing here is a second copy of a rule."""
+The body becomes a draft through the same builder as the web form's (``services.drafts.build_draft``) and the
+request services decide: nothing here is a second copy of a rule."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.db.models import QuerySet
@@ -15,14 +17,12 @@ from rest_framework.response import Response
 from accessrequests import permissions, selectors
 from accessrequests.api import serializers as s
 from accessrequests.api.base import ERRORS, GUIDE_ERROR, GatehouseAPIView, page, strict_query
-from accessrequests.forms import RequestForm
 from accessrequests.intake import parse_access_denied
 from accessrequests.models import (
     AccessRequest,
     AwsAccount,
     Grant,
     PassableRole,
-    PermissionSet,
     Pipeline,
     Principal,
     RequestKind,
@@ -30,6 +30,7 @@ from accessrequests.models import (
     TokenScope,
 )
 from accessrequests.resolve import resolve_denial
+from accessrequests.services.drafts import DraftError, DraftInput, build_draft
 from accessrequests.services.requests import request_approve, request_cancel, request_deny, request_submit
 
 
@@ -115,118 +116,85 @@ FROM_MESSAGE = (
 )  # fmt: skip
 
 
-def _principal_pk(payload: dict[str, Any]) -> int | None:
-    """`principal` (id) or `principal_arn`; whether the caller may ask for it is the form's question."""
-    pk = payload.get("principal")
-    arn = payload.get("principal_arn")
-    if arn:
-        by_arn = Principal.objects.filter(external_id=arn, present=True).order_by("pk").first()
-        if by_arn is None or (pk is not None and pk != by_arn.pk):
-            raise ValidationError(
-                {"principal_arn": ["No such principal (or it is not the one named by id)."]}
-            )
-        pk = by_arn.pk
-    return pk
+# The API's own name for a field of the builder's input.
+API_FIELD = {"pipeline_names": "pipelines"}
 
 
-def _form_data(user, payload: dict[str, Any]) -> dict[str, Any]:
-    """Translate the API's names (account ids, pipeline names, ARNs) into the web form's fields."""
-    data: dict[str, Any] = {
-        "kind": payload.get("kind", RequestKind.PIPELINE),
+def draft_input(payload: dict[str, Any]) -> DraftInput:
+    """The body as the draft builder's input: from the fields, or from a pasted message (which decides them)."""
+    common: dict[str, Any] = {
         "justification": payload["justification"],
         "ticket": payload.get("ticket", ""),
-        "level": payload.get("level", ""),
-        "actions": " ".join(payload.get("actions", [])),
-        "stage": payload.get("stage", ""),
-        "action_name": payload.get("action_name", ""),
-        "trusted_account_id": payload.get("trusted_account_id", ""),
-        "trusted_principal_arn": payload.get("trusted_principal_arn", ""),
-        "external_id": payload.get("external_id", ""),
         "duration_hours": payload.get("duration_hours", 8),
         "permanent": payload.get("permanent", False),
-        "source": Source.API,
-        "pasted_text": payload.get("message", ""),
     }
-    if "message" in payload:
-        overridden = sorted(set(payload) & set(FROM_MESSAGE))
-        if overridden:
-            raise ValidationError(
-                {
-                    name: ["Decided by the message; send it without this field, or file from fields."]
-                    for name in overridden
-                }
-            )
-        result = parse_access_denied(payload["message"])
-        if result.denial is None:
-            raise ValidationError({"message": [result.error]})
-        if not result.denial.fixable:
-            raise ValidationError({"message": [result.denial.explanation]})
-        resolution = resolve_denial(result.denial, region=payload.get("region"))
-        if resolution.error:
-            raise ValidationError({"message": [resolution.error]})
-        if resolution.region_choices:
-            raise ValidationError({"region": [f"Say which region: {', '.join(resolution.region_choices)}."]})
-        if not resolution.complete:
-            # The web form lets the requester choose what the message did not name; a call files nothing half-read.
-            reasons = [f"{what} {why}" if what else why for what, why in resolution.unmatched]
-            raise ValidationError(
-                {
-                    "message": [
-                        *reasons,
-                        "File it from fields instead, naming the role as pass_role (its ARN).",
-                    ]
-                }
-            )
-        initial = resolution.initial
-        data.update(
-            kind=initial.get("kind"),
-            account=initial["account"],
-            principal=initial["principal"],
-            level=initial.get("level", ""),
-            actions=initial.get("actions", ""),
-            stage=initial.get("stage", ""),
-            action_name=initial.get("action_name", ""),
-            source=Source.PASTED_ERROR,
+    if "message" not in payload:
+        return DraftInput(
+            account=payload.get("account", ""),
+            kind=payload.get("kind", RequestKind.PIPELINE),
+            principal=payload.get("principal"),
+            principal_arn=payload.get("principal_arn", ""),
+            pipeline_names=payload.get("pipelines", []),
+            level=payload.get("level", ""),
+            actions=payload.get("actions", []),
+            stage=payload.get("stage", ""),
+            action_name=payload.get("action_name", ""),
+            pass_role=payload.get("pass_role") or "",
+            permission_set=payload.get("permission_set", ""),
+            trusted_account_id=payload.get("trusted_account_id", ""),
+            trusted_principal_arn=payload.get("trusted_principal_arn", ""),
+            external_id=payload.get("external_id", ""),
+            source=Source.API,
+            **common,
         )
-        if initial.get("pipelines"):
-            data["pipelines"] = initial["pipelines"]
-        if initial.get("pass_role"):
-            data["pass_role"] = initial["pass_role"]
-        return data
-    account = AwsAccount.objects.filter(account_id=payload.get("account", ""), enabled=True).first()
-    if account is None:
-        raise ValidationError({"account": ["Name an enabled account by its 12-digit id."]})
-    data["account"] = account.pk
-    data["principal"] = _principal_pk(payload)
-    names = payload.get("pipelines", [])
-    pipelines = list(
-        Pipeline.objects.filter(account=account, name__in=names, present=True).values_list("pk", "name")
+    overridden = sorted(set(payload) & set(FROM_MESSAGE))
+    if overridden:
+        raise ValidationError(
+            {
+                name: ["Decided by the message; send it without this field, or file from fields."]
+                for name in overridden
+            }
+        )
+    result = parse_access_denied(payload["message"])
+    if result.denial is None:
+        raise ValidationError({"message": [result.error]})
+    if not result.denial.fixable:
+        raise ValidationError({"message": [result.denial.explanation]})
+    resolution = resolve_denial(result.denial, region=payload.get("region"))
+    if resolution.error:
+        raise ValidationError({"message": [resolution.error]})
+    if resolution.region_choices:
+        raise ValidationError({"region": [f"Say which region: {', '.join(resolution.region_choices)}."]})
+    if not resolution.complete:
+        # The web form lets the requester choose what the message did not name; a call files nothing half-read.
+        reasons = [f"{what} {why}" if what else why for what, why in resolution.unmatched]
+        raise ValidationError(
+            {"message": [*reasons, "File it from fields instead, naming the role as pass_role (its ARN)."]}
+        )
+    return DraftInput.from_resolution(
+        resolution.initial, source=Source.PASTED_ERROR, pasted_text=payload["message"], **common
     )
-    missing = sorted(set(names) - {name for _, name in pipelines})
-    if missing:
-        raise ValidationError({"pipelines": [f"Not in account {account.account_id}: {', '.join(missing)}."]})
-    data["pipelines"] = [pk for pk, _ in pipelines]
-    if payload.get("pass_role"):
-        role = PassableRole.objects.filter(account=account, arn=payload["pass_role"]).first()
-        if role is None:
-            raise ValidationError({"pass_role": ["No such role in this account."]})
-        data["pass_role"] = role.pk
-    if payload.get("permission_set"):
-        permission_set = PermissionSet.objects.filter(
-            arn=payload["permission_set"], portal_owned=False
-        ).first()
-        if permission_set is None:
-            raise ValidationError({"permission_set": ["No such permission set."]})
-        data["permission_set"] = permission_set.pk
-    return data
+
+
+def _detail(error: DraftError) -> dict[str, list[Any]]:
+    """The builder's problems as the API has always answered them: by field, each with its code (or, for a name
+    that matches nothing, the bare sentence)."""
+    return {
+        API_FIELD.get(name, name): [
+            p.message if p.code is None else {"message": p.message, "code": p.code} for p in problems
+        ]
+        for name, problems in error.problems.items()
+    }
 
 
 def file_request(request: Request, payload: dict[str, Any], *, extends: Grant | None = None) -> AccessRequest:
-    form = RequestForm(_form_data(request.user, payload), user=request.user)
-    if not form.is_valid():
-        raise ValidationError(form.errors.get_json_data())
-    draft = form.draft()
-    draft.extends = extends
+    data = draft_input(payload)
+    if extends is not None:
+        data = replace(data, extends=extends.pk)
+    try:
+        draft = build_draft(user=request.user, data=data)
+    except DraftError as exc:
+        raise ValidationError(_detail(exc)) from None
     if payload.get("break_glass"):
         from accessrequests.services.break_glass import break_glass_submit
 

@@ -111,6 +111,15 @@ class RequestDraft:
     rule: ApprovalRule | None = None
     delivery: str = Delivery.IAM_POLICY
 
+    def as_unsaved_request(self) -> AccessRequest:
+        """An unsaved request with what decides whom the access reaches (``accessrequests.recipients``)."""
+        return AccessRequest(
+            kind=self.kind,
+            principal=self.principal,
+            trusted_account_id=self.trusted_account_id,
+            trusted_principal_arn=self.trusted_principal_arn,
+        )
+
 
 def _delivery_for(draft: RequestDraft) -> str:
     if draft.kind == RequestKind.CROSS_ACCOUNT:
@@ -393,13 +402,7 @@ def _recipients_eligibility_problem(requester, draft: RequestDraft) -> str | Non
     rules = permissions.eligibility_rules()
     if not rules:
         return None
-    shape = AccessRequest(
-        kind=draft.kind,
-        principal=draft.principal,
-        trusted_account_id=draft.trusted_account_id,
-        trusted_principal_arn=draft.trusted_principal_arn,
-    )
-    others = recipients.recipient_user_ids(shape) - {requester.pk}
+    others = recipients.recipient_user_ids(draft.as_unsaved_request()) - {requester.pk}
     permission_set = draft.permission_set if draft.kind == RequestKind.PERMISSION_SET else None
     for user in get_user_model().objects.filter(pk__in=others, is_active=True).order_by("username"):
         problem = permissions.eligibility_problem(
@@ -416,16 +419,10 @@ def create_from_draft(requester, draft: RequestDraft, **fields) -> AccessRequest
     """The request row for a prepared ``draft`` (``fields`` add to or override it), with its pipelines: the one
     place that turns a draft into a request, for normal filing and break-glass alike."""
     assert draft.rule is not None
-    shape = AccessRequest(
-        kind=draft.kind,
-        principal=draft.principal,
-        trusted_account_id=draft.trusted_account_id,
-        trusted_principal_arn=draft.trusted_principal_arn,
-    )
     values = {
         "requester": requester,
         "principal": draft.principal,
-        "on_behalf": not recipients.linked_to_all(shape, requester),
+        "on_behalf": not recipients.linked_to_all(draft.as_unsaved_request(), requester),
         "kind": draft.kind,
         "account": draft.account,
         "level": draft.level,
