@@ -42,6 +42,7 @@ from accessrequests.models import (
     RuleChangeStatus,
     RuleTarget,
     ScimGroup,
+    pipeline_only,
 )
 from accessrequests.services.governance import (
     RuleChangeError,
@@ -295,6 +296,16 @@ class ApprovalRuleForm(forms.ModelForm):
         initial=ChatApproval.OFF,
         help_text="Off unless chosen: a click in Slack then opens the portal, which asks for the second factor.",
     )
+    break_glass_kinds = forms.MultipleChoiceField(
+        choices=RequestKind.choices,
+        required=False,
+        initial=pipeline_only,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="What break-glass may give under this rule; none ticked means pipeline access only (the "
+        "default). The other kinds reach further (a role to pass, a permission set, a role outside principals "
+        "assume): tick them only where an incident needs them. Break-glass never reaches anyone but the person "
+        "who uses it.",
+    )
 
     class Meta:
         model = ApprovalRule
@@ -303,6 +314,7 @@ class ApprovalRuleForm(forms.ModelForm):
             "approver_users", "approvals_required", "max_duration_hours", "allow_permanent",
             "auto_approve_low_risk", "allow_privileged_permission_sets", "contact", "slack_webhook_url",
             "slack_channel", "chat_approval", "break_glass_users", "break_glass_groups", "break_glass_max_hours",
+            "break_glass_kinds",
         ]  # fmt: skip
 
     def __init__(self, *args, **kwargs):
@@ -315,6 +327,9 @@ class ApprovalRuleForm(forms.ModelForm):
 
     def clean_break_glass_max_hours(self) -> int:
         return self.cleaned_data.get("break_glass_max_hours") or 1
+
+    def clean_break_glass_kinds(self) -> list[str]:
+        return list(self.cleaned_data.get("break_glass_kinds") or pipeline_only())
 
     def clean_chat_approval(self) -> str:
         return self.cleaned_data.get("chat_approval") or ChatApproval.OFF
@@ -480,6 +495,7 @@ class ApprovalRuleAdmin(GovernedAdmin):
                 "break_glass_groups": [g.name for g in d.get("break_glass_groups") or []],
                 "break_glass_users": [u.get_username() for u in d.get("break_glass_users") or []],
                 "break_glass_max_hours": d.get("break_glass_max_hours") or 1,
+                "break_glass_kinds": list(d.get("break_glass_kinds") or pipeline_only()),
             }
         )
 

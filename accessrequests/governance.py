@@ -31,6 +31,7 @@ from accessrequests.models import (
     Pipeline,
     RequestKind,
     RuleTarget,
+    pipeline_only,
 )
 
 SCHEMA_PATH = Path(__file__).with_name("rules.schema.json")
@@ -57,6 +58,7 @@ APPROVAL_DEFAULTS: dict[str, Any] = {
     "break_glass_groups": [],
     "break_glass_users": [],
     "break_glass_max_hours": 1,
+    "break_glass_kinds": pipeline_only(),
 }
 ELIGIBILITY_DEFAULTS: dict[str, Any] = {
     "description": "",
@@ -99,6 +101,7 @@ ITEM_LABELS = {
     "approver_users": "user",
     "break_glass_groups": "break-glass group",
     "break_glass_users": "break-glass user",
+    "break_glass_kinds": "break-glass kind",
     "groups": "group",
     "users": "user",
     "permission_sets": "permission set",
@@ -336,6 +339,8 @@ def approval_spec_from_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
         spec[key] = list(value) if isinstance(default, list) else value
     spec["kinds"] = _ordered(spec["kinds"], KIND_ORDER)
     spec["levels"] = _ordered(spec["levels"], LEVEL_ORDER)
+    # None named is the default, pipeline access only: said the one way, so a file and the database compare.
+    spec["break_glass_kinds"] = _ordered(spec["break_glass_kinds"] or pipeline_only(), KIND_ORDER)
     for key in (
         "accounts",
         "pipelines",
@@ -389,6 +394,7 @@ def approval_spec(rule: ApprovalRule) -> dict[str, Any]:
             "break_glass_groups": [g.name for g in rule.break_glass_groups.all()],
             "break_glass_users": [u.get_username() for u in rule.break_glass_users.all()],
             "break_glass_max_hours": rule.break_glass_max_hours,
+            "break_glass_kinds": list(rule.break_glass_kinds or []),
         }
     )
 

@@ -13,8 +13,9 @@ identity provider's SCIM client provisions people and groups (``provision_proble
 
 Governance (issue 15): an access review's item is kept or revoked only by an approver of its rule whom the access
 does not reach (``review_item_problem``), with the same second factor as any decision; break-glass is open only to
-the people a rule names, briefly and a few times a day (``break_glass_problem``), and its review after the fact is
-another approver's (``post_review_problem``).
+the people a rule names, briefly and a few times a day (``break_glass_problem``), only for the kinds the rule names
+and for access that reaches nobody but the person breaking the glass (``break_glass_shape_problem``), and its review
+after the fact is another approver's (``post_review_problem``).
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils import timezone
 
 from accessrequests import recipients, roles
 from accessrequests.models import (
+    BREAK_GLASS_KIND_PHRASES,
     LIVE_GRANT_STATUSES,
     AccessRequest,
     AwsAccount,
@@ -616,6 +619,9 @@ def unreviewed_revoke_problem(item: Any, *, now: datetime | None = None) -> str 
 # --- break-glass ---------------------------------------------------------------------------------------
 
 
+NO_BREAK_GLASS_RULE = "No approval rule covers this access, so there is no break-glass for it either."
+
+
 def break_glass_window() -> timedelta:
     return timedelta(hours=24)
 
@@ -637,7 +643,7 @@ def break_glass_problem(
     if problem:
         return problem
     if rule is None:
-        return "No approval rule covers this access, so there is no break-glass for it either."
+        return NO_BREAK_GLASS_RULE
     if not may_break_glass(user, rule):
         return (
             f"You are not named for break-glass under the rule “{rule.name}”: ask its approvers for the access "
@@ -660,6 +666,58 @@ def break_glass_problem(
             f"(GATEHOUSE_BREAK_GLASS_PER_DAY={settings.GATEHOUSE_BREAK_GLASS_PER_DAY}); ask an approver instead."
         )
     return None
+
+
+def break_glass_shape_problem(user, *, rule: Any, request: AccessRequest) -> str | None:
+    """What break-glass may give under ``rule``, whoever asks (admins too) and from any path: the kinds the rule
+    names (pipeline access unless it names more), for a principal linked to ``user``, and only access that reaches
+    nobody else: every recipient (the principal, a group's members, the principal a cross-account role trusts)
+    is a principal linked to them, and no other person is among those it reaches. ``request`` is the unsaved
+    shape of what is asked (``RequestDraft.as_unsaved_request``). An approver would catch access on someone's
+    behalf or to an outside account; break-glass has none, so it never gives that."""
+    if rule is None:
+        return NO_BREAK_GLASS_RULE
+    normal_way = (
+        f"ask its approvers for {{}} the normal way{f' (contact {rule.contact})' if rule.contact else ''}."
+    )
+    if request.kind not in rule.allowed_break_glass_kinds():
+        asked = BREAK_GLASS_KIND_PHRASES.get(request.kind, request.kind)
+        return (
+            f"Break-glass under the rule “{rule.name}” gives {rule.break_glass_kinds_text()} only; "
+            + normal_way.format(asked)
+        )
+    own = f"Break-glass under the rule “{rule.name}” is for your own access only"
+    principal = request.principal
+    if not principal.users.filter(pk=user.pk).exists():
+        return f"{own}, and {principal} is not linked to you; " + normal_way.format(
+            "access on someone's behalf"
+        )
+    others = _reached_besides(user, request)
+    if others:
+        return f"{own}, and this access would also reach {others}; " + normal_way.format("it")
+    return None
+
+
+def _reached_besides(user, request: AccessRequest) -> str:
+    """Whom the access would reach besides ``user``, in words ("" when nobody): recipients that are not their
+    principals (an outside account, an unknown ARN, a group member, a group nobody has read yet) and other
+    people linked to a recipient."""
+    linked = set(user.principals.values_list("pk", flat=True))
+    found: list[str] = []
+    for recipient in recipients.recipients_of(request):
+        principal = recipient.principal
+        if principal is None or principal.pk not in linked:
+            found.append(recipient.label)
+        elif principal.is_group and principal.members_synced_at is None:
+            found.append(f"the members of {recipient.label}, which Gatehouse has not read yet")
+    people = recipients.recipient_user_ids(request) - {user.pk}
+    if people:
+        found += sorted(
+            u.get_username() for u in get_user_model().objects.filter(pk__in=people).order_by("pk")[:10]
+        )
+    if len(found) > 5:
+        found = [*found[:5], f"{len(found) - 5} more"]
+    return ", ".join(found)
 
 
 def post_review_problem(user, review: Any, *, recipient_ids: set[int] | None = None) -> str | None:

@@ -32,7 +32,7 @@ from accessrequests.services.break_glass import (
 )
 from accessrequests.services.requests import RequestError
 from tests.conftest import make_user, sign_in_with_mfa, wait_for
-from tests.factories import World, force_update, fresh_factor
+from tests.factories import World, force_update, fresh_factor, make_principal
 from tests.test_notifications import (
     webhook,  # noqa: F401  (fixture: a real HTTP server standing in for Slack)
 )
@@ -46,7 +46,8 @@ def world(db, settings):
     settings.GATEHOUSE_BREAK_GLASS_REVIEW_HOURS = 24
     world = World()
     world.oncall = make_user("oncall", "requesters", "oncall")
-    world.principal.users.add(world.oncall)
+    # Their own IAM user: break-glass never reaches anyone but the person breaking the glass.
+    world.oncall_principal = make_principal(world.account, "oncall", users=[world.oncall])
     world.rule.break_glass_groups.add(Group.objects.get(name="oncall"))
     world.admin = make_user("admin", "admins")
     world.auditor = make_user("auditor", "auditors")
@@ -54,6 +55,8 @@ def world(db, settings):
 
 
 def glass(world, user=None, *, incident="INC-4711", reason=REASON, hours=1, **overrides):
+    if "principal" not in overrides:
+        overrides["principal"] = world.oncall_principal
     draft = world.draft(justification=reason, duration_hours=hours, **overrides)
     return break_glass_submit(requester=user or world.oncall, draft=draft, incident=incident)
 
@@ -80,7 +83,7 @@ def test_an_allowed_user_gets_the_access_approved_at_once_with_no_approver_and_i
 @pytest.mark.django_db
 def test_someone_not_named_by_the_rule_is_refused_with_the_reason(world, client):
     with pytest.raises(NotAllowed, match="not named for break-glass under the rule “Sandbox pipelines”"):
-        glass(world, world.requester)
+        glass(world, world.requester, principal=world.principal)
     assert not AccessRequest.objects.exists()
     # The web form says the same, as a message on the page (never a server error).
     client.force_login(world.requester)
@@ -117,13 +120,13 @@ def test_break_glass_is_no_way_around_an_eligibility_rule(world):
         glass(world)
     assert not AccessRequest.objects.exists()
     world.oncall.groups.add(Group.objects.get(name="platform"))
-    # The IAM user is shared with the requester, whom the rule leaves out: the access would reach them too.
+    oncall = User.objects.get(pk=world.oncall.pk)  # a new sign-in reads the new groups
+    # An IAM user shared with the requester, whom the rule leaves out: the access would reach them too.
+    world.principal.users.add(world.oncall)
     with pytest.raises(NotAllowed, match="would reach requester, who is not eligible"):
-        glass(world, User.objects.get(pk=world.oncall.pk))
-    world.requester.groups.add(Group.objects.get(name="platform"))
-    assert glass(
-        world, User.objects.get(pk=world.oncall.pk)
-    ).break_glass  # a new sign-in reads the new groups
+        glass(world, oncall, principal=world.principal)
+    assert not AccessRequest.objects.exists()
+    assert glass(world, oncall).break_glass
 
 
 @pytest.mark.django_db
@@ -269,8 +272,9 @@ def test_the_form_applies_it_and_the_pages_show_it_in_red(world, client):
     answer = client.post(
         "/break-glass/new/",
         {
-            "intent": "submit", "kind": "pipeline", "account": world.account.pk, "principal": world.principal.pk,
-            "pipelines": [world.pipeline.pk], "level": "viewer", "justification": REASON, "incident": "INC-9",
+            "intent": "submit", "kind": "pipeline", "account": world.account.pk,
+            "principal": world.oncall_principal.pk, "pipelines": [world.pipeline.pk], "level": "viewer",
+            "justification": REASON, "incident": "INC-9",
             "duration_hours": 1,
         },
     )  # fmt: skip
@@ -318,9 +322,9 @@ def test_break_glass_is_applied_by_real_workers_and_every_approver_and_auditor_i
     hub = admin_credentials(aws)
     env = aws_env(worker_env, aws)
     use_credentials(monkeypatch, env, hub)
-    oncall = make_user("oncall", "requesters")
+    # mateojackson is linked to the requester only: the access reaches nobody else.
+    oncall = world.requester
     world.rule.break_glass_users.add(oncall)
-    world.principal("mateojackson").users.add(oncall)
     auditor = make_user("auditor", "auditors")
     approver2 = make_user("approver2", "approvers")
     workers.start(env)
@@ -369,6 +373,7 @@ def test_the_api_files_break_glass_with_the_same_rules(world, client):
         "/api/v1/requests/", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}"
     )
     assert refused.status_code == 403 and "not named for break-glass" in refused.content.decode()
+    body["principal_arn"] = world.oncall_principal.external_id
     _, raw = make_token(world.oncall, "cli")
     too_long = client.post(
         "/api/v1/requests/", {**body, "duration_hours": 3}, content_type="application/json",
@@ -390,9 +395,9 @@ def test_bad_input_gets_a_clear_message_never_a_server_error(world, client):
     for data in (
         {"intent": "submit", "account": "abc", "duration_hours": "-5"},
         {"intent": "submit", "account": world.account.pk, "principal": "999999", "duration_hours": "x"},
-        {"intent": "submit", "account": world.account.pk, "principal": world.principal.pk, "level": "viewer",
+        {"intent": "submit", "account": world.account.pk, "principal": world.oncall_principal.pk, "level": "viewer",
          "pipelines": [world.pipeline.pk], "justification": REASON, "incident": "I" * 500, "duration_hours": 1},
-        {"intent": "submit", "account": world.account.pk, "principal": world.principal.pk, "level": "god",
+        {"intent": "submit", "account": world.account.pk, "principal": world.oncall_principal.pk, "level": "god",
          "pipelines": ["0"], "justification": "", "incident": "", "duration_hours": 10**9},
     ):  # fmt: skip
         answer = client.post("/break-glass/new/", data)
@@ -437,10 +442,10 @@ def test_break_glass_at_the_same_moment_cannot_pass_the_daily_limit_together(set
     settings.GATEHOUSE_BREAK_GLASS_PER_DAY = 2
     world = World()
     oncall = make_user("oncall", "requesters")
-    world.principal.users.add(oncall)
+    own = make_principal(world.account, "oncall", users=[oncall])
     ApprovalRule.objects.get(pk=world.rule.pk).break_glass_users.add(oncall)
     pipelines = [make_pipeline(world.account, f"p{i}") for i in range(4)]
-    results = _race(*(lambda p=p: glass(world, oncall, pipelines=[p]) for p in pipelines))
+    results = _race(*(lambda p=p: glass(world, oncall, principal=own, pipelines=[p]) for p in pipelines))
     assert sum(isinstance(r, AccessRequest) for r in results) == 2, results
     assert all(isinstance(r, AccessRequest | NotAllowed) for r in results), results
     assert AccessRequest.objects.filter(break_glass=True).count() == 2

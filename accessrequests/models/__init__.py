@@ -27,6 +27,7 @@ from accessrequests.models.ops import AuditIntegrity, WorkerHeartbeat
 from accessrequests.models.ownership import ManagedAssignment
 from accessrequests.models.principals import IAM_KINDS, IC_KINDS, Principal, PrincipalKind
 from accessrequests.models.requests import (
+    BREAK_GLASS_KIND_PHRASES,
     ENDED_GRANT_STATUSES,
     GRANT_TRANSITIONS,
     IN_FLIGHT_GRANT_STATUSES,
@@ -47,6 +48,7 @@ from accessrequests.models.requests import (
     RequestStatus,
     Source,
     TransitionError,
+    pipeline_only,
 )
 from accessrequests.models.reviews import (
     BreakGlassReview,
@@ -62,6 +64,7 @@ from accessrequests.models.slack import SlackMessage
 from accessrequests.models.tokens import ApiToken, TokenScope
 
 __all__ = [
+    "BREAK_GLASS_KIND_PHRASES",
     "ENDED_GRANT_STATUSES",
     "GRANT_TRANSITIONS",
     "IAM_KINDS",
@@ -123,4 +126,5 @@ __all__ = [
     "TransitionError",
     "UnreviewedOutcome",
     "WorkerHeartbeat",
+    "pipeline_only",
 ]

@@ -21,6 +21,15 @@ class RequestKind(models.TextChoices):
     CROSS_ACCOUNT = "cross_account", "Cross-account access"
 
 
+# A kind of access as a sentence names it ("break-glass gives pipeline access only; ask for PassRole ...").
+BREAK_GLASS_KIND_PHRASES: dict[str, str] = {
+    RequestKind.PIPELINE: "pipeline access",
+    RequestKind.PASS_ROLE: "PassRole",
+    RequestKind.PERMISSION_SET: "permission sets",
+    RequestKind.CROSS_ACCOUNT: "cross-account access",
+}
+
+
 class AccessLevel(models.TextChoices):
     VIEWER = "viewer", "Viewer"
     OPERATOR = "operator", "Operator"
@@ -38,6 +47,7 @@ class Source(models.TextChoices):
     FORM = "form", "Web form"
     PASTED_ERROR = "pasted_error", "Pasted error"
     API = "api", "API"
+    SLACK = "slack", "Slack command"
 
 
 class RequestStatus(models.TextChoices):
@@ -104,6 +114,11 @@ class ChatApproval(models.TextChoices):
     LOW_RISK = "low_risk", "Low-risk requests (viewer on non-production) may be approved in Slack"
 
 
+def pipeline_only() -> list[str]:
+    """What break-glass gives unless a rule names more: pipeline access."""
+    return [RequestKind.PIPELINE.value]
+
+
 class ApprovalRule(models.Model):
     """Who may decide which requests: accounts, pipelines, kinds and levels, N approvals, max duration.
 
@@ -165,6 +180,13 @@ class ApprovalRule(models.Model):
     break_glass_max_hours = models.PositiveSmallIntegerField(
         default=1, help_text="The longest break-glass access under this rule, in hours."
     )
+    # The other kinds reach further than one's own pipelines (a role to pass, a permission set, a role outside
+    # principals assume), so break-glass gives them only where the rule names them (break_glass_shape_problem).
+    break_glass_kinds = models.JSONField(
+        default=pipeline_only,
+        blank=True,
+        help_text="Request kinds break-glass may give under this rule; empty means pipeline access only.",
+    )
 
     class Meta:
         ordering = ["priority", "name"]
@@ -184,6 +206,16 @@ class ApprovalRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def allowed_break_glass_kinds(self) -> list[str]:
+        """The kinds break-glass may give under this rule, in the usual order (none named: pipeline only)."""
+        named = set(self.break_glass_kinds or pipeline_only())
+        return [k for k in RequestKind.values if k in named]
+
+    def break_glass_kinds_text(self) -> str:
+        """E.g. "pipeline access" or "pipeline access and PassRole"."""
+        phrases = [BREAK_GLASS_KIND_PHRASES[k] for k in self.allowed_break_glass_kinds()]
+        return " and ".join([", ".join(phrases[:-1]), phrases[-1]] if len(phrases) > 1 else phrases)
 
     def describe(self) -> str:
         """What the rule does, in one sentence (shown in the admin)."""
@@ -220,8 +252,8 @@ class ApprovalRule(models.Model):
             ]
             if glass:
                 extras.append(
-                    f"break-glass (at once, no approver, at most {self.break_glass_max_hours} h) for "
-                    + ", ".join(glass)
+                    f"break-glass (at once, no approver, at most {self.break_glass_max_hours} h, "
+                    f"{self.break_glass_kinds_text()} only) for " + ", ".join(glass)
                 )
         if not self.enabled:
             extras.append("currently disabled")

@@ -2,9 +2,12 @@
 
 It is the normal request, approved by nobody: the same statements, the same grant and provisioning, but only
 for those ``permissions.break_glass_problem`` allows (named on the rule, at most the rule's break-glass hours, a
-reason and an incident reference, a few times a day). Every use is announced at once to the rule's approvers,
-admins and auditors, and waits for a review after the fact by another approver within
-GATEHOUSE_BREAK_GLASS_REVIEW_HOURS; a late one is an alert on the dashboard and in ``/healthz``.
+reason and an incident reference, a few times a day), and only in the shape ``permissions.break_glass_shape_problem``
+allows (the kinds the rule names, pipeline access by default; the requester's own principal, reaching nobody else).
+The web form, the API and the Slack command all end here, with a draft from ``services.drafts.build_draft``.
+Every use is announced at once to the rule's approvers, admins and auditors, and waits for a review after the
+fact by another approver within GATEHOUSE_BREAK_GLASS_REVIEW_HOURS; a late one is an alert on the dashboard and
+in ``/healthz``.
 """
 
 from __future__ import annotations
@@ -43,6 +46,26 @@ def review_window() -> timedelta:
     return timedelta(hours=max(settings.GATEHOUSE_BREAK_GLASS_REVIEW_HOURS, 1))
 
 
+def _check_may_break_glass(
+    requester, *, rule, draft: RequestDraft, incident: str, now: datetime | None = None
+) -> None:
+    """Who may break the glass under ``rule`` (named, briefly, with a reason and an incident, a few times a day),
+    and the shape of what they get (the rule's break-glass kinds, reaching nobody but them)."""
+    permissions.check(
+        permissions.break_glass_problem(
+            requester,
+            rule=rule,
+            duration_hours=draft.duration_hours,
+            reason=draft.justification,
+            incident=incident,
+            now=now,
+        )
+    )
+    permissions.check(
+        permissions.break_glass_shape_problem(requester, rule=rule, request=draft.as_unsaved_request())
+    )
+
+
 def break_glass_submit(
     *, requester, draft: RequestDraft, incident: str, http_request=None, source: str = Source.FORM
 ) -> AccessRequest:
@@ -58,16 +81,8 @@ def break_glass_submit(
         pipelines=list(draft.pipelines),
         permission_set=draft.permission_set,
     )
-    # Who may, and for how long, first: its message is clearer than the normal request's checks.
-    permissions.check(
-        permissions.break_glass_problem(
-            requester,
-            rule=rule,
-            duration_hours=draft.duration_hours,
-            reason=draft.justification,
-            incident=incident,
-        )
-    )
+    # Who may, for how long, and what, first: their messages are clearer than the normal request's checks.
+    _check_may_break_glass(requester, rule=rule, draft=draft, incident=incident)
     prepare(draft)
     for duplicate in find_duplicates(requester, draft):
         if duplicate.live:
@@ -78,16 +93,7 @@ def break_glass_submit(
     with transaction.atomic():
         # Serialise one person's break-glass uses, so two at once cannot both pass the daily limit.
         get_user_model().objects.select_for_update().filter(pk=requester.pk).first()
-        permissions.check(
-            permissions.break_glass_problem(
-                requester,
-                rule=draft.rule,
-                duration_hours=draft.duration_hours,
-                reason=draft.justification,
-                incident=incident,
-                now=now,
-            )
-        )
+        _check_may_break_glass(requester, rule=draft.rule, draft=draft, incident=incident, now=now)
         req = create_from_draft(
             requester,
             draft,

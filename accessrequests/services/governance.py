@@ -77,6 +77,7 @@ def _write_approval(rule: ApprovalRule, spec: dict[str, Any], catalog: Catalog) 
     rule.slack_channel = spec["slack_channel"]
     rule.chat_approval = spec["chat_approval"]
     rule.break_glass_max_hours = spec["break_glass_max_hours"]
+    rule.break_glass_kinds = list(spec["break_glass_kinds"])
     rule.save()
     rule.accounts.set([catalog.accounts[a] for a in spec["accounts"]])
     rule.pipelines.set([catalog.pipelines[p] for p in spec["pipelines"]])
