@@ -150,3 +150,23 @@ def requester_dm(req: AccessRequest, event: str) -> str:
     return (
         f"Your request {req.reference} ({slack_escape(_access(req))}) was {status_line(req)}. <{url}|Open it>"
     )
+
+
+COMMAND_USAGE = (
+    "Break-glass from Slack: `/gatehouse break-glass INC-123 <the AccessDenied message> -- <what is broken and "
+    "why you need this now>`. It gives your own principal the access the message asks for, at once and for one "
+    "hour, where an approval rule names you for break-glass; everyone who must know is told."
+)
+
+
+def command_refused(problem: str) -> str:
+    return f"Nothing was applied: {slack_escape(problem)}"
+
+
+def break_glass_applied(req: AccessRequest) -> str:
+    url = settings.SITE_URL + reverse("request_detail", args=[req.pk])
+    return (
+        f"Break-glass {req.reference} ({slack_escape(_access(req))}) is being applied now, for "
+        f"{_duration(req)}. Every approver of the rule “{slack_escape(req.rule.name)}”, the admins and the auditors "
+        f"have been told; another approver reviews it afterwards. <{url}|Open {req.reference}>"
+    )

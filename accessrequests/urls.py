@@ -47,5 +47,6 @@ urlpatterns = [
     path("break-glass/new/", break_glass.break_glass_new, name="break_glass_new"),
     path("break-glass/<id:pk>/review/", break_glass.post_review, name="break_glass_review"),
     path("slack/interactions/", slack.interactions, name="slack_interactions"),
+    path("slack/commands/", slack.commands, name="slack_commands"),
     path("slack/link/<str:token>/", slack.decision_link_view, name="slack_decision_link"),
 ]

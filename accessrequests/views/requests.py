@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accessrequests import permissions, policy, roles, selectors
+from accessrequests import permissions, policy, recipients, roles, selectors
 from accessrequests.changes import how_to_use
 from accessrequests.forms import PasteForm, RequestForm
 from accessrequests.intake import parse_access_denied
@@ -59,6 +59,19 @@ def my_requests(request: HttpRequest) -> HttpResponse:
         "accessrequests/my_requests.html",
         {"page": page, "status": status, "statuses": RequestStatus.choices},
     )
+
+
+def draft_preview(draft, *, document: bool = True) -> dict:
+    """What a prepared draft would grant, for ``_draft_preview.html``: the exact policy (``document``: of this one
+    draft), how it is delivered, and who can use it once applied."""
+    return {
+        "draft": draft,
+        "document": json.dumps(json.loads(policy.render(draft.statements)), indent=2)
+        if document and draft.statements
+        else "",
+        "delivery": Delivery(draft.delivery).label,
+        "recipients": recipients.recipients_of(draft.as_unsaved_request()),
+    }
 
 
 def _render_form(
@@ -161,11 +174,7 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
             data.pop("permanent", None)
             form = RequestForm(data, user=request.user)
             form.is_valid()
-        document = (
-            json.dumps(json.loads(policy.render(draft.statements)), indent=2) if draft.statements else ""
-        )
-        preview = {"draft": draft, "document": document, "delivery": Delivery(draft.delivery).label}
-        return _render_form(request, form, preview=preview, intake=intake, duplicates=duplicates)
+        return _render_form(request, form, preview=draft_preview(draft), intake=intake, duplicates=duplicates)
     try:
         req = request_submit(requester=request.user, draft=draft, http_request=request)
     except (RequestError, permissions.NotAllowed) as exc:
@@ -183,12 +192,7 @@ def _handle_batch(
         if not submitting:
             accounts = batches.with_unit(request.user, accounts, unit)
             members = batches.members_of(draft, accounts, requester=request.user, preview=True)
-            preview = {
-                "draft": members[0],
-                "members": members,
-                "document": "",
-                "delivery": Delivery(members[0].delivery).label,
-            }
+            preview = {**draft_preview(members[0], document=False), "members": members}
             return _render_form(request, form, preview=preview, intake=intake)
         batch = batches.batch_submit(
             requester=request.user, draft=draft, accounts=accounts, unit=unit, http_request=request

@@ -1,10 +1,11 @@
-"""The Slack app's endpoints: interactive callbacks (button clicks) and the signed link an "Approve" click answers.
+"""The Slack app's endpoints: interactive callbacks (button clicks), the signed link an "Approve" click answers,
+and the ``/gatehouse break-glass`` slash command.
 
-A callback is believed only when Slack's signature over its exact body verifies with SLACK_SIGNING_SECRET, it was
-signed within five minutes, and its payload id was not seen before (the shared cache remembers ids longer than
-the five minutes). The Slack user is matched to a portal user by the e-mail address both sides have verified;
-anyone else is told so privately and nothing happens, and so is someone whose address more than one portal account
-has verified (compared without case): the click is then nobody's.
+A callback or a command is believed only when Slack's signature over its exact body verifies with
+SLACK_SIGNING_SECRET, it was signed within five minutes, and its payload id was not seen before (the shared cache
+remembers ids longer than the five minutes). The Slack user is matched to a portal user by the e-mail address both
+sides have verified; anyone else is told so privately and nothing happens, and so is someone whose address more
+than one portal account has verified (compared without case): the click (or the command) is then nobody's.
 
 "Approve" decides nothing by itself: it answers, privately, with a link to the portal's decision page that is
 signed for that person and lives a few minutes; the page asks for the second factor (allauth's reauthentication)
@@ -32,7 +33,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from accessrequests import permissions, selectors, slack_api, slack_text
-from accessrequests.models import AccessRequest
+from accessrequests.intake import parse_access_denied
+from accessrequests.models import AccessRequest, Source
+from accessrequests.resolve import resolve_denial
+from accessrequests.services.break_glass import break_glass_submit
+from accessrequests.services.drafts import DraftError, DraftInput, build_draft
 from accessrequests.services.requests import RequestError, request_approve
 from accessrequests.services.slack import ClaimError, request_claim
 
@@ -115,9 +120,8 @@ def _act(payload: dict[str, Any], user, action: dict[str, Any], http_request: Ht
     return slack_text.step_up_link(req, decision_link(req, user, "deny"), minutes, "deny")
 
 
-@csrf_exempt
-@require_POST
-def interactions(request: HttpRequest) -> HttpResponse:
+def _unverified(request: HttpRequest) -> JsonResponse | None:
+    """Why this is not a request Slack signed just now (the refusal to answer with), or None."""
     if not settings.SLACK_SIGNING_SECRET or not slack_api.enabled():
         return _refuse(404, "Slack is not configured here.")
     try:
@@ -126,13 +130,33 @@ def interactions(request: HttpRequest) -> HttpResponse:
         length = MAX_BODY + 1
     if length > MAX_BODY:
         return _refuse(413, "The body is too large.")
-    body = request.body
     problem = slack_api.verification_problem(
-        body, request.headers.get("X-Slack-Request-Timestamp"), request.headers.get("X-Slack-Signature")
+        request.body,
+        request.headers.get("X-Slack-Request-Timestamp"),
+        request.headers.get("X-Slack-Signature"),
     )
     if problem:
         logger.warning("Slack callback refused: %s", problem)
         return _refuse(401, problem)
+    return None
+
+
+def _seen_before(what: str, payload_id: str, body: bytes) -> bool:
+    """Whether this payload came before: a replay (Slack sends each interaction and each command once)."""
+    key = (
+        f"slack-{what}:"
+        + hashlib.sha256((payload_id or hashlib.sha256(body).hexdigest()).encode()).hexdigest()
+    )
+    return not cache.add(key, 1, timeout=REPLAY_SECONDS)
+
+
+@csrf_exempt
+@require_POST
+def interactions(request: HttpRequest) -> HttpResponse:
+    unverified = _unverified(request)
+    if unverified is not None:
+        return unverified
+    body = request.body
     try:
         payload = json.loads(request.POST.get("payload", ""))
         slack_user = str(payload["user"]["id"])
@@ -142,12 +166,8 @@ def interactions(request: HttpRequest) -> HttpResponse:
             raise TypeError("an action is an object")
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         return _refuse(400, "The payload is not a Slack block action.")
-    # A payload id seen before is a replay (Slack sends each interaction once).
-    payload_id = (
-        str(payload.get("trigger_id") or action.get("action_ts") or "") or hashlib.sha256(body).hexdigest()
-    )
-    replay_key = "slack-interaction:" + hashlib.sha256(payload_id.encode()).hexdigest()
-    if not cache.add(replay_key, 1, timeout=REPLAY_SECONDS):
+    payload_id = str(payload.get("trigger_id") or action.get("action_ts") or "")
+    if _seen_before("interaction", payload_id, body):
         logger.warning("Slack callback refused: payload %s seen before", payload_id[:40])
         return _refuse(409, "This Slack interaction was received before.")
     if action.get("action_id") not in slack_text.ACTIONS:
@@ -161,6 +181,80 @@ def interactions(request: HttpRequest) -> HttpResponse:
         logger.warning("Slack callback not answered: %s", exc)
         return _refuse(502, "Slack could not be reached; try again.")
     return HttpResponse(status=200)
+
+
+def break_glass_command(user, text: str, http_request: HttpRequest) -> str:
+    """``break-glass INC-123 <AccessDenied message> -- <reason>``, as ``user``: the message read as the paste page
+    reads it, the draft from the same builder, break-glass from the same service (for one hour, the least any
+    rule allows). Returns what to tell them."""
+    words = text.strip().split(None, 2)
+    if not words or words[0].lower() != "break-glass":
+        return slack_text.COMMAND_USAGE
+    message, separator, reason = (words[2] if len(words) == 3 else "").partition(" -- ")
+    if not separator or not message.strip() or not reason.strip():
+        return (
+            "Say the incident, the AccessDenied message, then ` -- ` and the reason. "
+            + slack_text.COMMAND_USAGE
+        )
+    result = parse_access_denied(message)
+    if result.denial is None or not result.denial.fixable:
+        return slack_text.command_refused(
+            (result.error if result.denial is None else result.denial.explanation) or ""
+        )
+    resolution = resolve_denial(result.denial, user=user)
+    if resolution.error:
+        return slack_text.command_refused(resolution.error)
+    if resolution.region_choices:
+        return slack_text.command_refused(
+            f"that pipeline exists in several regions ({', '.join(resolution.region_choices)}); "
+            "break the glass in Gatehouse, where you can choose one."
+        )
+    if not resolution.complete:
+        # As the API: nothing is applied half-read; the page lets one choose what the message did not name.
+        reasons = [f"{what} {why}" if what else why for what, why in resolution.unmatched]
+        return slack_text.command_refused(" ".join(reasons))
+    data = DraftInput.from_resolution(
+        resolution.initial,
+        justification=reason.strip(),
+        duration_hours=1,
+        source=Source.SLACK,
+        pasted_text=message.strip(),
+    )
+    try:
+        req = break_glass_submit(
+            requester=user,
+            draft=build_draft(user=user, data=data),
+            incident=words[1],
+            http_request=http_request,
+            source=Source.SLACK,
+        )
+    except (DraftError, RequestError, permissions.NotAllowed) as exc:
+        return slack_text.command_refused(str(exc))
+    return slack_text.break_glass_applied(req)
+
+
+@csrf_exempt
+@require_POST
+def commands(request: HttpRequest) -> HttpResponse:
+    """The ``/gatehouse`` slash command, checked like a button click (signature, five minutes, once, the person
+    by their verified e-mail address); the answer is the response body, which Slack shows to them alone."""
+    unverified = _unverified(request)
+    if unverified is not None:
+        return unverified
+    slack_user = request.POST.get("user_id", "")
+    if not slack_user or not request.POST.get("command"):
+        return _refuse(400, "The body is not a Slack slash command.")
+    if _seen_before("command", request.POST.get("trigger_id", ""), request.body):
+        logger.warning("Slack command refused: received before")
+        return _refuse(409, "This Slack command was received before.")
+    try:
+        user, reply = _portal_user(slack_user)
+    except slack_api.SlackError as exc:
+        logger.warning("Slack command not answered: %s", exc)
+        user, reply = None, "Gatehouse could not ask Slack who you are, so nothing was done; try again."
+    if user is not None:
+        reply = break_glass_command(user, request.POST.get("text", ""), request)
+    return JsonResponse({"response_type": "ephemeral", "text": reply})
 
 
 @require_GET
