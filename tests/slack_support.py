@@ -131,11 +131,38 @@ def block_action(
     }
 
 
+def slash_command(
+    text: str, *, slack_user: str, command: str = "/gatehouse", trigger_id: str | None = None
+) -> dict[str, str]:
+    """The form fields Slack posts when someone runs a slash command."""
+    return {
+        "token": "deprecated-verification-token",
+        "team_id": "T0TEAM",
+        "team_domain": "example",
+        "channel_id": "C0INCIDENTS",
+        "channel_name": "incidents",
+        "user_id": slack_user,
+        "user_name": slack_user.lower(),
+        "command": command,
+        "text": text,
+        "api_app_id": "A0GATEHOUSE",
+        "response_url": "https://hooks.slack.com/commands/T0TEAM/1/unused",
+        "trigger_id": trigger_id or f"{next(_trigger_ids)}.1234567890.fedcba9876543210",
+    }
+
+
 def signed(
     payload: dict[str, Any], *, secret: str = SIGNING_SECRET, timestamp: int | None = None
 ) -> dict[str, Any]:
     """The body and headers of an interactive callback, signed as Slack signs it."""
-    body = urlencode({"payload": json.dumps(payload)})
+    return signed_form({"payload": json.dumps(payload)}, secret=secret, timestamp=timestamp)
+
+
+def signed_form(
+    fields: dict[str, str], *, secret: str = SIGNING_SECRET, timestamp: int | None = None
+) -> dict[str, Any]:
+    """A form body (a callback's, a slash command's) and its headers, signed as Slack signs them."""
+    body = urlencode(fields)
     ts = str(int(time.time()) if timestamp is None else timestamp)
     digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
     return {

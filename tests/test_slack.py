@@ -37,7 +37,15 @@ from accessrequests.slack_notifications import (
 )
 from tests.conftest import WorkerProcess, make_user, sign_in_with_mfa, wait_for
 from tests.factories import World, force_update, fresh_factor
-from tests.slack_support import BOT_TOKEN, SIGNING_SECRET, FakeSlack, block_action, signed
+from tests.slack_support import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    FakeSlack,
+    block_action,
+    signed,
+    signed_form,
+    slash_command,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -531,3 +539,121 @@ def test_a_request_decided_while_its_message_was_being_posted_is_shown_decided(w
     slack.before_answer = deny_meanwhile
     assert slack_post_request.apply(args=[req.pk]).get() == 1
     assert statuses(slack) == ["*Status:* denied by approver"]
+
+
+# --- the /gatehouse break-glass command --------------------------------------------------------------------
+
+MATEO = (
+    "An error occurred (AccessDeniedException) when calling the GetPipeline operation: User: "
+    "arn:aws:iam::123456789012:user/mateojackson is not authorized to perform: codepipeline:GetPipeline on "
+    "resource: my-pipeline"
+)
+REASON = "Production deploy is stuck; customers cannot check out"
+
+
+@pytest.fixture
+def oncall(world):
+    """The requester, named for break-glass, known to Slack by their verified address (mateojackson is theirs)."""
+    EmailAddress.objects.create(
+        user=world.requester, email=world.requester.email, verified=True, primary=True
+    )
+    world.rule.break_glass_users.add(world.requester)
+    return world.requester
+
+
+def command(text: str, slack_user: str = "U0REQUESTER", **signing):
+    fields = slash_command(text, slack_user=slack_user, trigger_id=signing.pop("trigger_id", None))
+    return Client().post(reverse("slack_commands"), **signed_form(fields, **signing))
+
+
+def test_break_glass_in_slack_applies_the_pasted_errors_access_at_once_and_answers_only_its_user(
+    world, slack, oncall
+):
+    answer = command(f"break-glass INC-7 {MATEO} -- {REASON}")
+
+    assert answer.status_code == 200 and answer.json()["response_type"] == "ephemeral"
+    req = AccessRequest.objects.get()
+    assert answer.json()["text"].startswith(
+        f"Break-glass {req.reference} (Pipeline actions (Viewer) on my-pipeline"
+    )
+    assert "is being applied now, for 1 hour" in answer.json()["text"]
+    assert (req.status, req.break_glass, req.incident, req.source) == (
+        RequestStatus.APPROVED,
+        True,
+        "INC-7",
+        "slack",
+    )
+    assert (req.requester, req.principal, req.justification) == (oncall, world.principal, REASON)
+    assert req.pasted_text == MATEO and req.duration_hours == 1 and not req.decisions.exists()
+    assert Grant.objects.get(request=req).status == GrantStatus.QUEUED
+    assert AuditEvent.objects.filter(action="request.break_glass", request_id=req.pk).exists()
+    # Who it is was asked of Slack; the answer is the response itself, never a message anyone else sees.
+    assert slack.made("users.info") == [{"user": "U0REQUESTER"}]
+    assert slack.made("chat.postMessage") == [] and slack.made("chat.postEphemeral") == []
+
+
+@pytest.mark.parametrize(
+    ("how", "status"),
+    [("bad signature", 401), ("old timestamp", 401), ("no timestamp", 401), ("replayed id", 409)],
+)
+def test_a_command_with_a_bad_signature_an_old_timestamp_or_a_replayed_id_is_refused_and_changes_nothing(
+    world, slack, oncall, how, status
+):
+    text = f"break-glass INC-7 {MATEO} -- {REASON}"
+    if how == "replayed id":
+        assert command(text, trigger_id="7.1.replay").json()["text"].startswith("Break-glass GH-")
+        slack.calls.clear()
+    before = AccessRequest.objects.count()
+    signing = {
+        "bad signature": {"secret": "not-the-signing-secret"},
+        "old timestamp": {"timestamp": int(time.time()) - 6 * 60},
+        "replayed id": {"trigger_id": "7.1.replay"},
+    }.get(how, {})
+    fields = slash_command(text, slack_user="U0REQUESTER", trigger_id=signing.pop("trigger_id", None))
+    request = signed_form(fields, **signing)
+    if how == "no timestamp":
+        request["HTTP_X_SLACK_REQUEST_TIMESTAMP"] = "soon"
+
+    answer = Client().post(reverse("slack_commands"), **request)
+
+    assert answer.status_code == status and answer.json()["ok"] is False
+    assert slack.calls == []  # not even a lookup
+    assert AccessRequest.objects.count() == before
+
+
+def test_the_command_says_how_to_use_it_what_it_could_not_read_and_who_is_unknown_and_applies_nothing(
+    world, slack, oncall
+):
+    slack.add_user("U0STRANGER", "stranger@example.com")
+    said = {
+        text: command(text, slack_user=user).json()["text"]
+        for text, user in (
+            ("", "U0REQUESTER"),
+            ("help", "U0REQUESTER"),
+            (f"break-glass INC-7 {MATEO}", "U0REQUESTER"),
+            ("break-glass INC-7 the build is red -- please", "U0REQUESTER"),
+            (
+                f"break-glass INC-7 {MATEO.replace('codepipeline:GetPipeline', 's3:GetObject')} -- x",
+                "U0REQUESTER",
+            ),
+            (f"break-glass INC-7 {MATEO} -- {REASON}", "U0STRANGER"),
+        )
+    }
+    usage, helped, no_reason, unreadable, not_codepipeline, stranger = said.values()
+    assert usage == helped and usage.startswith("Break-glass from Slack: `/gatehouse break-glass INC-123")
+    assert no_reason.startswith("Say the incident, the AccessDenied message, then ` -- ` and the reason.")
+    assert unreadable.startswith("Nothing was applied: ") and "not authorized to perform" in unreadable
+    assert not_codepipeline.startswith("Nothing was applied: ") and "s3" in not_codepipeline
+    assert "No Gatehouse account has the verified e-mail address stranger@example.com" in stranger
+    assert not AccessRequest.objects.exists()
+
+
+def test_the_command_is_refused_with_the_rules_reason_for_someone_the_rule_does_not_name(world, slack):
+    EmailAddress.objects.create(
+        user=world.requester, email=world.requester.email, verified=True, primary=True
+    )
+    text = command(f"break-glass INC-7 {MATEO} -- {REASON}").json()["text"]
+    assert text.startswith(
+        "Nothing was applied: You are not named for break-glass under the rule “Sandbox pipelines”"
+    )
+    assert not AccessRequest.objects.exists()

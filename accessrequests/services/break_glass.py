@@ -25,6 +25,7 @@ from accessrequests.models import (
     AccessRequest,
     BreakGlassReview,
     PostReviewOutcome,
+    RequestKind,
     RequestStatus,
     Source,
 )
@@ -79,7 +80,8 @@ def break_glass_submit(
         kind=draft.kind,
         level=draft.level,
         pipelines=list(draft.pipelines),
-        permission_set=draft.permission_set,
+        # As ``prepare`` matches it, so the rule judged here is the one the request will name.
+        permission_set=draft.permission_set if draft.kind == RequestKind.PERMISSION_SET else None,
     )
     # Who may, for how long, and what, first: their messages are clearer than the normal request's checks.
     _check_may_break_glass(requester, rule=rule, draft=draft, incident=incident)
