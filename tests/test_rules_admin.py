@@ -126,6 +126,30 @@ def test_who_may_break_the_glass_is_a_rule_change_like_any_other(client, org):
     assert org.rule.break_glass_max_hours == 2
 
 
+def test_what_break_glass_may_give_is_a_rule_change_like_any_other_and_the_rule_says_it(client, org):
+    org.rule.break_glass_users.add(org.approver2)
+    assert "at most 1 h, pipeline access only) for approver2" in org.rule.describe()
+    sign_in_with_mfa(client, org.admin1)
+    page = client.get(change_url(org.rule)).content.decode()
+    assert 'name="break_glass_kinds" value="pipeline"' in page and "pipeline access only" in page
+    client.post(
+        change_url(org.rule),
+        rule_form(org, break_glass_users=[org.approver2.pk], break_glass_kinds=["pipeline", "pass_role"]),
+    )
+    proposal = RuleChange.objects.get()
+    assert proposal.summary == "rule 'Sandbox pipelines': adds break-glass kind 'pass_role'"
+    assert ApprovalRule.objects.get(pk=org.rule.pk).break_glass_kinds == ["pipeline"]  # not yet
+    client.logout()
+    sign_in_with_mfa(client, org.admin2)
+    client.post(reverse("admin:accessrequests_rulechange_approve", args=[proposal.pk]), {"comment": "ok"})
+    rule = ApprovalRule.objects.get(pk=org.rule.pk)
+    assert rule.break_glass_kinds == ["pipeline", "pass_role"]
+    assert "at most 1 h, pipeline access and PassRole only) for approver2" in rule.describe()
+    assert AuditEvent.objects.get(action="approvalrule.changed").after["break_glass_kinds"] == [
+        "pipeline", "pass_role",
+    ]  # fmt: skip
+
+
 def test_adding_and_deleting_a_rule_wait_for_the_second_admin_too(client, org):
     sign_in_with_mfa(client, org.admin1)
     add = client.post(
@@ -382,3 +406,36 @@ def test_beat_applies_the_rules_file():
     entry = app.conf.beat_schedule["apply-rules-file"]
     assert entry["task"] == "accessrequests.tasks.apply_rules_file"
     assert entry["schedule"].total_seconds() == 300
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_every_rule_and_pending_rule_change_at_pipeline_only_break_glass():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    [added] = [
+        key
+        for key in executor.loader.graph.nodes
+        if key[0] == "accessrequests" and key[1].endswith("break_glass_kinds")
+    ]
+    [before] = [d for d in executor.loader.get_migration(*added).dependencies if d[0] == "accessrequests"]
+    executor.migrate([before])
+    try:
+        old = executor.loader.project_state([before]).apps
+        admin = old.get_model("auth", "User").objects.create(username="admin-one")
+        old.get_model("accessrequests", "ApprovalRule").objects.create(name="Before", max_duration_hours=8)
+        spec = {"name": "Before", "break_glass_max_hours": 1}
+        old.get_model("accessrequests", "RuleChange").objects.create(
+            target="approval_rule", operation="update", rule_name="Before", before=spec,
+            after={**spec, "break_glass_max_hours": 2}, summary="rule 'Before': …", proposed_by=admin,
+        )  # fmt: skip
+        executor = MigrationExecutor(connection)
+        executor.migrate([added])
+        new = executor.loader.project_state([added]).apps
+        assert new.get_model("accessrequests", "ApprovalRule").objects.get().break_glass_kinds == ["pipeline"]
+        change = new.get_model("accessrequests", "RuleChange").objects.get()
+        assert change.before["break_glass_kinds"] == change.after["break_glass_kinds"] == ["pipeline"]
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())

@@ -80,6 +80,11 @@ SCHEMA_ERRORS = [
     ([{"approvals": 1}], "rules[0]: 'name' is a required property"),
     ([rule(enabled="yes please")], "rules[0].enabled: 'yes please' is not of type 'boolean'"),
     ([rule(chat_approval="always")], "rules[0].chat_approval: 'always' is not one of ['off', 'low_risk']"),
+    ([rule(break_glass_kinds=[])], "rules[0].break_glass_kinds: [] should be non-empty"),
+    (
+        [rule(break_glass_kinds=["pipeline", "root"])],
+        "rules[0].break_glass_kinds[1]: 'root' is not one of ['pipeline', 'pass_role', 'permission_set', 'cross_account']",
+    ),
 ]
 
 
@@ -195,6 +200,25 @@ def test_plan_says_the_change_in_words_and_changes_nothing(org, tmp_path):
     assert AuditEvent.objects.count() == before
 
 
+def test_what_break_glass_may_give_is_in_the_file_pipeline_only_unless_it_names_more(org, tmp_path):
+    document = exported(tmp_path)
+    assert document["rules"][0]["break_glass_kinds"] == ["pipeline"]  # every rule says it, the default too
+    document["rules"][0]["break_glass_kinds"] = ["cross_account", "pipeline"]
+    document["rules"].append(rule("Leaves it out", accounts=[PRODUCTION_ID]))
+    path = write(tmp_path, document)
+    out, _ = run("plan", path)
+    assert "  rule 'Sandbox pipelines': adds break-glass kind 'cross_account'" in out.splitlines()
+    run("apply", path)
+    assert ApprovalRule.objects.get(pk=org.rule.pk).break_glass_kinds == ["pipeline", "cross_account"]
+    assert ApprovalRule.objects.get(name="Leaves it out").break_glass_kinds == ["pipeline"]
+    event = AuditEvent.objects.get(action="approvalrule.changed")
+    assert (event.before["break_glass_kinds"], event.after["break_glass_kinds"]) == (
+        ["pipeline"], ["pipeline", "cross_account"],
+    )  # fmt: skip
+    out, _ = run("plan", path)
+    assert out.startswith("No changes")
+
+
 def test_plan_says_when_a_scope_widens_to_any(org, tmp_path):
     document = exported(tmp_path)
     document["rules"][0]["accounts"] = []
@@ -294,7 +318,8 @@ def test_export_round_trips_through_apply_with_no_change(org, tmp_path):
     extra.break_glass_groups.add(Group.objects.get(name="sre"))
     extra.break_glass_users.add(org.approver2)
     extra.break_glass_max_hours = 2
-    extra.save(update_fields=["break_glass_max_hours"])
+    extra.break_glass_kinds = ["pass_role", "pipeline"]
+    extra.save(update_fields=["break_glass_max_hours", "break_glass_kinds"])
     eligible = EligibilityRule.objects.create(
         name="Admins", description="admin sets", kinds=["permission_set"]
     )
