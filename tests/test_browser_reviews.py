@@ -71,17 +71,22 @@ def test_the_campaign_page_shows_evidence_and_the_flag_at_both_widths_and_revoke
     screenshot(page, "access-review-after-revoke-1280")
 
 
-def test_the_break_glass_form_explains_itself_and_applies_at_both_widths(db, page, settings):
+def test_the_break_glass_form_explains_itself_shows_what_it_applies_and_applies_at_both_widths(
+    db, page, settings
+):
     from django.contrib.auth.models import Group
 
     from accessrequests.models import AccessRequest
     from tests.conftest import make_user
-    from tests.factories import World
+    from tests.factories import World, make_principal
 
     sandbox = World()
     oncall = make_user("oncall", "requesters", "oncall")
-    sandbox.principal.users.add(oncall)
+    own = make_principal(sandbox.account, "oncall", users=[oncall])  # theirs alone: nobody else is reached
+    sandbox.principal.users.add(oncall)  # mateojackson, which the requester uses too
     sandbox.rule.break_glass_groups.add(Group.objects.get(name="oncall"))
+    sandbox.rule.break_glass_kinds = ["pipeline", "pass_role"]
+    sandbox.rule.save()
     page.goto("/accounts/login/")
     page.fill("input[name=login]", "oncall")
     page.fill("input[name=password]", "correct-horse-battery")
@@ -89,28 +94,48 @@ def test_the_break_glass_form_explains_itself_and_applies_at_both_widths(db, pag
     page.wait_for_selector("[data-testid=current-user]")
     page.click("text=Break-glass")
     # The account picker, once its script has made the field a combobox: type the start of the id, arrow down
-    # to the match, Enter chooses it.
+    # to the match, Enter chooses it, and choosing it loads the account's lists (the Continue step).
     page.wait_for_selector("input[name=account][role=combobox]")
     page.fill("input[name=account]", sandbox.account.account_id[:6])
     page.wait_for_selector(f"[role=option]:has-text('{sandbox.account.account_id}')")
     page.keyboard.press("ArrowDown")
     page.keyboard.press("Enter")
-    assert page.input_value("input[name=account]") == sandbox.account.account_id
-    page.click("text=Continue")
     page.wait_for_selector("textarea[name=justification]")
-    page.select_option("select[name=principal]", str(sandbox.principal.pk))
+    assert page.input_value("input[name=account]") == sandbox.account.account_id
+    # The kinds its rule gives: pipeline access and PassRole; the PassRole section shows only for PassRole.
+    assert not page.is_visible("select[name=pass_role]")
     page.check(f"input[name=pipelines][value='{sandbox.pipeline.pk}']")
     page.select_option("select[name=level]", "viewer")
     page.fill("textarea[name=justification]", "Release blocked at the approval stage")
     page.fill("input[name=incident]", "INC-2024")
+    # A principal someone else uses too: the preview says, before anything is tried, that break-glass refuses it.
+    page.select_option("select[name=principal]", str(sandbox.principal.pk))
+    page.wait_for_selector("[data-testid=preview-refusal]")
+    assert "would also reach requester" in page.text_content("[data-testid=preview-refusal]")
+    screenshot(page, "break-glass-refused-preview-1280")
+    page.select_option("select[name=principal]", str(own.pk))
+    page.wait_for_selector("[data-testid=preview-refusal]", state="detached")
+    # Before anything is applied: the exact statements and who can use them.
+    page.wait_for_selector("[data-testid=policy-preview]")
+    assert "codepipeline:GetPipeline" in page.text_content("[data-testid=policy-preview]")
+    assert "IAM user oncall" in page.text_content("[data-testid=preview-recipients]")
     screenshot(page, "break-glass-form-1280")
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     screenshot(page, "break-glass-form-390")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.select_option("select[name=kind]", "pass_role")
+    page.wait_for_selector("select[name=pass_role]", state="visible")
+    page.select_option("select[name=pass_role]", str(sandbox.role.pk))
+    page.wait_for_selector("[data-testid=policy-preview]:has-text('iam:PassRole')")
+    screenshot(page, "break-glass-passrole-preview-1280")
+    page.select_option("select[name=kind]", "pipeline")
+    page.wait_for_selector("[data-testid=policy-preview]:has-text('codepipeline:GetPipeline')")
+    page.set_viewport_size({"width": 390, "height": 844})
     page.click("button[value=submit]")
     page.wait_for_load_state()
-    screenshot(page, "break-glass-after-submit")
     page.wait_for_selector("[data-testid=break-glass-banner]")
     screenshot(page, "break-glass-request-390")
     req = AccessRequest.objects.get(break_glass=True)
     assert req.requester == oncall and req.incident == "INC-2024" and req.grant is not None
+    assert (req.kind, req.principal) == ("pipeline", own)
