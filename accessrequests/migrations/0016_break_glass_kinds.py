@@ -23,7 +23,7 @@ def keep_pipeline_only(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accessrequests", "0013_rules_eligibility"),
+        ("accessrequests", "0015_governed_changes"),
     ]
 
     operations = [
