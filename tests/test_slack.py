@@ -549,6 +549,10 @@ MATEO = (
     "resource: my-pipeline"
 )
 REASON = "Production deploy is stuck; customers cannot check out"
+UNKNOWN_ROLE = (
+    "User: arn:aws:iam::123456789012:user/mateojackson is not authorized to perform: iam:PassRole on resource: "
+    "arn:aws:iam::123456789012:role/NoSuchRole"
+)
 
 
 @pytest.fixture
@@ -637,14 +641,19 @@ def test_the_command_says_how_to_use_it_what_it_could_not_read_and_who_is_unknow
                 "U0REQUESTER",
             ),
             (f"break-glass INC-7 {MATEO} -- {REASON}", "U0STRANGER"),
+            (f"break-glass INC-7 {UNKNOWN_ROLE} -- {REASON}", "U0REQUESTER"),
         )
     }
-    usage, helped, no_reason, unreadable, not_codepipeline, stranger = said.values()
+    usage, helped, no_reason, unreadable, not_codepipeline, stranger, unknown_role = said.values()
     assert usage == helped and usage.startswith("Break-glass from Slack: `/gatehouse break-glass INC-123")
     assert no_reason.startswith("Say the incident, the AccessDenied message, then ` -- ` and the reason.")
     assert unreadable.startswith("Nothing was applied: ") and "not authorized to perform" in unreadable
     assert not_codepipeline.startswith("Nothing was applied: ") and "s3" in not_codepipeline
     assert "No Gatehouse account has the verified e-mail address stranger@example.com" in stranger
+    # Nothing is applied half-read: a role the catalog does not know is said, not dropped.
+    assert unknown_role.startswith(
+        "Nothing was applied: arn:aws:iam::123456789012:role/NoSuchRole is not a role"
+    )
     assert not AccessRequest.objects.exists()
 
 
