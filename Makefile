@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck migrations-check pytest venv clean oidc-provider
+.PHONY: demo test check lint typecheck migrations-check pytest venv clean oidc-provider deploy-lint
 
 # The independent OpenID Provider the sign-in tests start (tests/oidc: oidc-provider from npm, pinned by its
 # package-lock.json). Without npm the sign-in tests skip (and fail under GATEHOUSE_REQUIRE_SERVICES=1).
@@ -29,6 +29,23 @@ $(OIDC_STAMP): $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
 
 oidc-provider: $(OIDC_STAMP)
 
+# The deployment templates' tools (cfn-lint, checkov, the AWS CLI that docs/deploy.md uses) live in their own
+# virtualenv so their dependencies never move the application's pins.
+DEPLOY_VENV := .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
+CFN_TEMPLATES := $(wildcard deploy/cloudformation/*.yaml)
+
+$(DEPLOY_STAMP): requirements-deploy.txt
+	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --upgrade "pip>=26.0"
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet -r requirements-deploy.txt
+	touch $(DEPLOY_STAMP)
+
+# Suppressions live next to what they suppress (Metadata.checkov.skip with a comment), never here.
+deploy-lint: $(DEPLOY_STAMP)
+	$(DEPLOY_VENV)/bin/cfn-lint $(CFN_TEMPLATES)
+	$(DEPLOY_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -d deploy/cloudformation
+
 demo: $(STAMP)
 	DEBUG=$${DEBUG:-1} $(PY) manage.py demo
 
@@ -48,9 +65,9 @@ pytest: $(STAMP) $(OIDC_STAMP)
 	  print("gatehouse tests: database", c.vendor, c.settings_dict["HOST"] or c.settings_dict["NAME"], "| broker", app.connection_for_write().as_uri())'
 	DEBUG=$${DEBUG:-1} $(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test: lint typecheck migrations-check pytest
+test: lint typecheck migrations-check deploy-lint pytest
 
 check: test
 
 clean:
-	rm -rf var/broker var/results var/test.sqlite3 var/artifacts $(OIDC_DIR)/node_modules
+	rm -rf var/broker var/results var/test.sqlite3 var/artifacts $(OIDC_DIR)/node_modules $(DEPLOY_VENV)
