@@ -236,8 +236,9 @@ def _pretty_document(text: str) -> str:
 
 
 def _cross_account(req: AccessRequest) -> Change:
-    role = f"gatehouse-{req.reference}"
+    role = iam.portal_role_name(req.reference)
     path = iam.role_path(req.principal.pk)
+    boundary = iam.boundary_arn(req.account.account_id)
     trust = policy.cross_account_trust_policy(
         trusted_account_id=req.trusted_account_id or None,
         trusted_principal_arn=req.trusted_principal_arn or None,
@@ -248,7 +249,11 @@ def _cross_account(req: AccessRequest) -> Change:
     if req.external_id:
         command += " --external-id <the external id you were given>"
     change = Change(
-        summary=f"Creates the role {role} in account {req.account.account_id}; nothing else changes.",
+        summary=(
+            f"Creates the role {role} in account {req.account.account_id}"
+            + (f", capped by the permissions boundary {boundary.rsplit('/', 1)[-1]}" if boundary else "")
+            + "; nothing else changes."
+        ),
         target=f"a new IAM role {arn}",
         source="aws",
     )
@@ -286,7 +291,7 @@ def how_to_use(grant: Grant) -> str:
     req = grant.request
     account = f"{req.account.name} ({req.account.account_id})"
     if grant.delivery == Delivery.CROSS_ACCOUNT_ROLE:
-        arn = grant.details.get("role_arn") or f"the role gatehouse-{req.reference}"
+        arn = grant.details.get("role_arn") or f"the role {iam.portal_role_name(req.reference)}"
         return (
             f"The outside party assumes {arn}: aws sts assume-role --role-arn {arn} "
             f"--role-session-name {req.reference}"

@@ -8,6 +8,7 @@ DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY and ALLOWED_HOSTS and gets safe defa
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -357,6 +358,26 @@ GATEHOUSE_CATALOG_STALE_PER_RUN = env.int("GATEHOUSE_CATALOG_STALE_PER_RUN", def
 GATEHOUSE_CATALOG_SYNC_STALE_SECONDS = env.int("GATEHOUSE_CATALOG_SYNC_STALE_SECONDS", default=900)
 # The Identity Center AWS access portal (start URL), linked from requests that were granted through it.
 GATEHOUSE_AWS_ACCESS_PORTAL_URL = env.str("GATEHOUSE_AWS_ACCESS_PORTAL_URL", default="")
+# Gatehouse's own blast radius (deploy/cloudformation, docs/deploy.md). Every role Gatehouse creates is named with
+# this prefix and carries this permissions boundary (the managed policy of that name in the role's account); the
+# member accounts' provisioning role refuses CreateRole otherwise. An empty boundary creates roles without one,
+# only for accounts deployed without the member template.
+GATEHOUSE_ROLE_PREFIX = env.str("GATEHOUSE_ROLE_PREFIX", default="gatehouse-")
+if not re.fullmatch(r"[\w+=,.@-]{1,32}", GATEHOUSE_ROLE_PREFIX):
+    raise ImproperlyConfigured(
+        f"GATEHOUSE_ROLE_PREFIX must be 1-32 characters allowed in IAM role names (got {GATEHOUSE_ROLE_PREFIX!r})."
+    )
+GATEHOUSE_PERMISSIONS_BOUNDARY = env.str("GATEHOUSE_PERMISSIONS_BOUNDARY", default="GatehouseBoundary")
+if GATEHOUSE_PERMISSIONS_BOUNDARY and not re.fullmatch(r"[\w+=,.@-]{1,128}", GATEHOUSE_PERMISSIONS_BOUNDARY):
+    raise ImproperlyConfigured(
+        "GATEHOUSE_PERMISSIONS_BOUNDARY must be the name of a managed policy "
+        f"(got {GATEHOUSE_PERMISSIONS_BOUNDARY!r})."
+    )
+# The external id that the provisioning roles' and the Identity Center role's trust policies require.
+AWS_PROVISIONING_EXTERNAL_ID = env.str("AWS_PROVISIONING_EXTERNAL_ID", default="")
+# Identity Center runs in the management account or its delegated administrator: the hub assumes this role
+# there for every sso-admin and identitystore call. Empty: the hub's own credentials (it runs in that account).
+GATEHOUSE_IDENTITY_CENTER_ROLE_ARN = env.str("GATEHOUSE_IDENTITY_CENTER_ROLE_ARN", default="")
 
 
 def _at_least(name: str, cast: type, default: float, least: float) -> Any:

@@ -601,3 +601,20 @@ def test_a_grant_in_another_account_is_written_through_that_accounts_provisionin
     # Nothing landed in the hub's own account.
     with pytest.raises(ClientError):
         iam_client(aws).get_user(UserName="release-bot")
+
+
+@pytest.mark.django_db
+def test_a_cross_account_role_carries_the_permissions_boundary_and_the_configured_name_prefix(
+    world, aws, settings
+):
+    settings.GATEHOUSE_ROLE_PREFIX = "acme-gh-"
+    settings.GATEHOUSE_PERMISSIONS_BOUNDARY = "AcmeGatehouseBoundary"
+    grant = world.approve_cross_account()
+    reconcile(grant)
+    grant.refresh_from_db()
+    assert grant.status == GrantStatus.ACTIVE, grant.last_error
+    name = f"acme-gh-{grant.request.reference}"
+    assert grant.details["role_arn"].endswith(f"/{name}")
+    role = iam_client(aws).get_role(RoleName=name)["Role"]
+    boundary = role["PermissionsBoundary"]["PermissionsBoundaryArn"]
+    assert boundary == f"arn:aws:iam::{MANAGEMENT}:policy/AcmeGatehouseBoundary"

@@ -40,6 +40,8 @@ SESSION_NAME = "gatehouse-provisioner"
 DEFAULT_REGION = "us-east-1"
 # Used when only ``account_id`` is given: the role Gatehouse assumes in each account it provisions.
 DEFAULT_PROVISIONING_ROLE_NAME = "GatehouseProvisioner"
+# Identity Center's services: paced by the shared governor, and reached through the Identity Center role.
+_GOVERNED = frozenset({"sso-admin", "identitystore"})
 
 # Ten retries (botocore adds the first attempt) ride out an IAM or Identity Center throttling burst — adaptive
 # mode backs off between them — without keeping a Celery task busy for minutes.
@@ -177,8 +179,13 @@ def _hub_client(service: str, *, config: Config | None = None) -> Any:
 
 def _assume(role_arn: str) -> _Credentials:
     sts = _hub_client("sts")
+    extra: dict[str, str] = {}
+    # The deployed roles (deploy/cloudformation) trust the hub only with this external id.
+    external_id = setting("AWS_PROVISIONING_EXTERNAL_ID")
+    if external_id:
+        extra["ExternalId"] = external_id
     answer = sts.assume_role(
-        RoleArn=role_arn, RoleSessionName=SESSION_NAME, DurationSeconds=ASSUME_ROLE_DURATION
+        RoleArn=role_arn, RoleSessionName=SESSION_NAME, DurationSeconds=ASSUME_ROLE_DURATION, **extra
     )
     creds = answer["Credentials"]
     return _Credentials(
@@ -209,6 +216,22 @@ def provisioning_role_arn(account_id: str) -> str:
     return f"arn:aws:iam::{account_id}:role/{name}"
 
 
+def role_to_assume(service: str, *, role_arn: str | None, account_id: str | None) -> str | None:
+    """The role a client for ``service`` is made with (None: the hub's own credentials).
+
+    An explicit ``role_arn`` wins. Identity Center (sso-admin, identitystore) lives in the management or
+    delegated administrator account: ``GATEHOUSE_IDENTITY_CENTER_ROLE_ARN`` when set. ``account_id`` alone:
+    the conventional provisioning role there, unless it is the hub's own account.
+    """
+    if role_arn is not None:
+        return role_arn
+    if service in _GOVERNED and account_id is None:
+        return setting("GATEHOUSE_IDENTITY_CENTER_ROLE_ARN") or None
+    if account_id is not None and account_id != own_account_id():
+        return provisioning_role_arn(account_id)
+    return None
+
+
 def own_account_id() -> str:
     """The account of the hub's own credentials (cached per endpoint)."""
     url = endpoint_url()
@@ -229,12 +252,12 @@ def client(
 
     ``role_arn``: assume this role first (cached credentials). ``account_id`` alone: use the hub's own
     credentials when it is the hub's account, else assume the conventional provisioning role there. Both:
-    the role must live in that account (a mismatch is a catalog error worth failing loudly on).
+    the role must live in that account (a mismatch is a catalog error worth failing loudly on). Identity
+    Center clients without either go through the Identity Center role (:func:`role_to_assume`).
     """
     if role_arn and account_id and account_of(role_arn) != account_id:
         raise ValueError(f"role {role_arn} is not in account {account_id}")
-    if role_arn is None and account_id is not None and account_id != own_account_id():
-        role_arn = provisioning_role_arn(account_id)
+    role_arn = role_to_assume(service, role_arn=role_arn, account_id=account_id)
 
     kwargs: dict[str, Any] = {
         "region_name": region or default_region(),
@@ -256,9 +279,6 @@ def client(
 
         govern(made)
     return made
-
-
-_GOVERNED = frozenset({"sso-admin", "identitystore"})
 
 
 @dataclass(frozen=True)

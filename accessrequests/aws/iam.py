@@ -6,7 +6,9 @@ without touching anything else:
 - one inline policy named ``gatehouse`` on the principal;
 - managed "spill" policies under the path ``/gatehouse/`` named ``gatehouse-spill-<type>-<name>-<n>`` when the
   coalesced document does not fit the principal's inline quota;
-- cross-account roles under the path ``/gatehouse/p<principal id>/``, each with one inline policy ``gatehouse``.
+- cross-account roles under the path ``/gatehouse/p<principal id>/``, each with one inline policy ``gatehouse``,
+  named with ``GATEHOUSE_ROLE_PREFIX`` and created with the permissions boundary ``GATEHOUSE_PERMISSIONS_BOUNDARY``
+  (the member accounts' provisioning role refuses to create a role any other way: deploy/cloudformation).
 
 Every write returns the AWS request ids (``ResponseMetadata.RequestId``) so the audit trail can name the exact
 calls. Documents are compared in canonical form (minified JSON, sorted keys), the form ``policy.render`` writes.
@@ -25,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from accessrequests.policy import policy_size
 
-from .client import error_details
+from .client import error_details, setting
 from .errors import AwsOperationError
 from .reuse import kept_client
 
@@ -33,6 +35,8 @@ INLINE_POLICY_NAME = "gatehouse"
 SPILL_PATH = "/gatehouse/"
 SPILL_PREFIX = "gatehouse-spill-"
 ROLE_PATH_ROOT = "/gatehouse/"
+DEFAULT_ROLE_PREFIX = "gatehouse-"
+DEFAULT_BOUNDARY = "GatehouseBoundary"
 # IAM keeps at most five versions of a managed policy; the sixth CreatePolicyVersion fails with LimitExceeded.
 MAX_POLICY_VERSIONS = 5
 # Managed policy names are at most 128 characters, and group names alone may be 128.
@@ -329,6 +333,18 @@ def role_path(principal_id: int) -> str:
     return f"{ROLE_PATH_ROOT}p{principal_id}/"
 
 
+def portal_role_name(reference: str) -> str:
+    """The name of the cross-account role of one request: the prefix the provisioning role allows, then the
+    request's reference."""
+    return f"{setting('GATEHOUSE_ROLE_PREFIX') or DEFAULT_ROLE_PREFIX}{reference}"
+
+
+def boundary_arn(account_id: str) -> str | None:
+    """The permissions boundary every role Gatehouse creates in ``account_id`` carries (None: no boundary)."""
+    name = setting("GATEHOUSE_PERMISSIONS_BOUNDARY", DEFAULT_BOUNDARY)
+    return f"arn:aws:iam::{account_id}:policy/{name}" if name else None
+
+
 def list_portal_roles(*, account_id: str, role_arn: str | None, path: str) -> dict[str, PortalRole]:
     """Every role under ``path`` in the account, with its trust policy and its ``gatehouse`` inline policy."""
     iam = kept_client("iam", role_arn=role_arn, account_id=account_id)
@@ -368,6 +384,7 @@ def put_portal_role(
     iam = kept_client("iam", role_arn=role_arn, account_id=account_id)
     ids: list[str] = []
     if actual is None:
+        boundary = boundary_arn(account_id)
         try:
             answer = iam.create_role(
                 RoleName=name,
@@ -376,6 +393,7 @@ def put_portal_role(
                 Description="Cross-account access granted through Gatehouse",
                 MaxSessionDuration=3600,
                 Tags=[{"Key": key, "Value": value} for key, value in sorted(tags.items())],
+                **({"PermissionsBoundary": boundary} if boundary else {}),
             )
             ids.append(_request_id(answer))
             arn = answer["Role"]["Arn"]

@@ -21,8 +21,7 @@ from .client import (
     client,
     endpoint_url,
     in_quick_reads,
-    own_account_id,
-    provisioning_role_arn,
+    role_to_assume,
 )
 
 KEEP_SECONDS = CREDENTIALS_REFRESH_MARGIN - 60
@@ -35,8 +34,7 @@ def kept_client(
     service: str, *, region: str | None = None, role_arn: str | None = None, account_id: str | None = None
 ) -> Any:
     """Like ``client.client``, but the same object for a few minutes (boto3 clients are thread-safe)."""
-    if role_arn is None and account_id is not None and account_id != own_account_id():
-        role_arn = provisioning_role_arn(account_id)  # what the factory will assume
+    role_arn = role_to_assume(service, role_arn=role_arn, account_id=account_id)  # what the factory assumes
     # The assumed-role credentials object itself is part of the key: when the factory drops or refreshes it
     # (``clear_credentials_cache``, expiry), a kept client made with the old one is not handed out again.
     assumed = factory._credentials_cache.get((endpoint_url(), role_arn)) if role_arn else None

@@ -297,7 +297,7 @@ def _converge_identity_center(
 
 
 def role_name(grant: Grant) -> str:
-    return f"gatehouse-{grant.request.reference}"
+    return iam.portal_role_name(grant.request.reference)
 
 
 def _trust(grant: Grant) -> str:
