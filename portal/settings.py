@@ -373,6 +373,13 @@ if GATEHOUSE_PERMISSIONS_BOUNDARY and not re.fullmatch(r"[\w+=,.@-]{1,128}", GAT
         "GATEHOUSE_PERMISSIONS_BOUNDARY must be the name of a managed policy "
         f"(got {GATEHOUSE_PERMISSIONS_BOUNDARY!r})."
     )
+# Accounts of the organization that the catalog sync records disabled when it first sees them (the management
+# account and the Gatehouse account, which have no provisioning role): never listed, never offered.
+GATEHOUSE_UNMANAGED_ACCOUNTS = env.list("GATEHOUSE_UNMANAGED_ACCOUNTS", default=[])
+if any(not re.fullmatch(r"[0-9]{12}", account) for account in GATEHOUSE_UNMANAGED_ACCOUNTS):
+    raise ImproperlyConfigured(
+        f"GATEHOUSE_UNMANAGED_ACCOUNTS must list 12-digit account ids (got {GATEHOUSE_UNMANAGED_ACCOUNTS!r})."
+    )
 # The external id that the provisioning roles' and the Identity Center role's trust policies require.
 AWS_PROVISIONING_EXTERNAL_ID = env.str("AWS_PROVISIONING_EXTERNAL_ID", default="")
 # Identity Center runs in the management account or its delegated administrator: the hub assumes this role

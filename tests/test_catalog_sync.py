@@ -370,3 +370,14 @@ def test_the_task_runs_the_sync(demo_world):
 
     assert result["accounts"]["created"] == 2
     assert Pipeline.objects.filter(present=True).count() == 4
+
+
+def test_an_account_named_unmanaged_is_recorded_disabled_and_never_listed(demo_world, settings):
+    production = _production_id(demo_world)
+    settings.GATEHOUSE_UNMANAGED_ACCOUNTS = [production]
+    catalog_sync()
+    account = AwsAccount.objects.get(account_id=production)
+    assert not account.enabled
+    assert account.last_synced_at is None
+    assert not Pipeline.objects.filter(account=account).exists()
+    assert AwsAccount.objects.get(account_id=MANAGEMENT).enabled

@@ -117,8 +117,10 @@ def _plan(
                 account_id=item.id,
                 name=item.name[:100],
                 environment=environment_for(item.name, tags.get(item.id, {})),
-                # A suspended account cannot be provisioned into; an admin enables it when it is back.
-                enabled=item.status == "ACTIVE",
+                # A suspended account cannot be provisioned into; an admin enables it when it is back. The
+                # accounts named unmanaged (the management and Gatehouse accounts: no provisioning role there)
+                # are recorded but never listed or offered, so Gatehouse does not even try them.
+                enabled=item.status == "ACTIVE" and item.id not in settings.GATEHOUSE_UNMANAGED_ACCOUNTS,
                 ou_id=ou_id,
                 org_fingerprint=fingerprint,
             )
