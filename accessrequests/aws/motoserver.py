@@ -101,14 +101,21 @@ def server_env() -> dict[str, str]:
 
 
 def start_moto_server(
-    port: int | None = None, *, log_file: Path | None = None, own_session: bool = False
+    port: int | None = None,
+    *,
+    log_file: Path | None = None,
+    own_session: bool = False,
+    module: str = "moto.server",
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``python -m moto.server`` on 127.0.0.1 and wait until it answers. Returns (process, url).
 
     With ``port=None`` a free port is picked; if another process grabs it before moto binds, another port is
     tried. Stop the server with :func:`stop_moto_server` (also registered with atexit as a safety net).
     ``own_session``: out of the terminal's process group, so a Ctrl-C reaches only the caller, which stops
-    the server after the processes that still talk to it (``manage.py demo``).
+    the server after the processes that still talk to it (``manage.py demo``). ``module``: what to run instead
+    of ``moto.server`` (the deployment tests run moto with a resource- and condition-aware authorization);
+    ``env``: more environment for it.
     """
     attempts = 1 if port is not None else 3
     last_error = ""
@@ -117,11 +124,11 @@ def start_moto_server(
         url = f"http://127.0.0.1:{chosen}"
         output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(chosen)],
+            [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(chosen)],
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT if log_file else subprocess.DEVNULL,
-            env=server_env(),
+            env={**server_env(), **(env or {})},
             start_new_session=own_session,
             preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
         )
