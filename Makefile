@@ -59,7 +59,7 @@ typecheck: $(STAMP)
 migrations-check: $(STAMP)
 	DEBUG=$${DEBUG:-1} $(PY) manage.py makemigrations --check --dry-run
 
-pytest: $(STAMP) $(OIDC_STAMP)
+pytest: $(STAMP) $(OIDC_STAMP) $(DEPLOY_STAMP)
 	@DEBUG=$${DEBUG:-1} DJANGO_SETTINGS_MODULE=portal.settings $(PY) -c 'from django.conf import settings; import django, os; django.setup(); \
 	  from django.db import connection as c; from portal.celery import app; \
 	  print("gatehouse tests: database", c.vendor, c.settings_dict["HOST"] or c.settings_dict["NAME"], "| broker", app.connection_for_write().as_uri())'
