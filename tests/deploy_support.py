@@ -40,6 +40,7 @@ REGION = "us-east-1"
 MANAGEMENT = "123456789012"
 ORG_ACCESS_ROLE = "OrganizationAccountAccessRole"
 PROTECTED_USER = "breakglass-admin"
+PROTECTED_PERMISSION_SET = "AdministratorAccess"
 LAUNCHER = "gatehouse-launcher"
 _BLOCK = re.compile(r"^```sh([^\n]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
@@ -234,6 +235,14 @@ def _identity_center(endpoint: str) -> None:
     group = store.create_group(IdentityStoreId=instance["IdentityStoreId"], DisplayName="pipeline-operators")
     store.create_group_membership(
         IdentityStoreId=instance["IdentityStoreId"], GroupId=group["GroupId"], MemberId={"UserId": paulo}
+    )
+    # An administrator permission set Gatehouse must never assign (docs/deploy.md, step 4).
+    sso.create_permission_set(
+        InstanceArn=instance["InstanceArn"],
+        Name=PROTECTED_PERMISSION_SET,
+        Description="Full administrator access",
+        SessionDuration="PT1H",
+        Tags=[{"Key": "gatehouse:protected", "Value": "true"}],
     )
     for name, description, duration, policy in PERMISSION_SETS:
         arn = sso.create_permission_set(

@@ -30,6 +30,7 @@ from tests.conftest import ARTIFACTS, ROOT, database_url_for_subprocess, make_us
 from tests.deploy_support import (
     DEPLOY_BIN,
     LAUNCHER,
+    PROTECTED_PERMISSION_SET,
     PROTECTED_USER,
     REGION,
     Organization,
@@ -666,6 +667,43 @@ def test_the_worker_cannot_create_an_access_key(deployed):
     assert "DenyNewCredentials" in entry["denied_by"]
 
 
+def test_the_identity_center_role_assigns_nothing_in_the_management_account_nor_a_protected_set(deployed):
+    sts = client("sts", deployed.endpoint, **deployed.hub_credentials())
+    session = sts.assume_role(
+        RoleArn=deployed.settings["GATEHOUSE_IDENTITY_CENTER_ROLE_ARN"],
+        RoleSessionName="gatehouse-identity-center",
+        ExternalId=deployed.settings["AWS_PROVISIONING_EXTERNAL_ID"],
+    )
+    sso = client("sso-admin", deployed.endpoint, **session_credentials(session))
+    instance = sso.list_instances()["Instances"][0]
+    sets = {
+        sso.describe_permission_set(InstanceArn=instance["InstanceArn"], PermissionSetArn=arn)[
+            "PermissionSet"
+        ]["Name"]: arn
+        for arn in sso.list_permission_sets(InstanceArn=instance["InstanceArn"])["PermissionSets"]
+    }
+    users = client("identitystore", deployed.endpoint, **session_credentials(session)).list_users(
+        IdentityStoreId=instance["IdentityStoreId"]
+    )["Users"]
+    paulo = next(u["UserId"] for u in users if u["UserName"] == "paulo.santos")
+
+    def assign(permission_set: str, account: str) -> dict[str, Any]:
+        start = deployed.mark()
+        with pytest.raises(ClientError) as refused:
+            sso.create_account_assignment(
+                InstanceArn=instance["InstanceArn"], TargetId=account, TargetType="AWS_ACCOUNT",
+                PermissionSetArn=sets[permission_set], PrincipalType="USER", PrincipalId=paulo,
+            )  # fmt: skip
+        assert is_access_denied(refused.value), refused.value
+        [entry] = [e for e in deployed.entries(start) if not e["allowed"]]
+        return entry
+
+    entry = assign("CodePipelineReadOnly", "123456789012")
+    assert "DenyTheManagementAndGatehouseAccounts" in entry["denied_by"]
+    entry = assign(PROTECTED_PERMISSION_SET, deployed.org.workload)
+    assert "DenyProtectedPermissionSets" in entry["denied_by"]
+
+
 def test_the_hub_itself_can_change_nothing_in_iam(deployed):
     iam = client("iam", deployed.endpoint, **deployed.hub_credentials())
     with pytest.raises(ClientError) as refused:
@@ -680,12 +718,18 @@ def test_the_hub_itself_can_change_nothing_in_iam(deployed):
     assert is_access_denied(no_external_id.value)
 
 
-def test_each_explicit_deny_of_the_provisioning_role_is_what_refuses_an_escalation():
+def test_each_explicit_deny_of_the_roles_is_what_refuses_an_escalation():
     """Removing a Deny never makes a job fail; each one is named by the escalation test that it refuses."""
-    statements = template("member-provisioning-role.yaml")["Resources"]["ProvisioningRole"]["Properties"][
-        "Policies"
-    ]
-    denies = {s["Sid"] for p in statements for s in p["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"}
+    denies = {
+        statement["Sid"]
+        for name, logical in (
+            ("member-provisioning-role.yaml", "ProvisioningRole"),
+            ("identity-center-role.yaml", "IdentityCenterRole"),
+        )
+        for policy in template(name)["Resources"][logical]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Deny"
+    }
     source = Path(__file__).read_text()
     assert {sid for sid in denies if f'"{sid}" in entry["denied_by"]' in source} == denies
 
