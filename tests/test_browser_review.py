@@ -155,9 +155,11 @@ def test_a_cross_account_grant_is_the_role_the_review_showed_and_nothing_on_the_
     shown = _review(portal, req, "cross-account")
     trust, permissions_text, usage = shown["documents"]
     assert f"any principal of account {OUTSIDE_ACCOUNT}" in shown["recipients"]
+    assert "capped by the permissions boundary GatehouseBoundary" in shown["summary"]
     _applied(req)
     iam = iam_client(aws)
     role = iam.get_role(RoleName=f"gatehouse-{req.reference}")["Role"]
+    assert role["PermissionsBoundary"]["PermissionsBoundaryArn"].endswith(":policy/GatehouseBoundary")
     held_trust = role["AssumeRolePolicyDocument"]
     assert json.loads(trust) == (held_trust if isinstance(held_trust, dict) else json.loads(held_trust))
     inline = iam.get_role_policy(RoleName=role["RoleName"], PolicyName="gatehouse")["PolicyDocument"]
