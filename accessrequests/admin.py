@@ -20,6 +20,7 @@ from django.utils.html import format_html
 from accessrequests import audit, governance, governed, permissions
 from accessrequests.governed_admin import ProposesGovernedFacts  # registers User and Group too
 from accessrequests.models import (
+    KNOWN_ENVIRONMENTS,
     AccessLevel,
     AccessRequest,
     ApprovalRule,
@@ -50,10 +51,13 @@ from accessrequests.services.governance import (
     rule_change_propose,
     rule_change_reject,
     rule_change_set_approve,
+    rule_change_routing,
 )
 
 # Fields that hold secrets: stored, but never copied into the audit trail or shown back in full.
 SECRET_FIELDS = {"slack_webhook_url"}
+# Accounts a pending change's page lists per kind of move (`manage.py rules plan` lists all of them).
+ROUTING_LINES = 50
 
 
 def redact_url(value: str) -> str:
@@ -151,8 +155,29 @@ class AwsAccountAdmin(ProposesGovernedFacts, AuditedAdmin):
     list_filter = ["environment", "enabled", "present"]
     list_select_related = ["ou"]
     search_fields = ["name", "account_id", "ou__path"]
-    readonly_fields = ["ou", "present", "removed_at", "last_synced_at", "sync_error", "org_fingerprint"]
+    readonly_fields = [
+        "ou", "tags", "present", "removed_at", "last_synced_at", "sync_error", "org_fingerprint",
+    ]  # fmt: skip
     actions = ["list_again"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Organizations owns the environment of an account that has an environment tag: the sync sets it from the
+        # tag, and an edit here would be overwritten at the next listing. An admin sets it only where no tag does.
+        found = list(super().get_readonly_fields(request, obj))
+        if obj is not None and permissions.account_environment_problem(request.user, obj):
+            found.insert(0, "environment")
+        return found
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        field = form.base_fields.get("environment")
+        if field is not None:
+            field.help_text = (
+                "The account has no environment tag in Organizations, so it is yours to set. Unknown: only rules "
+                "that name the account (by id, unit or tag) route its requests. A tag `environment=…` in "
+                "Organizations, once the catalog sync reads it, decides instead."
+            )
+        return form
 
     @admin.action(description="List these accounts again at the next catalog sync")
     def list_again(self, request, queryset):
@@ -267,7 +292,70 @@ class PrincipalAdmin(ProposesGovernedFacts, AuditedAdmin):
         _keep_m2m(form, obj, "users", change)
 
 
-class ApprovalRuleForm(forms.ModelForm):
+def tags_text(tags: dict[str, list[str]]) -> str:
+    return "\n".join(f"{key} = {', '.join(values)}" for key, values in sorted((tags or {}).items()))
+
+
+class AccountScopeFields(forms.ModelForm):
+    """The accounts a rule covers, besides the accounts it names: units, Organizations tags and environments,
+    for approval and eligibility rules alike."""
+
+    account_tags = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        label="Account tags",
+        help_text="One tag per line: key = value, value (e.g. team = payments, billing). An account must carry "
+        "every key listed, with one of its values, as Organizations holds them. Empty: any tags.",
+    )
+    environments = forms.MultipleChoiceField(
+        choices=[(value, label) for value, label in Environment.choices if value in KNOWN_ENVIRONMENTS],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Account environments; none ticked means any. An account whose environment is unknown is never "
+        "covered by its environment, only by its id, unit or a tag.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "account_tags" in self.fields:  # read-only under a rules file
+            self.initial["account_tags"] = tags_text(self.instance.account_tags if self.instance.pk else {})
+
+    def clean_account_tags(self) -> dict[str, list[str]]:
+        tags: dict[str, list[str]] = {}
+        for number, line in enumerate((self.cleaned_data.get("account_tags") or "").splitlines(), start=1):
+            if not line.strip():
+                continue
+            key, equals, values = line.partition("=")
+            key = key.strip()
+            found = [v.strip() for v in values.split(",") if v.strip()]
+            if not equals or not key or not found:
+                raise forms.ValidationError(
+                    f"Line {number} ({line.strip()!r}): write a tag as key = value, value (e.g. team = payments)."
+                )
+            if key in tags:
+                raise forms.ValidationError(
+                    f"Line {number}: the tag {key!r} is listed twice; put its values on one line."
+                )
+            if len(key) > 128 or any(len(v) > 256 for v in found):
+                raise forms.ValidationError(
+                    f"Line {number}: tag keys are at most 128 characters, values 256."
+                )
+            tags[key] = found
+        return tags
+
+    def scope_entry(self) -> dict[str, Any]:
+        """The scope as a rules file entry names it."""
+        d = self.cleaned_data
+        catalog = governance.Catalog.load()
+        return {
+            "accounts": [a.account_id for a in d.get("accounts") or []],
+            "units": [catalog.unit_ref(u) for u in d.get("units") or []],
+            "account_tags": d.get("account_tags") or {},
+            "environments": list(d.get("environments") or []),
+        }
+
+
+class ApprovalRuleForm(AccountScopeFields):
     """Kinds and levels as checkboxes of the valid values; the Slack webhook (a secret) is never shown back:
     leave it empty to keep the one that is set, or tick "remove" to clear it."""
 
@@ -310,7 +398,8 @@ class ApprovalRuleForm(forms.ModelForm):
     class Meta:
         model = ApprovalRule
         fields = [
-            "name", "priority", "enabled", "accounts", "pipelines", "kinds", "levels", "approver_groups",
+            "name", "priority", "enabled", "accounts", "units", "account_tags", "environments", "pipelines", "kinds",
+            "levels", "approver_groups",
             "approver_users", "approvals_required", "max_duration_hours", "allow_permanent",
             "auto_approve_low_risk", "allow_privileged_permission_sets", "contact", "slack_webhook_url",
             "slack_channel", "chat_approval", "break_glass_users", "break_glass_groups", "break_glass_max_hours",
@@ -468,7 +557,8 @@ class ApprovalRuleAdmin(GovernedAdmin):
     ]
     list_filter = ["enabled"]
     filter_horizontal = [
-        "accounts", "pipelines", "approver_groups", "approver_users", "break_glass_users", "break_glass_groups",
+        "accounts", "units", "pipelines", "approver_groups", "approver_users", "break_glass_users",
+        "break_glass_groups",
     ]  # fmt: skip
 
     def entry_from_form(self, form) -> dict[str, Any]:
@@ -478,7 +568,7 @@ class ApprovalRuleAdmin(GovernedAdmin):
                 "name": d["name"],
                 "priority": d["priority"],
                 "enabled": d["enabled"],
-                "accounts": [a.account_id for a in d.get("accounts") or []],
+                **form.scope_entry(),
                 "pipelines": [p.arn for p in d.get("pipelines") or []],
                 "kinds": list(d.get("kinds") or []),
                 "levels": list(d.get("levels") or []),
@@ -496,14 +586,15 @@ class ApprovalRuleAdmin(GovernedAdmin):
                 "break_glass_users": [u.get_username() for u in d.get("break_glass_users") or []],
                 "break_glass_max_hours": d.get("break_glass_max_hours") or 1,
                 "break_glass_kinds": list(d.get("break_glass_kinds") or pipeline_only()),
-            }
+            },
+            governance.Catalog.load(),
         )
 
     def webhook_from_form(self, form) -> str | None:
         return form.cleaned_data.get("slack_webhook_url") or ""
 
 
-class EligibilityRuleForm(forms.ModelForm):
+class EligibilityRuleForm(AccountScopeFields):
     kinds = forms.MultipleChoiceField(
         choices=RequestKind.choices,
         required=False,
@@ -513,7 +604,10 @@ class EligibilityRuleForm(forms.ModelForm):
 
     class Meta:
         model = EligibilityRule
-        fields = ["name", "description", "kinds", "accounts", "permission_sets", "groups", "users"]
+        fields = [
+            "name", "description", "kinds", "accounts", "units", "account_tags", "environments", "permission_sets",
+            "groups", "users",
+        ]  # fmt: skip
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -529,7 +623,7 @@ class EligibilityRuleAdmin(GovernedAdmin):
     target = RuleTarget.ELIGIBILITY_RULE
     readonly_fields = ["what_it_does"]
     list_display = ["name", "what_it_does"]
-    filter_horizontal = ["accounts", "permission_sets", "groups", "users"]
+    filter_horizontal = ["accounts", "units", "permission_sets", "groups", "users"]
 
     @admin.display(description="What this rule does")
     def what_it_does(self, obj: EligibilityRule) -> str:
@@ -543,7 +637,7 @@ class EligibilityRuleAdmin(GovernedAdmin):
                 "name": d["name"],
                 "description": d.get("description") or "",
                 "kinds": list(d.get("kinds") or []),
-                "accounts": [a.account_id for a in d.get("accounts") or []],
+                **form.scope_entry(),
                 "permission_sets": [catalog.permission_set_ref(p) for p in d.get("permission_sets") or []],
                 "groups": [g.name for g in d.get("groups") or []],
                 "users": [u.get_username() for u in d.get("users") or []],
@@ -563,10 +657,20 @@ class RuleChangeAdmin(admin.ModelAdmin):
     list_filter = ["status", "target"]
     list_select_related = ["proposed_by", "decided_by"]
     fields = (
-        "summary", "status", "target", "operation", "rule_name", "proposer", "origin", "proposed_at",
+        "summary", "routing", "status", "target", "operation", "rule_name", "proposer", "origin", "proposed_at",
         "decided_by", "decided_at", "comment", "rule_before", "rule_after",
     )  # fmt: skip
     readonly_fields = fields
+
+    @admin.display(description="What it does to routing")
+    def routing(self, obj: RuleChange) -> str:
+        """The same plan as `manage.py rules plan`: every account whose requests another rule would route."""
+        if obj.status != RuleChangeStatus.PENDING:
+            return "—"
+        found = rule_change_routing(obj)
+        if found is None:
+            return "Eligibility rules decide who may ask, not who approves: no request moves to another rule."
+        return format_html('<pre class="routing-plan">{}</pre>', "\n".join(found.lines(limit=ROUTING_LINES)))
 
     @staticmethod
     def _shown(obj: RuleChange, spec) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +22,21 @@ from django.contrib.auth.models import Group
 from jsonschema import Draft202012Validator
 
 from accessrequests.models import (
+    KNOWN_ENVIRONMENTS,
     AccessLevel,
     ApprovalRule,
     AwsAccount,
     ChatApproval,
     EligibilityRule,
+    OrganizationalUnit,
     PermissionSet,
     Pipeline,
     RequestKind,
     RuleTarget,
     pipeline_only,
 )
+from accessrequests.rules import lineages
+from accessrequests.scope import AccountFacts, AccountScope, RouteRule, scope_words
 
 SCHEMA_PATH = Path(__file__).with_name("rules.schema.json")
 MAX_FILE_BYTES = 1_000_000
@@ -44,6 +48,9 @@ APPROVAL_DEFAULTS: dict[str, Any] = {
     "approvals": 1,
     "max_duration_hours": 8,
     "accounts": [],
+    "units": [],
+    "account_tags": {},
+    "environments": [],
     "pipelines": [],
     "kinds": [],
     "levels": [],
@@ -64,6 +71,9 @@ ELIGIBILITY_DEFAULTS: dict[str, Any] = {
     "description": "",
     "kinds": [],
     "accounts": [],
+    "units": [],
+    "account_tags": {},
+    "environments": [],
     "permission_sets": [],
     "groups": [],
     "users": [],
@@ -71,6 +81,9 @@ ELIGIBILITY_DEFAULTS: dict[str, Any] = {
 # Lists where "empty" means "any": a change from or to empty is a change of scope, said as such.
 ANY_LISTS = {
     "accounts": "any account",
+    "units": "any unit",
+    "account_tags": "any tags",
+    "environments": "any environment",
     "pipelines": "any pipeline",
     "kinds": "any kind",
     "levels": "any level",
@@ -94,6 +107,9 @@ LABELS = {
 }
 ITEM_LABELS = {
     "accounts": "account",
+    "units": "unit",
+    "account_tags": "account tag",
+    "environments": "environment",
     "pipelines": "pipeline",
     "kinds": "kind",
     "levels": "level",
@@ -109,6 +125,7 @@ ITEM_LABELS = {
 }
 KIND_ORDER = list(RequestKind.values)
 LEVEL_ORDER = list(AccessLevel.values)
+ENVIRONMENT_ORDER = list(KNOWN_ENVIRONMENTS)
 
 
 class RulesFileError(Exception):
@@ -191,6 +208,13 @@ def schema_errors(document: Any) -> list[str]:
             message += f" (quote account ids: '{error.instance:012d}')"
         elif error.validator == "pattern" and last is not None and "accounts" in error.absolute_path:
             message = f"{error.instance!r} is not a 12-digit account id"
+        elif (
+            error.validator == "type"
+            and isinstance(error.instance, str)
+            and len(error.absolute_path) >= 2
+            and error.absolute_path[-2] == "account_tags"
+        ):
+            message += f" (list the values a tag may have: [{error.instance}])"
         if len(message) > 300:  # the message repeats the offending value, which may be a whole section
             message = message[:297] + "…"
         found.append(f"{_path(error.absolute_path)}: {message}")
@@ -211,26 +235,77 @@ def _duplicates(entries: list[dict[str, Any]], section: str) -> list[str]:
 # --- the catalog the file refers to --------------------------------------------------------------------
 
 
-@dataclass
 class Catalog:
-    """The objects a rules file may name, looked up once."""
-
-    accounts: dict[str, AwsAccount]
-    pipelines: dict[str, Pipeline]
-    groups: dict[str, Group]
-    users: dict[str, Any]
-    permission_sets: list[PermissionSet]
+    """The objects a rules file may name, each kind looked up once, and only when asked for (a plan needs no
+    pipelines, and an organization may have tens of thousands)."""
 
     @classmethod
     def load(cls) -> Catalog:
-        user_model = get_user_model()
-        return cls(
-            accounts={a.account_id: a for a in AwsAccount.objects.all()},
-            pipelines={p.arn: p for p in Pipeline.objects.select_related("account")},
-            groups={g.name: g for g in Group.objects.all()},
-            users={u.get_username(): u for u in user_model.objects.all()},
-            permission_sets=list(PermissionSet.objects.all()),
+        return cls()
+
+    @cached_property
+    def accounts(self) -> dict[str, AwsAccount]:
+        return {a.account_id: a for a in AwsAccount.objects.all()}
+
+    @cached_property
+    def pipelines(self) -> dict[str, Pipeline]:
+        return {p.arn: p for p in Pipeline.objects.select_related("account")}
+
+    @cached_property
+    def groups(self) -> dict[str, Group]:
+        return {g.name: g for g in Group.objects.all()}
+
+    @cached_property
+    def users(self) -> dict[str, Any]:
+        return {u.get_username(): u for u in get_user_model().objects.all()}
+
+    @cached_property
+    def permission_sets(self) -> list[PermissionSet]:
+        return list(PermissionSet.objects.all())
+
+    @cached_property
+    def units(self) -> dict[str, OrganizationalUnit]:
+        """Roots and organizational units by id (``r-…``, ``ou-…``)."""
+        return {u.ou_id: u for u in OrganizationalUnit.objects.all()}
+
+    @cached_property
+    def _units_by_path(self) -> dict[str, list[OrganizationalUnit]]:
+        found: dict[str, list[OrganizationalUnit]] = {}
+        for unit in self.units.values():
+            found.setdefault(unit.path, []).append(unit)
+        return found
+
+    def unit(self, ref: str) -> tuple[OrganizationalUnit | None, str | None]:
+        """The unit an id or a path ("Root / Workloads / Payments") names, or why none."""
+        if ref in self.units:
+            return self.units[ref], None
+        found = self._units_by_path.get(ref) or self._units_by_path.get(
+            " / ".join(part.strip() for part in ref.split("/"))
         )
+        if not found:
+            return None, f"unknown organizational unit '{ref}'"
+        if len(found) > 1:
+            return None, f"organizational unit path '{ref}' is ambiguous: name it by id ({found[0].ou_id}, …)"
+        return found[0], None
+
+    def unit_ref(self, unit: OrganizationalUnit) -> str:
+        """How a file names a unit: by path, which people read, or by id where the path is not unique."""
+        return unit.path if unit.path and len(self._units_by_path.get(unit.path, [])) == 1 else unit.ou_id
+
+    def account_facts(self) -> list[AccountFacts]:
+        """What routing knows of every account requests can be filed in (enabled, in the organization)."""
+        above = lineages((u.pk, u.ou_id, u.parent_id) for u in self.units.values())
+        return [
+            AccountFacts(
+                account_id=a.account_id,
+                name=a.name,
+                environment=a.environment,
+                tags=a.tags or {},
+                units=above.get(a.ou_id, frozenset()) if a.ou_id else frozenset(),
+            )
+            for a in self.accounts.values()
+            if a.enabled and a.present
+        ]
 
     def permission_set(self, ref: str) -> tuple[PermissionSet | None, str | None]:
         """The permission set a name or ARN names, or why none."""
@@ -270,9 +345,17 @@ def semantic_errors(document: dict[str, Any], catalog: Catalog) -> list[str]:
             if ref not in known:
                 errors.append(f"{section}[{i}].{key}[{j}]: unknown {what} '{ref}'")
 
+    def check_units(section: str, i: int, entry: Mapping[str, Any]) -> None:
+        for j, ref in enumerate(entry.get("units") or []):
+            _, problem = catalog.unit(ref)
+            if problem:
+                errors.append(f"{section}[{i}].units[{j}]: {problem}")
+
     for i, entry in enumerate(rules):
         check("rules", i, entry, "accounts", catalog.accounts, "account")
-        check("rules", i, entry, "pipelines", catalog.pipelines, "pipeline")
+        check_units("rules", i, entry)
+        if entry.get("pipelines"):
+            check("rules", i, entry, "pipelines", catalog.pipelines, "pipeline")
         check("rules", i, entry, "approver_groups", catalog.groups, "group")
         check("rules", i, entry, "approver_users", catalog.users, "user")
         check("rules", i, entry, "break_glass_groups", catalog.groups, "group")
@@ -287,6 +370,7 @@ def semantic_errors(document: dict[str, Any], catalog: Catalog) -> list[str]:
                 )
     for i, entry in enumerate(eligibility):
         check("eligibility", i, entry, "accounts", catalog.accounts, "account")
+        check_units("eligibility", i, entry)
         check("eligibility", i, entry, "groups", catalog.groups, "group")
         check("eligibility", i, entry, "users", catalog.users, "user")
         for j, ref in enumerate(entry.get("permission_sets") or []):
@@ -331,18 +415,43 @@ def _ordered(values: Iterable[str], order: list[str] | None = None) -> list[str]
     return sorted(unique)
 
 
-def approval_spec_from_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """A file entry (or an admin form's values) in canonical form: every field, lists sorted."""
+def _tags(value: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    return {str(key): sorted({str(v) for v in value[key]}) for key in sorted(value)}
+
+
+def _scope_in_canonical_form(spec: dict[str, Any], catalog: Catalog | None) -> None:
+    """Accounts, units (by the reference an export would write), tags and environments, each in one order."""
+    if catalog is not None:
+        refs = []
+        for ref in spec["units"]:
+            found, _ = catalog.unit(ref)
+            refs.append(catalog.unit_ref(found) if found is not None else ref)
+        spec["units"] = refs
+    spec["accounts"] = _ordered(spec["accounts"])
+    spec["units"] = _ordered(spec["units"])
+    spec["account_tags"] = _tags(spec["account_tags"])
+    spec["environments"] = _ordered(spec["environments"], ENVIRONMENT_ORDER)
+
+
+def _with_defaults(entry: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = {"name": str(entry["name"]).strip()}
-    for key, default in APPROVAL_DEFAULTS.items():
+    for key, default in defaults.items():
         value = entry.get(key, default)
-        spec[key] = list(value) if isinstance(default, list) else value
+        spec[key] = (
+            list(value) if isinstance(default, list) else dict(value) if isinstance(default, dict) else value
+        )
+    return spec
+
+
+def approval_spec_from_entry(entry: Mapping[str, Any], catalog: Catalog | None = None) -> dict[str, Any]:
+    """A file entry (or an admin form's values) in canonical form: every field, lists sorted."""
+    spec = _with_defaults(entry, APPROVAL_DEFAULTS)
     spec["kinds"] = _ordered(spec["kinds"], KIND_ORDER)
     spec["levels"] = _ordered(spec["levels"], LEVEL_ORDER)
     # None named is the default, pipeline access only: said the one way, so a file and the database compare.
     spec["break_glass_kinds"] = _ordered(spec["break_glass_kinds"] or pipeline_only(), KIND_ORDER)
+    _scope_in_canonical_form(spec, catalog)
     for key in (
-        "accounts",
         "pipelines",
         "approver_groups",
         "approver_users",
@@ -354,10 +463,7 @@ def approval_spec_from_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def eligibility_spec_from_entry(entry: Mapping[str, Any], catalog: Catalog | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"name": str(entry["name"]).strip()}
-    for key, default in ELIGIBILITY_DEFAULTS.items():
-        value = entry.get(key, default)
-        spec[key] = list(value) if isinstance(default, list) else value
+    spec = _with_defaults(entry, ELIGIBILITY_DEFAULTS)
     if catalog is not None:
         # A permission set named by ARN in the file is compared by the name the export would write.
         refs = []
@@ -366,18 +472,29 @@ def eligibility_spec_from_entry(entry: Mapping[str, Any], catalog: Catalog | Non
             refs.append(catalog.permission_set_ref(found) if found is not None else ref)
         spec["permission_sets"] = refs
     spec["kinds"] = _ordered(spec["kinds"], KIND_ORDER)
-    for key in ("accounts", "permission_sets", "groups", "users"):
+    _scope_in_canonical_form(spec, catalog)
+    for key in ("permission_sets", "groups", "users"):
         spec[key] = _ordered(spec[key])
     return spec
 
 
-def approval_spec(rule: ApprovalRule) -> dict[str, Any]:
+def _scope_entry(rule: ApprovalRule | EligibilityRule, catalog: Catalog) -> dict[str, Any]:
+    return {
+        "accounts": [a.account_id for a in rule.accounts.all()],
+        "units": [catalog.unit_ref(u) for u in rule.units.all()],
+        "account_tags": dict(rule.account_tags or {}),
+        "environments": list(rule.environments or []),
+    }
+
+
+def approval_spec(rule: ApprovalRule, catalog: Catalog | None = None) -> dict[str, Any]:
+    catalog = catalog or Catalog.load()
     return approval_spec_from_entry(
         {
             "name": rule.name,
             "priority": rule.priority,
             "enabled": rule.enabled,
-            "accounts": [a.account_id for a in rule.accounts.all()],
+            **_scope_entry(rule, catalog),
             "pipelines": [p.arn for p in rule.pipelines.all()],
             "kinds": list(rule.kinds or []),
             "levels": list(rule.levels or []),
@@ -395,7 +512,8 @@ def approval_spec(rule: ApprovalRule) -> dict[str, Any]:
             "break_glass_users": [u.get_username() for u in rule.break_glass_users.all()],
             "break_glass_max_hours": rule.break_glass_max_hours,
             "break_glass_kinds": list(rule.break_glass_kinds or []),
-        }
+        },
+        catalog,
     )
 
 
@@ -406,7 +524,7 @@ def eligibility_spec(rule: EligibilityRule, catalog: Catalog | None = None) -> d
             "name": rule.name,
             "description": rule.description,
             "kinds": list(rule.kinds or []),
-            "accounts": [a.account_id for a in rule.accounts.all()],
+            **_scope_entry(rule, catalog),
             "permission_sets": [catalog.permission_set_ref(p) for p in rule.permission_sets.all()],
             "groups": [g.name for g in rule.groups.all()],
             "users": [u.get_username() for u in rule.users.all()],
@@ -419,9 +537,41 @@ def spec_of(
 ) -> dict[str, Any]:
     if target == RuleTarget.APPROVAL_RULE:
         assert isinstance(rule, ApprovalRule)
-        return approval_spec(rule)
+        return approval_spec(rule, catalog)
     assert isinstance(rule, EligibilityRule)
     return eligibility_spec(rule, catalog)
+
+
+def route_rules(specs: Iterable[Mapping[str, Any]], catalog: Catalog) -> list[RouteRule]:
+    """Approval rule specs as routing sees them (the enabled ones): what a plan routes with, as a filing routes
+    with the database's rules (``rules.route_rules``)."""
+    found = []
+    for spec in specs:
+        if not spec["enabled"]:
+            continue
+        # A unit no longer known keeps its reference, which matches no account: never a wider scope than asked.
+        units = [
+            unit.ou_id if unit else ref for ref, (unit, _) in ((r, catalog.unit(r)) for r in spec["units"])
+        ]
+        found.append(
+            RouteRule(
+                name=spec["name"],
+                priority=spec["priority"],
+                approvals=spec["approvals"],
+                scope=AccountScope.of(
+                    accounts=spec["accounts"],
+                    units=units,
+                    tags=spec["account_tags"],
+                    environments=spec["environments"],
+                ),
+                pipelines=frozenset(spec["pipelines"]),
+                kinds=frozenset(spec["kinds"]),
+                levels=frozenset(spec["levels"]),
+                allow_privileged=spec["allow_privileged_permission_sets"],
+                ref=spec,
+            )
+        )
+    return found
 
 
 @dataclass
@@ -433,7 +583,7 @@ class RuleSet:
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any], catalog: Catalog) -> RuleSet:
-        approval = [approval_spec_from_entry(e) for e in document.get("rules") or []]
+        approval = [approval_spec_from_entry(e, catalog) for e in document.get("rules") or []]
         eligibility = [eligibility_spec_from_entry(e, catalog) for e in document.get("eligibility") or []]
         return cls({s["name"]: s for s in approval}, {s["name"]: s for s in eligibility})
 
@@ -441,13 +591,19 @@ class RuleSet:
     def from_database(cls, catalog: Catalog | None = None) -> RuleSet:
         catalog = catalog or Catalog.load()
         approval = ApprovalRule.objects.prefetch_related(
-            "accounts", "pipelines", "approver_groups", "approver_users"
+            "accounts",
+            "units",
+            "pipelines",
+            "approver_groups",
+            "approver_users",
+            "break_glass_groups",
+            "break_glass_users",
         )
         eligibility = EligibilityRule.objects.prefetch_related(
-            "accounts", "permission_sets", "groups", "users"
+            "accounts", "units", "permission_sets", "groups", "users"
         )
         return cls(
-            {r.name: approval_spec(r) for r in approval},
+            {r.name: approval_spec(r, catalog) for r in approval},
             {r.name: eligibility_spec(r, catalog) for r in eligibility},
         )
 
@@ -463,6 +619,10 @@ def _value(key: str, value: Any) -> str:
     return str(value)
 
 
+def _tag_items(tags: Mapping[str, Iterable[str]]) -> list[str]:
+    return [f"{key}={value}" for key in sorted(tags) for value in tags[key]]
+
+
 def describe_diff(before: Mapping[str, Any], after: Mapping[str, Any], *, target: str) -> list[str]:
     """What changes between two specs of one rule, as short phrases: "approvals 1 → 2", "adds group 'sre'"."""
     any_lists = ANY_LISTS if target == RuleTarget.APPROVAL_RULE else ANY_LISTS_ELIGIBILITY
@@ -475,6 +635,9 @@ def describe_diff(before: Mapping[str, Any], after: Mapping[str, Any], *, target
         old, new = before.get(key), after.get(key)
         if old == new:
             continue
+        if isinstance(new, dict) or isinstance(old, dict):
+            # Account tags read as items, "team=payments", added and removed like a list's.
+            old, new = _tag_items(old or {}), _tag_items(new or {})
         if isinstance(new, list) or isinstance(old, list):
             old, new = list(old or []), list(new or [])
             item = ITEM_LABELS.get(key, key)
@@ -489,6 +652,16 @@ def describe_diff(before: Mapping[str, Any], after: Mapping[str, Any], *, target
     return phrases
 
 
+def _scope_words(spec: Mapping[str, Any], *, routing: bool) -> str:
+    return scope_words(
+        accounts=spec.get("accounts") or [],
+        units=spec.get("units") or [],
+        tags=spec.get("account_tags") or {},
+        environments=spec.get("environments") or [],
+        routing=routing,
+    )
+
+
 def _summary(spec: Mapping[str, Any], target: str) -> str:
     """A new rule in a few words (what a reviewer of the plan needs to see first)."""
     if target == RuleTarget.APPROVAL_RULE:
@@ -497,7 +670,7 @@ def _summary(spec: Mapping[str, Any], target: str) -> str:
         ]
         return (
             f"{spec['approvals']} approval{'s' if spec['approvals'] != 1 else ''} from {', '.join(who) or 'nobody'}, "
-            f"at most {spec['max_duration_hours']} hours, on {', '.join(spec['accounts']) or 'any account'}, "
+            f"at most {spec['max_duration_hours']} hours, on {_scope_words(spec, routing=True)}, "
             f"for {', '.join(spec['kinds']) or 'any kind'}"
             + ("; auto-approves low-risk requests" if spec["auto_approve_low_risk"] else "")
             + ("" if spec["enabled"] else "; disabled")
@@ -508,7 +681,7 @@ def _summary(spec: Mapping[str, Any], target: str) -> str:
         if spec["permission_sets"]
         else ", ".join(spec["kinds"]) or "any kind"
     )
-    return f"only {', '.join(who) or 'nobody'} may request {what} on {', '.join(spec['accounts']) or 'any account'}"
+    return f"only {', '.join(who) or 'nobody'} may request {what} on {_scope_words(spec, routing=False)}"
 
 
 @dataclass

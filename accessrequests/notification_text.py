@@ -240,6 +240,43 @@ def identity_changed(event) -> tuple[str, str]:
     return subject, body
 
 
+def accounts_changed(run) -> tuple[str, str]:
+    """To admins, after a catalog sync that changed accounts' tags or environments in Organizations' name."""
+    changes = run.result.get("organization_changes") or []
+    counts = run.result.get("account_tags") or {}
+    total = counts.get("changed", len(changes))
+    moved = counts.get("environments_changed", 0)
+    subject = f"[Gatehouse] Organizations changed {total} account{'s' if total != 1 else ''}' tags" + (
+        f", {moved} environment{'s' if moved != 1 else ''}" if moved else ""
+    )
+    lines = []
+    for change in changes:
+        before, after = change["environment"]
+        what = f"environment {before} → {after}" if before != after else f"tags changed (environment {after})"
+        why = f" (tag {change['tag']})" if change.get("tag") else " (no environment tag)"
+        lines.append(f"  {change['account_id']} {change['name']}: {what}{why}")
+    unknown = [c for c in changes if c["environment"][1] == "unknown"]
+    body = (
+        "The catalog sync read these accounts' tags in Organizations, which decide their environment and so the "
+        "approval rule that routes their requests:\n\n"
+        + "\n".join(lines)
+        + (
+            f"\n  … and {total - len(changes)} more (the audit trail has each)"
+            if total > len(changes)
+            else ""
+        )
+        + (
+            f"\n\n{len(unknown)} of them have no environment now: Gatehouse refuses requests there until the "
+            "account is tagged environment=… in Organizations (or, untagged, an admin sets its environment)."
+            if unknown
+            else ""
+        )
+        + f"\n\nAccounts: {settings.SITE_URL + reverse('admin:accessrequests_awsaccount_changelist')}"
+        + _signature()
+    )
+    return subject, body
+
+
 # --- governance: break-glass and access reviews ---------------------------------------------------------
 
 

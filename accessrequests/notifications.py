@@ -388,6 +388,19 @@ def notify_identity_changed(event_id: int) -> int:
     return _deliver_all([_email_job(key, user, subject, body) for user in admin_recipients()])
 
 
+@shared_task(name="accessrequests.tasks.notify_accounts_changed", **RETRY_OPTIONS)
+def notify_accounts_changed(run_id: int) -> int:
+    """Tell the admins, once per catalog sync, which accounts' tags and environments Organizations changed."""
+    from accessrequests.models import CatalogSyncRun
+
+    run = CatalogSyncRun.objects.get(pk=run_id)
+    if not (run.result or {}).get("organization_changes"):
+        return 0
+    subject, body = text.accounts_changed(run)
+    key = f"catalog.accounts_changed:{run.pk}"
+    return _deliver_all([_email_job(key, user, subject, body) for user in admin_recipients()])
+
+
 # --- governance -----------------------------------------------------------------------------------------
 
 

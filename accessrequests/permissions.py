@@ -30,7 +30,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils import timezone
 
-from accessrequests import recipients, roles
+from accessrequests import recipients, roles, scope
 from accessrequests.models import (
     BREAK_GLASS_KIND_PHRASES,
     LIVE_GRANT_STATUSES,
@@ -48,7 +48,7 @@ from accessrequests.models import (
     RuleTarget,
     TokenScope,
 )
-from accessrequests.rules import is_low_risk, rules_for_approver
+from accessrequests.rules import account_facts, is_low_risk, rules_for_approver, scope_of
 
 
 class NotAllowed(Exception):
@@ -113,7 +113,9 @@ def file_problem(user, *, principal: Principal) -> str | None:
 
 def eligibility_rules() -> list[EligibilityRule]:
     """Every eligibility rule with what it names, loaded once for a page or a filing (there are few)."""
-    return list(EligibilityRule.objects.prefetch_related("accounts", "permission_sets", "groups", "users"))
+    return list(
+        EligibilityRule.objects.prefetch_related("accounts", "units", "permission_sets", "groups", "users")
+    )
 
 
 def _covers(
@@ -121,8 +123,9 @@ def _covers(
 ) -> bool:
     if rule.kinds and kind not in rule.kinds:
         return False
-    accounts = {a.pk for a in rule.accounts.all()}
-    if accounts and account.pk not in accounts:
+    # The same matching as routing, as a restriction: an account whose environment is unknown counts as being in
+    # every environment, so a rule about production accounts binds it too.
+    if not scope.covers(scope_of(rule), account_facts(account), restriction=True):
         return False
     sets = {p.pk for p in rule.permission_sets.all()}
     # A rule that names permission sets is about those sets: other access is outside its scope.
@@ -159,9 +162,10 @@ def eligibility_problem(
     permission_set: PermissionSet | None = None,
     rules: list[EligibilityRule] | None = None,
 ) -> str | None:
-    """Whether ``user`` may ask for this access at all. Every eligibility rule whose scope (kinds, accounts,
-    permission sets) covers it must name them, directly or through a group; with no rule covering it, everyone
-    may (Gatehouse without eligibility rules). The refusal names the rule, says whom it allows and why."""
+    """Whether ``user`` may ask for this access at all. Every eligibility rule whose scope (kinds, accounts by
+    id, unit, tag and environment, permission sets) covers it must name them, directly or through a group; with
+    no rule covering it, everyone may (Gatehouse without eligibility rules). The refusal names the rule, says
+    whom it allows and why."""
     problem = _signed_in_problem(user)
     if problem:
         return problem
@@ -238,6 +242,23 @@ def account_problem(user, account) -> str | None:
         f"None of your principals can receive access in account {account.account_id}. Ask a Gatehouse admin to "
         "link your Identity Center user (it works in every account) or an IAM principal of that account."
     )
+
+
+def account_environment_problem(user, account: AwsAccount) -> str | None:
+    """Who sets an account's environment: Organizations, through its environment tag, when it has one (the
+    catalog sync reads it at every listing and would overwrite an edit); an admin only where no tag does."""
+    problem = _writer_problem(user)
+    if problem:
+        return problem
+    if not roles.is_admin(user):
+        return "Only admins set an account's environment."
+    tag = account.environment_tag
+    if tag is not None:
+        return (
+            f"Organizations sets the environment of {account}: its tag {tag[0]}={tag[1]}. Change the tag there; "
+            "the catalog sync reads it at the account's next listing."
+        )
+    return None
 
 
 def pending_window() -> timedelta:

@@ -44,7 +44,7 @@ def seed_people(*, requesters: int = 300, log: Log = print) -> dict[str, Any]:
     """Portal users linked to the synced Identity Center users, approvers, and two rules over every account."""
     from django.contrib.auth.models import Group, User
 
-    from accessrequests.models import ApprovalRule, AwsAccount, Environment, Principal, PrincipalKind
+    from accessrequests.models import ApprovalRule, Environment, Principal, PrincipalKind
 
     approvers = Group.objects.get_or_create(name="approvers")[0]
     prod_approvers = Group.objects.get_or_create(name="production-approvers")[0]
@@ -73,7 +73,11 @@ def seed_people(*, requesters: int = 300, log: Log = print) -> dict[str, Any]:
         name="Production (scale)", defaults={"priority": 10, "approvals_required": 1, "max_duration_hours": 8}
     )[0]
     production.approver_groups.add(prod_approvers)
-    production.accounts.set(AwsAccount.objects.filter(environment=Environment.PRODUCTION))
+    # By environment, as an organization's rules are written: no list of a thousand account ids.
+    if production.environments != [Environment.PRODUCTION]:
+        production.environments = [Environment.PRODUCTION.value]
+        production.save(update_fields=["environments"])
+    production.accounts.clear()
     everything = ApprovalRule.objects.get_or_create(
         name="Everything else (scale)", defaults={"priority": 900, "max_duration_hours": 24}
     )[0]

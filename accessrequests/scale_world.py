@@ -197,17 +197,28 @@ def seed_aws(
     wanted = [f"scale-{i:05d}-{ENVIRONMENTS[i % len(ENVIRONMENTS)]}" for i in range(accounts)]
     missing = [(i, name) for i, name in enumerate(wanted) if name not in existing]
 
+    def environment(i: int) -> list[dict[str, str]]:
+        # Gatehouse routes by the environment tag (it guesses nothing from names): prod, staging, dev in turn.
+        return [{"Key": "environment", "Value": ENVIRONMENTS[i % len(ENVIRONMENTS)]}]
+
     def create(item: tuple[int, str]) -> tuple[str, str]:
         i, name = item
-        account_id = organizations.create_account(AccountName=name, Email=f"{name}@example.com")[
-            "CreateAccountStatus"
-        ]["AccountId"]
+        account_id = organizations.create_account(
+            AccountName=name, Email=f"{name}@example.com", Tags=environment(i)
+        )["CreateAccountStatus"]["AccountId"]
         organizations.move_account(
             AccountId=account_id, SourceParentId=root, DestinationParentId=leaves[i % len(leaves)]
         )
         return name, account_id
 
+    def tag(item: tuple[int, str]) -> None:
+        # Accounts of a world seeded before accounts carried the tag get it now (tagging again changes nothing).
+        i, name = item
+        organizations.tag_resource(ResourceId=existing[name], Tags=environment(i))
+
+    earlier = [(i, name) for i, name in enumerate(wanted) if name in existing]
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(tag, earlier))
         for name, account_id in pool.map(create, missing):
             existing[name] = account_id
     timings["accounts"] = time.perf_counter() - started

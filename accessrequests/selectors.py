@@ -22,7 +22,7 @@ from accessrequests.models import (
     RequestBatch,
     RequestStatus,
 )
-from accessrequests.rules import rules_for_approver
+from accessrequests.rules import covered_accounts, rules_for_approver, scope_of
 
 
 def _with_related(qs: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
@@ -161,14 +161,10 @@ def requestable_accounts(user) -> QuerySet[AwsAccount]:
 
 
 def reviewable_accounts(user) -> QuerySet[AwsAccount]:
-    """Accounts whose requests ``user``'s approval rules cover (a rule naming no account covers every one)."""
-    rules = rules_for_approver(user)
-    accounts = AwsAccount.objects.all()
-    if not rules.exists():
-        return accounts.none()
-    if rules.filter(accounts__isnull=True).exists():
-        return accounts
-    return accounts.filter(rules__in=rules).distinct()
+    """Accounts whose requests ``user``'s approval rules route: by id, unit, tag or environment, matched as a
+    filing matches them (``rules.covered_accounts``)."""
+    mine = rules_for_approver(user).prefetch_related("accounts", "units")
+    return covered_accounts(scope_of(rule) for rule in mine)
 
 
 def units_under(unit: OrganizationalUnit) -> Q:

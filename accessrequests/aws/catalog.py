@@ -240,11 +240,13 @@ def organization_tree() -> OrgTree:
     )
 
 
-def account_tags(account_id: str) -> dict[str, str]:
-    """The Organizations tags of one account (empty outside an organization or without permission).
+def account_tags(account_id: str) -> dict[str, str] | None:
+    """The Organizations tags of one account; None when there is no organization to ask.
 
-    Separate from :func:`list_accounts` on purpose: Organizations allows about one request per second, so
-    the sync only asks for the tags of accounts it is about to create.
+    Separate from the organization walk on purpose: tags cost one call per account, and Organizations allows
+    about one request a second, so the sync asks only for the accounts it lists. Any other failure (no
+    permission, throttling past the retries) raises: the account's listing then failed, and its tags (and the
+    environment they give it) stay as last read.
     """
     try:
         return {
@@ -253,8 +255,9 @@ def account_tags(account_id: str) -> dict[str, str]:
             for key, value in _tags(page.get("Tags", [])).items()
         }
     except ClientError as exc:
-        logger.info("tags of account %s unavailable (%s)", account_id, _error_code(exc))
-        return {}
+        if _error_code(exc) != "AWSOrganizationsNotInUseException":
+            raise
+        return None
 
 
 def _own_account() -> Account:

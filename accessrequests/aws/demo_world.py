@@ -2,8 +2,9 @@
 
 It follows the AWS CodePipeline troubleshooting guide: account 123456789012 (moto's default account, and the
 account in the guide) with ``my-pipeline`` and the IAM users ``mateojackson`` and ``marymajor``; a second
-"production" account reached by assuming a role; service roles that do and do not trust codepipeline; and an
-IAM Identity Center instance with users, groups and permission sets.
+"production" account reached by assuming a role (the two are tagged ``environment`` development and production
+in Organizations); service roles that do and do not trust codepipeline; and an IAM Identity Center instance with
+users, groups and permission sets.
 
 :func:`seed_demo_world` is idempotent: every object is looked up before it is created, so a second run creates
 nothing and returns the same summary (except access-key secrets, which AWS only reveals once).
@@ -46,6 +47,8 @@ SERVICE_ROLE = "CodePipelineServiceRole"
 SERVICE_ROLE_PATH = "/service-role/"
 DEMO_IAM_USERS = ("mateojackson", "marymajor")
 DEMO_IAM_GROUP = "developers"
+# Each account's environment, as a tag in Organizations: what Gatehouse routes by (it guesses nothing from names).
+ENVIRONMENT_TAG = "environment"
 
 
 def _trust(*services: str, condition: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -354,19 +357,39 @@ class _Seeder:
                 "MasterAccountId"
             ]
             self.created.append(f"organization of {management}")
-        for page in organizations.get_paginator("list_accounts").paginate():
-            for account in page["Accounts"]:
-                if account["Name"] == PRODUCTION_ACCOUNT_NAME:
-                    return management, account["Id"]
-        status = organizations.create_account(
-            AccountName=PRODUCTION_ACCOUNT_NAME, Email=PRODUCTION_ACCOUNT_EMAIL
-        )["CreateAccountStatus"]
-        # moto answers SUCCEEDED at once; real AWS would need DescribeCreateAccountStatus polling, but the
-        # demo world only ever runs against moto (see seed_demo_world).
-        if status.get("State") != "SUCCEEDED":
-            raise RuntimeError(f"creating the production account did not succeed: {status}")
-        self.created.append(f"account {PRODUCTION_ACCOUNT_NAME} {status['AccountId']}")
-        return management, status["AccountId"]
+        production = next(
+            (
+                account["Id"]
+                for page in organizations.get_paginator("list_accounts").paginate()
+                for account in page["Accounts"]
+                if account["Name"] == PRODUCTION_ACCOUNT_NAME
+            ),
+            None,
+        )
+        if production is None:
+            status = organizations.create_account(
+                AccountName=PRODUCTION_ACCOUNT_NAME, Email=PRODUCTION_ACCOUNT_EMAIL
+            )["CreateAccountStatus"]
+            # moto answers SUCCEEDED at once; real AWS would need DescribeCreateAccountStatus polling, but the
+            # demo world only ever runs against moto (see seed_demo_world).
+            if status.get("State") != "SUCCEEDED":
+                raise RuntimeError(f"creating the production account did not succeed: {status}")
+            self.created.append(f"account {PRODUCTION_ACCOUNT_NAME} {status['AccountId']}")
+            production = status["AccountId"]
+        self.environment_tag(organizations, management, "development")
+        self.environment_tag(organizations, production, "production")
+        return management, production
+
+    def environment_tag(self, organizations: Any, account_id: str, environment: str) -> None:
+        """Tag an account with its environment, unless it has an environment tag already (someone trying the
+        demo may have changed it: a re-run keeps theirs)."""
+        tags = organizations.list_tags_for_resource(ResourceId=account_id).get("Tags", [])
+        if any(tag["Key"] == ENVIRONMENT_TAG for tag in tags):
+            return
+        organizations.tag_resource(
+            ResourceId=account_id, Tags=[{"Key": ENVIRONMENT_TAG, "Value": environment}]
+        )
+        self.created.append(f"tag {ENVIRONMENT_TAG}={environment} on account {account_id}")
 
     def role(self, iam: Any, spec: dict[str, Any]) -> str:
         try:

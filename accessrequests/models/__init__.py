@@ -2,6 +2,8 @@
 
 from accessrequests.models.audit import AppendOnlyError, AuditEvent
 from accessrequests.models.catalog import (
+    ENVIRONMENT_TAGS,
+    KNOWN_ENVIRONMENTS,
     AwsAccount,
     CatalogSyncRun,
     CatalogSyncStatus,
@@ -66,10 +68,12 @@ from accessrequests.models.tokens import ApiToken, TokenScope
 __all__ = [
     "BREAK_GLASS_KIND_PHRASES",
     "ENDED_GRANT_STATUSES",
+    "ENVIRONMENT_TAGS",
     "GRANT_TRANSITIONS",
     "IAM_KINDS",
     "IC_KINDS",
     "IN_FLIGHT_GRANT_STATUSES",
+    "KNOWN_ENVIRONMENTS",
     "LIVE_GRANT_STATUSES",
     "REQUEST_TRANSITIONS",
     "RULE_TARGETS",

@@ -5,6 +5,8 @@ Synced from AWS by a periodic task (``sync_catalog``) and editable in Django adm
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.db import models
 from django.db.models import Q
 
@@ -14,6 +16,42 @@ class Environment(models.TextChoices):
     STAGING = "staging", "Staging"
     DEVELOPMENT = "development", "Development"
     SANDBOX = "sandbox", "Sandbox"
+    # Neither an environment tag in Organizations nor an admin said what the account is. Routing fails closed on
+    # it: only a rule that names the account (by id, unit or tag) routes its requests, and none is low risk.
+    UNKNOWN = "unknown", "Unknown"
+
+
+# The environments a rule may name (an unknown environment is never a rule's: see ``accessrequests.scope``).
+KNOWN_ENVIRONMENTS = [value for value in Environment.values if value != Environment.UNKNOWN]
+
+# The Organizations tags that say an account's environment, the more specific first, and the short values
+# people use for them. A tag whose value is none of these leaves the environment unknown.
+ENVIRONMENT_TAGS = ("gatehouse:environment", "environment")
+ENVIRONMENT_ALIASES = {
+    "prod": Environment.PRODUCTION,
+    "prd": Environment.PRODUCTION,
+    "stage": Environment.STAGING,
+    "stg": Environment.STAGING,
+    "dev": Environment.DEVELOPMENT,
+}
+
+
+def environment_tag(tags: Mapping[str, str]) -> tuple[str, str] | None:
+    """The environment tag among an account's tags, as (key, value): the first key of ``ENVIRONMENT_TAGS`` whose
+    value names an environment, else the first present at all (its value then names none). None: untagged."""
+    present = [(key, str(tags[key])) for key in ENVIRONMENT_TAGS if key in tags]
+    for key, value in present:
+        if environment_from_tag(value) != Environment.UNKNOWN:
+            return key, value
+    return present[0] if present else None
+
+
+def environment_from_tag(value: str) -> str:
+    """The environment a tag value names (``Prod`` and ``prd`` are production), or unknown."""
+    value = value.strip().lower()
+    if value in KNOWN_ENVIRONMENTS:
+        return value
+    return ENVIRONMENT_ALIASES.get(value, Environment.UNKNOWN)
 
 
 class OrganizationalUnit(models.Model):
@@ -45,13 +83,16 @@ class AwsAccount(models.Model):
     """An AWS account Gatehouse provisions into (through its provisioning role, when it has one).
 
     ``present`` follows the Organization: an account that left it is kept (its grants still need revoking) but
-    is no longer offered for new requests.
+    is no longer offered for new requests. ``tags`` are its tags in Organizations as the catalog sync read them
+    at its last listing; Organizations owns them, and with them the environment of an account that has an
+    environment tag. An admin sets the environment of an untagged account; with neither it is unknown.
     """
 
     account_id = models.CharField(max_length=12, unique=True)
     name = models.CharField(max_length=100)
-    environment = models.CharField(
-        max_length=20, choices=Environment.choices, default=Environment.DEVELOPMENT
+    environment = models.CharField(max_length=20, choices=Environment.choices, default=Environment.UNKNOWN)
+    tags = models.JSONField(
+        default=dict, blank=True, help_text="Its tags in Organizations, as read at its last listing."
     )
     provisioning_role_arn = models.CharField(
         max_length=2048,
@@ -97,6 +138,11 @@ class AwsAccount(models.Model):
     @property
     def is_production(self) -> bool:
         return self.environment == Environment.PRODUCTION
+
+    @property
+    def environment_tag(self) -> tuple[str, str] | None:
+        """Its environment tag in Organizations, as (key, value); None when it has none (an admin's to set)."""
+        return environment_tag(self.tags or {})
 
 
 class Pipeline(models.Model):

@@ -7,23 +7,43 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import F, Q
 
-from accessrequests.models.catalog import AwsAccount, PermissionSet
-from accessrequests.models.requests import RequestKind
+from accessrequests.models.catalog import AwsAccount, OrganizationalUnit, PermissionSet
+from accessrequests.models.requests import RequestKind, account_scope_words
 
 
 class EligibilityRule(models.Model):
     """Who may ask for a kind of access, on which accounts, for which permission sets.
 
-    The rule's scope is its kinds, accounts and permission sets (empty means any; a rule that names permission
-    sets covers only permission-set requests for them). Every eligibility rule whose scope covers a request must
-    name its requester, directly or through a group: each rule is a restriction, and restrictions add up. A
-    request no rule covers is open to everyone, which is how Gatehouse behaves with no eligibility rule at all.
+    The rule's scope is its kinds, its accounts (by id, organizational unit, tag and environment, as an approval
+    rule names them) and permission sets (empty means any; a rule that names permission sets covers only
+    permission-set requests for them). An account whose environment is unknown counts as in every environment:
+    the restriction applies. Every eligibility rule whose scope covers a request must name its requester,
+    directly or through a group: each rule is a restriction, and restrictions add up. A request no rule covers is
+    open to everyone, which is how Gatehouse behaves with no eligibility rule at all.
     """
 
     name = models.CharField(max_length=100, unique=True)
     description = models.CharField(max_length=300, blank=True, help_text="Why the restriction exists.")
     kinds = models.JSONField(default=list, blank=True, help_text="Request kinds it covers; empty for all.")
     accounts = models.ManyToManyField(AwsAccount, blank=True, related_name="eligibility_rules")
+    units = models.ManyToManyField(
+        OrganizationalUnit,
+        blank=True,
+        related_name="eligibility_rules",
+        verbose_name="organizational units",
+        help_text="Accounts in these units or any unit below them; none chosen: any unit.",
+    )
+    account_tags = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Organizations tags the account must carry: {"team": ["payments"]}; every key listed must '
+        "have one of its values.",
+    )
+    environments = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Account environments it covers; empty for any (an unknown environment counts as any).",
+    )
     permission_sets = models.ManyToManyField(PermissionSet, blank=True, related_name="eligibility_rules")
     groups = models.ManyToManyField(Group, blank=True, related_name="eligibility_rules")
     users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="eligibility_rules")
@@ -41,14 +61,14 @@ class EligibilityRule(models.Model):
             if self.kinds
             else "any kind of access"
         )
+        accounts = account_scope_words(self, routing=False)
         if self.pk:
             sets = [p.name for p in self.permission_sets.all()]
-            accounts = ", ".join(a.name for a in self.accounts.all()) or "any account"
             who = [f"members of {g.name}" for g in self.groups.all()] + [
                 u.get_username() for u in self.users.all()
             ]
         else:
-            sets, accounts, who = [], "any account", []
+            sets, who = [], []
         what = f"the permission set{'s' if len(sets) != 1 else ''} {', '.join(sets)}" if sets else kinds
         return f"Only {' or '.join(who) if who else 'nobody'} may request {what} on {accounts}."
 

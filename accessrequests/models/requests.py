@@ -10,8 +10,15 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import F, Q
 
-from accessrequests.models.catalog import AwsAccount, PassableRole, PermissionSet, Pipeline
+from accessrequests.models.catalog import (
+    AwsAccount,
+    OrganizationalUnit,
+    PassableRole,
+    PermissionSet,
+    Pipeline,
+)
 from accessrequests.models.principals import Principal
+from accessrequests.scope import scope_words
 
 
 class RequestKind(models.TextChoices):
@@ -119,17 +126,49 @@ def pipeline_only() -> list[str]:
     return [RequestKind.PIPELINE.value]
 
 
-class ApprovalRule(models.Model):
-    """Who may decide which requests: accounts, pipelines, kinds and levels, N approvals, max duration.
+def account_scope_words(rule: ApprovalRule | Any, *, routing: bool) -> str:
+    """The accounts a saved approval or eligibility rule covers, in words (``scope.scope_words``)."""
+    if not rule.pk:
+        return scope_words(routing=routing)
+    return scope_words(
+        accounts=[a.name for a in rule.accounts.all()],
+        units=[u.path or u.ou_id for u in rule.units.all()],
+        tags=rule.account_tags or {},
+        environments=list(rule.environments or []),
+        routing=routing,
+    )
 
-    Empty account/pipeline/kind/level selections mean "any". The first enabled rule by ascending priority
-    that matches a request routes it; a request that matches none cannot be filed.
+
+class ApprovalRule(models.Model):
+    """Who may decide which requests: which accounts (by id, organizational unit, tag, environment), pipelines,
+    kinds and levels; N approvals, max duration.
+
+    The account scope is the AND of the dimensions named, OR within each; none named means any account whose
+    environment is known (``accessrequests.scope``: routing fails closed on an unknown environment). Empty
+    pipeline/kind/level selections mean "any". The first enabled rule by ascending priority (then name) that
+    matches a request routes it; a request that matches none cannot be filed.
     """
 
     name = models.CharField(max_length=100, unique=True)
     priority = models.PositiveIntegerField(default=100, help_text="Lower numbers are tried first.")
     enabled = models.BooleanField(default=True)
     accounts = models.ManyToManyField(AwsAccount, blank=True, related_name="rules")
+    units = models.ManyToManyField(
+        OrganizationalUnit,
+        blank=True,
+        related_name="approval_rules",
+        verbose_name="organizational units",
+        help_text="Accounts in these units or any unit below them; none chosen: any unit.",
+    )
+    account_tags = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Organizations tags the account must carry: {"team": ["payments"]}; every key listed must '
+        "have one of its values.",
+    )
+    environments = models.JSONField(
+        default=list, blank=True, help_text="Account environments this rule covers; empty for any."
+    )
     pipelines = models.ManyToManyField(Pipeline, blank=True, related_name="rules")
     kinds = models.JSONField(
         default=list, blank=True, help_text="Request kinds this rule covers; empty for all."
@@ -225,14 +264,14 @@ class ApprovalRule(models.Model):
             else "any kind of access"
         )
         levels = f" at level {', '.join(self.levels)}" if self.levels else ""
+        accounts = account_scope_words(self, routing=True)
         if self.pk:
-            accounts = ", ".join(a.name for a in self.accounts.all()) or "any account"
             pipelines = ", ".join(p.name for p in self.pipelines.all())
             deciders = [g.name for g in self.approver_groups.all()] + [
                 u.get_username() for u in self.approver_users.all()
             ]
         else:
-            accounts, pipelines, deciders = "any account", "", []
+            pipelines, deciders = "", []
         where = f"on {accounts}" + (f" (pipelines {pipelines})" if pipelines else "")
         who = ", ".join(deciders) if deciders else "nobody yet (add approvers)"
         sentence = (

@@ -20,8 +20,13 @@ Rules the writes keep:
   Organization is kept (its grants still need revoking) and is no longer requestable.
 - "No longer seen" is only said about what was actually read: when an account (or one region of it, or
   Identity Center) cannot be read, its rows are left as they are and the failure is reported in ``errors``.
-- Admin edits win: an existing account keeps its name, environment and enabled flag; a role an admin marked
-  sensitive stays sensitive (the sync only ever raises sensitivity, from the ``gatehouse:sensitive`` tag).
+- Admin edits win: an existing account keeps its name and enabled flag; a role an admin marked sensitive stays
+  sensitive (the sync only ever raises sensitivity, from the ``gatehouse:sensitive`` tag).
+- Organizations owns an account's tags, and with an environment tag its environment: every listing reads them
+  (``aws_catalog.account_tags``) and a change is recorded (``awsaccount.environment_changed`` or
+  ``.tags_changed``, before and after) and told to the admins once per sync. An account with no environment tag
+  keeps the environment an admin set; nothing is guessed from a name, so with neither it stays unknown, and
+  routing fails closed on it (``accessrequests.scope``).
 - Running it twice changes nothing the second time (apart from timestamps and one more audit event).
 """
 
@@ -38,7 +43,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from accessrequests import risk
+from accessrequests import audit, risk
 from accessrequests.aws import catalog as aws_catalog
 from accessrequests.aws.client import default_region, error_details, quick_reads
 from accessrequests.models import (
@@ -51,6 +56,7 @@ from accessrequests.models import (
     Principal,
     PrincipalKind,
 )
+from accessrequests.models.catalog import environment_from_tag, environment_tag
 
 logger = logging.getLogger(__name__)
 
@@ -59,32 +65,22 @@ logger = logging.getLogger(__name__)
 # transactions already admit one writer at a time.
 _SYNC_LOCK_KEY = 0x67617465_73796E63  # "gatesync"
 
-ENVIRONMENT_TAGS = ("gatehouse:environment", "environment")
-_ENVIRONMENT_ALIASES = {
-    "prod": Environment.PRODUCTION,
-    "prd": Environment.PRODUCTION,
-    "stage": Environment.STAGING,
-    "stg": Environment.STAGING,
-    "dev": Environment.DEVELOPMENT,
-}
-
 M = TypeVar("M", bound=models.Model)
 
 
-def environment_for(name: str, tags: Mapping[str, str]) -> str:
-    """The environment a newly found account starts with: its tag if it has a known one, else its name.
+def environment_for(tags: Mapping[str, str], *, before_tags: Mapping[str, str], current: str) -> str:
+    """The environment of an account whose tags were just read as ``tags`` (``before_tags`` last time).
 
-    Only a guess for new rows (admins correct it in Django admin, and the sync never overwrites it): a name
-    containing "prod" is production, anything else development, which routes it to the stricter rule only
-    when the evidence says so.
+    An environment tag decides (its value, or unknown when it names no environment). Without one, the environment
+    an admin set stays; but one that came from a tag removed since goes back to unknown, because nobody chose it.
+    Nothing is guessed from the account's name: a new account is unknown until a tag or an admin says.
     """
-    for key in ENVIRONMENT_TAGS:
-        value = tags.get(key, "").strip().lower()
-        if value in Environment.values:
-            return value
-        if value in _ENVIRONMENT_ALIASES:
-            return _ENVIRONMENT_ALIASES[value]
-    return Environment.PRODUCTION if "prod" in name.lower() else Environment.DEVELOPMENT
+    tag = environment_tag(tags)
+    if tag is not None:
+        return environment_from_tag(tag[1])
+    if environment_tag(before_tags) is not None:
+        return Environment.UNKNOWN
+    return current
 
 
 def _regions() -> list[str]:
@@ -111,6 +107,9 @@ class _AccountRead:
     roles: list[aws_catalog.Role] | None = None
     users: list[aws_catalog.IamIdentity] | None = None
     groups: list[aws_catalog.IamIdentity] | None = None
+    tags: dict[str, str] | None = (
+        None  # its tags in Organizations; None: not read (no organization, or failed)
+    )
     errors: list[str] = field(default_factory=list)
 
 
@@ -123,7 +122,7 @@ class _IdentityCenterRead:
     groups: list[aws_catalog.IdentityCenterGroup] = field(default_factory=list)
 
 
-def _read_account(account: AwsAccount, regions: list[str]) -> _AccountRead:
+def _read_account(account: AwsAccount, regions: list[str], *, organization: bool = True) -> _AccountRead:
     # An empty provisioning role means "the conventional role", which the client factory derives (or the
     # hub's own credentials when this is the hub's account).
     where: dict[str, Any] = {
@@ -148,6 +147,9 @@ def _read_account(account: AwsAccount, regions: list[str]) -> _AccountRead:
     read.roles = attempt("roles", partial(aws_catalog.list_roles, **where))
     read.users = attempt("users", partial(aws_catalog.list_iam_users, **where))
     read.groups = attempt("groups", partial(aws_catalog.list_iam_groups, **where))
+    if organization:
+        # From the hub, not the account: Organizations is the management account's (or its delegate's).
+        read.tags = attempt("tags", partial(aws_catalog.account_tags, account.account_id))
     return read
 
 
@@ -324,6 +326,36 @@ def _write_account(account: AwsAccount, read: _AccountRead, regions: list[str], 
     return counts
 
 
+def organization_facts_write(account: AwsAccount, tags: Mapping[str, str]) -> dict[str, Any] | None:
+    """Store the Organizations tags just read for ``account`` and the environment they give it
+    (:func:`environment_for`), under a lock on the row (an admin may be setting the environment of an untagged
+    account at this moment). A change is audited with before and after (``awsaccount.environment_changed``, or
+    ``.tags_changed`` when the environment stays) and returned for the admins' notice; None when nothing changed.
+    """
+    row = AwsAccount.objects.select_for_update().get(pk=account.pk)
+    before_tags, tags = dict(row.tags or {}), dict(tags)
+    environment = environment_for(tags, before_tags=before_tags, current=row.environment)
+    if tags == before_tags and environment == row.environment:
+        return None
+    AwsAccount.objects.filter(pk=row.pk).update(tags=tags, environment=environment)
+    moved = environment != row.environment
+    audit.record(
+        action=f"awsaccount.{'environment_changed' if moved else 'tags_changed'}",
+        object_type="awsaccount",
+        object_id=row.pk,
+        account_id=row.account_id,
+        before={"environment": row.environment, "tags": before_tags},
+        after={"environment": environment, "tags": tags, "source": "organizations"},
+    )
+    tag = environment_tag(tags)
+    return {
+        "account_id": row.account_id,
+        "name": row.name,
+        "environment": [row.environment, environment],
+        "tag": f"{tag[0]}={tag[1]}" if tag else "",
+    }
+
+
 def _write_members(
     listed: Mapping[str, Iterable[str]],
     *,
@@ -473,6 +505,7 @@ def _write_identity_center(read: _IdentityCenterRead) -> dict[str, Any]:
 _KINDS = (
     "organizational_units",
     "accounts",
+    "account_tags",
     "pipelines",
     "roles",
     "principals",

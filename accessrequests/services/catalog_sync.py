@@ -7,7 +7,7 @@ and of Identity Center live in ``services.catalog`` (see its docstring for the r
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import timedelta
 from typing import Any
@@ -26,6 +26,7 @@ from accessrequests.models import (
     CatalogSyncStatus,
     OrganizationalUnit,
 )
+from accessrequests.services import notify
 from accessrequests.services.catalog import (
     _SYNC_LOCK_KEY,
     _AccountRead,
@@ -38,13 +39,16 @@ from accessrequests.services.catalog import (
     _regions,
     _write_account,
     _write_identity_center,
-    environment_for,
     logger,
+    organization_facts_write,
     summary_lines,
 )
 
 FULL = "full"
 INCREMENTAL = "incremental"
+# Changes of accounts' tags or environments one sync tells the admins in detail (a first sync of a large
+# organization sets thousands; the count says how many there were, the audit trail has each).
+MAX_CHANGES_TOLD = 200
 
 
 def _fingerprint(item: aws_catalog.Account) -> str:
@@ -86,17 +90,10 @@ def _write_units(tree: aws_catalog.OrgTree, now: Any) -> dict[str, int]:
     return counts
 
 
-def _new_account_tags(tree: aws_catalog.OrgTree) -> dict[str, dict[str, str]]:
-    """Tags of the accounts the catalog does not know yet (their environment guess), read before any
-    transaction opens: Organizations answers about one tag request a second."""
-    known = set(AwsAccount.objects.values_list("account_id", flat=True))
-    return {item.id: aws_catalog.account_tags(item.id) for item in tree.accounts if item.id not in known}
-
-
-def _plan(
-    tree: aws_catalog.OrgTree, mode: str, now: Any, tags: Mapping[str, Mapping[str, str]]
-) -> tuple[list[str], dict[str, Any]]:
+def _plan(tree: aws_catalog.OrgTree, mode: str, now: Any) -> tuple[list[str], dict[str, Any]]:
     """Write the organization (units, accounts joining, leaving, moving) and say which accounts to list.
+
+    A new account starts with an unknown environment: its tags are read with its listing, right after.
 
     Full: every enabled account in the organization. Incremental: accounts new to the catalog, changed in
     Organizations (name, status, back after leaving), never listed, whose last listing failed, plus the
@@ -116,7 +113,6 @@ def _plan(
             account = AwsAccount(
                 account_id=item.id,
                 name=item.name[:100],
-                environment=environment_for(item.name, tags.get(item.id, {})),
                 # A suspended account cannot be provisioned into; an admin enables it when it is back. The
                 # accounts named unmanaged (the management and Gatehouse accounts: no provisioning role there)
                 # are recorded but never listed or offered, so Gatehouse does not even try them.
@@ -256,12 +252,13 @@ def _run(
     errors: list[str] = list(run.errors or [])
     if not resumed or run.phase == "organization":
         tree = aws_catalog.organization_tree()
-        tags = _new_account_tags(tree)
         now = timezone.now()
         with transaction.atomic():
             _sync_lock()
             result["organizational_units"] = _write_units(tree, now)
-            pending, result["accounts"] = _plan(tree, run.mode, now, tags)
+            pending, result["accounts"] = _plan(tree, run.mode, now)
+            # Kept with the run, so that a resumed run also knows whether there are tags to read.
+            result["organization"] = tree.organization
             _beat(
                 run,
                 phase="accounts",
@@ -289,7 +286,11 @@ def _run(
     if progress:
         progress(run)
     with ThreadPoolExecutor(max_workers=max(1, settings.GATEHOUSE_CATALOG_CONCURRENCY)) as pool:
-        reads = [pool.submit(_read_account, account, regions) for account in accounts.values()]
+        in_organization = bool(result.get("organization", True))
+        reads = [
+            pool.submit(_read_account, account, regions, organization=in_organization)
+            for account in accounts.values()
+        ]
         try:
             for future in as_completed(reads):
                 read = future.result()
@@ -319,6 +320,8 @@ def _run(
         result["errors"] = errors
         result["run"] = {"id": run.pk, "mode": run.mode, "listed": run.accounts_done, "resumed": run.resumed}
         audit.record(action="catalog.synced", object_type="catalog", after=result)
+        if result.get("organization_changes"):
+            notify.on_accounts_changed(run)
         _beat(
             run,
             status=CatalogSyncStatus.FINISHED,
@@ -347,6 +350,21 @@ def _write_one(
         _sync_lock()
         for name, counts in _write_account(account, read, regions, now).items():
             _add(result.setdefault(name, {}), counts)
+        if read.tags is not None:
+            change = organization_facts_write(account, read.tags)
+            _add(
+                result.setdefault("account_tags", {}),
+                {
+                    "read": 1,
+                    "changed": int(change is not None),
+                    "environments_changed": int(change is not None and len(set(change["environment"])) > 1),
+                },
+            )
+            if change is not None:
+                # What the admins are told at the end of the run (the audit trail has every change in full).
+                changes = result.setdefault("organization_changes", [])
+                if len(changes) < MAX_CHANGES_TOLD:
+                    changes.append(change)
         AwsAccount.objects.filter(pk=account.pk).update(
             sync_error="; ".join(read.errors)[:2000],
             **({} if read.errors else {"last_synced_at": now}),

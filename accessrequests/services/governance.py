@@ -30,6 +30,7 @@ from accessrequests.governance import (
     change_between,
     plan,
     read,
+    route_rules,
     semantic_errors,
     spec_of,
     validate,
@@ -50,6 +51,7 @@ from accessrequests.services.governed import (
     proposal_facts,
     proposal_store,
 )
+from accessrequests.routing_plan import RoutingPlan, plan_routing
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,15 @@ MODELS: dict[str, type[ApprovalRule] | type[EligibilityRule]] = {
 
 
 # --- one rule, from its spec ---------------------------------------------------------------------------
+
+
+def _write_scope(rule: ApprovalRule | EligibilityRule, spec: dict[str, Any], catalog: Catalog) -> None:
+    """The accounts a rule covers (by id, unit, tag, environment), and the rule saved with them."""
+    rule.account_tags = {key: list(values) for key, values in spec["account_tags"].items()}
+    rule.environments = list(spec["environments"])
+    rule.save()
+    rule.accounts.set([catalog.accounts[a] for a in spec["accounts"]])
+    rule.units.set([unit for unit, _ in (catalog.unit(ref) for ref in spec["units"]) if unit is not None])
 
 
 def _write_approval(rule: ApprovalRule, spec: dict[str, Any], catalog: Catalog) -> None:
@@ -78,8 +89,7 @@ def _write_approval(rule: ApprovalRule, spec: dict[str, Any], catalog: Catalog) 
     rule.chat_approval = spec["chat_approval"]
     rule.break_glass_max_hours = spec["break_glass_max_hours"]
     rule.break_glass_kinds = list(spec["break_glass_kinds"])
-    rule.save()
-    rule.accounts.set([catalog.accounts[a] for a in spec["accounts"]])
+    _write_scope(rule, spec, catalog)
     rule.pipelines.set([catalog.pipelines[p] for p in spec["pipelines"]])
     rule.approver_groups.set([catalog.groups[g] for g in spec["approver_groups"]])
     rule.approver_users.set([catalog.users[u] for u in spec["approver_users"]])
@@ -91,8 +101,7 @@ def _write_eligibility(rule: EligibilityRule, spec: dict[str, Any], catalog: Cat
     rule.name = spec["name"]
     rule.description = spec["description"]
     rule.kinds = list(spec["kinds"])
-    rule.save()
-    rule.accounts.set([catalog.accounts[a] for a in spec["accounts"]])
+    _write_scope(rule, spec, catalog)
     sets = [catalog.permission_set(ref)[0] for ref in spec["permission_sets"]]
     rule.permission_sets.set([s for s in sets if s is not None])
     rule.groups.set([catalog.groups[g] for g in spec["groups"]])
@@ -156,14 +165,46 @@ def _write(
 class Plan:
     changes: list[Change]
     sha256: str
+    routing: RoutingPlan | None = None
+
+
+def routing_between(current: RuleSet, desired: RuleSet, catalog: Catalog) -> RoutingPlan:
+    """Which accounts' requests another approval rule would route if ``desired`` replaced ``current``: every
+    requestable account, kind and level, matched in memory (rules and accounts loaded once)."""
+    return plan_routing(
+        catalog.account_facts(),
+        route_rules(current.approval.values(), catalog),
+        route_rules(desired.approval.values(), catalog),
+    )
 
 
 def rules_plan(text: str) -> Plan:
-    """The changes ``text`` (a rules file) would make; raises RulesFileError listing every problem."""
+    """The changes ``text`` (a rules file) would make, rule by rule and account by account; raises
+    RulesFileError listing every problem."""
     catalog = Catalog.load()
     document = validate(text, catalog=catalog)
     desired = RuleSet.from_document(document, catalog)
-    return Plan(plan(RuleSet.from_database(catalog), desired), hashlib.sha256(text.encode()).hexdigest())
+    current = RuleSet.from_database(catalog)
+    return Plan(
+        plan(current, desired),
+        hashlib.sha256(text.encode()).hexdigest(),
+        routing_between(current, desired, catalog),
+    )
+
+
+def rule_change_routing(change: RuleChange) -> RoutingPlan | None:
+    """What approving a pending change to an approval rule would do to routing (the admin's pending-change page
+    shows it beside the diff). None for eligibility rules and for changes already decided."""
+    if change.target != RuleTarget.APPROVAL_RULE or change.status != RuleChangeStatus.PENDING:
+        return None
+    catalog = Catalog.load()
+    current = RuleSet.from_database(catalog)
+    desired = RuleSet(dict(current.approval), current.eligibility)
+    if change.before is not None:
+        desired.approval.pop(change.before["name"], None)
+    if change.after is not None:
+        desired.approval[change.after["name"]] = change.after
+    return routing_between(current, desired, catalog)
 
 
 def rules_apply(*, text: str, source: str, actor=None) -> Plan:

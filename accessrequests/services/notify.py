@@ -13,7 +13,7 @@ from celery import Task
 from django.db import transaction
 
 from accessrequests import notifications, slack_api
-from accessrequests.models import AccessRequest, AuditEvent, Grant
+from accessrequests.models import AccessRequest, AuditEvent, CatalogSyncRun, Grant
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,11 @@ def on_grant_applied(grant: Grant) -> None:
 
 def on_grant_failed(grant: Grant) -> None:
     _enqueue_after_commit(notifications.notify_grant_failed, grant.pk, grant.request.reference)
+
+
+def on_accounts_changed(run: CatalogSyncRun) -> None:
+    """A catalog sync changed accounts' tags or environments: the admins hear it once for the whole run."""
+    _enqueue_after_commit(notifications.notify_accounts_changed, run.pk, f"catalog sync {run.pk}")
 
 
 def on_integrity_failed(event: AuditEvent) -> None:

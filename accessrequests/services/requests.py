@@ -26,6 +26,7 @@ from accessrequests.models import (
     Decision,
     DecisionOutcome,
     Delivery,
+    Environment,
     Grant,
     PassableRole,
     PermissionSet,
@@ -244,6 +245,7 @@ def prepare(draft: RequestDraft, *, preview: bool = False) -> RequestDraft:
             draft.kind == RequestKind.PERMISSION_SET
             and draft.permission_set is not None
             and draft.permission_set.is_privileged
+            and draft.account.environment != Environment.UNKNOWN
         )
         if privileged:
             assert draft.permission_set is not None
@@ -253,10 +255,8 @@ def prepare(draft: RequestDraft, *, preview: bool = False) -> RequestDraft:
                 + f") and no approval rule for account {draft.account} opts in to privileged sets. "
                 "Ask a Gatehouse admin."
             )
-        raise RequestError(
-            f"No approval rule covers {RequestKind(draft.kind).label.lower()} on account {draft.account}. "
-            "Ask a Gatehouse admin to add one."
-        )
+        # Fails closed: an account whose environment is unknown is refused here rather than routed by a catch-all.
+        raise RequestError(rules.unrouted_reason(account=draft.account, kind=draft.kind))
     limit = draft.rule.max_duration_hours
     if preview and (
         (draft.duration_hours is None and not draft.rule.allow_permanent)

@@ -25,7 +25,6 @@ def _rules_for(user):
         ApprovalRule.objects.filter(enabled=True)
         .filter(Q(break_glass_users=user) | Q(break_glass_groups__in=user.groups.all()))
         .distinct()
-        .prefetch_related("accounts")
     )
 
 

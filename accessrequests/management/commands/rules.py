@@ -1,8 +1,9 @@
 """manage.py rules validate|plan|apply FILE, rules export, rules schema: approval and eligibility rules as code.
 
-``validate`` is for CI in the repository that holds the rules file: it exits 1 and prints every problem with its
-path (``rules[2].approvals: -1 is less than the minimum of 1``); ``--no-database`` checks only what needs no
-database (syntax, schema, duplicate names).
+``plan`` says each rule's change and, account by account, which requests another rule would route (moves to
+fewer approvals called out). ``validate`` is for CI in the repository that holds the rules file: it exits 1 and
+prints every problem with its path (``rules[2].approvals: -1 is less than the minimum of 1``); ``--no-database``
+checks only what needs no database (syntax, schema, duplicate names).
 
 ``apply`` writes the rules only where they are the file's (GATEHOUSE_RULES_FILE set: beat and the workers apply it
 too). Anywhere else a shell is no authority over who approves: ``apply`` proposes the changes, naming the
@@ -101,6 +102,9 @@ class Command(BaseCommand):
         for change in result.changes:
             self.stdout.write(f"  {change.sentence()}")
         self.stdout.write(f"{len(result.changes)} change{'s' if len(result.changes) != 1 else ''} to apply.")
+        assert result.routing is not None
+        for line in result.routing.lines():
+            self.stdout.write(line)
 
     def _apply(self, *, file: str, as_username: str | None = None, **options) -> None:
         if not settings.GATEHOUSE_RULES_FILE:

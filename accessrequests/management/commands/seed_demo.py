@@ -8,11 +8,11 @@ One idempotent command (``make demo`` runs it on every start):
 3. Portal users, all with the password ``gatehouse-demo``: ``requester`` (linked to IAM user mateojackson and
    Identity Center user paulo.santos), ``marymajor`` (linked to IAM user marymajor), ``approver`` and
    ``approver2``, ``admin`` (superuser), ``auditor``.
-4. Approval rules, reviewed by the ``approvers`` group, contact platform-team@example.com:
-   "Production" (production accounts, any kind: 2 approvals, at most 4 h), "PassRole" (iam:PassRole anywhere
-   else: 1 approval, 8 h), "Non-production pipelines" (the other accounts: 1 approval, 8 h). Auto-approval
-   of low-risk requests is off in the demo, so even a viewer request waits for a reviewer and the whole review
-   flow can be seen.
+4. Approval rules, reviewed by the ``approvers`` group, contact platform-team@example.com, routing by the
+   accounts' environment tags: "Production" (environment production, any kind: 2 approvals, at most 4 h),
+   "PassRole" (iam:PassRole in any other account whose environment is known: 1 approval, 8 h), "Non-production
+   pipelines" (staging, development and sandbox accounts: 1 approval, 8 h). Auto-approval of low-risk requests
+   is off in the demo, so even a viewer request waits for a reviewer and the whole review flow can be seen.
 5. The demo IAM users' access keys go to ``var/demo-aws-keys.json`` (mode 0600) when AWS reveals them, which
    is only when they are created (the first run against a fresh moto server).
 """
@@ -65,13 +65,17 @@ ROLE_LABELS = {
     "auditor": "auditor, read-only",
 }
 
-# Lower priority numbers are tried first (see rules.match_rule), so production is caught before the
-# PassRole rule, and a PassRole request for a production role needs the two production approvals.
+# Rules route by what accounts are (their environment, from the environment tag in Organizations), never by
+# lists of account ids: a production account that joins the organization later is covered by "Production" as soon
+# as the catalog sync reads its tag. Lower priority numbers are tried first (see rules.match_rule), so production is
+# caught before the PassRole rule, and a PassRole request for a production role needs the two production approvals.
+# No rule is a catch-all for every account: an account whose environment is unknown (untagged) is refused with
+# the reason, never routed to the one-approval rules.
 DEMO_RULES: tuple[dict[str, Any], ...] = (
     {
         "name": "Production",
         "priority": 10,
-        "production": True,
+        "environments": [Environment.PRODUCTION.value],
         "kinds": [],
         "approvals_required": 2,
         "max_duration_hours": 4,
@@ -79,7 +83,7 @@ DEMO_RULES: tuple[dict[str, Any], ...] = (
     {
         "name": "PassRole",
         "priority": 20,
-        "production": None,
+        "environments": [],
         "kinds": [RequestKind.PASS_ROLE.value],
         "approvals_required": 1,
         "max_duration_hours": 8,
@@ -87,7 +91,7 @@ DEMO_RULES: tuple[dict[str, Any], ...] = (
     {
         "name": "Non-production pipelines",
         "priority": 30,
-        "production": False,
+        "environments": [Environment.STAGING.value, Environment.DEVELOPMENT.value, Environment.SANDBOX.value],
         "kinds": [],
         "approvals_required": 1,
         "max_duration_hours": 8,
@@ -243,21 +247,12 @@ class Command(BaseCommand):
         approvers = Group.objects.get_or_create(name=APPROVERS)[0]
         created_names = []
         for spec in DEMO_RULES:
-            accounts = AwsAccount.objects.filter(enabled=True)
-            if spec["production"] is True:
-                accounts = accounts.filter(environment=Environment.PRODUCTION)
-            elif spec["production"] is False:
-                accounts = accounts.exclude(environment=Environment.PRODUCTION)
-            if spec["production"] is not None and not accounts.exists():
-                # An empty account list means "every account": never let a production-only or
-                # non-production-only rule silently cover everything.
-                self.stderr.write(f"No accounts for rule {spec['name']!r}; not created.")
-                continue
             rule, created = ApprovalRule.objects.get_or_create(
                 name=spec["name"],
                 defaults={
                     "priority": spec["priority"],
                     "kinds": spec["kinds"],
+                    "environments": spec["environments"],
                     "approvals_required": spec["approvals_required"],
                     "max_duration_hours": spec["max_duration_hours"],
                     "allow_permanent": False,
@@ -273,10 +268,6 @@ class Command(BaseCommand):
                     rule.break_glass_users.add(
                         *get_user_model().objects.filter(username__in=spec["break_glass"])
                     )
-            if spec["production"] is not None:
-                # Added, never replaced: admin edits of an existing rule stay, and a fresh moto world (which
-                # gives the production account a new id) is still covered on the next start.
-                rule.accounts.add(*accounts)
         return created_names
 
     def _keys(self, world: dict[str, Any]) -> None:
