@@ -246,8 +246,8 @@ def accounts_changed(run) -> tuple[str, str]:
     counts = run.result.get("account_tags") or {}
     total = counts.get("changed", len(changes))
     moved = counts.get("environments_changed", 0)
-    subject = f"[Gatehouse] Organizations changed {total} account{'s' if total != 1 else ''}' tags" + (
-        f", {moved} environment{'s' if moved != 1 else ''}" if moved else ""
+    subject = f"[Gatehouse] Organizations changed the tags of {total} account{'s' if total != 1 else ''}" + (
+        f" ({moved} environment{'s' if moved != 1 else ''} changed)" if moved else ""
     )
     lines = []
     for change in changes:
@@ -266,8 +266,9 @@ def accounts_changed(run) -> tuple[str, str]:
             else ""
         )
         + (
-            f"\n\n{len(unknown)} of them have no environment now: Gatehouse refuses requests there until the "
-            "account is tagged environment=… in Organizations (or, untagged, an admin sets its environment)."
+            f"\n\n{len(unknown)} of them {'has' if len(unknown) == 1 else 'have'} no environment now: Gatehouse "
+            "refuses requests there until the account is tagged environment=… in Organizations (or, untagged, an "
+            "admin sets its environment)."
             if unknown
             else ""
         )

@@ -242,3 +242,81 @@ def test_listings_run_with_bounded_concurrency(org, wire, settings):
     four = catalog_sync(mode=FULL)
     assert one["run"]["listed"] == four["run"]["listed"] == 7
     assert not one["errors"] and not four["errors"]
+
+
+def test_an_incremental_sync_reads_tags_only_of_the_accounts_it_lists(org, wire):
+    org.account("payments-prod", org.prod)
+    catalog_sync(mode=FULL)
+    wire.clear()
+
+    assert catalog_sync(mode=INCREMENTAL)["run"]["listed"] == 0
+    assert wire.count("ListTagsForResource") == 0  # no extra call for accounts it does not list
+
+    joined = org.account("ledger-prod", org.prod)
+    org.org.tag_resource(ResourceId=joined, Tags=[{"Key": "environment", "Value": "prod"}])
+    catalog_sync(mode=INCREMENTAL)
+
+    assert wire.count("ListTagsForResource") == 1
+    account = AwsAccount.objects.get(account_id=joined)
+    assert (account.tags, account.environment) == ({"environment": "prod"}, "production")
+
+
+def test_rules_written_first_route_accounts_that_join_later_by_what_they_are_and_fail_closed(org, wire):
+    """Rules by environment and by unit, written before the accounts exist; the accounts then join the
+    organization, and after the next sync each request routes by what its account is. The untagged newcomer is
+    refused with the reason and the fix, never routed by the one-approval catch-all."""
+    from django.contrib.auth.models import Group
+
+    from accessrequests.models import ApprovalRule, RequestKind
+    from accessrequests.services.requests import RequestError
+    from tests.factories import World, make_pipeline, make_principal
+
+    catalog_sync(mode=FULL)  # the organization before: its units, no member account yet
+    world = World()
+    world.rule.delete()
+    approvers = Group.objects.get(name="approvers")
+    written = {}
+    for name, priority, approvals, scope in (
+        ("Production", 10, 2, {"environments": ["production"]}),
+        ("Prod unit", 20, 2, {}),
+        ("Everything else", 900, 1, {}),
+    ):
+        written[name] = ApprovalRule.objects.create(
+            name=name, priority=priority, approvals_required=approvals, **scope
+        )
+        written[name].approver_groups.add(approvers)
+    written["Prod unit"].units.add(OrganizationalUnit.objects.get(ou_id=org.prod))
+
+    tagged = org.org.create_account(
+        AccountName="ledger", Email="ledger@example.com", Tags=[{"Key": "environment", "Value": "production"}]
+    )["CreateAccountStatus"]["AccountId"]
+    in_unit = org.account("payments", org.prod)  # untagged, in the unit the rule names
+    untagged = org.account("newcomer", org.dev)  # untagged, in a unit no rule names
+    tooling = org.account("tooling", org.dev)
+    org.org.tag_resource(ResourceId=tooling, Tags=[{"Key": "environment", "Value": "development"}])
+
+    catalog_sync(mode=INCREMENTAL)
+
+    def submit(account_id: str):
+        account = AwsAccount.objects.get(account_id=account_id)
+        return world.submit(
+            principal=make_principal(account, users=[world.requester]),
+            account=account,
+            pipelines=[make_pipeline(account)],
+            kind=RequestKind.PIPELINE,
+        )
+
+    production = submit(tagged)
+    assert (production.rule.name, production.approvals_required) == ("Production", 2)
+    unit = submit(in_unit)
+    assert (unit.rule.name, unit.approvals_required) == ("Prod unit", 2)
+    assert (
+        submit(tooling).rule.name == "Everything else"
+    )  # the catch-all covers accounts of known environment
+    with pytest.raises(RequestError) as refused:
+        submit(untagged)
+    assert str(refused.value).startswith(
+        f"Account newcomer ({untagged}) has no environment: tag it `environment=…` in Organizations"
+    )
+    assert "or ask a Gatehouse admin to set it" in str(refused.value)
+    assert not written["Everything else"].requests.filter(account__account_id=untagged).exists()

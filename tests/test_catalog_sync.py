@@ -72,7 +72,7 @@ def _snapshot() -> dict[str, list[tuple[Any, ...]]]:
     }
 
 
-def test_it_creates_accounts_with_environments_guessed_from_their_names(demo_world):
+def test_it_creates_accounts_with_the_environments_their_tags_in_organizations_say(demo_world):
     catalog_sync()
 
     management = AwsAccount.objects.get(account_id=MANAGEMENT)
@@ -81,12 +81,25 @@ def test_it_creates_accounts_with_environments_guessed_from_their_names(demo_wor
         Environment.DEVELOPMENT,
         Environment.PRODUCTION,
     )
+    assert (management.tags, production.tags) == (
+        {"environment": "development"},
+        {"environment": "production"},
+    )
     assert production.name == "production"
     assert management.enabled and production.enabled
     assert management.last_synced_at is not None and production.last_synced_at is not None
 
 
-def test_an_environment_tag_on_a_new_account_beats_its_name(demo_world):
+def test_an_account_without_an_environment_tag_is_unknown_whatever_its_name(demo_world):
+    client("organizations").untag_resource(ResourceId=_production_id(demo_world), TagKeys=["environment"])
+
+    catalog_sync()
+
+    production = AwsAccount.objects.get(account_id=_production_id(demo_world))
+    assert (production.name, production.environment) == ("production", Environment.UNKNOWN)
+
+
+def test_the_gatehouse_environment_tag_beats_the_plain_one(demo_world):
     client("organizations").tag_resource(
         ResourceId=_production_id(demo_world), Tags=[{"Key": "gatehouse:environment", "Value": "staging"}]
     )
@@ -97,18 +110,30 @@ def test_an_environment_tag_on_a_new_account_beats_its_name(demo_world):
 
 
 @pytest.mark.parametrize(
-    ("name", "tags", "expected"),
+    ("tags", "before_tags", "current", "expected"),
     [
-        ("production", {}, Environment.PRODUCTION),
-        ("payments-prod-eu", {}, Environment.PRODUCTION),
-        ("master", {}, Environment.DEVELOPMENT),
-        ("sandbox", {"environment": "Prod"}, Environment.PRODUCTION),
-        ("prod-like-name", {"gatehouse:environment": "sandbox"}, Environment.SANDBOX),
-        ("team-a", {"environment": "something-else"}, Environment.DEVELOPMENT),
+        (
+            {},
+            {},
+            Environment.UNKNOWN,
+            Environment.UNKNOWN,
+        ),  # new and untagged: nothing is guessed from a name
+        ({"environment": "Prod"}, {}, Environment.UNKNOWN, Environment.PRODUCTION),
+        ({"environment": "stg"}, {}, Environment.UNKNOWN, Environment.STAGING),
+        ({"gatehouse:environment": "sandbox", "environment": "prod"}, {}, "unknown", Environment.SANDBOX),
+        ({"environment": "something-else"}, {}, Environment.DEVELOPMENT, Environment.UNKNOWN),
+        ({"team": "a"}, {}, Environment.SANDBOX, Environment.SANDBOX),  # untagged: an admin's setting stays
+        ({}, {"environment": "production"}, Environment.PRODUCTION, Environment.UNKNOWN),  # the tag went away
+        (
+            {"environment": "production"},
+            {},
+            Environment.DEVELOPMENT,
+            Environment.PRODUCTION,
+        ),  # the tag decides
     ],
 )
-def test_new_account_environment(name, tags, expected):
-    assert environment_for(name, tags) == expected
+def test_an_accounts_environment_after_its_tags_are_read(tags, before_tags, current, expected):
+    assert environment_for(tags, before_tags=before_tags, current=current) == expected
 
 
 def test_it_reads_pipelines_in_every_configured_region(demo_world, both_regions):
@@ -249,6 +274,8 @@ def test_pipelines_of_a_region_no_longer_configured_are_not_present(demo_world, 
 
 
 def test_admin_edits_of_an_account_survive_a_sync(demo_world):
+    # The environment of an account with no environment tag is the admin's to set (a tagged one's is the tag's).
+    client("organizations").untag_resource(ResourceId=MANAGEMENT, TagKeys=["environment"])
     catalog_sync()
     AwsAccount.objects.filter(account_id=MANAGEMENT).update(
         environment=Environment.PRODUCTION, name="Platform tooling"
@@ -381,3 +408,84 @@ def test_an_account_named_unmanaged_is_recorded_disabled_and_never_listed(demo_w
     assert account.last_synced_at is None
     assert not Pipeline.objects.filter(account=account).exists()
     assert AwsAccount.objects.get(account_id=MANAGEMENT).enabled
+
+
+def test_a_changed_environment_tag_is_audited_and_told_to_the_admins(
+    demo_world, settings, django_capture_on_commit_callbacks
+):
+    from django.core import mail
+
+    from tests.conftest import make_user
+
+    production = _production_id(demo_world)
+    catalog_sync()
+    make_user("boss", "admins")
+    make_user("reader", "auditors")
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    client("organizations").tag_resource(
+        ResourceId=production, Tags=[{"Key": "environment", "Value": "staging"}]
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = catalog_sync()
+
+    assert AwsAccount.objects.get(account_id=production).environment == Environment.STAGING
+    event = AuditEvent.objects.filter(action="awsaccount.environment_changed", account_id=production).last()
+    assert event.actor_label == "system"
+    assert event.before == {"environment": "production", "tags": {"environment": "production"}}
+    assert event.after == {
+        "environment": "staging",
+        "tags": {"environment": "staging"},
+        "source": "organizations",
+    }
+    assert result["account_tags"] == {"read": 2, "changed": 1, "environments_changed": 1}
+    [message] = mail.outbox
+    assert message.to == ["boss@example.com"]  # admins; auditors read the trail
+    assert (
+        message.subject == "[Gatehouse] Organizations changed the tags of 1 account (1 environment changed)"
+    )
+    assert (
+        f"{production} production: environment production → staging (tag environment=staging)" in message.body
+    )
+
+    # Nothing changed since: nothing recorded, nobody told.
+    events = AuditEvent.objects.filter(object_type="awsaccount").count()
+    with django_capture_on_commit_callbacks(execute=True):
+        catalog_sync()
+    assert AuditEvent.objects.filter(object_type="awsaccount").count() == events
+    assert len(mail.outbox) == 1
+
+
+def test_other_tags_changing_is_audited_without_moving_the_environment(demo_world):
+    catalog_sync()
+    client("organizations").tag_resource(ResourceId=MANAGEMENT, Tags=[{"Key": "team", "Value": "platform"}])
+
+    catalog_sync()
+
+    event = AuditEvent.objects.get(action="awsaccount.tags_changed")
+    assert event.before["tags"] == {"environment": "development"}
+    assert event.after["tags"] == {"environment": "development", "team": "platform"}
+    assert event.after["environment"] == event.before["environment"] == "development"
+    assert AwsAccount.objects.get(account_id=MANAGEMENT).tags["team"] == "platform"
+
+
+def test_a_removed_environment_tag_leaves_the_environment_unknown_and_says_so(
+    demo_world, settings, django_capture_on_commit_callbacks
+):
+    from django.core import mail
+
+    from tests.conftest import make_user
+
+    production = _production_id(demo_world)
+    catalog_sync()
+    make_user("boss", "admins")
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    client("organizations").untag_resource(ResourceId=production, TagKeys=["environment"])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        catalog_sync()
+
+    assert AwsAccount.objects.get(account_id=production).environment == Environment.UNKNOWN
+    [message] = mail.outbox
+    assert f"{production} production: environment production → unknown (no environment tag)" in message.body
+    assert "1 of them has no environment now: Gatehouse refuses requests there" in message.body

@@ -35,7 +35,7 @@ from accessrequests.models import (
     RequestKind,
 )
 from accessrequests.resolve import resolve_denial
-from accessrequests.rules import match_rule
+from accessrequests.rules import covered_accounts, match_rule, scope_of
 from tests.conftest import ROOT, wait_for
 
 MANAGEMENT = "123456789012"
@@ -104,9 +104,19 @@ def test_seed_demo_creates_the_approval_rules(aws, settings, tmp_path):
     rules = {rule.name: rule for rule in ApprovalRule.objects.prefetch_related("accounts", "approver_groups")}
     assert list(rules) == ["Production", "PassRole", "Non-production pipelines"]  # priority order
     production, pass_role, non_production = rules.values()
-    assert {a.environment for a in production.accounts.all()} == {Environment.PRODUCTION}
-    assert [a.account_id for a in non_production.accounts.all()] == [MANAGEMENT]
-    assert pass_role.kinds == [RequestKind.PASS_ROLE] and not pass_role.accounts.exists()
+    # By environment (the demo accounts' tags in Organizations), never by lists of account ids.
+    assert production.environments == [Environment.PRODUCTION]
+    assert non_production.environments == [Environment.STAGING, Environment.DEVELOPMENT, Environment.SANDBOX]
+    assert not any(rule.accounts.exists() for rule in rules.values())
+    routed = {
+        account.environment: match_rule(
+            account=account, kind=RequestKind.PIPELINE, level="viewer", pipelines=[]
+        )
+        for account in AwsAccount.objects.all()
+    }
+    assert routed == {Environment.PRODUCTION: production, Environment.DEVELOPMENT: non_production}
+    assert AwsAccount.objects.get(account_id=MANAGEMENT).environment == Environment.DEVELOPMENT
+    assert pass_role.kinds == [RequestKind.PASS_ROLE] and not pass_role.environments
     assert [(r.approvals_required, r.max_duration_hours) for r in rules.values()] == [(2, 4), (1, 8), (1, 8)]
     for rule in rules.values():
         assert [g.name for g in rule.approver_groups.all()] == ["approvers"]
@@ -192,7 +202,9 @@ def test_seed_demo_disables_accounts_of_an_earlier_demo_world(aws, settings, tmp
     assert earlier.enabled is False
     assert "999988887777" in output
     production = ApprovalRule.objects.get(name="Production")
-    assert production.accounts.filter(enabled=True, environment=Environment.PRODUCTION).count() == 1
+    routed = covered_accounts([scope_of(production)]).filter(enabled=True)
+    assert [(a.environment, a.name) for a in routed] == [(Environment.PRODUCTION, "production")]
+    assert earlier not in routed
 
 
 # --- manage.py demo ---

@@ -439,3 +439,135 @@ def test_the_migration_keeps_every_rule_and_pending_rule_change_at_pipeline_only
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+# --- units, tags and environments in the admin's rule forms ------------------------------------------------
+
+
+def _unit(ou_id: str, path: str, parent=None):
+    from accessrequests.models import OrganizationalUnit
+
+    return OrganizationalUnit.objects.create(
+        ou_id=ou_id, name=path.rsplit(" / ", 1)[-1], path=path, parent=parent
+    )
+
+
+def test_a_rule_by_unit_tag_and_environment_is_proposed_and_applied_with_four_eyes(client, org):
+    root = _unit("r-ab12", "Root")
+    workloads = _unit("ou-ab12-11111111", "Root / Workloads", root)
+    sign_in_with_mfa(client, org.admin1)
+    response = client.post(
+        reverse("admin:accessrequests_approvalrule_add"),
+        rule_form(
+            org,
+            name="Payments production",
+            priority=5,
+            approvals_required=2,
+            accounts=None,
+            units=[workloads.pk],
+            account_tags="team = payments, billing\ntier=1",
+            environments=["production"],
+        ),
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    proposal = RuleChange.objects.get()
+    assert proposal.after["units"] == ["Root / Workloads"]
+    assert proposal.after["account_tags"] == {"team": ["billing", "payments"], "tier": ["1"]}
+    assert proposal.after["environments"] == ["production"]
+    assert (
+        "on production accounts in Root / Workloads (or a unit below) tagged team=billing|payments and tier=1"
+        in (proposal.summary)
+    )
+    assert not ApprovalRule.objects.filter(name="Payments production").exists()
+    rule_change_approve(change_id=proposal.pk, user=org.admin2, second_factor=fresh_factor(org.admin2))
+    rule = ApprovalRule.objects.get(name="Payments production")
+    assert list(rule.units.all()) == [workloads]
+    assert rule.account_tags == {"team": ["billing", "payments"], "tier": ["1"]}
+    assert rule.environments == ["production"]
+    assert rule.describe().startswith(
+        "Requests for any kind of access on production accounts in Root / Workloads (or a unit below) tagged "
+        "team=billing|payments and tier=1 go to approvers: 2 distinct approvals"
+    )
+    # The change form shows the tags back as they were typed.
+    page = client.get(change_url(rule)).content.decode()
+    assert "team = billing, payments\ntier = 1" in page
+
+
+def test_a_malformed_tag_line_is_refused_with_how_to_write_it_and_nothing_is_proposed(client, org):
+    sign_in_with_mfa(client, org.admin1)
+    response = client.post(change_url(org.rule), rule_form(org, account_tags="team payments"))
+    assert response.status_code == 200
+    assert (
+        "Line 1 (&#x27;team payments&#x27;): write a tag as key = value, value (e.g. team = payments)."
+        in (response.content.decode())
+    )
+    assert not RuleChange.objects.exists()
+
+
+def test_an_eligibility_rule_by_environment_is_proposed_from_the_admin(client, org):
+    sign_in_with_mfa(client, org.admin1)
+    client.post(
+        reverse("admin:accessrequests_eligibilityrule_add"),
+        {
+            "name": "Production people",
+            "environments": ["production"],
+            "groups": [Group.objects.get(name="sre").pk],
+        },
+    )
+    proposal = RuleChange.objects.get()
+    assert proposal.summary == (
+        "eligibility rule 'Production people': added: only group 'sre' may request any kind on production accounts"
+    )
+    rule_change_approve(change_id=proposal.pk, user=org.admin2, second_factor=fresh_factor(org.admin2))
+    assert EligibilityRule.objects.get().describe() == (
+        "Only members of sre may request any kind of access on production accounts."
+    )
+
+
+def test_the_pending_change_page_says_which_accounts_move_to_fewer_approvals(client, org):
+    production = ApprovalRule.objects.create(
+        name="Production", priority=10, approvals_required=2, environments=["production"]
+    )
+    proposal = rule_change_propose(
+        user=org.admin1,
+        target=RuleTarget.APPROVAL_RULE,
+        instance=org.rule,
+        after={**governance.approval_spec(org.rule), "accounts": [], "priority": 1},
+    )
+    sign_in_with_mfa(client, org.admin2)
+    page = client.get(reverse("admin:accessrequests_rulechange_change", args=[proposal.pk])).content.decode()
+    assert "What it does to routing" in page
+    assert "⚠ 1 account moves to fewer approvals:" in page
+    assert (
+        f"  {org.production.account_id} production: Production (2 approvals) → Sandbox pipelines (1 approval) for "
+        "pipeline access, PassRole, standard permission sets, cross-account access" in page
+    )
+    assert production.pk  # still in force until a second admin approves
+
+
+def test_an_accounts_environment_is_the_admins_only_where_organizations_has_no_tag(client, org):
+    sign_in_with_mfa(client, org.admin1)
+    url = reverse("admin:accessrequests_awsaccount_change", args=[org.account.pk])
+    form = {
+        "account_id": org.account.account_id,
+        "name": "sandbox",
+        "environment": "production",
+        "enabled": "on",
+        "repair_drift": "on",
+    }
+    # Untagged: the admin sets it.
+    assert client.post(url, form).status_code == 302
+    org.account.refresh_from_db()
+    assert org.account.environment == "production"
+    # Tagged in Organizations: the tag decides, and the field is only shown.
+    org.account.tags = {"environment": "staging"}
+    org.account.environment = "staging"
+    org.account.save()
+    page = client.get(url).content.decode()
+    assert 'name="environment"' not in page
+    assert client.post(url, form).status_code == 302
+    org.account.refresh_from_db()
+    assert org.account.environment == "staging"
+    from accessrequests import permissions
+
+    assert "its tag environment=staging" in permissions.account_environment_problem(org.admin1, org.account)

@@ -85,6 +85,22 @@ SCHEMA_ERRORS = [
         [rule(break_glass_kinds=["pipeline", "root"])],
         "rules[0].break_glass_kinds[1]: 'root' is not one of ['pipeline', 'pass_role', 'permission_set', 'cross_account']",
     ),
+    (
+        [rule(environments=["prod"])],
+        "rules[0].environments[0]: 'prod' is not one of ['production', 'staging', 'development', 'sandbox']",
+    ),
+    (
+        [rule(environments=["unknown"])],  # a rule never covers an account by its unknown environment
+        "rules[0].environments[0]: 'unknown' is not one of ['production', 'staging', 'development', 'sandbox']",
+    ),
+    (
+        [rule(account_tags={"team": "payments"})],
+        "rules[0].account_tags.team: 'payments' is not of type 'array' (list the values a tag may have: "
+        "[payments])",
+    ),
+    ([rule(account_tags={"team": []})], "rules[0].account_tags.team: [] should be non-empty"),
+    ([rule(account_tags=["team"])], "rules[0].account_tags: ['team'] is not of type 'object'"),
+    ([rule(units=[""])], "rules[0].units[0]: '' should be non-empty"),
 ]
 
 
@@ -195,6 +211,10 @@ def test_plan_says_the_change_in_words_and_changes_nothing(org, tmp_path):
         "  eligibility rule 'Administrator access': added: only group 'sre' may request permission sets "
         "AdministratorAccess on any account",
         "3 changes to apply.",
+        "Routing: 1 account moves to another rule.",
+        "Moves (1 account):",
+        f"  {PRODUCTION_ID} production: no rule (refused) → Production pipelines (2 approvals) for pipeline "
+        "access, PassRole, standard permission sets, cross-account access",
     ]
     assert org.rule.approvals_required == ApprovalRule.objects.get(pk=org.rule.pk).approvals_required == 1
     assert AuditEvent.objects.count() == before
@@ -418,3 +438,136 @@ def test_a_worker_applies_the_configured_rules_file_when_it_starts(worker_env, t
     finally:
         worker.stop()
     assert AuditEvent.objects.get(action="rules.applied").actor_label.startswith("rules-file:")
+
+
+# --- rules that follow the organization -------------------------------------------------------------------
+
+
+def _units(org):
+    from accessrequests.models import OrganizationalUnit
+
+    root = OrganizationalUnit.objects.create(ou_id="r-ab12", name="Root", path="Root")
+    org.workloads = OrganizationalUnit.objects.create(
+        ou_id="ou-ab12-11111111", name="Workloads", path="Root / Workloads", parent=root
+    )
+    # Two units may share a path only when one of them left the organization; the file then names it by id.
+    org.gone = OrganizationalUnit.objects.create(
+        ou_id="ou-ab12-22222222", name="Old", path="Root / Old", parent=root, present=False
+    )
+    OrganizationalUnit.objects.create(ou_id="ou-ab12-33333333", name="Old", path="Root / Old", parent=root)
+    org.production.ou = org.workloads
+    org.production.save()
+
+
+def test_validate_names_units_that_do_not_exist_or_are_ambiguous(org, tmp_path):
+    _units(org)
+    document = {
+        "version": 1,
+        "rules": [rule(units=["Root / Workloads", "ou-ab12-99999999", "Root / Nowhere", "Root / Old"])],
+        "eligibility": [{"name": "E", "units": ["ou-zz"], "groups": ["sre"]}],
+    }
+    err, _ = refused("validate", write(tmp_path, document))
+    problems = [line.split(": ", 1)[1] for line in err.splitlines()]
+    assert problems == [
+        "rules[0].units[1]: unknown organizational unit 'ou-ab12-99999999'",
+        "rules[0].units[2]: unknown organizational unit 'Root / Nowhere'",
+        "rules[0].units[3]: organizational unit path 'Root / Old' is ambiguous: name it by id (ou-ab12-22222222, …)",
+        "eligibility[0].units[0]: unknown organizational unit 'ou-zz'",
+    ]
+
+
+def test_plan_says_scope_changes_by_unit_tag_and_environment_in_words(org, tmp_path):
+    _units(org)
+    document = exported(tmp_path)
+    document["rules"][0].update(
+        accounts=[],
+        units=["ou-ab12-11111111"],  # by id: compared as the export writes it, by path
+        account_tags={"team": ["payments", "billing"]},
+        environments=["production"],
+    )
+    out, _ = run("plan", write(tmp_path, document))
+    assert out.splitlines()[0] == (
+        f"  rule 'Sandbox pipelines': accounts {ACCOUNT_ID} → any account; units any unit → Root / Workloads; "
+        "account tags any tags → team=billing, team=payments; environments any environment → production"
+    )
+
+
+def test_the_plan_lists_every_account_that_moves_to_fewer_approvals_and_calls_the_moves_out(org, tmp_path):
+    from tests.factories import make_account
+
+    for account_id, name in (("111111111111", "prod-a"), ("111111111112", "prod-b")):
+        make_account(account_id, name, "production")
+    document = {
+        "version": 1,
+        "rules": [
+            rule("Production", accounts=[], environments=["production"], approvals=2, priority=10),
+            rule(
+                "Non-production", accounts=[], environments=["staging", "development", "sandbox"], priority=30
+            ),
+        ],
+    }
+    run("apply", write(tmp_path, document))
+    # Someone widens the one-approval rule to production and tries it first.
+    document["rules"][1].update(environments=["production", "staging", "development", "sandbox"], priority=5)
+
+    out, _ = run("plan", write(tmp_path, document, "widened.yaml"))
+
+    moved = "Production (2 approvals) → Non-production (1 approval) for pipeline access, PassRole, standard permission sets, cross-account access"
+    assert out.splitlines() == [
+        "  rule 'Non-production': priority 30 → 5; adds environment 'production'",
+        "1 change to apply.",
+        "Routing: 3 accounts move to another rule.",
+        "⚠ 3 accounts move to fewer approvals:",
+        f"  111111111111 prod-a: {moved}",
+        f"  111111111112 prod-b: {moved}",
+        f"  {PRODUCTION_ID} production: {moved}",
+    ]
+
+
+def test_the_plan_calls_out_a_rule_that_asks_fewer_approvals_of_the_accounts_it_keeps(org, tmp_path):
+    document = exported(tmp_path)
+    document["rules"][0]["approvals"] = 2
+    run("apply", write(tmp_path, document))
+    document["rules"][0]["approvals"] = 1
+    out, _ = run("plan", write(tmp_path, document))
+    assert out.splitlines()[-2:] == [
+        "Routing: no account moves to another rule.",
+        "⚠ The rule 'Sandbox pipelines' asks fewer approvals (2 → 1) for the requests it routes in 1 account.",
+    ]
+
+
+def test_rules_by_unit_tag_and_environment_round_trip_through_export_and_apply(org, tmp_path):
+    _units(org)
+    extra = ApprovalRule.objects.create(
+        name="Payments", priority=5, approvals_required=2, account_tags={"team": ["payments", "billing"]},
+        environments=["production", "staging"],
+    )  # fmt: skip
+    extra.units.add(org.workloads, org.gone)
+    extra.approver_groups.add(Group.objects.get(name="approvers"))
+    eligible = EligibilityRule.objects.create(
+        name="Production people", environments=["production"], account_tags={"tier": ["1"]}
+    )
+    eligible.units.add(org.workloads)
+    eligible.groups.add(Group.objects.get(name="sre"))
+    path = tmp_path / "exported.yaml"
+    run("export", "--output", str(path))
+    document = yaml.safe_load(path.read_text())
+    payments = next(r for r in document["rules"] if r["name"] == "Payments")
+    # Units by path, which people read, or by id where the path is not unique.
+    assert payments["units"] == ["Root / Workloads", "ou-ab12-22222222"]
+    assert payments["account_tags"] == {"team": ["billing", "payments"]}
+    assert payments["environments"] == ["production", "staging"]
+    assert document["eligibility"][0]["units"] == ["Root / Workloads"]
+    out, _ = run("plan", str(path))
+    assert out.startswith("No changes"), out
+    before = governance.RuleSet.from_database()
+    EligibilityRule.objects.all().delete()
+    extra.delete()
+    run("apply", str(path))
+    assert governance.RuleSet.from_database() == before
+    out, _ = run("plan", str(path))
+    assert out.startswith("No changes")
+    assert {u.ou_id for u in ApprovalRule.objects.get(name="Payments").units.all()} == {
+        "ou-ab12-11111111",
+        "ou-ab12-22222222",
+    }
