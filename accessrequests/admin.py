@@ -15,7 +15,7 @@ from django.forms.models import model_to_dict
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from accessrequests import audit, governance, governed, permissions
 from accessrequests.governed_admin import ProposesGovernedFacts  # registers User and Group too
@@ -156,9 +156,17 @@ class AwsAccountAdmin(ProposesGovernedFacts, AuditedAdmin):
     list_select_related = ["ou"]
     search_fields = ["name", "account_id", "ou__path"]
     readonly_fields = [
-        "ou", "tags", "present", "removed_at", "last_synced_at", "sync_error", "org_fingerprint",
+        "environment_set_by", "ou", "tags", "present", "removed_at", "last_synced_at", "sync_error",
+        "org_fingerprint",
     ]  # fmt: skip
     actions = ["list_again"]
+
+    @admin.display(description="Environment set by")
+    def environment_set_by(self, obj: AwsAccount) -> str:
+        tag = obj.environment_tag if obj.pk else None
+        if tag is None:
+            return "An admin: the account has no environment tag in Organizations."
+        return f"Organizations: its tag {tag[0]}={tag[1]}. Change the tag there; the catalog sync reads it."
 
     def get_readonly_fields(self, request, obj=None):
         # Organizations owns the environment of an account that has an environment tag: the sync sets it from the
@@ -646,6 +654,16 @@ class EligibilityRuleAdmin(GovernedAdmin):
         )
 
 
+def _plan_row(line: str) -> tuple[str, str]:
+    """A line of the routing plan as a list row: an account indented under its heading, a move to fewer
+    approvals in red (what the second admin must not miss)."""
+    if line.startswith("  "):
+        return "margin:0 0 .25em 1.5em", line.strip()
+    if line.startswith("⚠"):
+        return "color:var(--error-fg);font-weight:bold;margin-top:.5em", line
+    return "margin-top:.5em", line
+
+
 @admin.register(RuleChange)
 class RuleChangeAdmin(admin.ModelAdmin):
     """Governed changes waiting for a second admin (rules, account environments, principal links, governed
@@ -670,7 +688,12 @@ class RuleChangeAdmin(admin.ModelAdmin):
         found = rule_change_routing(obj)
         if found is None:
             return "Eligibility rules decide who may ask, not who approves: no request moves to another rule."
-        return format_html('<pre class="routing-plan">{}</pre>', "\n".join(found.lines(limit=ROUTING_LINES)))
+        return format_html(
+            '<ul class="routing-plan" style="list-style:none;padding:0;margin:0;overflow-wrap:anywhere">{}</ul>',
+            format_html_join(
+                "", '<li style="{}">{}</li>', (_plan_row(line) for line in found.lines(ROUTING_LINES))
+            ),
+        )
 
     @staticmethod
     def _shown(obj: RuleChange, spec) -> str:

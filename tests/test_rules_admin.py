@@ -539,7 +539,8 @@ def test_the_pending_change_page_says_which_accounts_move_to_fewer_approvals(cli
     assert "What it does to routing" in page
     assert "⚠ 1 account moves to fewer approvals:" in page
     assert (
-        f"  {org.production.account_id} production: Production (2 approvals) → Sandbox pipelines (1 approval) for "
+        f'<li style="margin:0 0 .25em 1.5em">{org.production.account_id} production: Production (2 approvals) → '
+        "Sandbox pipelines (1 approval) for "
         "pipeline access, PassRole, standard permission sets, cross-account access" in page
     )
     assert production.pk  # still in force until a second admin approves
@@ -571,3 +572,20 @@ def test_an_accounts_environment_is_the_admins_only_where_organizations_has_no_t
     from accessrequests import permissions
 
     assert "its tag environment=staging" in permissions.account_environment_problem(org.admin1, org.account)
+
+
+def test_a_change_proposed_before_rules_had_units_tags_and_environments_is_still_approved(org):
+    proposal = rule_change_propose(
+        user=org.admin1,
+        target=RuleTarget.APPROVAL_RULE,
+        instance=org.rule,
+        after={**governance.approval_spec(org.rule), "approvals": 2},
+    )
+    # As a change stored by the previous release reads: its specs lack the new fields.
+    old = {"units", "account_tags", "environments"}
+    RuleChange.objects.filter(pk=proposal.pk).update(
+        before={k: v for k, v in proposal.before.items() if k not in old},
+        after={k: v for k, v in proposal.after.items() if k not in old},
+    )
+    rule_change_approve(change_id=proposal.pk, user=org.admin2, second_factor=fresh_factor(org.admin2))
+    assert ApprovalRule.objects.get(pk=org.rule.pk).approvals_required == 2

@@ -27,7 +27,9 @@ from accessrequests.governance import (
     Change,
     RuleSet,
     RulesFileError,
+    approval_spec_from_entry,
     change_between,
+    eligibility_spec_from_entry,
     plan,
     read,
     route_rules,
@@ -202,8 +204,9 @@ def rule_change_routing(change: RuleChange) -> RoutingPlan | None:
     desired = RuleSet(dict(current.approval), current.eligibility)
     if change.before is not None:
         desired.approval.pop(change.before["name"], None)
-    if change.after is not None:
-        desired.approval[change.after["name"]] = change.after
+    after = _canonical(change.target, change.after, catalog)
+    if after is not None:
+        desired.approval[after["name"]] = after
     return routing_between(current, desired, catalog)
 
 
@@ -380,6 +383,14 @@ def rule_change_propose(
     return proposal
 
 
+def _canonical(target: str, spec: dict[str, Any] | None, catalog: Catalog) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    if target == RuleTarget.APPROVAL_RULE:
+        return approval_spec_from_entry(spec, catalog)
+    return eligibility_spec_from_entry(spec, catalog)
+
+
 def _locked_pending(change_id: int) -> RuleChange:
     change = (
         RuleChange.objects.select_for_update(of=("self",))
@@ -401,7 +412,11 @@ def _apply_rule_change(change: RuleChange, *, user, http_request=None) -> None:
     now_spec = spec_of(change.target, instance, catalog) if instance is not None else None
     if change.target_id and instance is None:
         raise RuleChangeError(f"The rule '{change.rule_name}' no longer exists; reject this change.")
-    if now_spec != change.before:
+    # A change proposed before a rule had some field is read with that field's default (what it meant then).
+    proposed_before, proposed_after = (
+        _canonical(change.target, spec, catalog) for spec in (change.before, change.after)
+    )
+    if now_spec != proposed_before:
         raise RuleChangeError(
             f"The rule '{change.rule_name}' changed since this was proposed; reject this change and propose "
             "it again."
@@ -411,20 +426,20 @@ def _apply_rule_change(change: RuleChange, *, user, http_request=None) -> None:
         and model.objects.filter(name=change.rule_name).exists()
     ):
         raise RuleChangeError(f"A rule named '{change.rule_name}' exists now; reject this change.")
-    if change.after is not None:
+    if proposed_after is not None:
         section = "rules" if change.target == RuleTarget.APPROVAL_RULE else "eligibility"
-        errors = semantic_errors({section: [change.after]}, catalog)
+        errors = semantic_errors({section: [proposed_after]}, catalog)
         if errors:
             raise RuleChangeError(
                 "It can no longer be applied: " + "; ".join(e.split(": ", 1)[-1] for e in errors)
             )
-    as_change = change_between(change.target, change.before, change.after) or Change(
+    as_change = change_between(change.target, proposed_before, proposed_after) or Change(
         # Only the Slack webhook changes: the specs are equal, the summary says what happens.
         change.target,
         "update",
         change.rule_name,
-        change.before,
-        change.after,
+        proposed_before,
+        proposed_after,
         [change.summary.split(": ", 1)[-1]],
     )
     webhook = change.slack_webhook_url if change.webhook_changes else None
