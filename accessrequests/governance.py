@@ -10,7 +10,7 @@ change in the admin and a change in the file are described and applied by the sa
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
@@ -419,14 +419,21 @@ def _tags(value: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
     return {str(key): sorted({str(v) for v in value[key]}) for key in sorted(value)}
 
 
+def _as_exported(
+    refs: Iterable[str], find: Callable[[str], tuple[Any, str | None]], ref: Callable[[Any], str]
+) -> list[str]:
+    """References as an export writes them (a unit by path, a permission set by name); unknown ones as given."""
+    found = []
+    for value in refs:
+        item, _ = find(value)
+        found.append(ref(item) if item is not None else value)
+    return found
+
+
 def _scope_in_canonical_form(spec: dict[str, Any], catalog: Catalog | None) -> None:
     """Accounts, units (by the reference an export would write), tags and environments, each in one order."""
     if catalog is not None:
-        refs = []
-        for ref in spec["units"]:
-            found, _ = catalog.unit(ref)
-            refs.append(catalog.unit_ref(found) if found is not None else ref)
-        spec["units"] = refs
+        spec["units"] = _as_exported(spec["units"], catalog.unit, catalog.unit_ref)
     spec["accounts"] = _ordered(spec["accounts"])
     spec["units"] = _ordered(spec["units"])
     spec["account_tags"] = _tags(spec["account_tags"])
@@ -466,11 +473,9 @@ def eligibility_spec_from_entry(entry: Mapping[str, Any], catalog: Catalog | Non
     spec = _with_defaults(entry, ELIGIBILITY_DEFAULTS)
     if catalog is not None:
         # A permission set named by ARN in the file is compared by the name the export would write.
-        refs = []
-        for ref in spec["permission_sets"]:
-            found, _ = catalog.permission_set(ref)
-            refs.append(catalog.permission_set_ref(found) if found is not None else ref)
-        spec["permission_sets"] = refs
+        spec["permission_sets"] = _as_exported(
+            spec["permission_sets"], catalog.permission_set, catalog.permission_set_ref
+        )
     spec["kinds"] = _ordered(spec["kinds"], KIND_ORDER)
     _scope_in_canonical_form(spec, catalog)
     for key in ("permission_sets", "groups", "users"):

@@ -338,19 +338,22 @@ def notify_expiring_grants() -> int:
     return sent
 
 
-def integrity_recipients() -> QuerySet[User]:
-    """Admins and auditors (and superusers) with an email address: the people who must hear of a broken trail."""
-    from accessrequests import roles
-
+def _members_and_superusers(*groups: str) -> QuerySet[User]:
+    """Active members of these groups, and superusers, with an email address."""
     return (
         get_user_model()
-        .objects.filter(
-            Q(groups__name__in=[roles.ADMINS, roles.AUDITORS]) | Q(is_superuser=True), is_active=True
-        )
+        .objects.filter(Q(groups__name__in=groups) | Q(is_superuser=True), is_active=True)
         .exclude(email="")
         .distinct()
         .order_by("pk")
     )
+
+
+def integrity_recipients() -> QuerySet[User]:
+    """Admins and auditors (and superusers) with an email address: the people who must hear of a broken trail."""
+    from accessrequests import roles
+
+    return _members_and_superusers(roles.ADMINS, roles.AUDITORS)
 
 
 @shared_task(name="accessrequests.tasks.notify_integrity_failed", **RETRY_OPTIONS)
@@ -368,13 +371,7 @@ def admin_recipients() -> QuerySet[User]:
     """Active admins (and superusers) with an email address."""
     from accessrequests import roles
 
-    return (
-        get_user_model()
-        .objects.filter(Q(groups__name=roles.ADMINS) | Q(is_superuser=True), is_active=True)
-        .exclude(email="")
-        .distinct()
-        .order_by("pk")
-    )
+    return _members_and_superusers(roles.ADMINS)
 
 
 @shared_task(name="accessrequests.tasks.notify_identity_changed", **RETRY_OPTIONS)

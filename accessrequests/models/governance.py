@@ -7,11 +7,11 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import F, Q
 
-from accessrequests.models.catalog import AwsAccount, OrganizationalUnit, PermissionSet
-from accessrequests.models.requests import RequestKind, account_scope_words
+from accessrequests.models.catalog import AwsAccount, PermissionSet
+from accessrequests.models.requests import AccountScopeRule, RequestKind, account_scope_words
 
 
-class EligibilityRule(models.Model):
+class EligibilityRule(AccountScopeRule):
     """Who may ask for a kind of access, on which accounts, for which permission sets.
 
     The rule's scope is its kinds, its accounts (by id, organizational unit, tag and environment, as an approval
@@ -26,24 +26,6 @@ class EligibilityRule(models.Model):
     description = models.CharField(max_length=300, blank=True, help_text="Why the restriction exists.")
     kinds = models.JSONField(default=list, blank=True, help_text="Request kinds it covers; empty for all.")
     accounts = models.ManyToManyField(AwsAccount, blank=True, related_name="eligibility_rules")
-    units = models.ManyToManyField(
-        OrganizationalUnit,
-        blank=True,
-        related_name="eligibility_rules",
-        verbose_name="organizational units",
-        help_text="Accounts in these units or any unit below them; none chosen: any unit.",
-    )
-    account_tags = models.JSONField(
-        default=dict,
-        blank=True,
-        help_text='Organizations tags the account must carry: {"team": ["payments"]}; every key listed must '
-        "have one of its values.",
-    )
-    environments = models.JSONField(
-        default=list,
-        blank=True,
-        help_text="Account environments it covers; empty for any (an unknown environment counts as any).",
-    )
     permission_sets = models.ManyToManyField(PermissionSet, blank=True, related_name="eligibility_rules")
     groups = models.ManyToManyField(Group, blank=True, related_name="eligibility_rules")
     users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="eligibility_rules")

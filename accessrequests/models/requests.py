@@ -139,7 +139,34 @@ def account_scope_words(rule: ApprovalRule | Any, *, routing: bool) -> str:
     )
 
 
-class ApprovalRule(models.Model):
+class AccountScopeRule(models.Model):
+    """What approval and eligibility rules share: the accounts they cover besides those they name by id, by what
+    the organization says the accounts are (matched by ``accessrequests.scope``)."""
+
+    units = models.ManyToManyField(
+        OrganizationalUnit,
+        blank=True,
+        verbose_name="organizational units",
+        help_text="Accounts in these units or any unit below them; none chosen: any unit.",
+    )
+    account_tags = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Organizations tags the account must carry: {"team": ["payments"]}; every key listed must '
+        "have one of its values.",
+    )
+    environments = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Account environments it covers; empty for any. An unknown environment is never routed by "
+        "environment, and is in every environment for eligibility.",
+    )
+
+    class Meta:
+        abstract = True
+
+
+class ApprovalRule(AccountScopeRule):
     """Who may decide which requests: which accounts (by id, organizational unit, tag, environment), pipelines,
     kinds and levels; N approvals, max duration.
 
@@ -153,22 +180,6 @@ class ApprovalRule(models.Model):
     priority = models.PositiveIntegerField(default=100, help_text="Lower numbers are tried first.")
     enabled = models.BooleanField(default=True)
     accounts = models.ManyToManyField(AwsAccount, blank=True, related_name="rules")
-    units = models.ManyToManyField(
-        OrganizationalUnit,
-        blank=True,
-        related_name="approval_rules",
-        verbose_name="organizational units",
-        help_text="Accounts in these units or any unit below them; none chosen: any unit.",
-    )
-    account_tags = models.JSONField(
-        default=dict,
-        blank=True,
-        help_text='Organizations tags the account must carry: {"team": ["payments"]}; every key listed must '
-        "have one of its values.",
-    )
-    environments = models.JSONField(
-        default=list, blank=True, help_text="Account environments this rule covers; empty for any."
-    )
     pipelines = models.ManyToManyField(Pipeline, blank=True, related_name="rules")
     kinds = models.JSONField(
         default=list, blank=True, help_text="Request kinds this rule covers; empty for all."
