@@ -50,8 +50,8 @@ from accessrequests.services.governance import (
     rule_change_approve,
     rule_change_propose,
     rule_change_reject,
-    rule_change_set_approve,
     rule_change_routing,
+    rule_change_set_approve,
 )
 
 # Fields that hold secrets: stored, but never copied into the audit trail or shown back in full.

@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accessrequests", "0013_rules_eligibility"),
+        ("accessrequests", "0015_governed_changes"),
     ]
 
     operations = [

@@ -47,13 +47,13 @@ from accessrequests.models import (
     RuleTarget,
 )
 from accessrequests.permissions import SecondFactor
+from accessrequests.routing_plan import RoutingPlan, plan_routing
 from accessrequests.services.governed import (
     RuleChangeError,
     governed_change_apply,
     proposal_facts,
     proposal_store,
 )
-from accessrequests.routing_plan import RoutingPlan, plan_routing
 
 log = logging.getLogger(__name__)
 
