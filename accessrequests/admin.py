@@ -181,9 +181,9 @@ class AwsAccountAdmin(ProposesGovernedFacts, AuditedAdmin):
         field = form.base_fields.get("environment")
         if field is not None:
             field.help_text = (
-                "The account has no environment tag in Organizations, so it is yours to set. Unknown: only rules "
-                "that name the account (by id, unit or tag) route its requests. A tag `environment=…` in "
-                "Organizations, once the catalog sync reads it, decides instead."
+                "The account has no environment tag in Organizations, so an admin sets it (another admin approves "
+                "the change). Unknown: only rules that name the account (by id, unit or tag) route its requests. "
+                "A tag `environment=…` in Organizations, once the catalog sync reads it, decides instead."
             )
         return form
 
@@ -687,7 +687,7 @@ class RuleChangeAdmin(admin.ModelAdmin):
             return "—"
         found = rule_change_routing(obj)
         if found is None:
-            return "Eligibility rules decide who may ask, not who approves: no request moves to another rule."
+            return "No request moves to another rule: this change is not about which rule routes a request."
         return format_html(
             '<ul class="routing-plan" style="list-style:none;padding:0;margin:0;overflow-wrap:anywhere">{}</ul>',
             format_html_join(

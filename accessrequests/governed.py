@@ -27,7 +27,9 @@ from accessrequests import roles
 from accessrequests.governance import describe_diff
 from accessrequests.models import AwsAccount, Principal, PrincipalKind, RuleTarget, ScimGroup
 
-# The account's governed fields; tags join them here when accounts have them.
+# The account's governed fields. Its tags are not: Organizations owns them (the catalog sync reads them, audits
+# a change and tells the admins), and with an environment tag the environment too
+# (``permissions.account_environment_problem``).
 ACCOUNT_FIELDS = ("environment",)
 
 

@@ -178,6 +178,40 @@ def _shapes(found: Sequence[Situation]) -> str:
     return ", ".join(parts)
 
 
+def _pipelines_by_account(rules: Iterable[RouteRule]) -> dict[str, list[str]]:
+    """The pipelines rules name, by the account in their ARN."""
+    found: dict[str, list[str]] = {}
+    for arn in sorted(set().union(*(r.pipelines for r in rules))):
+        found.setdefault(arn.split(":")[4] if arn.count(":") >= 5 else "", []).append(arn)
+    return found
+
+
+def _compare(
+    shapes: Sequence[Situation],
+    before: tuple[Sequence[RouteRule], AccountFacts],
+    after: tuple[Sequence[RouteRule], AccountFacts],
+) -> tuple[list[Move], set[tuple[str, int, int]]]:
+    """Route every shape before and after: the moves to another rule, and the rules kept with fewer approvals."""
+    moves: dict[tuple[str, str], Move] = {}
+    fewer: set[tuple[str, int, int]] = set()
+    for situation in shapes:
+        old, new = _route(*before, situation), _route(*after, situation)
+        old_name, new_name = (old.name if old else ""), (new.name if new else "")
+        if old_name != new_name:
+            moves.setdefault((old_name, new_name), Move(old, new)).situations.append(situation)
+        elif old is not None and new is not None and new.approvals < old.approvals:
+            fewer.add((old.name, old.approvals, new.approvals))
+    return list(moves.values()), fewer
+
+
+def _plan(moved: list[AccountMoves], in_place: dict[tuple[str, int, int], set[str]]) -> RoutingPlan:
+    moved.sort(key=lambda a: a.account.account_id)
+    return RoutingPlan(
+        accounts=moved,
+        fewer_in_place=[(name, old, new, len(ids)) for (name, old, new), ids in sorted(in_place.items())],
+    )
+
+
 def plan_routing(
     accounts: Iterable[AccountFacts], before: Iterable[RouteRule], after: Iterable[RouteRule]
 ) -> RoutingPlan:
@@ -187,9 +221,7 @@ def plan_routing(
     named_accounts = set().union(*(r.scope.accounts for r in both))
     named_units = set().union(*(r.scope.units for r in both))
     tag_keys = sorted(set().union(*({key for key, _ in r.scope.tags} for r in both)))
-    pipelines: dict[str, list[str]] = {}
-    for arn in sorted(set().union(*(r.pipelines for r in both))):
-        pipelines.setdefault(arn.split(":")[4] if arn.count(":") >= 5 else "", []).append(arn)
+    pipelines = _pipelines_by_account(both)
 
     classes: dict[tuple, list[AccountFacts]] = {}
     for account in accounts:
@@ -206,20 +238,19 @@ def plan_routing(
     in_place: dict[tuple[str, int, int], set[str]] = {}
     for members in classes.values():
         shapes = situations(pipelines.get(members[0].account_id, ()))
-        moves: dict[tuple[str, str], Move] = {}
-        for situation in shapes:
-            old, new = _route(before, members[0], situation), _route(after, members[0], situation)
-            old_name, new_name = (old.name if old else ""), (new.name if new else "")
-            if old_name != new_name:
-                moves.setdefault((old_name, new_name), Move(old, new)).situations.append(situation)
-            elif old is not None and new is not None and new.approvals < old.approvals:
-                in_place.setdefault((old.name, old.approvals, new.approvals), set()).update(
-                    m.account_id for m in members
-                )
+        moves, fewer = _compare(shapes, (before, members[0]), (after, members[0]))
+        for key in fewer:
+            in_place.setdefault(key, set()).update(m.account_id for m in members)
         if moves:
-            moved += [AccountMoves(member, list(moves.values()), len(shapes)) for member in members]
-    moved.sort(key=lambda a: a.account.account_id)
-    return RoutingPlan(
-        accounts=moved,
-        fewer_in_place=[(name, old, new, len(ids)) for (name, old, new), ids in sorted(in_place.items())],
-    )
+            moved += [AccountMoves(member, moves, len(shapes)) for member in members]
+    return _plan(moved, in_place)
+
+
+def plan_account_change(before: AccountFacts, after: AccountFacts, rules: Iterable[RouteRule]) -> RoutingPlan:
+    """How routing moves for one account whose facts change under the same rules (an admin's new environment)."""
+    rules = in_order(rules)
+    shapes = situations(_pipelines_by_account(rules).get(before.account_id, ()))
+    moves, fewer = _compare(shapes, (rules, before), (rules, after))
+    # The rule stays and asks fewer approvals only when the rule itself changes: not here.
+    assert not fewer
+    return _plan([AccountMoves(after, moves, len(shapes))] if moves else [], {})

@@ -14,6 +14,7 @@ from accessrequests import governance
 from accessrequests.models import (
     ApprovalRule,
     AuditEvent,
+    AwsAccount,
     EligibilityRule,
     RuleChange,
     RuleChangeStatus,
@@ -547,6 +548,9 @@ def test_the_pending_change_page_says_which_accounts_move_to_fewer_approvals(cli
 
 
 def test_an_accounts_environment_is_the_admins_only_where_organizations_has_no_tag(client, org):
+    from accessrequests import permissions
+    from accessrequests.services.governed import governed_change_propose
+
     sign_in_with_mfa(client, org.admin1)
     url = reverse("admin:accessrequests_awsaccount_change", args=[org.account.pk])
     form = {
@@ -556,22 +560,55 @@ def test_an_accounts_environment_is_the_admins_only_where_organizations_has_no_t
         "enabled": "on",
         "repair_drift": "on",
     }
-    # Untagged: the admin sets it.
+    # Untagged: an admin proposes it, and a second admin's approval sets it.
     assert client.post(url, form).status_code == 302
-    org.account.refresh_from_db()
-    assert org.account.environment == "production"
-    # Tagged in Organizations: the tag decides, and the field is only shown.
-    org.account.tags = {"environment": "staging"}
-    org.account.environment = "staging"
+    proposal = RuleChange.objects.get(target=RuleTarget.ACCOUNT)
+    # Meanwhile Organizations tags the account (with the environment it has): the environment is the tag's now,
+    # so the approval is refused.
+    org.account.tags = {"environment": "development"}
     org.account.save()
+    with pytest.raises(NotAllowed, match="its tag environment=development"):
+        rule_change_approve(change_id=proposal.pk, user=org.admin2, second_factor=fresh_factor(org.admin2))
+    assert AwsAccount.objects.get(pk=org.account.pk).environment == "development"
+    # Tagged: the page only shows it, and the service refuses a proposal however it is asked.
     page = client.get(url).content.decode()
     assert 'name="environment"' not in page
-    assert client.post(url, form).status_code == 302
-    org.account.refresh_from_db()
-    assert org.account.environment == "staging"
-    from accessrequests import permissions
+    assert "Organizations: its tag environment=development. Change the tag there" in page
+    client.post(url, form)
+    assert RuleChange.objects.filter(target=RuleTarget.ACCOUNT).count() == 1
+    with pytest.raises(NotAllowed, match="Organizations sets the environment of sandbox"):
+        governed_change_propose(
+            user=org.admin1, target=RuleTarget.ACCOUNT, instance=org.account, after={"environment": "sandbox"}
+        )
+    assert "its tag environment=development" in permissions.account_environment_problem(org.admin1, org.account)
 
-    assert "its tag environment=staging" in permissions.account_environment_problem(org.admin1, org.account)
+
+def test_a_pending_environment_change_says_which_rule_the_account_would_move_to(client, org):
+    production = ApprovalRule.objects.create(
+        name="Production", priority=10, approvals_required=2, environments=["production"]
+    )
+    production.approver_groups.add(Group.objects.get(name="approvers"))
+    ApprovalRule.objects.create(name="Non-production", priority=20, environments=["development", "sandbox"])
+    sign_in_with_mfa(client, org.admin1)
+    url = reverse("admin:accessrequests_awsaccount_change", args=[org.production.pk])
+    client.post(
+        url,
+        {
+            "account_id": org.production.account_id,
+            "name": "production",
+            "environment": "sandbox",
+            "enabled": "on",
+        },
+    )
+    proposal = RuleChange.objects.get(target=RuleTarget.ACCOUNT)
+    client.logout()
+    sign_in_with_mfa(client, org.admin2)
+    page = client.get(reverse("admin:accessrequests_rulechange_change", args=[proposal.pk])).content.decode()
+    assert "⚠ 1 account moves to fewer approvals:" in page
+    assert (
+        f"{org.production.account_id} production: Production (2 approvals) → Non-production (1 approval) for "
+        "pipeline access, PassRole, standard permission sets, cross-account access" in page
+    )
 
 
 def test_a_change_proposed_before_rules_had_units_tags_and_environments_is_still_approved(org):

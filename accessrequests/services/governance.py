@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
-from accessrequests import audit, permissions
+from accessrequests import audit, permissions, rules
 from accessrequests.governance import (
     Catalog,
     Change,
@@ -40,6 +40,7 @@ from accessrequests.governance import (
 from accessrequests.models import (
     RULE_TARGETS,
     ApprovalRule,
+    AwsAccount,
     EligibilityRule,
     RuleChange,
     RuleChangeOperation,
@@ -47,7 +48,7 @@ from accessrequests.models import (
     RuleTarget,
 )
 from accessrequests.permissions import SecondFactor
-from accessrequests.routing_plan import RoutingPlan, plan_routing
+from accessrequests.routing_plan import RoutingPlan, plan_account_change, plan_routing
 from accessrequests.services.governed import (
     RuleChangeError,
     governed_change_apply,
@@ -195,9 +196,19 @@ def rules_plan(text: str) -> Plan:
 
 
 def rule_change_routing(change: RuleChange) -> RoutingPlan | None:
-    """What approving a pending change to an approval rule would do to routing (the admin's pending-change page
-    shows it beside the diff). None for eligibility rules and for changes already decided."""
-    if change.target != RuleTarget.APPROVAL_RULE or change.status != RuleChangeStatus.PENDING:
+    """What approving a pending change would do to routing (the admin's pending-change page shows it beside the
+    diff): of an approval rule, or of an account's environment. None for changes that cannot move routing
+    (eligibility rules, people and links) and for changes already decided."""
+    if change.status != RuleChangeStatus.PENDING:
+        return None
+    if change.target == RuleTarget.ACCOUNT:
+        account = AwsAccount.objects.filter(pk=change.target_id or 0).first()
+        environment = (change.after or {}).get("environment")
+        if account is None or not environment:
+            return None
+        now = rules.account_facts(account)
+        return plan_account_change(now, replace(now, environment=environment), rules.route_rules())
+    if change.target != RuleTarget.APPROVAL_RULE:
         return None
     catalog = Catalog.load()
     current = RuleSet.from_database(catalog)

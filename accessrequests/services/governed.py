@@ -126,6 +126,8 @@ def governed_change_propose(
     Raises NotAllowed (only admins propose) or RuleChangeError (nothing changes, or it names what does not
     exist)."""
     permissions.check(permissions.governed_change_propose_problem(user))
+    if target == RuleTarget.ACCOUNT:
+        permissions.check(permissions.account_environment_problem(user, instance))
     subject = governed.SUBJECTS[target]
     before = subject.facts(instance)
     after = {key: after.get(key, value) for key, value in before.items()}
@@ -166,6 +168,9 @@ def governed_change_apply(change: RuleChange, *, actor, http_request=None) -> No
             "propose it again."
         )
     after = change.after or {}
+    if change.target == RuleTarget.ACCOUNT:
+        # An environment tag read since the proposal makes the environment Organizations' to say.
+        permissions.check(permissions.account_environment_problem(actor, obj))
     _check(change.target, after)
     _write(change.target, obj, after)
     audit.record(
