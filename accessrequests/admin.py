@@ -161,6 +161,15 @@ class AwsAccountAdmin(ProposesGovernedFacts, AuditedAdmin):
     ]  # fmt: skip
     actions = ["list_again"]
 
+    def governed_context(self, object_id=None) -> dict[str, Any]:
+        context = super().governed_context(object_id)
+        account = self.model.objects.filter(pk=object_id).first() if str(object_id or "").isdigit() else None
+        if account is not None and account.environment_tag is not None:
+            context["governance_note"] = (
+                "Organizations sets this account's environment (its environment tag); other fields change at once."
+            )
+        return context
+
     @admin.display(description="Environment set by")
     def environment_set_by(self, obj: AwsAccount) -> str:
         tag = obj.environment_tag if obj.pk else None

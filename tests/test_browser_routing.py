@@ -87,6 +87,7 @@ def test_an_account_tagged_in_organizations_shows_its_environment_read_only(
     page = context.new_page()
     page.goto(reverse("admin:accessrequests_awsaccount_change", args=[tagged.pk]))
     assert page.locator("select[name=environment]").count() == 0
+    assert "Organizations sets this account's environment (its environment tag)" in page.inner_text("body")
     assert "team" in page.inner_text("body")
     screenshot(page, f"admin-account-tagged-{width}")
     page.goto(reverse("dashboard"))
