@@ -580,7 +580,9 @@ def test_an_accounts_environment_is_the_admins_only_where_organizations_has_no_t
         governed_change_propose(
             user=org.admin1, target=RuleTarget.ACCOUNT, instance=org.account, after={"environment": "sandbox"}
         )
-    assert "its tag environment=development" in permissions.account_environment_problem(org.admin1, org.account)
+    assert "its tag environment=development" in permissions.account_environment_problem(
+        org.admin1, org.account
+    )
 
 
 def test_a_pending_environment_change_says_which_rule_the_account_would_move_to(client, org):
