@@ -143,7 +143,21 @@ def _age_second_factor(client: Client, minutes: int) -> None:
     session.save()
 
 
-def test_an_approver_whose_second_factor_is_old_confirms_it_again_and_keeps_the_comment(client, world):
+def _code(user, steps_ahead: int = 0) -> str:
+    """The code the user's authenticator shows now, or ``steps_ahead`` periods later (allauth accepts the next one
+    too, MFA_TOTP_TOLERANCE): a second, unused code for the same minute."""
+    from allauth.mfa import app_settings
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
+    from allauth.mfa.utils import decrypt
+
+    secret = decrypt(Authenticator.objects.get(user=user, type=Authenticator.Type.TOTP).data["secret"])
+    return format_hotp_value(hotp_value(secret, int(time.time()) // app_settings.TOTP_PERIOD + steps_ahead))
+
+
+def test_an_approver_whose_second_factor_is_old_confirms_it_and_the_approval_goes_through_with_the_comment(
+    client, world
+):
     req = world.submit()
     sign_in_with_mfa(client, world.approver)
     _age_second_factor(client, minutes=6)
@@ -151,17 +165,138 @@ def test_an_approver_whose_second_factor_is_old_confirms_it_again_and_keeps_the_
     asked = client.post(review, {"decision": "approve", "comment": "ok for the release"})
     assert asked.status_code == 302 and asked["Location"].startswith(reverse("mfa_reauthenticate"))
     assert not Decision.objects.exists()
-    back = client.post(asked["Location"], {"code": current_code(world.approver)})
-    assert back.status_code == 302 and back["Location"] == review
-    page = client.get(review)
-    assert "ok for the release" in page.content.decode()
-    assert client.post(review, {"decision": "approve", "comment": "ok for the release"}).status_code == 302
+    prompt = client.get(asked["Location"]).content.decode()
+    assert f"approve {req.reference}" in prompt  # the prompt says what the code is for
+    done = client.post(asked["Location"], {"code": current_code(world.approver)})
+    # The code carries the approval through: no second press of Approve.
+    assert done.status_code == 302 and done["Location"] == reverse("queue")
     req.refresh_from_db()
     assert req.status == RequestStatus.APPROVED
     recorded = AuditEvent.objects.get(action="request.approval_recorded")
     decision = recorded.after["decision"]
     assert (decision["second_factor"]["method"], decision["second_factor"]["via"]) == ("totp", "session")
     assert decision["comment"] == "ok for the release" and decision["outcome"] == "approve"
+    assert f"{req.reference} is now approved" in client.get(done["Location"]).content.decode()
+
+
+def test_the_step_up_prompt_offers_only_a_second_factor_never_the_password(client, world):
+    req = world.submit()
+    sign_in_with_mfa(client, world.approver)
+    _age_second_factor(client, minutes=6)
+    asked = client.post(reverse("review", args=[req.pk]), {"decision": "approve", "comment": "ok"})
+    prompt = client.get(asked["Location"]).content.decode()
+    assert "Use your password" not in prompt and reverse("account_reauthenticate") not in prompt
+    # The password page itself sends a person with a second factor back to it.
+    password_page = client.get(reverse("account_reauthenticate") + "?next=" + reverse("review", args=[req.pk]))
+    assert password_page.status_code == 302
+    assert password_page["Location"].startswith(reverse("mfa_reauthenticate"))
+    typed = client.post(reverse("account_reauthenticate"), {"password": PASSWORD})
+    assert typed.status_code == 302 and typed["Location"].startswith(reverse("mfa_reauthenticate"))
+    # The password counted for nothing: the decision still asks for the code.
+    still = client.post(reverse("review", args=[req.pk]), {"decision": "approve", "comment": "ok"})
+    assert still["Location"].startswith(reverse("mfa_reauthenticate"))
+    assert not Decision.objects.exists()
+
+
+def test_a_decision_carried_through_the_step_up_happens_once_whatever_is_replayed(client, world):
+    world.rule.approvals_required = 2  # still pending after one approval: a replay would be a second decision
+    world.rule.save()
+    req = world.submit()
+    sign_in_with_mfa(client, world.approver)
+    _age_second_factor(client, minutes=6)
+    review = reverse("review", args=[req.pk])
+    asked = client.post(review, {"decision": "approve", "comment": "checked the diff"})
+    assert client.post(asked["Location"], {"code": _code(world.approver)}).status_code == 302
+    assert Decision.objects.filter(request=req).count() == 1
+    # Back to the prompt and a fresh code: the held decision was used up.
+    again = client.post(asked["Location"], {"code": _code(world.approver, 1)})
+    assert again.status_code == 302 and again["Location"] == review
+    # Back to the review page and its form sent again: refused, not recorded twice.
+    replay = client.post(review, {"decision": "approve", "comment": "checked the diff"}, follow=True)
+    assert "already decided" in replay.content.decode()
+    assert Decision.objects.filter(request=req).count() == 1
+    assert AuditEvent.objects.filter(action="request.approval_recorded").count() == 1
+
+
+@pytest.mark.parametrize("stale", ["older_than_the_window", "another_users"])
+def test_a_held_decision_is_not_sent_when_stale_or_not_the_users_but_kept_with_a_hint(client, world, stale):
+    from allauth.account.internal.flows.reauthentication import STATE_SESSION_KEY
+
+    req = world.submit()
+    sign_in_with_mfa(client, world.approver)
+    _age_second_factor(client, minutes=6)
+    review = reverse("review", args=[req.pk])
+    asked = client.post(review, {"decision": "deny", "comment": "not during the freeze"})
+    session = client.session
+    held = session[STATE_SESSION_KEY]
+    if stale == "older_than_the_window":
+        held["state"]["at"] -= 301
+    else:
+        held["state"]["user"] = world.approver2.pk
+    session[STATE_SESSION_KEY] = held
+    session.save()
+    back = client.post(asked["Location"], {"code": current_code(world.approver)})
+    assert back.status_code == 302 and back["Location"] == review
+    assert not Decision.objects.exists()
+    page = client.get(review).content.decode()
+    assert "Confirmed — now press Deny" in page and "not during the freeze" in page
+
+
+def test_a_break_glass_post_review_carried_through_the_step_up_is_recorded_with_its_comment(client, world):
+    from django.contrib.auth.models import Group
+
+    from accessrequests.models import BreakGlassReview
+    from accessrequests.services.break_glass import break_glass_submit
+
+    oncall = make_user("oncall", "requesters", "oncall")
+    world.principal.users.add(oncall)
+    world.rule.break_glass_groups.add(Group.objects.get(name="oncall"))
+    used = break_glass_submit(
+        requester=oncall, draft=world.draft(duration_hours=1, justification="Release blocked"), incident="INC-7"
+    )
+    sign_in_with_mfa(client, world.approver)
+    _age_second_factor(client, minutes=6)
+    page = reverse("break_glass_review", args=[used.pk])
+    asked = client.post(page, {"outcome": "justified", "comment": "Matches INC-7"})
+    assert asked["Location"].startswith(reverse("mfa_reauthenticate"))
+    done = client.post(asked["Location"], {"code": current_code(world.approver)})
+    assert done.status_code == 302 and done["Location"] == reverse("request_detail", args=[used.pk])
+    review = BreakGlassReview.objects.get(request=used)
+    assert (review.reviewer, review.outcome, review.comment) == (world.approver, "justified", "Matches INC-7")
+
+
+# --- setting up two-factor authentication ------------------------------------------------------------
+
+
+def test_the_banner_says_two_factor_is_set_up_only_once_it_is_and_says_what_to_do_before(client, world):
+    from allauth.mfa.totp.internal.auth import SECRET_SESSION_KEY
+
+    from tests.conftest import totp_code
+
+    fresh = make_user("fresh-approver", "approvers", password=PASSWORD)
+    world.rule.approver_users.add(fresh)
+    req = world.submit()
+    client.force_login(fresh)
+    client.get(reverse("review", args=[req.pk]))  # read-only, with the banner that leads to the setup
+    # allauth asks for the password before showing the QR code.
+    password = client.get(reverse("mfa_activate_totp"), follow=True)
+    assert password.redirect_chain[-1][0].startswith(reverse("account_reauthenticate"))
+    html = password.content.decode()
+    assert "Two-factor authentication is set up" not in html and 'data-testid="after-mfa"' not in html
+    assert 'data-testid="mfa-setup-step"' in html and "Step 1 of 2" in html
+    activation = client.post(password.redirect_chain[-1][0], {"password": PASSWORD}, follow=True)
+    assert activation.redirect_chain[-1][0] == reverse("mfa_activate_totp")
+    html = activation.content.decode()
+    assert "Two-factor authentication is set up" not in html and 'data-testid="after-mfa"' not in html
+    assert "Step 2 of 2" in html and "scan" in html.lower()
+    wrong = client.post(reverse("mfa_activate_totp"), {"code": "000000"}).content.decode()
+    assert "Two-factor authentication is set up" not in wrong
+    done = client.post(
+        reverse("mfa_activate_totp"), {"code": totp_code(client.session[SECRET_SESSION_KEY])}, follow=True
+    )
+    html = done.content.decode()
+    assert 'data-testid="after-mfa"' in html and "Two-factor authentication is set up" in html
+    assert client.get(reverse("continue_after_mfa"))["Location"] == reverse("review", args=[req.pk])
 
 
 def test_api_decisions_need_a_valid_fresh_code(world):
