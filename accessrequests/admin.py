@@ -6,7 +6,6 @@ Requests, grants and the audit trail are read-only here: their state changes onl
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
@@ -53,6 +52,7 @@ from accessrequests.services.governance import (
     rule_change_routing,
     rule_change_set_approve,
 )
+from accessrequests.views import step_up
 
 # Fields that hold secrets: stored, but never copied into the audit trail or shown back in full.
 SECRET_FIELDS = {"slack_webhook_url"}
@@ -777,36 +777,15 @@ class RuleChangeAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         change = get_object_or_404(RuleChange, pk=pk)
-        factor = permissions.second_factor_from_session(request)
-        if permissions.second_factor_problem(request.user, factor):
-            messages.info(request, "Confirm it is you: enter your authenticator code, then approve.")
-            next_url = reverse("admin:accessrequests_rulechange_change", args=[pk])
-            return redirect(f"{reverse('mfa_reauthenticate')}?{urlencode({'next': next_url})}")
-        comment = request.POST.get("comment", "")
-        try:
-            if whole_set:
-                done = rule_change_set_approve(
-                    change_set=change.change_set,
-                    user=request.user,
-                    second_factor=factor,
-                    comment=comment,
-                    http_request=request,
-                )
-            else:
-                done = [
-                    rule_change_approve(
-                        change_id=change.pk,
-                        user=request.user,
-                        second_factor=factor,
-                        comment=comment,
-                        http_request=request,
-                    )
-                ]
-        except (RuleChangeError, permissions.NotAllowed) as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, "Approved and applied: " + "; ".join(c.summary for c in done) + ".")
-        return self._back(pk)
+        data = {"pk": change.pk, "comment": request.POST.get("comment", ""), "whole_set": whole_set}
+        if permissions.second_factor_problem(request.user, permissions.second_factor_from_session(request)):
+            what = "the changes of its set" if whole_set else f"the rule change “{change.summary}”"
+            return step_up.ask(
+                request, decision="rule_change", data=data,
+                back=reverse("admin:accessrequests_rulechange_change", args=[pk]),
+                what=f"approve {what}", button="Approve",
+            )  # fmt: skip
+        return approve_rule_change(request, data)
 
     def approve_view(self, request, pk: int):
         return self._decide(request, pk)
@@ -830,6 +809,39 @@ class RuleChangeAdmin(admin.ModelAdmin):
         else:
             messages.success(request, f"Rejected: {change.summary}.")
         return self._back(pk)
+
+
+@step_up.resumable("rule_change")
+def approve_rule_change(request, data: dict[str, Any]):
+    """A second admin approves a rule change, or every change of its set, with the session's second factor (the
+    admin page, or after the step-up)."""
+    pk = int(data["pk"])
+    factor = permissions.second_factor_from_session(request)
+    try:
+        if data.get("whole_set"):
+            change = get_object_or_404(RuleChange, pk=pk)
+            done = rule_change_set_approve(
+                change_set=change.change_set,
+                user=request.user,
+                second_factor=factor,
+                comment=data["comment"],
+                http_request=request,
+            )
+        else:
+            done = [
+                rule_change_approve(
+                    change_id=pk,
+                    user=request.user,
+                    second_factor=factor,
+                    comment=data["comment"],
+                    http_request=request,
+                )
+            ]
+    except (RuleChangeError, permissions.NotAllowed) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Approved and applied: " + "; ".join(c.summary for c in done) + ".")
+    return redirect(reverse("admin:accessrequests_rulechange_change", args=[pk]))
 
 
 @admin.register(AccessRequest)

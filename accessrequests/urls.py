@@ -13,6 +13,7 @@ from accessrequests.views import (
     review,
     reviews,
     slack,
+    step_up,
     tokens,
 )
 
@@ -26,7 +27,7 @@ urlpatterns = [
     path("requests/batch/<id:pk>/", batches.batch_detail, name="batch_detail"),
     path("catalog/search/", catalog.catalog_search, name="catalog_search"),
     path("review/", review.queue, name="queue"),
-    path("continue/", review.continue_after_mfa, name="continue_after_mfa"),
+    path("continue/", step_up.continue_after_mfa, name="continue_after_mfa"),
     path("review/<id:pk>/", review.review, name="review"),
     path("grants/<id:pk>/revoke/", grants.revoke, name="grant_revoke"),
     path("grants/<id:pk>/retry/", grants.retry, name="grant_retry"),

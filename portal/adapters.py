@@ -1,5 +1,6 @@
-"""allauth adapters: no open sign-up by default; OIDC sign-in creates accounts when the IdP is configured, and
-refuses an ID token that does not carry back this sign-in's nonce."""
+"""allauth adapters: no open sign-up by default; confirming it is you means the second factor once you have one;
+OIDC sign-in creates accounts when the IdP is configured, and refuses an ID token that does not carry back this
+sign-in's nonce."""
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core.exceptions import ImmediateHttpResponse
@@ -13,6 +14,14 @@ from portal.oidc import NonceOpenIDConnectProvider, nonce_problem
 class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request):
         return settings.GATEHOUSE_OPEN_SIGNUP
+
+    def get_reauthentication_methods(self, user):
+        """Only the second factor for someone who has one. The step-up before a decision (and before the admin)
+        is allauth's reauthentication, and a decision counts only a second factor: offering the password there
+        would take it, then ask again at the next button. Without a second factor, allauth's own methods remain
+        (the password before setting one up)."""
+        methods = super().get_reauthentication_methods(user)
+        return [m for m in methods if m["id"].startswith("mfa_reauthenticate")] or methods
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):

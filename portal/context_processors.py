@@ -5,22 +5,41 @@ from django.http import HttpRequest
 
 from accessrequests import roles
 
+# What to do next while setting up two-factor authentication, on the two allauth pages it takes (allauth asks
+# for the password before it shows the QR code), for someone a page sent there to come back afterwards.
+SETUP_STEPS = {
+    "account_reauthenticate": (
+        "Setting up two-factor authentication, step 1 of 2: confirm it is you with your password."
+    ),
+    "mfa_activate_totp": (
+        "Setting up two-factor authentication, step 2 of 2: scan the QR code with your authenticator app (or type "
+        "the secret into it), enter the 6-digit code it shows and press Activate. Then you go back to where you were."
+    ),
+}
+
+
+def _two_factor_setup(request: HttpRequest, user) -> tuple[str, str]:
+    """(the way back once TOTP is active, or the step to take while it is not yet) for a session a page sent
+    to set it up (``accessrequests.views.step_up.AFTER_MFA``)."""
+    from accessrequests.views.step_up import AFTER_MFA, has_mfa
+
+    if not (hasattr(request, "session") and request.session.get(AFTER_MFA)):
+        return "", ""
+    if has_mfa(user):
+        return "/continue/", ""
+    match = getattr(request, "resolver_match", None)
+    return "", SETUP_STEPS.get(match.url_name if match else "", "")
+
 
 def gatehouse(request: HttpRequest) -> dict:
     user = getattr(request, "user", None)
     authenticated = user is not None and user.is_authenticated
     needs_mfa = bool(getattr(request, "needs_mfa", False))
-    after_mfa = ""
-    if (
-        authenticated
-        and not needs_mfa
-        and hasattr(request, "session")
-        and request.session.get("gatehouse_after_mfa")
-    ):
-        after_mfa = "/continue/"  # set up since: offer the way back (accessrequests.views.review)
+    after_mfa, setup_step = _two_factor_setup(request, user) if authenticated and not needs_mfa else ("", "")
     return {
         "needs_mfa_banner": needs_mfa,
         "after_mfa_url": after_mfa,
+        "mfa_setup_step": setup_step,
         "GATEHOUSE_VERSION": settings.GATEHOUSE_VERSION,
         "OIDC_ENABLED": settings.OIDC_ENABLED,
         "is_admin": authenticated and roles.is_admin(user),

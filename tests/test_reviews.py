@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from accessrequests.models import (
@@ -562,3 +563,27 @@ def test_a_lost_iam_job_is_a_failure_shown_on_the_item_and_the_next_try_starts_a
     assert review_item_gather_evidence(item_id=item.pk) == EvidenceStatus.IN_PROGRESS
     assert review_item_gather_evidence(item_id=item.pk) == EvidenceStatus.COMPLETED
     assert world.standin.proxy.calls["GenerateServiceLastAccessedDetails"] == 2
+
+
+def test_a_keep_carried_through_the_step_up_is_recorded_with_its_reason_once(campaign_world, client):
+    from tests.conftest import current_code
+    from tests.test_step_up import _age_second_factor
+
+    world = campaign_world
+    campaign = reviews.campaign_start(actor=world.admin)
+    item = _items(campaign)["marymajor"]
+    sign_in_with_mfa(client, world.approver)
+    _age_second_factor(client, minutes=6)
+    asked = client.post(
+        f"/access-reviews/items/{item.pk}/",
+        {f"item{item.pk}-decision": "keep", f"item{item.pk}-reason": "On call"},
+    )
+    assert (
+        asked["Location"].startswith(reverse("mfa_reauthenticate"))
+        and not ReviewItem.objects.get(pk=item.pk).decision
+    )
+    done = client.post(asked["Location"], {"code": current_code(world.approver)})
+    assert done.status_code == 302 and done["Location"] == f"/access-reviews/{campaign.pk}/"
+    kept = ReviewItem.objects.get(pk=item.pk)
+    assert (kept.decision, kept.decided_by, kept.reason) == ("keep", world.approver, "On call")
+    assert AuditEvent.objects.filter(action="review.item_kept").count() == 1

@@ -187,7 +187,9 @@ def test_the_step_up_prompt_offers_only_a_second_factor_never_the_password(clien
     prompt = client.get(asked["Location"]).content.decode()
     assert "Use your password" not in prompt and reverse("account_reauthenticate") not in prompt
     # The password page itself sends a person with a second factor back to it.
-    password_page = client.get(reverse("account_reauthenticate") + "?next=" + reverse("review", args=[req.pk]))
+    password_page = client.get(
+        reverse("account_reauthenticate") + "?next=" + reverse("review", args=[req.pk])
+    )
     assert password_page.status_code == 302
     assert password_page["Location"].startswith(reverse("mfa_reauthenticate"))
     typed = client.post(reverse("account_reauthenticate"), {"password": PASSWORD})
@@ -252,7 +254,9 @@ def test_a_break_glass_post_review_carried_through_the_step_up_is_recorded_with_
     world.principal.users.add(oncall)
     world.rule.break_glass_groups.add(Group.objects.get(name="oncall"))
     used = break_glass_submit(
-        requester=oncall, draft=world.draft(duration_hours=1, justification="Release blocked"), incident="INC-7"
+        requester=oncall,
+        draft=world.draft(duration_hours=1, justification="Release blocked"),
+        incident="INC-7",
     )
     sign_in_with_mfa(client, world.approver)
     _age_second_factor(client, minutes=6)
@@ -283,12 +287,12 @@ def test_the_banner_says_two_factor_is_set_up_only_once_it_is_and_says_what_to_d
     assert password.redirect_chain[-1][0].startswith(reverse("account_reauthenticate"))
     html = password.content.decode()
     assert "Two-factor authentication is set up" not in html and 'data-testid="after-mfa"' not in html
-    assert 'data-testid="mfa-setup-step"' in html and "Step 1 of 2" in html
+    assert 'data-testid="mfa-setup-step"' in html and "step 1 of 2" in html
     activation = client.post(password.redirect_chain[-1][0], {"password": PASSWORD}, follow=True)
     assert activation.redirect_chain[-1][0] == reverse("mfa_activate_totp")
     html = activation.content.decode()
     assert "Two-factor authentication is set up" not in html and 'data-testid="after-mfa"' not in html
-    assert "Step 2 of 2" in html and "scan" in html.lower()
+    assert "step 2 of 2" in html and "scan" in html.lower()
     wrong = client.post(reverse("mfa_activate_totp"), {"code": "000000"}).content.decode()
     assert "Two-factor authentication is set up" not in wrong
     done = client.post(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from accessrequests import permissions, selectors
@@ -14,7 +17,26 @@ from accessrequests.forms import DecisionForm
 from accessrequests.models import RequestStatus
 from accessrequests.services.batches import batch_approve, batch_deny
 from accessrequests.services.requests import RequestError
-from accessrequests.views.review import has_mfa, step_up_redirect
+from accessrequests.views import step_up
+
+
+@step_up.resumable("batch")
+def decide_batch(request: HttpRequest, data: dict[str, Any]) -> HttpResponse:
+    """Approve or deny every request of a batch the reviewer may decide, with the session's second factor."""
+    pk = int(data["pk"])
+    decide = batch_approve if data["decision"] == "approve" else batch_deny
+    try:
+        outcome = decide(
+            batch_id=pk, reviewer=request.user, second_factor=permissions.second_factor_from_session(request),
+            comment=data["comment"], http_request=request,
+        )  # fmt: skip
+    except (RequestError, permissions.NotAllowed) as exc:
+        messages.error(request, str(exc))
+        return redirect("batch_detail", pk=pk)
+    decided = ", ".join(r.reference for r in outcome.decided)
+    left = f" Left for their own approvers: {', '.join(outcome.left)}." if outcome.left else ""
+    messages.success(request, f"Decided {decided}.{left}")
+    return redirect("batch_detail", pk=pk)
 
 
 @login_required
@@ -24,25 +46,17 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
     form = DecisionForm(request.POST or None)
     decidable = [m for m in members if permissions.decide_problem(request.user, m) is None]
     if request.method == "POST" and form.is_valid():
-        if not decidable or not has_mfa(request.user):
+        if not decidable:
             messages.error(request, "There is nothing here you can decide.")
             return redirect("batch_detail", pk=batch.pk)
-        factor = permissions.second_factor_from_session(request)
-        if permissions.second_factor_problem(request.user, factor):
-            return step_up_redirect(request, "batch_detail", batch.pk)
-        decide = batch_approve if form.cleaned_data["decision"] == "approve" else batch_deny
-        try:
-            outcome = decide(
-                batch_id=batch.pk, reviewer=request.user, second_factor=factor,
-                comment=form.cleaned_data["comment"], http_request=request,
+        data = {"pk": batch.pk, **form.cleaned_data}
+        if permissions.second_factor_problem(request.user, permissions.second_factor_from_session(request)):
+            verb = "approve" if data["decision"] == "approve" else "deny"
+            return step_up.ask(
+                request, decision="batch", data=data, back=reverse("batch_detail", args=[batch.pk]),
+                what=f"{verb} {batch.reference}", button=verb.capitalize(),
             )  # fmt: skip
-        except (RequestError, permissions.NotAllowed) as exc:
-            messages.error(request, str(exc))
-            return redirect("batch_detail", pk=batch.pk)
-        decided = ", ".join(r.reference for r in outcome.decided)
-        left = f" Left for their own approvers: {', '.join(outcome.left)}." if outcome.left else ""
-        messages.success(request, f"Decided {decided}.{left}")
-        return redirect("batch_detail", pk=batch.pk)
+        return decide_batch(request, data)
     show_changes = (
         bool(decidable) and len(members) <= 10
     )  # each change reads AWS; beyond ten, on each request

@@ -3,11 +3,14 @@ grant and to whom), the list of uses, and the post-review."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -16,8 +19,9 @@ from accessrequests.forms import BreakGlassForm, PostReviewForm
 from accessrequests.models import AccessRequest, ApprovalRule, RequestKind
 from accessrequests.services.break_glass import break_glass_post_review, break_glass_submit
 from accessrequests.services.requests import RequestError, check_filing, prepare
+from accessrequests.views import step_up
 from accessrequests.views.requests import draft_preview
-from accessrequests.views.review import has_mfa, step_up_redirect
+from accessrequests.views.step_up import has_mfa
 
 
 def _rules_for(user):
@@ -123,6 +127,29 @@ def break_glass_list(request: HttpRequest) -> HttpResponse:
     return render(request, "accessrequests/break_glass_list.html", {"uses": uses, "now": timezone.now()})
 
 
+@step_up.resumable("post_review")
+def decide_post_review(request: HttpRequest, data: dict[str, Any]) -> HttpResponse:
+    """Record the review after a break-glass use with the session's second factor."""
+    req: AccessRequest = selectors.get_request_for_user(request.user, data["pk"])
+    review = getattr(req, "break_glass_review", None)
+    if review is None:
+        raise Http404("No such break-glass use")
+    try:
+        break_glass_post_review(
+            review_id=review.pk,
+            reviewer=request.user,
+            second_factor=permissions.second_factor_from_session(request),
+            outcome=data["outcome"],
+            comment=data["comment"],
+            http_request=request,
+        )
+    except (RequestError, permissions.NotAllowed) as exc:
+        messages.error(request, str(exc))
+        return redirect("break_glass_review", req.pk)
+    messages.success(request, f"Your review of break-glass {req.reference} is recorded.")
+    return redirect("request_detail", req.pk)
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def post_review(request: HttpRequest, pk: int) -> HttpResponse:
@@ -130,26 +157,20 @@ def post_review(request: HttpRequest, pk: int) -> HttpResponse:
     review = getattr(req, "break_glass_review", None)
     if review is None:
         raise Http404("No such break-glass use")
-    form = PostReviewForm(request.POST or None)
-    factor = permissions.second_factor_from_session(request)
+    page = reverse("break_glass_review", args=[req.pk])
+    typed = step_up.held(request, page) if request.method == "GET" else {}
+    form = PostReviewForm(request.POST or None, initial=typed or None)
     problem = permissions.post_review_problem(request.user, review)
     if request.method == "POST" and form.is_valid():
-        if problem is None and permissions.second_factor_problem(request.user, factor):
-            return step_up_redirect(request, "break_glass_review", req.pk)
-        try:
-            break_glass_post_review(
-                review_id=review.pk,
-                reviewer=request.user,
-                second_factor=factor,
-                outcome=form.cleaned_data["outcome"],
-                comment=form.cleaned_data["comment"],
-                http_request=request,
-            )
-        except (RequestError, permissions.NotAllowed) as exc:
-            messages.error(request, str(exc))
-            return redirect("break_glass_review", req.pk)
-        messages.success(request, f"Your review of break-glass {req.reference} is recorded.")
-        return redirect("request_detail", req.pk)
+        data = {"pk": req.pk, **form.cleaned_data}
+        if problem is None and permissions.second_factor_problem(
+            request.user, permissions.second_factor_from_session(request)
+        ):
+            return step_up.ask(
+                request, decision="post_review", data=data, back=page,
+                what=f"record your review of break-glass {req.reference}", button="Record the review",
+            )  # fmt: skip
+        return decide_post_review(request, data)
     return render(
         request,
         "accessrequests/break_glass_review.html",

@@ -6,7 +6,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from accessrequests import roles, selectors
-from accessrequests.views.review import has_mfa
+from accessrequests.views.step_up import has_mfa
 
 
 @login_required

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import functools
 from datetime import timedelta
-from urllib.parse import urlencode
+from typing import Any
 
-from allauth.mfa.models import Authenticator
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from accessrequests import permissions, roles, selectors
@@ -22,16 +20,8 @@ from accessrequests.forms import DecisionForm
 from accessrequests.models import RequestKind, RequestStatus
 from accessrequests.paging import paginate
 from accessrequests.services.requests import RequestError, request_approve, request_deny
-
-# A decision typed before the second factor was asked for again, kept so the reviewer does not retype it.
-_HELD_DECISION = "gatehouse_held_decision"
-
-
-def has_mfa(user) -> bool:
-    return Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
-
-
-AFTER_MFA = "gatehouse_after_mfa"  # where to go back once two-factor authentication is set up
+from accessrequests.views import step_up
+from accessrequests.views.step_up import AFTER_MFA, has_mfa
 
 
 def approver_required(view):
@@ -49,18 +39,6 @@ def approver_required(view):
         return view(request, *args, **kwargs)
 
     return wrapper
-
-
-@login_required
-@require_http_methods(["GET"])
-def continue_after_mfa(request: HttpRequest) -> HttpResponse:
-    """Back to the page that sent the user to set up two-factor authentication (a path of this site only)."""
-    target = request.session.pop(AFTER_MFA, None) or ""
-    if not url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}
-    ) or not target.startswith("/"):
-        target = reverse("home")
-    return redirect(target)
 
 
 @approver_required
@@ -92,52 +70,51 @@ def queue(request: HttpRequest) -> HttpResponse:
     )
 
 
-def step_up_redirect(request: HttpRequest, view_name: str, pk: int) -> HttpResponse:
-    """Ask allauth for the second factor again, then come back to ``view_name``."""
-    messages.info(request, "Confirm it is you: enter your authenticator code, then decide.")
-    next_url = reverse(view_name, args=[pk])
-    return redirect(f"{reverse('mfa_reauthenticate')}?{urlencode({'next': next_url})}")
-
-
-def _step_up(request: HttpRequest, req, form: DecisionForm) -> HttpResponse:
-    """Ask for the second factor again, with the decision kept for when the reviewer is back."""
-    request.session[_HELD_DECISION] = {"pk": req.pk, "comment": form.cleaned_data["comment"]}
-    return step_up_redirect(request, "review", req.pk)
+@step_up.resumable("request")
+def decide_request(request: HttpRequest, data: dict[str, Any]) -> HttpResponse:
+    """Approve or deny a request with the session's second factor (the review page, or after the step-up)."""
+    pk = int(data["pk"])
+    decide = request_approve if data["decision"] == "approve" else request_deny
+    try:
+        done = decide(
+            request_id=pk,
+            reviewer=request.user,
+            second_factor=permissions.second_factor_from_session(request),
+            comment=data["comment"],
+            http_request=request,
+        )
+    except (RequestError, permissions.NotAllowed) as exc:
+        messages.error(request, str(exc))
+        return redirect("review", pk=pk)
+    if done.status == RequestStatus.PENDING:
+        messages.success(
+            request, f"Your approval of {done.reference} is recorded: {done.approval_progress()}."
+        )
+    else:
+        messages.success(request, f"{done.reference} is now {done.get_status_display().lower()}.")
+    return redirect("queue")
 
 
 @approver_required
 @require_http_methods(["GET", "POST"])
 def review(request: HttpRequest, pk: int) -> HttpResponse:
     req = selectors.get_request_for_user(request.user, pk)
-    held = request.session.pop(_HELD_DECISION, None) if request.method == "GET" else None
-    initial = {"comment": held["comment"]} if held and held.get("pk") == req.pk else None
-    form = DecisionForm(request.POST or None, initial=initial)
+    page = reverse("review", args=[req.pk])
+    typed = step_up.held(request, page) if request.method == "GET" else {}
+    form = DecisionForm(request.POST or None, initial={"comment": typed["comment"]} if typed else None)
     factor = permissions.second_factor_from_session(request)
     if request.method == "POST" and request.needs_mfa:  # type: ignore[attr-defined]
         messages.error(request, "Set up two-factor authentication first: deciding on access needs it.")
         return redirect("review", pk=req.pk)
     if request.method == "POST" and form.is_valid():
+        data = {"pk": req.pk, **form.cleaned_data}
         if permissions.second_factor_problem(request.user, factor):
-            return _step_up(request, req, form)
-        decide = request_approve if form.cleaned_data["decision"] == "approve" else request_deny
-        try:
-            done = decide(
-                request_id=req.pk,
-                reviewer=request.user,
-                second_factor=factor,
-                comment=form.cleaned_data["comment"],
-                http_request=request,
-            )
-        except (RequestError, permissions.NotAllowed) as exc:
-            messages.error(request, str(exc))
-            return redirect("review", pk=req.pk)
-        if done.status == RequestStatus.PENDING:
-            messages.success(
-                request, f"Your approval of {done.reference} is recorded: {done.approval_progress()}."
-            )
-        else:
-            messages.success(request, f"{done.reference} is now {done.get_status_display().lower()}.")
-        return redirect("queue")
+            verb = "approve" if data["decision"] == "approve" else "deny"
+            return step_up.ask(
+                request, decision="request", data=data, back=page, what=f"{verb} {req.reference}",
+                button=verb.capitalize(),
+            )  # fmt: skip
+        return decide_request(request, data)
     return render(
         request,
         "accessrequests/review.html",

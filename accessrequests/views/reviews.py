@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -15,7 +18,8 @@ from accessrequests.models import AuditEvent, CampaignStatus, ReviewCampaign
 from accessrequests.paging import paginate
 from accessrequests.rules import rules_for_approver
 from accessrequests.services import reviews
-from accessrequests.views.review import has_mfa, step_up_redirect
+from accessrequests.views import step_up
+from accessrequests.views.step_up import has_mfa
 
 
 def _readers_only(request: HttpRequest) -> None:
@@ -82,6 +86,7 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
         items = items.filter(decision="")
     page = paginate(items, request.GET.get("page"))
     rule_ids = set(rules_for_approver(request.user).values_list("pk", flat=True))
+    typed = step_up.held(request, reverse("review_campaign", args=[campaign.pk]))
     rows = []
     for item in page.object_list:
         problem = (
@@ -101,7 +106,10 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 "problem": problem,
                 "can_review": not item.decision and problem is None,
                 "unused_for_days": (now - item.last_used_at).days if item.last_used_at else None,
-                "form": ReviewItemForm(prefix=f"item{item.pk}"),
+                "form": ReviewItemForm(
+                    prefix=f"item{item.pk}",
+                    initial={"reason": typed["reason"]} if typed.get("pk") == item.pk else None,
+                ),
             }
         )
     return render(
@@ -127,6 +135,28 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
+@step_up.resumable("review_item")
+def decide_review_item(request: HttpRequest, data: dict[str, Any]) -> HttpResponse:
+    """Keep or revoke one access-review item with the session's second factor."""
+    item = selectors.get_review_item_for_user(request.user, data["pk"])
+    reference = item.grant.request.reference
+    try:
+        done = reviews.review_item_decide(
+            item_id=item.pk,
+            reviewer=request.user,
+            second_factor=permissions.second_factor_from_session(request),
+            decision=data["decision"],
+            reason=data["reason"],
+            http_request=request,
+        )
+    except (reviews.ReviewError, permissions.NotAllowed) as exc:
+        messages.error(request, f"{reference}: {exc}")
+        return redirect("review_campaign", item.campaign_id)
+    verb = "kept" if done.decision == "keep" else "revoked; the access is being removed from AWS"
+    messages.success(request, f"{reference} {verb}.")
+    return redirect("review_campaign", item.campaign_id)
+
+
 @login_required
 @require_http_methods(["POST"])
 def item_decide(request: HttpRequest, pk: int) -> HttpResponse:
@@ -137,26 +167,15 @@ def item_decide(request: HttpRequest, pk: int) -> HttpResponse:
             for error in errors:
                 messages.error(request, f"Item {item.grant.request.reference}: {error}")
         return redirect("review_campaign", item.campaign_id)
-    factor = permissions.second_factor_from_session(request)
+    data = {"pk": item.pk, **form.cleaned_data}
     if permissions.allowed(
         permissions.review_item_problem, request.user, item
-    ) and permissions.second_factor_problem(request.user, factor):
-        return step_up_redirect(request, "review_campaign", item.campaign_id)
-    try:
-        done = reviews.review_item_decide(
-            item_id=item.pk,
-            reviewer=request.user,
-            second_factor=factor,
-            decision=form.cleaned_data["decision"],
-            reason=form.cleaned_data["reason"],
-            http_request=request,
-        )
-    except (reviews.ReviewError, permissions.NotAllowed) as exc:
-        messages.error(request, f"{item.grant.request.reference}: {exc}")
-        return redirect("review_campaign", item.campaign_id)
-    verb = "kept" if done.decision == "keep" else "revoked; the access is being removed from AWS"
-    messages.success(request, f"{item.grant.request.reference} {verb}.")
-    return redirect("review_campaign", item.campaign_id)
+    ) and permissions.second_factor_problem(request.user, permissions.second_factor_from_session(request)):
+        return step_up.ask(
+            request, decision="review_item", data=data, back=reverse("review_campaign", args=[item.campaign_id]),
+            what=f"{data['decision']} {item.grant.request.reference}", button=data["decision"].capitalize(),
+        )  # fmt: skip
+    return decide_review_item(request, data)
 
 
 @login_required
