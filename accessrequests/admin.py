@@ -767,6 +767,7 @@ class RuleChangeAdmin(admin.ModelAdmin):
                 reject_url=reverse("admin:accessrequests_rulechange_reject", args=[change.pk]),
                 change_set=in_set,
                 set_pending=sum(c.status == RuleChangeStatus.PENDING for c in in_set),
+                typed_comment=step_up.held(request, request.path).get("comment", ""),
             )
         return super().change_view(request, object_id, form_url, extra)
 

@@ -43,7 +43,8 @@ def decide_batch(request: HttpRequest, data: dict[str, Any]) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
     batch, members = selectors.get_batch_for_user(request.user, pk)
-    form = DecisionForm(request.POST or None)
+    typed = step_up.held(request, reverse("batch_detail", args=[batch.pk])) if request.method == "GET" else {}
+    form = DecisionForm(request.POST or None, initial={"comment": typed["comment"]} if typed else None)
     decidable = [m for m in members if permissions.decide_problem(request.user, m) is None]
     if request.method == "POST" and form.is_valid():
         if not decidable:
