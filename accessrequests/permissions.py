@@ -81,6 +81,12 @@ def _writer_problem(user) -> str | None:
     return _signed_in_problem(user) or ("Auditors have read-only access." if roles.is_auditor(user) else None)
 
 
+def decider_problem(user) -> str | None:
+    """Whether ``user`` may decide anything at all (each decision's own rule says the rest): the pages that list
+    what waits for someone ask it before listing anything."""
+    return _writer_problem(user)
+
+
 def read_audit_problem(user) -> str | None:
     problem = _signed_in_problem(user)
     if problem:
@@ -741,9 +747,11 @@ def _reached_besides(user, request: AccessRequest) -> str:
     return ", ".join(found)
 
 
-def post_review_problem(user, review: Any, *, recipient_ids: set[int] | None = None) -> str | None:
+def post_review_problem(
+    user, review: Any, *, recipient_ids: set[int] | None = None, approver_rule_ids: set[int] | None = None
+) -> str | None:
     """The review after a break-glass use: another approver of its rule, never the requester nor anyone the access
-    reached, once."""
+    reached, once. ``recipient_ids`` and ``approver_rule_ids`` let a page asking about many uses compute them once."""
     problem = _writer_problem(user)
     if problem:
         return problem
@@ -756,6 +764,8 @@ def post_review_problem(user, review: Any, *, recipient_ids: set[int] | None = N
         recipient_ids = recipients.recipient_user_ids(req)
     if user.pk in recipient_ids:
         return "You cannot review a break-glass use whose access reached you."
-    if not rules_for_approver(user).filter(pk=req.rule_id).exists():
+    if approver_rule_ids is None:
+        approver_rule_ids = set(rules_for_approver(user).filter(pk=req.rule_id).values_list("pk", flat=True))
+    if req.rule_id not in approver_rule_ids:
         return f"Only approvers of the rule “{req.rule.name}” review this break-glass use."
     return None

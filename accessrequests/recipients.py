@@ -114,3 +114,62 @@ def linked_to_all(request: AccessRequest, user) -> bool:
         if principal.is_group and principal.members_synced_at is None:
             return False  # nobody has read who is in it yet: it cannot be vouched for as only theirs
     return True
+
+
+@dataclass(frozen=True)
+class Reach:
+    """The same rule seen from one person: which requests' access would reach ``user`` (``recipient_user_ids``
+    holds them exactly when ``reaches`` says so), read in two queries, for pages that ask about many requests."""
+
+    user_id: int
+    principal_ids: frozenset[int]  # linked to the user, or an Identity Center user with their e-mail address
+    group_ids: frozenset[int]  # groups one of those is a member of
+    arns: frozenset[str]  # what a cross-account role may name to trust one of them (a group: its members)
+    account_ids: frozenset[str]  # accounts one of them is in (a role trusting the account reaches them all)
+
+    def reaches(self, request: AccessRequest) -> bool:
+        if request.kind == RequestKind.CROSS_ACCOUNT:
+            if request.trusted_principal_arn:
+                return request.trusted_principal_arn in self.arns
+            return request.trusted_account_id in self.account_ids
+        return request.principal_id in self.principal_ids | self.group_ids
+
+    def recipient_ids(self, request: AccessRequest) -> set[int]:
+        """``recipient_user_ids(request)`` as far as this person goes: them, or nobody (for the ``*_problem`` rules
+        asked about many requests)."""
+        return {self.user_id} if self.reaches(request) else set()
+
+    def q(self, prefix: str = "") -> Q:
+        """``reaches`` as a filter on requests (``prefix``: the path to the request, e.g. ``"grant__request__"``)."""
+        cross = Q(**{f"{prefix}kind": RequestKind.CROSS_ACCOUNT})
+        return (
+            (~cross & Q(**{f"{prefix}principal_id__in": sorted(self.principal_ids | self.group_ids)}))
+            | (cross & Q(**{f"{prefix}trusted_principal_arn__in": sorted(self.arns)}))
+            | (
+                cross
+                & Q(**{f"{prefix}trusted_principal_arn": ""})
+                & Q(**{f"{prefix}trusted_account_id__in": sorted(self.account_ids)})
+            )
+        )
+
+
+def reach_of(user) -> Reach:
+    """Everything ``Reach`` needs about ``user``, in two queries."""
+    query = Q(users=user)
+    if user.email:
+        query |= Q(email__iexact=user.email)
+    own = list(
+        Principal.objects.filter(query).values_list("pk", "external_id", "account__account_id").distinct()
+    )
+    groups = list(
+        Principal.objects.filter(members__in=[pk for pk, _, _ in own])
+        .values_list("pk", "external_id")
+        .distinct()
+    )
+    return Reach(
+        user_id=user.pk,
+        principal_ids=frozenset(pk for pk, _, _ in own),
+        group_ids=frozenset(pk for pk, _ in groups),
+        arns=frozenset([arn for _, arn, _ in own] + [arn for _, arn in groups]),
+        account_ids=frozenset(account for _, _, account in own if account),
+    )

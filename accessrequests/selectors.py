@@ -6,6 +6,7 @@ from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from accessrequests import roles
 from accessrequests.ids import parse_id
@@ -22,6 +23,7 @@ from accessrequests.models import (
     RequestBatch,
     RequestStatus,
 )
+from accessrequests.recipients import Reach, reach_of
 from accessrequests.rules import covered_accounts, rules_for_approver, scope_of
 
 
@@ -104,18 +106,29 @@ def my_requests(user, *, status: str | None = None) -> QuerySet[AccessRequest]:
     return qs.order_by("-created_at", "-id")
 
 
-def review_queue(user, *, account: str | None = None, kind: str | None = None) -> QuerySet[AccessRequest]:
-    """Pending requests this user may decide now: under their rules, not theirs, not for a principal linked to
-    them, and not already decided by them."""
-    rule_ids = list(rules_for_approver(user).values_list("pk", flat=True))
+def review_queue(
+    user,
+    *,
+    account: str | None = None,
+    kind: str | None = None,
+    rule_ids: list[int] | None = None,
+    reach: Reach | None = None,
+) -> QuerySet[AccessRequest]:
+    """Pending requests this user may decide now (``permissions.decide_problem`` as a query): under their rules,
+    still in their review window, not theirs, not reaching them (``recipients.Reach``), and not already decided
+    by them. ``rule_ids`` and ``reach`` let a page that also asks about other work read them once."""
+    from accessrequests.permissions import pending_window
+
+    if rule_ids is None:
+        rule_ids = list(rules_for_approver(user).values_list("pk", flat=True))
     # Small id lists instead of anti-joins: PostgreSQL misestimates the anti-joins and then joins every pending
     # row before sorting (38 ms at 25,000 pending); plain filters let it walk the index and stop at one page.
-    linked = list(user.principals.values_list("pk", flat=True))
-    # Requests whose access would reach the user are not theirs to decide: their principals, groups they are in,
-    # cross-account roles that would trust one of their principals (permissions.decide_problem says the rest).
-    linked_arns = list(Principal.objects.filter(pk__in=linked).values_list("external_id", flat=True))
-    groups = list(Principal.objects.filter(members__in=linked).values_list("pk", flat=True))
-    pending = AccessRequest.objects.filter(status=RequestStatus.PENDING, rule_id__in=rule_ids)
+    reach = reach if reach is not None else reach_of(user)
+    pending = AccessRequest.objects.filter(
+        status=RequestStatus.PENDING,
+        rule_id__in=rule_ids,
+        created_at__gt=timezone.now() - pending_window(),
+    )
     # A decision on a request still pending was made after that request was filed, so only the reviewer's
     # decisions since the oldest pending request can matter: at a million requests a long-serving reviewer has
     # hundreds of thousands of decisions, and joining them all to find the pending ones took 132 ms.
@@ -133,12 +146,7 @@ def review_queue(user, *, account: str | None = None, kind: str | None = None) -
         if oldest is not None
         else []
     )
-    qs = (
-        pending.exclude(requester=user)
-        .exclude(principal_id__in=linked + groups)
-        .exclude(trusted_principal_arn__in=linked_arns)
-        .exclude(pk__in=decided)
-    )
+    qs = pending.exclude(requester=user).exclude(reach.q()).exclude(pk__in=decided)
     if account:
         qs = qs.filter(account__account_id=account)
     if kind:
@@ -186,18 +194,12 @@ def live_grants_of(user) -> QuerySet[Grant]:
 
 
 def home_overview(user) -> dict:
-    """The landing page: the user's access now, their requests waiting for a decision, and how many requests
-    wait for them to decide (approvers). A fixed number of queries, whatever the table sizes."""
-    overview: dict = {
+    """The landing page's own part: the user's access now and their requests waiting for a decision (what waits
+    for them to decide is ``inbox.review_inbox``). A fixed number of queries, whatever the table sizes."""
+    return {
         "live_grants": list(live_grants_of(user)[:HOME_ROWS]),
         "waiting": list(with_decisions(my_requests(user, status=RequestStatus.PENDING))[:HOME_ROWS]),
-        "to_review": None,
     }
-    if roles.is_approver(user):
-        found = len(review_queue(user).values_list("pk", flat=True)[: QUEUE_COUNT_CAP + 1])
-        overview["to_review"] = found
-        overview["to_review_label"] = f"{QUEUE_COUNT_CAP}+" if found > QUEUE_COUNT_CAP else str(found)
-    return overview
 
 
 def request_timeline(request: AccessRequest) -> QuerySet[AuditEvent]:
@@ -359,3 +361,28 @@ def users_with_verified_email(email: str, *, limit: int = 2) -> list:
     """
     holders = EmailAddress.objects.filter(email__iexact=email.strip(), verified=True).values("user_id")
     return list(get_user_model().objects.filter(pk__in=holders).order_by("pk")[:limit])
+
+
+def break_glass_rules_for(user):
+    """The enabled rules that name ``user`` for break-glass (directly or through a group)."""
+    from accessrequests.models import ApprovalRule
+
+    if not user.is_authenticated:
+        return ApprovalRule.objects.none()
+    return (
+        ApprovalRule.objects.filter(enabled=True)
+        .filter(Q(break_glass_users=user) | Q(break_glass_groups__in=user.groups.all()))
+        .distinct()
+    )
+
+
+MAY_BREAK_GLASS = "gatehouse_may_break_glass"
+
+
+def may_break_glass(http_request) -> bool:
+    """Whether a rule names the signed-in person for break-glass, remembered in the session (read at sign-in and
+    again on the break-glass pages) so the menu costs no query; the break-glass service decides for real."""
+    session = http_request.session
+    if MAY_BREAK_GLASS not in session:
+        session[MAY_BREAK_GLASS] = break_glass_rules_for(http_request.user).exists()
+    return bool(session[MAY_BREAK_GLASS])

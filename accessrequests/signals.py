@@ -11,6 +11,7 @@ from __future__ import annotations
 from allauth.account.signals import user_logged_in
 from allauth.mfa.signals import authentication_failed, authenticator_added, authenticator_removed
 from django.conf import settings
+from django.contrib.auth.signals import user_logged_in as django_logged_in
 from django.contrib.auth.signals import user_login_failed
 from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
@@ -22,6 +23,14 @@ from accessrequests import audit
 @receiver(user_logged_in)
 def _logged_in(sender, request, user, **kwargs) -> None:
     audit.record(action="auth.login", object_type="user", object_id=user.pk, actor=user, http_request=request)
+
+
+@receiver(django_logged_in)
+def _remember_break_glass(sender, request, user, **kwargs) -> None:
+    from accessrequests.selectors import MAY_BREAK_GLASS, break_glass_rules_for
+
+    if request is not None and hasattr(request, "session"):
+        request.session[MAY_BREAK_GLASS] = break_glass_rules_for(user).exists()
 
 
 @receiver(user_login_failed)

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
 
 from accessrequests import roles
 
@@ -31,6 +32,27 @@ def _two_factor_setup(request: HttpRequest, user) -> tuple[str, str]:
     return "", SETUP_STEPS.get(match.url_name if match else "", "")
 
 
+def _review_counts(request: HttpRequest, user):
+    """What waits for the person, for the menu's counts: as the page read it (the review queue, the home page),
+    else read when the menu shows it, for approvers (admins see counts on those pages: their other pages, such as
+    the dashboard, stay as cheap as they were)."""
+    from accessrequests import inbox
+
+    given = getattr(request, inbox.MENU_COUNTS, None)
+    if given is not None:
+        return given
+    if roles.in_group(user, roles.APPROVERS):
+        return SimpleLazyObject(lambda: inbox.counts_for(user))
+    return None
+
+
+def _may_break_glass(request: HttpRequest):
+    """Called by the menu only for people who do not review break-glass (they see its uses instead)."""
+    from accessrequests.selectors import may_break_glass
+
+    return lambda: may_break_glass(request)
+
+
 def gatehouse(request: HttpRequest) -> dict:
     user = getattr(request, "user", None)
     authenticated = user is not None and user.is_authenticated
@@ -45,4 +67,6 @@ def gatehouse(request: HttpRequest) -> dict:
         "is_admin": authenticated and roles.is_admin(user),
         "is_approver": authenticated and roles.is_approver(user),
         "is_auditor": authenticated and roles.is_auditor(user),
+        "review_counts": _review_counts(request, user) if authenticated else None,
+        "may_break_glass": _may_break_glass(request) if authenticated else False,
     }

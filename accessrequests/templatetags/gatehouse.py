@@ -30,6 +30,17 @@ def duration(value: timedelta | None) -> str:
     return f"{days} d {hours} h" if hours else f"{days} d"
 
 
+@register.filter
+def due(value) -> str:
+    """When something waiting for a person is due, from now: 'due in 3 h 5 min' or 'overdue by 2 d 4 h'."""
+    from django.utils import timezone
+
+    left = value - timezone.now()
+    if left.total_seconds() <= 0:
+        return f"overdue by {duration(-left)}"
+    return f"due in {duration(left)}"
+
+
 # What each event of a request's timeline means, in words (the audit log keeps the exact names).
 EVENT_LABELS = {
     "request.created": "Filed",

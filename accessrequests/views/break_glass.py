@@ -7,14 +7,13 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from accessrequests import permissions, roles, selectors
+from accessrequests import inbox, permissions, roles, selectors
 from accessrequests.forms import BreakGlassForm, PostReviewForm
 from accessrequests.models import AccessRequest, ApprovalRule, RequestKind
 from accessrequests.services.break_glass import break_glass_post_review, break_glass_submit
@@ -24,12 +23,12 @@ from accessrequests.views.requests import draft_preview
 from accessrequests.views.step_up import has_mfa
 
 
-def _rules_for(user):
-    return (
-        ApprovalRule.objects.filter(enabled=True)
-        .filter(Q(break_glass_users=user) | Q(break_glass_groups__in=user.groups.all()))
-        .distinct()
-    )
+def _rules_for(request: HttpRequest) -> list[ApprovalRule]:
+    """The rules naming the person for break-glass, read now (and remembered for the menu)."""
+    rules = list(selectors.break_glass_rules_for(request.user))
+    if request.session.get(selectors.MAY_BREAK_GLASS) != bool(rules):  # a session write only when it changed
+        request.session[selectors.MAY_BREAK_GLASS] = bool(rules)
+    return rules
 
 
 def _kinds(rules: list[ApprovalRule]) -> list[str]:
@@ -59,7 +58,7 @@ def _preview(request: HttpRequest, form: BreakGlassForm) -> tuple[dict | None, s
 def break_glass_new(request: HttpRequest) -> HttpResponse:
     if roles.is_auditor(request.user) and not roles.is_admin(request.user):
         raise Http404("No such page")
-    rules = list(_rules_for(request.user))
+    rules = _rules_for(request)
     kinds = _kinds(rules)
     intent = request.POST.get("intent") if request.method == "POST" else None
     data: QueryDict | None = request.POST if request.method == "POST" else None
@@ -114,6 +113,8 @@ def break_glass_new(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def break_glass_list(request: HttpRequest) -> HttpResponse:
+    """The uses the person may see, newest first, under the ones waiting for their post-review (most urgent
+    first); the way to break the glass only for those a rule names."""
     if not (
         roles.is_approver(request.user) or roles.is_auditor(request.user) or roles.is_admin(request.user)
     ):
@@ -124,7 +125,18 @@ def break_glass_list(request: HttpRequest) -> HttpResponse:
         .select_related("requester", "principal", "account", "rule", "break_glass_review__reviewer")
         .order_by("-created_at")[:100]
     )
-    return render(request, "accessrequests/break_glass_list.html", {"uses": uses, "now": timezone.now()})
+    waiting = inbox.review_inbox(request.user, filters=inbox.Filters(work=inbox.POST_REVIEW))
+    inbox.show_in_menu(request, waiting.counts)
+    return render(
+        request,
+        "accessrequests/break_glass_list.html",
+        {
+            "uses": uses,
+            "now": timezone.now(),
+            "waiting": waiting,
+            "may_use": bool(_rules_for(request)),
+        },
+    )
 
 
 @step_up.resumable("post_review")

@@ -5,7 +5,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from accessrequests import roles, selectors
+from accessrequests import inbox, roles, selectors
 from accessrequests.views.step_up import has_mfa
 
 
@@ -15,5 +15,7 @@ def home(request: HttpRequest) -> HttpResponse:
     user = request.user
     context = selectors.home_overview(user)
     if roles.is_approver(user):
-        context["needs_mfa"] = not has_mfa(user)
+        waiting = inbox.review_inbox(user, size=selectors.HOME_ROWS)
+        inbox.show_in_menu(request, waiting.counts)
+        context.update(inbox=waiting, needs_mfa=not has_mfa(user))
     return render(request, "accessrequests/home.html", context)

@@ -14,11 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from accessrequests import permissions, roles, selectors
+from accessrequests import inbox, permissions, roles, selectors
 from accessrequests.changes import change_for
 from accessrequests.forms import DecisionForm
 from accessrequests.models import RequestKind, RequestStatus
-from accessrequests.paging import paginate
 from accessrequests.services.requests import RequestError, request_approve, request_deny
 from accessrequests.views import step_up
 from accessrequests.views.step_up import AFTER_MFA, has_mfa
@@ -43,6 +42,8 @@ def approver_required(view):
 
 @approver_required
 def queue(request: HttpRequest) -> HttpResponse:
+    """Needs your review: every request, break-glass post-review and access-review item the approver may decide,
+    the one due first on top, with filters."""
     account = (request.GET.get("account") or "").strip() or None
     account_error = ""
     if account is not None and not (account.isascii() and account.isdigit() and len(account) == 12):
@@ -52,20 +53,37 @@ def queue(request: HttpRequest) -> HttpResponse:
     kind = request.GET.get("kind") or None
     if kind not in RequestKind.values:
         kind = None
-    qs = selectors.review_queue(request.user, account=account, kind=kind)
+    work = request.GET.get("work") or None
+    if work not in inbox.KINDS:
+        work = None
     age = request.GET.get("older_than_hours")
     # Bounded: a timedelta of more hours than a few centuries overflows (a 500), and no request is that old.
-    if age and age.isdigit() and len(age) <= 6:
-        qs = qs.filter(created_at__lt=timezone.now() - timedelta(hours=int(age)))
-    page = paginate(qs, request.GET.get("page"))
+    older_than = (
+        timezone.now() - timedelta(hours=int(age)) if age and age.isdigit() and len(age) <= 6 else None
+    )
+    number = request.GET.get("page") or ""
+    found = inbox.review_inbox(
+        request.user,
+        filters=inbox.Filters(account=account, kind=kind, work=work, older_than=older_than),
+        page=min(int(number), 10_000) if number.isdigit() else 1,
+    )
+    if not (account or kind or work or older_than):
+        inbox.show_in_menu(request, found.counts)
     return render(
         request,
         "accessrequests/queue.html",
         {
-            "page": page,
+            "page": found.page,
+            "counts": found.counts,
             "account_error": account_error,
             "kinds": RequestKind.choices,
-            "filters": {"account": account or "", "kind": kind or "", "older_than_hours": age or ""},
+            "works": inbox.KINDS.items(),
+            "filters": {
+                "account": account or "",
+                "kind": kind or "",
+                "work": work or "",
+                "older_than_hours": age or "",
+            },
         },
     )
 

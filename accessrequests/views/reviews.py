@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accessrequests import audit, exports, permissions, recipients, selectors
 from accessrequests.forms import ReviewItemForm
+from accessrequests.ids import parse_id
 from accessrequests.models import AuditEvent, CampaignStatus, ReviewCampaign
 from accessrequests.paging import paginate
 from accessrequests.rules import rules_for_approver
@@ -84,8 +85,12 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
     items = selectors.review_items_visible_to(request.user, campaign)
     if request.GET.get("open") == "1":
         items = items.filter(decision="")
+    only_item = parse_id(request.GET.get("item"))
+    if only_item is not None:  # the link from "Needs your review": that item, whichever page it is on
+        items = items.filter(pk=only_item)
     page = paginate(items, request.GET.get("page"))
     rule_ids = set(rules_for_approver(request.user).values_list("pk", flat=True))
+    reach = recipients.reach_of(request.user)
     typed = step_up.held(request, reverse("review_campaign", args=[campaign.pk]))
     rows = []
     for item in page.object_list:
@@ -93,7 +98,7 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
             permissions.review_item_problem(
                 request.user,
                 item,
-                recipient_ids=recipients.recipient_user_ids(item.grant.request),
+                recipient_ids=reach.recipient_ids(item.grant.request),
                 approver_rule_ids=rule_ids,
             )
             if not item.decision
@@ -120,6 +125,7 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "rows": rows,
             "page": page,
             "only_open": request.GET.get("open") == "1",
+            "only_item": only_item,
             "total_count": selectors.review_items_visible_to(request.user, campaign).count(),
             "open_count": selectors.review_items_visible_to(request.user, campaign)
             .filter(decision="")
