@@ -630,6 +630,23 @@ def can_review_item(user, item: Any, **known: Any) -> bool:
     return review_item_problem(user, item, **known) is None
 
 
+def evidence_retry_problem(user, item: Any, **known: Any) -> str | None:
+    """Asking IAM again for an item's usage evidence after a failed read: its reviewers (``review_item_problem``,
+    which ``known`` is passed to) and admins, while the item waits for its review."""
+    problem = _writer_problem(user)
+    if problem:
+        return problem
+    if item.campaign.status != "open":
+        return f"{item.campaign.reference} is closed; its evidence is no longer read."
+    if item.decision:
+        return "This access was already reviewed; its evidence is no longer read."
+    if item.evidence_status != "failed":
+        return "Gatehouse is not stuck on this item's evidence: nothing to retry."
+    if roles.is_admin(user):
+        return None
+    return review_item_problem(user, item, **known)
+
+
 def unreviewed_revoke_problem(item: Any, *, now: datetime | None = None) -> str | None:
     """Nobody but the deadline revokes an item: only when it is unreviewed, its campaign's deadline has passed
     and the campaign was started under "revoke" (GATEHOUSE_REVIEW_UNREVIEWED)."""

@@ -44,6 +44,11 @@ urlpatterns = [
     path("access-reviews/<id:pk>/", reviews.campaign_detail, name="review_campaign"),
     path("access-reviews/<id:pk>/export.<str:fmt>", reviews.campaign_export, name="review_campaign_export"),
     path("access-reviews/items/<id:pk>/", reviews.item_decide, name="review_item_decide"),
+    path(
+        "access-reviews/items/<id:pk>/evidence/retry/",
+        reviews.item_evidence_retry,
+        name="review_item_evidence_retry",
+    ),
     path("break-glass/", break_glass.break_glass_list, name="break_glass_list"),
     path("break-glass/new/", break_glass.break_glass_new, name="break_glass_new"),
     path("break-glass/<id:pk>/review/", break_glass.post_review, name="break_glass_review"),

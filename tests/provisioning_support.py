@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import http.client
 import itertools
 import json
 import os
@@ -18,13 +17,14 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import boto3
 from moto.iam.access_control import IAMPolicy, PermissionResult
 
 from accessrequests.aws.client import clear_credentials_cache
+from accessrequests.devworld.last_accessed import Relay, action_of, forward, query_fields
 from accessrequests.models import (
     AccessLevel,
     AwsAccount,
@@ -209,14 +209,6 @@ def aws_env(base: dict[str, str], endpoint: str) -> dict[str, str]:
 # --- a fault-injecting proxy in front of moto -------------------------------------------------------------
 
 
-def _action(headers: Any, body: bytes) -> str:
-    target = headers.get("X-Amz-Target")
-    if target:
-        return str(target).rsplit(".", 1)[-1]
-    fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-    return fields.get("Action", [""])[0]
-
-
 def _error(status: int, code: str, message: str) -> bytes:
     return (
         f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
@@ -257,22 +249,13 @@ class AwsProxy:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         proxy = self
-        target = urllib.parse.urlsplit(self.upstream)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(Relay):
             def _relay(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                action = _action(self.headers, body)
+                action = action_of(self.headers, body)
                 if action in proxy.answer:
-                    fields = {
-                        k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()
-                    }
-                    answered = proxy.answer[action](fields)
+                    answered = proxy.answer[action](query_fields(body))
                     if answered is not None:
                         status, payload = answered if isinstance(answered, tuple) else (200, answered)
                         proxy._count(action)
@@ -292,35 +275,17 @@ class AwsProxy:
                             status, {"Content-Type": "text/xml"}, _error(status, code, "Rate exceeded")
                         )
                     return
-                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "host")}
-                headers["Host"] = target.netloc
-                connection.request(self.command, self.path, body=body, headers=headers)
-                response = connection.getresponse()
-                payload = response.read()
-                connection.close()
+                status, headers, payload = forward(
+                    proxy.upstream, self.command, self.path, self.headers, body
+                )
                 proxy._count(action)
-                if action in proxy.rewrite and response.status == 200:
+                if action in proxy.rewrite and status == 200:
                     payload = json.dumps(proxy.rewrite[action](json.loads(payload))).encode()
                 skip = {"connection", "transfer-encoding", "content-length"}
-                self._send(
-                    response.status,
-                    {k: v for k, v in response.getheaders() if k.lower() not in skip},
-                    payload,
-                )
+                self._send(status, {k: v for k, v in headers if k.lower() not in skip}, payload)
 
             def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
-                self.close_connection = True
-                try:
-                    self.send_response(status)
-                    for key, value in headers.items():
-                        self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:
-                    pass  # the caller is gone (a killed worker); AWS has done the work all the same
+                self.reply(status, headers.items(), payload)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _relay
 

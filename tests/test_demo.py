@@ -339,3 +339,56 @@ def test_demo_says_clearly_when_its_port_is_busy(tmp_path):
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
     assert f"DEMO_PORT={port + 1} make demo" in result.stderr
     assert not (tmp_path / "moto.log").exists()  # refused before starting anything
+
+
+# --- the demo's stand-in for IAM's last-accessed data ---
+
+
+@pytest.mark.moto
+@pytest.mark.django_db
+def test_the_demo_endpoint_answers_iams_last_accessed_data_from_the_calls_that_passed_it(
+    aws, settings, monkeypatch
+):
+    """moto does not implement last-accessed data; the endpoint ``manage.py demo`` puts in front of it answers
+    Gatehouse's own reads (``aws/last_used.py``, unchanged) from the calls it saw signed with a user's key."""
+    import boto3
+
+    from accessrequests.aws import last_used
+    from accessrequests.devworld.last_accessed import LastAccessedEndpoint
+
+    endpoint = LastAccessedEndpoint(aws).start()
+    try:
+        settings.AWS_ENDPOINT_URL = endpoint.url
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
+        iam = boto3.client("iam", endpoint_url=endpoint.url, region_name="us-east-1")
+        dora = iam.create_user(UserName="dora")["User"]["Arn"]
+        idle = iam.create_user(UserName="idle")["User"]["Arn"]
+        key = iam.create_access_key(UserName="dora")["AccessKey"]
+        iam.create_access_key(UserName="idle")
+        boto3.client(
+            "codepipeline", endpoint_url=endpoint.url, region_name="eu-west-1",
+            aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+        ).list_pipelines()  # fmt: skip
+
+        job = last_used.start_job(dora, account_id=MANAGEMENT)
+        assert last_used.read_job(job, account_id=MANAGEMENT).status == "IN_PROGRESS"  # as IAM: not at once
+        report = last_used.read_job(job, account_id=MANAGEMENT)
+        assert report.status == "COMPLETED"
+        pipeline = next(s for s in report.services if s.namespace == "codepipeline")
+        used = pipeline.actions["codepipeline:ListPipelines"]
+        assert used is not None and abs(time.time() - used.timestamp()) < 120
+        keys = {k.access_key_id: k for k in last_used.access_keys_last_used("dora", account_id=MANAGEMENT)}
+        assert keys[key["AccessKeyId"]].last_used is not None and keys[key["AccessKeyId"]].service
+
+        never = last_used.start_job(idle, account_id=MANAGEMENT)
+        last_used.read_job(never, account_id=MANAGEMENT)
+        idle_report = last_used.read_job(never, account_id=MANAGEMENT)
+        assert idle_report.status == "COMPLETED"
+        assert all(s.last_authenticated is None for s in idle_report.services)
+        assert all(
+            k.last_used is None for k in last_used.access_keys_last_used("idle", account_id=MANAGEMENT)
+        )
+        # Everything else is moto's, unchanged.
+        assert {u["UserName"] for u in iam.list_users()["Users"]} >= {"dora", "idle"}
+    finally:
+        endpoint.close()

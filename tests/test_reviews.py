@@ -587,3 +587,155 @@ def test_a_keep_carried_through_the_step_up_is_recorded_with_its_reason_once(cam
     kept = ReviewItem.objects.get(pk=item.pk)
     assert (kept.decision, kept.decided_by, kept.reason) == ("keep", world.approver, "On call")
     assert AuditEvent.objects.filter(action="review.item_kept").count() == 1
+
+
+# --- evidence that cannot be read ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def moto_only_world(world):
+    """Long-lived grants on a bare moto server, which does not implement IAM's last-accessed data: every
+    evidence read fails, as it did in the demo before it had a stand-in."""
+    world.mateo = _old_grant(world, "mateojackson")
+    world.mary = _old_grant(world, "marymajor")
+    return world
+
+
+def test_evidence_iam_cannot_give_is_a_failure_on_the_item_with_its_reason_and_a_retry_never_preparing(
+    moto_only_world, client
+):
+    world = moto_only_world
+    campaign = reviews.campaign_start(actor=world.admin)
+    item = _items(campaign)["mateojackson"]
+    # moto answers GenerateServiceLastAccessedDetails with an HTML error page: a failure, recorded, not a crash.
+    assert review_item_gather_evidence(item_id=item.pk) == EvidenceStatus.FAILED
+    failed = ReviewItem.objects.get(pk=item.pk)
+    assert failed.evidence_attempts == 1 and failed.evidence_next_at > timezone.now()
+    assert (
+        "GenerateServiceLastAccessedDetails" in failed.evidence["error"]
+        or "parse" in failed.evidence["error"]
+    )
+    event = AuditEvent.objects.get(action="review.evidence_failed")
+    assert event.after["error"] == failed.evidence["error"] and event.after["attempt"] == 1
+
+    sign_in_with_mfa(client, world.approver)
+    html = client.get(f"/access-reviews/{campaign.pk}/?item={item.pk}").content.decode()
+    card = html[html.index(f'id="item-{item.pk}"') :]
+    assert "Usage evidence could not be read: " + failed.evidence["error"][:40] in card
+    assert f'action="/access-reviews/items/{item.pk}/evidence/retry/"' in card and ">Retry<" in card
+    assert "preparing" not in html
+
+    # Retry (a POST by a reviewer): asked again at once, audited, the error gone from the item.
+    retried = client.post(f"/access-reviews/items/{item.pk}/evidence/retry/", follow=True)
+    assert "asked IAM again" in retried.content.decode()
+    again = ReviewItem.objects.get(pk=item.pk)
+    assert (again.evidence_status, again.evidence_attempts, again.evidence_next_at) == ("pending", 0, None)
+    retry = AuditEvent.objects.get(action="review.evidence_retry_requested")
+    assert retry.actor == world.approver and retry.after["previous_error"] == failed.evidence["error"]
+
+
+def test_evidence_retry_is_for_reviewers_and_admins_of_a_failed_item_of_an_open_review(
+    moto_only_world, client
+):
+    from accessrequests.services.reviews import review_item_evidence_retry
+
+    world = moto_only_world
+    campaign = reviews.campaign_start(actor=world.admin)
+    items = _items(campaign)
+    item = items["mateojackson"]
+    with pytest.raises(NotAllowed, match="nothing to retry"):
+        review_item_evidence_retry(item_id=item.pk, actor=world.admin)  # not failed (yet)
+    review_item_gather_evidence(item_id=item.pk)
+    for outsider in (
+        world.requester,
+        make_user("reader", "auditors"),
+        make_user("other", "release-managers"),
+    ):
+        with pytest.raises(NotAllowed):
+            review_item_evidence_retry(item_id=item.pk, actor=outsider)
+    client.force_login(world.requester)
+    assert client.post(f"/access-reviews/items/{item.pk}/evidence/retry/").status_code == 404
+    assert client.get(f"/access-reviews/items/{item.pk}/evidence/retry/").status_code in (404, 405)
+    assert ReviewItem.objects.get(pk=item.pk).evidence_status == EvidenceStatus.FAILED
+    assert review_item_evidence_retry(item_id=item.pk, actor=world.admin).evidence_status == "pending"
+    # Once the item is decided the review no longer needs its evidence: nothing to retry.
+    review_item_gather_evidence(item_id=item.pk)
+    review_item_decide(
+        item_id=item.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver),
+        decision="keep", reason="Needed",
+    )  # fmt: skip
+    with pytest.raises(NotAllowed, match="already reviewed"):
+        review_item_evidence_retry(item_id=item.pk, actor=world.admin)
+
+
+def test_failed_evidence_is_asked_again_with_growing_gaps_and_then_left_for_someone_to_retry(
+    moto_only_world, settings
+):
+    from accessrequests.services.review_evidence import EVIDENCE_MAX_ATTEMPTS
+
+    world = moto_only_world
+    campaign = reviews.campaign_start(actor=world.admin)
+    item = _items(campaign)["mateojackson"]
+    reviews.review_item_decide(
+        item_id=_items(campaign)["marymajor"].pk, reviewer=world.approver,
+        second_factor=fresh_factor(world.approver), decision="keep", reason="Needed",
+    )  # fmt: skip
+    gaps = []
+    for attempt in range(1, EVIDENCE_MAX_ATTEMPTS + 1):
+        now = timezone.now()
+        assert review_item_gather_evidence(item_id=item.pk) == EvidenceStatus.FAILED
+        failed = ReviewItem.objects.get(pk=item.pk)
+        assert failed.evidence_attempts == attempt
+        # Not before its time ...
+        assert reviews.campaigns_tick(now=now)["evidence"] == 0
+        if attempt < EVIDENCE_MAX_ATTEMPTS:
+            gaps.append(failed.evidence_next_at - now)
+            # ... and at its time, once.
+            assert reviews.campaigns_tick(now=failed.evidence_next_at + timedelta(seconds=1))["evidence"] == 1
+        else:
+            assert failed.evidence_next_at is None  # stopped: the page says so and offers Retry
+            assert reviews.campaigns_tick(now=now + timedelta(days=30))["evidence"] == 0
+    assert gaps == sorted(gaps) and gaps[-1] > gaps[0]
+    assert AuditEvent.objects.filter(action="review.evidence_failed").count() == EVIDENCE_MAX_ATTEMPTS
+
+
+def test_an_item_decided_before_its_evidence_arrived_never_says_iam_is_preparing(campaign_world, client):
+    world = campaign_world
+    campaign = reviews.campaign_start(actor=world.admin)
+    for name, item in _items(campaign).items():
+        review_item_decide(
+            item_id=item.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver),
+            decision="keep", reason=f"{name} still needs it",
+        )  # fmt: skip
+    assert ReviewCampaign.objects.get(pk=campaign.pk).status == CampaignStatus.CLOSED
+    sign_in_with_mfa(client, world.approver)
+    html = client.get(f"/access-reviews/{campaign.pk}/").content.decode()
+    assert "preparing" not in html
+    assert html.count("Usage was not read before this access was reviewed") == 2
+
+
+def test_an_iam_job_that_never_finishes_becomes_a_failure_after_an_hour(campaign_world):
+    world = campaign_world
+    world.standin.polls_before_done = 10_000  # IAM keeps saying IN_PROGRESS
+    campaign = reviews.campaign_start(actor=world.admin)
+    item = _items(campaign)["mateojackson"]
+    assert review_item_gather_evidence(item_id=item.pk) == EvidenceStatus.IN_PROGRESS
+    ReviewItem.objects.filter(pk=item.pk).update(evidence_asked_at=timezone.now() - timedelta(minutes=61))
+    assert review_item_gather_evidence(item_id=item.pk) == EvidenceStatus.FAILED
+    failed = ReviewItem.objects.get(pk=item.pk)
+    assert "did not finish" in failed.evidence["error"] and failed.evidence_job_id == ""
+
+
+def test_an_answer_botocore_cannot_parse_is_an_aws_failure_worth_another_try():
+    """What moto answers for a call it does not implement (an HTML error page): from the endpoint, not a bug."""
+    from botocore.parsers import ResponseParserError
+
+    from accessrequests.aws import errors
+
+    garbled = ResponseParserError(
+        "Unable to parse response (syntax error: line 1, column 0), invalid XML received. Further retries may "
+        "succeed:\nb'<!doctype html><title>500 Internal Server Error</title>'"
+    )
+    assert errors.is_aws_error(garbled) and errors.is_transient(garbled)
+    said = errors.describe(garbled)
+    assert "invalid XML received" in said and "AWS_ENDPOINT_URL" in said and "<!doctype" not in said

@@ -13,6 +13,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
 from .client import error_details
 
@@ -49,15 +50,17 @@ class AwsOperationError(Exception):
 
 
 def is_aws_error(exc: BaseException) -> bool:
-    """Did the failure come from AWS or from our handling of its answers (rather than from a bug)?"""
-    return isinstance(exc, BotoCoreError | ClientError | AwsOperationError)
+    """Did the failure come from AWS or from our handling of its answers (rather than from a bug)? An answer
+    botocore cannot parse (an HTML error page from a proxy, or an endpoint that does not implement the call, as moto
+    does for some IAM calls) counts: it came from the endpoint."""
+    return isinstance(exc, BotoCoreError | ClientError | AwsOperationError | ResponseParserError)
 
 
 def is_transient(exc: BaseException) -> bool:
     """Will the same call probably succeed if tried again later (throttling, 5xx, network, conflicts)?"""
     if isinstance(exc, AwsOperationError):
         return exc.transient
-    if isinstance(exc, _NETWORK_ERRORS):
+    if isinstance(exc, (*_NETWORK_ERRORS, ResponseParserError)):  # botocore: "Further retries may succeed"
         return True
     if isinstance(exc, ClientError):
         code, _ = error_details(exc)
@@ -74,6 +77,12 @@ def describe(exc: BaseException) -> str:
         return f"AWS refused {operation}: {code}: {message}".strip()
     if isinstance(exc, _NETWORK_ERRORS):
         return f"AWS could not be reached: {exc}"
+    if isinstance(exc, ResponseParserError):
+        what = str(exc).split(". Further retries", 1)[0].splitlines()[0][:200]
+        return (
+            f"the answer from AWS could not be read ({what}); an endpoint set by AWS_ENDPOINT_URL may not "
+            "implement this call"
+        )
     if isinstance(exc, BotoCoreError):
         return f"AWS client error: {exc}"
     return str(exc)

@@ -105,6 +105,17 @@ class ReviewItem(models.Model):
         default=dict, blank=True, help_text="What IAM said, as shown to the reviewer."
     )
     evidence_at = models.DateTimeField(null=True, blank=True)
+    evidence_asked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When IAM was asked for the report now being prepared (its job id)."
+    )
+    evidence_attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Reads that failed in a row; Gatehouse stops asking by itself after a few."
+    )
+    evidence_next_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the hourly tick asks IAM again after a failed read (none: it stopped).",
+    )
     last_used_at = models.DateTimeField(null=True, blank=True)
     decision = models.CharField(max_length=20, choices=ItemDecision.choices, blank=True)
     decided_by = models.ForeignKey(

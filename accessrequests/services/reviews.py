@@ -247,6 +247,37 @@ def review_item_decide(
     return item
 
 
+def review_item_evidence_retry(*, item_id: int, actor, http_request=None) -> ReviewItem:
+    """Ask IAM again, now, for the usage evidence of an item whose read failed (a reviewer or an admin, once the
+    cause is fixed): the automatic tries start over."""
+    with transaction.atomic():
+        item = _locked_item(item_id)
+        permissions.check(permissions.evidence_retry_problem(actor, item))
+        ReviewItem.objects.filter(pk=item.pk).update(
+            evidence_status=EvidenceStatus.PENDING,
+            evidence={},
+            evidence_job_id="",
+            evidence_asked_at=None,
+            evidence_attempts=0,
+            evidence_next_at=None,
+        )
+        _record(
+            item.campaign,
+            "review.evidence_retry_requested",
+            actor=actor,
+            item=item,
+            http_request=http_request,
+            after={
+                **_item_facts(item),
+                "previous_error": item.evidence.get("error", ""),
+                "failed_attempts": item.evidence_attempts,
+            },
+        )
+        _enqueue_evidence([item.pk])
+    item.refresh_from_db()
+    return item
+
+
 def _close_if_done(campaign: ReviewCampaign, *, now: datetime) -> bool:
     if ReviewItem.objects.filter(campaign=campaign, decision="").exists():
         return False
@@ -307,15 +338,10 @@ def campaigns_tick(*, now: datetime | None = None) -> dict[str, int]:
             pass
     for campaign in ReviewCampaign.objects.filter(status=CampaignStatus.OPEN):
         open_items = ReviewItem.objects.filter(campaign=campaign, decision="")
+        due = list(_evidence_due(open_items, now).values_list("pk", flat=True)[:1000])
         with transaction.atomic():
-            _enqueue_evidence(
-                open_items.exclude(
-                    evidence_status__in=[EvidenceStatus.COMPLETED, EvidenceStatus.UNAVAILABLE]
-                ).values_list("pk", flat=True)[:1000]
-            )
-        counts["evidence"] += open_items.exclude(
-            evidence_status__in=[EvidenceStatus.COMPLETED, EvidenceStatus.UNAVAILABLE]
-        ).count()
+            _enqueue_evidence(due)
+        counts["evidence"] += len(due)
         for item_id in open_items.exclude(grant__status__in=LIVE_GRANT_STATUSES).values_list("pk", flat=True):
             counts["ended"] += _end_item(item_id, now=now)
         if campaign.on_deadline == "revoke" and campaign.deadline <= now:
@@ -325,6 +351,21 @@ def campaigns_tick(*, now: datetime | None = None) -> dict[str, int]:
         with transaction.atomic():
             counts["closed"] += _close_if_done(campaign, now=now)
     return counts
+
+
+def _evidence_due(items: QuerySet[ReviewItem], now: datetime) -> QuerySet[ReviewItem]:
+    """Items whose evidence the tick asks for: not read yet (or its message was lost), or failed and due again
+    (``review_evidence.evidence_retry_gap``; none after ``EVIDENCE_MAX_ATTEMPTS`` failures in a row, until someone
+    presses Retry)."""
+    from accessrequests.services.review_evidence import EVIDENCE_MAX_ATTEMPTS
+
+    return items.filter(
+        Q(evidence_status__in=[EvidenceStatus.PENDING, EvidenceStatus.IN_PROGRESS])
+        | (
+            Q(evidence_status=EvidenceStatus.FAILED, evidence_attempts__lt=EVIDENCE_MAX_ATTEMPTS)
+            & (Q(evidence_next_at__isnull=True) | Q(evidence_next_at__lte=now))
+        )
+    )
 
 
 def _end_item(item_id: int, *, now: datetime) -> int:

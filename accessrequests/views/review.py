@@ -35,6 +35,8 @@ def approver_required(view):
         request.needs_mfa = not has_mfa(request.user)  # type: ignore[attr-defined]
         if request.needs_mfa:  # type: ignore[attr-defined]
             request.session[AFTER_MFA] = request.get_full_path()
+        elif AFTER_MFA in request.session:
+            del request.session[AFTER_MFA]  # set up, and back at the review pages: the way back is not needed
         return view(request, *args, **kwargs)
 
     return wrapper

@@ -110,6 +110,14 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 "unused": item.is_unused(now),
                 "problem": problem,
                 "can_review": not item.decision and problem is None,
+                "can_retry": item.evidence_status == "failed"
+                and permissions.allowed(
+                    permissions.evidence_retry_problem,
+                    request.user,
+                    item,
+                    recipient_ids=reach.recipient_ids(item.grant.request),
+                    approver_rule_ids=rule_ids,
+                ),
                 "unused_for_days": (now - item.last_used_at).days if item.last_used_at else None,
                 "form": ReviewItemForm(
                     prefix=f"item{item.pk}",
@@ -182,6 +190,21 @@ def item_decide(request: HttpRequest, pk: int) -> HttpResponse:
             what=f"{data['decision']} {item.grant.request.reference}", button=data["decision"].capitalize(),
         )  # fmt: skip
     return decide_review_item(request, data)
+
+
+@login_required
+@require_POST
+def item_evidence_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    """Retry on an item whose usage evidence could not be read: ask IAM again now."""
+    item = selectors.get_review_item_for_user(request.user, pk)
+    reference = item.grant.request.reference
+    try:
+        reviews.review_item_evidence_retry(item_id=item.pk, actor=request.user, http_request=request)
+    except (reviews.ReviewError, permissions.NotAllowed) as exc:
+        messages.error(request, f"{reference}: {exc}")
+    else:
+        messages.success(request, f"{reference}: asked IAM again for the usage report; reload in a minute.")
+    return redirect(f"{reverse('review_campaign', args=[item.campaign_id])}?item={item.pk}#item-{item.pk}")
 
 
 @login_required

@@ -1,8 +1,10 @@
 """manage.py demo (what ``make demo`` runs): the whole portal on this machine, in the foreground.
 
-1. a moto server on 127.0.0.1 (a free port, log in ``var/moto.log``) stands in for AWS;
-2. ``AWS_ENDPOINT_URL``, dummy credentials and ``AWS_DEFAULT_REGION`` are exported to this process and
-   every child, so nothing can reach real AWS;
+1. a moto server on 127.0.0.1 (a free port, log in ``var/moto.log``) stands in for AWS, behind an endpoint in
+   this process that answers what moto does not implement: IAM's last-accessed data, which access reviews read
+   (``accessrequests.devworld.last_accessed``);
+2. ``AWS_ENDPOINT_URL`` (that endpoint), dummy credentials and ``AWS_DEFAULT_REGION`` are exported to this process
+   and every child, so nothing can reach real AWS;
 3. ``migrate`` and ``seed_demo`` (demo AWS world, catalog sync, demo users and rules);
 4. ``runserver 127.0.0.1:$DEMO_PORT --noreload`` (default 8000), a Celery worker on every queue and Celery
    beat, their output prefixed ``[web]`` / ``[worker]`` / ``[beat]``;
@@ -40,6 +42,7 @@ from accessrequests.aws.motoserver import (
     start_moto_server,
     stop_moto_server,
 )
+from accessrequests.devworld.last_accessed import LastAccessedEndpoint
 from accessrequests.management.commands.seed_demo import logins, tips
 from portal.celery import QUEUES
 
@@ -95,6 +98,7 @@ class Demo:
         self.signals = 0  # Ctrl-C / SIGTERM received so far
         self.signals_when_stopping = 0
         self.moto: subprocess.Popen[bytes] | None = None
+        self.last_accessed: LastAccessedEndpoint | None = None
         self.children: list[_Child] = []
         self.selector = selectors.DefaultSelector()
         self.env: dict[str, str] = {}
@@ -225,6 +229,9 @@ class Demo:
         self._pump(0)
 
     def _stop_moto(self) -> None:
+        if self.last_accessed is not None:
+            self.last_accessed.close()
+            self.last_accessed = None
         if self.moto is not None:
             stop_moto_server(self.moto)
             self.moto = None
@@ -259,7 +266,14 @@ class Demo:
         # From the main thread: the kernel's "die with parent" signal is tied to the starting thread.
         self.moto, endpoint = start_moto_server(log_file=moto_log, own_session=True)
         self._check()
-        self._prepare_env(endpoint)
+        # moto does not implement IAM's last-accessed data: a stand-in answers it, in front of moto, and passes
+        # everything else on. Gatehouse's own AWS code sees one endpoint, as it would see AWS.
+        self.last_accessed = LastAccessedEndpoint(endpoint).start()
+        self.say(
+            f"AWS_ENDPOINT_URL={self.last_accessed.url}: moto, with IAM's last-accessed data (access review "
+            "evidence) answered by a stand-in in front of it"
+        )
+        self._prepare_env(self.last_accessed.url)
 
         self._step("migrating the database …", [python, "manage.py", "migrate", "--noinput", "-v", "0"])
         self._step(
