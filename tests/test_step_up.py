@@ -220,8 +220,10 @@ def test_a_decision_carried_through_the_step_up_happens_once_whatever_is_replaye
     assert AuditEvent.objects.filter(action="request.approval_recorded").count() == 1
 
 
-@pytest.mark.parametrize("stale", ["older_than_the_window", "another_users"])
-def test_a_held_decision_is_not_sent_when_stale_or_not_the_users_but_kept_with_a_hint(client, world, stale):
+@pytest.mark.parametrize("stale", ["older_than_the_window", "another_users", "asked_for_another_page"])
+def test_a_held_decision_is_not_sent_when_stale_not_the_users_or_not_what_the_code_was_for(
+    client, world, stale
+):
     from allauth.account.internal.flows.reauthentication import STATE_SESSION_KEY
 
     req = world.submit()
@@ -233,15 +235,20 @@ def test_a_held_decision_is_not_sent_when_stale_or_not_the_users_but_kept_with_a
     held = session[STATE_SESSION_KEY]
     if stale == "older_than_the_window":
         held["state"]["at"] -= 301
-    else:
+    elif stale == "another_users":
         held["state"]["user"] = world.approver2.pk
+    else:  # the code was asked for another page (say the admin, in another tab) while this decision was held
+        held["state"]["back"] = reverse("queue")
     session[STATE_SESSION_KEY] = held
     session.save()
     back = client.post(asked["Location"], {"code": current_code(world.approver)})
     assert back.status_code == 302 and back["Location"] == review
     assert not Decision.objects.exists()
     page = client.get(review).content.decode()
-    assert "Confirmed — now press Deny" in page and "not during the freeze" in page
+    if stale == "asked_for_another_page":
+        assert "Confirmed" not in page  # nothing of this decision was held for that page
+    else:
+        assert "Confirmed — now press Deny" in page and "not during the freeze" in page
 
 
 def test_a_break_glass_post_review_carried_through_the_step_up_is_recorded_with_its_comment(client, world):
