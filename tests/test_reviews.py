@@ -657,6 +657,27 @@ def test_evidence_retry_is_for_reviewers_and_admins_of_a_failed_item_of_an_open_
     assert client.post(f"/access-reviews/items/{item.pk}/evidence/retry/").status_code == 404
     assert client.get(f"/access-reviews/items/{item.pk}/evidence/retry/").status_code in (404, 405)
     assert ReviewItem.objects.get(pk=item.pk).evidence_status == EvidenceStatus.FAILED
+    # Over the API too: the reason in the item, and Retry with a token that may decide.
+    from tests.factories import make_token
+
+    _, mine = make_token(world.requester, "mine")
+    url = f"/api/v1/access-reviews/items/{item.pk}/evidence/retry/"
+    refused = client.post(url, HTTP_AUTHORIZATION=f"Bearer {mine}")  # a requester's token cannot decide
+    assert refused.status_code == 403 and "decide" in refused.json()["error"]
+    _, raw = make_token(world.approver, "reviews")
+    listed = client.get(
+        f"/api/v1/access-reviews/{campaign.pk}/items/", HTTP_AUTHORIZATION=f"Bearer {raw}"
+    ).json()
+    assert {r["id"]: r for r in listed}[item.pk]["evidence_error"] == ReviewItem.objects.get(
+        pk=item.pk
+    ).evidence["error"]
+    answer = client.post(url, HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert answer.status_code == 200 and answer.json()["evidence_status"] == "pending"
+    again = client.post(
+        url, HTTP_AUTHORIZATION=f"Bearer {raw}"
+    )  # nothing failed now: refused, with the reason
+    assert again.status_code == 403 and "nothing to retry" in again.json()["error"]
+    review_item_gather_evidence(item_id=item.pk)
     assert review_item_evidence_retry(item_id=item.pk, actor=world.admin).evidence_status == "pending"
     # Once the item is decided the review no longer needs its evidence: nothing to retry.
     review_item_gather_evidence(item_id=item.pk)

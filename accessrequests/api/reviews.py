@@ -1,4 +1,5 @@
-"""Access reviews over the API: an open review's items (with the evidence of use), and keep or revoke one."""
+"""Access reviews over the API: an open review's items (with the evidence of use), keep or revoke one, and ask IAM
+again for evidence that could not be read."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def _out(item: ReviewItem) -> dict[str, Any]:
             "grant": item.grant,
             "rule": item.rule,
             "evidence_status": item.evidence_status,
+            "evidence_error": str(item.evidence.get("error", "")) if item.evidence_status == "failed" else "",
             "last_used_at": item.last_used_at,
             "unused": item.is_unused(timezone.now()),
             "decision": item.decision,
@@ -66,3 +68,17 @@ class ReviewItemDecideView(GatehouseAPIView):
             http_request=request._request,
         )
         return Response(_out(selectors.get_review_item_for_user(request.user, done.pk)))
+
+
+class ReviewItemEvidenceRetryView(GatehouseAPIView):
+    write_scope = TokenScope.DECIDE
+
+    @extend_schema(
+        request=None,
+        responses={200: s.ReviewItemOut, **ERRORS},
+        summary="Ask IAM again for an access review item's usage evidence after a failed read",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        item = selectors.get_review_item_for_user(request.user, pk)
+        reviews.review_item_evidence_retry(item_id=item.pk, actor=request.user, http_request=request._request)
+        return Response(_out(selectors.get_review_item_for_user(request.user, item.pk)))

@@ -253,6 +253,9 @@ class ReviewItemOut(serializers.Serializer):
     account_id = serializers.CharField(source="grant.account.account_id")
     rule = serializers.CharField(source="rule.name")
     evidence_status = serializers.CharField()
+    evidence_error = serializers.CharField(
+        help_text="Why the usage evidence could not be read (evidence_status 'failed'), else empty."
+    )
     last_used_at = serializers.DateTimeField(allow_null=True)
     unused = serializers.BooleanField(help_text="Not used in the campaign's N days: revoke suggested.")
     decision = serializers.CharField()

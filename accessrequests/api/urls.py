@@ -22,6 +22,11 @@ urlpatterns = [
         reviews.ReviewItemDecideView.as_view(),
         name="api_review_item_decide",
     ),
+    path(
+        "access-reviews/items/<id:pk>/evidence/retry/",
+        reviews.ReviewItemEvidenceRetryView.as_view(),
+        name="api_review_item_evidence_retry",
+    ),
     path("audit/events/", audit.AuditEventListView.as_view(), name="api_audit_events"),
     path("audit/export/", audit.AuditExportView.as_view(), name="api_audit_export"),
     path("catalog/accounts/", catalog.AccountsView.as_view(), name="api_accounts"),
