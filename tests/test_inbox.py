@@ -57,11 +57,13 @@ class Governance(World):
         enable_totp(self.approver)
         self.admin = make_user("boss", "admins")
         self.oncall = make_user("oncall", "requesters", "oncall")
-        self.principal.users.add(self.oncall)
+        # Break-glass gives only access that reaches nobody but whoever uses it: principals of their own.
+        self.oncall_principal = make_principal(self.account, "oncall-p", users=[self.oncall])
         self.rule.break_glass_groups.add(Group.objects.get(name="oncall"))
         self.rule.allow_permanent = True
         self.rule.save()
         self.ana = make_principal(self.account, "ana", users=[self.approver])
+        self.ana_solo = make_principal(self.account, "ana-solo", users=[self.approver])
         self.rule.break_glass_users.add(self.approver)  # an approver named for break-glass too
 
     def glass(self, who, principal, incident: str) -> AccessRequest:
@@ -95,9 +97,12 @@ def gov() -> Governance:
     )  # ana is shared with on-call: what oncall asks for ana reaches the approver
     world.reaching_grant = world.kept_for_review(world.ana, world.oncall)
     world.campaign = reviews.campaign_start(actor=world.admin)
-    world.glass_oncall = world.glass(world.oncall, world.principal, "INC-1")
-    world.glass_own = world.glass(world.approver, world.ana, "INC-2")
-    world.glass_reaching = world.glass(world.oncall, world.ana, "INC-3")
+    world.glass_oncall = world.glass(world.oncall, world.oncall_principal, "INC-1")
+    world.glass_own = world.glass(world.approver, world.ana_solo, "INC-2")
+    # A use that reached only on-call then, and reaches the approver since an admin linked them to its principal.
+    linked_later = make_principal(world.account, "oncall-2", users=[world.oncall])
+    world.glass_reaching = world.glass(world.oncall, linked_later, "INC-3")
+    linked_later.users.add(world.approver)
     world.pending = world.submit(justification="Debugging a failed deploy")
     world.own = world.submit(requester=world.approver, principal=world.ana)
     return world
@@ -179,7 +184,9 @@ def test_the_inbox_lists_exactly_what_the_permissions_let_each_person_decide(gov
     gov.rule.approver_users.add(gov.admin)
     gov.rule.break_glass_users.add(gov.admin)
     on_behalf = gov.submit(requester=gov.admin, justification="For mateo")
-    gov.glass(gov.admin, gov.principal, "INC-4")
+    boss_principal = make_principal(gov.account, "boss-p", users=[gov.admin])
+    gov.glass(gov.admin, boss_principal, "INC-4")
+    boss_principal.users.remove(gov.admin)  # unlinked since: the use is still theirs, never theirs to review
     admins_grant = gov.kept_for_review(gov.principal, gov.admin)
     ReviewItem.objects.create(campaign=gov.campaign, grant=admins_grant, rule=gov.rule)
     people = [gov.approver, gov.approver2, gov.outsider_approver, gov.requester, gov.admin, both]
