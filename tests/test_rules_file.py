@@ -157,6 +157,34 @@ def test_validate_names_what_the_catalog_does_not_have(org, tmp_path):
     ]
 
 
+def test_validate_reports_schema_and_catalog_errors_in_one_run(org, tmp_path):
+    document = {
+        "version": 1,
+        "rules": [
+            rule("Broken", approvals=0, approver_groups=["also-unknown"]),
+            rule("Sandbox pipelines", approver_groups=["nobody-group"]),
+            rule("Sandbox pipelines"),
+        ],
+        "eligibility": [{"name": "Sets", "permission_sets": ["PowerUserAccess"], "groups": ["sre"]}],
+    }
+    path = write(tmp_path, document)
+    err, summary = refused("validate", path)
+    assert [line.removeprefix(f"{path}: ") for line in err.splitlines()] == [
+        "rules[0].approvals: 0 is less than the minimum of 1",
+        "rules[2].name: duplicate name 'Sandbox pipelines' (also rules[1])",
+        "rules[1].approver_groups[0]: unknown group 'nobody-group'",
+        "eligibility[0].permission_sets[0]: unknown permission set 'PowerUserAccess'",
+    ]  # the malformed rules[0] is judged by the schema alone: its unknown group is not guessed at
+    assert summary.endswith("4 problems; nothing was changed")
+    # Without a database (CI): the schema's errors and the duplicate names together.
+    with pytest.raises(governance.RulesFileError) as caught:
+        governance.validate(open(path).read(), catalog=None)
+    assert caught.value.errors == [
+        "rules[0].approvals: 0 is less than the minimum of 1",
+        "rules[2].name: duplicate name 'Sandbox pipelines' (also rules[1])",
+    ]
+
+
 def test_validate_refuses_broken_yaml_and_duplicate_keys_with_the_line(org, tmp_path):
     err, _ = refused("validate", write(tmp_path, "version: 1\nrules:\n  - name: a\n    name: b\n"))
     assert "line 4, column 5: not valid YAML: duplicate key 'name'" in err
