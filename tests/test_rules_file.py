@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 import yaml
@@ -178,7 +179,7 @@ def test_validate_reports_schema_and_catalog_errors_in_one_run(org, tmp_path):
     assert summary.endswith("4 problems; nothing was changed")
     # Without a database (CI): the schema's errors and the duplicate names together.
     with pytest.raises(governance.RulesFileError) as caught:
-        governance.validate(open(path).read(), catalog=None)
+        governance.validate(Path(path).read_text(), catalog=None)
     assert caught.value.errors == [
         "rules[0].approvals: 0 is less than the minimum of 1",
         "rules[2].name: duplicate name 'Sandbox pipelines' (also rules[1])",
