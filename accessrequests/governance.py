@@ -37,6 +37,7 @@ from accessrequests.models import (
 )
 from accessrequests.rules import lineages
 from accessrequests.scope import AccountFacts, AccountScope, RouteRule, scope_words
+from accessrequests.wording import counted
 
 SCHEMA_PATH = Path(__file__).with_name("rules.schema.json")
 MAX_FILE_BYTES = 1_000_000
@@ -704,8 +705,8 @@ def _summary(spec: Mapping[str, Any], target: str) -> str:
             f"user '{u}'" for u in spec["approver_users"]
         ]
         return (
-            f"{spec['approvals']} approval{'s' if spec['approvals'] != 1 else ''} from {', '.join(who) or 'nobody'}, "
-            f"at most {spec['max_duration_hours']} hours, on {_scope_words(spec, routing=True)}, "
+            f"{counted(spec['approvals'], 'approval')} from {', '.join(who) or 'nobody'}, "
+            f"at most {counted(spec['max_duration_hours'], 'hour')}, on {_scope_words(spec, routing=True)}, "
             f"for {', '.join(spec['kinds']) or 'any kind'}"
             + ("; auto-approves low-risk requests" if spec["auto_approve_low_risk"] else "")
             + ("" if spec["enabled"] else "; disabled")

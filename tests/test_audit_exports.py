@@ -184,7 +184,7 @@ def test_checkpoints_and_their_key_back_an_export_offline(world, tmp_path, setti
     args = ["--checkpoints", str(checkpoints.local_dir()), "--key-file", str(key_file)]
     ok = verify_export(path, *args)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "2 of 2 events compared with 1 checkpoints, 1 signatures valid" in ok.stdout
+    assert "2 of 2 events compared with 1 checkpoint, 1 signature valid" in ok.stdout
     key_file.write_text("another key")
     assert "has a bad signature" in verify_export(path, *args).stdout
 

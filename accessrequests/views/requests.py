@@ -31,6 +31,7 @@ from accessrequests.services.requests import (
     request_submit,
 )
 from accessrequests.views.grants import confirmation
+from accessrequests.wording import counted
 
 PAGE_SIZE = 25
 
@@ -200,7 +201,7 @@ def _handle_batch(
     except (RequestError, permissions.NotAllowed) as exc:
         return _render_form(request, form, error=str(exc), intake=intake)
     messages.success(
-        request, f"{batch.reference} filed: the same access in {batch.members.count()} accounts."
+        request, f"{batch.reference} filed: the same access in {counted(batch.members.count(), 'account')}."
     )
     return redirect("batch_detail", pk=batch.pk)
 

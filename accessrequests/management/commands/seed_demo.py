@@ -38,6 +38,7 @@ from accessrequests.models import ApprovalRule, AwsAccount, Environment, Princip
 from accessrequests.roles import ADMINS, APPROVERS, AUDITORS, REQUESTERS
 from accessrequests.services.catalog import summary_lines
 from accessrequests.services.catalog_sync import catalog_sync
+from accessrequests.wording import counted
 
 DEMO_PASSWORD = "gatehouse-demo"  # noqa: S105 - documented in the README; demo users only
 CONTACT = "platform-team@example.com"
@@ -164,7 +165,11 @@ class Command(BaseCommand):
         created = world["created"]
         self.stdout.write(
             f"Demo AWS world at {endpoint}: "
-            + (f"created {len(created)} objects." if created else "already seeded, nothing created.")
+            + (
+                f"created {counted(len(created), 'object')}."
+                if created
+                else "already seeded, nothing created."
+            )
         )
         self._keys(world)
 
@@ -189,7 +194,7 @@ class Command(BaseCommand):
             )
         if retired:
             self.stdout.write(
-                f"Disabled {len(retired)} account(s) of an earlier demo world: {', '.join(retired)}."
+                f"Disabled {counted(len(retired), 'account')} of an earlier demo world: {', '.join(retired)}."
             )
         self.stdout.write(f"Portal users: {len(new_users)} created, {len(DEMO_USERS) - len(new_users)} kept.")
         self.stdout.write(f"Approval rules: {', '.join(rule['name'] for rule in DEMO_RULES)}.")
