@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -67,9 +66,8 @@ def draft_preview(draft, *, document: bool = True) -> dict:
     draft), how it is delivered, and who can use it once applied."""
     return {
         "draft": draft,
-        "document": json.dumps(json.loads(policy.render(draft.statements)), indent=2)
-        if document and draft.statements
-        else "",
+        "document": policy.pretty(draft.statements) if document else "",
+        "allows": policy.in_words(draft.statements) if document else [],
         "delivery": Delivery(draft.delivery).label,
         "recipients": recipients.recipients_of(draft.as_unsaved_request()),
     }
@@ -254,14 +252,14 @@ def paste_error(request: HttpRequest) -> HttpResponse:
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     req = selectors.get_request_for_user(request.user, pk)
     grant = getattr(req, "grant", None) if req.status == RequestStatus.APPROVED else None
-    document = json.dumps(json.loads(policy.render(req.statements)), indent=2) if req.statements else ""
     return render(
         request,
         "accessrequests/request_detail.html",
         {
             "req": req,
             "grant": grant,
-            "document": document,
+            "document": policy.pretty(req.statements),
+            "allows": policy.in_words(req.statements),
             "pipelines": list(req.pipelines.all()),
             "decisions": list(req.decisions.select_related("reviewer")),
             "timeline": list(selectors.request_timeline(req)),
