@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from accessrequests.models import AccessLevel, PassableRole
+from accessrequests.models import AccessLevel, AccessRequest, PassableRole
 from accessrequests.services.break_glass import break_glass_submit
 from accessrequests.services.requests import request_approve
-from tests.conftest import screenshot
+from tests.conftest import make_user, screenshot
 from tests.factories import World, fresh_factor, make_pipeline
-from tests.test_browser_flow import sign_in
+from tests.test_browser_flow import MATEO, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -46,8 +46,13 @@ _CLIPPED = """() => {
 
 
 def _context(browser, live_server, width: int, *, javascript: bool = True):
+    # Reduced motion: Bootstrap's smooth scrolling would keep an element that must be scrolled to "not stable"
+    # for Playwright's click when JavaScript is off.
     return browser.new_context(
-        base_url=live_server.url, viewport=WIDTHS[width], java_script_enabled=javascript
+        base_url=live_server.url,
+        viewport=WIDTHS[width],
+        java_script_enabled=javascript,
+        reduced_motion="reduce",
     )
 
 
@@ -103,6 +108,7 @@ def test_every_policy_box_shows_a_long_resource_arn_whole(browser, live_server, 
         )
         page.click("text=Read the error")
         page.wait_for_selector("[data-testid=policy-preview]")
+        page.click("[data-testid=policy-json] summary")  # the JSON under the summary, folded until asked for
         _shows_whole(page, [LONG_PIPELINE_ARN], f"policy-wrap-preview-{width}")
         page.goto(f"/requests/{world.pending.pk}/")
         _shows_whole(page, both, f"policy-wrap-request-{width}")
@@ -118,3 +124,85 @@ def test_every_policy_box_shows_a_long_resource_arn_whole(browser, live_server, 
         _shows_whole(page, [LONG_PIPELINE_ARN], f"policy-wrap-break-glass-{width}")
     finally:
         context.close()
+
+
+# The proposal after pasting MATEO was 4,242 px tall on a 390 px phone without JavaScript (3,548 px with it), its
+# "What would be granted" below the Submit button; the menu took three rows (215 px).
+PHONE_PAGE_BOUND = 2000
+ONE_ROW = 64
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
+def test_the_paste_proposal_on_a_phone_shows_what_would_be_granted_first_and_is_short(
+    browser, live_server, javascript
+):
+    World()
+    context = _context(browser, live_server, 390, javascript=javascript)
+    try:
+        page = context.new_page()
+        sign_in(page, "requester")
+        page.goto("/requests/paste/")
+        page.fill("textarea[name=message]", MATEO)
+        page.click("text=Read the error")
+        page.wait_for_selector("[data-testid=intake-summary]")
+        name = f"paste-proposal-390-{'js' if javascript else 'no-js'}"
+        screenshot(page, name)
+        height = page.evaluate("document.documentElement.scrollHeight")
+        granted = page.locator("h2:has-text('What would be granted')").bounding_box()
+        submit = page.locator("button[value=submit]").bounding_box()
+        assert granted and submit and granted["y"] < submit["y"], (granted, submit)
+        assert page.locator("[data-testid=policy-summary]").is_visible()
+        assert height < PHONE_PAGE_BOUND, f"{name}: {height} px"
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        # The folded fields are still part of the form: submitting files exactly what was proposed.
+        page.fill("textarea[name=justification]", "Release 42 is stuck")
+        page.click("button[value=submit]")
+        page.wait_for_selector("[data-testid=request-status]")
+        req = AccessRequest.objects.get()
+        assert [p.name for p in req.pipelines.all()] == ["my-pipeline"] and req.level == AccessLevel.VIEWER
+    finally:
+        context.close()
+
+
+def _nav_links(page) -> list[str]:
+    return page.locator("nav .nav-link").evaluate_all("links => links.map(a => a.textContent.trim())")
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_menu_is_one_row_for_every_role_and_opens_without_javascript(browser, live_server, width):
+    World()
+    make_user("auditor", "auditors")
+    make_user("boss", "admins", is_staff=True, is_superuser=True)
+    make_user("everything", "requesters", "approvers", "auditors", "admins", is_staff=True)
+    for username in ("requester", "approver", "auditor", "boss", "everything"):
+        context = _context(browser, live_server, width, javascript=False)
+        try:
+            page = context.new_page()
+            sign_in(page, username)
+            nav = page.locator("nav").bounding_box()
+            assert nav and nav["height"] <= ONE_ROW, f"{username} at {width} px: the menu is {nav} tall"
+            assert page.locator("[data-testid=current-user]").is_visible()
+            menu = page.locator("[data-testid=menu]")
+            if width == 390:
+                visible = [link for link in page.locator("nav .nav-link").all() if link.is_visible()]
+                assert visible == [], f"{username}: links show before the menu is opened"
+                menu.locator("summary").click()
+                screenshot(page, f"menu-open-390-{username}")
+            else:
+                assert not menu.is_visible()
+                screenshot(page, f"menu-1280-{username}")
+            shown = [link for link in page.locator("nav .nav-link").all() if link.is_visible()]
+            assert shown and len(shown) == len(set(_nav_links(page))), username
+            for link in shown:
+                box = link.bounding_box()
+                assert box and box["x"] + box["width"] <= width, (username, link.text_content())
+            if width == 1280:  # the name opens the account panel; on a phone its links are in the Menu
+                page.locator("nav summary:has([data-testid=current-user])").click()
+            for name in ("Two-factor", "API tokens"):
+                assert page.get_by_role("link", name=name, exact=True).is_visible(), (username, name)
+            sign_out = page.get_by_role("button", name="Sign out", exact=True)
+            assert sign_out.is_visible()
+            sign_out.click()
+            page.wait_for_url("**/accounts/login/**")
+        finally:
+            context.close()

@@ -94,6 +94,7 @@ def _render_form(
             "duplicates": duplicates,
             "show_errors": show_errors,
             "step_one": form.chosen_account is None,
+            "fold_fields": intake is not None and form.chosen_account is not None,
         },
         status=400 if error or (show_errors and form.is_bound and form.errors) else 200,
     )
