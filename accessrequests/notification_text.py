@@ -43,7 +43,7 @@ def _access(req: AccessRequest) -> str:
 
 
 def _duration(req: AccessRequest) -> str:
-    if req.is_permanent:
+    if req.duration_hours is None:  # permanent
         return "permanent (until revoked)"
     return f"{counted(req.duration_hours, 'hour')} from {_when(req.starts_at)}"
 
