@@ -400,6 +400,12 @@ def _start_demo(var_dir: Path, port: int, output_path: Path, **env: str) -> subp
         )
 
 
+def _kill_if_running(demo: subprocess.Popen) -> None:
+    if demo.poll() is None:
+        os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait()
+
+
 def _get(url: str) -> tuple[int | None, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=3) as response:
@@ -451,9 +457,7 @@ def test_demo_serves_a_healthy_portal_and_ctrl_c_leaves_no_process(tmp_path):
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=60) == 0, output_path.read_text()
     finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait()
+        _kill_if_running(demo)
         leftovers = _processes_of(tmp_path)
         for pid in leftovers:  # never leave them running, even when the assertion below fails
             with contextlib.suppress(ProcessLookupError):
@@ -479,9 +483,7 @@ def _demo_until_seeded(var_dir: Path, port: int, **env: str) -> str:
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=60) == 0, output_path.read_text()
     finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait()
+        _kill_if_running(demo)
     return output_path.read_text()
 
 
