@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accessrequests", "0015_governed_changes"),
+        ("accessrequests", "0016_break_glass_kinds"),
     ]
 
     operations = [
