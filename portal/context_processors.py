@@ -6,6 +6,12 @@ from django.http import HttpRequest
 from accessrequests import roles
 
 
+def _has_totp(user) -> bool:
+    from allauth.mfa.models import Authenticator
+
+    return Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
+
+
 def gatehouse(request: HttpRequest) -> dict:
     user = getattr(request, "user", None)
     authenticated = user is not None and user.is_authenticated
@@ -16,6 +22,7 @@ def gatehouse(request: HttpRequest) -> dict:
         and not needs_mfa
         and hasattr(request, "session")
         and request.session.get("gatehouse_after_mfa")
+        and _has_totp(user)  # pages other than the approver's do not know: ask, or it says "set up" too early
     ):
         after_mfa = "/continue/"  # set up since: offer the way back (accessrequests.views.review)
     return {
