@@ -26,6 +26,8 @@ LONG_ROLE = (
     "CodePipelineServiceRole-us-east-1-payments-settlement-ledger"
 )
 LONG_PIPELINE_ARN = f"arn:aws:codepipeline:us-east-1:123456789012:{LONG_PIPELINE}"
+SECOND_LONG = LONG_PIPELINE.replace("nightly", "hourly")
+SECOND_LONG_ARN = f"arn:aws:codepipeline:us-east-1:123456789012:{SECOND_LONG}"
 
 # Every policy box and every ARN in a summary: not wider than its box, not past the right edge of the window.
 _CLIPPED = """() => {
@@ -71,6 +73,7 @@ def _shows_whole(page, arns: list[str], name: str) -> None:
 def long_world():
     world = World()
     world.long_pipeline = make_pipeline(world.account, LONG_PIPELINE)
+    world.second_long = make_pipeline(world.account, SECOND_LONG)
     world.long_pipeline.role_arn = LONG_ROLE
     world.long_pipeline.save()
     PassableRole.objects.create(
@@ -115,6 +118,16 @@ def test_every_policy_box_shows_a_long_resource_arn_whole(browser, live_server, 
         page.goto(f"/requests/{world.granted.pk}/")
         page.wait_for_selector("[data-testid=your-access]")
         _shows_whole(page, [LONG_PIPELINE_ARN], f"policy-wrap-grant-{width}")
+        # The break-glass page's preview, before anything is applied (a pipeline of the same length, not yet held).
+        page.goto(f"/break-glass/new/?account={world.account.account_id}")
+        page.select_option("select[name=principal]", str(world.principal.pk))
+        page.check(f"input[name=pipelines][value='{world.second_long.pk}']")
+        page.select_option("select[name=level]", AccessLevel.VIEWER)
+        page.fill("textarea[name=justification]", "The release is stuck")
+        page.fill("input[name=incident]", "INC-2")
+        page.click("button[value=preview]")
+        page.click("[data-testid=policy-json] summary")
+        _shows_whole(page, [SECOND_LONG_ARN], f"policy-wrap-break-glass-preview-{width}")
         context.clear_cookies()
         sign_in(page, "approver")
         page.goto(f"/review/{world.pending.pk}/")
