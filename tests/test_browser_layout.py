@@ -140,8 +140,9 @@ def test_every_policy_box_shows_a_long_resource_arn_whole(browser, live_server, 
 
 
 # The proposal after pasting MATEO was 4,242 px tall on a 390 px phone without JavaScript (3,548 px with it), its
-# "What would be granted" below the Submit button; the menu took three rows (215 px).
-PHONE_PAGE_BOUND = 2000
+# "What would be granted" below the Submit button; the menu took three rows (215 px). It is 1,972 px now, with or
+# without JavaScript; the bound leaves room for fonts and still fails either old layout by more than 1,100 px.
+PHONE_PAGE_BOUND = 2400
 ONE_ROW = 64
 
 
