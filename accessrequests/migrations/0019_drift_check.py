@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accessrequests", "0016_break_glass_kinds"),
+        ("accessrequests", "0017_org_routing"),
     ]
 
     operations = [
