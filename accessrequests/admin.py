@@ -53,6 +53,7 @@ from accessrequests.services.governance import (
     rule_change_set_approve,
 )
 from accessrequests.views import step_up
+from accessrequests.wording import counted
 
 # Fields that hold secrets: stored, but never copied into the audit trail or shown back in full.
 SECRET_FIELDS = {"slack_webhook_url"}
@@ -207,7 +208,9 @@ class AwsAccountAdmin(ProposesGovernedFacts, AuditedAdmin):
             after={"accounts": count},
             http_request=request,
         )
-        self.message_user(request, f"{count} account(s) will be listed again at the next catalog sync.")
+        self.message_user(
+            request, f"{counted(count, 'account')} will be listed again at the next catalog sync."
+        )
 
     def governed_after(self, form, current) -> dict[str, Any]:
         return {f: form.cleaned_data[f] for f in governed.ACCOUNT_FIELDS if f in form.cleaned_data}

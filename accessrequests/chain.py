@@ -1,6 +1,7 @@
 """The audit chain's hashing and verification, free of Django so an export can be verified anywhere.
 
     python -m accessrequests.chain verify audit-export.csv      # or .jsonl; reads audit-export.csv.manifest.json
+    python /path/to/gatehouse/accessrequests/chain.py verify audit-export.csv   # the same, from any folder
 
 Each event's hash is the SHA-256 of its canonical JSON (sorted keys, no spaces) including the previous event's
 hash, and each event carries a gap-free sequence number (``seq``, 1, 2, 3, … from the chain's genesis). The
@@ -214,7 +215,14 @@ def checkpoint_hashes(checkpoint: dict[str, Any]) -> dict[int, str]:
 
 if __name__ == "__main__":
     import sys
+    from pathlib import Path
 
+    if not __package__:
+        # Run by its path (``python /path/to/accessrequests/chain.py verify FILE``) from any folder, with any
+        # Python 3.11+: Python put this file's folder on sys.path, where selectors.py would shadow the standard
+        # library's module; the repository root, which holds the package, is what belongs there.
+        here = Path(__file__).resolve().parent
+        sys.path[:] = [str(here.parent)] + [p for p in sys.path if Path(p or ".").resolve() != here]
     from accessrequests.offline import main
 
     sys.exit(main(sys.argv[1:]))

@@ -48,7 +48,6 @@ _READ_ERRORS = (ClientError, BotoCoreError, AwsOperationError, ValueError, OSErr
 class Document:
     title: str
     body: str  # pretty JSON or a list, ready for a <pre>
-    wrap: bool = False  # a command or prose: wrap it rather than scroll it
 
 
 @dataclass
@@ -68,10 +67,11 @@ class Change:
     recipients: list[Recipient] = field(default_factory=list)
     risk: str = ""  # "privileged" for a privileged permission set
     risk_reasons: list[str] = field(default_factory=list)
+    allows: list[policy.Allowance] = field(default_factory=list)  # this request's statements in words
 
 
 def _pretty(statements: list[dict[str, Any]]) -> str:
-    return json.dumps(json.loads(policy.render(statements)), indent=2) if statements else "(nothing)"
+    return policy.pretty(statements) or "(nothing)"
 
 
 def _diff(before: str, after: str) -> list[tuple[str, str]]:
@@ -260,7 +260,7 @@ def _cross_account(req: AccessRequest) -> Change:
     change.documents = [
         Document("Trust policy (who can assume it)", json.dumps(trust, indent=2)),
         Document("Permissions of the role", _pretty(policy.coalesce(req.statements))),
-        Document("How the outside party uses it", command, wrap=True),
+        Document("How the outside party uses it", command),
     ]
     return change
 
@@ -276,6 +276,7 @@ def change_for(req: AccessRequest) -> Change:
     else:
         change = _iam_policy(req)
     change.recipients = recipients.recipients_of(req)
+    change.allows = policy.in_words(req.statements)
     return change
 
 

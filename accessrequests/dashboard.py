@@ -14,6 +14,7 @@ from accessrequests.models import (
     AuditEvent,
     AwsAccount,
     CampaignStatus,
+    DriftCheck,
     Grant,
     GrantStatus,
     RequestStatus,
@@ -137,7 +138,10 @@ def figures() -> dict[str, Any]:
         .order_by("expires_at")[:10],
         "stuck": stuck.order_by("updated_at")[:20],
         "drift": AuditEvent.objects.filter(action__startswith="drift.").order_by("-id")[:10],
-        "accounts": AwsAccount.objects.order_by("name")[:50],
+        "drift_check": DriftCheck.current(),
+        # The accounts the sync reads; disabled ones (an earlier demo world's, say) are only counted.
+        "accounts": AwsAccount.objects.filter(enabled=True).order_by("name")[:50],
+        "disabled_accounts": AwsAccount.objects.filter(enabled=False).count(),
         "chart": chart_svg(series),
         # Break-glass in red: every use of the last week, and post-reviews past their time as an alert.
         "break_glass": AccessRequest.objects.filter(break_glass=True, created_at__gte=now - timedelta(days=7))

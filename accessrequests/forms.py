@@ -177,6 +177,11 @@ class RequestForm(forms.Form):
         required=False, min_value=1, max_value=10**ID_DIGITS - 1, widget=forms.HiddenInput
     )
 
+    # Folded away on the page (new_request.html) until used: what most requests never need, so a phone shows the
+    # proposal, the reason and the Submit button without scrolling past them.
+    MORE_OPTIONS = ("ticket", "permanent", "starts_at", "also_accounts", "also_ou")
+    NARROWER_SCOPE = ("actions", "stage", "action_name")
+
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
@@ -305,6 +310,19 @@ class RequestForm(forms.Form):
                 if name not in self.errors:
                     self.add_error(name if name in self.fields else None, [p.message for p in problems])
         return data
+
+    def _in_use(self, names: tuple[str, ...]) -> bool:
+        """Does any of these fields hold a value or an error (so its folded section opens)?"""
+        errors = self.errors if self.is_bound else {}
+        return any(name in errors or self[name].value() not in (None, "", False, []) for name in names)
+
+    @property
+    def more_options_open(self) -> bool:
+        return self._in_use(self.MORE_OPTIONS)
+
+    @property
+    def narrower_scope_open(self) -> bool:
+        return self["level"].value() == AccessLevel.CUSTOM or self._in_use(self.NARROWER_SCOPE)
 
     def draft_input(self, data: dict[str, Any]) -> DraftInput:
         """The cleaned fields as the builder's input (chosen rows by their catalog id)."""

@@ -37,6 +37,7 @@ from accessrequests.models import (
 )
 from accessrequests.rules import lineages
 from accessrequests.scope import AccountFacts, AccountScope, RouteRule, scope_words
+from accessrequests.wording import counted
 
 SCHEMA_PATH = Path(__file__).with_name("rules.schema.json")
 MAX_FILE_BYTES = 1_000_000
@@ -188,9 +189,8 @@ def _path(parts: Iterable[Any]) -> str:
     return text or "(top level)"
 
 
-def schema_errors(document: Any) -> list[str]:
-    """Every schema error, each as ``path: message`` (e.g. ``rules[2].approvals: -1 is less than the minimum
-    of 1``), in the file's order."""
+def _schema_problems(document: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """Every schema error as (its path, ``path: message``), in the file's order."""
     validator = Draft202012Validator(schema())
     errors = sorted(
         validator.iter_errors(document),
@@ -217,14 +217,41 @@ def schema_errors(document: Any) -> list[str]:
             message += f" (list the values a tag may have: [{error.instance}])"
         if len(message) > 300:  # the message repeats the offending value, which may be a whole section
             message = message[:297] + "…"
-        found.append(f"{_path(error.absolute_path)}: {message}")
+        found.append((tuple(error.absolute_path), f"{_path(error.absolute_path)}: {message}"))
     return found
 
 
-def _duplicates(entries: list[dict[str, Any]], section: str) -> list[str]:
+def schema_errors(document: Any) -> list[str]:
+    """Every schema error, each as ``path: message`` (e.g. ``rules[2].approvals: -1 is less than the minimum
+    of 1``), in the file's order."""
+    return [message for _, message in _schema_problems(document)]
+
+
+SECTIONS = ("rules", "eligibility")
+
+
+def _well_formed_part(document: Any, problems: list[tuple[tuple[Any, ...], str]]) -> dict[str, list[Any]]:
+    """The sections of ``document`` with every entry the schema refused replaced by None (so the rest keep
+    their positions, and their paths in messages stay true); a section that is not a list is left out."""
+    if not isinstance(document, dict):
+        return {}
+    refused = {path[:2] for path, _ in problems if len(path) >= 2}
+    broken_sections = {path[0] for path, _ in problems if len(path) == 1}
+    part: dict[str, list[Any]] = {}
+    for section in SECTIONS:
+        entries = document.get(section) or []
+        if section in broken_sections or not isinstance(entries, list):
+            continue
+        part[section] = [None if (section, i) in refused else entry for i, entry in enumerate(entries)]
+    return part
+
+
+def _duplicates(entries: list[dict[str, Any] | None], section: str) -> list[str]:
     seen: dict[str, int] = {}
     errors = []
     for i, entry in enumerate(entries):
+        if entry is None:  # refused by the schema, reported there
+            continue
         name = entry["name"].strip()
         if name in seen:
             errors.append(f"{section}[{i}].name: duplicate name '{name}' (also {section}[{seen[name]}])")
@@ -330,8 +357,9 @@ class Catalog:
         return permission_set.name if len(same) == 1 else permission_set.arn
 
 
-def semantic_errors(document: dict[str, Any], catalog: Catalog) -> list[str]:
-    """What the schema cannot know: duplicate names, and names of things that do not exist."""
+def semantic_errors(document: Mapping[str, Any], catalog: Catalog) -> list[str]:
+    """What the schema cannot know: duplicate names, and names of things that do not exist. An entry that is
+    None (refused by the schema) is skipped."""
     errors: list[str] = []
     rules = document.get("rules") or []
     eligibility = document.get("eligibility") or []
@@ -352,6 +380,8 @@ def semantic_errors(document: dict[str, Any], catalog: Catalog) -> list[str]:
                 errors.append(f"{section}[{i}].units[{j}]: {problem}")
 
     for i, entry in enumerate(rules):
+        if entry is None:
+            continue
         check("rules", i, entry, "accounts", catalog.accounts, "account")
         check_units("rules", i, entry)
         if entry.get("pipelines"):
@@ -369,6 +399,8 @@ def semantic_errors(document: dict[str, Any], catalog: Catalog) -> list[str]:
                     "which this rule's accounts leave out, so the rule could never route it"
                 )
     for i, entry in enumerate(eligibility):
+        if entry is None:
+            continue
         check("eligibility", i, entry, "accounts", catalog.accounts, "account")
         check_units("eligibility", i, entry)
         check("eligibility", i, entry, "groups", catalog.groups, "group")
@@ -386,20 +418,19 @@ def semantic_errors(document: dict[str, Any], catalog: Catalog) -> list[str]:
 
 
 def validate(text: str, *, catalog: Catalog | None = None) -> dict[str, Any]:
-    """The checked document; raises RulesFileError listing every problem. Without ``catalog`` only the syntax,
-    the schema and duplicate names are checked (CI with no database)."""
+    """The checked document; raises RulesFileError listing every problem: the schema's first, then what the
+    catalog says about the entries the schema accepted (so one run shows all there is to fix). Without
+    ``catalog`` only the syntax, the schema and duplicate names are checked (CI with no database)."""
     document = parse(text)
     if document is None:
         raise RulesFileError(["the file is empty; it starts with `version: 1` and lists `rules:`"])
-    errors = schema_errors(document)
-    if errors:
-        raise RulesFileError(errors)
+    problems = _schema_problems(document)
+    part = _well_formed_part(document, problems)
     if catalog is None:
-        errors = _duplicates(document.get("rules") or [], "rules") + _duplicates(
-            document.get("eligibility") or [], "eligibility"
-        )
+        later = [error for section in SECTIONS for error in _duplicates(part.get(section) or [], section)]
     else:
-        errors = semantic_errors(document, catalog)
+        later = semantic_errors(part, catalog)
+    errors = [message for _, message in problems] + later
     if errors:
         raise RulesFileError(errors)
     return document
@@ -674,8 +705,8 @@ def _summary(spec: Mapping[str, Any], target: str) -> str:
             f"user '{u}'" for u in spec["approver_users"]
         ]
         return (
-            f"{spec['approvals']} approval{'s' if spec['approvals'] != 1 else ''} from {', '.join(who) or 'nobody'}, "
-            f"at most {spec['max_duration_hours']} hours, on {_scope_words(spec, routing=True)}, "
+            f"{counted(spec['approvals'], 'approval')} from {', '.join(who) or 'nobody'}, "
+            f"at most {counted(spec['max_duration_hours'], 'hour')}, on {_scope_words(spec, routing=True)}, "
             f"for {', '.join(spec['kinds']) or 'any kind'}"
             + ("; auto-approves low-risk requests" if spec["auto_approve_low_risk"] else "")
             + ("" if spec["enabled"] else "; disabled")

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from accessrequests.models import AccessRequest, DecisionOutcome, Grant, RequestStatus
+from accessrequests.wording import counted
 
 
 def review_url(req: AccessRequest) -> str:
@@ -42,9 +43,9 @@ def _access(req: AccessRequest) -> str:
 
 
 def _duration(req: AccessRequest) -> str:
-    if req.is_permanent:
+    if req.duration_hours is None:  # permanent
         return "permanent (until revoked)"
-    return f"{req.duration_hours} hour{'s' if req.duration_hours != 1 else ''} from {_when(req.starts_at)}"
+    return f"{counted(req.duration_hours, 'hour')} from {_when(req.starts_at)}"
 
 
 def _facts(req: AccessRequest) -> str:
@@ -81,7 +82,7 @@ def new_request(req: AccessRequest) -> tuple[str, str]:
     needed = req.approvals_required
     body = (
         f"{req.requester.get_username()} asks for access, and you are an approver under the rule "
-        f"“{req.rule.name}” ({needed} approval{'s' if needed != 1 else ''} needed).\n\n"
+        f"“{req.rule.name}” ({counted(needed, 'approval')} needed).\n\n"
         f"{_facts(req)}\n\n"
         f"Review the exact policy and approve or deny it:\n{review_url(req)}" + _signature()
     )
@@ -320,9 +321,9 @@ def campaign_url(campaign) -> str:
 
 
 def review_started(campaign, open_items: int) -> tuple[str, str]:
-    subject = f"[Gatehouse] Access review {campaign.reference}: {open_items} item{'s' if open_items != 1 else ''} for you"
+    subject = f"[Gatehouse] Access review {campaign.reference}: {counted(open_items, 'item')} for you"
     body = (
-        f"An access review started. {open_items} grant{'s' if open_items != 1 else ''} under your approval rules "
+        f"An access review started. {counted(open_items, 'grant')} under your approval rules "
         f"need{'s' if open_items == 1 else ''} a keep or revoke, with a reason, by {_when(campaign.deadline)}. "
         f"Each shows when the access was last used.\n\n{campaign_url(campaign)}" + _signature()
     )
@@ -332,10 +333,11 @@ def review_started(campaign, open_items: int) -> tuple[str, str]:
 def review_reminder(campaign, open_items: int, overdue: bool) -> tuple[str, str]:
     state = "is past its deadline" if overdue else f"ends {_when(campaign.deadline)}"
     subject = (
-        f"[Gatehouse] Reminder: {open_items} access review item{'s' if open_items != 1 else ''} wait for you"
+        f"[Gatehouse] Reminder: {counted(open_items, 'access review item')} "
+        f"{'waits' if open_items == 1 else 'wait'} for you"
     )
     body = (
-        f"The access review {campaign.reference} {state}; {open_items} item{'s' if open_items != 1 else ''} "
+        f"The access review {campaign.reference} {state}; {counted(open_items, 'item')} "
         f"under your rules {'are' if open_items != 1 else 'is'} not reviewed yet.\n\n{campaign_url(campaign)}"
         + _signature()
     )

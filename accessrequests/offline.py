@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from accessrequests import chain
+from accessrequests.wording import counted
 
 MANIFEST_SUFFIX = ".manifest.json"
 
@@ -99,7 +100,7 @@ def _against_manifest(v: chain.Verdict, m: dict[str, Any]) -> chain.Verdict:
             )
         return v.broken(last + 1, v.rows - (v.last_seq - last) + 1, f"added: the manifest ends at seq {last}")
     if v.rows != count:
-        return v.broken(None, None, f"the manifest counts {count} events; the file holds {v.rows}")
+        return v.broken(None, None, f"the manifest counts {counted(count, 'event')}; the file holds {v.rows}")
     for name, seen in (("first_hash", v.first_hash), ("last_hash", v.last_hash)):
         if m.get(name) and seen != m[name]:
             row = 1 if name == "first_hash" else v.rows
@@ -144,9 +145,9 @@ def _against_checkpoints(
                         seq, row, f"differs from checkpoint {Path(checkpoint['_file']).name}"
                     ), lines
     lines.append(
-        f"{compared} of {len(seen)} events compared with {len(found)} checkpoints"
+        f"{compared} of {counted(len(seen), 'event')} compared with {counted(len(found), 'checkpoint')}"
         + (
-            f", {signed_ok} signatures valid"
+            f", {counted(signed_ok, 'signature')} valid"
             if key is not None
             else " (signatures not checked: no --key-file)"
         )
@@ -189,7 +190,7 @@ def verify_file(
 def _what_it_proves(v: chain.Verdict, manifest: dict[str, Any] | None, manifest_path: Path) -> list[str]:
     span = f"seq {v.first_seq}-{v.last_seq}" if v.rows else "no events"
     lines = [
-        f"{v.rows} events ({span}), each matching its hash; {v.links} links to the event before verified"
+        f"{counted(v.rows, 'event')} ({span}), each matching its hash; {counted(v.links, 'link')} to the event before verified"
     ]
     if manifest is None:
         lines.append(

@@ -49,6 +49,7 @@ from accessrequests.models import (
     TokenScope,
 )
 from accessrequests.rules import account_facts, is_low_risk, rules_for_approver, scope_of
+from accessrequests.wording import counted
 
 
 class NotAllowed(Exception):
@@ -547,7 +548,7 @@ def second_factor_problem(
     if factor.at < now - step_up_window():
         minutes = max(1, settings.GATEHOUSE_STEP_UP_SECONDS // 60)
         return (
-            f"Your last second factor is older than {minutes} minutes; confirm with your authenticator code "
+            f"Your last second factor is older than {counted(minutes, 'minute')}; confirm with your authenticator code "
             "again to decide."
         )
     return None
@@ -699,7 +700,7 @@ def break_glass_problem(
         return "Name the incident (its reference in your incident tool or ticket system)."
     limit = rule.break_glass_max_hours
     if duration_hours is None or not 1 <= duration_hours <= limit:
-        return f"Break-glass access under “{rule.name}” lasts between 1 and {limit} hour{'s' if limit != 1 else ''}."
+        return f"Break-glass access under “{rule.name}” lasts between 1 and {counted(limit, 'hour')}."
     now = now or timezone.now()
     used = AccessRequest.objects.filter(
         requester=user, break_glass=True, created_at__gt=now - break_glass_window()

@@ -378,6 +378,56 @@ def render(statements: Iterable[Mapping[str, Any]]) -> str:
     return _render_coalesced(coalesce(statements))
 
 
+def pretty(statements: Iterable[Mapping[str, Any]]) -> str:
+    """The document ``render`` makes, indented for a page; "" when there are no statements."""
+    statements = list(statements)
+    return json.dumps(json.loads(render(statements)), indent=2) if statements else ""
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """One statement of a policy in words, for the pages that show a policy: which actions, on which resources,
+    under which conditions. Pages put these above the JSON so the resource, the line an approver most needs,
+    is read first and whole."""
+
+    effect: str
+    actions: list[str]
+    resources: list[str]  # "*" for actions AWS defines without a resource
+    conditions: list[str]  # e.g. "iam:PassedToService = codepipeline.amazonaws.com"
+
+    @property
+    def by_service(self) -> list[tuple[str, list[str]]]:
+        """The actions grouped by service, names without the prefix: [("codepipeline", ["GetPipeline", …])]."""
+        groups: dict[str, list[str]] = {}
+        for action in self.actions:
+            service, _, name = action.partition(":")
+            groups.setdefault(service, []).append(name or service)
+        return list(groups.items())
+
+
+_OPERATORS = {"StringEquals": "=", "StringLike": "matches", "ArnEquals": "=", "ArnLike": "matches"}
+
+
+def in_words(statements: Iterable[Mapping[str, Any]]) -> list[Allowance]:
+    """The statements, coalesced as AWS gets them, one Allowance each."""
+    found = []
+    for statement in coalesce(statements):
+        conditions = [
+            f"{key} {_OPERATORS.get(operator, operator)} {', '.join(str(v) for v in as_list(value))}"
+            for operator, pairs in (statement.get("Condition") or {}).items()
+            for key, value in pairs.items()
+        ]
+        found.append(
+            Allowance(
+                effect=str(statement["Effect"]),
+                actions=list(statement.get("Action") or statement.get("NotAction") or []),
+                resources=list(statement.get("Resource") or statement.get("NotResource") or []),
+                conditions=conditions,
+            )
+        )
+    return found
+
+
 # --- sizes ---------------------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from accessrequests.models import AccessRequest, DecisionOutcome, GrantStatus, RequestStatus
 from accessrequests.notification_text import _access, _duration, review_url, slack_escape
+from accessrequests.wording import counted
 
 APPROVE, DENY, CLAIM = "gatehouse_approve", "gatehouse_deny", "gatehouse_claim"
 ACTIONS = (APPROVE, DENY, CLAIM)
@@ -139,7 +140,7 @@ def reminder(req: AccessRequest, waited_hours: int) -> str:
 def step_up_link(req: AccessRequest, url: str, minutes: int, verb: str) -> str:
     return (
         f"To {verb} {req.reference}, open it in Gatehouse; it asks for your authenticator code first "
-        f"(this link is yours alone and works for {minutes} minutes): <{url}|Review {req.reference}>"
+        f"(this link is yours alone and works for {counted(minutes, 'minute')}): <{url}|Review {req.reference}>"
     )
 
 

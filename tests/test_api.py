@@ -231,6 +231,24 @@ def test_the_token_page_shows_a_new_token_once(client, world):
     assert Client().get("/api/v1/requests/", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 401
 
 
+def test_the_token_page_offers_only_the_scopes_each_person_may_hold(client, world):
+    offered = {}
+    for who in (world.requester, world.approver, world.auditor):
+        client.force_login(who)
+        form = client.get("/tokens/").context["form"]
+        offered[who.get_username()] = [value for value, _ in form.fields["scopes"].choices]
+    assert offered == {
+        "requester": ["read", "request"],
+        "approver": ["read", "request", "decide"],
+        "auditor": ["read"],
+    }
+    client.force_login(world.requester)
+    page = client.get("/tokens/").content.decode()
+    assert 'value="decide"' not in page and "Decide: approve or deny" not in page
+    refused = client.post("/tokens/", {"name": "ci", "scopes": ["decide"], "days": 30})
+    assert refused.status_code == 400 and not ApiToken.objects.filter(user=world.requester).exists()
+
+
 # --- the permission matrix ------------------------------------------------------------------------------
 
 ROLES = ["requester", "other", "approver_in_rule", "approver_out_of_rule", "admin", "auditor", "anonymous"]

@@ -6,6 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
@@ -28,7 +31,7 @@ from accessrequests.models import (
     RequestKind,
 )
 from accessrequests.services.requests import request_approve, request_deny
-from tests.conftest import make_user, verify_export
+from tests.conftest import ROOT, make_user, verify_export
 from tests.factories import World, force_update, fresh_factor
 
 pytestmark = pytest.mark.django_db
@@ -87,6 +90,27 @@ def test_an_untouched_complete_export_verifies_with_its_manifest_range(csv_expor
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.startswith("OK: 6 events (seq 1-6)")
     assert "complete for seq 1-6 as its manifest says (6 events" in ok.stdout
+
+
+def test_the_verifier_runs_from_any_folder_as_the_readme_says(csv_export, tmp_path):
+    """An auditor verifies where the export was saved: by the file's path with any Python and nothing installed
+    (-S: no site-packages, so no Django), or with -m and PYTHONPATH; neither needs the repository as the folder."""
+    elsewhere = tmp_path / "downloads"
+    elsewhere.mkdir()
+    for path in (csv_export, csv_export.with_name(csv_export.name + ".manifest.json")):
+        path.rename(elsewhere / path.name)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE")}
+    runs = [
+        ([sys.executable, "-S", str(ROOT / "accessrequests" / "chain.py"), "verify", csv_export.name], env),
+        (
+            [sys.executable, "-m", "accessrequests.chain", "verify", csv_export.name],
+            {**env, "PYTHONPATH": str(ROOT)},
+        ),
+    ]
+    for command, run_env in runs:
+        done = subprocess.run(command, cwd=elsewhere, env=run_env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.startswith("OK: 6 events (seq 1-6)"), done.stdout
 
 
 def test_a_removed_row_is_broken_at_its_position(csv_export):
@@ -160,7 +184,7 @@ def test_checkpoints_and_their_key_back_an_export_offline(world, tmp_path, setti
     args = ["--checkpoints", str(checkpoints.local_dir()), "--key-file", str(key_file)]
     ok = verify_export(path, *args)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "2 of 2 events compared with 1 checkpoints, 1 signatures valid" in ok.stdout
+    assert "2 of 2 events compared with 1 checkpoint, 1 signature valid" in ok.stdout
     key_file.write_text("another key")
     assert "has a bad signature" in verify_export(path, *args).stdout
 

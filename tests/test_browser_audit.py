@@ -63,7 +63,7 @@ def test_admin_and_auditor_read_the_dashboard_filter_the_log_and_download_an_exp
     manifest.value.save_as(tmp_path / manifest.value.suggested_filename)
     verified = verify_export(path)
     assert verified.returncode == 0, verified.stdout
-    assert "OK: 1 events" in verified.stdout
+    assert "OK: 1 event (" in verified.stdout
     assert "filtered export (request_ref=" in verified.stdout
 
 

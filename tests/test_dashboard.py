@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -18,8 +19,9 @@ pytestmark = pytest.mark.django_db
 DASHBOARD_QUERIES = (
     # pinned below, the same at 100 and at 100,000 requests (one is the audit integrity state, two are break-glass:
     # the week's uses and the late post-reviews, one is the open access review, two are governance: the changes
-    # waiting for a second admin and the identity provider's recent role and link changes)
-    21
+    # waiting for a second admin and the identity provider's recent role and link changes, one is the newest drift
+    # check, one counts the disabled accounts the catalog card leaves out)
+    23
 )
 
 
@@ -123,3 +125,19 @@ def test_durations_read_as_people_say_them(delta, text):
     from accessrequests.templatetags.gatehouse import duration
 
     assert duration(delta) == text
+
+
+def test_the_drift_card_says_when_the_last_check_ran(client, world):
+    from accessrequests.models import DriftCheck
+    from accessrequests.services.provisioning import drift_check
+
+    client.force_login(make_user("boss", "admins"))
+
+    def status() -> str:
+        page = client.get(reverse("dashboard")).content.decode()
+        return re.sub(r"<[^>]+>", "", page.split('data-testid="drift-status">')[1].split("</p>")[0])
+
+    assert status() == "Not checked yet: every 15 minutes beat compares AWS with what Gatehouse applied."
+    drift_check()  # nothing applied yet: nothing to compare, and that it ran is worth saying
+    at = timezone.localtime(DriftCheck.current().checked_at)
+    assert status() == f"No drift found at {at:%H:%M} UTC on {at:%Y-%m-%d} (0 principals compared with AWS)."

@@ -17,26 +17,37 @@ import urllib.request
 from io import StringIO
 from pathlib import Path
 
+import boto3
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
-from accessrequests.aws.motoserver import free_port
+from accessrequests import audit
+from accessrequests.aws.motoserver import free_port, start_moto_server, stop_moto_server
 from accessrequests.intake import parse_access_denied
 from accessrequests.management.commands.seed_demo import DEMO_PASSWORD, MATEO_ERROR
 from accessrequests.models import (
+    AccessLevel,
     ApprovalRule,
     AuditEvent,
     AwsAccount,
+    DriftCheck,
     Environment,
+    Grant,
+    GrantStatus,
+    PermissionSet,
     Principal,
     PrincipalKind,
     RequestKind,
 )
 from accessrequests.resolve import resolve_denial
 from accessrequests.rules import covered_accounts, match_rule, scope_of
+from accessrequests.services.requests import RequestDraft, request_approve, request_submit
 from tests.conftest import ROOT, wait_for
+from tests.factories import fresh_factor
+from tests.provisioning_support import reconcile
 
 MANAGEMENT = "123456789012"
 
@@ -207,6 +218,135 @@ def test_seed_demo_disables_accounts_of_an_earlier_demo_world(aws, settings, tmp
     assert earlier not in routed
 
 
+def _use_moto(url: str, settings, monkeypatch) -> None:
+    """Point the portal (settings and environment) at the moto server at ``url``."""
+    from accessrequests.aws.client import clear_credentials_cache
+
+    settings.AWS_ENDPOINT_URL = url
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    clear_credentials_cache()
+
+
+def _demo_grants() -> dict[str, Grant]:
+    """As the README's try-it path does: requester asks, approver approves, the worker applies; here for
+    mateojackson (an IAM policy) and paulo.santos (an Identity Center assignment)."""
+    users = {user.username: user for user in get_user_model().objects.all()}
+    account = AwsAccount.objects.get(account_id=MANAGEMENT)
+    asks = {
+        "mateojackson": {
+            "kind": RequestKind.PIPELINE,
+            "pipelines": [account.pipelines.get(name="my-pipeline")],
+            "level": AccessLevel.VIEWER,
+        },
+        "paulo.santos": {
+            "kind": RequestKind.PERMISSION_SET,
+            "permission_set": PermissionSet.objects.get(name="CodePipelineReadOnly"),
+        },
+    }
+    grants = {}
+    for name, ask in asks.items():
+        draft = RequestDraft(
+            principal=Principal.objects.get(name=name), account=account, justification="release 42", **ask
+        )
+        req = request_submit(requester=users["requester"], draft=draft)
+        request_approve(
+            request_id=req.pk, reviewer=users["approver"], second_factor=fresh_factor(users["approver"])
+        )
+        grants[name] = Grant.objects.get(request=req)
+        reconcile(grants[name])
+        grants[name].refresh_from_db()
+        assert grants[name].status == GrantStatus.ACTIVE
+    return grants
+
+
+def _held_in_aws(url: str, seeded_ic: dict) -> tuple[str, list[str]]:
+    """What moto at ``url`` holds: mateojackson's Gatehouse policy, and who is assigned CodePipelineReadOnly."""
+    iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1")
+    try:
+        held = json.dumps(
+            iam.get_user_policy(UserName="mateojackson", PolicyName="gatehouse")["PolicyDocument"]
+        )
+    except iam.exceptions.NoSuchEntityException:
+        held = ""
+    sso = boto3.client("sso-admin", endpoint_url=url, region_name="us-east-1")
+    assigned = sso.list_account_assignments(
+        InstanceArn=seeded_ic["instance_arn"],
+        AccountId=MANAGEMENT,
+        PermissionSetArn=PermissionSet.objects.get(name="CodePipelineReadOnly").arn,
+    )["AccountAssignments"]
+    return held, [a["PrincipalId"] for a in assigned]
+
+
+@pytest.mark.moto
+@pytest.mark.django_db
+def test_a_restart_on_a_new_moto_server_keeps_the_demo_true_in_aws(settings, tmp_path, monkeypatch, client):
+    """Ctrl-C and make demo again: the database stays, the moto server is a new one. The world comes back with
+    the same ids, every access the pages call Active is in AWS again, each account is listed once, and the
+    dashboard says when drift was last checked."""
+    first, first_url = start_moto_server()
+    try:
+        _use_moto(first_url, settings, monkeypatch)
+        _seed(settings, tmp_path)
+        admin = get_user_model().objects.get(username="admin")
+        client.force_login(admin)
+        status = client.get("/dashboard/").content.decode()
+        assert "Not checked yet" in status
+        grants = _demo_grants()
+        seeded_ic = {"instance_arn": grants["paulo.santos"].principal.identity_center.instance_arn}
+        before = _held_in_aws(first_url, seeded_ic)
+        assert "codepipeline:GetPipeline" in before[0] and before[1] == [
+            grants["paulo.santos"].principal.external_id
+        ]
+    finally:
+        stop_moto_server(first)
+
+    second, second_url = start_moto_server()
+    try:
+        _use_moto(second_url, settings, monkeypatch)
+        assert _held_in_aws_empty(second_url)
+        output = _seed(settings, tmp_path)
+        assert "2 principals compared, 2 put back (drift repaired)" in output
+        assert (
+            _held_in_aws(second_url, seeded_ic) == before
+        )  # the same ids: the same access, in the new server
+    finally:
+        stop_moto_server(second)
+
+    production = AwsAccount.objects.get(name="production")
+    assert AwsAccount.objects.count() == 2 and AwsAccount.objects.filter(enabled=False).count() == 0
+    dashboard = client.get("/dashboard/").content.decode()
+    listed = dashboard.split('data-testid="synced-accounts"')[1].split("</ul>")[0]
+    assert listed.count(f"production ({production.account_id})") == 1 and listed.count("<li>") == 2
+    check = DriftCheck.current()
+    assert check is not None and (check.checked, check.drifted, check.repaired) == (2, 2, 2)
+    when = f"at {timezone.localtime(check.checked_at):%H:%M} UTC on {timezone.localtime(check.checked_at):%Y-%m-%d}"
+    status = re.sub(r"<[^>]+>", "", dashboard.split('data-testid="drift-status">')[1].split("</p>")[0])
+    assert status == f"Drift found in 2 of 2 principals {when}; 2 repaired."
+    client.force_login(get_user_model().objects.get(username="requester"))
+    for grant in grants.values():
+        page = client.get(f"/requests/{grant.request_id}/").content.decode()
+        assert 'data-testid="grant-status">Grant: <span class="badge' in page and ">Active<" in page
+        extend = client.get(f"/requests/new/?extends={grant.pk}")
+        assert extend.status_code == 200 and 'data-testid="extending"' in extend.content.decode()
+
+
+def _held_in_aws_empty(url: str) -> bool:
+    """A new moto server holds nothing yet: no demo user at all."""
+    iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1")
+    return iam.list_users()["Users"] == []
+
+
+@pytest.mark.moto
+@pytest.mark.django_db
+def test_seed_demo_refuses_a_database_of_another_demo_world_and_changes_nothing(aws, settings, tmp_path):
+    audit.record(action="demo.seeded", object_type="demo", after={"world": "an older, random world"})
+    settings.VAR_DIR = tmp_path
+    with pytest.raises(CommandError, match="seeded against another demo AWS world") as refused:
+        call_command("seed_demo", stdout=StringIO(), stderr=StringIO())
+    assert refused.value.returncode == 3
+    assert AwsAccount.objects.count() == 0 and not get_user_model().objects.exists()
+
+
 # --- manage.py demo ---
 
 # The demo must run on its own embedded profile under the temporary var dir, never on the services the
@@ -246,6 +386,26 @@ def _processes_of(var_dir: Path) -> dict[int, str]:
     return found
 
 
+def _start_demo(var_dir: Path, port: int, output_path: Path, **env: str) -> subprocess.Popen:
+    """``manage.py demo`` as ``make demo`` runs it, in its own session, its output to ``output_path``."""
+    with output_path.open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "demo"],
+            cwd=ROOT,
+            env=_demo_env(var_dir, port) | env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _kill_if_running(demo: subprocess.Popen) -> None:
+    if demo.poll() is None:
+        os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait()
+
+
 def _get(url: str) -> tuple[int | None, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=3) as response:
@@ -270,16 +430,7 @@ def test_demo_serves_a_healthy_portal_and_ctrl_c_leaves_no_process(tmp_path):
     base = f"http://127.0.0.1:{port}"
     output_path = tmp_path / "demo-output.txt"
     started = time.monotonic()
-    with output_path.open("wb") as output:
-        demo = subprocess.Popen(
-            [sys.executable, "manage.py", "demo"],
-            cwd=ROOT,
-            env=_demo_env(tmp_path, port),
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    demo = _start_demo(tmp_path, port, output_path)
     try:
         # The issue's bar: a working login page and a worker heartbeat within 3 minutes.
         wait_for(
@@ -306,9 +457,7 @@ def test_demo_serves_a_healthy_portal_and_ctrl_c_leaves_no_process(tmp_path):
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=60) == 0, output_path.read_text()
     finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait()
+        _kill_if_running(demo)
         leftovers = _processes_of(tmp_path)
         for pid in leftovers:  # never leave them running, even when the assertion below fails
             with contextlib.suppress(ProcessLookupError):
@@ -319,6 +468,54 @@ def test_demo_serves_a_healthy_portal_and_ctrl_c_leaves_no_process(tmp_path):
     # The port is free again: nothing is still listening.
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _demo_until_seeded(var_dir: Path, port: int, **env: str) -> str:
+    """Run ``manage.py demo`` until seeding is over (seed_demo prints the logins last), Ctrl-C it; its output."""
+    output_path = var_dir / f"demo-output-{time.monotonic_ns()}.txt"
+    demo = _start_demo(var_dir, port, output_path, **env)
+    try:
+        wait_for(
+            lambda: demo.poll() is not None or "Demo logins (password" in output_path.read_text(),
+            timeout=180,
+            what="the demo's seeding",
+        )
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=60) == 0, output_path.read_text()
+    finally:
+        _kill_if_running(demo)
+    return output_path.read_text()
+
+
+@pytest.mark.moto
+def test_a_restarted_demo_says_what_it_keeps_and_starts_clean_when_it_cannot_keep_it(tmp_path):
+    port = free_port()
+    first = _demo_until_seeded(tmp_path, port)
+    assert "[demo] a new demo: an empty database" in first
+
+    again = _demo_until_seeded(tmp_path, port)
+    assert "[demo] keeping the demo of the last run: its database" in again
+    # A new moto server (the world is created again, not found), holding the same world.
+    assert re.search(r"Demo AWS world at \S+: created \d+ objects", again) and "already seeded" not in again
+
+    # A database of an older, unrepeatable world (an earlier Gatehouse): set aside, said so, a new demo.
+    forge = (
+        "from accessrequests import audit; audit.record(action='demo.seeded', object_type='demo', after={})"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", forge],
+        cwd=ROOT,
+        env=_demo_env(tmp_path, port),
+        check=True,
+    )
+    older = _demo_until_seeded(tmp_path, port)
+    assert "[demo] starting clean: the last run's database was made against another demo AWS world" in older
+    [kept] = tmp_path.glob("previous-*")
+    assert (kept / "gatehouse.sqlite3").exists() and (tmp_path / "gatehouse.sqlite3").exists()
+
+    fresh = _demo_until_seeded(tmp_path, port, DEMO_FRESH="1")
+    assert "[demo] starting clean: DEMO_FRESH asks for a new database and a new demo AWS world." in fresh
+    assert "[demo] a new demo: an empty database" in fresh and len(list(tmp_path.glob("previous-*"))) == 2
 
 
 def test_demo_says_clearly_when_its_port_is_busy(tmp_path):

@@ -428,6 +428,9 @@ def test_reviewers_hear_of_their_items_and_are_reminded_but_nobody_the_access_re
     assert notify_review_reminder(campaign.pk, 1) == 3
     assert notify_review_reminder(campaign.pk, 1) == 0  # once per round
     assert all("Reminder" in m.subject for m in mail.outbox)
+    reminded = {m.to[0]: m for m in mail.outbox}
+    assert reminded["reached@example.com"].subject.endswith(": 1 access review item waits for you")
+    assert reminded["approver@example.com"].subject.endswith(": 2 access review items wait for you")
     assert approver2  # named so the reader sees who the third reviewer is
 
 
@@ -445,6 +448,14 @@ def test_an_admin_starts_a_review_from_its_page(campaign_world, client):
     assert 'data-testid="open-review"' in dashboard and "2 of 2 items still to review" in dashboard
     client.force_login(world.approver)
     assert client.post("/access-reviews/start/").status_code == 404
+
+
+def test_a_review_of_one_item_is_announced_as_one_item(world, standin, client):
+    _old_grant(world, "mateojackson")
+    client.force_login(world.admin)
+    page = client.post("/access-reviews/start/", follow=True).content.decode()
+    campaign = ReviewCampaign.objects.get()
+    assert f"{campaign.reference} started with 1 item; reviewers are told by email." in page
 
 
 @pytest.mark.worker

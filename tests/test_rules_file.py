@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 import yaml
@@ -154,6 +155,34 @@ def test_validate_names_what_the_catalog_does_not_have(org, tmp_path):
         "accounts leave out, so the rule could never route it",
         "eligibility[0].permission_sets[0]: unknown permission set 'PowerUserAccess'",
         "eligibility[1].permission_sets: its kinds leave out permission_set, so it could never apply",
+    ]
+
+
+def test_validate_reports_schema_and_catalog_errors_in_one_run(org, tmp_path):
+    document = {
+        "version": 1,
+        "rules": [
+            rule("Broken", approvals=0, approver_groups=["also-unknown"]),
+            rule("Sandbox pipelines", approver_groups=["nobody-group"]),
+            rule("Sandbox pipelines"),
+        ],
+        "eligibility": [{"name": "Sets", "permission_sets": ["PowerUserAccess"], "groups": ["sre"]}],
+    }
+    path = write(tmp_path, document)
+    err, summary = refused("validate", path)
+    assert [line.removeprefix(f"{path}: ") for line in err.splitlines()] == [
+        "rules[0].approvals: 0 is less than the minimum of 1",
+        "rules[2].name: duplicate name 'Sandbox pipelines' (also rules[1])",
+        "rules[1].approver_groups[0]: unknown group 'nobody-group'",
+        "eligibility[0].permission_sets[0]: unknown permission set 'PowerUserAccess'",
+    ]  # the malformed rules[0] is judged by the schema alone: its unknown group is not guessed at
+    assert summary.endswith("4 problems; nothing was changed")
+    # Without a database (CI): the schema's errors and the duplicate names together.
+    with pytest.raises(governance.RulesFileError) as caught:
+        governance.validate(Path(path).read_text(), catalog=None)
+    assert caught.value.errors == [
+        "rules[0].approvals: 0 is less than the minimum of 1",
+        "rules[2].name: duplicate name 'Sandbox pipelines' (also rules[1])",
     ]
 
 

@@ -320,6 +320,18 @@ def test_home_tells_an_approver_without_two_factor_to_set_it_up(client):
     assert reverse("mfa_activate_totp") in content
 
 
+def test_the_way_back_after_two_factor_is_offered_only_once_it_is_set_up(client):
+    w = World()
+    req = w.submit()
+    login(client, w.approver)
+    client.get(reverse("review", args=[req.pk]))  # the banner sends the approver to set it up, then back here
+    setting_up = client.get(reverse("mfa_index")).content.decode()  # a page outside the approver's
+    assert 'data-testid="after-mfa"' not in setting_up and "is set up" not in setting_up
+    enable_totp(w.approver)
+    done = client.get(reverse("mfa_index")).content.decode()
+    assert 'data-testid="after-mfa"' in done and "Two-factor authentication is set up." in done
+
+
 # Pinned: the same at 10 and at 1,000 requests (session + user + groups, then the page's own queries).
 # The queue no longer lists every account for its filter (a picker searches them), and finds the oldest pending
 # request first to read only the reviewer's decisions since then. Both approver pages are "Needs your review": they

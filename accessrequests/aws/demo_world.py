@@ -26,6 +26,7 @@ moto facts this module relies on (moto 5.1):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from typing import Any
@@ -34,6 +35,7 @@ from botocore.exceptions import ClientError
 
 from . import catalog
 from .client import client, endpoint_url
+from .motoserver import seed_random
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ DEMO_IAM_USERS = ("mateojackson", "marymajor")
 DEMO_IAM_GROUP = "developers"
 # Each account's environment, as a tag in Organizations: what Gatehouse routes by (it guesses nothing from names).
 ENVIRONMENT_TAG = "environment"
+WORLD_SEED = 12  # moto's random generator, seeded before the world is created (see _Seeder.organization)
 
 
 def _trust(*services: str, condition: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -353,6 +356,9 @@ class _Seeder:
         except ClientError as exc:
             if _code(exc) != "AWSOrganizationsNotInUseException":
                 raise
+            # A fresh server: seed its random generator first, so the world gets the same ids on every moto
+            # server (make demo rebuilds it on each start and finds the ids its database knows).
+            seed_random(endpoint_url() or "", WORLD_SEED)
             management = organizations.create_organization(FeatureSet="ALL")["Organization"][
                 "MasterAccountId"
             ]
@@ -555,6 +561,22 @@ class _Seeder:
             "groups": dict(sorted(groups.items())),
             "permission_sets": dict(sorted(permission_sets.items())),
         }
+
+
+def world_fingerprint(world: dict[str, Any]) -> str:
+    """A digest of the ids the portal keeps for a seeded world (accounts, IAM users, the Identity Center instance,
+    its users, groups and permission sets): equal for two moto servers exactly when a database made against one
+    is true of the other."""
+    center = world["identity_center"]
+    ids = {
+        "accounts": sorted(account["id"] for account in world["accounts"]),
+        "iam_users": sorted(world["iam_users"]),
+        "identity_center": [center["instance_arn"], center["identity_store_id"]],
+        "ic": sorted(
+            [*center["users"].values(), *center["groups"].values(), *center["permission_sets"].values()]
+        ),
+    }
+    return hashlib.sha256(json.dumps(ids, sort_keys=True).encode()).hexdigest()
 
 
 def seed_demo_world(*, rotate_access_keys: bool = False) -> dict[str, Any]:

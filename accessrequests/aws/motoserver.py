@@ -72,6 +72,12 @@ def reset(url: str) -> None:
     _post(f"{url}/moto-api/reset-auth", b"inf")
 
 
+def seed_random(url: str, seed: int) -> None:
+    """Seed the server's random generator: the same calls from here on create the same ids (account ids, access
+    keys, Identity Center ids) on any moto server of this version."""
+    _post(f"{url}/moto-api/seed?a={int(seed)}")
+
+
 def enable_iam_auth(url: str, unchecked_calls: int = 0) -> None:
     """From now on moto checks every call's credentials and IAM policies (after ``unchecked_calls`` calls).
 

@@ -25,7 +25,7 @@ from accessrequests.models.governance import (
 )
 from accessrequests.models.identity import ScimGroup, ScimUser
 from accessrequests.models.notifications import Notification, NotificationChannel, NotificationStatus
-from accessrequests.models.ops import AuditIntegrity, WorkerHeartbeat
+from accessrequests.models.ops import AuditIntegrity, DriftCheck, WorkerHeartbeat
 from accessrequests.models.ownership import ManagedAssignment
 from accessrequests.models.principals import IAM_KINDS, IC_KINDS, Principal, PrincipalKind
 from accessrequests.models.requests import (
@@ -93,6 +93,7 @@ __all__ = [
     "Decision",
     "DecisionOutcome",
     "Delivery",
+    "DriftCheck",
     "EligibilityRule",
     "Environment",
     "EvidenceStatus",

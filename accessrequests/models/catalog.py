@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from django.db import models
 from django.db.models import Q
 
+from accessrequests.wording import counted
+
 
 class Environment(models.TextChoices):
     PRODUCTION = "production", "Production"
@@ -299,4 +301,4 @@ class CatalogSyncRun(models.Model):
 
     @property
     def progress(self) -> str:
-        return f"{self.accounts_done} of {self.accounts_total} accounts"
+        return f"{self.accounts_done} of {counted(self.accounts_total, 'account')}"

@@ -50,3 +50,33 @@ class AuditIntegrity(models.Model):
     @classmethod
     def current(cls) -> AuditIntegrity | None:
         return cls.objects.filter(pk=cls.SINGLETON).first()
+
+
+class DriftCheck(models.Model):
+    """The newest comparison of AWS with what Gatehouse applied (beat's drift check, and ``make demo`` when it
+    rebuilds its AWS world): one row, so the dashboard can say when the last check ran and what it found, not
+    only that it found nothing."""
+
+    SINGLETON = 1
+
+    checked_at = models.DateTimeField()
+    checked = models.PositiveIntegerField(default=0)  # principal-in-account pairs compared with AWS
+    drifted = models.PositiveIntegerField(default=0)
+    repaired = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)  # work in flight: their own reconcile writes them
+    errors = models.PositiveIntegerField(default=0)  # AWS could not be read or written
+
+    def __str__(self) -> str:
+        return f"drift check {self.checked_at:%Y-%m-%d %H:%M}: {self.drifted} of {self.checked} drifted"
+
+    @classmethod
+    def current(cls) -> DriftCheck | None:
+        return cls.objects.filter(pk=cls.SINGLETON).first()
+
+    @classmethod
+    def record(cls, *, counts: dict[str, int]) -> None:
+        fields = ("checked", "drifted", "repaired", "skipped", "errors")
+        cls.objects.update_or_create(
+            pk=cls.SINGLETON,
+            defaults={"checked_at": timezone.now(), **{name: counts.get(name, 0) for name in fields}},
+        )

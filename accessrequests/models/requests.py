@@ -19,6 +19,7 @@ from accessrequests.models.catalog import (
 )
 from accessrequests.models.principals import Principal
 from accessrequests.scope import scope_words
+from accessrequests.wording import counted
 
 
 class RequestKind(models.TextChoices):
@@ -286,8 +287,8 @@ class ApprovalRule(AccountScopeRule):
         where = f"on {accounts}" + (f" (pipelines {pipelines})" if pipelines else "")
         who = ", ".join(deciders) if deciders else "nobody yet (add approvers)"
         sentence = (
-            f"Requests for {kinds}{levels} {where} go to {who}: {self.approvals_required} distinct approval"
-            f"{'s' if self.approvals_required != 1 else ''}, at most {self.max_duration_hours} hours"
+            f"Requests for {kinds}{levels} {where} go to {who}: "
+            f"{counted(self.approvals_required, 'distinct approval')}, at most {counted(self.max_duration_hours, 'hour')}"
         )
         extras = []
         if self.allow_permanent:
@@ -432,7 +433,7 @@ class AccessRequest(models.Model):
         Production". Uses prefetched ``decisions`` (with reviewers) when the caller loaded them."""
         approvals = [d for d in self.decisions.all() if d.outcome == DecisionOutcome.APPROVE]
         needed = self.approvals_required
-        text = f"{len(approvals)} of {needed} approval{'s' if needed != 1 else ''}"
+        text = f"{len(approvals)} of {counted(needed, 'approval')}"
         if approvals:
             text += " (" + ", ".join(d.reviewer.get_username() for d in approvals) + ")"
         if self.status == RequestStatus.PENDING:

@@ -34,6 +34,7 @@ from accessrequests.models import (
     IN_FLIGHT_GRANT_STATUSES,
     LIVE_GRANT_STATUSES,
     AwsAccount,
+    DriftCheck,
     Grant,
     GrantEnding,
     GrantStatus,
@@ -540,6 +541,7 @@ def drift_check(*, now: datetime | None = None) -> dict[str, Any]:
         counts["skipped" if outcome == "skipped" else "checked"] += 1
         counts["drifted"] += outcome in ("drifted", "repaired")
         counts["repaired"] += outcome == "repaired"
+    DriftCheck.record(counts=counts)
     return counts
 
 

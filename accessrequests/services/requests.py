@@ -40,6 +40,7 @@ from accessrequests.models import (
 from accessrequests.permissions import SecondFactor
 from accessrequests.services import grants, notify
 from accessrequests.services.statements import StatementError, statements_for
+from accessrequests.wording import counted
 
 MAX_JUSTIFICATION = 2000
 
@@ -263,15 +264,17 @@ def prepare(draft: RequestDraft, *, preview: bool = False) -> RequestDraft:
         or (draft.duration_hours or 0) > limit
     ):
         draft.duration_hours = limit
-        draft.notes.append(f"Duration set to {limit} hours, the most the rule “{draft.rule.name}” allows.")
+        draft.notes.append(
+            f"Duration set to {counted(limit, 'hour')}, the most the rule “{draft.rule.name}” allows."
+        )
     if draft.duration_hours is None:
         if not draft.rule.allow_permanent:
             raise RequestError(
-                f"Permanent access is not allowed here; ask for at most {draft.rule.max_duration_hours} hours."
+                f"Permanent access is not allowed here; ask for at most {counted(draft.rule.max_duration_hours, 'hour')}."
             )
     elif not 1 <= draft.duration_hours <= draft.rule.max_duration_hours:
         raise RequestError(
-            f"Ask for between 1 and {draft.rule.max_duration_hours} hours "
+            f"Ask for between 1 and {counted(draft.rule.max_duration_hours, 'hour')} "
             f"(the limit of the rule “{draft.rule.name}”{', contact ' + draft.rule.contact if draft.rule.contact else ''})."
         )
     now = timezone.now()

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from accessrequests import inbox, permissions, roles, selectors
+from accessrequests import inbox, permissions, policy, roles, selectors
 from accessrequests.forms import BreakGlassForm, PostReviewForm
 from accessrequests.models import AccessRequest, ApprovalRule, RequestKind
 from accessrequests.services.break_glass import break_glass_post_review, break_glass_submit
@@ -189,6 +189,8 @@ def post_review(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "req": req,
             "review": review,
+            "document": policy.pretty(req.statements),
+            "allows": policy.in_words(req.statements),
             "form": form,
             "problem": "Set up two-factor authentication to review."
             if not has_mfa(request.user)

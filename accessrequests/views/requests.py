@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -31,6 +30,7 @@ from accessrequests.services.requests import (
     request_submit,
 )
 from accessrequests.views.grants import confirmation
+from accessrequests.wording import counted
 
 PAGE_SIZE = 25
 
@@ -66,9 +66,8 @@ def draft_preview(draft, *, document: bool = True) -> dict:
     draft), how it is delivered, and who can use it once applied."""
     return {
         "draft": draft,
-        "document": json.dumps(json.loads(policy.render(draft.statements)), indent=2)
-        if document and draft.statements
-        else "",
+        "document": policy.pretty(draft.statements) if document else "",
+        "allows": policy.in_words(draft.statements) if document else [],
         "delivery": Delivery(draft.delivery).label,
         "recipients": recipients.recipients_of(draft.as_unsaved_request()),
     }
@@ -95,6 +94,7 @@ def _render_form(
             "duplicates": duplicates,
             "show_errors": show_errors,
             "step_one": form.chosen_account is None,
+            "fold_fields": intake is not None and form.chosen_account is not None,
         },
         status=400 if error or (show_errors and form.is_bound and form.errors) else 200,
     )
@@ -200,7 +200,7 @@ def _handle_batch(
     except (RequestError, permissions.NotAllowed) as exc:
         return _render_form(request, form, error=str(exc), intake=intake)
     messages.success(
-        request, f"{batch.reference} filed: the same access in {batch.members.count()} accounts."
+        request, f"{batch.reference} filed: the same access in {counted(batch.members.count(), 'account')}."
     )
     return redirect("batch_detail", pk=batch.pk)
 
@@ -253,14 +253,14 @@ def paste_error(request: HttpRequest) -> HttpResponse:
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     req = selectors.get_request_for_user(request.user, pk)
     grant = getattr(req, "grant", None) if req.status == RequestStatus.APPROVED else None
-    document = json.dumps(json.loads(policy.render(req.statements)), indent=2) if req.statements else ""
     return render(
         request,
         "accessrequests/request_detail.html",
         {
             "req": req,
             "grant": grant,
-            "document": document,
+            "document": policy.pretty(req.statements),
+            "allows": policy.in_words(req.statements),
             "pipelines": list(req.pipelines.all()),
             "decisions": list(req.decisions.select_related("reviewer")),
             "timeline": list(selectors.request_timeline(req)),

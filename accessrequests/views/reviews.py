@@ -21,6 +21,7 @@ from accessrequests.rules import rules_for_approver
 from accessrequests.services import reviews
 from accessrequests.views import step_up
 from accessrequests.views.step_up import has_mfa
+from accessrequests.wording import counted
 
 
 def _readers_only(request: HttpRequest) -> None:
@@ -72,7 +73,7 @@ def campaign_start(request: HttpRequest) -> HttpResponse:
         return redirect("review_campaigns")
     messages.success(
         request,
-        f"{campaign.reference} started with {campaign.items.count()} items; reviewers are told by email.",
+        f"{campaign.reference} started with {counted(campaign.items.count(), 'item')}; reviewers are told by email.",
     )
     return redirect("review_campaign", campaign.pk)
 

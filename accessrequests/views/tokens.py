@@ -32,6 +32,17 @@ class TokenForm(forms.Form):
         label="Expires after",
     )
 
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Offer only the scopes this person may hold: a box that could only be refused is no choice.
+        field = self.fields["scopes"]
+        assert isinstance(field, forms.MultipleChoiceField)
+        field.choices = [
+            (value, label)
+            for value, label in TokenScope.choices
+            if permissions.allowed(permissions.token_scopes_problem, user, {value})
+        ]
+
 
 # never_cache: the answer to the POST carries the only copy of the secret; no cache or back button may keep it.
 @never_cache
@@ -40,7 +51,7 @@ class TokenForm(forms.Form):
 def tokens(request: HttpRequest) -> HttpResponse:
     user = request.user
     assert user.is_authenticated  # login_required
-    form = TokenForm(request.POST or None)
+    form = TokenForm(request.POST or None, user=user)
     secret = None
     if request.method == "POST" and form.is_valid():
         try:

@@ -51,6 +51,11 @@
       return;
     }
     if (name === "kind") { showSections(); }
+    if (name === "level" && event.target.value === "custom") {
+      // The custom level lists its actions in the folded section: unfold it.
+      var scope = form.querySelector("[data-testid=narrower-scope]");
+      if (scope) { scope.open = true; }
+    }
     if (form.getAttribute("data-step") === "one") { return; }
     clearTimeout(timer);
     timer = setTimeout(refresh, 250);

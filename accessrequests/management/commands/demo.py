@@ -5,7 +5,12 @@
    (``accessrequests.devworld.last_accessed``);
 2. ``AWS_ENDPOINT_URL`` (that endpoint), dummy credentials and ``AWS_DEFAULT_REGION`` are exported to this process
    and every child, so nothing can reach real AWS;
-3. ``migrate`` and ``seed_demo`` (demo AWS world, catalog sync, demo users and rules);
+3. ``migrate`` and ``seed_demo`` (demo AWS world, catalog sync, demo users and rules). A database from an earlier
+   run is kept and so is its demo: moto keeps nothing, so ``seed_demo`` builds the world again with the same ids
+   and puts back every access Gatehouse holds as live. ``DEMO_FRESH=1`` (or ``--fresh``) starts from nothing, and
+   so does a database made against another demo world (``seed_demo`` exits 3): the embedded SQLite file, the
+   audit checkpoints and the task queue of the last run are moved to ``var/previous-<time>/`` and it says so;
+   with another DATABASE_URL it stops and says what to do;
 4. ``runserver 127.0.0.1:$DEMO_PORT --noreload`` (default 8000), a Celery worker on every queue and Celery
    beat, their output prefixed ``[web]`` / ``[worker]`` / ``[beat]``;
 5. once the login page and ``/healthz`` (with a worker heartbeat) answer, the URL and what to try first.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,12 +34,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 
 from accessrequests.aws.demo_world import PRIMARY_REGION, SECOND_REGION
 from accessrequests.aws.motoserver import (
@@ -43,7 +51,7 @@ from accessrequests.aws.motoserver import (
     stop_moto_server,
 )
 from accessrequests.devworld.last_accessed import LastAccessedEndpoint
-from accessrequests.management.commands.seed_demo import logins, tips
+from accessrequests.management.commands.seed_demo import FOREIGN_WORLD, logins, tips
 from portal.celery import QUEUES
 
 DEFAULT_PORT = 8000
@@ -90,8 +98,9 @@ class _Child:
 class Demo:
     """Runs the demo; ``run()`` returns the exit status."""
 
-    def __init__(self, *, port: int, var_dir: Path, out: IO[str]) -> None:
+    def __init__(self, *, port: int, var_dir: Path, out: IO[str], fresh: bool = False) -> None:
         self.port = port
+        self.fresh = fresh
         self.url = f"http://127.0.0.1:{port}"
         self.var_dir = var_dir
         self.out = out
@@ -173,8 +182,9 @@ class Demo:
             **kwargs,
         )
 
-    def _step(self, title: str, args: list[str]) -> None:
-        """Run one setup command to completion, its output straight to the terminal."""
+    def _step(self, title: str, args: list[str], *, allowed: tuple[int, ...] = ()) -> int:
+        """Run one setup command to completion, its output straight to the terminal; its exit status, which
+        must be 0 or one of ``allowed``."""
         self.say(title)
         process = self._spawn(args)
         while process.poll() is None:
@@ -187,8 +197,9 @@ class Demo:
                     process.wait()
                 raise _Stop
             time.sleep(0.1)
-        if process.returncode != 0:
+        if process.returncode not in (0, *allowed):
             raise CommandError(f"{' '.join(args[1:3])} failed with exit status {process.returncode}")
+        return process.returncode
 
     def _start(self, name: str, args: list[str]) -> None:
         process = self._spawn(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -275,11 +286,20 @@ class Demo:
         )
         self._prepare_env(self.last_accessed.url)
 
-        self._step("migrating the database …", [python, "manage.py", "migrate", "--noinput", "-v", "0"])
-        self._step(
-            "seeding the demo AWS world, the catalog and the demo users …",
-            [python, "manage.py", "seed_demo", "--no-tips", "--url", self.url],
-        )
+        if self.fresh:
+            self._set_aside("DEMO_FRESH asks for a new database and a new demo AWS world")
+        migrate = [python, "manage.py", "migrate", "--noinput", "-v", "0"]
+        seed = [python, "manage.py", "seed_demo", "--no-tips", "--url", self.url]
+        self._step("migrating the database …", migrate)
+        self.say(self._what_is_kept())
+        title = "seeding the demo AWS world, the catalog and the demo users …"
+        if self._step(title, seed, allowed=(FOREIGN_WORLD,)) == FOREIGN_WORLD:
+            self._set_aside(
+                "the last run's database was made against another demo AWS world (an older Gatehouse or "
+                "another moto version), and what it holds as live cannot be made true in this one"
+            )
+            self._step("migrating the new database …", migrate)
+            self._step(title, seed)
 
         self._check()
         self._start("web", [python, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"])
@@ -317,6 +337,74 @@ class Demo:
                 elif now - started > READY_TIMEOUT:
                     raise CommandError(f"the portal did not become healthy within {READY_TIMEOUT:.0f}s")
 
+    # --- what survives a restart ---
+
+    def _database(self) -> str:
+        db = settings.DATABASES["default"]
+        if "sqlite" in db["ENGINE"]:
+            return str(db["NAME"])
+        return f"database {db['NAME']} on {db.get('HOST') or 'localhost'}"
+
+    def _embedded_database(self) -> Path | None:
+        """The embedded SQLite file under the var dir, the one database the demo may set aside by itself."""
+        db = settings.DATABASES["default"]
+        path = Path(str(db["NAME"]))
+        return path if "sqlite" in db["ENGINE"] and path == self.var_dir / "gatehouse.sqlite3" else None
+
+    def _what_is_kept(self) -> str:
+        from accessrequests.models import AuditEvent
+
+        try:
+            kept = AuditEvent.objects.filter(action="demo.seeded").exists()
+        finally:
+            connections.close_all()  # the file may be moved aside next; hold nothing open
+        if not kept:
+            return f"a new demo: an empty database ({self._database()}) and a new demo AWS world."
+        return (
+            f"keeping the demo of the last run: its database ({self._database()}) stays; moto keeps nothing, so "
+            "the demo AWS world is built again with the same ids and Gatehouse puts back every access it holds "
+            "as live. DEMO_FRESH=1 make demo starts from nothing."
+        )
+
+    def _set_aside(self, why: str) -> None:
+        """Start clean: move the last run's database, audit checkpoints and task queue to var/previous-<time>/
+        (the checkpoints describe that database's audit chain; queued tasks name its rows). ``why`` completes
+        "starting clean: …"."""
+        database = self._embedded_database()
+        if database is None:
+            raise CommandError(
+                f"cannot start clean ({why}): the demo moves only its own SQLite file aside, and DATABASE_URL "
+                f"names the {self._database()}. Empty it, or point DATABASE_URL at an empty one."
+            )
+        connections.close_all()
+        stamp = f"previous-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        folder, n = self.var_dir / stamp, 1
+        while folder.exists():
+            n += 1
+            folder = self.var_dir / f"{stamp}-{n}"
+        candidates = [database.with_name(database.name + end) for end in ("", "-wal", "-shm", "-journal")]
+        candidates += [
+            Path(settings.GATEHOUSE_AUDIT_CHECKPOINT_DIR),
+            self.var_dir / "broker",
+            self.var_dir / "results",
+        ]
+        moved = False
+        for path in candidates:
+            if path.exists() and path.is_relative_to(self.var_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(path), str(folder / path.name))
+                moved = True
+        kept = (
+            f" The last run's database, audit checkpoints and task queue are kept in {folder}."
+            if moved
+            else ""
+        )
+        self.say(f"starting clean: {why}.{kept}")
+        # This process's settings made these when it started; the worker and beat expect them.
+        for sub in ("queue", "processed", "control"):
+            (self.var_dir / "broker" / sub).mkdir(parents=True, exist_ok=True)
+        (self.var_dir / "results").mkdir(parents=True, exist_ok=True)
+
     def _ready(self) -> bool:
         return _status(f"{self.url}/accounts/login/") == 200 and _status(f"{self.url}/healthz") == 200
 
@@ -331,11 +419,19 @@ class Demo:
         self.say(tips(self.url))
         self.say("")
         self.say(f"Demo IAM access keys: {self.var_dir / 'demo-aws-keys.json'}. Ctrl-C stops everything.")
+        self.say("The next make demo keeps this demo; DEMO_FRESH=1 make demo starts from nothing.")
         self.say("")
 
 
 class Command(BaseCommand):
     help = "Run the demo in the foreground: moto, migrate, seed_demo, web, worker and beat; Ctrl-C stops all."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--fresh",
+            action="store_true",
+            help="start from nothing: the last run's database is moved to var/previous-<time>/ (also DEMO_FRESH=1)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG:
@@ -350,6 +446,7 @@ class Command(BaseCommand):
                 f"port {port} on 127.0.0.1 is already in use (another `make demo`?). "
                 f"Stop it, or choose another port: DEMO_PORT={port + 1} make demo"
             )
-        status = Demo(port=port, var_dir=Path(settings.VAR_DIR), out=sys.stdout).run()
+        fresh = options["fresh"] or os.environ.get("DEMO_FRESH", "") not in ("", "0")
+        status = Demo(port=port, var_dir=Path(settings.VAR_DIR), out=sys.stdout, fresh=fresh).run()
         if status:
             sys.exit(status)

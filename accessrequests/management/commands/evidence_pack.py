@@ -71,9 +71,10 @@ break-glass.csv / .jsonl    Every break-glass use (access with no approver) in t
                             the post-review by another approver (or that it is still open or was late).
 pack.json                   The SHA-256 of every file above.
 
-Check the export yourself, without Gatehouse's database:
+Check the export yourself, without Gatehouse's database, from this folder (any Python 3.11+, nothing
+installed; the verifier is accessrequests/chain.py, offline.py and wording.py in Gatehouse's repository):
 
-    python -m accessrequests.chain verify audit-export.csv --checkpoints checkpoints [--key-file KEY]
+    python /path/to/gatehouse/accessrequests/chain.py verify audit-export.csv --checkpoints checkpoints [--key-file KEY]
 
 CSV cells that would start a spreadsheet formula (= + - @, tab, carriage return) carry a leading single quote;
 the verifier removes it before hashing.

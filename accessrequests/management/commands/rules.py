@@ -25,6 +25,7 @@ from django.urls import reverse
 from accessrequests import governance
 from accessrequests.permissions import NotAllowed
 from accessrequests.services import governance as rules_service
+from accessrequests.wording import counted
 
 
 def command_runner() -> str:
@@ -73,9 +74,8 @@ class Command(BaseCommand):
         except governance.RulesFileError as exc:
             for error in exc.errors:
                 self.stderr.write(f"{options.get('file')}: {error}")
-            noun = "problem" if len(exc.errors) == 1 else "problems"
             raise CommandError(
-                f"{options.get('file')}: {len(exc.errors)} {noun}; nothing was changed"
+                f"{options.get('file')}: {counted(len(exc.errors), 'problem')}; nothing was changed"
             ) from None
         except (rules_service.RuleChangeError, NotAllowed) as exc:
             raise CommandError(
@@ -90,7 +90,7 @@ class Command(BaseCommand):
         checked = "schema" if no_database else "schema and catalog"
         self.stdout.write(
             self.style.SUCCESS(
-                f"{file}: valid ({checked}): {rules} approval rules, {eligibility} eligibility rules"
+                f"{file}: valid ({checked}): {counted(rules, 'approval rule')}, {counted(eligibility, 'eligibility rule')}"
             )
         )
 
@@ -101,7 +101,7 @@ class Command(BaseCommand):
             return
         for change in result.changes:
             self.stdout.write(f"  {change.sentence()}")
-        self.stdout.write(f"{len(result.changes)} change{'s' if len(result.changes) != 1 else ''} to apply.")
+        self.stdout.write(f"{counted(len(result.changes), 'change')} to apply.")
         assert result.routing is not None
         for line in result.routing.lines():
             self.stdout.write(line)
@@ -114,11 +114,7 @@ class Command(BaseCommand):
         for change in result.changes:
             self.stdout.write(f"  {change.sentence()}")
         if result.changes:
-            self.stdout.write(
-                self.style.SUCCESS(
-                    f"Applied {len(result.changes)} change{'s' if len(result.changes) != 1 else ''}."
-                )
-            )
+            self.stdout.write(self.style.SUCCESS(f"Applied {counted(len(result.changes), 'change')}."))
         else:
             self.stdout.write(f"No changes: the rules in force match {file}.")
 

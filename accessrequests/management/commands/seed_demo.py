@@ -15,6 +15,11 @@ One idempotent command (``make demo`` runs it on every start):
    is off in the demo, so even a viewer request waits for a reviewer and the whole review flow can be seen.
 5. The demo IAM users' access keys go to ``var/demo-aws-keys.json`` (mode 0600) when AWS reveals them, which
    is only when they are created (the first run against a fresh moto server).
+6. A database that Gatehouse already used keeps its demo: moto keeps nothing across restarts, so the world is
+   built again with the same ids (``seed_demo_world`` seeds moto's random generator), and the drift check puts
+   back in AWS every access Gatehouse holds as live (audited as drift found and repaired). A database made
+   against another world (other ids: an older Gatehouse, another moto version) is refused with exit status 3
+   before anything is written: what it says is live cannot be made true there. ``make demo`` then starts clean.
 """
 
 from __future__ import annotations
@@ -33,15 +38,27 @@ from django.db.migrations.executor import MigrationExecutor
 
 from accessrequests import audit
 from accessrequests.aws.client import endpoint_url
-from accessrequests.aws.demo_world import PRIMARY_REGION, seed_demo_world
-from accessrequests.models import ApprovalRule, AwsAccount, Environment, Principal, PrincipalKind, RequestKind
+from accessrequests.aws.demo_world import PRIMARY_REGION, seed_demo_world, world_fingerprint
+from accessrequests.models import (
+    ApprovalRule,
+    AuditEvent,
+    AwsAccount,
+    Environment,
+    Grant,
+    Principal,
+    PrincipalKind,
+    RequestKind,
+)
 from accessrequests.roles import ADMINS, APPROVERS, AUDITORS, REQUESTERS
 from accessrequests.services.catalog import summary_lines
 from accessrequests.services.catalog_sync import catalog_sync
+from accessrequests.services.provisioning import drift_check
+from accessrequests.wording import counted
 
 DEMO_PASSWORD = "gatehouse-demo"  # noqa: S105 - documented in the README; demo users only
 CONTACT = "platform-team@example.com"
 KEYS_FILE = "demo-aws-keys.json"
+FOREIGN_WORLD = 3  # exit status: the database belongs to another demo AWS world
 MATEO_ERROR = (
     "User: arn:aws:iam::123456789012:user/mateojackson is not authorized to perform: "
     "codepipeline:GetPipeline on resource: my-pipeline"
@@ -164,9 +181,15 @@ class Command(BaseCommand):
         created = world["created"]
         self.stdout.write(
             f"Demo AWS world at {endpoint}: "
-            + (f"created {len(created)} objects." if created else "already seeded, nothing created.")
+            + (
+                f"created {counted(len(created), 'object')}."
+                if created
+                else "already seeded, nothing created."
+            )
         )
         self._keys(world)
+        fingerprint = world_fingerprint(world)
+        self._refuse_another_world(fingerprint)
 
         result = catalog_sync()
         if result["errors"]:
@@ -182,6 +205,7 @@ class Command(BaseCommand):
                 object_type="demo",
                 after={
                     "endpoint_url": endpoint,
+                    "world": fingerprint,
                     "users_created": new_users,
                     "rules_created": new_rules,
                     "accounts_disabled": retired,
@@ -189,16 +213,44 @@ class Command(BaseCommand):
             )
         if retired:
             self.stdout.write(
-                f"Disabled {len(retired)} account(s) of an earlier demo world: {', '.join(retired)}."
+                f"Disabled {counted(len(retired), 'account')} of an earlier demo world: {', '.join(retired)}."
             )
         self.stdout.write(f"Portal users: {len(new_users)} created, {len(DEMO_USERS) - len(new_users)} kept.")
         self.stdout.write(f"Approval rules: {', '.join(rule['name'] for rule in DEMO_RULES)}.")
+        self._put_back()
 
         self.stdout.write("")
         self.stdout.write(logins())
         if not options["no_tips"]:
             self.stdout.write("")
             self.stdout.write(tips(options["url"] or settings.SITE_URL))
+
+    def _refuse_another_world(self, fingerprint: str) -> None:
+        """Stop before the database is touched when it was seeded against a world with other ids."""
+        last = AuditEvent.objects.filter(action="demo.seeded").order_by("-seq").first()
+        if last is None or (last.after or {}).get("world") == fingerprint:
+            return
+        raise CommandError(
+            "this database was seeded against another demo AWS world (other account and Identity Center ids: "
+            "an older Gatehouse or another moto version), so what it holds as live cannot be made true in this "
+            "one. Start with an empty database: `DEMO_FRESH=1 make demo`, or point DATABASE_URL at an empty one.",
+            returncode=FOREIGN_WORLD,
+        )
+
+    def _put_back(self) -> None:
+        """Make AWS hold what the database says is live: after a restart the moto server is a new, empty one."""
+        if not Grant.objects.filter(applied_at__isnull=False).exists():
+            return
+        counts = drift_check()
+        line = (
+            f"Gatehouse's access in the demo AWS world: {counted(counts['checked'], 'principal')} compared, "
+            f"{counts['repaired']} put back (drift repaired)"
+        )
+        if counts["skipped"]:
+            line += f", {counts['skipped']} with work in flight left to the worker"
+        if counts["errors"]:
+            line += f"; {counts['errors']} could not be written (see the dashboard)"
+        self.stdout.write(line + ".")
 
     def _retire_earlier_worlds(self, world: dict[str, Any]) -> list[str]:
         """Disable accounts the demo world does not have; returns their ids.

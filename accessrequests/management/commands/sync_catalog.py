@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accessrequests.models import CatalogSyncRun
 from accessrequests.services.catalog import summary_lines
 from accessrequests.services.catalog_sync import FULL, INCREMENTAL, catalog_sync
+from accessrequests.wording import counted
 
 
 class Command(BaseCommand):
@@ -50,5 +51,7 @@ class Command(BaseCommand):
             # What was read is saved; the listings that failed left their rows untouched.
             for error in result["errors"]:
                 self.stderr.write(f"not read: {error}")
-            raise CommandError(f"catalog partly synced: {len(result['errors'])} listing(s) could not be read")
+            raise CommandError(
+                f"catalog partly synced: {counted(len(result['errors']), 'listing')} could not be read"
+            )
         self.stdout.write(self.style.SUCCESS("catalog synced"))

@@ -4,6 +4,7 @@ archive; exits 1 naming the first sequence number that is missing, changed or ou
 from django.core.management.base import BaseCommand, CommandError
 
 from accessrequests.integrity import verify_trail
+from accessrequests.wording import counted
 
 
 class Command(BaseCommand):
@@ -30,18 +31,18 @@ class Command(BaseCommand):
             raise CommandError(f"audit trail broken at {first}{detail}")
         newest = report.newest_checkpoint
         anchored = (
-            f"; {report.checkpoints} checkpoints ({report.signatures_checked} signatures checked), the newest "
+            f"; {counted(report.checkpoints, 'checkpoint')} ({counted(report.signatures_checked, 'signature')} checked), the newest "
             f"at seq {newest['seq']} written {newest['created_at']}"
             if newest
             else ""
         )
         archive = (
-            f"; {report.archived_events} events in {report.archive_objects} archive objects match"
+            f"; {counted(report.archived_events, 'event')} in {counted(report.archive_objects, 'archive object')} match"
             if report.archive_objects
             else ""
         )
         self.stdout.write(
             self.style.SUCCESS(
-                f"audit trail intact: {report.events} events verified (seq 1-{report.last_seq}){anchored}{archive}"
+                f"audit trail intact: {counted(report.events, 'event')} verified (seq 1-{report.last_seq}){anchored}{archive}"
             )
         )
