@@ -24,13 +24,54 @@ CHUNK = 50_000
 STATUS_MIX = (("approved", 62), ("denied", 12), ("cancelled", 9), ("expired", 15), ("pending", 2))
 
 
-def _copy(cursor: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-    """``COPY table (columns) FROM STDIN`` in text format; returns the number of rows sent."""
+def _text(value: Any) -> str:
+    """One value in ``COPY``'s text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, list):
+        return "{" + ",".join(json.dumps(str(v)) for v in value) + "}"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _columns(model: Any, given: Sequence[str]) -> tuple[list[str], tuple[str, ...]]:
+    """The ``COPY`` column list for ``model``: the ``given`` columns, then every other NOT NULL column with the
+    model's own default, read from the model each run, so a column added later with a default cannot break the
+    seed; one without a default stops it with its name instead of a NotNullViolation halfway through."""
+    from django.db import models
+    from django.db.models import NOT_PROVIDED
+
+    fields = {field.column: field for field in model._meta.concrete_fields}
+    unknown = sorted(set(given) - set(fields))
+    if unknown:
+        raise RuntimeError(f"{model._meta.db_table} has no column {', '.join(unknown)}")
+    extra: list[str] = []
+    values: list[str] = []
+    for column, field in fields.items():
+        if column in given or field.null or field.primary_key or field.db_default is not NOT_PROVIDED:
+            continue
+        default = field.get_default()  # what the ORM writes when a row leaves the field out
+        if default is None:
+            raise RuntimeError(
+                f"{model._meta.db_table}.{column} has no default: give it a value in seed_requests"
+            )
+        extra.append(column)
+        values.append(json.dumps(default) if isinstance(field, models.JSONField) else _text(default))
+    return [*given, *extra], tuple(values)
+
+
+def _copy(cursor: Any, model: Any, given: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """``COPY table (columns) FROM STDIN`` in text format, the model's defaults for the columns not ``given``;
+    returns the number of rows sent."""
+    columns, tail = _columns(model, given)
     sent = 0
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+    with cursor.copy(f"COPY {model._meta.db_table} ({', '.join(columns)}) FROM STDIN") as copy:
         buffer = io.StringIO()
         for row in rows:
-            buffer.write("\t".join("\\N" if v is None else str(v) for v in row))
+            buffer.write("\t".join([*(_text(v) for v in row), *tail]))
             buffer.write("\n")
             sent += 1
             if sent % 20_000 == 0:
@@ -91,7 +132,7 @@ def seed_requests(*, total: int, seed: int = 13, log: Log = print) -> dict[str, 
     from django.contrib.auth.models import User
     from django.db import connection
 
-    from accessrequests.models import AccessRequest, ApprovalRule, Pipeline, Principal
+    from accessrequests.models import AccessRequest, ApprovalRule, Decision, Grant, Pipeline, Principal
 
     if connection.vendor != "postgresql":
         raise RuntimeError("seed_requests writes with COPY: PostgreSQL only")
@@ -178,7 +219,7 @@ def seed_requests(*, total: int, seed: int = 13, log: Log = print) -> dict[str, 
                     )  # fmt: skip
             sent += _copy(
                 cursor,
-                "accessrequests_accessrequest",
+                AccessRequest,
                 [
                     "id", "requester_id", "principal_id", "on_behalf", "kind", "account_id", "level", "actions",
                     "stage", "action_name", "statements", "justification", "ticket", "starts_at", "duration_hours",
@@ -187,18 +228,16 @@ def seed_requests(*, total: int, seed: int = 13, log: Log = print) -> dict[str, 
                 ],
                 rows,
             )  # fmt: skip
-            _copy(
-                cursor, "accessrequests_accessrequest_pipelines", ["accessrequest_id", "pipeline_id"], links
-            )
+            _copy(cursor, AccessRequest.pipelines.through, ["accessrequest_id", "pipeline_id"], links)
             _copy(
                 cursor,
-                "accessrequests_decision",
+                Decision,
                 ["request_id", "reviewer_id", "outcome", "comment", "created_at", "void_reason"],
                 decisions,
             )
             _copy(
                 cursor,
-                "accessrequests_grant",
+                Grant,
                 [
                     "request_id", "principal_id", "account_id", "delivery", "statements", "status", "ending",
                     "attempts", "last_error", "aws_request_ids", "details", "starts_at", "expires_at",

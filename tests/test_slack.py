@@ -140,6 +140,12 @@ def test_a_real_worker_posts_the_new_request_after_commit(
         with django_capture_on_commit_callbacks(execute=True):
             req = world.submit()
         wait_for(lambda: slack.made("chat.postMessage"), timeout=60, what="the worker to post to Slack")
+        # The worker records the message's ts after Slack answered: wait for the row, not for a time.
+        wait_for(
+            lambda: SlackMessage.objects.filter(request=req).exclude(ts="").exists(),
+            timeout=60,
+            what="the worker to record the message's ts",
+        )
     finally:
         worker.stop()
     assert slack.made("chat.postMessage")[0]["channel"] == CHANNEL
