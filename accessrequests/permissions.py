@@ -11,7 +11,7 @@ with the decision. Services refuse a decision without a fresh one from the decid
 second factor only where ``chat_approval_problem`` says so (a rule that opts in, a low-risk request), and only the
 identity provider's SCIM client provisions people and groups (``provision_problem``).
 
-Governance (issue 15): an access review's item is kept or revoked only by an approver of its rule whom the access
+Access reviews and break-glass: an access review's item is kept or revoked only by an approver of its rule whom the access
 does not reach (``review_item_problem``), with the same second factor as any decision; break-glass is open only to
 the people a rule names, briefly and a few times a day (``break_glass_problem``), only for the kinds the rule names
 and for access that reaches nobody but the person breaking the glass (``break_glass_shape_problem``), and its review

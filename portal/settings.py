@@ -488,7 +488,7 @@ GATEHOUSE_SLACK_REMINDER_MINUTES = env.int("GATEHOUSE_SLACK_REMINDER_MINUTES", d
 # How long the link a Slack button answers with opens the decision page.
 GATEHOUSE_SLACK_LINK_SECONDS = env.int("GATEHOUSE_SLACK_LINK_SECONDS", default=600)
 
-# Access reviews (issue 15): a campaign every GATEHOUSE_REVIEW_EVERY_DAYS (0: only when an admin starts one) over every
+# Access reviews: a campaign every GATEHOUSE_REVIEW_EVERY_DAYS (0: only when an admin starts one) over every
 # live grant that lasts or has lasted longer than GATEHOUSE_REVIEW_MIN_AGE_DAYS, and every grant without an end.
 GATEHOUSE_REVIEW_EVERY_DAYS = env.int("GATEHOUSE_REVIEW_EVERY_DAYS", default=90)
 GATEHOUSE_REVIEW_MIN_AGE_DAYS = env.int("GATEHOUSE_REVIEW_MIN_AGE_DAYS", default=30)
