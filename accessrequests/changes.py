@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from accessrequests import policy, recipients
 from accessrequests.aws import iam
 from accessrequests.aws import identity_center as ic
-from accessrequests.aws.client import quick_reads
+from accessrequests.aws.config import quick_reads
 from accessrequests.aws.errors import AwsOperationError
 from accessrequests.models import (
     AccessRequest,

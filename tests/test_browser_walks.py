@@ -14,8 +14,8 @@ The world is the one ``make demo`` seeds (``manage.py seed_demo``: its users, ru
 
 from __future__ import annotations
 
-import re
 import json
+import re
 from datetime import timedelta
 from io import StringIO
 

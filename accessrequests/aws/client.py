@@ -20,13 +20,9 @@ account, and the code path is the same one production takes.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import os
 import re
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +31,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from accessrequests import arns
+
+from .config import in_quick_reads, setting
+from .governor import govern
 
 SESSION_NAME = "gatehouse-provisioner"
 DEFAULT_REGION = "us-east-1"
@@ -55,25 +54,6 @@ CREDENTIALS_REFRESH_MARGIN = 300
 ASSUME_ROLE_DURATION = 3600
 
 
-def setting(name: str, default: str | None = None) -> str | None:
-    """Read an AWS-related setting: Django settings first, then the environment.
-
-    Django settings may not be configured (management scripts, ``make demo`` before Django starts, tests run
-    without pytest-django); then the environment variable of the same name is used.
-    """
-    try:
-        from django.conf import settings
-
-        value = getattr(settings, name, None)
-    except (
-        Exception
-    ):  # ImproperlyConfigured, or DJANGO_SETTINGS_MODULE names a module that cannot be imported
-        value = None
-    if value is None:
-        value = os.environ.get(name)
-    return default if value is None else value
-
-
 def endpoint_url() -> str | None:
     """The AWS endpoint to talk to, or None for real AWS (empty values count as unset)."""
     return setting("AWS_ENDPOINT_URL") or None
@@ -83,29 +63,10 @@ def default_region() -> str:
     return setting("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
-# Reads a web page makes while someone waits (the review's "what AWS holds now", group members before a
-# decision): one attempt with short timeouts, so an AWS outage costs the page seconds, not minutes of retries;
-# the caller falls back to what Gatehouse knows and says so.
-_quick = contextvars.ContextVar("gatehouse_quick_reads", default=False)
-
-
-@contextlib.contextmanager
-def quick_reads() -> Iterator[None]:
-    token = _quick.set(True)
-    try:
-        yield
-    finally:
-        _quick.reset(token)
-
-
-def in_quick_reads() -> bool:
-    return _quick.get()
-
-
 def botocore_config(*, max_attempts: int | None = None) -> Config:
     """Adaptive retries and bounded timeouts; ``AWS_MAX_ATTEMPTS`` overrides the attempt count. Inside
     ``quick_reads()``: one attempt, short timeouts."""
-    if _quick.get():
+    if in_quick_reads():
         return Config(
             retries={"mode": "standard", "max_attempts": 1},
             connect_timeout=2,
@@ -274,8 +235,7 @@ def client(
     made = _new_client(service, **kwargs)
     if service in _GOVERNED:
         # Identity Center's limits are shared by every worker on every machine: its clients pace themselves
-        # through the shared governor (imported here: it reads its settings through this module).
-        from .governor import govern
+        # through the shared governor.
 
         govern(made)
     return made

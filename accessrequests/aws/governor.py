@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .client import in_quick_reads, setting
+from .config import in_quick_reads, setting
 from .governor_stores import FileStore, RedisStore, Store
 
 THROTTLING_CODES = frozenset(
@@ -322,7 +322,7 @@ def _after_attempt(response: Any = None, request_dict: Any = None, **kwargs: Any
     """Every answer: a throttle slows the shared bucket down. When botocore would give up on a throttled call
     (its attempts or its retry quota spent), ask it to try again — through the bucket, at the slower pace —
     until THROTTLED_FOR_AT_MOST has passed: throttling delays work, it does not fail it. Web pages' quick
-    reads (``client.quick_reads``) are left to fail fast, as they want."""
+    reads (``config.quick_reads``) are left to fail fast, as they want."""
     if response is None:
         return None  # a network error: no answer from AWS, nothing learned about its rate
     http, parsed = response

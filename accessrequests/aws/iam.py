@@ -27,7 +27,8 @@ from botocore.exceptions import ClientError
 
 from accessrequests.policy import policy_size
 
-from .client import error_details, setting
+from .client import error_details
+from .config import setting
 from .errors import AwsOperationError
 from .reuse import kept_client
 

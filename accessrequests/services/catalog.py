@@ -45,7 +45,8 @@ from django.utils import timezone
 
 from accessrequests import audit, risk
 from accessrequests.aws import catalog as aws_catalog
-from accessrequests.aws.client import default_region, error_details, quick_reads
+from accessrequests.aws.client import default_region, error_details
+from accessrequests.aws.config import quick_reads
 from accessrequests.models import (
     AwsAccount,
     Environment,
