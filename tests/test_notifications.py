@@ -383,8 +383,9 @@ def test_submitting_succeeds_when_the_broker_is_down_and_the_lost_notification_i
 
     assert len(callbacks) == 1
     assert AccessRequest.objects.get(pk=req.pk).status == RequestStatus.PENDING
-    [record] = [r for r in caplog.records if r.name == "accessrequests.services.notify"]
+    [record] = [r for r in caplog.records if r.name == "accessrequests.enqueue"]
     assert record.levelno == logging.WARNING
     assert "notify_request_created" in record.getMessage()
+    assert "the notification is dropped" in record.getMessage()
     assert req.reference in record.getMessage()
     assert mail.outbox == []

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.db import transaction
 from django.utils import timezone
 
-from accessrequests import audit
+from accessrequests import audit, enqueue
 from accessrequests.models import AccessRequest, Grant, GrantStatus
 
 logger = logging.getLogger(__name__)
@@ -17,25 +16,16 @@ logger = logging.getLogger(__name__)
 def enqueue_reconcile(*, principal_id: int, account_id: int) -> None:
     """Ask a worker to make AWS match the desired state of one principal in one account, after commit.
 
-    A lost message only delays the work: the sweeper re-drives grants left in queued/applying/revoking.
+    The broker being down (Redis stopped, network) must not turn a committed approval into an error page: the grant
+    is in the database, and the sweeper re-drives grants left in queued/applying/revoking.
     """
-    transaction.on_commit(lambda: _publish(principal_id, account_id))
-
-
-def _publish(principal_id: int, account_id: int) -> None:
-    from accessrequests.tasks import reconcile_principal
-
-    # The broker being down (Redis stopped, network) must not turn a committed approval into an error page:
-    # the grant is in the database, and the sweeper re-drives it once the broker is back.
-    try:
-        reconcile_principal.delay(principal_id, account_id)
-    except Exception as exc:
-        logger.warning(
-            "reconcile of principal %s in account %s not queued (%s); the sweeper will re-drive it",
-            principal_id,
-            account_id,
-            exc,
-        )
+    enqueue.after_commit(
+        "accessrequests.tasks.reconcile_principal",
+        principal_id,
+        account_id,
+        reference=f"principal {principal_id} in account {account_id}",
+        if_lost="the sweeper will re-drive it",
+    )
 
 
 def grant_create(*, request: AccessRequest) -> Grant:

@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from accessrequests import audit, permissions
+from accessrequests import audit, enqueue, permissions
 from accessrequests.models import (
     LIVE_GRANT_STATUSES,
     AuditEvent,
@@ -150,32 +150,15 @@ def campaign_start(*, actor=None, now: datetime | None = None, http_request=None
 
 
 def _enqueue_evidence(item_ids: Iterable[int]) -> None:
-    ids = list(item_ids)
-
-    def publish() -> None:
-        from accessrequests.tasks import gather_review_evidence
-
-        for item_id in ids:
-            try:
-                gather_review_evidence.delay(item_id)
-            except Exception as exc:  # the broker is down: the hourly tick asks again
-                logger.warning("evidence of review item %s not queued (%s)", item_id, exc)
-                return
-
-    if ids:
-        transaction.on_commit(publish)
+    enqueue.after_commit_each(
+        "accessrequests.tasks.gather_review_evidence",
+        [(item_id,) for item_id in item_ids],
+        if_lost="the hourly tick asks again",
+    )
 
 
 def _enqueue_notice(task_name: str, *args: Any) -> None:
-    def publish() -> None:
-        from accessrequests import notifications
-
-        try:
-            getattr(notifications, task_name).delay(*args)
-        except Exception as exc:  # a reminder is never worth failing a review for
-            logger.warning("%s %s not queued (%s)", task_name, args, exc)
-
-    transaction.on_commit(publish)
+    enqueue.after_commit(f"accessrequests.tasks.{task_name}", *args, if_lost="the notification is dropped")
 
 
 # --- decisions ----------------------------------------------------------------------------------------------

@@ -1,0 +1,61 @@
+"""Services hand work to workers by task name after commit (``accessrequests.enqueue``): every name they use is a
+registered task, and no service imports a module that defines tasks, so tasks and services never import each other."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+import pytest
+from celery import current_app
+
+from accessrequests import enqueue
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "accessrequests"
+TASK_MODULES = {"accessrequests.tasks", "accessrequests.notifications", "accessrequests.slack_notifications"}
+
+
+def _names_in_code() -> set[str]:
+    names: set[str] = set()
+    for path in PACKAGE.rglob("*.py"):
+        names.update(re.findall(r'"(accessrequests\.tasks\.\w+)"', path.read_text()))
+    return names
+
+
+def test_every_task_name_the_code_sends_is_registered():
+    current_app.loader.import_default_modules()
+    names = _names_in_code()
+    assert "accessrequests.tasks.reconcile_principal" in names
+    assert names - set(current_app.tasks) == set()
+
+
+def test_notify_and_review_tasks_named_by_the_services_exist():
+    """Names built from a prefix (the notification hooks) are checked by their suffix, as the services write them."""
+    current_app.loader.import_default_modules()
+    text = (PACKAGE / "services" / "notify.py").read_text() + (
+        PACKAGE / "services" / "reviews.py"
+    ).read_text()
+    suffixes = set(re.findall(r'"(notify_\w+)"', text))
+    assert {"notify_request_created", "notify_review_started"} <= suffixes
+    assert {f"accessrequests.tasks.{s}" for s in suffixes} - set(current_app.tasks) == set()
+
+
+def test_an_unknown_task_name_fails_in_the_caller_before_anything_commits():
+    with pytest.raises(KeyError):
+        enqueue.after_commit("accessrequests.tasks.no_such_task", 1, if_lost="nothing")
+
+
+def test_no_service_imports_a_module_that_defines_tasks():
+    offenders = []
+    for path in (PACKAGE / "services").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules = {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.Import):
+                modules = {alias.name for alias in node.names}
+            else:
+                continue
+            if modules & TASK_MODULES:
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
