@@ -59,3 +59,13 @@ def test_no_service_imports_a_module_that_defines_tasks():
             if modules & TASK_MODULES:
                 offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == []
+
+
+def test_only_the_export_service_writes_the_export_event():
+    """Views, the API and commands record an export through ``services.exports``, never by writing the event."""
+    writers = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if '"audit.exported"' in path.read_text()
+    )
+    assert writers == ["services/exports.py"]

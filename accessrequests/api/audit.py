@@ -11,10 +11,11 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accessrequests import audit, exports, permissions, selectors
+from accessrequests import exports, permissions, selectors
 from accessrequests.api import serializers as s
 from accessrequests.api.base import ERRORS, GatehouseAPIView, page, strict_query
 from accessrequests.forms import AuditFilterForm
+from accessrequests.services.exports import export_recorded
 
 
 def _auditors_only(request: Request) -> None:
@@ -100,16 +101,13 @@ class AuditExportView(GatehouseAPIView):
             manifest = HttpResponse(export.manifest_json(), content_type="application/json")
             manifest["Content-Disposition"] = f'attachment; filename="{export.manifest_filename}"'
             return _flag_integrity(manifest)
-        audit.record(
-            action="audit.exported",
-            object_type="audit_export",
+        export_recorded(
             actor=request.user,
-            after={
-                "format": fmt,
-                "filters": export.filters,
-                "through_seq": export.through_seq,
-                "via": "api",
-            },
+            kind="audit_export",
+            fmt=fmt,
+            filters=export.filters,
+            through_seq=export.through_seq,
+            via="api",
         )
         response = StreamingHttpResponse(export.stream(), content_type=exports.FORMATS[fmt])
         response["Content-Disposition"] = f'attachment; filename="{export.filename}"'

@@ -13,10 +13,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from accessrequests import access_report as report
-from accessrequests import audit, exports, permissions, selectors
+from accessrequests import exports, permissions, selectors
 from accessrequests.forms import AccessReportForm, AuditFilterForm
 from accessrequests.models import AuditEvent
 from accessrequests.paging import paginate
+from accessrequests.services.exports import export_recorded
 
 
 def auditor_required(view):
@@ -87,15 +88,12 @@ def audit_export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttp
         response["Content-Disposition"] = f'attachment; filename="{export.manifest_filename}"'
         return response
     # The export itself is an event: who took what out of the system.
-    audit.record(
-        action="audit.exported",
-        object_type="audit_export",
+    export_recorded(
         actor=request.user,
-        after={
-            "format": fmt,
-            "filters": export.filters,
-            "through_seq": export.through_seq,
-        },
+        kind="audit_export",
+        fmt=fmt,
+        filters=export.filters,
+        through_seq=export.through_seq,
         http_request=request,
     )
     stream = StreamingHttpResponse(export.stream(), content_type=exports.FORMATS[fmt])
@@ -145,15 +143,12 @@ def access_report_export(request: HttpRequest, fmt: str) -> HttpResponse:
     if not form.is_valid():
         return _bad_request("Fix the filters first: " + form.errors.as_text())
     rows = report.report(**form.cleaned_data)
-    audit.record(
-        action="audit.exported",
-        object_type="access_report",
+    export_recorded(
         actor=request.user,
-        after={
-            "format": fmt,
-            "filters": {k: str(v) for k, v in form.cleaned_data.items() if v},
-            "rows": len(rows),
-        },
+        kind="access_report",
+        fmt=fmt,
+        filters={k: str(v) for k, v in form.cleaned_data.items() if v},
+        rows=len(rows),
         http_request=request,
     )
     response = HttpResponse(report.render(rows, fmt), content_type=report.FORMATS[fmt])

@@ -12,13 +12,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accessrequests import audit, exports, permissions, recipients, selectors
+from accessrequests import exports, permissions, recipients, selectors
 from accessrequests.forms import ReviewItemForm
 from accessrequests.ids import parse_id
 from accessrequests.models import AuditEvent, CampaignStatus, ReviewCampaign
 from accessrequests.paging import paginate
 from accessrequests.rules import rules_for_approver
 from accessrequests.services import reviews
+from accessrequests.services.exports import export_recorded
 from accessrequests.views import step_up
 from accessrequests.views.step_up import has_mfa
 from accessrequests.wording import counted
@@ -233,11 +234,12 @@ def campaign_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse | S
         response = HttpResponse(export.manifest_json(), content_type="application/json")
         response["Content-Disposition"] = f'attachment; filename="{export.manifest_filename}"'
         return response
-    audit.record(
-        action="audit.exported",
-        object_type="audit_export",
+    export_recorded(
         actor=request.user,
-        after={"format": fmt, "filters": export.filters, "through_seq": export.through_seq},
+        kind="audit_export",
+        fmt=fmt,
+        filters=export.filters,
+        through_seq=export.through_seq,
         http_request=request,
     )
     stream = StreamingHttpResponse(export.stream(), content_type=exports.FORMATS[fmt])

@@ -10,7 +10,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from accessrequests import audit, exports
+from accessrequests import exports
+from accessrequests.services.exports import export_recorded
 
 
 def parse_when(value: str | None):
@@ -48,15 +49,12 @@ class Command(BaseCommand):
     def handle(self, *args, since=None, until=None, format="csv", output=None, manifest=None, **options):
         filters = {k: v for k, v in {"since": parse_when(since), "until": parse_when(until)}.items() if v}
         export = exports.plan(filters, format)
-        audit.record(
-            action="audit.exported",
-            object_type="audit_export",
+        export_recorded(
             actor_label="manage.py export_audit",
-            after={
-                "format": format,
-                "filters": export.filters,
-                "through_seq": export.through_seq,
-            },
+            kind="audit_export",
+            fmt=format,
+            filters=export.filters,
+            through_seq=export.through_seq,
         )
         if output:
             written = write_export(export, Path(output))
