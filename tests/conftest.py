@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -27,6 +28,26 @@ def service_missing(what: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{what} is required (GATEHOUSE_REQUIRE_SERVICES=1) but not available")
     pytest.skip(f"{what} not available")
+
+
+@contextlib.contextmanager
+def scratch_postgres(name: str) -> Iterator[str]:
+    """A PostgreSQL database of its own (``DATABASE_URL`` form), whatever the suite's own database is; dropped
+    afterwards. ``GATEHOUSE_TEST_POSTGRES_URL`` names the server's maintenance database."""
+    import psycopg
+
+    admin_url = os.environ.get("GATEHOUSE_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
+    try:
+        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        service_missing(f"PostgreSQL ({exc.__class__.__name__})")
+    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgres://") + f"/{name}"
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from django.db import IntegrityError, connection, transaction
 
 from accessrequests import audit, chain, checkpoints
 from accessrequests.models import AppendOnlyError, AuditEvent
-from tests.conftest import ROOT, service_missing
+from tests.conftest import ROOT, scratch_postgres, service_missing
 
 
 def _events(n: int) -> list[AuditEvent]:
@@ -230,21 +230,12 @@ def _postgres_admin_url() -> str:
 
 def test_the_postgresql_trigger_refuses_update_and_delete():
     """Runs on PostgreSQL whatever the suite's own database is: a scratch database, migrated for real."""
-    admin_url = _postgres_admin_url()
-    try:
-        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        service_missing(f"PostgreSQL ({exc.__class__.__name__})")
-    name = "gatehouse_trigger_test"
-    admin.execute(f"DROP DATABASE IF EXISTS {name}")
-    admin.execute(f"CREATE DATABASE {name}")
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        env = {**os.environ, "DATABASE_URL": url.replace("postgresql://", "postgres://"), "DEBUG": "1"}
+    with scratch_postgres("gatehouse_trigger_test") as url:
+        env = {**os.environ, "DATABASE_URL": url, "DEBUG": "1"}
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=180
         )
-        with psycopg.connect(url, autocommit=True) as conn:
+        with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO accessrequests_auditevent (seq, created_at, actor_label, action, object_type,"
                 " object_id, account_id, aws_request_ids, user_agent, prev_hash, hash)"
@@ -258,9 +249,6 @@ def test_the_postgresql_trigger_refuses_update_and_delete():
                 with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
                     conn.execute(statement)
             assert conn.execute("SELECT action FROM accessrequests_auditevent").fetchall() == [("a",)]
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
 
 
 @pytest.mark.django_db

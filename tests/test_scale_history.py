@@ -9,9 +9,7 @@ import os
 import subprocess
 import sys
 
-import psycopg
-
-from tests.conftest import ROOT, service_missing
+from tests.conftest import ROOT, scratch_postgres
 
 SCRIPT = r"""
 import json
@@ -56,17 +54,8 @@ print(json.dumps({
 
 
 def test_seed_requests_copies_on_todays_schema_and_a_second_run_adds_nothing():
-    admin_url = os.environ.get("GATEHOUSE_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
-    try:
-        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        service_missing(f"PostgreSQL ({exc.__class__.__name__})")
-    name = "gatehouse_scale_history_test"
-    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.execute(f"CREATE DATABASE {name}")
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        env = {**os.environ, "DATABASE_URL": url.replace("postgresql://", "postgres://"), "DEBUG": "1"}
+    with scratch_postgres("gatehouse_scale_history_test") as url:
+        env = {**os.environ, "DATABASE_URL": url, "DEBUG": "1"}
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300
         )
@@ -78,11 +67,8 @@ def test_seed_requests_copies_on_todays_schema_and_a_second_run_adds_nothing():
             text=True,
             timeout=300,
         )
-        assert done.returncode == 0, done.stderr[-3000:]
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["first"] == 400 and result["second"] == 0 and result["requests"] == 400
     assert result["grants"] > 0 and result["with_pipeline"] == 400
     assert result["break_glass"] == 0  # the column the old column list left out gets the model's default
