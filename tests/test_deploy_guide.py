@@ -46,7 +46,7 @@ from tests.deploy_support import (
     skipped_blocks,
     template,
 )
-from tests.iam_evaluator import Request, decide, without_statement
+from accessrequests.aws.evaluate import Request, decide, without_statement
 
 # The database is used by ``job_run`` (module-scoped, flushed when it is done); the mark makes pytest-django
 # create the test database and flush it after each test, as for any test with a worker.
