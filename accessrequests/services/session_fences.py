@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -111,8 +111,15 @@ def allowed_by(
     return evaluate.decide(request, identity=list(documents)).allowed
 
 
+def cutoff(ended_at: datetime) -> datetime:
+    """The instant the deny names: the end, rounded up to a whole second (a policy's dates are written to the
+    second, and rounding down would spare a session issued in the same second just before the end)."""
+    whole = ended_at.replace(microsecond=0)
+    return whole if whole == ended_at else whole + timedelta(seconds=1)
+
+
 def _before(ended_at: datetime) -> dict[str, dict[str, str]]:
-    return {"DateLessThan": {"aws:TokenIssueTime": iso(ended_at)}}
+    return {"DateLessThan": {"aws:TokenIssueTime": iso(cutoff(ended_at))}}
 
 
 def pairs_fence(
