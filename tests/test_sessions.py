@@ -446,3 +446,87 @@ def test_an_expired_grant_ends_its_sessions_the_same_way(world, aws):
     assert end.state == EndState.CONFIRMED and end.fence_kind == FenceKind.IAM_ROLE
     assert not old.allowed(role_policies(aws, ROLE_NAME))
     assert datetime.now(UTC) < end.sessions_until
+
+
+# --- SCIM deactivation ------------------------------------------------------------------------------------
+
+
+def test_a_person_deactivated_over_scim_loses_every_live_grant_and_its_sessions(world, aws, settings):
+    from django.contrib.auth.models import Group, User
+    from django.test import Client
+
+    from accessrequests.services.requests import request_approve, request_submit
+    from tests.factories import fresh_factor
+
+    settings.GATEHOUSE_SCIM_TOKEN = "scim-token-for-tests-0123456789abcdef"
+    scim = Client(HTTP_AUTHORIZATION=f"Bearer {settings.GATEHOUSE_SCIM_TOKEN}")
+    created = scim.post(
+        "/scim/v2/Users",
+        data=json.dumps(
+            {
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "paulo.santos@example.com",
+                "emails": [{"primary": True, "value": "paulo.santos@example.com", "type": "work"}],
+                "active": True,
+            }
+        ),
+        content_type="application/scim+json",
+    )
+    assert created.status_code == 201, created.content
+    paulo_user = User.objects.get(username="paulo.santos@example.com")
+    paulo_user.groups.add(Group.objects.get_or_create(name="requesters")[0])
+    for name in ("paulo.santos", "mateojackson"):
+        Principal.objects.get(name=name).users.add(paulo_user)
+    permission_set = PermissionSet.objects.get(name="CodePipelineReadOnly")
+    role_arn = permission_set_role(aws, permission_set.name)
+
+    def granted(principal: str, **fields: Any) -> Grant:
+        req = request_submit(requester=paulo_user, draft=world.draft(principal, **fields))
+        request_approve(
+            request_id=req.pk,
+            reviewer=world.approver,
+            second_factor=fresh_factor(world.approver),
+            comment="ok",
+        )
+        grant = Grant.objects.get(request=req)
+        reconcile(grant)
+        assert status_of(grant) == GrantStatus.ACTIVE, grant.last_error
+        return grant
+
+    assigned = granted(
+        "paulo.santos", kind=RequestKind.PERMISSION_SET, permission_set=permission_set, pipelines=[], level=""
+    )
+    on_iam = granted("mateojackson")
+    someone_elses = apply(world, "marymajor")  # asked for by another person: not theirs to lose
+    session = assume(aws, role_arn, "paulo.santos")
+    assert session.allowed(permission_set_policies(world, aws, permission_set.arn))
+
+    answer = scim.patch(
+        f"/scim/v2/Users/{created.json()['id']}",
+        data=json.dumps(
+            {
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "value": {"active": False}}],
+            }
+        ),
+        content_type="application/scim+json",
+    )
+    assert answer.status_code == 200, answer.content
+    assert status_of(assigned) == status_of(on_iam) == GrantStatus.REVOKING
+    assert status_of(someone_elses) == GrantStatus.ACTIVE
+    offboarded = AuditEvent.objects.get(action="identity.user_offboarded")
+    assert offboarded.after["grants_ended"] == 2
+    for grant in (assigned, on_iam):
+        reconcile(grant)
+        assert status_of(grant) == GrantStatus.REVOKED
+        assert end_of(grant).state == EndState.CONFIRMED
+    assert not session.allowed(permission_set_policies(world, aws, permission_set.arn))
+    assert not Session.allowed(
+        session, user_policies(iam_client(aws), "mateojackson")
+    )  # nothing of the IAM grant is left either
+    assert (
+        AuditEvent.objects.filter(action="grant.revoke_requested", object_id=str(assigned.pk))
+        .get()
+        .after["reason"]
+        .startswith("paulo.santos@example.com was deactivated")
+    )

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
 
 from accessrequests.models import AccessEnd, EndState, FenceKind, Grant, GrantEnding, GrantStatus
 from accessrequests.services.requests import request_approve
