@@ -28,8 +28,8 @@ from moto.organizations.models import organizations_backends
 from moto.s3.models import s3_backends
 from moto.ssoadmin.models import ssoadmin_backends
 
-from tests.aws_authorization import describe, describe_s3
 from accessrequests.aws.evaluate import Request, decide
+from tests.aws_authorization import describe, describe_s3
 
 PARTITION = "aws"
 _log_lock = threading.Lock()
