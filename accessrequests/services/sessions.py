@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -42,6 +43,7 @@ from accessrequests.aws import errors as aws_errors
 from accessrequests.aws import evaluate
 from accessrequests.aws import identity_center as ic
 from accessrequests.aws import identity_policies as idp
+from accessrequests.aws.client import is_access_denied
 from accessrequests.aws.iam import Target, canonical
 from accessrequests.models import (
     LIVE_GRANT_STATUSES,
@@ -462,11 +464,28 @@ def _recheck_at(checks: int, now: datetime) -> datetime | None:
 
 def access_end_reconcile(*, access_end_id: int) -> dict[str, Any]:
     """Plan, write and confirm the end of one grant (idempotent: a confirmed end with its deny in place is
-    left as it is)."""
+    left as it is). An AWS failure is recorded on the end, which is checked again later."""
     end = _load(access_end_id)
-    outcome: dict[str, Any] = {"access_end": end.pk, "state": end.state, "request_ids": []}
     if end.state != EndState.CHECKING:
-        return outcome
+        return {"access_end": end.pk, "state": end.state, "request_ids": []}
+    try:
+        return _reconcile(end)
+    except Exception as exc:
+        if not aws_errors.is_aws_error(exc):
+            raise
+        reason = aws_errors.describe(exc)
+        checks = end.checks + 1
+        AccessEnd.objects.filter(pk=end.pk, state=EndState.CHECKING).update(
+            outcome=f"AWS could not be checked: {reason}"[:2000],
+            checks=checks,
+            next_check_at=_recheck_at(checks, timezone.now()),
+        )
+        logger.warning("the end of grant %s could not be checked: %s", end.grant_id, reason)
+        return {"access_end": end.pk, "state": EndState.CHECKING, "request_ids": [], "outcome": reason}
+
+
+def _reconcile(end: AccessEnd) -> dict[str, Any]:
+    outcome: dict[str, Any] = {"access_end": end.pk, "state": end.state, "request_ids": []}
     if end.checks == 0:
         _plan(end)
         if end.fence_kind != FenceKind.NONE or end.residual:
@@ -483,7 +502,26 @@ def access_end_reconcile(*, access_end_id: int) -> dict[str, Any]:
             )
     now = timezone.now()
     if end.fence_live and end.sessions_until is not None and end.sessions_until > now:
-        ids, written = _write_target(end)
+        try:
+            ids, written = _write_target(end)
+        except ClientError as exc:
+            if not is_access_denied(exc) or end.fence_kind != FenceKind.PERMISSION_SET:
+                raise
+            # Changing a permission set Gatehouse did not create is outside what it may do unless the
+            # deployment allows it (deploy/cloudformation/identity-center-role.yaml): say what remains.
+            end.residual = (
+                "Gatehouse may not add the deny to this permission set, which it did not create "
+                f"({aws_errors.describe(exc)})"
+            )
+            AccessEnd.objects.filter(pk=end.pk).update(
+                fence_kind=FenceKind.NONE,
+                fence_target="",
+                fence=[],
+                fence_account_id="",
+                residual=end.residual,
+            )
+            end.fence_kind, end.fence = FenceKind.NONE, []
+            ids, written = [], False
         outcome["request_ids"] = ids
         if written or end.fence_written_at is None:
             AccessEnd.objects.filter(pk=end.pk).update(fence_written_at=now, fence_checked_at=now)
