@@ -208,9 +208,8 @@ def statement_applies(statement: Document, request: Request, resource: str) -> b
 
 
 def statements(document: Document | str) -> list[Document]:
-    if isinstance(document, str):
-        document = json.loads(document)
-    return [s for s in _as_list(document.get("Statement")) if isinstance(s, Mapping)]
+    loaded: Document = json.loads(document) if isinstance(document, str) else document
+    return [s for s in _as_list(loaded.get("Statement")) if isinstance(s, Mapping)]
 
 
 def _name(statement: Document, index: int) -> str:

@@ -184,10 +184,10 @@ def _plan(end: AccessEnd) -> None:
             residual = _permission_set_room(principal, permission_set.arn, statements, end)
     elif grant.delivery == Delivery.IDENTITY_CENTER and grant.details.get("permission_set_arn"):
         arn = str(grant.details["permission_set_arn"])
-        remaining = _remaining_statements(grant)
-        documents = [policy.permission_set_document(remaining)] if remaining else []
+        still = _remaining_statements(grant)
+        approved = [policy.permission_set_document(still)] if still else []
         statements = fences.pairs_fence(
-            grant_id=grant.pk, statements=grant.statements, remaining=documents, ended_at=end.ended_at
+            grant_id=grant.pk, statements=grant.statements, remaining=approved, ended_at=end.ended_at
         )
         kind, target = FenceKind.PORTAL_PERMISSION_SET, arn
         lifetime = _duration(ic.session_duration(_instance(principal), arn))
@@ -323,11 +323,11 @@ def _write_target(end: AccessEnd) -> tuple[list[str], bool]:
             return ids, True
     if end.fence_kind == FenceKind.PORTAL_PERMISSION_SET:
         with provisioning.principal_lock(grant.principal_id, grant.account_id):
-            live = _live_active(grant.principal_id, grant.account_id, timezone.now())
-            if live is None:
+            grants = _live_active(grant.principal_id, grant.account_id, timezone.now())
+            if grants is None:
                 enqueue_reconcile(principal_id=grant.principal_id, account_id=grant.account_id)
                 return [], False
-            result = delivery.converge(grant.principal, grant.account, live, write=True)
+            result = delivery.converge(grant.principal, grant.account, grants, write=True)
             return [i for i in result.request_ids if i], bool(result.differences)
     return [], False
 
@@ -341,15 +341,14 @@ def _verdict(
     contexts: Sequence[dict[str, list[str]]],
 ) -> tuple[str, str]:
     """(state, outcome in words) of evaluating the documents for each pair in each session context."""
-    readable = [d for d in documents if d.document is not None]
+    readable = [(d, d.document) for d in documents if d.document is not None]
+    texts = [text for _, text in readable]
     unreadable = [d.name for d in documents if d.document is None]
     for context in contexts:
         for action, resource, extra in pairs:
             request_context = {**extra, **context}
-            if not fences.allowed_by([d.document for d in readable], action, resource, request_context):
-                denied = not fences.allowed_by(
-                    [*[d.document for d in readable], _ALLOW_ALL], action, resource, request_context
-                )
+            if not fences.allowed_by(texts, action, resource, request_context):
+                denied = not fences.allowed_by([*texts, _ALLOW_ALL], action, resource, request_context)
                 if unreadable and not denied:
                     return EndState.CHECKING, (
                         f"{action} on {resource}: not allowed by what Gatehouse could read, but "
@@ -357,7 +356,7 @@ def _verdict(
                     )
                 continue
             allowing = [
-                d for d in readable if fences.allowed_by([d.document], action, resource, request_context)
+                d for d, text in readable if fences.allowed_by([text], action, resource, request_context)
             ]
             if any(d.owned for d in allowing):
                 names = ", ".join(d.name for d in allowing if d.owned)
