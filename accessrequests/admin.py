@@ -13,10 +13,11 @@ from django.contrib import admin, messages
 from django.forms.models import model_to_dict
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from accessrequests import audit, governance, governed, permissions
+from accessrequests import audit, governance, governed, permissions, selectors
 from accessrequests.governed_admin import ProposesGovernedFacts  # registers User and Group too
 from accessrequests.models import (
     KNOWN_ENVIRONMENTS,
@@ -860,6 +861,16 @@ class GrantAdmin(ReadOnlyAdmin):
     list_display = ["__str__", "principal", "account", "status", "attempts", "expires_at"]
     list_filter = ["status", "delivery"]
     list_select_related = ["request", "principal", "account"]
+    readonly_fields = ["end_in_aws"]
+
+    @admin.display(description="End in AWS")
+    def end_in_aws(self, obj: Grant) -> str:
+        """The same words as the request page: ended, confirmed in AWS, older sessions."""
+        if obj.revoked_at is None:
+            return "-"
+        return render_to_string(
+            "accessrequests/_access_end.html", {"grant": obj, "end": selectors.access_end_of(obj)}
+        )
 
 
 @admin.register(AuditEvent)

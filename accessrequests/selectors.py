@@ -12,6 +12,7 @@ from accessrequests import roles
 from accessrequests.ids import parse_id
 from accessrequests.models import (
     LIVE_GRANT_STATUSES,
+    AccessEnd,
     AccessRequest,
     AuditEvent,
     AuditIntegrity,
@@ -386,3 +387,10 @@ def may_break_glass(http_request) -> bool:
     if MAY_BREAK_GLASS not in session:
         session[MAY_BREAK_GLASS] = break_glass_rules_for(http_request.user).exists()
     return bool(session[MAY_BREAK_GLASS])
+
+
+def access_end_of(grant: Grant | None) -> AccessEnd | None:
+    """How an ended grant's end reached AWS (None while it is live, or before its end was recorded)."""
+    if grant is None or grant.revoked_at is None:
+        return None
+    return AccessEnd.objects.filter(grant=grant).first()

@@ -109,6 +109,23 @@ def redrive_grants() -> int:
     return grants_redrive_stuck()
 
 
+@shared_task(name="accessrequests.tasks.reconcile_access_end")
+def reconcile_access_end(access_end_id: int) -> dict:
+    """End the sessions issued before a grant ended and confirm the end in AWS (idempotent)."""
+    from accessrequests.services.sessions import access_end_reconcile
+
+    return access_end_reconcile(access_end_id=access_end_id)
+
+
+@shared_task(name="accessrequests.tasks.sweep_access_ends")
+def sweep_access_ends() -> dict:
+    """Run due end checks, remove denies whose sessions have expired, put back removed ones (beat, each
+    minute; idempotent)."""
+    from accessrequests.services.sessions import access_ends_sweep
+
+    return access_ends_sweep()
+
+
 @shared_task(name="accessrequests.tasks.check_drift")
 def check_drift() -> dict:
     """Compare AWS with the desired state, record drift and repair it (beat, every 15 minutes; idempotent)."""

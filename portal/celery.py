@@ -87,6 +87,12 @@ app.conf.update(
         "expire-grants": {"task": "accessrequests.tasks.expire_grants", "schedule": timedelta(minutes=1)},
         # A lost message or a killed worker delays a grant by at most a minute plus the stuck threshold.
         "redrive-grants": {"task": "accessrequests.tasks.redrive_grants", "schedule": timedelta(minutes=1)},
+        # Sessions issued before a grant ended: due end checks, denies whose sessions have all expired removed,
+        # removed denies put back. Each minute, so a deny outlives its last session by at most a minute.
+        "sweep-access-ends": {
+            "task": "accessrequests.tasks.sweep_access_ends",
+            "schedule": timedelta(minutes=1),
+        },
         # Drift: someone edited or deleted a portal-owned policy or assignment by hand.
         "check-drift": {"task": "accessrequests.tasks.check_drift", "schedule": timedelta(minutes=15)},
         # Pending requests are announced again in their Slack thread, with backoff (a no-op without Slack).

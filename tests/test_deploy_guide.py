@@ -24,6 +24,7 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from accessrequests.aws.client import clear_credentials_cache, is_access_denied
+from accessrequests.aws.evaluate import Request, decide, without_statement
 from accessrequests.aws.motoserver import enable_iam_auth, start_moto_server, stop_moto_server
 from accessrequests.aws.reuse import forget_clients
 from tests.conftest import ARTIFACTS, ROOT, database_url_for_subprocess, make_user, wait_for
@@ -46,7 +47,6 @@ from tests.deploy_support import (
     skipped_blocks,
     template,
 )
-from tests.iam_evaluator import Request, decide, without_statement
 
 # The database is used by ``job_run`` (module-scoped, flushed when it is done); the mark makes pytest-django
 # create the test database and flush it after each test, as for any test with a worker.

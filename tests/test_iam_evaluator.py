@@ -1,4 +1,4 @@
-"""The deployment tests' IAM evaluator (tests/iam_evaluator.py), operator by operator, against AWS's documented
+"""The deployment tests' IAM evaluator (accessrequests/aws/evaluate.py), operator by operator, against AWS's documented
 rules; and against moto's evaluator where moto's is complete (no conditions, literal resources)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import pytest
 from moto.iam.access_control import IAMPolicy, PermissionResult
 
-from tests.iam_evaluator import (
+from accessrequests.aws.evaluate import (
     Request,
     UnsupportedCondition,
     arn_like,
@@ -177,3 +177,74 @@ def test_it_agrees_with_moto_where_moto_needs_no_conditions(statement, action, r
     moto = IAMPolicy(json.dumps(policy(statement))).is_action_permitted(action, resource)
     ours = decide(Request(action, (resource,)), identity=[policy(statement)])
     assert ours.allowed is (moto == PermissionResult.PERMITTED)
+
+
+# --- what Gatehouse's session deny needs: dates on aws:TokenIssueTime, StringLike on aws:userid -------------
+
+REVOKED_AT = "2025-03-01T12:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "operator, wanted, context, holds",
+    [
+        ("DateLessThan", REVOKED_AT, {"aws:TokenIssueTime": ["2025-03-01T11:59:59Z"]}, True),
+        ("DateLessThan", REVOKED_AT, {"aws:TokenIssueTime": ["2025-03-01T12:00:00Z"]}, False),
+        ("DateLessThan", REVOKED_AT, {"aws:TokenIssueTime": ["2025-03-01T13:00:00+01:00"]}, False),
+        ("DateLessThan", REVOKED_AT, {"aws:TokenIssueTime": ["2025-03-01T12:59:00+01:00"]}, True),
+        ("DateLessThan", REVOKED_AT, {"aws:TokenIssueTime": ["1740830399"]}, True),  # epoch seconds
+        ("DateLessThan", REVOKED_AT, {}, False),  # long-term access keys carry no issue time
+        ("DateLessThanEquals", REVOKED_AT, {"aws:TokenIssueTime": [REVOKED_AT]}, True),
+        ("DateGreaterThan", REVOKED_AT, {"aws:TokenIssueTime": ["2025-03-01T12:00:01Z"]}, True),
+        ("DateGreaterThanEquals", REVOKED_AT, {"aws:TokenIssueTime": ["2025-03-01T11:00:00Z"]}, False),
+        ("DateEquals", "2025-03-01T12:00:00.000Z", {"aws:TokenIssueTime": [REVOKED_AT]}, True),
+        ("DateNotEquals", REVOKED_AT, {"aws:TokenIssueTime": [REVOKED_AT]}, False),
+        ("DateNotEquals", REVOKED_AT, {}, True),
+        ("DateLessThanIfExists", REVOKED_AT, {}, True),
+    ],
+)
+def test_date_operators_compare_instants_whatever_their_notation(operator, wanted, context, holds):
+    assert condition_holds(operator, "aws:TokenIssueTime", wanted, context) is holds
+
+
+@pytest.mark.parametrize(
+    "pattern, userid, holds",
+    [
+        ("AROAEXAMPLE:paulo.santos", "AROAEXAMPLE:paulo.santos", True),
+        ("*:paulo.santos", "AROAOTHER:paulo.santos", True),
+        ("*:paulo.santos", "AROAOTHER:paulo.santos2", False),
+        ("*:paulo.santos", "AROAOTHER:akua.mansa", False),
+        ("*:a${*}b", "AROA:a*b", True),  # ${*} is a literal star
+        ("*:a${*}b", "AROA:axxb", False),
+        ("*:a${?}", "AROA:a?", True),
+        ("*:a${?}", "AROA:ab", False),
+        ("*:${$}x", "AROA:$x", True),
+    ],
+)
+def test_stringlike_on_aws_userid_matches_one_persons_sessions(pattern, userid, holds):
+    assert condition_holds("StringLike", "aws:userid", pattern, {"aws:userid": [userid]}) is holds
+
+
+def test_a_deny_for_sessions_issued_before_a_time_refuses_the_old_session_and_spares_a_new_one():
+    grant = allow("codepipeline:GetPipeline", "arn:aws:codepipeline:us-east-1:1:p")
+    ended = deny(
+        "*",
+        Condition={
+            "DateLessThan": {"aws:TokenIssueTime": REVOKED_AT},
+            "StringLike": {"aws:userid": "*:paulo.santos"},
+            "StringEquals": {"aws:PrincipalAccount": "1"},
+        },
+    )
+    documents = [policy(grant, ended)]
+
+    def session(issued: str, who: str = "paulo.santos", account: str = "1") -> Request:
+        context = {
+            "aws:TokenIssueTime": [issued],
+            "aws:userid": [f"AROAPS:{who}"],
+            "aws:PrincipalAccount": [account],
+        }
+        return Request("codepipeline:GetPipeline", ("arn:aws:codepipeline:us-east-1:1:p",), context)
+
+    assert not decide(session("2025-03-01T11:00:00Z"), identity=documents).allowed
+    assert decide(session("2025-03-01T12:00:01Z"), identity=documents).allowed
+    assert decide(session("2025-03-01T11:00:00Z", who="akua.mansa"), identity=documents).allowed
+    assert decide(session("2025-03-01T11:00:00Z", account="2"), identity=documents).allowed

@@ -305,15 +305,21 @@ def ensure_permission_set(
         InlinePolicy=document,
     )
     ids.append(_request_id(answer))
-    # A changed permission set reaches the account's IAM role only when it is provisioned there again.
+    ids += provision(instance, arn, account_id=account_id, what=f"permission set {name}")
+    return arn, ids
+
+
+def provision(instance: Instance, permission_set_arn: str, *, account_id: str, what: str) -> list[str]:
+    """Provision the permission set to the account and wait until it is done: a changed permission set reaches
+    the account's IAM role (and the sessions of it) only then. Returns the request ids."""
+    sso = instance.client()
     answer = _call(
         sso.provision_permission_set,
         InstanceArn=instance.instance_arn,
-        PermissionSetArn=arn,
+        PermissionSetArn=permission_set_arn,
         TargetType="AWS_ACCOUNT",
         TargetId=account_id,
     )
-    ids.append(_request_id(answer))
     status = answer["PermissionSetProvisioningStatus"]
     request_id = status.get("RequestId")
     _wait(
@@ -323,7 +329,52 @@ def ensure_permission_set(
             InstanceArn=instance.instance_arn,
             ProvisionPermissionSetRequestId=request_id,
         )["PermissionSetProvisioningStatus"],
-        f"provision permission set {name} to account {account_id}",
+        f"provision {what} to account {account_id}",
         kind="provision",
     )
-    return arn, ids
+    return [_request_id(answer)]
+
+
+def put_inline_policy(instance: Instance, permission_set_arn: str, document: str | None) -> list[str]:
+    """Make the permission set's inline policy ``document`` (None: no inline policy); the caller provisions."""
+    sso = instance.client()
+    if document is not None:
+        answer = _call(
+            sso.put_inline_policy_to_permission_set,
+            InstanceArn=instance.instance_arn,
+            PermissionSetArn=permission_set_arn,
+            InlinePolicy=document,
+        )
+        return [_request_id(answer)]
+    try:
+        answer = _call(
+            sso.delete_inline_policy_from_permission_set,
+            InstanceArn=instance.instance_arn,
+            PermissionSetArn=permission_set_arn,
+        )
+    except ClientError as exc:
+        if error_details(exc)[0] == "ResourceNotFoundException":
+            return []
+        raise
+    return [_request_id(answer)]
+
+
+def session_duration(instance: Instance, permission_set_arn: str) -> str:
+    """How long a session of the permission set lasts, as ISO 8601 (``PT1H``; AWS's default when unset)."""
+    sso = instance.client()
+    described = sso.describe_permission_set(
+        InstanceArn=instance.instance_arn, PermissionSetArn=permission_set_arn
+    )["PermissionSet"]
+    return str(described.get("SessionDuration") or SESSION_DURATION)
+
+
+def managed_policy_arns(instance: Instance, permission_set_arn: str) -> list[str]:
+    """The AWS managed policies attached to the permission set."""
+    sso = instance.client()
+    return [
+        str(item["Arn"])
+        for page in sso.get_paginator("list_managed_policies_in_permission_set").paginate(
+            InstanceArn=instance.instance_arn, PermissionSetArn=permission_set_arn
+        )
+        for item in page["AttachedManagedPolicies"]
+    ]

@@ -62,6 +62,7 @@ from accessrequests.models.reviews import (
     ReviewItem,
     UnreviewedOutcome,
 )
+from accessrequests.models.sessions import AccessEnd, EndState, FenceKind
 from accessrequests.models.slack import SlackMessage
 from accessrequests.models.tokens import ApiToken, TokenScope
 
@@ -77,6 +78,7 @@ __all__ = [
     "LIVE_GRANT_STATUSES",
     "REQUEST_TRANSITIONS",
     "RULE_TARGETS",
+    "AccessEnd",
     "AccessLevel",
     "AccessRequest",
     "ApiToken",
@@ -95,8 +97,10 @@ __all__ = [
     "Delivery",
     "DriftCheck",
     "EligibilityRule",
+    "EndState",
     "Environment",
     "EvidenceStatus",
+    "FenceKind",
     "Grant",
     "GrantEnding",
     "GrantStatus",

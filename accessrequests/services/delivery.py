@@ -32,6 +32,7 @@ from accessrequests.models import (
     Principal,
     RequestKind,
 )
+from accessrequests.services import session_fences
 
 T = TypeVar("T")
 
@@ -206,6 +207,19 @@ def _converge_identity_center(
     own = _portal_permission_set(principal, account)
     own_arn = own.arn if own is not None else None
     name = ic.portal_permission_set_name(principal.pk, account.account_id)
+    # The set also denies what ended grants gave to sessions issued before they ended, while such a session
+    # may live; with neither, it carries no policy at all (its role in the account then allows nothing).
+    approved = document
+    document = session_fences.portal_permission_set_document(
+        approved, principal=principal, account=account, permission_set_arn=own_arn
+    )
+    if document is None and own_arn is not None and ic.inline_policy(instance, own_arn) is not None:
+        result.differences.append(f"permission set {name} carries a policy no grant allows")
+        if write:
+            result.request_ids += ic.put_inline_policy(instance, own_arn, None)
+            result.request_ids += ic.provision(
+                instance, own_arn, account_id=account.account_id, what=f"permission set {name}"
+            )
     if document is not None:
         if own_arn is None or ic.inline_policy(instance, own_arn) != document:
             result.differences.append(f"permission set {name} does not carry the approved policy")
@@ -231,7 +245,7 @@ def _converge_identity_center(
                         "risk_reasons": [],
                     },
                 )
-        if own_arn is not None:
+        if own_arn is not None and approved is not None:
             desired.setdefault(own_arn, []).extend(placed)
             for grant in placed:
                 result.details[grant.pk] = {"permission_set_arn": own_arn}

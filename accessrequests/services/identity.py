@@ -20,6 +20,7 @@ from django.utils import timezone
 from accessrequests import audit
 from accessrequests.models import AccessRequest, Decision, RequestStatus
 from accessrequests.services import notify
+from accessrequests.services import sessions as sessions_service
 
 MAX_GROUPS_AUDITED = 100
 
@@ -119,7 +120,12 @@ def user_offboard(
                 after={"reviewer": user.get_username(), "outcome": outcome, "void": reason[:200]},
                 http_request=http_request,
             )
-        facts = {"sessions_deleted": sessions, "decisions_voided": len(voided)}
+        # Their AWS access goes too: every live grant that is theirs ends, with the sessions issued before.
+        grants_ended = sessions_service.person_grants_end(
+            user=user, reason=f"{user.get_username()} was deactivated ({reason[:200]})",
+            actor_label=actor_label or (actor.get_username() if actor is not None else "system"),
+        )  # fmt: skip
+        facts = {"sessions_deleted": sessions, "decisions_voided": len(voided), "grants_ended": grants_ended}
         audit.record(
             action="identity.user_offboarded",
             object_type="user",

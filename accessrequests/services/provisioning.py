@@ -40,7 +40,7 @@ from accessrequests.models import (
     GrantStatus,
     Principal,
 )
-from accessrequests.services import delivery, notify
+from accessrequests.services import delivery, notify, session_fences
 from accessrequests.services.grants import enqueue_reconcile
 
 logger = logging.getLogger(__name__)
@@ -63,16 +63,23 @@ class TransientProvisioningError(ProvisioningError):
 # --- the per-principal lock ---------------------------------------------------------------------------
 
 
-def _lock_key(principal_id: int, account_id: int) -> int:
-    digest = hashlib.sha256(f"gatehouse:provision:{principal_id}:{account_id}".encode()).digest()
+def _lock_key(name: str) -> int:
+    digest = hashlib.sha256(f"gatehouse:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
 @contextlib.contextmanager
 def principal_lock(principal_id: int, account_id: int) -> Iterator[None]:
     """Serialise all work on one principal in one account, across threads, processes and machines."""
+    with named_lock(f"provision:{principal_id}:{account_id}", file_name=f"p{principal_id}-a{account_id}"):
+        yield
+
+
+@contextlib.contextmanager
+def named_lock(name: str, *, file_name: str | None = None) -> Iterator[None]:
+    """Serialise all work on one named thing (see ``principal_lock``)."""
     if connection.vendor == "postgresql":
-        key = _lock_key(principal_id, account_id)
+        key = _lock_key(name)
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_lock(%s)", [key])
         try:
@@ -89,7 +96,8 @@ def principal_lock(principal_id: int, account_id: int) -> Iterator[None]:
     database = hashlib.sha256(str(connection.settings_dict["NAME"]).encode()).hexdigest()[:12]
     directory = settings.VAR_DIR / "locks"
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / f"{database}-p{principal_id}-a{account_id}.lock", "a+b") as handle:
+    file_name = file_name or hashlib.sha256(name.encode()).hexdigest()[:24]
+    with open(directory / f"{database}-{file_name}.lock", "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -357,6 +365,7 @@ def _record_success(
                     after={"status": ending, "read_back": result.summary},
                     aws_request_ids=ids,
                 )
+                session_fences.access_end_record(grant_id=grant.pk, now=now)
 
 
 # --- what people ask for ------------------------------------------------------------------------------
@@ -419,6 +428,33 @@ def grant_revoke(
         )
     grant.refresh_from_db()
     return grant
+
+
+def grant_end_departed(*, grant_id: int, reason: str, actor_label: str) -> bool:
+    """The person a grant belongs to has left (deactivated by an admin or the identity provider): it ends now,
+    as a revoke does, sessions included. Nobody asked, so no revoke permission applies; False when it was not
+    live any more."""
+    with transaction.atomic():
+        grant = _locked_grant(grant_id)
+        if grant.status not in LIVE_GRANT_STATUSES:
+            return False
+        Grant.objects.transition(
+            grant.pk,
+            sources=[grant.status],
+            target=GrantStatus.REVOKING,
+            ending=GrantEnding.REVOKED,
+            next_attempt_at=None,
+            updated_at=timezone.now(),
+        )
+        _audit(
+            grant,
+            "grant.revoke_requested",
+            actor_label=actor_label,
+            before={"status": grant.status},
+            after={"status": GrantStatus.REVOKING, "ending": GrantEnding.REVOKED, "reason": reason[:2000]},
+        )
+        enqueue_reconcile(principal_id=grant.principal_id, account_id=grant.account_id)
+    return True
 
 
 def grant_retry_now(*, grant_id: int, actor: Any) -> Grant:

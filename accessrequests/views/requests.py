@@ -265,6 +265,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "decisions": list(req.decisions.select_related("reviewer")),
             "timeline": list(selectors.request_timeline(req)),
             "usage": how_to_use(grant) if grant is not None else "",
+            "access_end": selectors.access_end_of(grant),
             "can_cancel": permissions.allowed(permissions.cancel_problem, request.user, req),
             "can_extend": grant is not None
             and permissions.allowed(permissions.extend_problem, request.user, grant),

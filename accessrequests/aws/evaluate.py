@@ -1,9 +1,10 @@
-"""An IAM policy evaluator that judges resources and conditions, for the deployment tests.
+"""An IAM policy evaluator that judges resources and conditions: Gatehouse confirms with it that AWS refuses
+what it revoked (``services/sessions.py``), and the deployment tests judge its blast radius with it.
 
 moto's own evaluator (``moto.iam.access_control``) judges most calls against ``Resource: "*"`` and ignores
 every condition operator but StringEquals on ``sts:ExternalId``: a statement scoped to real ARNs never matches
 there, and a conditional Deny denies always. This module follows AWS's documented evaluation logic for one
-request within an organization, as far as the deployment templates need it:
+request within an organization, as far as Gatehouse's policies and the deployment templates need it:
 
 - an explicit Deny in any policy that applies wins;
 - otherwise the identity policies must allow (or, in the resource's own account, the resource policy), the
@@ -12,7 +13,8 @@ request within an organization, as far as the deployment templates need it:
 - an action authorized against several resources (``sso:CreateAccountAssignment``: the instance, the
   permission set and the account) needs every one of them allowed.
 
-Conditions: the String*, Arn* and Bool operators, the ``IfExists`` suffix and the ``ForAllValues:`` /
+Conditions: the String*, Arn*, Date* and Bool operators (``${*}``, ``${?}`` and ``${$}`` stand for the
+characters themselves in StringLike patterns, as in IAM), the ``IfExists`` suffix and the ``ForAllValues:`` /
 ``ForAnyValue:`` set prefixes, with AWS's rules for a key the request does not carry (a positive operator is
 false, a negated one is true, ``IfExists`` and ``ForAllValues`` are true). Keys compare case-insensitively,
 values case-sensitively; actions match case-insensitively, ARNs segment by segment.
@@ -24,6 +26,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 Document = Mapping[str, Any]
@@ -54,8 +57,17 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+# IAM's escapes for the characters a StringLike pattern would otherwise read as wildcards.
+_ESCAPES = {"${*}": "*", "${?}": "?", "${$}": "$"}
+_PATTERN_PARTS = re.compile(r"\$\{[*?$]\}|.", re.DOTALL)
+
+
 def _wildcard(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    regex = "".join(
+        re.escape(_ESCAPES[part]) if part in _ESCAPES
+        else ".*" if part == "*" else "." if part == "?" else re.escape(part)
+        for part in _PATTERN_PARTS.findall(pattern)
+    )  # fmt: skip
     return re.compile(f"^{regex}$", re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
 
 
@@ -79,6 +91,21 @@ def _bool(pattern: str, value: str) -> bool:
     return pattern.lower() == value.lower()
 
 
+def parse_date(value: str) -> datetime:
+    """An IAM date: ISO 8601 (``2024-05-07T23:47:00Z``, with or without seconds, fractions or an offset) or
+    seconds since the epoch, as AWS accepts both."""
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+(\.\d+)?", text):
+        return datetime.fromtimestamp(float(text), tz=UTC)
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _dates(compare: Any) -> Any:
+    # The policy's date is the pattern, the request's the value: "DateLessThan": {key: T} holds when value < T.
+    return lambda pattern, value: compare(parse_date(value), parse_date(pattern))
+
+
 _OPERATORS = {
     "StringEquals": (lambda p, v: p == v, False),
     "StringNotEquals": (lambda p, v: p == v, True),
@@ -91,6 +118,12 @@ _OPERATORS = {
     "ArnLike": (arn_like, False),
     "ArnNotLike": (arn_like, True),
     "Bool": (_bool, False),
+    "DateEquals": (_dates(lambda v, p: v == p), False),
+    "DateNotEquals": (_dates(lambda v, p: v == p), True),
+    "DateLessThan": (_dates(lambda v, p: v < p), False),
+    "DateLessThanEquals": (_dates(lambda v, p: v <= p), False),
+    "DateGreaterThan": (_dates(lambda v, p: v > p), False),
+    "DateGreaterThanEquals": (_dates(lambda v, p: v >= p), False),
 }
 
 
@@ -175,9 +208,8 @@ def statement_applies(statement: Document, request: Request, resource: str) -> b
 
 
 def statements(document: Document | str) -> list[Document]:
-    if isinstance(document, str):
-        document = json.loads(document)
-    return [s for s in _as_list(document.get("Statement")) if isinstance(s, Mapping)]
+    loaded: Document = json.loads(document) if isinstance(document, str) else document
+    return [s for s in _as_list(loaded.get("Statement")) if isinstance(s, Mapping)]
 
 
 def _name(statement: Document, index: int) -> str:
