@@ -287,9 +287,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
-        # A worker busy with one task looks at the folder again only after this pause, so it bounds the embedded
-        # profile's throughput (about one message per pause per worker); kombu's 1 s default gave 5 grants/s.
-        "polling_interval": env.float("CELERY_FILESYSTEM_POLL_SECONDS", default=0.01),
     }
 else:
     # A short visibility timeout: an unacked task of a killed worker comes back within minutes, and no
