@@ -21,10 +21,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
-from accessrequests import policy
+from accessrequests import enqueue, policy
 from accessrequests.aws import evaluate
 from accessrequests.models import AccessEnd, AwsAccount, FenceKind, Principal
 
@@ -237,14 +236,10 @@ def access_end_record(*, grant_id: int, now: datetime) -> None:
         grant_id=grant_id, defaults={"ended_at": now, "next_check_at": now}
     )
     if created:
-        transaction.on_commit(lambda: _publish(end.pk))
-
-
-def _publish(access_end_id: int) -> None:
-    from accessrequests.tasks import reconcile_access_end
-
-    # A lost message only delays the check: the sweeper runs every end whose check is due.
-    try:
-        reconcile_access_end.delay(access_end_id)
-    except Exception as exc:
-        logger.warning("the end check %s was not queued (%s); the sweeper will run it", access_end_id, exc)
+        # A lost message only delays the check: the sweeper runs every end whose check is due.
+        enqueue.after_commit(
+            "accessrequests.tasks.reconcile_access_end",
+            end.pk,
+            reference=f"the end of grant {grant_id}",
+            if_lost="the sweeper will run the check",
+        )
