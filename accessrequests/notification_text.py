@@ -27,7 +27,7 @@ def _when(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _access(req: AccessRequest) -> str:
+def access_line(req: AccessRequest) -> str:
     """One line saying what is asked for, e.g. "Pipeline actions (Viewer) on my-pipeline in sandbox"."""
     what = req.get_kind_display()
     if req.level:
@@ -42,7 +42,7 @@ def _access(req: AccessRequest) -> str:
     return f"{what} in {req.account.name}"
 
 
-def _duration(req: AccessRequest) -> str:
+def duration_line(req: AccessRequest) -> str:
     if req.duration_hours is None:  # permanent
         return "permanent (until revoked)"
     return f"{counted(req.duration_hours, 'hour')} from {_when(req.starts_at)}"
@@ -57,13 +57,13 @@ def _facts(req: AccessRequest) -> str:
         f"Requested by:   {req.requester.get_username()}",
         f"For principal:  {principal}",
         f"Account:        {req.account.name} ({req.account.account_id}, {req.account.get_environment_display()})",
-        f"Access:         {_access(req)}",
+        f"Access:         {access_line(req)}",
     ]
     if req.actions:
         lines.append(f"Actions:        {', '.join(req.actions)}")
     if req.trusted_account_id or req.trusted_principal_arn:
         lines.append(f"Outside party:  {req.trusted_account_id or req.trusted_principal_arn}")
-    lines.append(f"Duration:       {_duration(req)}")
+    lines.append(f"Duration:       {duration_line(req)}")
     lines.append(f"Approvals:      {req.approval_progress()}")
     if req.ticket:
         lines.append(f"Ticket:         {req.ticket}")
@@ -78,7 +78,7 @@ def _signature() -> str:
 
 
 def new_request(req: AccessRequest) -> tuple[str, str]:
-    subject = f"[Gatehouse] {req.reference} needs your review: {_access(req)}"
+    subject = f"[Gatehouse] {req.reference} needs your review: {access_line(req)}"
     needed = req.approvals_required
     body = (
         f"{req.requester.get_username()} asks for access, and you are an approver under the rule "
@@ -99,13 +99,13 @@ def _comments(req: AccessRequest, outcome: str) -> str:
 
 def decided(req: AccessRequest) -> tuple[str, str]:
     if req.status == RequestStatus.APPROVED:
-        subject = f"[Gatehouse] {req.reference} approved: {_access(req)}"
+        subject = f"[Gatehouse] {req.reference} approved: {access_line(req)}"
         body = (
             f"Your request {req.reference} was approved by:\n{_comments(req, DecisionOutcome.APPROVE)}\n\n"
             "Gatehouse is applying it in AWS now; you will get another email when it is live.\n\n"
         )
     else:
-        subject = f"[Gatehouse] {req.reference} denied: {_access(req)}"
+        subject = f"[Gatehouse] {req.reference} denied: {access_line(req)}"
         body = (
             f"Your request {req.reference} was denied by:\n{_comments(req, DecisionOutcome.DENY)}\n\n"
             "You can file a new request that answers the reviewer's concern.\n\n"
@@ -117,7 +117,7 @@ def decided(req: AccessRequest) -> tuple[str, str]:
 def applied(grant: Grant) -> tuple[str, str]:
     req = grant.request
     until = f"until {_when(grant.expires_at)}" if grant.expires_at else "until it is revoked (permanent)"
-    subject = f"[Gatehouse] {req.reference} is live: {_access(req)}"
+    subject = f"[Gatehouse] {req.reference} is live: {access_line(req)}"
     body = (
         f"Your access for {req.reference} is live in AWS {until}.\n"
         "IAM changes can take a minute or two to reach every AWS region.\n\n"
@@ -144,7 +144,7 @@ def failed(grant: Grant) -> tuple[str, str]:
 def expiring(grant: Grant) -> tuple[str, str]:
     req = grant.request
     assert grant.expires_at is not None
-    subject = f"[Gatehouse] {req.reference} ends {_when(grant.expires_at)}: {_access(req)}"
+    subject = f"[Gatehouse] {req.reference} ends {_when(grant.expires_at)}: {access_line(req)}"
     body = (
         f"Your access for {req.reference} ends at {_when(grant.expires_at)}, in less than 24 hours.\n"
         "If you still need it, ask for an extension before then (the same access, continued without a gap\n"
@@ -160,11 +160,11 @@ def slack_escape(value: str) -> str:
 
 
 def slack_new_request(req: AccessRequest) -> str:
-    head = f"*{req.reference}* {slack_escape(req.requester.get_username())} asks for {slack_escape(_access(req))}"
+    head = f"*{req.reference}* {slack_escape(req.requester.get_username())} asks for {slack_escape(access_line(req))}"
     if req.on_behalf:
         head += f" on behalf of {slack_escape(req.principal.name)}"
     lines = [
-        head + f", {slack_escape(_duration(req))}.",
+        head + f", {slack_escape(duration_line(req))}.",
         f"> {slack_escape(req.justification)}",
     ]
     if req.status == RequestStatus.PENDING:
@@ -178,9 +178,7 @@ def slack_decided(req: AccessRequest) -> str:
     verb = "approved" if req.status == RequestStatus.APPROVED else "denied"
     outcome = DecisionOutcome.APPROVE if req.status == RequestStatus.APPROVED else DecisionOutcome.DENY
     who = slack_escape(_comments(req, outcome).replace("\n", "; "))
-    return (
-        f"*{req.reference}* was {verb} ({slack_escape(_access(req))}) by {who}.\n<{request_url(req)}|Open it>"
-    )
+    return f"*{req.reference}* was {verb} ({slack_escape(access_line(req))}) by {who}.\n<{request_url(req)}|Open it>"
 
 
 def integrity_failed(finding: dict) -> tuple[str, str]:
@@ -284,7 +282,7 @@ def accounts_changed(run) -> tuple[str, str]:
 
 def break_glass(req: AccessRequest) -> tuple[str, str]:
     """To every approver of the rule, admins and auditors, the moment someone breaks the glass."""
-    subject = f"[Gatehouse] BREAK-GLASS {req.reference} by {req.requester.get_username()}: {_access(req)}"
+    subject = f"[Gatehouse] BREAK-GLASS {req.reference} by {req.requester.get_username()}: {access_line(req)}"
     due = getattr(getattr(req, "break_glass_review", None), "due_at", None)
     body = (
         f"{req.requester.get_username()} used break-glass under the rule “{req.rule.name}”: the access was "
@@ -301,7 +299,7 @@ def break_glass(req: AccessRequest) -> tuple[str, str]:
 def slack_break_glass(req: AccessRequest) -> str:
     return (
         f":rotating_light: *BREAK-GLASS {req.reference}* {slack_escape(req.requester.get_username())} has "
-        f"{slack_escape(_access(req))} now, {slack_escape(_duration(req))}, no approver. Incident "
+        f"{slack_escape(access_line(req))} now, {slack_escape(duration_line(req))}, no approver. Incident "
         f"{slack_escape(req.incident)}.\n> {slack_escape(req.justification)}\n<{request_url(req)}|Review it afterwards>"
     )
 

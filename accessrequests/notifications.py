@@ -155,7 +155,7 @@ def post_to_slack(url: str, message: str) -> None:
         raise NotificationError(f"slack: the webhook is unreachable ({reason.__class__.__name__})") from None
 
 
-def _deliver_all(jobs: list[Callable[[], bool]]) -> int:
+def deliver_all(jobs: list[Callable[[], bool]]) -> int:
     """Run every delivery even when one fails, then fail (so the task retries) if any did; returns sent."""
     sent, failures = 0, []
     for job in jobs:
@@ -253,7 +253,7 @@ def notify_request_created(request_id: int) -> int:
     subject, body = text.new_request(req)
     jobs = [_email_job(key, user, subject, body, request=req) for user in approvers_to_notify(req)]
     jobs += _slack_job(key, req, text.slack_new_request(req))
-    return _deliver_all(jobs)
+    return deliver_all(jobs)
 
 
 @shared_task(name="accessrequests.tasks.notify_request_decided", **RETRY_OPTIONS)
@@ -268,7 +268,7 @@ def notify_request_decided(request_id: int) -> int:
         subject, body = text.decided(req)
         jobs.append(_email_job(key, req.requester, subject, body, request=req))
     jobs += _slack_job(key, req, text.slack_decided(req))
-    return _deliver_all(jobs)
+    return deliver_all(jobs)
 
 
 @shared_task(name="accessrequests.tasks.notify_grant_applied", **RETRY_OPTIONS)
@@ -278,7 +278,7 @@ def notify_grant_applied(grant_id: int) -> int:
     if grant.status != GrantStatus.ACTIVE or not _requester_email(grant.request):
         return 0
     subject, body = text.applied(grant)
-    return _deliver_all(
+    return deliver_all(
         [_email_job(f"grant.applied:{grant.pk}", grant.request.requester, subject, body, grant=grant)]
     )
 
@@ -291,7 +291,7 @@ def notify_grant_failed(grant_id: int) -> int:
     if grant.status != GrantStatus.FAILED or not _requester_email(grant.request):
         return 0
     subject, body = text.failed(grant)
-    return _deliver_all(
+    return deliver_all(
         [_email_job(f"grant.failed:{grant.pk}", grant.request.requester, subject, body, grant=grant)]
     )
 
@@ -364,7 +364,7 @@ def notify_integrity_failed(event_id: int) -> int:
     event = AuditEvent.objects.get(pk=event_id)
     subject, body = text.integrity_failed(event.after or {})
     key = f"audit.integrity_failed:{event.pk}"
-    return _deliver_all([_email_job(key, user, subject, body) for user in integrity_recipients()])
+    return deliver_all([_email_job(key, user, subject, body) for user in integrity_recipients()])
 
 
 def admin_recipients() -> QuerySet[User]:
@@ -382,7 +382,7 @@ def notify_identity_changed(event_id: int) -> int:
     event = AuditEvent.objects.get(pk=event_id)
     subject, body = text.identity_changed(event)
     key = f"identity.changed:{event.pk}"
-    return _deliver_all([_email_job(key, user, subject, body) for user in admin_recipients()])
+    return deliver_all([_email_job(key, user, subject, body) for user in admin_recipients()])
 
 
 @shared_task(name="accessrequests.tasks.notify_accounts_changed", **RETRY_OPTIONS)
@@ -395,7 +395,7 @@ def notify_accounts_changed(run_id: int) -> int:
         return 0
     subject, body = text.accounts_changed(run)
     key = f"catalog.accounts_changed:{run.pk}"
-    return _deliver_all([_email_job(key, user, subject, body) for user in admin_recipients()])
+    return deliver_all([_email_job(key, user, subject, body) for user in admin_recipients()])
 
 
 # --- governance -----------------------------------------------------------------------------------------
@@ -425,7 +425,7 @@ def notify_break_glass(request_id: int) -> int:
     jobs = [_email_job(key, user, subject, body, request=req) for user in people.values()]
     jobs += _slack_job(key, req, text.slack_break_glass(req))
     jobs += _slack_channel_job(key, req, text.slack_break_glass(req))
-    return _deliver_all(jobs)
+    return deliver_all(jobs)
 
 
 def _slack_channel_job(event_key: str, req: AccessRequest, message: str) -> list[Callable[[], bool]]:
@@ -466,7 +466,7 @@ def notify_post_review_overdue(request_id: int) -> int:
     key = f"request.break_glass_overdue:{req.pk}"
     jobs = [_email_job(key, user, subject, body, request=req) for user in people.values()]
     jobs += _slack_job(key, req, subject)
-    return _deliver_all(jobs)
+    return deliver_all(jobs)
 
 
 def _reviewers_with_open_items(campaign_id: int) -> list[tuple[User, int]]:
@@ -500,7 +500,7 @@ def notify_review_started(campaign_id: int) -> int:
     for user, count in _reviewers_with_open_items(campaign_id):
         subject, body = text.review_started(campaign, count)
         jobs.append(_email_job(key, user, subject, body))
-    return _deliver_all(jobs)
+    return deliver_all(jobs)
 
 
 @shared_task(name="accessrequests.tasks.notify_review_reminder", **RETRY_OPTIONS)
@@ -517,4 +517,4 @@ def notify_review_reminder(campaign_id: int, round_number: int) -> int:
     for user, count in _reviewers_with_open_items(campaign_id):
         subject, body = text.review_reminder(campaign, count, overdue)
         jobs.append(_email_job(key, user, subject, body))
-    return _deliver_all(jobs)
+    return deliver_all(jobs)

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accessrequests import slack_api, slack_text
 from accessrequests.models import AccessRequest, NotificationChannel, RequestStatus, SlackMessage
-from accessrequests.notifications import RETRY_OPTIONS, NotificationError, _deliver_all, deliver
+from accessrequests.notifications import RETRY_OPTIONS, NotificationError, deliver, deliver_all
 from accessrequests.permissions import pending_window
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def _dm_requester(req: AccessRequest, event: str) -> int:
             return
         slack_api.post_message(channel=slack_user, text=slack_text.requester_dm(req, event))
 
-    return _deliver_all(
+    return deliver_all(
         [
             lambda: deliver(
                 event_key=f"slack.{event}:{req.pk}",

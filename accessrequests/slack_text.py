@@ -12,7 +12,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from accessrequests.models import AccessRequest, DecisionOutcome, GrantStatus, RequestStatus
-from accessrequests.notification_text import _access, _duration, review_url, slack_escape
+from accessrequests.notification_text import access_line, duration_line, review_url, slack_escape
 from accessrequests.wording import counted
 
 APPROVE, DENY, CLAIM = "gatehouse_approve", "gatehouse_deny", "gatehouse_claim"
@@ -87,13 +87,13 @@ def request_message(req: AccessRequest) -> tuple[str, list[dict[str, Any]]]:
     if req.on_behalf:
         principal += " — *on behalf*: not linked to the requester"
     status = status_line(req)
-    text = f"{req.reference} {slack_escape(_access(req))}: {status}"
+    text = f"{req.reference} {slack_escape(access_line(req))}: {status}"
     blocks: list[dict[str, Any]] = [
         {
             "type": "section",
             "text": {
                 "type": "mrkdwn",
-                "text": f"*<{review_url(req)}|{req.reference}>* {who} asks for {slack_escape(_access(req))}",
+                "text": f"*<{review_url(req)}|{req.reference}>* {who} asks for {slack_escape(access_line(req))}",
             },
         },
         {
@@ -104,7 +104,7 @@ def request_message(req: AccessRequest) -> tuple[str, list[dict[str, Any]]]:
                     "type": "mrkdwn",
                     "text": f"*Account*\n{slack_escape(req.account.name)} ({req.account.account_id})",
                 },
-                {"type": "mrkdwn", "text": f"*Duration*\n{slack_escape(_duration(req))}"},
+                {"type": "mrkdwn", "text": f"*Duration*\n{slack_escape(duration_line(req))}"},
                 {"type": "mrkdwn", "text": f"*Rule*\n{slack_escape(req.rule.name)}"},
             ],
         },
@@ -147,10 +147,8 @@ def step_up_link(req: AccessRequest, url: str, minutes: int, verb: str) -> str:
 def requester_dm(req: AccessRequest, event: str) -> str:
     url = settings.SITE_URL + reverse("request_detail", args=[req.pk])
     if event == "applied":
-        return f"Your access for {req.reference} ({slack_escape(_access(req))}) is live: {status_line(req)}. <{url}|Open it>"
-    return (
-        f"Your request {req.reference} ({slack_escape(_access(req))}) was {status_line(req)}. <{url}|Open it>"
-    )
+        return f"Your access for {req.reference} ({slack_escape(access_line(req))}) is live: {status_line(req)}. <{url}|Open it>"
+    return f"Your request {req.reference} ({slack_escape(access_line(req))}) was {status_line(req)}. <{url}|Open it>"
 
 
 COMMAND_USAGE = (
@@ -167,7 +165,7 @@ def command_refused(problem: str) -> str:
 def break_glass_applied(req: AccessRequest) -> str:
     url = settings.SITE_URL + reverse("request_detail", args=[req.pk])
     return (
-        f"Break-glass {req.reference} ({slack_escape(_access(req))}) is being applied now, for "
-        f"{_duration(req)}. Every approver of the rule “{slack_escape(req.rule.name)}”, the admins and the auditors "
+        f"Break-glass {req.reference} ({slack_escape(access_line(req))}) is being applied now, for "
+        f"{duration_line(req)}. Every approver of the rule “{slack_escape(req.rule.name)}”, the admins and the auditors "
         f"have been told; another approver reviews it afterwards. <{url}|Open {req.reference}>"
     )

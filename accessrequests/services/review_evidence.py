@@ -25,7 +25,7 @@ from accessrequests import audit
 from accessrequests.aws import errors as aws_errors
 from accessrequests.aws import last_used
 from accessrequests.models import Delivery, EvidenceStatus, Grant, PrincipalKind, ReviewItem
-from accessrequests.services.reviews import _item_facts, _record
+from accessrequests.services.reviews import item_facts, record_review_event
 
 EVIDENCE_MAX_ATTEMPTS = 5  # failed reads in a row before Gatehouse stops asking by itself
 EVIDENCE_FIRST_GAP = timedelta(minutes=30)  # then twice as long after each failure
@@ -193,11 +193,11 @@ def _store_failure(item: ReviewItem, reason: str) -> str:
             evidence_attempts=attempts,
             evidence_next_at=next_at,
         )
-        _record(
+        record_review_event(
             item.campaign,
             "review.evidence_failed",
             item=item,
-            after={**_item_facts(item), "error": reason, "attempt": attempts, "next_try_at": next_at},
+            after={**item_facts(item), "error": reason, "attempt": attempts, "next_try_at": next_at},
         )
     return EvidenceStatus.FAILED
 
@@ -216,12 +216,12 @@ def _store_evidence(item: ReviewItem, status: str, evidence: dict[str, Any], new
         )
         if updated:
             item.evidence_status, item.last_used_at = status, newest
-            _record(
+            record_review_event(
                 item.campaign,
                 "review.evidence_read",
                 item=item,
                 after={
-                    **_item_facts(item),
+                    **item_facts(item),
                     "evidence_status": status,
                     "last_used_at": newest,
                     "unused": item.is_unused(now),

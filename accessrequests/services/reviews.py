@@ -64,7 +64,7 @@ def grants_in_scope(*, now: datetime, min_age_days: int) -> QuerySet[Grant]:
     )
 
 
-def _record(
+def record_review_event(
     campaign: ReviewCampaign, action: str, *, actor=None, item: ReviewItem | None = None, **fields
 ) -> None:
     grant = item.grant if item is not None else None
@@ -80,7 +80,7 @@ def _record(
     )
 
 
-def _item_facts(item: ReviewItem) -> dict[str, Any]:
+def item_facts(item: ReviewItem) -> dict[str, Any]:
     grant = item.grant
     return {
         "campaign": item.campaign.reference,
@@ -123,7 +123,7 @@ def campaign_start(*, actor=None, now: datetime | None = None, http_request=None
                     "campaign", "rule", "grant__request", "grant__principal", "grant__account"
                 )
             )
-            _record(
+            record_review_event(
                 campaign,
                 "review.campaign_started",
                 actor=actor,
@@ -135,7 +135,7 @@ def campaign_start(*, actor=None, now: datetime | None = None, http_request=None
                     "min_age_days": campaign.min_age_days,
                     "unused_days": campaign.unused_days,
                     "on_deadline": campaign.on_deadline,
-                    "items": [_item_facts(item) for item in items],
+                    "items": [item_facts(item) for item in items],
                 },
             )
             _enqueue_evidence([item.pk for item in items])
@@ -211,14 +211,14 @@ def review_item_decide(
             != 1
         ):
             raise ReviewError("This item was reviewed a moment ago.")
-        _record(
+        record_review_event(
             item.campaign,
             f"review.item_{'kept' if decision == ItemDecision.KEEP else 'revoked'}",
             actor=reviewer,
             item=item,
             http_request=http_request,
             after={
-                **_item_facts(item),
+                **item_facts(item),
                 "decision": _decision_facts(decision, second_factor, reason),
                 "last_used_at": item.last_used_at,
                 "evidence_status": item.evidence_status,
@@ -244,14 +244,14 @@ def review_item_evidence_retry(*, item_id: int, actor, http_request=None) -> Rev
             evidence_attempts=0,
             evidence_next_at=None,
         )
-        _record(
+        record_review_event(
             item.campaign,
             "review.evidence_retry_requested",
             actor=actor,
             item=item,
             http_request=http_request,
             after={
-                **_item_facts(item),
+                **item_facts(item),
                 "previous_error": item.evidence.get("error", ""),
                 "failed_attempts": item.evidence_attempts,
             },
@@ -277,7 +277,7 @@ def _close_if_done(campaign: ReviewCampaign, *, now: datetime) -> bool:
         .order_by("seq")
         .values_list("seq", flat=True)
     )
-    _record(
+    record_review_event(
         campaign,
         "review.campaign_closed",
         after={
@@ -357,11 +357,11 @@ def _end_item(item_id: int, *, now: datetime) -> int:
         if item.decision or item.grant.status in LIVE_GRANT_STATUSES:
             return 0
         ReviewItem.objects.filter(pk=item.pk, decision="").update(decision=ItemDecision.ENDED, decided_at=now)
-        _record(
+        record_review_event(
             item.campaign,
             "review.item_ended",
             item=item,
-            after={**_item_facts(item), "grant_status": item.grant.status},
+            after={**item_facts(item), "grant_status": item.grant.status},
         )
     return 1
 
@@ -385,11 +385,11 @@ def _revoke_unreviewed(item_id: int, *, now: datetime) -> int:
         ReviewItem.objects.filter(pk=item.pk, decision="").update(
             decision=ItemDecision.REVOKED_UNREVIEWED, decided_at=now
         )
-        _record(
+        record_review_event(
             item.campaign,
             "review.item_revoked_unreviewed",
             item=item,
-            after={**_item_facts(item), "deadline": item.campaign.deadline},
+            after={**item_facts(item), "deadline": item.campaign.deadline},
         )
     return 1
 
@@ -407,7 +407,7 @@ def _remind(campaign: ReviewCampaign, *, now: datetime) -> int:
         ).update(reminders_sent=sent + 1, next_reminder_at=now + _reminder_gap(sent + 1))
         if claimed != 1:
             return 0
-        _record(
+        record_review_event(
             campaign,
             "review.reminders_sent",
             after={"campaign": campaign.reference, "round": sent + 1, "overdue": campaign.deadline <= now},
