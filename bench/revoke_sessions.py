@@ -36,6 +36,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ["LOG_LEVEL"] = os.environ.get("LOG_LEVEL", "WARNING")
+# The shared permission set kind measures the deny Gatehouse adds where the deployment allows it.
+os.environ.setdefault("GATEHOUSE_END_SHARED_SET_SESSIONS", "1")
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -385,6 +385,10 @@ AWS_PROVISIONING_EXTERNAL_ID = env.str("AWS_PROVISIONING_EXTERNAL_ID", default="
 # Identity Center runs in the management account or its delegated administrator: the hub assumes this role
 # there for every sso-admin and identitystore call. Empty: the hub's own credentials (it runs in that account).
 GATEHOUSE_IDENTITY_CENTER_ROLE_ARN = env.str("GATEHOUSE_IDENTITY_CENTER_ROLE_ARN", default="")
+# Ending a person's older sessions of a shared permission set means adding a deny to a set Gatehouse did not create.
+# Off by default, as the Identity Center role's template is (its EndSharedSetSessions parameter): a set's own
+# administrators may not want Gatehouse able to rewrite it. Off, the page says until when such a session may last.
+GATEHOUSE_END_SHARED_SET_SESSIONS = env.bool("GATEHOUSE_END_SHARED_SET_SESSIONS", default=False)
 
 
 def _at_least(name: str, cast: type, default: float, least: float) -> Any:

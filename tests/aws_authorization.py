@@ -201,6 +201,7 @@ _SSO_PERMISSION_SET = {
     "ListCustomerManagedPolicyReferencesInPermissionSet",
     "GetInlinePolicyForPermissionSet",
     "PutInlinePolicyToPermissionSet",
+    "DeleteInlinePolicyFromPermissionSet",
 }
 _SSO_ACCOUNT_TARGETS = {
     "CreateAccountAssignment": "TargetId",

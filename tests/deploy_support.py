@@ -175,6 +175,18 @@ def _workload(org: Organization) -> None:
         iam.create_user(UserName=name)
         iam.add_user_to_group(GroupName=DEMO_IAM_GROUP, UserName=name)
     iam.create_user(UserName=PROTECTED_USER, Tags=[{"Key": "gatehouse:protected", "Value": "true"}])
+    # A managed policy of the account's own on a requester, as most people have: when a grant ends, Gatehouse reads
+    # it too (GetPolicy, GetPolicyVersion) to confirm that nothing still allows what ended.
+    team_policy = iam.create_policy(
+        PolicyName="team-read-only",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}],
+            }
+        ),
+    )["Policy"]["Arn"]
+    iam.attach_user_policy(UserName="mateojackson", PolicyArn=team_policy)
     s3 = client("s3", org.endpoint, **admin)
     bucket = f"artifacts-{org.workload}"
     s3.create_bucket(Bucket=bucket)

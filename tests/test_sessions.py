@@ -338,7 +338,12 @@ def test_a_cross_account_roles_sessions_end_with_the_role_and_a_new_grant_is_ano
 # --- Identity Center: a shared permission set -------------------------------------------------------------
 
 
-def test_a_shared_permission_sets_session_of_the_person_is_refused_until_it_would_have_expired(world, aws):
+def test_a_shared_permission_sets_session_of_the_person_is_refused_until_it_would_have_expired(
+    world, aws, settings
+):
+    settings.GATEHOUSE_END_SHARED_SET_SESSIONS = (
+        True  # the deployment lets Gatehouse add its deny to shared sets
+    )
     permission_set = PermissionSet.objects.get(name="CodePipelineReadOnly")
     original = permission_set_policies(world, aws, permission_set.arn)
     role_arn = permission_set_role(aws, permission_set.name)
@@ -376,7 +381,30 @@ def test_a_shared_permission_sets_session_of_the_person_is_refused_until_it_woul
     assert permission_set_policies(world, aws, permission_set.arn) == original
 
 
-def test_a_person_who_still_holds_the_set_through_a_group_keeps_their_session(world, aws):
+def test_a_shared_sets_older_session_is_left_to_expire_and_said_so_where_the_deployment_forbids_the_deny(
+    world, aws
+):
+    """The default: Gatehouse writes nothing to a set it did not create, and the end says until when a session
+    issued before may last."""
+    permission_set = PermissionSet.objects.get(name="CodePipelineReadOnly")
+    original = permission_set_policies(world, aws, permission_set.arn)
+    grant = apply(
+        world,
+        "paulo.santos",
+        kind=RequestKind.PERMISSION_SET,
+        permission_set=permission_set,
+        pipelines=[],
+        level="",
+    )
+    end = revoke(world, grant)
+    assert end.fence_kind == FenceKind.NONE and end.fence == []
+    assert "GATEHOUSE_END_SHARED_SET_SESSIONS" in end.residual
+    assert end.sessions_until == end.ended_at + timedelta(hours=1)
+    assert permission_set_policies(world, aws, permission_set.arn) == original
+
+
+def test_a_person_who_still_holds_the_set_through_a_group_keeps_their_session(world, aws, settings):
+    settings.GATEHOUSE_END_SHARED_SET_SESSIONS = True
     permission_set = PermissionSet.objects.get(name="CodePipelineReadOnly")
     fields = {
         "kind": RequestKind.PERMISSION_SET,
@@ -459,6 +487,7 @@ def test_a_person_deactivated_over_scim_loses_every_live_grant_and_its_sessions(
     from tests.factories import fresh_factor
 
     settings.GATEHOUSE_SCIM_TOKEN = "scim-token-for-tests-0123456789abcdef"
+    settings.GATEHOUSE_END_SHARED_SET_SESSIONS = True
     scim = Client(HTTP_AUTHORIZATION=f"Bearer {settings.GATEHOUSE_SCIM_TOKEN}")
     created = scim.post(
         "/scim/v2/Users",

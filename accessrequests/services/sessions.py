@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -181,7 +182,13 @@ def _plan(end: AccessEnd) -> None:
             )
             kind, target = FenceKind.PERMISSION_SET, permission_set.arn
             lifetime = _duration(ic.session_duration(_instance(principal), permission_set.arn))
-            residual = _permission_set_room(principal, permission_set.arn, statements, end)
+            if statements and not settings.GATEHOUSE_END_SHARED_SET_SESSIONS:
+                residual = (
+                    "Gatehouse does not change permission sets it did not create (GATEHOUSE_END_SHARED_SET_SESSIONS "
+                    "is off), and AWS offers no other way to end a session of the set's role before it expires"
+                )
+            else:
+                residual = _permission_set_room(principal, permission_set.arn, statements, end)
     elif grant.delivery == Delivery.IDENTITY_CENTER and grant.details.get("permission_set_arn"):
         arn = str(grant.details["permission_set_arn"])
         still = _remaining_statements(grant)
