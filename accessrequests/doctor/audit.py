@@ -8,7 +8,6 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.utils import timezone
-from django.utils.timesince import timesince
 
 from accessrequests import audit, chain, checkpoints
 from accessrequests.aws.client import client, error_details, is_access_denied
@@ -17,7 +16,7 @@ from accessrequests.models import AuditEvent, AuditIntegrity
 from accessrequests.wording import counted
 
 from .aws import GUIDE, describe_error
-from .registry import Context, Result, check, fail, ok, warn
+from .registry import Context, Result, check, fail, ok, since, warn
 
 # Verified from the newest checkpoint to the head; without a checkpoint (or far behind one), the newest events.
 HEAD_WINDOW = 10_000
@@ -43,9 +42,10 @@ def _lock_rule(bucket: str) -> tuple[bool, dict[str, Any]]:
 
 
 def _days(retention: dict[str, Any]) -> int | None:
-    if "Days" in retention:
+    # AWS answers one of the two; moto answers both, the other as 0.
+    if retention.get("Days"):
         return int(retention["Days"])
-    if "Years" in retention:
+    if retention.get("Years"):
         return int(retention["Years"]) * 365
     return None
 
@@ -138,9 +138,9 @@ CHECKPOINT_FIX = (
 def chain_head(ctx: Context) -> Result:
     state = AuditIntegrity.current()
     if state is not None and not state.ok:
-        since = f" since {state.failing_since:%Y-%m-%d %H:%M %Z}" if state.failing_since else ""
+        began = f" since {state.failing_since:%Y-%m-%d %H:%M %Z}" if state.failing_since else ""
         return fail(
-            f"the periodic verification finds the audit trail broken at seq {state.broken_seq}{since}: {state.reason}",
+            f"the periodic verification finds the audit trail broken at seq {state.broken_seq}{began}: {state.reason}",
             fix=INCIDENT,
         )
     tail = AuditEvent.objects.order_by("-seq").values("seq", "hash").first()
@@ -195,15 +195,15 @@ def chain_head(ctx: Context) -> Result:
         oldest = AuditEvent.objects.order_by("seq").values_list("created_at", flat=True).first()
         if oldest is not None and now - oldest > FIRST_CHECKPOINT_WITHIN:
             return warn(
-                f"{checked}; no checkpoint was ever written, though the trail began {timesince(oldest)} ago",
+                f"{checked}; no checkpoint was ever written, though the trail began {since(oldest)} ago",
                 fix=CHECKPOINT_FIX,
             )
         return ok(f"{checked}; the first checkpoint comes with beat's first run")
     written = datetime.fromisoformat(str(data["created_at"]))
     if head > int(data["seq"]) and now - written > CHECKPOINT_LATE:
         return warn(
-            f"{checked}; the newest checkpoint (seq {data['seq']}) was written {timesince(written)} ago and "
+            f"{checked}; the newest checkpoint (seq {data['seq']}) was written {since(written)} ago and "
             f"{counted(head - int(data['seq']), 'event')} came since",
             fix=CHECKPOINT_FIX,
         )
-    return ok(f"{checked}, from the signed checkpoint of seq {data['seq']} written {timesince(written)} ago")
+    return ok(f"{checked}, from the signed checkpoint of seq {data['seq']} written {since(written)} ago")

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from django.utils import timezone
+from django.utils.timesince import timesince
 
 Status = Literal["ok", "warn", "fail"]
 STATUSES: tuple[Status, ...] = ("ok", "warn", "fail")
@@ -42,6 +43,11 @@ def warn(message: str, *, fix: str, **details: Any) -> Result:
 
 def fail(message: str, *, fix: str, **details: Any) -> Result:
     return Result("fail", message, fix, details)
+
+
+def since(when: datetime) -> str:
+    """How long ago, in words ("2 hours"), with plain spaces: messages go to terminals and JSON."""
+    return timesince(when).replace("\xa0", " ")
 
 
 @dataclass

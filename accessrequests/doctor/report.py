@@ -14,7 +14,7 @@ from django.conf import settings
 
 from accessrequests.wording import counted
 
-from .registry import Report
+from .registry import STATUSES, Report
 
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 FORMAT = 1
@@ -32,7 +32,7 @@ def as_dict(report: Report) -> dict[str, Any]:
         "status": report.status,
         "checked_at": report.checked_at.isoformat(),
         "gatehouse_version": settings.GATEHOUSE_VERSION,
-        "summary": {status: report.count(status) for status in ("ok", "warn", "fail")},
+        "summary": {status: report.count(status) for status in STATUSES},
         "checks": [
             {
                 "name": o.check.name,
