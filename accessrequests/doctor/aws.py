@@ -196,6 +196,12 @@ def identity_center(ctx: Context) -> Result:
         "step 4): its trust takes the hub with AWS_PROVISIONING_EXTERNAL_ID; AWS_DEFAULT_REGION must be "
         "Identity Center's region"
     )
+    if role:
+        try:
+            with quick_reads():
+                assume_fresh(role)  # not credentials a long-lived process cached before the trust changed
+        except (BotoCoreError, ClientError) as exc:
+            return fail(f"the hub cannot assume {role}: {describe_error(exc)}", fix=fix)
     try:
         with quick_reads():
             found = aws_catalog.identity_center(region=region)
