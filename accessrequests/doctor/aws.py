@@ -18,7 +18,6 @@ from accessrequests.aws.client import (
     error_details,
     is_access_denied,
     provisioning_role_arn,
-    provisioning_role_name,
 )
 from accessrequests.aws.config import quick_reads
 from accessrequests.aws.iam import boundary_arn
@@ -128,7 +127,8 @@ def provisioning_roles(ctx: Context) -> Result:
         )
     if not with_role:
         return ok(f"no managed account needs a provisioning role{own_note}")
-    return ok(f"assumed {provisioning_role_name()} (or the account's own role) in {scope}{own_note}")
+    names = sorted({role.rsplit("/", 1)[-1] for _, role in sample})
+    return ok(f"assumed {' and '.join(names)} in {scope}{own_note}")
 
 
 @check(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from django.utils import timezone
@@ -47,6 +47,8 @@ def fail(message: str, *, fix: str, **details: Any) -> Result:
 
 def since(when: datetime) -> str:
     """How long ago, in words ("2 hours"), with plain spaces: messages go to terminals and JSON."""
+    if timezone.now() - when < timedelta(minutes=1):
+        return "less than a minute"
     return timesince(when).replace("\xa0", " ")
 
 
