@@ -26,7 +26,7 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator
 
 from accessrequests import audit, chain, checkpoints
-from accessrequests.aws.demo_world import BOUNDARY_POLICY
+from accessrequests.aws.demo_world import BOUNDARY_POLICY, boundary_document
 from accessrequests.aws.motoserver import free_port
 from accessrequests.doctor import CHECKS
 from accessrequests.doctor.report import SCHEMA_PATH
@@ -302,6 +302,23 @@ def test_aws_out_of_reach_fails_the_identity_and_everything_asked_of_aws(demo, s
     }  # fmt: skip
     found = checks(report)["aws.identity"]
     assert closed in found["message"] and "the hub role" in found["fix"]
+
+
+@pytest.mark.django_db
+def test_at_most_accounts_provisioning_roles_are_assumed_each_run(demo):
+    make_account("111122223333", "another")  # moto lets the hub assume a role there too
+    _admin("iam", demo["endpoint"], "111122223333").create_policy(
+        PolicyName=BOUNDARY_POLICY, PolicyDocument=boundary_document("111122223333")
+    )
+    assert only("aws.provisioning-roles", "--accounts", "0")["message"].startswith(
+        "assumed GatehouseProvisioner in 2 managed accounts; "
+    )
+    assert only("aws.provisioning-roles", "--accounts", "1")["message"].startswith(
+        "assumed GatehouseProvisioner in a sample of 1 of 2 managed accounts (--accounts 0 checks all); "
+    )
+    _, report = doctor("--only", "aws.boundary", "--accounts", "1")
+    # The boundary is looked for where a role was assumed, and in the hub's own account.
+    assert checks(report)["aws.boundary"]["message"] == f"{BOUNDARY_POLICY} exists in 2 accounts checked"
 
 
 @pytest.mark.django_db

@@ -108,9 +108,6 @@ class Report:
     def status(self) -> Status:
         return "fail" if self.count("fail") else "warn" if self.count("warn") else "ok"
 
-    def result(self, name: str) -> Result:
-        return next(o.result for o in self.outcomes if o.check.name == name)
-
 
 class UnknownCheck(ValueError):
     pass
