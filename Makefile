@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck migrations-check pytest venv clean oidc-provider deploy-lint
+.PHONY: demo demo-doctor test check lint typecheck migrations-check pytest venv clean oidc-provider deploy-lint
 
 # The independent OpenID Provider the sign-in tests start (tests/oidc: oidc-provider from npm, pinned by its
 # package-lock.json). Without npm the sign-in tests skip (and fail under GATEHOUSE_REQUIRE_SERVICES=1).
@@ -48,6 +48,12 @@ deploy-lint: $(DEPLOY_STAMP)
 
 demo: $(STAMP)
 	DEBUG=$${DEBUG:-1} $(PY) manage.py demo
+
+# manage.py doctor against the running demo, with the settings make demo writes to var/demo.env while it runs.
+demo-doctor: $(STAMP)
+	@env_file=$${GATEHOUSE_VAR_DIR:-var}/demo.env; \
+	test -f "$$env_file" || { echo "gatehouse: no demo is running here ($$env_file is written by make demo)"; exit 2; }; \
+	set -a && . "$$env_file" && set +a && $(PY) manage.py doctor $(DOCTOR_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -306,10 +306,14 @@ def describe_s3(
     principal_context: Mapping[str, list[str]],
     principals: tuple[str, ...],
 ) -> list[Request]:
-    """S3's authorizations: moto names the action and the bucket/object ARN; AWS adds ``s3:prefix`` to a
+    """S3's authorizations: moto names the action (one of them wrongly) and the bucket/object ARN; AWS adds ``s3:prefix`` to a
     listing, and an upload that sets a retention is also ``s3:PutObjectRetention`` (``headers`` lower-cased). Production talks HTTPS
     (``aws:SecureTransport``), the tests' moto plain HTTP: the evaluation takes production's value."""
     context: dict[str, list[str]] = {**principal_context, "aws:SecureTransport": ["true"]}
+    if action == "s3:ListBucket" and "object-lock" in query:
+        # moto names GetObjectLockConfiguration (GET ?object-lock) by its default, ListBucket; AWS authorizes it
+        # as s3:GetBucketObjectLockConfiguration.
+        action = "s3:GetBucketObjectLockConfiguration"
     if action == "s3:ListBucket" and "prefix" in query:
         context["s3:prefix"] = [query["prefix"][0]]
     made = [Request(action, (resource,), context, principals)]

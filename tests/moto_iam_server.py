@@ -200,7 +200,7 @@ def check_action_permitted(self: Any, resource: str) -> None:
             requests = describe_s3(
                 action=self._action,
                 resource=resource,
-                query=urllib.parse.parse_qs(split.query),
+                query=urllib.parse.parse_qs(split.query, keep_blank_values=True),
                 headers={str(k).lower(): str(v) for k, v in self._headers.items()},
                 principal_context=principal_context,
                 principals=principals,

@@ -472,11 +472,18 @@ class Workers:
         self.app.amqp.__dict__.pop("queues", None)
 
     def start(
-        self, env: dict[str, str], name: str = "w1", *, concurrency: int = 1, pool: str = "prefork"
+        self,
+        env: dict[str, str],
+        name: str = "w1",
+        *,
+        concurrency: int = 1,
+        pool: str = "prefork",
+        queues: list[str] | None = None,
     ) -> WorkerProcess:
+        """``queues``: only these of Gatehouse's queues (names without the prefix); all of them by default."""
         worker = _PrefixedWorker(
             {**env, "GATEHOUSE_QUEUE_PREFIX": self.prefix},
-            queues=",".join(self.queues),
+            queues=",".join(self.prefix + q for q in queues) if queues else ",".join(self.queues),
             name=name,
             concurrency=concurrency,
             pool=pool,

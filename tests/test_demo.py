@@ -453,6 +453,19 @@ def test_demo_serves_a_healthy_portal_and_ctrl_c_leaves_no_process(tmp_path):
         assert set(started_pids) == {"web", "worker", "beat", "moto"}
         assert set(started_pids.values()) <= set(_processes_of(tmp_path))
         assert MATEO_ERROR in text and f"{base}/" in text
+        assert "make demo-doctor" in text
+
+        # manage.py doctor, from another shell with the settings the demo wrote (what make demo-doctor does):
+        # the demo is a sound deployment; what it lacks on purpose is a warning.
+        doctor = subprocess.run(
+            ["bash", "-c", f"set -a && . {tmp_path / 'demo.env'} && set +a && exec {sys.executable} manage.py doctor --json"],
+            cwd=ROOT, env=_demo_env(tmp_path, port), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        verdicts = {check["name"]: check["status"] for check in json.loads(doctor.stdout)["checks"]}
+        assert {name for name, status in verdicts.items() if status != "ok"} == {
+            "settings.external-id", "audit.bucket",
+        }, doctor.stdout  # fmt: skip
 
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=60) == 0, output_path.read_text()
@@ -465,6 +478,7 @@ def test_demo_serves_a_healthy_portal_and_ctrl_c_leaves_no_process(tmp_path):
 
     assert leftovers == {}, f"still running after Ctrl-C: {leftovers}"
     assert "stopped; no process left running." in output_path.read_text()
+    assert not (tmp_path / "demo.env").exists()
     # The port is free again: nothing is still listening.
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0

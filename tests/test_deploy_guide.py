@@ -15,6 +15,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,13 @@ import pytest
 from botocore.exceptions import ClientError
 from django.core.management import call_command
 from django.test import override_settings
+from jsonschema import Draft202012Validator
 
 from accessrequests.aws.client import clear_credentials_cache, is_access_denied
 from accessrequests.aws.evaluate import Request, decide, without_statement
 from accessrequests.aws.motoserver import enable_iam_auth, start_moto_server, stop_moto_server
 from accessrequests.aws.reuse import forget_clients
+from accessrequests.doctor import report as doctor_report
 from tests.conftest import ARTIFACTS, ROOT, database_url_for_subprocess, make_user, wait_for
 from tests.deploy_support import (
     DEPLOY_BIN,
@@ -209,7 +212,7 @@ def test_the_guide_deploys_every_template_and_writes_gatehouses_settings(deploye
 # --- the run: the hub role alone, through the catalog sync and the four jobs -----------------------------
 
 JOBS = ("hub sign-in", "catalog sync", "pipeline access", "PassRole", "permission set", "cross-account",
-        "access-review evidence", "audit archive")  # fmt: skip
+        "access-review evidence", "audit archive", "doctor")  # fmt: skip
 
 
 @dataclass
@@ -217,6 +220,8 @@ class JobRun:
     entries: dict[str, list[dict[str, Any]]]  # job -> the authorization log of its calls
     cross_account: list[dict[str, Any]]  # the cross-account role's approved statements...
     cross_account_role: dict[str, Any]  # ...and the role as IAM held it: inline policy and boundary
+    doctor: tuple[int, dict[str, Any]]  # manage.py doctor --json at the end: exit status, report
+    doctor_breaks: dict[str, dict[str, Any]]  # what it said with one thing broken (see _break_for_the_doctor)
 
 
 def _flush_database() -> None:
@@ -425,13 +430,72 @@ def _run_jobs(deployed: Deployment) -> JobRun:
             checkpoints.write(force=True)
             call_command("verify_audit")
             done("audit archive")
+
+            # The guide's last step: the doctor, as the hub, with the deployed roles and a worker running.
+            with override_settings(DEBUG=True):  # as the worker runs here; pytest-django turns it off
+                doctor = _doctor()
+            done("doctor")
+            doctor_breaks = _break_for_the_doctor(deployed)
     finally:
         workers.close()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(deployed.log, ARTIFACTS / "deploy-authorization.jsonl")
     return JobRun(
-        entries=entries, cross_account=list(cross.statements), cross_account_role=cross_account_role
+        entries=entries,
+        cross_account=list(cross.statements),
+        cross_account_role=cross_account_role,
+        doctor=doctor,
+        doctor_breaks=doctor_breaks,
     )
+
+
+def _doctor(*args: str) -> tuple[int, dict[str, Any]]:
+    """``manage.py doctor --json`` here: (exit status, the report, checked against its schema)."""
+    out = StringIO()
+    try:
+        call_command("doctor", "--json", *args, stdout=out)
+        status = 0
+    except SystemExit as exc:
+        status = int(exc.code or 0)
+    report = json.loads(out.getvalue())
+    Draft202012Validator(doctor_report.schema()).validate(report)
+    return status, report
+
+
+def _break_for_the_doctor(deployed: Deployment) -> dict[str, dict[str, Any]]:
+    """One thing broken at a time (and put back) in the deployed organization, with authorization on; what the
+    doctor says then, its checks by name. Run after the jobs: none of these calls is one of Gatehouse's jobs."""
+    from accessrequests.aws.demo_world import boundary_document
+    from accessrequests.services.catalog_sync import catalog_sync
+
+    def doctor(*args: str) -> dict[str, Any]:
+        return {item["name"]: item for item in _doctor(*args)[1]["checks"]}
+
+    said: dict[str, dict[str, Any]] = {}
+    with override_settings(AWS_PROVISIONING_EXTERNAL_ID="not-the-external-id-the-roles-trust"):
+        said["wrong external id"] = doctor("--only", "aws")
+
+    workload = deployed.org.workload
+    iam = deployed.admin("iam", workload)
+    boundary = f"arn:aws:iam::{workload}:policy/GatehouseBoundary"
+    iam.delete_policy(PolicyArn=boundary)
+    try:
+        said["boundary deleted"] = doctor("--only", "aws.boundary")
+    finally:
+        iam.create_policy(PolicyName="GatehouseBoundary", PolicyDocument=boundary_document(workload))
+
+    # An account joins the target unit and the StackSet has not reached it (moto never deploys to it): it has no
+    # provisioning role. The catalog sync offers it.
+    organizations = deployed.admin("organizations", "123456789012")
+    status = organizations.create_account(AccountName="newcomer", Email="aws-newcomer@example.com")
+    newcomer = status["CreateAccountStatus"]["AccountId"]
+    root = organizations.list_roots()["Roots"][0]["Id"]
+    organizations.move_account(
+        AccountId=newcomer, SourceParentId=root, DestinationParentId=deployed.org.workloads_ou
+    )
+    catalog_sync()
+    said["account without the role"] = doctor("--only", "aws.provisioning-roles")
+    return said
 
 
 def _gatehouse_calls(run: JobRun) -> list[tuple[str, dict[str, Any]]]:
@@ -459,6 +523,49 @@ def test_the_hub_role_alone_runs_the_sync_and_the_four_jobs_and_every_call_is_al
     # IAM has no condition key for an inline policy's name: the code writes only "gatehouse".
     puts = [e for _, e in _gatehouse_calls(job_run) if e["operation"] in {"PutUserPolicy", "PutRolePolicy"}]
     assert puts and {e["params"]["PolicyName"] for e in puts} == {"gatehouse"}
+
+
+def test_the_doctor_passes_as_the_hub_with_the_deployed_roles(job_run):
+    status, report = job_run.doctor
+    verdicts = {item["name"]: item["status"] for item in report["checks"]}
+    assert status == 0 and set(verdicts.values()) == {"ok"}, report
+    found = {item["name"]: item["message"] for item in report["checks"]}
+    assert (
+        found["aws.identity"].startswith("arn:aws:sts::")
+        and "assumed-role/GatehouseHub/" in found["aws.identity"]
+    )
+    assert found["aws.provisioning-roles"] == "assumed GatehouseProvisioner in 1 managed account"
+    assert found["aws.boundary"] == "GatehouseBoundary exists in 1 account checked"
+    assert found["aws.identity-center"].endswith(
+        "through arn:aws:iam::123456789012:role/GatehouseIdentityCenter"
+    )
+    assert found["audit.bucket"].endswith(
+        "Object Lock in compliance mode, 365 days of retention, versioning on"
+    )
+    assert found["settings.unmanaged-accounts"].startswith("123456789012, ")
+
+
+def test_the_doctor_names_what_is_broken_in_the_deployed_organization(job_run):
+    said = job_run.doctor_breaks
+    wrong = said["wrong external id"]
+    assert {n for n, c in wrong.items() if c["status"] == "fail"} == {
+        "aws.provisioning-roles", "aws.boundary", "aws.identity-center",
+    }  # fmt: skip
+    assert "AccessDenied" in wrong["aws.provisioning-roles"]["message"]
+    assert "AWS_PROVISIONING_EXTERNAL_ID must equal its" in wrong["aws.provisioning-roles"]["fix"]
+    assert wrong["aws.identity-center"]["message"].startswith(
+        "the hub cannot assume arn:aws:iam::123456789012:role/GatehouseIdentityCenter: AccessDenied"
+    )
+    assert wrong["aws.boundary"]["message"] == "not checked: aws.provisioning-roles failed"
+
+    deleted = said["boundary deleted"]["aws.boundary"]
+    assert deleted["status"] == "fail" and [m.split(" (")[0] for m in deleted["details"]["missing"]] == [
+        "workload"
+    ]
+
+    newcomer = said["account without the role"]["aws.provisioning-roles"]
+    assert newcomer["status"] == "fail" and "in 1 of 2 managed accounts: newcomer (" in newcomer["message"]
+    assert "deploy member-provisioning-role.yaml to these accounts' organizational units" in newcomer["fix"]
 
 
 def test_the_cross_account_role_is_named_with_the_prefix_and_capped_by_the_boundary(job_run):

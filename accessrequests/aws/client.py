@@ -171,10 +171,22 @@ def assumed_credentials(role_arn: str) -> _Credentials:
         return fresh
 
 
+def assume_fresh(role_arn: str) -> None:
+    """Assume ``role_arn`` now, whatever the cache holds: proof that the role can be assumed today (the doctor).
+    The credentials then serve the next clients of that role."""
+    fresh = _assume(role_arn)
+    with _credentials_lock:
+        _credentials_cache[(endpoint_url(), role_arn)] = fresh
+
+
+def provisioning_role_name() -> str:
+    """The role Gatehouse assumes in each member account (setting ``AWS_PROVISIONING_ROLE_NAME``)."""
+    return setting("AWS_PROVISIONING_ROLE_NAME") or DEFAULT_PROVISIONING_ROLE_NAME
+
+
 def provisioning_role_arn(account_id: str) -> str:
     """The conventional provisioning role in ``account_id`` (setting ``AWS_PROVISIONING_ROLE_NAME``)."""
-    name = setting("AWS_PROVISIONING_ROLE_NAME") or DEFAULT_PROVISIONING_ROLE_NAME
-    return f"arn:aws:iam::{account_id}:role/{name}"
+    return f"arn:aws:iam::{account_id}:role/{provisioning_role_name()}"
 
 
 def role_to_assume(service: str, *, role_arn: str | None, account_id: str | None) -> str | None:

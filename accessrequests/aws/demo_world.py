@@ -45,6 +45,9 @@ PRODUCTION_ACCOUNT_NAME = "production"
 PRODUCTION_ACCOUNT_EMAIL = "aws-production@example.com"
 ORG_ACCESS_ROLE = "OrganizationAccountAccessRole"
 PROVISIONING_ROLE = "GatehouseProvisioner"
+# The permissions boundary every role Gatehouse creates carries (settings GATEHOUSE_PERMISSIONS_BOUNDARY), made in
+# each demo account as member-provisioning-role.yaml makes it in a real member account.
+BOUNDARY_POLICY = "GatehouseBoundary"
 SERVICE_ROLE = "CodePipelineServiceRole"
 SERVICE_ROLE_PATH = "/service-role/"
 DEMO_IAM_USERS = ("mateojackson", "marymajor")
@@ -105,6 +108,32 @@ PROVISIONER_POLICY = _policy(
         "Resource": "*",
     }
 )
+
+
+def boundary_document(account_id: str) -> str:
+    """deploy/cloudformation/member-provisioning-role.yaml's boundary in ``account_id``: CodePipeline work and
+    passing roles to CodePipeline, nothing more."""
+    return _policy(
+        {
+            "Sid": "PipelineWork",
+            "Effect": "Allow",
+            "Action": "codepipeline:*",
+            "Resource": f"arn:aws:codepipeline:*:{account_id}:*",
+        },
+        {
+            "Sid": "PipelineActionsWithoutAResource",
+            "Effect": "Allow",
+            "Action": ["codepipeline:List*", "codepipeline:GetActionType"],
+            "Resource": "*",
+        },
+        {
+            "Sid": "PassRolesToCodePipelineOnly",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": f"arn:aws:iam::{account_id}:role/*",
+            "Condition": {"StringEquals": {"iam:PassedToService": "codepipeline.amazonaws.com"}},
+        },
+    )
 
 
 def _roles_for_management(account_id: str) -> list[dict[str, Any]]:
@@ -419,6 +448,21 @@ class _Seeder:
             iam.put_role_policy(RoleName=spec["name"], PolicyName="demo", PolicyDocument=spec["policy"])
         return str(arn)
 
+    def boundary(self, iam: Any, account_id: str) -> None:
+        arn = f"arn:aws:iam::{account_id}:policy/{BOUNDARY_POLICY}"
+        try:
+            iam.get_policy(PolicyArn=arn)
+            return
+        except ClientError as exc:
+            if _code(exc) != "NoSuchEntity":
+                raise
+        iam.create_policy(
+            PolicyName=BOUNDARY_POLICY,
+            PolicyDocument=boundary_document(account_id),
+            Description="Gatehouse-created roles can act on CodePipeline and pass roles to CodePipeline, nothing more.",
+        )
+        self.created.append(f"policy {arn}")
+
     def bucket(self, s3: Any, name: str, region: str) -> None:
         try:
             s3.head_bucket(Bucket=name)
@@ -604,6 +648,8 @@ def seed_demo_world(*, rotate_access_keys: bool = False) -> dict[str, Any]:
     prod_roles = [seeder.role(prod_iam, spec) for spec in _roles_for_member(management)]
     prod_service_role = next(arn for arn in prod_roles if arn.endswith(f"/{SERVICE_ROLE}"))
     prod_provisioner = next(arn for arn in prod_roles if arn.endswith(f"/{PROVISIONING_ROLE}"))
+    seeder.boundary(iam, management)
+    seeder.boundary(prod_iam, production)
 
     pipelines = [
         seeder.pipeline(account_id=management, role_arn=None, service_role_arn=service_role, spec=spec)

@@ -4,7 +4,8 @@
    this process that answers what moto does not implement: IAM's last-accessed data, which access reviews read
    (``accessrequests.devworld.last_accessed``);
 2. ``AWS_ENDPOINT_URL`` (that endpoint), dummy credentials and ``AWS_DEFAULT_REGION`` are exported to this process
-   and every child, so nothing can reach real AWS;
+   and every child, so nothing can reach real AWS, and written to ``var/demo.env`` while the demo runs, for
+   ``make demo-doctor`` (``manage.py doctor`` against the demo) in another shell;
 3. ``migrate`` and ``seed_demo`` (demo AWS world, catalog sync, demo users and rules). A database from an earlier
    run is kept and so is its demo: moto keeps nothing, so ``seed_demo`` builds the world again with the same ids
    and puts back every access Gatehouse holds as live. ``DEMO_FRESH=1`` (or ``--fresh``) starts from nothing, and
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import shlex
 import shutil
 import signal
 import socket
@@ -55,6 +57,7 @@ from accessrequests.management.commands.seed_demo import FOREIGN_WORLD, logins, 
 from portal.celery import QUEUES
 
 DEFAULT_PORT = 8000
+DOCTOR_ENV = "demo.env"  # under the var dir while the demo runs
 GRACE_SECONDS = 10.0  # a warm worker shutdown finishes its current task; longer than that it gets killed
 READY_TIMEOUT = 180.0  # the issue's "working login page within 3 minutes"
 _LINUX = sys.platform.startswith("linux")
@@ -111,6 +114,7 @@ class Demo:
         self.children: list[_Child] = []
         self.selector = selectors.DefaultSelector()
         self.env: dict[str, str] = {}
+        self.doctor_env = var_dir / DOCTOR_ENV
 
     # --- output ---
 
@@ -170,6 +174,13 @@ class Demo:
         # The demo world has a pipeline in a second region; show it unless the developer chose regions.
         os.environ.setdefault("GATEHOUSE_REGIONS", f"{PRIMARY_REGION},{SECOND_REGION}")
         self.env = dict(os.environ)
+
+    def _write_doctor_env(self) -> None:
+        """What another shell needs to run ``manage.py doctor`` against this demo (``make demo-doctor`` sources
+        it): the AWS stand-in, its dummy credentials and the var dir. Removed when the demo stops."""
+        names = (*DUMMY_CREDENTIALS, "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "GATEHOUSE_REGIONS", "DEBUG")
+        values = {name: self.env[name] for name in names} | {"GATEHOUSE_VAR_DIR": str(self.var_dir)}
+        self.doctor_env.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()))
 
     def _spawn(self, args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -266,6 +277,7 @@ class Demo:
             self._stop_moto()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self.doctor_env.unlink(missing_ok=True)
             self.say("stopped; no process left running.")
         return status
 
@@ -285,6 +297,7 @@ class Demo:
             "evidence) answered by a stand-in in front of it"
         )
         self._prepare_env(self.last_accessed.url)
+        self._write_doctor_env()
 
         if self.fresh:
             self._set_aside("DEMO_FRESH asks for a new database and a new demo AWS world")
@@ -418,6 +431,7 @@ class Demo:
         self.say("")
         self.say(tips(self.url))
         self.say("")
+        self.say("Check it as a deployment: make demo-doctor (manage.py doctor with this demo's settings).")
         self.say(f"Demo IAM access keys: {self.var_dir / 'demo-aws-keys.json'}. Ctrl-C stops everything.")
         self.say("The next make demo keeps this demo; DEMO_FRESH=1 make demo starts from nothing.")
         self.say("")
