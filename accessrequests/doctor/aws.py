@@ -171,7 +171,7 @@ def boundary(ctx: Context) -> Result:
     if denied or broken:
         return fail(
             f"the boundary {name} could not be read in {_names(denied + broken)}",
-            fix="update the StackSet to the current member-provisioning-role.yaml (its ReadTheBoundary statement "
+            fix="update the StackSet to the current member-provisioning-role.yaml (its ReadAttachedPolicies statement "
             "lets the provisioning role read the boundary), and check that its BoundaryPolicyName equals "
             "GATEHOUSE_PERMISSIONS_BOUNDARY",
             **details,
