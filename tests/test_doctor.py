@@ -523,3 +523,48 @@ def test_the_rules_file_must_be_valid_and_in_force(settings, tmp_path):
 
     settings.GATEHOUSE_RULES_FILE = str(tmp_path / "missing.yaml")
     assert only("rules.file")["status"] == "fail"
+
+
+# --- /healthz and the admin's Doctor page ----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_healthz_shows_the_newest_full_run_with_its_time_and_the_admin_page_runs_it(client, settings):
+    from django.urls import reverse
+
+    from tests.conftest import make_user, sign_in_with_mfa
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    health = client.get("/healthz")
+    assert health.json()["doctor"]["status"] is None and "not run yet" in health.json()["doctor"]["detail"]
+
+    settings.AWS_DEFAULT_REGION = "moon-base"
+    status, report = doctor("--only", "settings.aws")
+    assert client.get("/healthz").json()["doctor"]["status"] is None  # a partial run is not the deployment's
+    status, report = doctor("--accounts", "1", "--timeout", "0.5")
+    assert status == 1
+    shown = client.get("/healthz").json()["doctor"]
+    assert shown["status"] == "fail" and shown["checked_at"] == report["checked_at"]
+    assert shown["summary"] == report["summary"]
+    problem = next(p for p in shown["problems"] if p["name"] == "settings.aws")
+    assert "'moon-base' is not a region name" in problem["message"] and "AWS_DEFAULT_REGION" in problem["fix"]
+    assert all(p["status"] != "ok" for p in shown["problems"])
+
+    # The admin page: outsiders get the admin's login, staff see every check with its fix.
+    page = reverse("admin:doctor")
+    outsider = make_user("someone", "developers")
+    client.force_login(outsider)
+    assert client.get(page)["Location"].startswith(reverse("admin:login"))
+    admin = make_user("root-admin", "admins", is_staff=True, is_superuser=True)
+    sign_in_with_mfa(client, admin)
+    assert 'href="/admin/doctor/"' in client.get(reverse("admin:index")).content.decode()
+    settings.AWS_DEFAULT_REGION = "us-east-1"
+    settings.GATEHOUSE_IDENTITY_CENTER_ROLE_ARN = "not-an-arn"
+    body = client.get(page).content.decode()
+    assert 'data-check="settings.identity-center-role"' in body
+    row = body.split('data-check="settings.identity-center-role"')[1].split("</tr>")[0]
+    assert "<strong>FAIL</strong>" in row and "is not an IAM role ARN" in row and "identity-center-role.yaml" in row
+    assert body.count("data-check=") == len(CHECKS)
+    shown = client.get("/healthz").json()["doctor"]
+    assert {p["name"] for p in shown["problems"]} >= {"settings.identity-center-role"}
+    assert not any("moon-base" in p["message"] for p in shown["problems"])  # the newer run replaced the older

@@ -85,3 +85,37 @@ def as_text(report: Report, width: int | None = None) -> str:
     if report.status == "fail":
         lines += ["", "Exit status 1: fix the failures above, starting with the first."]
     return "\n".join(lines)
+
+
+LAST_RUN_KEY = "doctor:last-run"
+
+
+def remember(report: Report) -> None:
+    """Keep this run's outcome in the cache for /healthz to show (with its time) without running the checks again;
+    a cache that does not answer loses the summary, never the run."""
+    from django.core.cache import cache
+
+    body = {
+        "status": report.status,
+        "checked_at": report.checked_at.isoformat(),
+        "summary": {status: report.count(status) for status in STATUSES},
+        "problems": [
+            {"name": o.check.name, "status": o.result.status, "message": o.result.message, "fix": o.result.fix}
+            for o in report.outcomes
+            if o.result.status != "ok"
+        ],
+    }
+    try:
+        cache.set(LAST_RUN_KEY, body, timeout=None)
+    except Exception:  # noqa: BLE001 - the cache is Redis on most deployments; the run's output stands
+        pass
+
+
+def last_run() -> dict[str, Any] | None:
+    from django.core.cache import cache
+
+    try:
+        found = cache.get(LAST_RUN_KEY)
+    except Exception:  # noqa: BLE001
+        return None
+    return found if isinstance(found, dict) else None

@@ -59,6 +59,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         context = doctor.Context(account_limit=options["accounts"], timeout=options["timeout"])
         result = doctor.run(checks, context)
+        if not options["only"]:
+            report.remember(result)  # /healthz shows the newest full run
         self.stdout.write(report.as_json(result) if options["json"] else report.as_text(result))
         if result.status == "fail":
             sys.exit(1)
