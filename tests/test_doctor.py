@@ -563,7 +563,11 @@ def test_healthz_shows_the_newest_full_run_with_its_time_and_the_admin_page_runs
     body = client.get(page).content.decode()
     assert 'data-check="settings.identity-center-role"' in body
     row = body.split('data-check="settings.identity-center-role"')[1].split("</tr>")[0]
-    assert "<strong>FAIL</strong>" in row and "is not an IAM role ARN" in row and "identity-center-role.yaml" in row
+    assert (
+        "<strong>FAIL</strong>" in row
+        and "is not an IAM role ARN" in row
+        and "identity-center-role.yaml" in row
+    )
     assert body.count("data-check=") == len(CHECKS)
     shown = client.get("/healthz").json()["doctor"]
     assert {p["name"] for p in shown["problems"]} >= {"settings.identity-center-role"}

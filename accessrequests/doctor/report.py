@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import textwrap
 from functools import cache
@@ -16,6 +17,7 @@ from accessrequests.wording import counted
 
 from .registry import STATUSES, Report
 
+logger = logging.getLogger(__name__)
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 FORMAT = 1
 LABELS = {"ok": "ok", "warn": "warn", "fail": "FAIL"}
@@ -100,15 +102,20 @@ def remember(report: Report) -> None:
         "checked_at": report.checked_at.isoformat(),
         "summary": {status: report.count(status) for status in STATUSES},
         "problems": [
-            {"name": o.check.name, "status": o.result.status, "message": o.result.message, "fix": o.result.fix}
+            {
+                "name": o.check.name,
+                "status": o.result.status,
+                "message": o.result.message,
+                "fix": o.result.fix,
+            }
             for o in report.outcomes
             if o.result.status != "ok"
         ],
     }
     try:
         cache.set(LAST_RUN_KEY, body, timeout=None)
-    except Exception:  # noqa: BLE001 - the cache is Redis on most deployments; the run's output stands
-        pass
+    except Exception as exc:  # the cache is Redis on most deployments; the run's output stands without it
+        logger.warning("doctor: the cache did not keep this run for /healthz: %s", exc.__class__.__name__)
 
 
 def last_run() -> dict[str, Any] | None:
@@ -116,6 +123,6 @@ def last_run() -> dict[str, Any] | None:
 
     try:
         found = cache.get(LAST_RUN_KEY)
-    except Exception:  # noqa: BLE001
+    except Exception:  # a cache that does not answer: no run to show
         return None
     return found if isinstance(found, dict) else None
