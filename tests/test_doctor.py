@@ -572,3 +572,121 @@ def test_healthz_shows_the_newest_full_run_with_its_time_and_the_admin_page_runs
     shown = client.get("/healthz").json()["doctor"]
     assert {p["name"] for p in shown["problems"]} >= {"settings.identity-center-role"}
     assert not any("moon-base" in p["message"] for p in shown["problems"])  # the newer run replaced the older
+
+
+# --- what Gatehouse talks to besides AWS --------------------------------------------------------------------
+
+
+class TinySmtpd:
+    """An SMTP server of the test's own on 127.0.0.1: a greeting, 250 to EHLO/HELO/NOOP, 221 to QUIT."""
+
+    def __init__(self) -> None:
+        import socketserver
+        import threading
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                self.wfile.write(b"220 tiny ESMTP\r\n")
+                for line in self.rfile:
+                    verb = line.split(b" ", 1)[0].strip().upper()
+                    if verb == b"QUIT":
+                        self.wfile.write(b"221 bye\r\n")
+                        return
+                    self.wfile.write(b"250 ok\r\n" if verb in (b"EHLO", b"HELO", b"NOOP") else b"502 no\r\n")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_email_is_checked_only_when_it_goes_by_smtp_and_a_closed_port_fails(settings):
+    assert only("integrations.email")["message"].startswith("not configured")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()
+    found = only("integrations.email", "--timeout", "1")
+    assert (
+        found["status"] == "fail" and f"127.0.0.1:{settings.EMAIL_PORT} does not answer" in found["message"]
+    )
+    assert "EMAIL_URL" in found["fix"]
+    smtpd = TinySmtpd()
+    try:
+        settings.EMAIL_PORT = smtpd.port
+        found = only("integrations.email")
+        assert found["status"] == "ok", found
+        assert found["message"] == f"the SMTP server 127.0.0.1:{smtpd.port} answers"
+    finally:
+        smtpd.close()
+
+
+def test_a_slack_token_slack_refuses_or_a_slack_out_of_reach_fails(settings):
+    from tests.slack_support import BOT_TOKEN, FakeSlack
+
+    assert only("integrations.slack")["message"].startswith("not configured")
+    slack = FakeSlack()
+    try:
+        settings.SLACK_API_URL = slack.url
+        settings.SLACK_BOT_TOKEN = "xoxb-revoked"
+        found = only("integrations.slack")
+        assert found["status"] == "fail" and "auth.test: invalid_auth" in found["message"]
+        assert "Bot User OAuth Token" in found["fix"] and "xoxb-revoked" not in json.dumps(found)
+        settings.SLACK_BOT_TOKEN = BOT_TOKEN
+        found = only("integrations.slack")
+        assert found["status"] == "ok" and found["message"] == "the bot token is gatehouse in Example"
+        assert [c["method"] for c in slack.calls] == ["auth.test", "auth.test"]
+    finally:
+        slack.close()
+    settings.SLACK_API_URL = f"http://127.0.0.1:{free_port()}/api/"
+    found = only("integrations.slack")
+    assert found["status"] == "fail" and "unreachable" in found["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_oidc_providers_discovery_document_must_answer_and_name_the_issuer_set(
+    settings, tmp_path, live_server
+):
+    from tests.oidc_support import OpenIdProvider
+
+    assert only("integrations.oidc")["message"].startswith("not configured")
+    settings.OIDC_CLIENT_ID = "gatehouse"
+    settings.OIDC_SERVER_URL = f"http://127.0.0.1:{free_port()}"
+    found = only("integrations.oidc")
+    assert (
+        found["status"] == "fail" and "/.well-known/openid-configuration: ConnectionError" in found["message"]
+    )
+    assert "OIDC_SERVER_URL" in found["fix"]
+    provider = OpenIdProvider(tmp_path / "provider.json", live_server.url).start()
+    try:
+        settings.OIDC_SERVER_URL = provider.url
+        found = only("integrations.oidc")
+        assert found["status"] == "ok", found
+        other = provider.url.replace("127.0.0.1", "localhost")
+        assert other != provider.url
+        settings.OIDC_SERVER_URL = other
+        found = only("integrations.oidc")
+        assert (
+            found["status"] == "warn" and f"set OIDC_SERVER_URL to {provider.url.rstrip('/')}" == found["fix"]
+        )
+        settings.OIDC_SERVER_URL = live_server.url  # a web server, but no OpenID Provider
+        found = only("integrations.oidc")
+        assert found["status"] == "fail" and "answered 404, not a discovery document" in found["message"]
+    finally:
+        provider.stop()
+
+
+def test_a_short_scim_token_warns_and_one_with_white_space_fails(settings):
+    assert only("integrations.scim")["message"].startswith("not configured")
+    settings.GATEHOUSE_SCIM_TOKEN = "short-token"
+    found = only("integrations.scim")
+    assert (
+        found["status"] == "warn" and "11 characters" in found["message"] and "32 characters" in found["fix"]
+    )
+    settings.GATEHOUSE_SCIM_TOKEN = "x" * 40 + "\n"
+    assert only("integrations.scim")["status"] == "fail"
+    settings.GATEHOUSE_SCIM_TOKEN = "x" * 40
+    found = only("integrations.scim")
+    assert (found["status"], found["message"], found["fix"]) == ("ok", "set (40 characters)", "")

@@ -44,7 +44,7 @@ class Command(BaseCommand):
             type=float,
             default=2.0,
             metavar="SECONDS",
-            help="how long the broker and the workers get to answer (default 2)",
+            help="how long the broker, the workers, SMTP, Slack and the OpenID Provider get to answer (default 2)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
