@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -298,7 +299,8 @@ def test_aws_out_of_reach_fails_the_identity_and_everything_asked_of_aws(demo, s
     status, report = doctor("--only", "aws", "--only", "audit.bucket")
     assert status == 1
     assert failing(report) == {
-        "aws.identity", "aws.provisioning-roles", "aws.boundary", "aws.identity-center", "audit.bucket",
+        "aws.identity", "aws.clock", "aws.provisioning-roles", "aws.boundary", "aws.identity-center",
+        "audit.bucket",
     }  # fmt: skip
     found = checks(report)["aws.identity"]
     assert closed in found["message"] and "the hub role" in found["fix"]
@@ -690,3 +692,86 @@ def test_a_short_scim_token_warns_and_one_with_white_space_fails(settings):
     settings.GATEHOUSE_SCIM_TOKEN = "x" * 40
     found = only("integrations.scim")
     assert (found["status"], found["message"], found["fix"]) == ("ok", "set (40 characters)", "")
+
+
+# --- the clock against AWS's -------------------------------------------------------------------------------
+
+
+class DateShiftingProxy:
+    """An HTTP proxy of the test's own in front of the moto server: it forwards every request and rewrites the
+    answer's Date header by ``shift`` seconds, as AWS's answer looks to a machine whose clock is that far off."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.client
+        import threading
+        from email.utils import formatdate
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlparse
+
+        target = urlparse(upstream)
+        proxy = self
+        self.shift = 0.0
+        self.dates: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                upstream_conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                upstream_conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+                answer = upstream_conn.getresponse()
+                data = answer.read()
+                upstream_conn.close()
+                self.send_response_only(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in (
+                        "date",
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "server",
+                    ):
+                        self.send_header(name, value)
+                date = formatdate(time.time() + proxy.shift, usegmt=True)
+                proxy.dates.append(date)
+                self.send_header("Date", date)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.django_db
+def test_a_clock_a_minute_off_aws_warns_and_five_minutes_off_fails(aws, settings, monkeypatch):
+    proxy = DateShiftingProxy(aws)
+    try:
+        settings.AWS_ENDPOINT_URL = proxy.url
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        found = only("aws.clock")
+        assert found["status"] == "ok" and abs(found["details"]["skew_seconds"]) <= 2, found
+        proxy.shift = -90  # AWS's clock 90 seconds behind this machine's: this one is ahead
+        found = only("aws.clock")
+        assert found["status"] == "warn", found
+        assert "ahead of AWS" in found["message"] and 88 <= found["details"]["skew_seconds"] <= 92
+        assert "NTP" in found["fix"]
+        proxy.shift = 6 * 60
+        status, report = doctor("--only", "aws.clock")
+        found = checks(report)["aws.clock"]
+        assert status == 1 and found["status"] == "fail", found
+        assert "behind AWS: every AWS call is refused" in found["message"]
+        assert -362 <= found["details"]["skew_seconds"] <= -358
+        assert len(proxy.dates) == 3  # each answer came through the proxy
+    finally:
+        proxy.close()
