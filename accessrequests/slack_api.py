@@ -41,6 +41,19 @@ def _call(method: str, **kwargs: Any) -> dict[str, Any]:
     return dict(response.data) if isinstance(response.data, dict) else {}
 
 
+def auth_test(timeout: float) -> dict[str, Any]:
+    """Who the bot token is (Slack's auth.test): the doctor's check that the token works."""
+    try:
+        response = WebClient(
+            token=settings.SLACK_BOT_TOKEN, base_url=settings.SLACK_API_URL, timeout=max(1, round(timeout))
+        ).auth_test()
+    except SlackApiError as exc:
+        raise SlackError(f"slack auth.test: {exc.response.get('error', 'error')}") from None
+    except (SlackClientError, OSError) as exc:
+        raise SlackError(f"slack auth.test: unreachable ({exc.__class__.__name__})") from None
+    return dict(response.data) if isinstance(response.data, dict) else {}
+
+
 def post_message(*, channel: str, text: str, blocks: list | None = None, thread_ts: str = "") -> str:
     """Post to a channel (or to a user id: a direct message); returns the message's ts."""
     kwargs: dict[str, Any] = {"channel": channel, "text": text, "unfurl_links": False}

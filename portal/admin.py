@@ -38,6 +38,31 @@ class GatehouseAdminSite(admin.AdminSite):
             super().has_permission(request) and has_mfa(request.user) and session_has_second_factor(request)
         )
 
+    index_template = "admin/gatehouse_index.html"
+
+    def get_urls(self):
+        from django.urls import path
+
+        return [path("doctor/", self.admin_view(self.doctor_view), name="doctor"), *super().get_urls()]
+
+    def doctor_view(self, request):
+        """Run ``manage.py doctor``'s checks now and show each one: status, what it found, how to fix it. Staff
+        only, as every admin page; it reads and changes nothing, and its result is what /healthz then shows."""
+        from django.template.response import TemplateResponse
+
+        from accessrequests import doctor
+        from accessrequests.doctor import report
+
+        result = doctor.run(doctor.select(), doctor.Context())
+        report.remember(result)
+        context = {
+            **self.each_context(request),
+            "title": "Doctor",
+            "report": result,
+            "summary": report.summary(result),
+        }
+        return TemplateResponse(request, "admin/doctor.html", context)
+
     def login(self, request, extra_context=None):
         from allauth.account.views import login as allauth_login
 

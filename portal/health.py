@@ -3,6 +3,9 @@
 JSON for load balancers and humans alike: database, broker and the age of the newest worker heartbeat, plus
 versions. HTTP 503 when any of them is down, so an orchestrator can act on the status code alone.
 
+The ``doctor`` field is the newest full run of ``manage.py doctor`` (or the admin's Doctor page), kept in the
+cache with its time: /healthz does not run the checks, some of which ask AWS.
+
 The ``audit`` field reports the newest periodic verification of the audit trail (``ok`` false when it found the
 trail broken) for monitoring to alert on. It does not turn the answer into a 503: a broken trail is a security
 incident for people to investigate, not an outage; a load balancer would take a working portal out of service
@@ -98,6 +101,18 @@ def _break_glass(db_ok: bool) -> dict:
     return body
 
 
+def _doctor() -> dict:
+    """The newest full run of the doctor (``manage.py doctor`` or the admin's Doctor page), from the cache: its
+    status and time, and what was not ok. Informational, like ``audit``: /healthz never runs the checks itself,
+    which ask AWS and the workers and would make it slow."""
+    from accessrequests.doctor.report import last_run
+
+    found = last_run()
+    if found is None:
+        return {"status": None, "detail": "not run yet (python manage.py doctor, or Doctor in the admin)"}
+    return found
+
+
 def _catalog(db_ok: bool) -> dict:
     """The newest catalog sync and how far it got (a running one shows its progress); informational, like
     ``audit``: a sync behind is not an outage."""
@@ -136,6 +151,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "audit": _audit(database["ok"]),
         "break_glass": _break_glass(database["ok"]),
         "catalog": _catalog(database["ok"]),
+        "doctor": _doctor(),
         "versions": {
             "gatehouse": settings.GATEHOUSE_VERSION,
             "django": django.get_version(),

@@ -78,6 +78,9 @@ class FakeSlack:
             return {"ok": True, "channel": args.get("channel"), "ts": f"1700000000.{next(self._ts):06d}"}
         if method == "chat.update":
             return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts")}
+        if method == "auth.test":
+            return {"ok": True, "url": "https://example.slack.com/", "team": "Example", "user": "gatehouse",
+                    "team_id": "T0000TEST", "user_id": "U0000BOT", "bot_id": "B0000BOT"}  # fmt: skip
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"1700000001.{next(self._ts):06d}"}
         if method == "users.info":

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -298,7 +299,8 @@ def test_aws_out_of_reach_fails_the_identity_and_everything_asked_of_aws(demo, s
     status, report = doctor("--only", "aws", "--only", "audit.bucket")
     assert status == 1
     assert failing(report) == {
-        "aws.identity", "aws.provisioning-roles", "aws.boundary", "aws.identity-center", "audit.bucket",
+        "aws.identity", "aws.clock", "aws.provisioning-roles", "aws.boundary", "aws.identity-center",
+        "audit.bucket",
     }  # fmt: skip
     found = checks(report)["aws.identity"]
     assert closed in found["message"] and "the hub role" in found["fix"]
@@ -523,3 +525,253 @@ def test_the_rules_file_must_be_valid_and_in_force(settings, tmp_path):
 
     settings.GATEHOUSE_RULES_FILE = str(tmp_path / "missing.yaml")
     assert only("rules.file")["status"] == "fail"
+
+
+# --- /healthz and the admin's Doctor page ----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_healthz_shows_the_newest_full_run_with_its_time_and_the_admin_page_runs_it(client, settings):
+    from django.urls import reverse
+
+    from tests.conftest import make_user, sign_in_with_mfa
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    health = client.get("/healthz")
+    assert health.json()["doctor"]["status"] is None and "not run yet" in health.json()["doctor"]["detail"]
+
+    settings.AWS_DEFAULT_REGION = "moon-base"
+    status, report = doctor("--only", "settings.aws")
+    assert client.get("/healthz").json()["doctor"]["status"] is None  # a partial run is not the deployment's
+    status, report = doctor("--accounts", "1", "--timeout", "0.5")
+    assert status == 1
+    shown = client.get("/healthz").json()["doctor"]
+    assert shown["status"] == "fail" and shown["checked_at"] == report["checked_at"]
+    assert shown["summary"] == report["summary"]
+    problem = next(p for p in shown["problems"] if p["name"] == "settings.aws")
+    assert "'moon-base' is not a region name" in problem["message"] and "AWS_DEFAULT_REGION" in problem["fix"]
+    assert all(p["status"] != "ok" for p in shown["problems"])
+
+    # The admin page: outsiders get the admin's login, staff see every check with its fix.
+    page = reverse("admin:doctor")
+    outsider = make_user("someone", "developers")
+    client.force_login(outsider)
+    assert client.get(page)["Location"].startswith(reverse("admin:login"))
+    admin = make_user("root-admin", "admins", is_staff=True, is_superuser=True)
+    sign_in_with_mfa(client, admin)
+    assert 'href="/admin/doctor/"' in client.get(reverse("admin:index")).content.decode()
+    settings.AWS_DEFAULT_REGION = "us-east-1"
+    settings.GATEHOUSE_IDENTITY_CENTER_ROLE_ARN = "not-an-arn"
+    body = client.get(page).content.decode()
+    assert 'data-check="settings.identity-center-role"' in body
+    row = body.split('data-check="settings.identity-center-role"')[1].split("</tr>")[0]
+    assert (
+        "<strong>FAIL</strong>" in row
+        and "is not an IAM role ARN" in row
+        and "identity-center-role.yaml" in row
+    )
+    assert body.count("data-check=") == len(CHECKS)
+    shown = client.get("/healthz").json()["doctor"]
+    assert {p["name"] for p in shown["problems"]} >= {"settings.identity-center-role"}
+    assert not any("moon-base" in p["message"] for p in shown["problems"])  # the newer run replaced the older
+
+
+# --- what Gatehouse talks to besides AWS --------------------------------------------------------------------
+
+
+class TinySmtpd:
+    """An SMTP server of the test's own on 127.0.0.1: a greeting, 250 to EHLO/HELO/NOOP, 221 to QUIT."""
+
+    def __init__(self) -> None:
+        import socketserver
+        import threading
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                self.wfile.write(b"220 tiny ESMTP\r\n")
+                for line in self.rfile:
+                    verb = line.split(b" ", 1)[0].strip().upper()
+                    if verb == b"QUIT":
+                        self.wfile.write(b"221 bye\r\n")
+                        return
+                    self.wfile.write(b"250 ok\r\n" if verb in (b"EHLO", b"HELO", b"NOOP") else b"502 no\r\n")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_email_is_checked_only_when_it_goes_by_smtp_and_a_closed_port_fails(settings):
+    assert only("integrations.email")["message"].startswith("not configured")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()
+    found = only("integrations.email", "--timeout", "1")
+    assert (
+        found["status"] == "fail" and f"127.0.0.1:{settings.EMAIL_PORT} does not answer" in found["message"]
+    )
+    assert "EMAIL_URL" in found["fix"]
+    smtpd = TinySmtpd()
+    try:
+        settings.EMAIL_PORT = smtpd.port
+        found = only("integrations.email")
+        assert found["status"] == "ok", found
+        assert found["message"] == f"the SMTP server 127.0.0.1:{smtpd.port} answers"
+    finally:
+        smtpd.close()
+
+
+def test_a_slack_token_slack_refuses_or_a_slack_out_of_reach_fails(settings):
+    from tests.slack_support import BOT_TOKEN, FakeSlack
+
+    assert only("integrations.slack")["message"].startswith("not configured")
+    slack = FakeSlack()
+    try:
+        settings.SLACK_API_URL = slack.url
+        settings.SLACK_BOT_TOKEN = "xoxb-revoked"
+        found = only("integrations.slack")
+        assert found["status"] == "fail" and "auth.test: invalid_auth" in found["message"]
+        assert "Bot User OAuth Token" in found["fix"] and "xoxb-revoked" not in json.dumps(found)
+        settings.SLACK_BOT_TOKEN = BOT_TOKEN
+        found = only("integrations.slack")
+        assert found["status"] == "ok" and found["message"] == "the bot token is gatehouse in Example"
+        assert [c["method"] for c in slack.calls] == ["auth.test", "auth.test"]
+    finally:
+        slack.close()
+    settings.SLACK_API_URL = f"http://127.0.0.1:{free_port()}/api/"
+    found = only("integrations.slack")
+    assert found["status"] == "fail" and "unreachable" in found["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_oidc_providers_discovery_document_must_answer_and_name_the_issuer_set(
+    settings, tmp_path, live_server
+):
+    from tests.oidc_support import OpenIdProvider
+
+    assert only("integrations.oidc")["message"].startswith("not configured")
+    settings.OIDC_CLIENT_ID = "gatehouse"
+    settings.OIDC_SERVER_URL = f"http://127.0.0.1:{free_port()}"
+    found = only("integrations.oidc")
+    assert (
+        found["status"] == "fail" and "/.well-known/openid-configuration: ConnectionError" in found["message"]
+    )
+    assert "OIDC_SERVER_URL" in found["fix"]
+    provider = OpenIdProvider(tmp_path / "provider.json", live_server.url).start()
+    try:
+        settings.OIDC_SERVER_URL = provider.url
+        found = only("integrations.oidc")
+        assert found["status"] == "ok", found
+        other = provider.url.replace("127.0.0.1", "localhost")
+        assert other != provider.url
+        settings.OIDC_SERVER_URL = other
+        found = only("integrations.oidc")
+        assert (
+            found["status"] == "warn" and f"set OIDC_SERVER_URL to {provider.url.rstrip('/')}" == found["fix"]
+        )
+        settings.OIDC_SERVER_URL = live_server.url  # a web server, but no OpenID Provider
+        found = only("integrations.oidc")
+        assert found["status"] == "fail" and "answered 404, not a discovery document" in found["message"]
+    finally:
+        provider.stop()
+
+
+def test_a_short_scim_token_warns_and_one_with_white_space_fails(settings):
+    assert only("integrations.scim")["message"].startswith("not configured")
+    settings.GATEHOUSE_SCIM_TOKEN = "short-token"
+    found = only("integrations.scim")
+    assert (
+        found["status"] == "warn" and "11 characters" in found["message"] and "32 characters" in found["fix"]
+    )
+    settings.GATEHOUSE_SCIM_TOKEN = "x" * 40 + "\n"
+    assert only("integrations.scim")["status"] == "fail"
+    settings.GATEHOUSE_SCIM_TOKEN = "x" * 40
+    found = only("integrations.scim")
+    assert (found["status"], found["message"], found["fix"]) == ("ok", "set (40 characters)", "")
+
+
+# --- the clock against AWS's -------------------------------------------------------------------------------
+
+
+class DateShiftingProxy:
+    """An HTTP proxy of the test's own in front of the moto server: it forwards every request and rewrites the
+    answer's Date header by ``shift`` seconds, as AWS's answer looks to a machine whose clock is that far off."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.client
+        import threading
+        from email.utils import formatdate
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlparse
+
+        target = urlparse(upstream)
+        proxy = self
+        self.shift = 0.0
+        self.dates: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                upstream_conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                upstream_conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+                answer = upstream_conn.getresponse()
+                data = answer.read()
+                upstream_conn.close()
+                self.send_response_only(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in (
+                        "date",
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "server",
+                    ):
+                        self.send_header(name, value)
+                date = formatdate(time.time() + proxy.shift, usegmt=True)
+                proxy.dates.append(date)
+                self.send_header("Date", date)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.django_db
+def test_a_clock_a_minute_off_aws_warns_and_five_minutes_off_fails(aws, settings, monkeypatch):
+    proxy = DateShiftingProxy(aws)
+    try:
+        settings.AWS_ENDPOINT_URL = proxy.url
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        found = only("aws.clock")
+        assert found["status"] == "ok" and abs(found["details"]["skew_seconds"]) <= 2, found
+        proxy.shift = -90  # AWS's clock 90 seconds behind this machine's: this one is ahead
+        found = only("aws.clock")
+        assert found["status"] == "warn", found
+        assert "ahead of AWS" in found["message"] and 88 <= found["details"]["skew_seconds"] <= 92
+        assert "NTP" in found["fix"]
+        proxy.shift = 6 * 60
+        status, report = doctor("--only", "aws.clock")
+        found = checks(report)["aws.clock"]
+        assert status == 1 and found["status"] == "fail", found
+        assert "behind AWS: every AWS call is refused" in found["message"]
+        assert -362 <= found["details"]["skew_seconds"] <= -358
+        assert len(proxy.dates) == 3  # each answer came through the proxy
+    finally:
+        proxy.close()

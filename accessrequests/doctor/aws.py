@@ -4,6 +4,8 @@ boundary there, and Identity Center. Every call is a read, made with one attempt
 from __future__ import annotations
 
 import random
+import time
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -46,8 +48,13 @@ def _names(items: list[str]) -> str:
 def identity(ctx: Context) -> Result:
     where = endpoint_url() or "AWS"
     try:
+        sent = time.time()
         with quick_reads():
             answer = client("sts").get_caller_identity()
+        ctx.facts["aws_clock"] = (
+            (sent + time.time()) / 2,
+            answer["ResponseMetadata"]["HTTPHeaders"].get("date"),
+        )
     except (BotoCoreError, ClientError) as exc:
         return fail(
             f"{where} did not answer with the hub's identity: {describe_error(exc)}",
@@ -63,6 +70,46 @@ def identity(ctx: Context) -> Result:
             fix=f"run Gatehouse as the hub role instead ({GUIDE}, step 8); keep no AWS keys in its settings",
         )
     return ok(f"{arn} in account {answer['Account']}")
+
+
+CLOCK_WARN_SECONDS = 60
+CLOCK_FAIL_SECONDS = 5 * 60  # AWS refuses a SigV4 signature dated more than 5 minutes from its own clock
+
+
+@check(
+    "aws.clock",
+    "this machine's clock agrees with AWS's (the Date of the STS answer)",
+    needs=("aws.identity",),
+)
+def clock(ctx: Context) -> Result:
+    local, date = ctx.facts.get("aws_clock") or (None, None)
+    fix = (
+        "synchronise this machine's clock (NTP: chrony or systemd-timesyncd; on EC2 the Amazon Time Sync "
+        "Service at 169.254.169.123); AWS refuses requests signed more than 5 minutes off its clock"
+    )
+    try:
+        theirs = parsedate_to_datetime(date).timestamp() if date else None
+    except (TypeError, ValueError):
+        theirs = None
+    if local is None or theirs is None:
+        return warn(
+            f"STS answered without a Date header one can read ({date!r}): the clock is not compared", fix=fix
+        )
+    skew = local - theirs  # the Date is whole seconds, rounded down: within a second either way of exact
+    ahead = f"{abs(skew):.0f} seconds {'ahead of' if skew > 0 else 'behind'} AWS"
+    if abs(skew) > CLOCK_FAIL_SECONDS:
+        return fail(
+            f"this machine's clock is {ahead}: every AWS call is refused",
+            fix=fix,
+            skew_seconds=round(skew, 1),
+        )
+    if abs(skew) > CLOCK_WARN_SECONDS:
+        return warn(
+            f"this machine's clock is {ahead}; at 5 minutes AWS refuses every call",
+            fix=fix,
+            skew_seconds=round(skew, 1),
+        )
+    return ok(f"within {CLOCK_WARN_SECONDS} seconds of AWS ({skew:+.0f} s)", skew_seconds=round(skew, 1))
 
 
 def _managed() -> list[AwsAccount]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import textwrap
 from functools import cache
@@ -16,6 +17,7 @@ from accessrequests.wording import counted
 
 from .registry import STATUSES, Report
 
+logger = logging.getLogger(__name__)
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 FORMAT = 1
 LABELS = {"ok": "ok", "warn": "warn", "fail": "FAIL"}
@@ -85,3 +87,42 @@ def as_text(report: Report, width: int | None = None) -> str:
     if report.status == "fail":
         lines += ["", "Exit status 1: fix the failures above, starting with the first."]
     return "\n".join(lines)
+
+
+LAST_RUN_KEY = "doctor:last-run"
+
+
+def remember(report: Report) -> None:
+    """Keep this run's outcome in the cache for /healthz to show (with its time) without running the checks again;
+    a cache that does not answer loses the summary, never the run."""
+    from django.core.cache import cache
+
+    body = {
+        "status": report.status,
+        "checked_at": report.checked_at.isoformat(),
+        "summary": {status: report.count(status) for status in STATUSES},
+        "problems": [
+            {
+                "name": o.check.name,
+                "status": o.result.status,
+                "message": o.result.message,
+                "fix": o.result.fix,
+            }
+            for o in report.outcomes
+            if o.result.status != "ok"
+        ],
+    }
+    try:
+        cache.set(LAST_RUN_KEY, body, timeout=None)
+    except Exception as exc:  # the cache is Redis on most deployments; the run's output stands without it
+        logger.warning("doctor: the cache did not keep this run for /healthz: %s", exc.__class__.__name__)
+
+
+def last_run() -> dict[str, Any] | None:
+    from django.core.cache import cache
+
+    try:
+        found = cache.get(LAST_RUN_KEY)
+    except Exception:  # a cache that does not answer: no run to show
+        return None
+    return found if isinstance(found, dict) else None

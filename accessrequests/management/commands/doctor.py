@@ -44,7 +44,7 @@ class Command(BaseCommand):
             type=float,
             default=2.0,
             metavar="SECONDS",
-            help="how long the broker and the workers get to answer (default 2)",
+            help="how long the broker, the workers, SMTP, Slack and the OpenID Provider get to answer (default 2)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -59,6 +59,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         context = doctor.Context(account_limit=options["accounts"], timeout=options["timeout"])
         result = doctor.run(checks, context)
+        if not options["only"]:
+            report.remember(result)  # /healthz shows the newest full run
         self.stdout.write(report.as_json(result) if options["json"] else report.as_text(result))
         if result.status == "fail":
             sys.exit(1)
