@@ -10,7 +10,7 @@ from typing import Any
 from django import forms
 from django.db.models import Q
 
-from accessrequests import permissions
+from accessrequests import permissions, plain_text
 from accessrequests.ids import ID_DIGITS, IdChoiceField, IdMultipleChoiceField
 from accessrequests.intake import MAX_MESSAGE_CHARS
 from accessrequests.models import (
@@ -66,7 +66,39 @@ def picker_attrs(kind: str, placeholder: str, **extra: str) -> dict[str, str]:
     }
 
 
-class RequestForm(forms.Form):
+class RemovesHiddenCharacters(forms.Form):
+    """Text fields as typed, less the characters Gatehouse does not store (``plain_text``: a NUL byte, a
+    right-to-left override, ...): the page shows the rest back with a message on the field saying what was taken
+    out, and the form is not valid until it is sent again. Views of these forms are marked
+    ``form_removes_nul_bytes``, so the NUL check before every other form lets them through."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.removed: dict[str, str] = {}  # the fields' values as sent, by name
+        if not self.is_bound:
+            return
+        for name, field in self.fields.items():
+            value = self.data.get(name)
+            if (
+                isinstance(field, forms.CharField)
+                and isinstance(value, str)
+                and plain_text.hidden_characters(value)
+            ):
+                self.removed[name] = value
+        if self.removed:
+            data: Any = self.data.copy()  # type: ignore[attr-defined]  # a QueryDict (or a dict in tests)
+            for name, value in self.removed.items():
+                data[name] = plain_text.without_hidden_characters(value)
+            self.data = data
+
+    def clean(self):
+        data = super().clean()
+        for name, value in self.removed.items():
+            self.add_error(name, plain_text.removed_problem(f"“{self[name].label}”", value))
+        return data
+
+
+class RequestForm(RemovesHiddenCharacters):
     kind = forms.ChoiceField(choices=RequestKind.choices, initial=RequestKind.PIPELINE)
     account = AccountField(
         max_length=100,
@@ -300,6 +332,8 @@ class RequestForm(forms.Form):
         """The field checks, then the one draft builder (``services.drafts.build_draft``) over what they let
         through; a problem it finds in a field that already has one is not said twice."""
         data = super().clean() or {}
+        if self.removed:
+            return data
         if data.get("permanent"):
             data["duration_hours"] = None
         self._draft = None
@@ -379,7 +413,7 @@ class RequestForm(forms.Form):
         return initial
 
 
-class PasteForm(forms.Form):
+class PasteForm(RemovesHiddenCharacters):
     message = forms.CharField(
         label="The error AWS gave you",
         max_length=MAX_MESSAGE_CHARS,

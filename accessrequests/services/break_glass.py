@@ -40,6 +40,7 @@ from accessrequests.services.requests import (
     create_from_draft,
     find_duplicates,
     prepare,
+    refuse_hidden_characters,
 )
 
 
@@ -74,6 +75,7 @@ def break_glass_submit(
     # Break-glass skips the approvers, never the filing checks: whom a rule names for emergencies is still bound
     # by the principal link, the account's reach and eligibility.
     check_filing(requester, draft)
+    refuse_hidden_characters(incident, "The incident reference")
     incident = (incident or "").strip()[:100]
     rule = rules.match_rule(
         account=draft.account,
@@ -147,6 +149,7 @@ def break_glass_post_review(
     comment = (comment or "").strip()
     if not comment:
         raise RequestError("Say what you checked (the comment is required).")
+    refuse_hidden_characters(comment, "The comment")
     permissions.check(permissions.second_factor_problem(reviewer, second_factor))
     with transaction.atomic():
         review = (

@@ -22,7 +22,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from accessrequests import arns, permissions, roles, selectors
+from accessrequests import arns, permissions, plain_text, roles, selectors
 from accessrequests.ids import parse_id
 from accessrequests.intake import MAX_MESSAGE_CHARS
 from accessrequests.models import (
@@ -35,7 +35,13 @@ from accessrequests.models import (
     RequestKind,
     Source,
 )
-from accessrequests.services.requests import MAX_JUSTIFICATION, RequestDraft, check_extendable
+from accessrequests.services.requests import (
+    FREE_TEXT,
+    MAX_JUSTIFICATION,
+    RequestDraft,
+    check_extendable,
+    free_text_problems,
+)
 
 MAX_DURATION_HOURS = 24 * 365
 MAX_PIPELINES = 100
@@ -162,7 +168,7 @@ def resolve_account(user, raw: str | None) -> tuple[AwsAccount | None, DraftProb
     raw = (raw or "").strip()
     if not raw:
         return None, None
-    if len(raw) > 100:
+    if len(raw) > 100 or plain_text.hidden_characters(raw):
         return None, DraftProblem("That is not an account; type part of its name or its 12-digit id.", None)
     account = None
     if ACCOUNT_ID.fullmatch(raw):
@@ -279,6 +285,8 @@ def _checks_of_the_input(data: DraftInput, problems: _Problems) -> None:
             problems.add(
                 name, f"Ensure this value has at most {limit} characters (it has {length}).", "max_length"
             )
+    for name, problem in free_text_problems({name: getattr(data, name) for name in FREE_TEXT}).items():
+        problems.add(name, problem, "invalid")
     if data.source not in Source.values:
         problems.add("source", f"Choose one of: {', '.join(Source.values)}.", "invalid_choice")
 

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accessrequests import audit, permissions, policy, recipients, rules
+from accessrequests import audit, permissions, plain_text, policy, recipients, rules
 from accessrequests.models import (
     LIVE_GRANT_STATUSES,
     AccessLevel,
@@ -43,6 +43,20 @@ from accessrequests.services.statements import StatementError, statements_for
 from accessrequests.wording import counted
 
 MAX_JUSTIFICATION = 2000
+# The free text of a request, as its problems name it: what an approver reads and decides on.
+FREE_TEXT = {
+    "justification": "The justification",
+    "ticket": "The ticket reference",
+    "stage": "The stage",
+    "action_name": "The action name",
+    "pasted_text": "The pasted error",
+}
+
+
+def free_text_problems(texts: dict[str, str | None]) -> dict[str, str]:
+    """Each text (by its ``FREE_TEXT`` name) that holds a character that could disguise it, with why."""
+    found = {name: plain_text.hidden_character_problem(FREE_TEXT[name], text) for name, text in texts.items()}
+    return {name: problem for name, problem in found.items() if problem}
 
 
 class RequestError(Exception):
@@ -201,6 +215,8 @@ def prepare(draft: RequestDraft, *, preview: bool = False) -> RequestDraft:
     """
     _check_shape(draft)
     _check_same_access(draft)
+    for problem in free_text_problems({name: getattr(draft, name) for name in FREE_TEXT}).values():
+        raise RequestError(problem)
     justification = (draft.justification or "").strip()
     if not justification and not preview:
         raise RequestError("Say why you need this access (the justification is required).")
@@ -492,10 +508,21 @@ def _locked(request_id: int) -> AccessRequest:
     return AccessRequest.objects.select_for_update().select_related("principal", "account").get(pk=request_id)
 
 
-def _prepare_decision(request_id: int, reviewer, second_factor: SecondFactor | None, outcome: str) -> None:
+def refuse_hidden_characters(text: str | None, what: str) -> None:
+    """Text that reads the same to everyone who sees it (``plain_text``): a decision's comment, an incident."""
+    problem = plain_text.hidden_character_problem(what, text)
+    if problem:
+        raise RequestError(problem)
+
+
+def _prepare_decision(
+    request_id: int, reviewer, second_factor: SecondFactor | None, outcome: str, comment: str
+) -> None:
     """Before the lock: the reviewer's fresh second factor, and who is in the groups the access would reach
     (read from AWS now, so a member added since the last catalog sync is seen)."""
     from accessrequests.services.catalog import principal_refresh_members
+
+    refuse_hidden_characters(comment, "The comment")
 
     req = (
         AccessRequest.objects.select_related("principal", "account", "rule", "requester", "permission_set")
@@ -558,7 +585,7 @@ def request_approve(
     http_request=None,
 ) -> AccessRequest:
     """Record one approval; the last one needed approves the request and creates its grant."""
-    _prepare_decision(request_id, reviewer, second_factor, DecisionOutcome.APPROVE)
+    _prepare_decision(request_id, reviewer, second_factor, DecisionOutcome.APPROVE, comment)
     with transaction.atomic():
         req = _record_decision(request_id, reviewer, DecisionOutcome.APPROVE, comment, second_factor)
         before = _snapshot(req)
@@ -600,7 +627,7 @@ def request_deny(
     """One deny ends the request."""
     if not comment.strip():
         raise RequestError("Say why you deny it, so the requester can ask again better.")
-    _prepare_decision(request_id, reviewer, second_factor, DecisionOutcome.DENY)
+    _prepare_decision(request_id, reviewer, second_factor, DecisionOutcome.DENY, comment)
     with transaction.atomic():
         req = _record_decision(request_id, reviewer, DecisionOutcome.DENY, comment, second_factor)
         before = _snapshot(req)

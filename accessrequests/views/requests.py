@@ -31,6 +31,7 @@ from accessrequests.services.requests import (
 )
 from accessrequests.views.grants import confirmation
 from accessrequests.wording import counted
+from portal.middleware import form_removes_nul_bytes
 
 PAGE_SIZE = 25
 
@@ -129,6 +130,7 @@ def _preview(request: HttpRequest, values: dict, *, intake=None) -> HttpResponse
 
 def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpResponse:
     form = RequestForm(data, user=request.user)
+    data = form.data  # type: ignore[assignment]  # a QueryDict, less the hidden characters the form took out
     intent = data.get("intent")
     shown = data.get("shown_account")
     if shown and (
@@ -205,6 +207,7 @@ def _handle_batch(
     return redirect("batch_detail", pk=batch.pk)
 
 
+@form_removes_nul_bytes
 @login_required
 @writer_required
 @require_http_methods(["GET", "POST"])
@@ -217,6 +220,7 @@ def new_request(request: HttpRequest) -> HttpResponse:
     return _handle(request, request.POST)
 
 
+@form_removes_nul_bytes
 @login_required
 @writer_required
 @require_http_methods(["GET", "POST"])
