@@ -33,7 +33,7 @@ from accessrequests.services.drafts import (
     DraftInput,
     split_names,
 )
-from accessrequests.services.requests import RequestDraft, extension_fields
+from accessrequests.services.requests import DEFAULT_DURATION_HOURS, RequestDraft, extension_fields
 
 PIPELINE_CHECKBOXES = 40  # beyond this many pipelines in an account the form offers a search instead
 
@@ -177,9 +177,10 @@ class RequestForm(RemovesHiddenCharacters):
         required=False,
         min_value=1,
         max_value=MAX_DURATION_HOURS,
-        initial=8,
         label="Duration (hours)",
-        help_text="Counted from approval. Brought down to the approval rule's maximum in the preview.",
+        widget=forms.NumberInput(attrs={"placeholder": str(DEFAULT_DURATION_HOURS)}),
+        help_text=f"Counted from approval. Left empty: {DEFAULT_DURATION_HOURS} hours, or the approval rule's "
+        "maximum where that is less. More than the rule allows is brought down to it in the preview.",
     )
     also_accounts = forms.CharField(
         required=False,
@@ -404,7 +405,7 @@ class RequestForm(RemovesHiddenCharacters):
             principal=same["principal"].pk,
             pipelines=[p.pk for p in same["pipelines"]],
             actions=" ".join(same["actions"]),
-            duration_hours=grant.request.duration_hours or 8,
+            duration_hours=grant.request.duration_hours or DEFAULT_DURATION_HOURS,
             extends=grant.pk,
         )
         for name in ("pass_role", "permission_set"):

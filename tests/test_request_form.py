@@ -154,3 +154,76 @@ def test_an_identity_center_user_is_offered_in_any_account(client, world):
     assert (
         "Identity Center user Paulo Santos (paulo.santos)" in principals and "mateojackson" not in principals
     )
+
+
+def _production(world, max_hours: int = 4):
+    """The world's account under a rule that allows less than the usual 8 hours, as the demo's production."""
+    world.rule.max_duration_hours = max_hours
+    world.rule.name = "Production"
+    world.rule.save()
+
+
+def test_a_duration_left_as_it_is_files_for_the_rules_maximum_the_preview_said(client, world):
+    _production(world)
+    client.force_login(world.requester)
+    page = client.get(reverse("new_request"), {"account": world.account.pk}).content.decode()
+    duration = page.split('name="duration_hours"')[1].split(">")[0]
+    assert "value=" not in duration and 'placeholder="8"' in duration  # nothing typed: the usual, or the rule's
+    preview = client.post(reverse("new_request"), _form(world, duration_hours=None)).content.decode()
+    assert "Asks for <strong>4 hours</strong> from approval." in preview
+    assert "The usual 8 hours brought down to 4 hours, the most the rule “Production” allows." in preview
+    field = preview.split('name="duration_hours"')[1].split(">")[0]
+    assert 'placeholder="4"' in field and "value=" not in field
+    response = client.post(
+        reverse("new_request"), _form(world, duration_hours=None, intent="submit", justification="deploy")
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert AccessRequest.objects.get().duration_hours == 4
+
+
+def test_more_than_the_rule_allows_is_brought_down_in_the_field_and_then_files(client, world):
+    _production(world)
+    client.force_login(world.requester)
+    preview = client.post(reverse("new_request"), _form(world, duration_hours=8)).content.decode()
+    assert 'name="duration_hours" value="4"' in preview and "Asks for <strong>4 hours</strong>" in preview
+    # Submitted as the preview left it, it is filed; 8 sent anyway is refused with the rule's limit, as before.
+    refused = client.post(
+        reverse("new_request"), _form(world, duration_hours=8, intent="submit", justification="deploy")
+    )
+    assert refused.status_code == 400 and "Ask for between 1 and 4 hours" in refused.content.decode()
+    filed = client.post(
+        reverse("new_request"), _form(world, duration_hours=4, intent="submit", justification="deploy")
+    )
+    assert filed.status_code == 302 and AccessRequest.objects.get().duration_hours == 4
+
+
+def test_the_api_without_a_duration_files_for_the_rules_maximum(world):
+    from tests.test_api import Api
+
+    _production(world)
+    response = Api(world.requester).post(
+        "requests/",
+        {
+            "account": world.account.account_id,
+            "principal": world.principal.pk,
+            "pipelines": ["my-pipeline"],
+            "level": "viewer",
+            "justification": "Debugging a deploy",
+        },
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["duration_hours"] == 4
+
+
+def test_a_pasted_error_files_for_the_rules_maximum(client, world):
+    _production(world, max_hours=2)
+    client.force_login(world.requester)
+    page = client.post(reverse("paste_error"), {"message": MATEO}).content.decode()
+    assert "Asks for <strong>2 hours</strong> from approval." in page
+    form = {
+        "kind": "pipeline", "account": world.account.pk, "shown_account": world.account.pk,
+        "principal": world.principal.pk, "pipelines": [world.pipeline.pk], "level": "viewer",
+        "source": Source.PASTED_ERROR, "pasted_text": MATEO, "intent": "submit", "justification": "stuck",
+    }  # fmt: skip
+    assert client.post(reverse("new_request"), form).status_code == 302
+    assert AccessRequest.objects.get().duration_hours == 2

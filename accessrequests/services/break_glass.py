@@ -32,6 +32,7 @@ from accessrequests.models import (
 from accessrequests.permissions import SecondFactor
 from accessrequests.services import grants, notify
 from accessrequests.services.requests import (
+    DEFAULT_DURATION_HOURS,
     RequestDraft,
     RequestError,
     _audit,
@@ -85,6 +86,10 @@ def break_glass_submit(
         # As ``prepare`` matches it, so the rule judged here is the one the request will name.
         permission_set=draft.permission_set if draft.kind == RequestKind.PERMISSION_SET else None,
     )
+    if draft.default_duration and rule is not None:
+        # Not said how long: break-glass lasts the most its rule allows, and not more than the usual duration.
+        draft.duration_hours = min(DEFAULT_DURATION_HOURS, rule.break_glass_max_hours)
+        draft.default_duration = False
     # Who may, for how long, and what, first: their messages are clearer than the normal request's checks.
     _check_may_break_glass(requester, rule=rule, draft=draft, incident=incident)
     prepare(draft)

@@ -102,7 +102,7 @@ class DraftInput:
     external_id: str = ""
     justification: str = ""
     ticket: str = ""
-    duration_hours: int | None = 8
+    duration_hours: int | None = None  # None: the usual duration, or the rule's maximum where that is less
     permanent: bool = False
     starts_at: datetime | None = None
     source: str = Source.FORM
@@ -266,11 +266,9 @@ def _checks_of_the_input(data: DraftInput, problems: _Problems) -> None:
         problems.add("level", f"Choose one of: {', '.join(AccessLevel.values)}.", "invalid_choice")
     elif not data.level and data.kind in (RequestKind.PIPELINE, RequestKind.CROSS_ACCOUNT):
         problems.add("level", "Choose an access level.")
-    if not data.permanent:
-        if not data.duration_hours:
-            problems.add("duration_hours", "Say for how many hours, or tick permanent where allowed.")
-        elif not 1 <= data.duration_hours <= MAX_DURATION_HOURS:
-            problems.add("duration_hours", f"Between 1 and {MAX_DURATION_HOURS} hours.", "max_value")
+    said = not data.permanent and data.duration_hours is not None  # else permanent, or the usual duration
+    if said and not 1 <= (data.duration_hours or 0) <= MAX_DURATION_HOURS:
+        problems.add("duration_hours", f"Between 1 and {MAX_DURATION_HOURS} hours.", "max_value")
     for name, pattern, message in (
         ("trusted_account_id", ACCOUNT_ID, ACCOUNT_ID_INVALID),
         ("trusted_principal_arn", TRUSTED_PRINCIPAL_ARN, TRUSTED_PRINCIPAL_ARN_INVALID),
@@ -341,6 +339,7 @@ def build_draft(*, user, data: DraftInput) -> RequestDraft:
         ticket=data.ticket,
         starts_at=data.starts_at,
         duration_hours=None if data.permanent else data.duration_hours,
+        default_duration=not data.permanent and data.duration_hours is None,
         source=data.source,
         pasted_text=data.pasted_text,
         extends=extends,

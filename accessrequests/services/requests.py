@@ -43,6 +43,8 @@ from accessrequests.services.statements import StatementError, statements_for
 from accessrequests.wording import counted
 
 MAX_JUSTIFICATION = 2000
+# How long access lasts when the requester does not say: this, or the rule's maximum where that is less.
+DEFAULT_DURATION_HOURS = 8
 # The free text of a request, as its problems name it: what an approver reads and decides on.
 FREE_TEXT = {
     "justification": "The justification",
@@ -118,6 +120,8 @@ class RequestDraft:
     ticket: str = ""
     starts_at: datetime | None = None
     duration_hours: int | None = 8
+    # The requester did not say how long: ``prepare`` asks for DEFAULT_DURATION_HOURS, or the rule's maximum.
+    default_duration: bool = False
     source: str = Source.FORM
     pasted_text: str = ""
     extends: Grant | None = None
@@ -275,7 +279,14 @@ def prepare(draft: RequestDraft, *, preview: bool = False) -> RequestDraft:
         # Fails closed: an account whose environment is unknown is refused here rather than routed by a catch-all.
         raise RequestError(rules.unrouted_reason(account=draft.account, kind=draft.kind))
     limit = draft.rule.max_duration_hours
-    if preview and (
+    if draft.default_duration:
+        draft.duration_hours = min(DEFAULT_DURATION_HOURS, limit)
+        if limit < DEFAULT_DURATION_HOURS:
+            draft.notes.append(
+                f"The usual {counted(DEFAULT_DURATION_HOURS, 'hour')} brought down to {counted(limit, 'hour')}, "
+                f"the most the rule “{draft.rule.name}” allows."
+            )
+    elif preview and (
         (draft.duration_hours is None and not draft.rule.allow_permanent)
         or (draft.duration_hours or 0) > limit
     ):

