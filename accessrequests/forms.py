@@ -110,6 +110,7 @@ class RequestForm(RemovesHiddenCharacters):
         empty_label="Choose a principal",
         error_messages={"invalid_choice": CHOICE_GONE},
     )
+    NOT_FOR_CROSS_ACCOUNT = "Not for cross-account access: the outside party you name there receives it."
     pipelines = IdMultipleChoiceField(
         queryset=Pipeline.objects.none(),
         required=False,
@@ -154,12 +155,14 @@ class RequestForm(RemovesHiddenCharacters):
         regex=drafts.ACCOUNT_ID,
         required=False,
         label="Outside account id",
+        help_text="Its administrators choose who there may assume the role.",
         error_messages={"invalid": drafts.ACCOUNT_ID_INVALID},
     )
     trusted_principal_arn = forms.RegexField(
         regex=drafts.TRUSTED_PRINCIPAL_ARN,
         required=False,
-        label="Outside principal ARN",
+        label="Or: outside principal ARN",
+        help_text="Only this IAM role or user may assume the role. Name the account or the ARN, not both.",
         error_messages={"invalid": drafts.TRUSTED_PRINCIPAL_ARN_INVALID},
     )
     external_id = forms.RegexField(
@@ -219,6 +222,14 @@ class RequestForm(RemovesHiddenCharacters):
         super().__init__(*args, **kwargs)
         self.user = user
         self._draft: RequestDraft | None = None
+        if self.cross_account:
+            # Its outside party receives it. Without JavaScript every section is sent: a principal chosen before
+            # the kind changed is not what the role trusts, so it is dropped rather than judged.
+            self.fields["principal"].required = False
+            if self.is_bound and "principal" in self.data:
+                data: Any = self.data.copy()  # type: ignore[attr-defined]  # a QueryDict (or a dict in tests)
+                data.pop("principal")
+                self.data = data
         principals = drafts.principal_choices(user)
         raw = self.data.get("account") if self.is_bound else self.initial.get("account")
         self.chosen_account, problem = drafts.resolve_account(user, None if raw is None else str(raw))
@@ -290,6 +301,12 @@ class RequestForm(RemovesHiddenCharacters):
 
         keep("kind", kinds)
         keep("permission_set", sets)
+
+    @property
+    def cross_account(self) -> bool:
+        """Cross-account access is asked for: its outside party receives it, and no principal is asked."""
+        kind = self.data.get("kind") if self.is_bound else self.initial.get("kind")
+        return kind == RequestKind.CROSS_ACCOUNT
 
     def clean_account(self) -> AwsAccount:
         if self.chosen_account is None:

@@ -15,6 +15,7 @@ from tests.test_browser_flow import sign_in
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 WIDTHS = (1280, 390)
+OUTSIDE = "210987654321"
 
 
 @pytest.fixture
@@ -79,3 +80,33 @@ def test_more_hours_than_the_rule_allows_are_brought_down_in_the_field_as_in_the
         page.click("button[value=submit]")
         page.wait_for_selector("[data-testid=request-status]")
         assert AccessRequest.objects.get(pipelines=pipeline).duration_hours == 4
+
+
+def test_cross_account_asks_only_for_the_outside_party_and_says_when_both_are_named(page):
+    world = World()
+    sign_in(page, "requester")
+    for width, outside in zip(WIDTHS, (OUTSIDE, "210987654322"), strict=True):
+        deployer = f"arn:aws:iam::{outside}:role/Deployer"
+        _open_form(page, world, width)
+        page.select_option("select[name=kind]", "cross_account")
+        page.wait_for_selector("input[name=trusted_account_id]", state="visible")
+        assert not page.is_visible("select[name=principal]")
+        page.check(f"input[name=pipelines][value='{world.pipeline.pk}']")
+        page.select_option("select[name=level]", AccessLevel.VIEWER)
+        page.fill("input[name=trusted_account_id]", outside)
+        page.fill("input[name=trusted_principal_arn]", deployer)
+        page.fill("textarea[name=justification]", "The release partner reads the pipeline")
+        page.click("button[value=submit]")
+        page.wait_for_selector(".invalid-feedback")
+        said = page.text_content("#request-form")
+        assert f"You named both an outside account ({outside}) and an outside principal ({deployer})" in said
+        assert not page.is_visible("select[name=principal]")
+        screenshot(page, f"form-cross-account-both-{width}")
+        page.fill("input[name=trusted_principal_arn]", "")
+        page.click("button[value=submit]")
+        page.wait_for_selector("[data-testid=request-status]")
+        facts = page.text_content("[data-testid=request-for]")
+        assert f"Outside account {outside}" in facts and "mateojackson" not in facts
+        screenshot(page, f"form-cross-account-filed-{width}")
+        req = AccessRequest.objects.get(trusted_account_id=outside)
+        assert req.principal.name == outside and req.on_behalf

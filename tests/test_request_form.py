@@ -168,7 +168,9 @@ def test_a_duration_left_as_it_is_files_for_the_rules_maximum_the_preview_said(c
     client.force_login(world.requester)
     page = client.get(reverse("new_request"), {"account": world.account.pk}).content.decode()
     duration = page.split('name="duration_hours"')[1].split(">")[0]
-    assert "value=" not in duration and 'placeholder="8"' in duration  # nothing typed: the usual, or the rule's
+    assert (
+        "value=" not in duration and 'placeholder="8"' in duration
+    )  # nothing typed: the usual, or the rule's
     preview = client.post(reverse("new_request"), _form(world, duration_hours=None)).content.decode()
     assert "Asks for <strong>4 hours</strong> from approval." in preview
     assert "The usual 8 hours brought down to 4 hours, the most the rule “Production” allows." in preview

@@ -26,6 +26,7 @@ from accessrequests import arns, permissions, plain_text, roles, selectors
 from accessrequests.ids import parse_id
 from accessrequests.intake import MAX_MESSAGE_CHARS
 from accessrequests.models import (
+    GRANTABLE_KINDS,
     AccessLevel,
     AwsAccount,
     PassableRole,
@@ -41,6 +42,7 @@ from accessrequests.services.requests import (
     RequestDraft,
     check_extendable,
     free_text_problems,
+    outside_party_problem,
 )
 
 MAX_DURATION_HOURS = 24 * 365
@@ -136,7 +138,7 @@ def split_names(text: str | None) -> list[str]:
 
 def principal_choices(user) -> QuerySet[Principal]:
     """Principals ``user`` may ask access for: those linked to them (every one, for admins)."""
-    principals = Principal.objects.filter(present=True).select_related("account")
+    principals = Principal.objects.filter(present=True, kind__in=GRANTABLE_KINDS).select_related("account")
     return principals if roles.is_admin(user) else principals.filter(users=user)
 
 
@@ -206,7 +208,11 @@ class _Problems(dict[str, list[DraftProblem]]):
 def _principal(user, account: AwsAccount | None, data: DraftInput, problems: _Problems) -> Principal | None:
     pk: Any = data.principal
     if data.principal_arn:
-        by_arn = Principal.objects.filter(external_id=data.principal_arn, present=True).order_by("pk").first()
+        by_arn = (
+            Principal.objects.filter(external_id=data.principal_arn, present=True, kind__in=GRANTABLE_KINDS)
+            .order_by("pk")
+            .first()
+        )
         if by_arn is None or (pk is not None and pk != by_arn.pk):
             problems.add("principal_arn", "No such principal (or it is not the one named by id).", None)
             return None
@@ -289,6 +295,24 @@ def _checks_of_the_input(data: DraftInput, problems: _Problems) -> None:
         problems.add("source", f"Choose one of: {', '.join(Source.values)}.", "invalid_choice")
 
 
+def _outside_party(data: DraftInput, problems: _Problems) -> Principal | None:
+    """Cross-account access is for the outside party the role trusts, which the input names instead of a
+    principal (``services.requests.outside_party_problem`` says what is wrong with how it is named)."""
+    if data.principal is not None or data.principal_arn:
+        problems.add(
+            "principal_arn" if data.principal_arn else "principal",
+            "Cross-account access goes to the outside party the role trusts (trusted_account_id or "
+            "trusted_principal_arn), not to a principal of Gatehouse's: send no principal.",
+        )
+    problem = outside_party_problem(data.trusted_account_id, data.trusted_principal_arn)
+    if problem:
+        problems.add("trusted_principal_arn" if data.trusted_principal_arn else "trusted_account_id", problem)
+        return None
+    return Principal.outside_party(
+        trusted_account_id=data.trusted_account_id, trusted_principal_arn=data.trusted_principal_arn
+    )
+
+
 def build_draft(*, user, data: DraftInput) -> RequestDraft:
     """The draft ``data`` describes, with every reference found among what ``user`` may choose; raises
     DraftError listing every problem. The one way from input to a draft, for every path that files access."""
@@ -299,7 +323,10 @@ def build_draft(*, user, data: DraftInput) -> RequestDraft:
         problems.setdefault("account", []).append(account_problem)
     elif account is None:
         problems.add("account", REQUIRED, "required")
-    principal = _principal(user, account, data, problems)
+    if data.kind == RequestKind.CROSS_ACCOUNT:
+        principal = _outside_party(data, problems)
+    else:
+        principal = _principal(user, account, data, problems)
     pipelines, role = [], None
     if account is not None:  # what lives in an account is looked up only in the one chosen
         pipelines = _pipelines(account, data, problems)

@@ -141,6 +141,31 @@ class RequestDraft:
         )
 
 
+def outside_party_problem(trusted_account_id: str, trusted_principal_arn: str) -> str | None:
+    """A cross-account role trusts one outside party: an account (its administrators choose who may assume the
+    role) or one principal's ARN."""
+    if trusted_account_id and trusted_principal_arn:
+        return (
+            f"You named both an outside account ({trusted_account_id}) and an outside principal "
+            f"({trusted_principal_arn}); name one. The account lets its administrators choose who may assume the "
+            "role; the principal's ARN lets only that principal."
+        )
+    if not trusted_account_id and not trusted_principal_arn:
+        return "Name who outside may assume the role: the outside account id, or the outside principal's ARN."
+    return None
+
+
+def settle_outside_party(draft: RequestDraft) -> None:
+    """A cross-account request is for the outside party its role trusts, whatever principal a caller put in the
+    draft: that party is who receives it, on the page, in the queue and in the audit trail."""
+    if draft.kind == RequestKind.CROSS_ACCOUNT and not outside_party_problem(
+        draft.trusted_account_id, draft.trusted_principal_arn
+    ):
+        draft.principal = Principal.outside_party(
+            trusted_account_id=draft.trusted_account_id, trusted_principal_arn=draft.trusted_principal_arn
+        )
+
+
 def _delivery_for(draft: RequestDraft) -> str:
     if draft.kind == RequestKind.CROSS_ACCOUNT:
         return Delivery.CROSS_ACCOUNT_ROLE
@@ -158,6 +183,17 @@ def _check_shape(draft: RequestDraft) -> None:
         raise RequestError(
             f"Account {draft.account} is no longer in the organization; access there cannot be asked for."
         )
+    if draft.kind == RequestKind.CROSS_ACCOUNT:
+        problem = outside_party_problem(draft.trusted_account_id, draft.trusted_principal_arn)
+        if problem:
+            raise RequestError(problem)
+        trusted_account = draft.trusted_account_id or policy.arn_account(draft.trusted_principal_arn)
+        if trusted_account == draft.account.account_id:
+            raise RequestError(
+                f"Cross-account access is for principals outside account {draft.account.account_id}; "
+                f"{draft.trusted_principal_arn or trusted_account} is in it. Ask for pipeline access for that "
+                "principal instead, where its own links and approvals apply."
+            )
     is_ic = draft.principal.kind in (PrincipalKind.IC_USER, PrincipalKind.IC_GROUP)
     if draft.kind == RequestKind.PERMISSION_SET:
         if not is_ic:
@@ -168,7 +204,11 @@ def _check_shape(draft: RequestDraft) -> None:
             raise RequestError(
                 "Gatehouse's own permission sets carry approved policies; they are not requestable."
             )
-    elif not is_ic and draft.principal.account_id != draft.account.pk:
+    elif (
+        draft.kind != RequestKind.CROSS_ACCOUNT
+        and not is_ic
+        and draft.principal.account_id != draft.account.pk
+    ):
         # An IAM principal's policies only work in its own account (and the portal-owned cross-account role is
         # kept beside it there); elsewhere the grant could never be delivered.
         raise RequestError(
@@ -180,16 +220,14 @@ def _check_shape(draft: RequestDraft) -> None:
         for pipeline in draft.pipelines:
             if pipeline.account_id != draft.account.pk or not pipeline.present:
                 raise RequestError(f"Pipeline {pipeline.name} is not in account {draft.account.account_id}.")
-    if draft.kind == RequestKind.CROSS_ACCOUNT:
-        if bool(draft.trusted_account_id) == bool(draft.trusted_principal_arn):
-            raise RequestError("Name either the outside account id or the outside principal's ARN.")
-        trusted_account = draft.trusted_account_id or policy.arn_account(draft.trusted_principal_arn)
-        if trusted_account == draft.account.account_id:
-            raise RequestError(
-                f"Cross-account access is for principals outside account {draft.account.account_id}; "
-                f"{draft.trusted_principal_arn or trusted_account} is in it. Ask for pipeline access for that "
-                "principal instead, where its own links and approvals apply."
-            )
+
+
+def _outside_party_decides(asked: dict[str, Any], held: dict[str, Any]) -> None:
+    """Cross-account access is the same access when it trusts the same outside party (compared as
+    ``trusted_account_id`` and ``trusted_principal_arn``), whichever principal a request of an older release
+    was filed for."""
+    if asked["kind"] == held["kind"] == RequestKind.CROSS_ACCOUNT:
+        asked["principal"] = held["principal"] = None
 
 
 def _check_same_access(draft: RequestDraft) -> None:
@@ -201,6 +239,7 @@ def _check_same_access(draft: RequestDraft) -> None:
     asked["pipelines"] = sorted(p.pk for p in asked["pipelines"])
     same["pipelines"] = sorted(p.pk for p in same["pipelines"])
     asked["actions"], same["actions"] = sorted(asked["actions"]), sorted(same["actions"])
+    _outside_party_decides(asked, same)
     different = [
         name for name in SAME_ACCESS_FIELDS if asked[name] != same[name] and (asked[name] or same[name])
     ]
@@ -217,6 +256,7 @@ def prepare(draft: RequestDraft, *, preview: bool = False) -> RequestDraft:
     ``preview``: what the form shows while the requester is still choosing: no justification needed yet, and a
     duration beyond the rule's maximum is brought down to it (with a note) instead of refused.
     """
+    settle_outside_party(draft)
     _check_shape(draft)
     _check_same_access(draft)
     for problem in free_text_problems({name: getattr(draft, name) for name in FREE_TEXT}).values():
@@ -335,16 +375,20 @@ def _same_access(req: AccessRequest, draft: RequestDraft) -> bool:
     asked["pipelines"] = sorted(p.pk for p in draft.pipelines)
     held["pipelines"] = sorted(p.pk for p in req.pipelines.all())
     asked["actions"], held["actions"] = sorted(asked["actions"]), sorted(held["actions"])
+    _outside_party_decides(asked, held)
     return all(asked[name] == held[name] or not (asked[name] or held[name]) for name in SAME_ACCESS_FIELDS)
 
 
 def find_duplicates(requester, draft: RequestDraft) -> list[Duplicate]:
     """Pending requests and live grants of ``requester`` for the same access as ``draft`` (an extension's own
     grant excepted)."""
+    same_party = (
+        Q(trusted_account_id=draft.trusted_account_id, trusted_principal_arn=draft.trusted_principal_arn)
+        if draft.kind == RequestKind.CROSS_ACCOUNT
+        else Q(principal=draft.principal)
+    )
     candidates = (
-        AccessRequest.objects.filter(
-            requester=requester, principal=draft.principal, account=draft.account, kind=draft.kind
-        )
+        AccessRequest.objects.filter(same_party, requester=requester, account=draft.account, kind=draft.kind)
         .filter(
             Q(status=RequestStatus.PENDING)
             | Q(status=RequestStatus.APPROVED, grant__status__in=LIVE_GRANT_STATUSES)
@@ -420,6 +464,7 @@ def _audit(
 def check_filing(requester, draft: RequestDraft) -> None:
     """What every filing checks, a normal request or break-glass: the principal is the requester's to ask for,
     the account is one they may ask for access in, and no eligibility rule leaves them out."""
+    settle_outside_party(draft)
     permissions.check(permissions.file_problem(requester, principal=draft.principal))
     permissions.check(permissions.account_problem(requester, draft.account))
     permissions.check(eligibility_problem_for(requester, draft))
@@ -449,6 +494,12 @@ def create_from_draft(requester, draft: RequestDraft, **fields) -> AccessRequest
     """The request row for a prepared ``draft`` (``fields`` add to or override it), with its pipelines: the one
     place that turns a draft into a request, for normal filing and break-glass alike."""
     assert draft.rule is not None
+    if draft.principal.pk is None:  # an outside party named for the first time
+        draft.principal, _ = Principal.objects.get_or_create(
+            kind=draft.principal.kind,
+            external_id=draft.principal.external_id,
+            defaults={"name": draft.principal.name},
+        )
     values = {
         "requester": requester,
         "principal": draft.principal,
