@@ -66,14 +66,31 @@ def picker_attrs(kind: str, placeholder: str, **extra: str) -> dict[str, str]:
     }
 
 
-class RemovesHiddenCharacters(forms.Form):
-    """Text fields as typed, less the characters Gatehouse does not store (``plain_text``: a NUL byte, a
-    right-to-left override, ...): the page shows the rest back with a message on the field saying what was taken
-    out, and the form is not valid until it is sent again. Views of these forms are marked
-    ``form_removes_nul_bytes``, so the NUL check before every other form lets them through."""
+class PlainTextForm(forms.Form):
+    """What was typed comes back as it was typed, and what is wrong with it is said:
+
+    - the characters Gatehouse does not store (``plain_text``: a NUL byte, a right-to-left override, ...) are taken
+      out of the text fields, the rest is shown back with a message on the field saying what was taken out, and
+      the form is not valid until it is sent again (views of these forms are marked ``form_removes_nul_bytes``, so
+      the NUL check before every other form lets them through);
+    - text is never cut by the browser: the fields carry no ``maxlength``, and one too long is said to be, with
+      its length, instead of pasting only its first part without a word.
+    """
+
+    # Text nobody typed (a pasted error, as a terminal or a web page printed it): cleaned without a word.
+    CLEANED_SILENTLY: tuple[str, ...] = ()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            if isinstance(field, forms.CharField) and field.max_length is not None:
+                field.widget.attrs.pop("maxlength", None)
+                if isinstance(field.widget, forms.Textarea):  # a count beside it (request-form.js)
+                    field.widget.attrs["data-limit"] = str(field.max_length)
+                field.error_messages.setdefault(
+                    "max_length",
+                    "At most %(limit_value)d characters: this has %(show_value)d. Shorten it; nothing was cut.",
+                )
         self.removed: dict[str, str] = {}  # the fields' values as sent, by name
         if not self.is_bound:
             return
@@ -90,6 +107,8 @@ class RemovesHiddenCharacters(forms.Form):
             for name, value in self.removed.items():
                 data[name] = plain_text.without_hidden_characters(value)
             self.data = data
+            for name in self.CLEANED_SILENTLY:
+                self.removed.pop(name, None)
 
     def clean(self):
         data = super().clean()
@@ -98,7 +117,7 @@ class RemovesHiddenCharacters(forms.Form):
         return data
 
 
-class RequestForm(RemovesHiddenCharacters):
+class RequestForm(PlainTextForm):
     kind = forms.ChoiceField(choices=RequestKind.choices, initial=RequestKind.PIPELINE)
     account = AccountField(
         max_length=100,
@@ -212,6 +231,8 @@ class RequestForm(RemovesHiddenCharacters):
     extends = forms.IntegerField(
         required=False, min_value=1, max_value=10**ID_DIGITS - 1, widget=forms.HiddenInput
     )
+
+    CLEANED_SILENTLY = ("pasted_text",)
 
     # Folded away on the page (new_request.html) until used: what most requests never need, so a phone shows the
     # proposal, the reason and the Submit button without scrolling past them.
@@ -352,6 +373,15 @@ class RequestForm(RemovesHiddenCharacters):
         data = super().clean() or {}
         if self.removed:
             return data
+        if (
+            self.data.get("intent") == "submit"
+            and "justification" not in self.errors
+            and not (data.get("justification") or "").strip()
+        ):
+            # The submit services refuse it too; said here, it is said on the field and in the list at the top.
+            self.add_error(
+                "justification", "Say why you need it: the approvers decide on it (required to submit)."
+            )
         if data.get("permanent"):
             data["duration_hours"] = None
         self._draft = None
@@ -431,7 +461,9 @@ class RequestForm(RemovesHiddenCharacters):
         return initial
 
 
-class PasteForm(RemovesHiddenCharacters):
+class PasteForm(PlainTextForm):
+    CLEANED_SILENTLY = ("message", "region")
+
     message = forms.CharField(
         label="The error AWS gave you",
         max_length=MAX_MESSAGE_CHARS,

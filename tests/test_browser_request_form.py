@@ -110,3 +110,65 @@ def test_cross_account_asks_only_for_the_outside_party_and_says_when_both_are_na
         screenshot(page, f"form-cross-account-filed-{width}")
         req = AccessRequest.objects.get(trusted_account_id=outside)
         assert req.principal.name == outside and req.on_behalf
+
+
+def _in_view(page, selector: str) -> bool:
+    box = page.locator(selector).bounding_box()
+    height = page.viewport_size["height"] if page.viewport_size else 900
+    return box is not None and box["y"] >= 0 and box["y"] + 40 <= height
+
+
+def test_an_empty_submit_is_listed_at_the_top_in_view_with_links_to_the_fields(page):
+    world = World()
+    sign_in(page, "requester")
+    for width in WIDTHS:
+        _open_form(page, world, width)
+        page.click("button[value=submit]")  # nothing chosen: the browser lets it through, the server lists it
+        page.wait_for_selector("[data-testid=error-summary]")
+        summary = page.text_content("[data-testid=error-summary]")
+        assert "Not filed yet" in summary
+        for label in ("Who receives access", "Level", "Why you need it"):
+            assert label in summary, label
+        assert page.evaluate("document.activeElement.id") == "error-summary" and _in_view(
+            page, "#error-summary"
+        )
+        screenshot(page, f"form-empty-submit-{width}")
+        page.click("#error-summary >> text=Who receives access")
+        assert page.evaluate("location.hash") == "#id_principal"
+        assert not AccessRequest.objects.exists()
+
+
+def test_a_long_justification_is_counted_kept_whole_and_said_at_the_top(page):
+    world = World()
+    sign_in(page, "requester")
+    long = "The release is blocked because " + "x" * 19_969
+    for width in WIDTHS:
+        _open_form(page, world, width)
+        _choose(page, world, world.pipeline)
+        page.fill("textarea[name=justification]", long)
+        assert len(page.input_value("textarea[name=justification]")) == 20_000  # nothing cut while pasting
+        assert "20,000 of 2,000 characters: 18,000 too many" in page.text_content(
+            "[data-testid=count-justification]"
+        )
+        page.click("button[value=submit]")
+        page.wait_for_selector("[data-testid=error-summary]")
+        assert "At most 2000 characters: this has 20000" in page.text_content("[data-testid=error-summary]")
+        assert _in_view(page, "#error-summary")
+        assert page.input_value("textarea[name=justification]") == long
+        screenshot(page, f"form-long-justification-{width}")
+    assert not AccessRequest.objects.exists()
+
+
+def test_the_same_access_again_is_said_once(page):
+    world = World()
+    world.submit(justification="deploy")
+    sign_in(page, "requester")
+    for width in WIDTHS:
+        _open_form(page, world, width)
+        _choose(page, world, world.pipeline)
+        page.fill("textarea[name=justification]", "again")
+        page.click("button[value=submit]")
+        page.wait_for_selector("[data-testid=duplicate]")
+        assert page.locator("text=You already asked for exactly this access").count() == 1
+        screenshot(page, f"form-duplicate-{width}")
+    assert AccessRequest.objects.count() == 1

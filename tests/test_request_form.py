@@ -229,3 +229,70 @@ def test_a_pasted_error_files_for_the_rules_maximum(client, world):
     }  # fmt: skip
     assert client.post(reverse("new_request"), form).status_code == 302
     assert AccessRequest.objects.get().duration_hours == 2
+
+
+def _summary(page: str) -> str:
+    assert page.count('data-testid="error-summary"') == 1
+    return page.split('data-testid="error-summary"')[1].split("</div>")[0]
+
+
+def test_the_same_access_submitted_again_is_said_once_with_its_link(client, world):
+    client.force_login(world.requester)
+    first = world.submit(justification="deploy")
+    response = client.post(reverse("new_request"), _form(world, intent="submit", justification="again"))
+    page = response.content.decode()
+    assert response.status_code == 400 and AccessRequest.objects.count() == 1
+    assert page.count("You already asked for exactly this access") == 1
+    assert f'href="/requests/{first.pk}/">Open {first.reference}</a>' in page
+    assert 'data-testid="error-summary"' not in page  # the warning is the one thing said
+
+
+def test_what_stops_a_submit_is_listed_once_at_the_top_with_links_to_the_fields(client, world):
+    client.force_login(world.requester)
+    page = client.get(reverse("new_request"), {"account": world.account.pk}).content.decode()
+    assert 'id="request-form" novalidate' in page  # the server's list, not the browser's one bubble at a time
+    empty = {
+        "kind": "pipeline",
+        "account": world.account.pk,
+        "shown_account": world.account.pk,
+        "intent": "submit",
+    }
+    response = client.post(reverse("new_request"), empty)
+    page = response.content.decode()
+    assert response.status_code == 400
+    summary = _summary(page)
+    assert "Not filed yet: fix what is listed, then submit again." in summary
+    assert (
+        '<a class="alert-link" href="#id_principal">Who receives access</a>: This field is required.'
+        in summary
+    )
+    assert '<a class="alert-link" href="#id_level">Level</a>: Choose an access level.' in summary
+    assert (
+        '<a class="alert-link" href="#id_justification">Why you need it</a>: Say why you need it' in summary
+    )
+    assert page.index('data-testid="error-summary"') < page.index('id="request-form"')
+    # A refusal of the service (no field of its own) is said there once too, not again in the panel.
+    world.rule.delete()
+    page = client.post(
+        reverse("new_request"), _form(world, intent="submit", justification="x")
+    ).content.decode()
+    refusal = _summary(page)
+    assert "no approval rule" in refusal.lower()
+    panel = page.split('id="preview-panel"')[1]
+    assert 'class="text-danger small mb-0 gh-live-only"' in panel  # shown only by the live preview
+
+
+def test_a_justification_too_long_is_said_at_the_top_and_kept_whole(client, world):
+    client.force_login(world.requester)
+    page = client.get(reverse("new_request"), {"account": world.account.pk}).content.decode()
+    textarea = page.split('name="justification"')[1].split(">")[0]
+    assert "maxlength" not in textarea and 'data-limit="2000"' in textarea  # the browser cuts nothing
+    long = "The release is blocked because " + "x" * 19_969
+    response = client.post(reverse("new_request"), _form(world, intent="submit", justification=long))
+    page = response.content.decode()
+    assert response.status_code == 400 and not AccessRequest.objects.exists()
+    assert (
+        "Why you need it</a>: At most 2000 characters: this has 20000. Shorten it; nothing was cut."
+        in _summary(page)
+    )
+    assert f">\n{long}</textarea>" in page or f">{long}</textarea>" in page

@@ -51,7 +51,6 @@ FREE_TEXT = {
     "ticket": "The ticket reference",
     "stage": "The stage",
     "action_name": "The action name",
-    "pasted_text": "The pasted error",
 }
 
 
@@ -261,6 +260,9 @@ def prepare(draft: RequestDraft, *, preview: bool = False) -> RequestDraft:
     _check_same_access(draft)
     for problem in free_text_problems({name: getattr(draft, name) for name in FREE_TEXT}).values():
         raise RequestError(problem)
+    # A pasted error is what a terminal or a web page printed, zero-width characters and all: the parser reads it
+    # without them, and it is kept without them (nobody typed them, and none may disguise it to the approver).
+    draft.pasted_text = plain_text.without_hidden_characters(draft.pasted_text or "")
     justification = (draft.justification or "").strip()
     if not justification and not preview:
         raise RequestError("Say why you need this access (the justification is required).")

@@ -82,8 +82,16 @@ def _render_form(
     error=None,
     intake=None,
     duplicates=(),
-    show_errors: bool = True,
+    submitted: bool = False,
 ) -> HttpResponse:
+    """The form page. What stops the request (the service's refusal, each field's problem) is listed once, at the
+    top, with a link to each field; a duplicate is said once, as a warning with its link (``submitted``: a
+    Submit that filed nothing, which is a 400)."""
+    not_filed = bool(error or (form.is_bound and form.errors) or (submitted and duplicates))
+    draft = (preview or {}).get("draft")
+    if draft is not None and draft.default_duration and draft.duration_hours:
+        # Left empty, the duration shows what the rule makes of it.
+        form.fields["duration_hours"].widget.attrs["placeholder"] = str(draft.duration_hours)
     return render(
         request,
         "accessrequests/new_request.html",
@@ -93,11 +101,11 @@ def _render_form(
             "error": error,
             "intake": intake,
             "duplicates": duplicates,
-            "show_errors": show_errors,
+            "submitted": submitted,
             "step_one": form.chosen_account is None,
             "fold_fields": intake is not None and form.chosen_account is not None,
         },
-        status=400 if error or (show_errors and form.is_bound and form.errors) else 200,
+        status=400 if not_filed else 200,
     )
 
 
@@ -151,10 +159,10 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
         }  # lists of the old account go
         initial = {k: data[k] for k in keep}
         return _render_form(request, RequestForm(user=request.user, initial=initial), intake=intake)
-    if not form.is_valid():
-        return _render_form(request, form, intake=intake)
-    draft = form.draft()
     submitting = intent == "submit"
+    if not form.is_valid():
+        return _render_form(request, form, intake=intake, submitted=submitting)
+    draft = form.draft()
     also = [a for a in form.cleaned_data.get("also_accounts") or [] if a != draft.account]
     unit = form.cleaned_data.get("also_ou")
     if also or unit is not None:
@@ -166,8 +174,13 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
         permissions.check(eligibility_problem_for(request.user, draft))
         prepare(draft, preview=not submitting)
     except (RequestError, permissions.NotAllowed) as exc:
-        return _render_form(request, form, error=str(exc), intake=intake)
+        return _render_form(request, form, error=str(exc), intake=intake, submitted=submitting)
     duplicates = find_duplicates(request.user, draft)
+    if submitting and duplicates:
+        # The submit service would refuse it for the same reason: said once, with the way to the other one.
+        return _render_form(
+            request, form, preview=draft_preview(draft), intake=intake, duplicates=duplicates, submitted=True
+        )
     if not submitting:
         if not draft.default_duration and draft.duration_hours != form.cleaned_data.get("duration_hours"):
             # The preview brought the duration down to the rule's maximum: the form shows what will be asked.
@@ -176,14 +189,11 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
             data.pop("permanent", None)
             form = RequestForm(data, user=request.user)
             form.is_valid()
-        if draft.default_duration:
-            # Left empty, the field shows what the rule makes of it.
-            form.fields["duration_hours"].widget.attrs["placeholder"] = str(draft.duration_hours)
         return _render_form(request, form, preview=draft_preview(draft), intake=intake, duplicates=duplicates)
     try:
         req = request_submit(requester=request.user, draft=draft, http_request=request)
     except (RequestError, permissions.NotAllowed) as exc:
-        return _render_form(request, form, error=str(exc), intake=intake, duplicates=duplicates)
+        return _render_form(request, form, error=str(exc), intake=intake, submitted=True)
     messages.success(request, f"{req.reference} filed; it is {req.get_status_display().lower()}.")
     return redirect("request_detail", pk=req.pk)
 
@@ -203,7 +213,7 @@ def _handle_batch(
             requester=request.user, draft=draft, accounts=accounts, unit=unit, http_request=request
         )
     except (RequestError, permissions.NotAllowed) as exc:
-        return _render_form(request, form, error=str(exc), intake=intake)
+        return _render_form(request, form, error=str(exc), intake=intake, submitted=submitting)
     messages.success(
         request, f"{batch.reference} filed: the same access in {counted(batch.members.count(), 'account')}."
     )
