@@ -201,6 +201,11 @@ class RequestForm(PlainTextForm):
         max_value=MAX_DURATION_HOURS,
         label="Duration (hours)",
         widget=forms.NumberInput(attrs={"placeholder": str(DEFAULT_DURATION_HOURS)}),
+        error_messages={
+            "min_value": "At least 1 hour.",
+            "max_value": f"At most {MAX_DURATION_HOURS:,} hours (a year); the rule's maximum is usually less.",
+            "invalid": "A whole number of hours, e.g. 4.",
+        },
         help_text=f"Counted from approval. Left empty: {DEFAULT_DURATION_HOURS} hours, or the approval rule's "
         "maximum where that is less. More than the rule allows is brought down to it in the preview.",
     )

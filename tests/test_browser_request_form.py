@@ -172,3 +172,27 @@ def test_the_same_access_again_is_said_once(page):
         assert page.locator("text=You already asked for exactly this access").count() == 1
         screenshot(page, f"form-duplicate-{width}")
     assert AccessRequest.objects.count() == 1
+
+
+def test_a_nul_byte_or_an_override_typed_in_is_taken_out_and_said_on_the_form(page):
+    world = World()
+    sign_in(page, "requester")
+    cases = [
+        (1280, "\x00", "U+0000 (NUL)", world.pipeline),
+        (390, "\u202e", "U+202E (RIGHT-TO-LEFT OVERRIDE)", make_pipeline(world.account, "other-pipeline")),
+    ]
+    for width, char, name, pipeline in cases:
+        _open_form(page, world, width)
+        _choose(page, world, pipeline)
+        page.fill("textarea[name=justification]", f"Debugging{char} the deploy of release 42")
+        page.click("button[value=submit]")
+        page.wait_for_selector("[data-testid=error-summary]")
+        assert f"{name} at character 10" in page.text_content("[data-testid=error-summary]")
+        assert page.input_value("textarea[name=justification]") == "Debugging the deploy of release 42"
+        screenshot(page, f"form-hidden-character-{width}")
+        page.click("button[value=submit]")  # sent again as shown, it is filed
+        page.wait_for_selector("[data-testid=request-status]")
+        assert (
+            AccessRequest.objects.get(pipelines=pipeline).justification
+            == "Debugging the deploy of release 42"
+        )

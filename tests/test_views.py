@@ -87,7 +87,7 @@ def test_preview_shows_the_exact_statements_and_files_nothing(client, world):
         ({"justification": "x" * 2001}, b"At most 2000 characters: this has 2001."),
         ({"level": "custom", "actions": "codepipeline:Teleport"}, b"codepipeline:Teleport"),
         ({"duration_hours": 99}, b"between 1 and 8 hours"),
-        ({"duration_hours": -1}, b"greater than or equal to 1"),
+        ({"duration_hours": -1}, b"At least 1 hour."),
     ],
 )
 def test_bad_input_gets_a_clear_message_and_changes_nothing(client, world, overrides, message):
