@@ -300,7 +300,9 @@ def test_a_justification_too_long_is_said_at_the_top_and_kept_whole(client, worl
 
 def test_an_unknown_account_on_step_one_is_the_one_thing_listed(client, world):
     client.force_login(world.requester)
-    page = client.post(reverse("new_request"), {"kind": "pipeline", "account": "nosuchaccount"}).content.decode()
+    page = client.post(
+        reverse("new_request"), {"kind": "pipeline", "account": "nosuchaccount"}
+    ).content.decode()
     summary = _summary(page)
     assert "Fix what is listed to see what would be granted." in summary
     assert "Gatehouse knows no account nosuchaccount" in summary

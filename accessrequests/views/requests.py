@@ -148,8 +148,8 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
         intent = "continue"  # the account changed (without JavaScript): its own lists come first
     if form.chosen_account is None and data.get("account"):
         form.is_valid()  # an account that is not offered: say so, on step one (which shows no other field)
-        shown = {"account", "kind"} | {field.name for field in form.hidden_fields()}
-        for name in [name for name in form.errors if name in form.fields and name not in shown]:
+        on_step_one = {"account", "kind"} | {field.name for field in form.hidden_fields()}
+        for name in [name for name in form.errors if name in form.fields and name not in on_step_one]:
             del form.errors[name]
         return _render_form(request, form, intake=intake)
     if form.chosen_account is None or intent == "continue":
