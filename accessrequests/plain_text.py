@@ -70,3 +70,9 @@ def removed_problem(what: str, text: str) -> str:
         "characters can make text read differently from what it says. Check that it still says what you mean, "
         "then send it again."
     )
+
+
+def shown(text: str) -> str:
+    """``text`` with each hidden character written out where it is (``[U+202E]``): what pages show of text stored
+    before these characters were refused, so none of it can disguise itself."""
+    return "".join(f"[U+{ord(char):04X}]" if is_hidden(char) else char for char in text or "")

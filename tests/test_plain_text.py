@@ -179,3 +179,17 @@ def test_break_glass_refuses_a_disguised_incident(world):
             incident=f"INC-7{RLO}",
         )
     assert not AccessRequest.objects.exists()
+
+
+def test_text_stored_before_the_rule_shows_its_hidden_characters_to_the_approver(client, world):
+    from tests.conftest import sign_in_with_mfa
+    from tests.factories import force_update
+
+    req = world.submit()
+    force_update(AccessRequest.objects.filter(pk=req.pk), justification=DISGUISED, ticket=f"OPS{RLO}-1")
+    enable_totp(world.approver)
+    sign_in_with_mfa(client, world.approver)
+    for path in (reverse("review", args=[req.pk]), "/review/", reverse("request_detail", args=[req.pk])):
+        page = client.get(path).content.decode()
+        assert RLO not in page, path
+        assert "approved by the CISO[U+202E]ton" in page, path
