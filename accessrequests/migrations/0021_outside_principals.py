@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accessrequests", "0019_drift_check"),
+        ("accessrequests", "0020_access_end"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
