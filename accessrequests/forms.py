@@ -10,7 +10,7 @@ from typing import Any
 from django import forms
 from django.db.models import Q
 
-from accessrequests import permissions
+from accessrequests import permissions, plain_text
 from accessrequests.ids import ID_DIGITS, IdChoiceField, IdMultipleChoiceField
 from accessrequests.intake import MAX_MESSAGE_CHARS
 from accessrequests.models import (
@@ -33,7 +33,7 @@ from accessrequests.services.drafts import (
     DraftInput,
     split_names,
 )
-from accessrequests.services.requests import RequestDraft, extension_fields
+from accessrequests.services.requests import DEFAULT_DURATION_HOURS, RequestDraft, extension_fields
 
 PIPELINE_CHECKBOXES = 40  # beyond this many pipelines in an account the form offers a search instead
 
@@ -66,7 +66,58 @@ def picker_attrs(kind: str, placeholder: str, **extra: str) -> dict[str, str]:
     }
 
 
-class RequestForm(forms.Form):
+class PlainTextForm(forms.Form):
+    """What was typed comes back as it was typed, and what is wrong with it is said:
+
+    - the characters Gatehouse does not store (``plain_text``: a NUL byte, a right-to-left override, ...) are taken
+      out of the text fields, the rest is shown back with a message on the field saying what was taken out, and
+      the form is not valid until it is sent again (views of these forms are marked ``form_removes_nul_bytes``, so
+      the NUL check before every other form lets them through);
+    - text is never cut by the browser: the fields carry no ``maxlength``, and one too long is said to be, with
+      its length, instead of pasting only its first part without a word.
+    """
+
+    # Text nobody typed (a pasted error, as a terminal or a web page printed it): cleaned without a word.
+    CLEANED_SILENTLY: tuple[str, ...] = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            if isinstance(field, forms.CharField) and field.max_length is not None:
+                field.widget.attrs.pop("maxlength", None)
+                if isinstance(field.widget, forms.Textarea):  # a count beside it (request-form.js)
+                    field.widget.attrs["data-limit"] = str(field.max_length)
+                field.error_messages.setdefault(
+                    "max_length",
+                    "At most %(limit_value)d characters: this has %(show_value)d. Shorten it; nothing was cut.",
+                )
+        self.removed: dict[str, str] = {}  # the fields' values as sent, by name
+        if not self.is_bound:
+            return
+        for name, field in self.fields.items():
+            value = self.data.get(name)
+            if (
+                isinstance(field, forms.CharField)
+                and isinstance(value, str)
+                and plain_text.hidden_characters(value)
+            ):
+                self.removed[name] = value
+        if self.removed:
+            data: Any = self.data.copy()  # type: ignore[attr-defined]  # a QueryDict (or a dict in tests)
+            for name, value in self.removed.items():
+                data[name] = plain_text.without_hidden_characters(value)
+            self.data = data
+            for name in self.CLEANED_SILENTLY:
+                self.removed.pop(name, None)
+
+    def clean(self):
+        data = super().clean()
+        for name, value in self.removed.items():
+            self.add_error(name, plain_text.removed_problem(f"“{self[name].label}”", value))
+        return data
+
+
+class RequestForm(PlainTextForm):
     kind = forms.ChoiceField(choices=RequestKind.choices, initial=RequestKind.PIPELINE)
     account = AccountField(
         max_length=100,
@@ -78,6 +129,7 @@ class RequestForm(forms.Form):
         empty_label="Choose a principal",
         error_messages={"invalid_choice": CHOICE_GONE},
     )
+    NOT_FOR_CROSS_ACCOUNT = "Not for cross-account access: the outside party you name there receives it."
     pipelines = IdMultipleChoiceField(
         queryset=Pipeline.objects.none(),
         required=False,
@@ -122,12 +174,14 @@ class RequestForm(forms.Form):
         regex=drafts.ACCOUNT_ID,
         required=False,
         label="Outside account id",
+        help_text="Its administrators choose who there may assume the role.",
         error_messages={"invalid": drafts.ACCOUNT_ID_INVALID},
     )
     trusted_principal_arn = forms.RegexField(
         regex=drafts.TRUSTED_PRINCIPAL_ARN,
         required=False,
-        label="Outside principal ARN",
+        label="Or: outside principal ARN",
+        help_text="Only this IAM role or user may assume the role. Name the account or the ARN, not both.",
         error_messages={"invalid": drafts.TRUSTED_PRINCIPAL_ARN_INVALID},
     )
     external_id = forms.RegexField(
@@ -145,9 +199,15 @@ class RequestForm(forms.Form):
         required=False,
         min_value=1,
         max_value=MAX_DURATION_HOURS,
-        initial=8,
         label="Duration (hours)",
-        help_text="Counted from approval. Brought down to the approval rule's maximum in the preview.",
+        widget=forms.NumberInput(attrs={"placeholder": str(DEFAULT_DURATION_HOURS)}),
+        error_messages={
+            "min_value": "At least 1 hour.",
+            "max_value": f"At most {MAX_DURATION_HOURS:,} hours (a year); the rule's maximum is usually less.",
+            "invalid": "A whole number of hours, e.g. 4.",
+        },
+        help_text=f"Counted from approval. Left empty: {DEFAULT_DURATION_HOURS} hours, or the approval rule's "
+        "maximum where that is less. More than the rule allows is brought down to it in the preview.",
     )
     also_accounts = forms.CharField(
         required=False,
@@ -177,6 +237,8 @@ class RequestForm(forms.Form):
         required=False, min_value=1, max_value=10**ID_DIGITS - 1, widget=forms.HiddenInput
     )
 
+    CLEANED_SILENTLY = ("pasted_text",)
+
     # Folded away on the page (new_request.html) until used: what most requests never need, so a phone shows the
     # proposal, the reason and the Submit button without scrolling past them.
     MORE_OPTIONS = ("ticket", "permanent", "starts_at", "also_accounts", "also_ou")
@@ -186,6 +248,14 @@ class RequestForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.user = user
         self._draft: RequestDraft | None = None
+        if self.cross_account:
+            # Its outside party receives it. Without JavaScript every section is sent: a principal chosen before
+            # the kind changed is not what the role trusts, so it is dropped rather than judged.
+            self.fields["principal"].required = False
+            if self.is_bound and "principal" in self.data:
+                data: Any = self.data.copy()  # type: ignore[attr-defined]  # a QueryDict (or a dict in tests)
+                data.pop("principal")
+                self.data = data
         principals = drafts.principal_choices(user)
         raw = self.data.get("account") if self.is_bound else self.initial.get("account")
         self.chosen_account, problem = drafts.resolve_account(user, None if raw is None else str(raw))
@@ -258,6 +328,12 @@ class RequestForm(forms.Form):
         keep("kind", kinds)
         keep("permission_set", sets)
 
+    @property
+    def cross_account(self) -> bool:
+        """Cross-account access is asked for: its outside party receives it, and no principal is asked."""
+        kind = self.data.get("kind") if self.is_bound else self.initial.get("kind")
+        return kind == RequestKind.CROSS_ACCOUNT
+
     def clean_account(self) -> AwsAccount:
         if self.chosen_account is None:
             raise forms.ValidationError(self.account_error or "Choose an account.")
@@ -300,6 +376,17 @@ class RequestForm(forms.Form):
         """The field checks, then the one draft builder (``services.drafts.build_draft``) over what they let
         through; a problem it finds in a field that already has one is not said twice."""
         data = super().clean() or {}
+        if self.removed:
+            return data
+        if (
+            self.data.get("intent") == "submit"
+            and "justification" not in self.errors
+            and not (data.get("justification") or "").strip()
+        ):
+            # The submit services refuse it too; said here, it is said on the field and in the list at the top.
+            self.add_error(
+                "justification", "Say why you need it: the approvers decide on it (required to submit)."
+            )
         if data.get("permanent"):
             data["duration_hours"] = None
         self._draft = None
@@ -370,7 +457,7 @@ class RequestForm(forms.Form):
             principal=same["principal"].pk,
             pipelines=[p.pk for p in same["pipelines"]],
             actions=" ".join(same["actions"]),
-            duration_hours=grant.request.duration_hours or 8,
+            duration_hours=grant.request.duration_hours or DEFAULT_DURATION_HOURS,
             extends=grant.pk,
         )
         for name in ("pass_role", "permission_set"):
@@ -379,7 +466,9 @@ class RequestForm(forms.Form):
         return initial
 
 
-class PasteForm(forms.Form):
+class PasteForm(PlainTextForm):
+    CLEANED_SILENTLY = ("message", "region")
+
     message = forms.CharField(
         label="The error AWS gave you",
         max_length=MAX_MESSAGE_CHARS,

@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from accessrequests import audit, governed, permissions
-from accessrequests.models import Principal, RuleChangeStatus, RuleTarget
+from accessrequests.models import GRANTABLE_KINDS, Principal, RuleChangeStatus, RuleTarget
 from accessrequests.services.governed import RuleChangeError, governed_change_propose
 
 User = get_user_model()
@@ -108,7 +108,8 @@ def principal_picker() -> ManyToManyRawIdWidget:
 
 class GovernedUserChangeForm(UserChangeForm):
     principals = forms.ModelMultipleChoiceField(
-        queryset=Principal.objects.all(),
+        # An outside party of a cross-account role is nobody here: it is never linked to a person.
+        queryset=Principal.objects.filter(kind__in=GRANTABLE_KINDS),
         required=False,
         label="Linked principals",
         help_text="Ids of the principals (AWS identities) that are this person; use the magnifier to find them.",

@@ -101,9 +101,11 @@ def read_audit_problem(user) -> str | None:
 
 
 def file_problem(user, *, principal: Principal) -> str | None:
-    """Anyone may ask for access for a principal linked to them; admins may also file on someone's behalf."""
+    """Anyone may ask for access for a principal linked to them; admins may also file on someone's behalf. An
+    outside party (cross-account access) is nobody's: who may ask for it is who may ask in the account
+    (``account_problem``), and the approvers see whom it is for."""
     problem = _writer_problem(user)
-    if problem:
+    if problem or principal.is_outside:
         return problem
     if not principal.present:
         return f"{principal} no longer exists in AWS."
@@ -733,7 +735,8 @@ def break_glass_shape_problem(user, *, rule: Any, request: AccessRequest) -> str
         )
     own = f"Break-glass under the rule “{rule.name}” is for your own access only"
     principal = request.principal
-    if not principal.users.filter(pk=user.pk).exists():
+    # Cross-account access is for the outside party its role trusts: whether that is theirs alone is below.
+    if not principal.is_outside and not principal.users.filter(pk=user.pk).exists():
         return f"{own}, and {principal} is not linked to you; " + normal_way.format(
             "access on someone's behalf"
         )

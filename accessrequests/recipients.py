@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 
-from accessrequests.models import AccessRequest, AwsAccount, Principal, RequestKind
+from accessrequests.models import GRANTABLE_KINDS, AccessRequest, AwsAccount, Principal, RequestKind
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,11 @@ def _members(group: Principal) -> list[Recipient]:
 def _trusted(request: AccessRequest) -> list[Recipient]:
     how = "trusted by the cross-account role"
     if request.trusted_principal_arn:
-        known = Principal.objects.filter(external_id=request.trusted_principal_arn).first()
+        known = (
+            Principal.objects.filter(external_id=request.trusted_principal_arn, kind__in=GRANTABLE_KINDS)
+            .order_by("pk")
+            .first()
+        )
         label = _describe(known) if known else request.trusted_principal_arn
         found = [Recipient(label=label, how=how, principal=known, arn=request.trusted_principal_arn)]
         if known is not None and known.is_group:

@@ -54,9 +54,17 @@ class RequestReferenceFilter(logging.Filter):
         return True
 
 
+def form_removes_nul_bytes(view: Callable) -> Callable:
+    """Mark a view whose form takes NUL bytes (and other hidden characters) out of what was typed and says so,
+    keeping the rest on the page: ``RejectNulBytesMiddleware`` lets its form posts through."""
+    view.form_removes_nul_bytes = True  # type: ignore[attr-defined]
+    return view
+
+
 class RejectNulBytesMiddleware:
     """A NUL byte is never part of real input, and PostgreSQL refuses it in text (a DataError, so a 500):
-    a page's query string or form that carries one gets a plain 400 before any view runs."""
+    a page's query string or form that carries one gets a plain 400 before any view runs, unless the view's form
+    handles it (``form_removes_nul_bytes``)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
@@ -66,6 +74,11 @@ class RejectNulBytesMiddleware:
             return self.get_response(request)  # the API validates every parameter itself and names the field
         if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", "").lower():
             return HttpResponseBadRequest("Bad request: the address contains a NUL byte.")
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view, args, kwargs) -> HttpResponse | None:
+        if request.path.startswith("/api/") or getattr(view, "form_removes_nul_bytes", False):
+            return None
         is_form = request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data")
         if (
             request.method == "POST"
@@ -73,4 +86,4 @@ class RejectNulBytesMiddleware:
             and any("\x00" in value for _, values in request.POST.lists() for value in values)
         ):
             return HttpResponseBadRequest("Bad request: a form field contains a NUL byte.")
-        return self.get_response(request)
+        return None

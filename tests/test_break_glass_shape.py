@@ -189,6 +189,8 @@ def api_body(org, case: str) -> dict:
             kind=case, principal=org.ic_user.pk, permission_set=org.read_set.arn, pipelines=[], level=""
         )
     elif case == RequestKind.CROSS_ACCOUNT:
+        # The outside party is who receives it: no principal is named.
+        del body["principal"]
         body.update(kind=case, trusted_principal_arn=org.prod_self.external_id)
     return body
 
@@ -354,9 +356,7 @@ def test_the_api_attack_a_cross_account_editor_role_for_any_outside_account_is_r
     iam = iam_client(aws)
     roles_before = sorted(r["RoleName"] for r in iam.list_roles()["Roles"])
     attack = {
-        "kind": "cross_account", "account": MANAGEMENT,
-        "principal_arn": f"arn:aws:iam::{MANAGEMENT}:user/mateojackson", "pipelines": ["my-pipeline"],
-        "level": "editor", "trusted_account_id": OUTSIDE_ACCOUNT, "justification": REASON, "duration_hours": 1,
+        "kind": "cross_account", "account": MANAGEMENT, "pipelines": ["my-pipeline"], "level": "editor", "trusted_account_id": OUTSIDE_ACCOUNT, "justification": REASON, "duration_hours": 1,
         "break_glass": True, "incident": "INC-666",
     }  # fmt: skip
     refused = api_post(portal.requester, attack)
@@ -392,8 +392,7 @@ def test_cross_account_and_permission_sets_a_rule_names_are_applied_through_the_
     ).create_user(UserName="requester")
     mine = make_principal(production, "requester", users=[portal.requester])
     cross = {
-        "kind": "cross_account", "account": MANAGEMENT, "principal_arn": f"arn:aws:iam::{MANAGEMENT}:user/mateojackson",
-        "pipelines": ["my-pipeline"], "level": "viewer", "trusted_principal_arn": mine.external_id,
+        "kind": "cross_account", "account": MANAGEMENT, "pipelines": ["my-pipeline"], "level": "viewer", "trusted_principal_arn": mine.external_id,
         "justification": REASON, "duration_hours": 1, "break_glass": True, "incident": "INC-7",
     }  # fmt: skip
     paulo = Principal.objects.get(name="paulo.santos")

@@ -142,11 +142,13 @@ def _pick_account(page, account_id: str) -> None:
     page.keyboard.press("Enter")
 
 
-def _ask_for_viewer_on_my_pipeline(page, justification: str) -> None:
-    """The form's part every pipeline request shares: mateojackson, my-pipeline, viewer, and why."""
-    mateo = Principal.objects.get(name="mateojackson")
+def _ask_for_viewer_on_my_pipeline(page, justification: str, *, for_mateo: bool = True) -> None:
+    """The form's part every pipeline request shares: mateojackson (unless the access is for an outside party),
+    my-pipeline, viewer, and why."""
     my_pipeline = AwsAccount.objects.get(account_id=MANAGEMENT).pipelines.get(name="my-pipeline")
-    page.select_option("select[name=principal]", str(mateo.pk))
+    if for_mateo:
+        mateo = Principal.objects.get(name="mateojackson")
+        page.select_option("select[name=principal]", str(mateo.pk))
     page.check(f"input[name=pipelines][value='{my_pipeline.pk}']")
     page.select_option("select[name=level]", AccessLevel.VIEWER)
     page.fill("textarea[name=justification]", justification)
@@ -349,7 +351,10 @@ def test_walk_cross_account_access_becomes_a_role_that_trusts_the_outside_accoun
     page.select_option("select[name=kind]", RequestKind.CROSS_ACCOUNT)
     _pick_account(page, MANAGEMENT)
     page.wait_for_selector("input[name=trusted_account_id]", state="visible")
-    _ask_for_viewer_on_my_pipeline(page, "Our release partner reads the pipeline state")
+    assert not page.is_visible(
+        "select[name=principal]"
+    )  # the outside party receives it: nobody else is asked
+    _ask_for_viewer_on_my_pipeline(page, "Our release partner reads the pipeline state", for_mateo=False)
     page.fill("input[name=trusted_account_id]", OUTSIDE_ACCOUNT)
     page.fill("input[name=external_id]", OUTSIDE_EXTERNAL_ID)
     page.click("button[value=preview]")
@@ -359,6 +364,7 @@ def test_walk_cross_account_access_becomes_a_role_that_trusts_the_outside_accoun
     page.wait_for_selector("[data-testid=request-status]")
     req = AccessRequest.objects.get()
     assert req.kind == RequestKind.CROSS_ACCOUNT and req.trusted_account_id == OUTSIDE_ACCOUNT
+    assert f"Outside account {OUTSIDE_ACCOUNT}" in (page.text_content("[data-testid=request-for]") or "")
 
     # 2. The approver reads the role and its trust policy, and approves.
     _sign_in(page, "approver", enable_totp(_user("approver")))

@@ -82,12 +82,12 @@ def test_preview_shows_the_exact_statements_and_files_nothing(client, world):
         ({"principal": 999999}, b"no longer offered for the chosen account"),
         ({"account": "not-a-number"}, b"Gatehouse knows no account not-a-number"),
         ({"account": "999999999999"}, b"Gatehouse knows no account 999999999999"),
-        ({"account": "x" * 5000}, b"at most 100 characters"),
-        ({"justification": ""}, b"the justification is required"),
-        ({"justification": "x" * 2001}, b"at most 2000 characters"),
+        ({"account": "x" * 5000}, b"At most 100 characters: this has 5000. Shorten it; nothing was cut."),
+        ({"justification": ""}, b"Say why you need it: the approvers decide on it (required to submit)."),
+        ({"justification": "x" * 2001}, b"At most 2000 characters: this has 2001."),
         ({"level": "custom", "actions": "codepipeline:Teleport"}, b"codepipeline:Teleport"),
         ({"duration_hours": 99}, b"between 1 and 8 hours"),
-        ({"duration_hours": -1}, b"greater than or equal to 1"),
+        ({"duration_hours": -1}, b"At least 1 hour."),
     ],
 )
 def test_bad_input_gets_a_clear_message_and_changes_nothing(client, world, overrides, message):

@@ -15,7 +15,7 @@ from accessrequests import selectors
 from accessrequests.api import serializers as s
 from accessrequests.api.base import ERRORS, GatehouseAPIView, page, strict_query
 from accessrequests.api.requests import file_request, request_qs
-from accessrequests.models import LIVE_GRANT_STATUSES
+from accessrequests.models import LIVE_GRANT_STATUSES, RequestKind
 from accessrequests.permissions import NotAllowed
 from accessrequests.services.requests import check_extendable, extension_fields
 
@@ -89,6 +89,8 @@ class GrantExtendView(GatehouseAPIView):
             payload.pop(name)
             if same[name] is not None:
                 payload[name] = same[name].arn
+        if grant.request.kind == RequestKind.CROSS_ACCOUNT:
+            del payload["principal"]  # its outside party is who receives it
         req = file_request(request, payload, extends=grant)
         return Response(
             s.RequestOut(request_qs(request.user).get(pk=req.pk)).data, status=status.HTTP_201_CREATED

@@ -125,7 +125,7 @@ def draft_input(payload: dict[str, Any]) -> DraftInput:
     common: dict[str, Any] = {
         "justification": payload["justification"],
         "ticket": payload.get("ticket", ""),
-        "duration_hours": payload.get("duration_hours", 8),
+        "duration_hours": payload.get("duration_hours"),
         "permanent": payload.get("permanent", False),
     }
     if "message" not in payload:

@@ -110,10 +110,13 @@ class RequestIn(StrictSerializer):
     kind = serializers.ChoiceField(choices=RequestKind.choices, required=False)
     account = serializers.RegexField(ACCOUNT_ID, required=False, help_text="12-digit account id")
     principal = serializers.IntegerField(
-        required=False, min_value=1, help_text="Principal id (or principal_arn)"
+        required=False, min_value=1, help_text="Principal id (or principal_arn); none for cross_account"
     )
     principal_arn = serializers.CharField(
-        required=False, max_length=2048, help_text="Who receives access, by ARN (or principal)"
+        required=False,
+        max_length=2048,
+        help_text="Who receives access, by ARN (or principal); none for cross_account, whose outside party "
+        "(trusted_account_id or trusted_principal_arn) receives it",
     )
     pipelines = serializers.ListField(
         child=serializers.CharField(max_length=100), required=False, max_length=50

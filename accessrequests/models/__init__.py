@@ -27,7 +27,14 @@ from accessrequests.models.identity import ScimGroup, ScimUser
 from accessrequests.models.notifications import Notification, NotificationChannel, NotificationStatus
 from accessrequests.models.ops import AuditIntegrity, DriftCheck, WorkerHeartbeat
 from accessrequests.models.ownership import ManagedAssignment
-from accessrequests.models.principals import IAM_KINDS, IC_KINDS, Principal, PrincipalKind
+from accessrequests.models.principals import (
+    GRANTABLE_KINDS,
+    IAM_KINDS,
+    IC_KINDS,
+    OUTSIDE_KINDS,
+    Principal,
+    PrincipalKind,
+)
 from accessrequests.models.requests import (
     BREAK_GLASS_KIND_PHRASES,
     ENDED_GRANT_STATUSES,
@@ -70,12 +77,14 @@ __all__ = [
     "BREAK_GLASS_KIND_PHRASES",
     "ENDED_GRANT_STATUSES",
     "ENVIRONMENT_TAGS",
+    "GRANTABLE_KINDS",
     "GRANT_TRANSITIONS",
     "IAM_KINDS",
     "IC_KINDS",
     "IN_FLIGHT_GRANT_STATUSES",
     "KNOWN_ENVIRONMENTS",
     "LIVE_GRANT_STATUSES",
+    "OUTSIDE_KINDS",
     "REQUEST_TRANSITIONS",
     "RULE_TARGETS",
     "AccessEnd",

@@ -15,17 +15,26 @@ class PrincipalKind(models.TextChoices):
     IAM_GROUP = "iam_group", "IAM group"
     IC_USER = "ic_user", "Identity Center user"
     IC_GROUP = "ic_group", "Identity Center group"
+    # Who a cross-account role trusts, outside the pipeline's account: the party such a request is for.
+    OUTSIDE_ACCOUNT = "outside_account", "Outside account"
+    OUTSIDE_PRINCIPAL = "outside_arn", "Outside principal"
 
 
 IAM_KINDS = (PrincipalKind.IAM_USER, PrincipalKind.IAM_ROLE, PrincipalKind.IAM_GROUP)
 IC_KINDS = (PrincipalKind.IC_USER, PrincipalKind.IC_GROUP)
+OUTSIDE_KINDS = (PrincipalKind.OUTSIDE_ACCOUNT, PrincipalKind.OUTSIDE_PRINCIPAL)
+# What people pick as "who receives access" (the outside party of a cross-account request is named, not picked).
+GRANTABLE_KINDS = IAM_KINDS + IC_KINDS
 
 
 class Principal(models.Model):
-    """An IAM user/role/group in one account, or an Identity Center user/group.
+    """An IAM user/role/group in one account, an Identity Center user/group, or the outside party a cross-account
+    role trusts (an account, or a principal's ARN, outside Gatehouse's catalog: the recipient of such a request,
+    never offered as a choice and never linked to anyone).
 
-    ``external_id`` is the IAM ARN or the identity store's principal id. A request for a principal that is not
-    linked to the requester is shown to reviewers as "on behalf of".
+    ``external_id`` is the IAM ARN, the identity store's principal id, or what the trust policy names
+    (``arn:aws:iam::<account>:root`` for an outside account). A request for a principal that is not linked to the
+    requester is shown to reviewers as "on behalf of".
     """
 
     kind = models.CharField(max_length=16, choices=PrincipalKind.choices)
@@ -54,10 +63,12 @@ class Principal(models.Model):
             models.UniqueConstraint(
                 fields=["kind", "external_id"], name="%(app_label)s_%(class)s_unique_identity"
             ),
-            # IAM principals live in an account; Identity Center principals in an identity store.
+            # IAM principals live in an account; Identity Center principals in an identity store; an outside party
+            # in neither of Gatehouse's.
             models.CheckConstraint(
                 condition=(Q(kind__in=IAM_KINDS) & Q(account__isnull=False))
-                | (Q(kind__in=IC_KINDS) & Q(identity_center__isnull=False)),
+                | (Q(kind__in=IC_KINDS) & Q(identity_center__isnull=False))
+                | (Q(kind__in=OUTSIDE_KINDS) & Q(account__isnull=True) & Q(identity_center__isnull=True)),
                 name="%(app_label)s_%(class)s_has_home",
             ),
         ]
@@ -77,6 +88,26 @@ class Principal(models.Model):
     @property
     def is_iam(self) -> bool:
         return self.kind in IAM_KINDS
+
+    @property
+    def is_outside(self) -> bool:
+        return self.kind in OUTSIDE_KINDS
+
+    @classmethod
+    def outside_party(cls, *, trusted_account_id: str = "", trusted_principal_arn: str = "") -> Principal:
+        """The outside party a cross-account role trusts, as the catalog holds it (unsaved the first time: the
+        request that names it saves it, see ``services.requests.create_from_draft``)."""
+        if trusted_principal_arn:
+            kind, external_id, name = (
+                PrincipalKind.OUTSIDE_PRINCIPAL,
+                trusted_principal_arn,
+                trusted_principal_arn,
+            )
+        else:
+            kind, external_id = PrincipalKind.OUTSIDE_ACCOUNT, f"arn:aws:iam::{trusted_account_id}:root"
+            name = trusted_account_id
+        found = cls.objects.filter(kind=kind, external_id=external_id).first()
+        return found or cls(kind=kind, external_id=external_id, name=name[:128])
 
     @property
     def iam_type(self) -> str:

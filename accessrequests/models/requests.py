@@ -428,6 +428,17 @@ class AccessRequest(models.Model):
     def is_permanent(self) -> bool:
         return self.duration_hours is None
 
+    @property
+    def for_whom(self) -> str:
+        """Who the request is for, in words: its principal, or for cross-account access the outside party the
+        role trusts (requests of an older release were filed for a principal of the requester's, which no trust
+        policy names)."""
+        if self.kind == RequestKind.CROSS_ACCOUNT:
+            if self.trusted_principal_arn:
+                return f"outside principal {self.trusted_principal_arn}"
+            return f"outside account {self.trusted_account_id}"
+        return self.principal.label
+
     def approval_progress(self) -> str:
         """Where the approvals stand, in words, e.g. "1 of 2 approvals (alice) · waiting for one more from
         Production". Uses prefetched ``decisions`` (with reviewers) when the caller loaded them."""

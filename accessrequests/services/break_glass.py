@@ -32,6 +32,7 @@ from accessrequests.models import (
 from accessrequests.permissions import SecondFactor
 from accessrequests.services import grants, notify
 from accessrequests.services.requests import (
+    DEFAULT_DURATION_HOURS,
     RequestDraft,
     RequestError,
     _audit,
@@ -40,6 +41,7 @@ from accessrequests.services.requests import (
     create_from_draft,
     find_duplicates,
     prepare,
+    refuse_hidden_characters,
 )
 
 
@@ -74,6 +76,7 @@ def break_glass_submit(
     # Break-glass skips the approvers, never the filing checks: whom a rule names for emergencies is still bound
     # by the principal link, the account's reach and eligibility.
     check_filing(requester, draft)
+    refuse_hidden_characters(incident, "The incident reference")
     incident = (incident or "").strip()[:100]
     rule = rules.match_rule(
         account=draft.account,
@@ -83,6 +86,10 @@ def break_glass_submit(
         # As ``prepare`` matches it, so the rule judged here is the one the request will name.
         permission_set=draft.permission_set if draft.kind == RequestKind.PERMISSION_SET else None,
     )
+    if draft.default_duration and rule is not None:
+        # Not said how long: break-glass lasts the most its rule allows, and not more than the usual duration.
+        draft.duration_hours = min(DEFAULT_DURATION_HOURS, rule.break_glass_max_hours)
+        draft.default_duration = False
     # Who may, for how long, and what, first: their messages are clearer than the normal request's checks.
     _check_may_break_glass(requester, rule=rule, draft=draft, incident=incident)
     prepare(draft)
@@ -147,6 +154,7 @@ def break_glass_post_review(
     comment = (comment or "").strip()
     if not comment:
         raise RequestError("Say what you checked (the comment is required).")
+    refuse_hidden_characters(comment, "The comment")
     permissions.check(permissions.second_factor_problem(reviewer, second_factor))
     with transaction.atomic():
         review = (

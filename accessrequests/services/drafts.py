@@ -22,10 +22,11 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from accessrequests import arns, permissions, roles, selectors
+from accessrequests import arns, permissions, plain_text, roles, selectors
 from accessrequests.ids import parse_id
 from accessrequests.intake import MAX_MESSAGE_CHARS
 from accessrequests.models import (
+    GRANTABLE_KINDS,
     AccessLevel,
     AwsAccount,
     PassableRole,
@@ -35,7 +36,14 @@ from accessrequests.models import (
     RequestKind,
     Source,
 )
-from accessrequests.services.requests import MAX_JUSTIFICATION, RequestDraft, check_extendable
+from accessrequests.services.requests import (
+    FREE_TEXT,
+    MAX_JUSTIFICATION,
+    RequestDraft,
+    check_extendable,
+    free_text_problems,
+    outside_party_problem,
+)
 
 MAX_DURATION_HOURS = 24 * 365
 MAX_PIPELINES = 100
@@ -96,7 +104,7 @@ class DraftInput:
     external_id: str = ""
     justification: str = ""
     ticket: str = ""
-    duration_hours: int | None = 8
+    duration_hours: int | None = None  # None: the usual duration, or the rule's maximum where that is less
     permanent: bool = False
     starts_at: datetime | None = None
     source: str = Source.FORM
@@ -130,7 +138,7 @@ def split_names(text: str | None) -> list[str]:
 
 def principal_choices(user) -> QuerySet[Principal]:
     """Principals ``user`` may ask access for: those linked to them (every one, for admins)."""
-    principals = Principal.objects.filter(present=True).select_related("account")
+    principals = Principal.objects.filter(present=True, kind__in=GRANTABLE_KINDS).select_related("account")
     return principals if roles.is_admin(user) else principals.filter(users=user)
 
 
@@ -162,7 +170,7 @@ def resolve_account(user, raw: str | None) -> tuple[AwsAccount | None, DraftProb
     raw = (raw or "").strip()
     if not raw:
         return None, None
-    if len(raw) > 100:
+    if len(raw) > 100 or plain_text.hidden_characters(raw):
         return None, DraftProblem("That is not an account; type part of its name or its 12-digit id.", None)
     account = None
     if ACCOUNT_ID.fullmatch(raw):
@@ -200,7 +208,11 @@ class _Problems(dict[str, list[DraftProblem]]):
 def _principal(user, account: AwsAccount | None, data: DraftInput, problems: _Problems) -> Principal | None:
     pk: Any = data.principal
     if data.principal_arn:
-        by_arn = Principal.objects.filter(external_id=data.principal_arn, present=True).order_by("pk").first()
+        by_arn = (
+            Principal.objects.filter(external_id=data.principal_arn, present=True, kind__in=GRANTABLE_KINDS)
+            .order_by("pk")
+            .first()
+        )
         if by_arn is None or (pk is not None and pk != by_arn.pk):
             problems.add("principal_arn", "No such principal (or it is not the one named by id).", None)
             return None
@@ -260,11 +272,9 @@ def _checks_of_the_input(data: DraftInput, problems: _Problems) -> None:
         problems.add("level", f"Choose one of: {', '.join(AccessLevel.values)}.", "invalid_choice")
     elif not data.level and data.kind in (RequestKind.PIPELINE, RequestKind.CROSS_ACCOUNT):
         problems.add("level", "Choose an access level.")
-    if not data.permanent:
-        if not data.duration_hours:
-            problems.add("duration_hours", "Say for how many hours, or tick permanent where allowed.")
-        elif not 1 <= data.duration_hours <= MAX_DURATION_HOURS:
-            problems.add("duration_hours", f"Between 1 and {MAX_DURATION_HOURS} hours.", "max_value")
+    said = not data.permanent and data.duration_hours is not None  # else permanent, or the usual duration
+    if said and not 1 <= (data.duration_hours or 0) <= MAX_DURATION_HOURS:
+        problems.add("duration_hours", f"Between 1 and {MAX_DURATION_HOURS} hours.", "max_value")
     for name, pattern, message in (
         ("trusted_account_id", ACCOUNT_ID, ACCOUNT_ID_INVALID),
         ("trusted_principal_arn", TRUSTED_PRINCIPAL_ARN, TRUSTED_PRINCIPAL_ARN_INVALID),
@@ -279,8 +289,28 @@ def _checks_of_the_input(data: DraftInput, problems: _Problems) -> None:
             problems.add(
                 name, f"Ensure this value has at most {limit} characters (it has {length}).", "max_length"
             )
+    for name, problem in free_text_problems({name: getattr(data, name) for name in FREE_TEXT}).items():
+        problems.add(name, problem, "invalid")
     if data.source not in Source.values:
         problems.add("source", f"Choose one of: {', '.join(Source.values)}.", "invalid_choice")
+
+
+def _outside_party(data: DraftInput, problems: _Problems) -> Principal | None:
+    """Cross-account access is for the outside party the role trusts, which the input names instead of a
+    principal (``services.requests.outside_party_problem`` says what is wrong with how it is named)."""
+    if data.principal is not None or data.principal_arn:
+        problems.add(
+            "principal_arn" if data.principal_arn else "principal",
+            "Cross-account access goes to the outside party the role trusts (trusted_account_id or "
+            "trusted_principal_arn), not to a principal of Gatehouse's: send no principal.",
+        )
+    problem = outside_party_problem(data.trusted_account_id, data.trusted_principal_arn)
+    if problem:
+        problems.add("trusted_principal_arn" if data.trusted_principal_arn else "trusted_account_id", problem)
+        return None
+    return Principal.outside_party(
+        trusted_account_id=data.trusted_account_id, trusted_principal_arn=data.trusted_principal_arn
+    )
 
 
 def build_draft(*, user, data: DraftInput) -> RequestDraft:
@@ -293,7 +323,10 @@ def build_draft(*, user, data: DraftInput) -> RequestDraft:
         problems.setdefault("account", []).append(account_problem)
     elif account is None:
         problems.add("account", REQUIRED, "required")
-    principal = _principal(user, account, data, problems)
+    if data.kind == RequestKind.CROSS_ACCOUNT:
+        principal = _outside_party(data, problems)
+    else:
+        principal = _principal(user, account, data, problems)
     pipelines, role = [], None
     if account is not None:  # what lives in an account is looked up only in the one chosen
         pipelines = _pipelines(account, data, problems)
@@ -333,6 +366,7 @@ def build_draft(*, user, data: DraftInput) -> RequestDraft:
         ticket=data.ticket,
         starts_at=data.starts_at,
         duration_hours=None if data.permanent else data.duration_hours,
+        default_duration=not data.permanent and data.duration_hours is None,
         source=data.source,
         pasted_text=data.pasted_text,
         extends=extends,

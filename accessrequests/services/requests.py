@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accessrequests import audit, permissions, policy, recipients, rules
+from accessrequests import audit, permissions, plain_text, policy, recipients, rules
 from accessrequests.models import (
     LIVE_GRANT_STATUSES,
     AccessLevel,
@@ -43,6 +43,21 @@ from accessrequests.services.statements import StatementError, statements_for
 from accessrequests.wording import counted
 
 MAX_JUSTIFICATION = 2000
+# How long access lasts when the requester does not say: this, or the rule's maximum where that is less.
+DEFAULT_DURATION_HOURS = 8
+# The free text of a request, as its problems name it: what an approver reads and decides on.
+FREE_TEXT = {
+    "justification": "The justification",
+    "ticket": "The ticket reference",
+    "stage": "The stage",
+    "action_name": "The action name",
+}
+
+
+def free_text_problems(texts: dict[str, str | None]) -> dict[str, str]:
+    """Each text (by its ``FREE_TEXT`` name) that holds a character that could disguise it, with why."""
+    found = {name: plain_text.hidden_character_problem(FREE_TEXT[name], text) for name, text in texts.items()}
+    return {name: problem for name, problem in found.items() if problem}
 
 
 class RequestError(Exception):
@@ -104,6 +119,8 @@ class RequestDraft:
     ticket: str = ""
     starts_at: datetime | None = None
     duration_hours: int | None = 8
+    # The requester did not say how long: ``prepare`` asks for DEFAULT_DURATION_HOURS, or the rule's maximum.
+    default_duration: bool = False
     source: str = Source.FORM
     pasted_text: str = ""
     extends: Grant | None = None
@@ -120,6 +137,31 @@ class RequestDraft:
             principal=self.principal,
             trusted_account_id=self.trusted_account_id,
             trusted_principal_arn=self.trusted_principal_arn,
+        )
+
+
+def outside_party_problem(trusted_account_id: str, trusted_principal_arn: str) -> str | None:
+    """A cross-account role trusts one outside party: an account (its administrators choose who may assume the
+    role) or one principal's ARN."""
+    if trusted_account_id and trusted_principal_arn:
+        return (
+            f"You named both an outside account ({trusted_account_id}) and an outside principal "
+            f"({trusted_principal_arn}); name one. The account lets its administrators choose who may assume the "
+            "role; the principal's ARN lets only that principal."
+        )
+    if not trusted_account_id and not trusted_principal_arn:
+        return "Name who outside may assume the role: the outside account id, or the outside principal's ARN."
+    return None
+
+
+def settle_outside_party(draft: RequestDraft) -> None:
+    """A cross-account request is for the outside party its role trusts, whatever principal a caller put in the
+    draft: that party is who receives it, on the page, in the queue and in the audit trail."""
+    if draft.kind == RequestKind.CROSS_ACCOUNT and not outside_party_problem(
+        draft.trusted_account_id, draft.trusted_principal_arn
+    ):
+        draft.principal = Principal.outside_party(
+            trusted_account_id=draft.trusted_account_id, trusted_principal_arn=draft.trusted_principal_arn
         )
 
 
@@ -140,6 +182,17 @@ def _check_shape(draft: RequestDraft) -> None:
         raise RequestError(
             f"Account {draft.account} is no longer in the organization; access there cannot be asked for."
         )
+    if draft.kind == RequestKind.CROSS_ACCOUNT:
+        problem = outside_party_problem(draft.trusted_account_id, draft.trusted_principal_arn)
+        if problem:
+            raise RequestError(problem)
+        trusted_account = draft.trusted_account_id or policy.arn_account(draft.trusted_principal_arn)
+        if trusted_account == draft.account.account_id:
+            raise RequestError(
+                f"Cross-account access is for principals outside account {draft.account.account_id}; "
+                f"{draft.trusted_principal_arn or trusted_account} is in it. Ask for pipeline access for that "
+                "principal instead, where its own links and approvals apply."
+            )
     is_ic = draft.principal.kind in (PrincipalKind.IC_USER, PrincipalKind.IC_GROUP)
     if draft.kind == RequestKind.PERMISSION_SET:
         if not is_ic:
@@ -150,7 +203,11 @@ def _check_shape(draft: RequestDraft) -> None:
             raise RequestError(
                 "Gatehouse's own permission sets carry approved policies; they are not requestable."
             )
-    elif not is_ic and draft.principal.account_id != draft.account.pk:
+    elif (
+        draft.kind != RequestKind.CROSS_ACCOUNT
+        and not is_ic
+        and draft.principal.account_id != draft.account.pk
+    ):
         # An IAM principal's policies only work in its own account (and the portal-owned cross-account role is
         # kept beside it there); elsewhere the grant could never be delivered.
         raise RequestError(
@@ -162,16 +219,14 @@ def _check_shape(draft: RequestDraft) -> None:
         for pipeline in draft.pipelines:
             if pipeline.account_id != draft.account.pk or not pipeline.present:
                 raise RequestError(f"Pipeline {pipeline.name} is not in account {draft.account.account_id}.")
-    if draft.kind == RequestKind.CROSS_ACCOUNT:
-        if bool(draft.trusted_account_id) == bool(draft.trusted_principal_arn):
-            raise RequestError("Name either the outside account id or the outside principal's ARN.")
-        trusted_account = draft.trusted_account_id or policy.arn_account(draft.trusted_principal_arn)
-        if trusted_account == draft.account.account_id:
-            raise RequestError(
-                f"Cross-account access is for principals outside account {draft.account.account_id}; "
-                f"{draft.trusted_principal_arn or trusted_account} is in it. Ask for pipeline access for that "
-                "principal instead, where its own links and approvals apply."
-            )
+
+
+def _outside_party_decides(asked: dict[str, Any], held: dict[str, Any]) -> None:
+    """Cross-account access is the same access when it trusts the same outside party (compared as
+    ``trusted_account_id`` and ``trusted_principal_arn``), whichever principal a request of an older release
+    was filed for."""
+    if asked["kind"] == held["kind"] == RequestKind.CROSS_ACCOUNT:
+        asked["principal"] = held["principal"] = None
 
 
 def _check_same_access(draft: RequestDraft) -> None:
@@ -183,6 +238,7 @@ def _check_same_access(draft: RequestDraft) -> None:
     asked["pipelines"] = sorted(p.pk for p in asked["pipelines"])
     same["pipelines"] = sorted(p.pk for p in same["pipelines"])
     asked["actions"], same["actions"] = sorted(asked["actions"]), sorted(same["actions"])
+    _outside_party_decides(asked, same)
     different = [
         name for name in SAME_ACCESS_FIELDS if asked[name] != same[name] and (asked[name] or same[name])
     ]
@@ -199,8 +255,14 @@ def prepare(draft: RequestDraft, *, preview: bool = False) -> RequestDraft:
     ``preview``: what the form shows while the requester is still choosing: no justification needed yet, and a
     duration beyond the rule's maximum is brought down to it (with a note) instead of refused.
     """
+    settle_outside_party(draft)
     _check_shape(draft)
     _check_same_access(draft)
+    for problem in free_text_problems({name: getattr(draft, name) for name in FREE_TEXT}).values():
+        raise RequestError(problem)
+    # A pasted error is what a terminal or a web page printed, zero-width characters and all: the parser reads it
+    # without them, and it is kept without them (nobody typed them, and none may disguise it to the approver).
+    draft.pasted_text = plain_text.without_hidden_characters(draft.pasted_text or "")
     justification = (draft.justification or "").strip()
     if not justification and not preview:
         raise RequestError("Say why you need this access (the justification is required).")
@@ -259,7 +321,14 @@ def prepare(draft: RequestDraft, *, preview: bool = False) -> RequestDraft:
         # Fails closed: an account whose environment is unknown is refused here rather than routed by a catch-all.
         raise RequestError(rules.unrouted_reason(account=draft.account, kind=draft.kind))
     limit = draft.rule.max_duration_hours
-    if preview and (
+    if draft.default_duration:
+        draft.duration_hours = min(DEFAULT_DURATION_HOURS, limit)
+        if limit < DEFAULT_DURATION_HOURS:
+            draft.notes.append(
+                f"The usual {counted(DEFAULT_DURATION_HOURS, 'hour')} brought down to {counted(limit, 'hour')}, "
+                f"the most the rule “{draft.rule.name}” allows."
+            )
+    elif preview and (
         (draft.duration_hours is None and not draft.rule.allow_permanent)
         or (draft.duration_hours or 0) > limit
     ):
@@ -308,16 +377,20 @@ def _same_access(req: AccessRequest, draft: RequestDraft) -> bool:
     asked["pipelines"] = sorted(p.pk for p in draft.pipelines)
     held["pipelines"] = sorted(p.pk for p in req.pipelines.all())
     asked["actions"], held["actions"] = sorted(asked["actions"]), sorted(held["actions"])
+    _outside_party_decides(asked, held)
     return all(asked[name] == held[name] or not (asked[name] or held[name]) for name in SAME_ACCESS_FIELDS)
 
 
 def find_duplicates(requester, draft: RequestDraft) -> list[Duplicate]:
     """Pending requests and live grants of ``requester`` for the same access as ``draft`` (an extension's own
     grant excepted)."""
+    same_party = (
+        Q(trusted_account_id=draft.trusted_account_id, trusted_principal_arn=draft.trusted_principal_arn)
+        if draft.kind == RequestKind.CROSS_ACCOUNT
+        else Q(principal=draft.principal)
+    )
     candidates = (
-        AccessRequest.objects.filter(
-            requester=requester, principal=draft.principal, account=draft.account, kind=draft.kind
-        )
+        AccessRequest.objects.filter(same_party, requester=requester, account=draft.account, kind=draft.kind)
         .filter(
             Q(status=RequestStatus.PENDING)
             | Q(status=RequestStatus.APPROVED, grant__status__in=LIVE_GRANT_STATUSES)
@@ -393,6 +466,7 @@ def _audit(
 def check_filing(requester, draft: RequestDraft) -> None:
     """What every filing checks, a normal request or break-glass: the principal is the requester's to ask for,
     the account is one they may ask for access in, and no eligibility rule leaves them out."""
+    settle_outside_party(draft)
     permissions.check(permissions.file_problem(requester, principal=draft.principal))
     permissions.check(permissions.account_problem(requester, draft.account))
     permissions.check(eligibility_problem_for(requester, draft))
@@ -422,6 +496,12 @@ def create_from_draft(requester, draft: RequestDraft, **fields) -> AccessRequest
     """The request row for a prepared ``draft`` (``fields`` add to or override it), with its pipelines: the one
     place that turns a draft into a request, for normal filing and break-glass alike."""
     assert draft.rule is not None
+    if draft.principal.pk is None:  # an outside party named for the first time
+        draft.principal, _ = Principal.objects.get_or_create(
+            kind=draft.principal.kind,
+            external_id=draft.principal.external_id,
+            defaults={"name": draft.principal.name},
+        )
     values = {
         "requester": requester,
         "principal": draft.principal,
@@ -492,10 +572,21 @@ def _locked(request_id: int) -> AccessRequest:
     return AccessRequest.objects.select_for_update().select_related("principal", "account").get(pk=request_id)
 
 
-def _prepare_decision(request_id: int, reviewer, second_factor: SecondFactor | None, outcome: str) -> None:
+def refuse_hidden_characters(text: str | None, what: str) -> None:
+    """Text that reads the same to everyone who sees it (``plain_text``): a decision's comment, an incident."""
+    problem = plain_text.hidden_character_problem(what, text)
+    if problem:
+        raise RequestError(problem)
+
+
+def _prepare_decision(
+    request_id: int, reviewer, second_factor: SecondFactor | None, outcome: str, comment: str
+) -> None:
     """Before the lock: the reviewer's fresh second factor, and who is in the groups the access would reach
     (read from AWS now, so a member added since the last catalog sync is seen)."""
     from accessrequests.services.catalog import principal_refresh_members
+
+    refuse_hidden_characters(comment, "The comment")
 
     req = (
         AccessRequest.objects.select_related("principal", "account", "rule", "requester", "permission_set")
@@ -558,7 +649,7 @@ def request_approve(
     http_request=None,
 ) -> AccessRequest:
     """Record one approval; the last one needed approves the request and creates its grant."""
-    _prepare_decision(request_id, reviewer, second_factor, DecisionOutcome.APPROVE)
+    _prepare_decision(request_id, reviewer, second_factor, DecisionOutcome.APPROVE, comment)
     with transaction.atomic():
         req = _record_decision(request_id, reviewer, DecisionOutcome.APPROVE, comment, second_factor)
         before = _snapshot(req)
@@ -600,7 +691,7 @@ def request_deny(
     """One deny ends the request."""
     if not comment.strip():
         raise RequestError("Say why you deny it, so the requester can ask again better.")
-    _prepare_decision(request_id, reviewer, second_factor, DecisionOutcome.DENY)
+    _prepare_decision(request_id, reviewer, second_factor, DecisionOutcome.DENY, comment)
     with transaction.atomic():
         req = _record_decision(request_id, reviewer, DecisionOutcome.DENY, comment, second_factor)
         before = _snapshot(req)

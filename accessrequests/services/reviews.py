@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from accessrequests import audit, enqueue, permissions
+from accessrequests import audit, enqueue, permissions, plain_text
 from accessrequests.models import (
     LIVE_GRANT_STATUSES,
     AuditEvent,
@@ -196,6 +196,9 @@ def review_item_decide(
         raise ReviewError("Say why you keep or revoke this access (the reason is required).")
     if len(reason) > 2000:
         raise ReviewError("Keep the reason under 2000 characters.")
+    hidden = plain_text.hidden_character_problem("The reason", reason)
+    if hidden:
+        raise ReviewError(hidden)
     permissions.check(permissions.second_factor_problem(reviewer, second_factor))
     with transaction.atomic():
         item = _locked_item(item_id)

@@ -11,6 +11,15 @@ register = template.Library()
 
 
 @register.filter
+def plain(value) -> str:
+    """Free text as it is: a hidden character (a right-to-left override, a zero-width space, stored before such
+    characters were refused) is written out where it is, ``[U+202E]``, instead of disguising the text."""
+    from accessrequests.plain_text import shown
+
+    return shown("" if value is None else str(value))
+
+
+@register.filter
 def duration(value: timedelta | None) -> str:
     """A timedelta as a person would say it: '45 s', '12 min', '3 h 5 min', '2 d 4 h'."""
     if value is None:

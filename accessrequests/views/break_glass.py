@@ -21,6 +21,7 @@ from accessrequests.services.requests import RequestError, check_filing, prepare
 from accessrequests.views import step_up
 from accessrequests.views.requests import draft_preview
 from accessrequests.views.step_up import has_mfa
+from portal.middleware import form_removes_nul_bytes
 
 
 def _rules_for(request: HttpRequest) -> list[ApprovalRule]:
@@ -53,6 +54,7 @@ def _preview(request: HttpRequest, form: BreakGlassForm) -> tuple[dict | None, s
     return preview, ""
 
 
+@form_removes_nul_bytes
 @login_required
 @require_http_methods(["GET", "POST"])
 def break_glass_new(request: HttpRequest) -> HttpResponse:

@@ -31,6 +31,7 @@ from accessrequests.services.requests import (
 )
 from accessrequests.views.grants import confirmation
 from accessrequests.wording import counted
+from portal.middleware import form_removes_nul_bytes
 
 PAGE_SIZE = 25
 
@@ -81,8 +82,16 @@ def _render_form(
     error=None,
     intake=None,
     duplicates=(),
-    show_errors: bool = True,
+    submitted: bool = False,
 ) -> HttpResponse:
+    """The form page. What stops the request (the service's refusal, each field's problem) is listed once, at the
+    top, with a link to each field; a duplicate is said once, as a warning with its link (``submitted``: a
+    Submit that filed nothing, which is a 400)."""
+    not_filed = bool(error or (form.is_bound and form.errors) or (submitted and duplicates))
+    draft = (preview or {}).get("draft")
+    if draft is not None and draft.default_duration and draft.duration_hours:
+        # Left empty, the duration shows what the rule makes of it.
+        form.fields["duration_hours"].widget.attrs["placeholder"] = str(draft.duration_hours)
     return render(
         request,
         "accessrequests/new_request.html",
@@ -92,11 +101,11 @@ def _render_form(
             "error": error,
             "intake": intake,
             "duplicates": duplicates,
-            "show_errors": show_errors,
+            "submitted": submitted,
             "step_one": form.chosen_account is None,
             "fold_fields": intake is not None and form.chosen_account is not None,
         },
-        status=400 if error or (show_errors and form.is_bound and form.errors) else 200,
+        status=400 if not_filed else 200,
     )
 
 
@@ -129,6 +138,7 @@ def _preview(request: HttpRequest, values: dict, *, intake=None) -> HttpResponse
 
 def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpResponse:
     form = RequestForm(data, user=request.user)
+    data = form.data  # type: ignore[assignment]  # a QueryDict, less the hidden characters the form took out
     intent = data.get("intent")
     shown = data.get("shown_account")
     if shown and (
@@ -137,7 +147,10 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
     ):
         intent = "continue"  # the account changed (without JavaScript): its own lists come first
     if form.chosen_account is None and data.get("account"):
-        form.is_valid()  # an account that is not offered: say so, on step one
+        form.is_valid()  # an account that is not offered: say so, on step one (which shows no other field)
+        on_step_one = {"account", "kind"} | {field.name for field in form.hidden_fields()}
+        for name in [name for name in form.errors if name in form.fields and name not in on_step_one]:
+            del form.errors[name]
         return _render_form(request, form, intake=intake)
     if form.chosen_account is None or intent == "continue":
         # Step one (choose the account), or the account just changed: show the lists for it, no errors yet.
@@ -149,10 +162,10 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
         }  # lists of the old account go
         initial = {k: data[k] for k in keep}
         return _render_form(request, RequestForm(user=request.user, initial=initial), intake=intake)
-    if not form.is_valid():
-        return _render_form(request, form, intake=intake)
-    draft = form.draft()
     submitting = intent == "submit"
+    if not form.is_valid():
+        return _render_form(request, form, intake=intake, submitted=submitting)
+    draft = form.draft()
     also = [a for a in form.cleaned_data.get("also_accounts") or [] if a != draft.account]
     unit = form.cleaned_data.get("also_ou")
     if also or unit is not None:
@@ -164,10 +177,15 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
         permissions.check(eligibility_problem_for(request.user, draft))
         prepare(draft, preview=not submitting)
     except (RequestError, permissions.NotAllowed) as exc:
-        return _render_form(request, form, error=str(exc), intake=intake)
+        return _render_form(request, form, error=str(exc), intake=intake, submitted=submitting)
     duplicates = find_duplicates(request.user, draft)
+    if submitting and duplicates:
+        # The submit service would refuse it for the same reason: said once, with the way to the other one.
+        return _render_form(
+            request, form, preview=draft_preview(draft), intake=intake, duplicates=duplicates, submitted=True
+        )
     if not submitting:
-        if draft.duration_hours != form.cleaned_data.get("duration_hours"):
+        if not draft.default_duration and draft.duration_hours != form.cleaned_data.get("duration_hours"):
             # The preview brought the duration down to the rule's maximum: the form shows what will be asked.
             data = data.copy()
             data["duration_hours"] = str(draft.duration_hours)
@@ -178,7 +196,7 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
     try:
         req = request_submit(requester=request.user, draft=draft, http_request=request)
     except (RequestError, permissions.NotAllowed) as exc:
-        return _render_form(request, form, error=str(exc), intake=intake, duplicates=duplicates)
+        return _render_form(request, form, error=str(exc), intake=intake, submitted=True)
     messages.success(request, f"{req.reference} filed; it is {req.get_status_display().lower()}.")
     return redirect("request_detail", pk=req.pk)
 
@@ -198,13 +216,14 @@ def _handle_batch(
             requester=request.user, draft=draft, accounts=accounts, unit=unit, http_request=request
         )
     except (RequestError, permissions.NotAllowed) as exc:
-        return _render_form(request, form, error=str(exc), intake=intake)
+        return _render_form(request, form, error=str(exc), intake=intake, submitted=submitting)
     messages.success(
         request, f"{batch.reference} filed: the same access in {counted(batch.members.count(), 'account')}."
     )
     return redirect("batch_detail", pk=batch.pk)
 
 
+@form_removes_nul_bytes
 @login_required
 @writer_required
 @require_http_methods(["GET", "POST"])
@@ -217,6 +236,7 @@ def new_request(request: HttpRequest) -> HttpResponse:
     return _handle(request, request.POST)
 
 
+@form_removes_nul_bytes
 @login_required
 @writer_required
 @require_http_methods(["GET", "POST"])
@@ -240,7 +260,7 @@ def paste_error(request: HttpRequest) -> HttpResponse:
     context["resolution"] = resolution
     if resolution.error or resolution.region_choices:
         return render(request, "accessrequests/paste.html", context, status=400 if resolution.error else 200)
-    values = {**resolution.initial, "source": Source.PASTED_ERROR, "pasted_text": text, "duration_hours": 8}
+    values = {**resolution.initial, "source": Source.PASTED_ERROR, "pasted_text": text}
     if not resolution.complete:
         # The page says what was not matched; the form, filled with what was, waits for the requester's choice
         # instead of marking fields they have not touched yet as wrong.
