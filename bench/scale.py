@@ -9,9 +9,12 @@ Needs the scale world (``manage.py seed_scale``) on a moto server and in Postgre
     ... .venv/bin/python manage.py seed_scale --skip-aws --no-sync --requests 1000000
     ... .venv/bin/python bench/scale.py --pages     # pages at 1,000,000 requests beside the admin's changelist
 
-``--sync``: times a full sync, then changes 1% of the organization on moto (a third of it new accounts with their
-roles and pipelines, a third moved to another unit, a third removed from the organization) and times the
-incremental sync, with how many accounts each listed. ``--pages``: server time of the picker search, review
+``--sync``: times a full sync as it was (every pipeline read in full: ``read_all``, one account per transaction)
+and as it is (pipelines ``ListPipelines`` shows unchanged are not read again, writes batched), alternately for
+``--rounds`` rounds, with the AWS calls each made (botocore's ``before-call`` event), and prints the ratios; then
+changes 1% of the organization on moto (a third of it new accounts with their roles and pipelines, a third moved
+to another unit, a third removed from the organization) and times the incremental sync, with how many accounts
+each listed. ``--pages``: server time of the picker search, review
 queue, my requests and a request page, in-process through Django's test client (middleware, database,
 templates; no network), beside the Django admin's own changelist of the same table measured in the same run,
 and each page's query count.
@@ -64,20 +67,95 @@ def probe_moto_scan(calls: int = 40) -> None:
         print(f"ListPipelines, {label}: {(time.perf_counter() - started) / calls * 1000:.1f} ms per call")
 
 
-def sync_bench(change_percent: float) -> None:
+class CallCounter:
+    """Every AWS call the sync makes, counted by botocore's ``before-call`` event on the client factory's session
+    (retries of one call count once)."""
+
+    def __init__(self) -> None:
+        import threading
+        from collections import Counter
+
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def fresh_start(self) -> None:
+        """Forget assumed-role credentials (each timed sync assumes its roles, as after a restart) and give the
+        factory a new session with the counter on it, which every client made from now on inherits."""
+        import boto3
+
+        from accessrequests.aws import client as factory
+
+        factory.clear_credentials_cache()
+        factory._session = boto3.session.Session()
+        factory._session.events.register("before-call", self._count)
+
+    def _count(self, model, **_: object) -> None:
+        with self._lock:
+            self.calls[model.name] += 1
+
+    def take(self) -> dict[str, int]:
+        with self._lock:
+            taken = dict(self.calls)
+            self.calls.clear()
+        return taken
+
+
+def _timed_full_sync(counter: CallCounter, label: str, **kwargs: object) -> tuple[float, int]:
+    from accessrequests.services.catalog_sync import FULL, catalog_sync
+
+    counter.fresh_start()
+    counter.take()
+    started, cpu = time.perf_counter(), time.process_time()
+    result = catalog_sync(mode=FULL, resume=True, **kwargs)  # type: ignore[arg-type]
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    calls = counter.take()
+    total = sum(calls.values())
+    pipelines = result.get("pipelines", {})
+    listed = result["run"]["listed"]
+    print(
+        f"{label}: {seconds:.1f}s (sync process CPU {cpu:.1f}s), {listed} accounts listed, "
+        f"{pipelines.get('seen', 0)} pipelines seen, {pipelines.get('read', 0)} read in full, "
+        f"{total} AWS calls ({total / max(1, listed):.1f} per account), {len(result['errors'])} errors"
+    )
+    print(
+        "    " + ", ".join(f"{name} {n}" for name, n in sorted(calls.items(), key=lambda item: -item[1])[:8])
+    )
+    return seconds, total
+
+
+def full_sync_bench(rounds: int) -> tuple[float, float]:
+    """The full sync as it was (every pipeline read in full, one account per transaction) beside the full sync as
+    it is, alternately, ``rounds`` times each; returns the best time of each."""
+    counter = CallCounter()
+    before: list[tuple[float, int]] = []
+    after: list[tuple[float, int]] = []
+    for _ in range(rounds):
+        with override_settings(GATEHOUSE_CATALOG_WRITE_BATCH=1):
+            before.append(
+                _timed_full_sync(
+                    counter, "full sync, every pipeline read, one account a write", read_all=True
+                )
+            )
+        after.append(_timed_full_sync(counter, "full sync, unchanged pipelines skipped, batched writes"))
+    best_before, best_after = min(before), min(after)
+    print(
+        f"ratio (best of {rounds}): time {best_after[0] / best_before[0]:.2f}, "
+        f"AWS calls {best_after[1] / best_before[1]:.2f} of the full re-read"
+    )
+    return best_before[0], best_after[0]
+
+
+def sync_bench(change_percent: float, rounds: int) -> None:
     from accessrequests import scale_world
     from accessrequests.aws.client import client
     from accessrequests.models import AwsAccount, CatalogSyncRun
-    from accessrequests.services.catalog_sync import FULL, INCREMENTAL, catalog_sync
+    from accessrequests.services.catalog_sync import INCREMENTAL, catalog_sync
 
-    print(f"concurrency {settings.GATEHOUSE_CATALOG_CONCURRENCY}, regions {settings.GATEHOUSE_REGIONS}")
-    started = time.perf_counter()
-    full = catalog_sync(mode=FULL, resume=True)  # a sync this bench started and was stopped is taken over
-    full_s = time.perf_counter() - started
     print(
-        f"full sync: {full_s:.1f}s, {full['run']['listed']} accounts listed, "
-        f"{full.get('pipelines', {}).get('seen', 0)} pipelines seen, {len(full['errors'])} errors"
+        f"concurrency {settings.GATEHOUSE_CATALOG_CONCURRENCY}, regions {settings.GATEHOUSE_REGIONS}, "
+        f"write batch {settings.GATEHOUSE_CATALOG_WRITE_BATCH}"
     )
+    _, full_s = full_sync_bench(rounds)
 
     organizations = client("organizations")
     accounts = list(
@@ -210,6 +288,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sync", action="store_true", help="time a full and an incremental catalog sync")
     parser.add_argument("--change-percent", type=float, default=1.0)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="full syncs of each kind, alternately (the best of each counts)"
+    )
     parser.add_argument("--pages", action="store_true", help="time the busy pages")
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--probe", action="store_true", help="time one moto call with and without the header")
@@ -221,7 +302,7 @@ def main() -> None:
     if args.sync or args.probe:
         probe_moto_scan()
     if args.sync:
-        sync_bench(args.change_percent)
+        sync_bench(args.change_percent, args.rounds)
     if args.pages:
         pages_bench(args.samples)
 

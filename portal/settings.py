@@ -356,6 +356,12 @@ GATEHOUSE_CATALOG_CONCURRENCY = env.int("GATEHOUSE_CATALOG_CONCURRENCY", default
 GATEHOUSE_CATALOG_RELIST_HOURS = env.int("GATEHOUSE_CATALOG_RELIST_HOURS", default=24)
 GATEHOUSE_CATALOG_STALE_PER_RUN = env.int("GATEHOUSE_CATALOG_STALE_PER_RUN", default=100)
 GATEHOUSE_CATALOG_SYNC_STALE_SECONDS = env.int("GATEHOUSE_CATALOG_SYNC_STALE_SECONDS", default=900)
+# A pipeline that ListPipelines shows unchanged is read again in full (GetPipeline, its tags) once its last full
+# reading is this old: tagging a pipeline does not change what the listing shows. Longer than the relist period,
+# or every overdue account's relisting would read all its pipelines again. Listed accounts are written up to
+# GATEHOUSE_CATALOG_WRITE_BATCH at a time, each batch in one transaction.
+GATEHOUSE_CATALOG_PIPELINE_REFRESH_HOURS = env.int("GATEHOUSE_CATALOG_PIPELINE_REFRESH_HOURS", default=168)
+GATEHOUSE_CATALOG_WRITE_BATCH = env.int("GATEHOUSE_CATALOG_WRITE_BATCH", default=50)
 # The Identity Center AWS access portal (start URL), linked from requests that were granted through it.
 GATEHOUSE_AWS_ACCESS_PORTAL_URL = env.str("GATEHOUSE_AWS_ACCESS_PORTAL_URL", default="")
 # Gatehouse's own blast radius (deploy/cloudformation, docs/deploy.md). Every role Gatehouse creates is named with

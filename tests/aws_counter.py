@@ -8,6 +8,7 @@ made in: the access key in its signature, mapped to an account by the STS ``Assu
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import urllib.error
@@ -22,10 +23,22 @@ _ISSUED_KEY = re.compile(rb"<AccessKeyId>([A-Z0-9]+)</AccessKeyId>")
 HUB = "hub"
 
 
+def _named(body: bytes) -> str:
+    try:
+        fields = json.loads(body or b"{}")
+    except ValueError:
+        return ""
+    if not isinstance(fields, dict):
+        return ""
+    return str(fields.get("name") or fields.get("resourceArn") or fields.get("ResourceId") or "")
+
+
 class CountingProxy:
     def __init__(self, upstream: str):
         self.upstream = upstream.rstrip("/")
         self.calls: Counter[tuple[str, str]] = Counter()  # (account, operation) -> count
+        # (operation, what a JSON request names: a pipeline's name, a resource ARN or id) -> count
+        self.named: Counter[tuple[str, str]] = Counter()
         self._accounts: dict[str, str] = {}  # access key -> account
         self._lock = threading.Lock()
         proxy = self
@@ -76,6 +89,10 @@ class CountingProxy:
         with self._lock:
             account = self._accounts.get(key, HUB)
             self.calls[(account, operation)] += 1
+            if target:
+                named = _named(body)
+                if named:
+                    self.named[(operation, named)] += 1
             if operation == "AssumeRole":
                 role = _ROLE_ACCOUNT.search(body.decode("utf-8", "replace"))
                 issued = _ISSUED_KEY.search(payload)
@@ -86,12 +103,19 @@ class CountingProxy:
         with self._lock:
             return Counter({acct: n for (acct, op), n in self.calls.items() if op == operation})
 
+    def names(self, operation: str) -> Counter[str]:
+        """What the calls of a JSON operation named (``GetPipeline``: pipeline names; ``ListTagsForResource``:
+        a pipeline's ARN or an account id), with how often."""
+        with self._lock:
+            return Counter({name: n for (op, name), n in self.named.items() if op == operation})
+
     def count(self, operation: str) -> int:
         return sum(self.accounts_calling(operation).values())
 
     def clear(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.named.clear()
 
     def close(self) -> None:
         self.server.shutdown()

@@ -7,6 +7,8 @@ half-way resumes with the accounts it had not written; progress shows in /health
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -159,7 +161,8 @@ def test_an_account_that_left_is_kept_not_present_and_its_grants_stay_for_revoca
     assert Grant.objects.filter(pk=grant.pk, account=account).exists()
 
 
-def test_a_crashed_sync_resumes_with_the_accounts_it_had_not_written(org, wire):
+def test_a_crashed_sync_resumes_with_the_accounts_it_had_not_written(org, wire, settings):
+    settings.GATEHOUSE_CATALOG_WRITE_BATCH = 1  # one account per transaction: the crash falls after the second
     accounts = [org.account(f"team-{i}", org.dev) for i in range(5)]
     wire.clear()
     written: list[int] = []
@@ -197,7 +200,8 @@ def test_a_crashed_sync_resumes_with_the_accounts_it_had_not_written(org, wire):
     assert wire.count("ListRoots") == 0  # the organization phase was done before the crash
 
 
-def test_resume_takes_over_a_sync_whose_process_is_known_to_be_gone(org, wire):
+def test_resume_takes_over_a_sync_whose_process_is_known_to_be_gone(org, wire, settings):
+    settings.GATEHOUSE_CATALOG_WRITE_BATCH = 1
     org.account("team", org.dev)
 
     def crash(run: CatalogSyncRun) -> None:
@@ -211,7 +215,8 @@ def test_resume_takes_over_a_sync_whose_process_is_known_to_be_gone(org, wire):
     assert CatalogSyncRun.objects.get().status == CatalogSyncStatus.FINISHED
 
 
-def test_progress_shows_in_healthz_and_the_admin(org, wire, client):
+def test_progress_shows_in_healthz_and_the_admin(org, wire, client, settings):
+    settings.GATEHOUSE_CATALOG_WRITE_BATCH = 1
     org.account("team", org.dev)
 
     def crash(run: CatalogSyncRun) -> None:
@@ -320,3 +325,224 @@ def test_rules_written_first_route_accounts_that_join_later_by_what_they_are_and
     )
     assert "or ask a Gatehouse admin to set it" in str(refused.value)
     assert not written["Everything else"].requests.filter(account__account_id=untagged).exists()
+
+
+# --- pipelines read again only when ListPipelines shows them changed ---
+
+
+class Pipelines:
+    """Three pipelines (svc-00..02, tagged team-0..2) in one member account, changed on moto as a person would."""
+
+    def __init__(self, org: Org) -> None:
+        from accessrequests import scale_world
+
+        self.account_id = org.account("builds", org.dev)
+        scale_world._fill_account(self.account_id, 3, "us-east-1")
+        self.codepipeline = scale_world._in_account("codepipeline", self.account_id, "us-east-1")
+        self.iam = scale_world._in_account("iam", self.account_id)
+
+    def arn(self, name: str) -> str:
+        return f"arn:aws:codepipeline:us-east-1:{self.account_id}:{name}"
+
+    def row(self, name: str):
+        from accessrequests.models import Pipeline
+
+        return Pipeline.objects.get(account__account_id=self.account_id, name=name)
+
+    def tag(self, name: str, **tags: str) -> None:
+        self.codepipeline.tag_resource(
+            resourceArn=self.arn(name), tags=[{"key": k, "value": v} for k, v in tags.items()]
+        )
+
+
+@pytest.fixture
+def pipelines(org) -> Pipelines:
+    return Pipelines(org)
+
+
+def _read_in_full(wire: CountingProxy) -> tuple[set[str], set[str]]:
+    """The pipelines the last sync read in full: GetPipeline by name, their tags by ARN (the organization's
+    ListTagsForResource names an account id instead)."""
+    tags = {name for name in wire.names("ListTagsForResource") if name.startswith("arn:")}
+    return set(wire.names("GetPipeline")), tags
+
+
+def test_a_full_sync_reads_again_only_the_pipeline_whose_listing_changed(org, wire, pipelines):
+    first = catalog_sync(mode=FULL)
+    assert _read_in_full(wire) == (
+        {"svc-00-deploy", "svc-01-deploy", "svc-02-deploy"},
+        {pipelines.arn(f"svc-0{i}-deploy") for i in range(3)},
+    )
+    assert first["pipelines"] | {"gone": 0} == {"seen": 3, "created": 3, "updated": 0, "gone": 0, "read": 3}
+    assert pipelines.row("svc-01-deploy").listed_as
+
+    # svc-01 gets another service role, a third stage and a new tag: UpdatePipeline moves its version and time.
+    pipelines.iam.create_role(
+        RoleName="ReleaseRole",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "codepipeline.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )
+    declaration = pipelines.codepipeline.get_pipeline(name="svc-01-deploy")["pipeline"]
+    declaration["roleArn"] = f"arn:aws:iam::{pipelines.account_id}:role/ReleaseRole"
+    declaration["stages"].append(
+        {
+            "name": "Deploy",
+            "actions": [
+                {
+                    "name": "Ship",
+                    "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "S3", "version": "1"},
+                    "configuration": {"BucketName": "b", "Extract": "true"},
+                    "inputArtifacts": [{"name": "src"}],
+                }
+            ],
+        }
+    )
+    pipelines.codepipeline.update_pipeline(pipeline=declaration)
+    pipelines.tag("svc-01-deploy", owner="release")
+    wire.clear()
+
+    second = catalog_sync(mode=FULL)
+
+    assert _read_in_full(wire) == ({"svc-01-deploy"}, {pipelines.arn("svc-01-deploy")})
+    assert wire.count("ListPipelines") == 2  # the member account and the hub: each still listed
+    assert second["pipelines"] == {"seen": 3, "created": 0, "updated": 1, "gone": 0, "read": 1}
+    changed = pipelines.row("svc-01-deploy")
+    assert changed.role_arn.endswith(":role/ReleaseRole")
+    assert [stage["name"] for stage in changed.stages] == ["Source", "Approve", "Deploy"]
+    assert changed.stages[-1]["actions"] == [{"name": "Ship", "category": "Deploy"}]
+    assert changed.tags == {"team": "team-1", "owner": "release"}
+    kept = pipelines.row("svc-00-deploy")
+    assert (kept.present, kept.tags, kept.role_arn.endswith(":role/CodePipelineServiceRole")) == (
+        True,
+        {"team": "team-0"},
+        True,
+    )
+    assert kept.last_seen_at >= changed.read_at  # seen by this sync, though not read again
+
+    # Nothing changed: the account is listed, no pipeline is read.
+    wire.clear()
+    third = catalog_sync(mode=FULL)
+    assert _read_in_full(wire) == (set(), set())
+    assert third["pipelines"] == {"seen": 3, "created": 0, "updated": 0, "gone": 0, "read": 0}
+
+
+def test_a_deleted_pipeline_is_marked_gone_without_reading_the_others(org, wire, pipelines):
+    catalog_sync(mode=FULL)
+    pipelines.codepipeline.delete_pipeline(name="svc-02-deploy")
+    wire.clear()
+
+    result = catalog_sync(mode=FULL)
+
+    assert _read_in_full(wire) == (set(), set())
+    assert result["pipelines"] == {"seen": 2, "created": 0, "updated": 0, "gone": 1, "read": 0}
+    assert not pipelines.row("svc-02-deploy").present
+    assert pipelines.row("svc-00-deploy").present and pipelines.row("svc-01-deploy").present
+
+
+def test_a_pipeline_created_again_under_its_name_is_read_again(org, wire, pipelines):
+    catalog_sync(mode=FULL)
+    declaration = pipelines.codepipeline.get_pipeline(name="svc-00-deploy")["pipeline"]
+    pipelines.codepipeline.delete_pipeline(name="svc-00-deploy")
+    declaration["stages"][1]["name"] = "Review"
+    pipelines.codepipeline.create_pipeline(pipeline=declaration, tags=[{"key": "team", "value": "web"}])
+    wire.clear()
+
+    catalog_sync(mode=FULL)
+
+    assert _read_in_full(wire) == ({"svc-00-deploy"}, {pipelines.arn("svc-00-deploy")})
+    again = pipelines.row("svc-00-deploy")
+    assert ([s["name"] for s in again.stages], again.tags) == (["Source", "Review"], {"team": "web"})
+
+
+def test_a_tag_change_alone_shows_once_the_reading_is_older_than_the_refresh_period(
+    org, wire, pipelines, settings
+):
+    from accessrequests.models import Pipeline
+
+    catalog_sync(mode=FULL)
+    pipelines.tag("svc-02-deploy", owner="data")  # tagging leaves ListPipelines' version and time as they were
+    wire.clear()
+    catalog_sync(mode=FULL)
+    assert _read_in_full(wire) == (set(), set())
+    assert pipelines.row("svc-02-deploy").tags == {"team": "team-2"}
+
+    Pipeline.objects.filter(pk=pipelines.row("svc-02-deploy").pk).update(
+        read_at=timezone.now() - timedelta(hours=settings.GATEHOUSE_CATALOG_PIPELINE_REFRESH_HOURS, minutes=1)
+    )
+    wire.clear()
+    catalog_sync(mode=FULL)
+
+    assert _read_in_full(wire) == ({"svc-02-deploy"}, {pipelines.arn("svc-02-deploy")})
+    assert pipelines.row("svc-02-deploy").tags == {"team": "team-2", "owner": "data"}
+
+
+def test_read_all_reads_every_pipeline_in_full(org, wire, pipelines):
+    from django.core.management import call_command
+
+    catalog_sync(mode=FULL)
+    pipelines.tag("svc-00-deploy", owner="platform")
+    wire.clear()
+
+    call_command("sync_catalog", "--read-all", stdout=io.StringIO())
+
+    names, tags = _read_in_full(wire)
+    assert names >= {"svc-00-deploy", "svc-01-deploy", "svc-02-deploy"}
+    assert tags >= {pipelines.arn(f"svc-0{i}-deploy") for i in range(3)}
+    assert pipelines.row("svc-00-deploy").tags == {"team": "team-0", "owner": "platform"}
+
+
+def test_an_incremental_sync_of_an_overdue_account_reads_only_what_changed(org, wire, pipelines, settings):
+    from accessrequests.models import Pipeline
+
+    catalog_sync(mode=FULL)
+    # A day later the account is overdue for its relisting; its pipelines were read in full as long ago.
+    day_ago = timezone.now() - timedelta(hours=settings.GATEHOUSE_CATALOG_RELIST_HOURS + 1)
+    AwsAccount.objects.filter(account_id=pipelines.account_id).update(last_synced_at=day_ago)
+    Pipeline.objects.filter(account__account_id=pipelines.account_id).update(read_at=day_ago)
+    pipelines.codepipeline.update_pipeline(
+        pipeline=pipelines.codepipeline.get_pipeline(name="svc-02-deploy")["pipeline"]
+    )
+    wire.clear()
+
+    result = catalog_sync(mode=INCREMENTAL)
+
+    assert _listed(wire) == {pipelines.account_id}
+    assert _read_in_full(wire) == ({"svc-02-deploy"}, {pipelines.arn("svc-02-deploy")})
+    assert result["pipelines"]["read"] == 1
+
+
+def test_a_batch_of_accounts_is_written_in_as_many_queries_as_one(org, wire, settings):
+    """The write of listed accounts takes the same queries for one account as for six (one transaction)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from accessrequests import scale_world
+    from accessrequests.services.catalog import _read_account
+    from accessrequests.services.catalog_sync import _write_batch
+
+    ids = [org.account(f"team-{i}", org.dev) for i in range(6)]
+    for account_id in ids:
+        scale_world._fill_account(account_id, 2, "us-east-1")
+    catalog_sync(mode=FULL)  # the rows exist; what follows is the steady state of a full sync
+    run = CatalogSyncRun.objects.get()
+    accounts = list(AwsAccount.objects.filter(account_id__in=ids).order_by("account_id"))
+    reads = [(account, _read_account(account, ["us-east-1"])) for account in accounts]
+    assert all(not read.errors and read.tags is not None for _, read in reads)
+
+    queries = []
+    for listed in (reads[:1], reads):
+        with CaptureQueriesContext(connection) as captured:
+            _write_batch(run, listed, ["us-east-1"], {})
+        queries.append(len(captured))
+    assert queries[0] == queries[1]
+    assert AwsAccount.objects.filter(account_id__in=ids, sync_error="").count() == 6

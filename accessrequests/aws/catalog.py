@@ -8,10 +8,13 @@ boto3 response shape. Nothing here changes AWS. Functions that read inside an ac
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import logging
+import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +62,7 @@ class Pipeline:
     role_arn: str
     stages: tuple[PipelineStage, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    listed_as: str = ""  # what ListPipelines said of it when it was read (pipeline_listed_as)
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,31 @@ class IdentityCenterGroup:
     display_name: str
     description: str
     member_ids: tuple[str, ...] = ()  # identity store user ids
+
+
+_scope = threading.local()
+
+
+@contextmanager
+def one_client_each() -> Iterator[None]:
+    """Within it, this thread's reads make each client once (per service, region, role and account) and use it
+    again: making a boto3 client costs milliseconds of CPU, more than most calls here. The catalog sync wraps
+    each account's listing in it; the clients go when it ends."""
+    _scope.clients = {}
+    try:
+        yield
+    finally:
+        del _scope.clients
+
+
+def _client(service: str, **where: Any) -> Any:
+    made: dict[tuple[Any, ...], Any] | None = getattr(_scope, "clients", None)
+    if made is None:
+        return client(service, **where)
+    key = (service, *sorted(where.items()))
+    if key not in made:
+        made[key] = client(service, **where)
+    return made[key]
 
 
 def _error_code(exc: ClientError) -> str:
@@ -251,7 +280,7 @@ def account_tags(account_id: str) -> dict[str, str] | None:
     try:
         return {
             key: value
-            for page in _pages(client("organizations"), "list_tags_for_resource", ResourceId=account_id)
+            for page in _pages(_client("organizations"), "list_tags_for_resource", ResourceId=account_id)
             for key, value in _tags(page.get("Tags", [])).items()
         }
     except ClientError as exc:
@@ -271,16 +300,57 @@ def _own_account() -> Account:
 # --- pipelines ---
 
 
-def list_pipelines(*, account_id: str, region: str, role_arn: str | None = None) -> list[Pipeline]:
-    """Every pipeline of one account in one region, with its stages, service role and tags.
+@dataclass(frozen=True)
+class PipelineListing:
+    """One region of one account: the pipelines read in full, and the names of those left unread because
+    ``ListPipelines`` shows them as they were at their last reading (``known``)."""
 
-    ListPipelines returns names only, so each pipeline costs a GetPipeline (ARN, roleArn, stages) and a
-    ListTagsForResource; fine for a periodic sync of tens or hundreds of pipelines.
+    read: tuple[Pipeline, ...]
+    unchanged: tuple[str, ...] = ()
+
+
+def pipeline_listed_as(summary: Mapping[str, Any]) -> str:
+    """What ``ListPipelines`` says of one pipeline's declaration: its version, creation and last update.
+
+    UpdatePipeline raises the version and moves ``updated`` (a new role, stages or actions); a pipeline deleted and
+    created again under the same name starts at version 1 with a new ``created``. Tagging changes none of them.
+    Empty when the summary has no update time, so such a pipeline is always read.
     """
-    codepipeline = client("codepipeline", region=region, role_arn=role_arn, account_id=account_id)
+    if not summary.get("updated"):
+        return ""
+    text = f"{summary.get('version', '')}\0{summary.get('created', '')}\0{summary['updated']}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def list_pipelines(*, account_id: str, region: str, role_arn: str | None = None) -> list[Pipeline]:
+    """Every pipeline of one account in one region, each read in full (see :func:`list_pipeline_changes`)."""
+    return list(list_pipeline_changes(account_id=account_id, region=region, role_arn=role_arn).read)
+
+
+def list_pipeline_changes(
+    *,
+    account_id: str,
+    region: str,
+    role_arn: str | None = None,
+    known: Mapping[str, str] | None = None,
+) -> PipelineListing:
+    """The pipelines of one account in one region, reading in full only those that changed.
+
+    ``ListPipelines`` returns names with their version and update time only, so a pipeline read in full costs a
+    GetPipeline (ARN, roleArn, stages) and a ListTagsForResource. ``known`` maps a name to what the listing said of
+    it when it was last read in full (:func:`pipeline_listed_as`); a pipeline the listing still shows that way is
+    not read again and comes back by name in ``unchanged``.
+    """
+    known = known or {}
+    codepipeline = _client("codepipeline", region=region, role_arn=role_arn, account_id=account_id)
     pipelines = []
+    unchanged = []
     for page in _pages(codepipeline, "list_pipelines"):
         for summary in page["pipelines"]:
+            listed_as = pipeline_listed_as(summary)
+            if listed_as and known.get(summary["name"]) == listed_as:
+                unchanged.append(summary["name"])
+                continue
             try:
                 answer = codepipeline.get_pipeline(name=summary["name"])
             except ClientError as exc:
@@ -316,9 +386,12 @@ def list_pipelines(*, account_id: str, region: str, role_arn: str | None = None)
                         for stage in declaration.get("stages", [])
                     ),
                     tags=tags,
+                    listed_as=listed_as,
                 )
             )
-    return sorted(pipelines, key=lambda pipeline: pipeline.name)
+    return PipelineListing(
+        read=tuple(sorted(pipelines, key=lambda pipeline: pipeline.name)), unchanged=tuple(sorted(unchanged))
+    )
 
 
 # --- IAM roles ---
@@ -404,7 +477,7 @@ def list_roles(*, account_id: str, role_arn: str | None = None) -> list[Role]:
     ListRoles does not return tags (AWS documents that Tags is only filled by GetRole), so each role costs a
     ListRoleTags. Service-linked roles (path ``/aws-service-role/``) are skipped: nobody can pass them.
     """
-    iam = client("iam", role_arn=role_arn, account_id=account_id)
+    iam = _client("iam", role_arn=role_arn, account_id=account_id)
     roles = []
     for page in _pages(iam, "list_roles"):
         for item in page["Roles"]:
@@ -434,7 +507,7 @@ def list_roles(*, account_id: str, role_arn: str | None = None) -> list[Role]:
 def _identities(
     operation: str, result_key: str, prefix: str, *, account_id: str, role_arn: str | None
 ) -> list[IamIdentity]:
-    iam = client("iam", role_arn=role_arn, account_id=account_id)
+    iam = _client("iam", role_arn=role_arn, account_id=account_id)
     found = [
         IamIdentity(
             arn=item["Arn"],
@@ -455,7 +528,7 @@ def list_iam_users(*, account_id: str, role_arn: str | None = None) -> list[IamI
 
 def iam_group_members(group_name: str, *, account_id: str, role_arn: str | None = None) -> tuple[str, ...]:
     """ARNs of the IAM users in one group (GetGroup, paginated)."""
-    iam = client("iam", role_arn=role_arn, account_id=account_id)
+    iam = _client("iam", role_arn=role_arn, account_id=account_id)
     return tuple(
         sorted(
             user["Arn"] for page in _pages(iam, "get_group", GroupName=group_name) for user in page["Users"]
@@ -487,7 +560,7 @@ def identity_center(*, region: str | None = None) -> IdentityCenter | None:
 
     Identity Center lives in one region; ``region`` defaults to ``AWS_DEFAULT_REGION``.
     """
-    sso_admin = client("sso-admin", region=region)
+    sso_admin = _client("sso-admin", region=region)
     for page in _pages(sso_admin, "list_instances"):
         for instance in page.get("Instances", []):
             if instance.get("Status", "ACTIVE") == "ACTIVE":
@@ -498,7 +571,7 @@ def identity_center(*, region: str | None = None) -> IdentityCenter | None:
 
 
 def list_permission_sets(instance_arn: str, *, region: str | None = None) -> list[PermissionSet]:
-    sso_admin = client("sso-admin", region=region)
+    sso_admin = _client("sso-admin", region=region)
     permission_sets = []
     for page in _pages(sso_admin, "list_permission_sets", InstanceArn=instance_arn):
         for arn in page.get("PermissionSets", []):
@@ -545,7 +618,7 @@ def _primary_email(emails: list[Mapping[str, Any]]) -> str:
 
 
 def list_ic_users(identity_store_id: str, *, region: str | None = None) -> list[IdentityCenterUser]:
-    identitystore = client("identitystore", region=region)
+    identitystore = _client("identitystore", region=region)
     users = [
         IdentityCenterUser(
             user_id=item["UserId"],
@@ -561,7 +634,7 @@ def list_ic_users(identity_store_id: str, *, region: str | None = None) -> list[
 
 def ic_group_members(identity_store_id: str, group_id: str, *, region: str | None = None) -> tuple[str, ...]:
     """User ids of one Identity Center group's members (ListGroupMemberships, paginated)."""
-    identitystore = client("identitystore", region=region)
+    identitystore = _client("identitystore", region=region)
     return tuple(
         sorted(
             item["MemberId"]["UserId"]
@@ -575,7 +648,7 @@ def ic_group_members(identity_store_id: str, group_id: str, *, region: str | Non
 
 
 def list_ic_groups(identity_store_id: str, *, region: str | None = None) -> list[IdentityCenterGroup]:
-    identitystore = client("identitystore", region=region)
+    identitystore = _client("identitystore", region=region)
     groups = [
         IdentityCenterGroup(
             group_id=item["GroupId"],

@@ -93,6 +93,7 @@ class _Credentials:
 
 _credentials_cache: dict[tuple[str | None, str], _Credentials] = {}
 _credentials_lock = threading.Lock()
+_role_locks: dict[tuple[str | None, str], threading.Lock] = {}
 _own_account: dict[str | None, str] = {}
 
 
@@ -104,6 +105,7 @@ def clear_credentials_cache() -> None:
     global _session
     with _credentials_lock:
         _credentials_cache.clear()
+        _role_locks.clear()
         _own_account.clear()
     with _session_lock:
         _session = None
@@ -157,17 +159,31 @@ def _assume(role_arn: str) -> _Credentials:
     )
 
 
+def _cached_credentials(key: tuple[str | None, str]) -> _Credentials | None:
+    with _credentials_lock:
+        cached = _credentials_cache.get(key)
+    if cached is not None and cached.expires_at - time.time() > CREDENTIALS_REFRESH_MARGIN:
+        return cached
+    return None
+
+
 def assumed_credentials(role_arn: str) -> _Credentials:
     """Credentials for ``role_arn``, from the cache while they have more than the margin left."""
     key = (endpoint_url(), role_arn)
-    # Holding the lock across the STS call means two threads needing the same role make one AssumeRole
-    # call, not two; the call is quick and only happens about once an hour per role.
+    cached = _cached_credentials(key)
+    if cached is not None:
+        return cached
+    # One lock per role, held across the STS call: two threads needing the same role make one AssumeRole call,
+    # not two, while threads assuming roles in different accounts (the catalog sync's listings) do not queue.
     with _credentials_lock:
-        cached = _credentials_cache.get(key)
-        if cached is not None and cached.expires_at - time.time() > CREDENTIALS_REFRESH_MARGIN:
+        role_lock = _role_locks.setdefault(key, threading.Lock())
+    with role_lock:
+        cached = _cached_credentials(key)
+        if cached is not None:
             return cached
         fresh = _assume(role_arn)
-        _credentials_cache[key] = fresh
+        with _credentials_lock:
+            _credentials_cache[key] = fresh
         return fresh
 
 

@@ -159,6 +159,11 @@ class Pipeline(models.Model):
     tags = models.JSONField(default=dict, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     present = models.BooleanField(default=True, help_text="False once a sync no longer finds it in AWS.")
+    # What ListPipelines said of it (version, created, updated) when the sync last read it in full, and when: the
+    # sync reads it again (GetPipeline, its tags) only when the listing says otherwise or the reading is older
+    # than GATEHOUSE_CATALOG_PIPELINE_REFRESH_HOURS (tagging a pipeline changes nothing in the listing).
+    listed_as = models.CharField(max_length=64, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "region"]

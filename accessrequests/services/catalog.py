@@ -1,16 +1,19 @@
 """Catalog sync: make the portal's catalog match what AWS says exists, at the size of an organization.
 
-This module reads and writes one account and Identity Center; ``services.catalog_sync`` runs a sync in three
-steps, each account written on its own:
+This module reads one account and writes a batch of them, and Identity Center; ``services.catalog_sync`` runs a
+sync in three steps:
 
 1. **Organization**: walk the roots and units once (each account with its unit), write units and accounts
    (joined, left, moved) in one short transaction, and plan which accounts to list: all of them (``full``), or
    (``incremental``, what beat runs) only those new, changed in Organizations, failed last time or overdue.
 2. **Accounts**: list each planned account's pipelines (in each region of ``GATEHOUSE_REGIONS``), roles, IAM users
    and groups, ``GATEHOUSE_CATALOG_CONCURRENCY`` accounts at a time with no transaction open (network calls take
-   seconds; SQLite admits one writer), and write each account in its own short transaction as it arrives, with
-   its ``last_synced_at`` and the run's progress. A sync killed here is resumed by the next one from the
-   ``CatalogSyncRun`` row: only the planned accounts not yet written are listed.
+   seconds; SQLite admits one writer), and write the listings as they arrive, whatever has arrived (up to
+   ``GATEHOUSE_CATALOG_WRITE_BATCH`` accounts) in one short transaction with each account's ``last_synced_at``
+   and the run's progress. A sync killed here is resumed by the next one from the ``CatalogSyncRun`` row: only
+   the planned accounts not yet written are listed. A pipeline is read in full (GetPipeline, its tags) only when
+   ``ListPipelines`` shows it changed since its last full reading (its version, creation and update time), or
+   that reading is older than ``GATEHOUSE_CATALOG_PIPELINE_REFRESH_HOURS``.
 3. **Identity Center**, then the ``catalog.synced`` audit event with the counts.
 
 Rules the writes keep:
@@ -33,7 +36,7 @@ Rules the writes keep:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -104,7 +107,7 @@ class _AccountRead:
     """What one account looked like in AWS; ``None`` lists mean "could not be read"."""
 
     account_id: str
-    pipelines: dict[str, list[aws_catalog.Pipeline]] = field(default_factory=dict)  # region -> pipelines
+    pipelines: dict[str, aws_catalog.PipelineListing] = field(default_factory=dict)  # region -> its listing
     roles: list[aws_catalog.Role] | None = None
     users: list[aws_catalog.IamIdentity] | None = None
     groups: list[aws_catalog.IamIdentity] | None = None
@@ -123,7 +126,32 @@ class _IdentityCenterRead:
     groups: list[aws_catalog.IdentityCenterGroup] = field(default_factory=list)
 
 
-def _read_account(account: AwsAccount, regions: list[str], *, organization: bool = True) -> _AccountRead:
+def known_pipelines(account_ids: Iterable[int], *, read_since: Any) -> dict[int, dict[str, dict[str, str]]]:
+    """What the sync may leave unread: per account (pk) and region, each present pipeline's name and what
+    ``ListPipelines`` said of it at its last full reading, if that reading is not older than ``read_since``
+    (``None``: nothing is known, every pipeline is read in full). One query."""
+    known: dict[int, dict[str, dict[str, str]]] = {}
+    if read_since is None:
+        return known
+    rows = (
+        Pipeline.objects.filter(account_id__in=list(account_ids), present=True, read_at__gte=read_since)
+        .exclude(listed_as="")
+        .values_list("account_id", "region", "name", "listed_as")
+    )
+    for account_pk, region, name, listed_as in rows.iterator(chunk_size=5000):
+        known.setdefault(account_pk, {}).setdefault(region, {})[name] = listed_as
+    return known
+
+
+def _read_account(
+    account: AwsAccount,
+    regions: list[str],
+    *,
+    organization: bool = True,
+    known: Mapping[str, Mapping[str, str]] | None = None,
+) -> _AccountRead:
+    """List one account (no database access: this runs in the listing threads). ``known`` (region -> name ->
+    listed as, from :func:`known_pipelines`) names the pipelines that need no full reading if still unchanged."""
     # An empty provisioning role means "the conventional role", which the client factory derives (or the
     # hub's own credentials when this is the hub's account).
     where: dict[str, Any] = {
@@ -141,16 +169,23 @@ def _read_account(account: AwsAccount, regions: list[str], *, organization: bool
             logger.warning("catalog sync: %s", read.errors[-1])
             return None
 
-    for region in regions:
-        found = attempt(f"pipelines in {region}", partial(aws_catalog.list_pipelines, region=region, **where))
-        if found is not None:
-            read.pipelines[region] = found
-    read.roles = attempt("roles", partial(aws_catalog.list_roles, **where))
-    read.users = attempt("users", partial(aws_catalog.list_iam_users, **where))
-    read.groups = attempt("groups", partial(aws_catalog.list_iam_groups, **where))
-    if organization:
-        # From the hub, not the account: Organizations is the management account's (or its delegate's).
-        read.tags = attempt("tags", partial(aws_catalog.account_tags, account.account_id))
+    # Each client (CodePipeline per region, IAM, Organizations) is made once for the account's listing.
+    with aws_catalog.one_client_each():
+        for region in regions:
+            found = attempt(
+                f"pipelines in {region}",
+                partial(
+                    aws_catalog.list_pipeline_changes, region=region, known=(known or {}).get(region), **where
+                ),
+            )
+            if found is not None:
+                read.pipelines[region] = found
+        read.roles = attempt("roles", partial(aws_catalog.list_roles, **where))
+        read.users = attempt("users", partial(aws_catalog.list_iam_users, **where))
+        read.groups = attempt("groups", partial(aws_catalog.list_iam_groups, **where))
+        if organization:
+            # From the hub, not the account: Organizations is the management account's (or its delegate's).
+            read.tags = attempt("tags", partial(aws_catalog.account_tags, account.account_id))
     return read
 
 
@@ -176,14 +211,17 @@ def _reconcile(
     wanted: Mapping[Hashable, dict[str, Any]],
     vouched: Callable[[M], bool] = lambda row: True,
     merge: Callable[[M, dict[str, Any]], dict[str, Any]] | None = None,
+    unchanged: Iterable[Hashable] = (),
 ) -> dict[str, int]:
     """Create the wanted rows that are missing, update the changed ones, mark unseen vouched rows absent.
 
     ``wanted`` maps a natural key to the row's field values (attribute names, e.g. ``account_id``);
     ``vouched`` says which existing rows this sync has read the truth about; ``merge`` lets a model keep
-    values an admin set. Returns counts of seen/created/updated/gone rows.
+    values an admin set; ``unchanged`` are keys of existing rows AWS still shows as they were (seen, not read
+    again: neither written nor gone). Returns counts of seen/created/updated/gone rows.
     """
     rows = {key(row): row for row in existing}
+    kept = {row_key for row_key in unchanged if row_key in rows}
     created: list[M] = []
     changed: dict[int, M] = {}
     changed_fields: set[str] = set()
@@ -201,6 +239,8 @@ def _reconcile(
                 changed_fields.add(name)
     gone = 0
     for row_key, row in rows.items():
+        if row_key in kept:
+            continue
         if row_key not in wanted and getattr(row, "present", False) and vouched(row):
             row.present = False  # type: ignore[attr-defined]  # every synced model has it
             changed.setdefault(row.pk, row)
@@ -210,7 +250,7 @@ def _reconcile(
     if changed:
         model._default_manager.bulk_update(list(changed.values()), sorted(changed_fields))
     return {
-        "seen": len(wanted),
+        "seen": len(wanted) + len(kept),
         "created": len(created),
         "updated": len(changed) - gone,
         "gone": gone,
@@ -238,40 +278,63 @@ def _keep_sensitive(row: PassableRole, values: dict[str, Any]) -> dict[str, Any]
     return values | {"sensitive": row.sensitive or values["sensitive"]}
 
 
-def _write_account(account: AwsAccount, read: _AccountRead, regions: list[str], now: Any) -> dict[str, Any]:
+def _write_accounts(
+    listed: Sequence[tuple[AwsAccount, _AccountRead]], regions: list[str], now: Any
+) -> dict[str, Any]:
+    """Write the listings of several accounts (the caller's transaction): a handful of queries per batch, not per
+    account. Each account is reconciled exactly as on its own (rows keyed by account); see the module docstring."""
     counts: dict[str, Any] = {}
+    account_pks = [account.pk for account, _ in listed]
+
     # Pipelines: vouch for the regions read now, and for regions no longer configured (the sync no longer
     # stands behind those rows, so they must not stay requestable).
-    read_regions = set(read.pipelines)
+    read_regions = {account.pk: set(read.pipelines) for account, read in listed}
+    wanted: dict[Hashable, dict[str, Any]] = {}
+    unchanged: list[Hashable] = []
+    read_arns: list[str] = []
+    for account, read in listed:
+        for region, listing in read.pipelines.items():
+            unchanged.extend((account.pk, region, name) for name in listing.unchanged)
+            for pipeline in listing.read:
+                read_arns.append(pipeline.arn)
+                wanted[(account.pk, pipeline.region, pipeline.name)] = {
+                    "account_id": account.pk,
+                    "region": pipeline.region,
+                    "name": pipeline.name,
+                    "arn": pipeline.arn,
+                    "role_arn": pipeline.role_arn,
+                    "stages": _stages(pipeline),
+                    "tags": dict(pipeline.tags),
+                    "listed_as": pipeline.listed_as,
+                    "present": True,
+                }
     counts["pipelines"] = _reconcile(
         Pipeline,
-        existing=Pipeline.objects.filter(account=account),
-        key=lambda row: (row.region, row.name),
-        wanted={
-            (pipeline.region, pipeline.name): {
-                "account_id": account.pk,
-                "region": pipeline.region,
-                "name": pipeline.name,
-                "arn": pipeline.arn,
-                "role_arn": pipeline.role_arn,
-                "stages": _stages(pipeline),
-                "tags": dict(pipeline.tags),
-                "present": True,
-            }
-            for pipelines in read.pipelines.values()
-            for pipeline in pipelines
-        },
-        vouched=lambda row: row.region in read_regions or row.region not in regions,
-    )
-    Pipeline.objects.filter(account=account, region__in=read_regions, present=True).update(last_seen_at=now)
+        existing=Pipeline.objects.filter(account_id__in=account_pks),
+        key=lambda row: (row.account_id, row.region, row.name),
+        wanted=wanted,
+        vouched=lambda row: row.region in read_regions[row.account_id] or row.region not in regions,
+        unchanged=unchanged,
+    ) | {"read": len(wanted)}
+    by_regions: dict[frozenset[str], list[int]] = {}
+    for pk, read_in in read_regions.items():
+        if read_in:
+            by_regions.setdefault(frozenset(read_in), []).append(pk)
+    for same_regions, pks in by_regions.items():
+        Pipeline.objects.filter(account_id__in=pks, region__in=sorted(same_regions), present=True).update(
+            last_seen_at=now
+        )
+    for start in range(0, len(read_arns), 1000):
+        Pipeline.objects.filter(arn__in=read_arns[start : start + 1000]).update(read_at=now)
 
-    if read.roles is not None:
+    with_roles = [(account, read.roles) for account, read in listed if read.roles is not None]
+    if with_roles:
         counts["roles"] = _reconcile(
             PassableRole,
-            existing=PassableRole.objects.filter(account=account),
-            key=lambda row: row.arn,
+            existing=PassableRole.objects.filter(account_id__in=[account.pk for account, _ in with_roles]),
+            key=lambda row: (row.account_id, row.arn),
             wanted={
-                role.arn: {
+                (account.pk, role.arn): {
                     "account_id": account.pk,
                     "arn": role.arn,
                     "name": role.name,
@@ -279,82 +342,101 @@ def _write_account(account: AwsAccount, read: _AccountRead, regions: list[str], 
                     "sensitive": role.sensitive,
                     "present": True,
                 }
-                for role in read.roles
+                for account, roles in with_roles
+                for role in roles
             },
             merge=_keep_sensitive,
         )
-        PassableRole.objects.filter(account=account, present=True).update(last_seen_at=now)
+        PassableRole.objects.filter(
+            account_id__in=[account.pk for account, _ in with_roles], present=True
+        ).update(last_seen_at=now)
 
-    # (ARN, name) per kind; None where the listing could not be read, so nothing of that kind is marked gone.
-    identities: dict[str, list[tuple[str, str]] | None] = {
-        kind: None if listed is None else [(item.arn, item.name) for item in listed]
-        for kind, listed in (
-            (PrincipalKind.IAM_USER, read.users),
-            (PrincipalKind.IAM_ROLE, read.roles),
-            (PrincipalKind.IAM_GROUP, read.groups),
-        )
-    }
+    # (ARN, name) per kind and account; an account whose listing of a kind could not be read is left out of that
+    # kind, so nothing of that kind is marked gone in it.
     principals: dict[str, int] = {}
-    for kind, listed in identities.items():
-        if listed is None:
+    kinds = {
+        PrincipalKind.IAM_USER: "users",
+        PrincipalKind.IAM_ROLE: "roles",
+        PrincipalKind.IAM_GROUP: "groups",
+    }
+    existing: dict[str, list[Principal]] = {kind: [] for kind in kinds}
+    for row in Principal.objects.filter(account_id__in=account_pks, kind__in=list(kinds)):
+        existing[row.kind].append(row)
+    for kind, attribute in kinds.items():
+        readable = [(account, getattr(read, attribute)) for account, read in listed]
+        readable = [(account, items) for account, items in readable if items is not None]
+        if not readable:
             continue
+        read_accounts = {account.pk for account, _ in readable}
         _add(
             principals,
             _reconcile(
                 Principal,
-                existing=Principal.objects.filter(account=account, kind=kind),
-                key=lambda row: row.external_id,
+                existing=[row for row in existing[kind] if row.account_id in read_accounts],
+                key=lambda row: (row.account_id, row.external_id),
                 wanted={
-                    arn: {
+                    (account.pk, item.arn): {
                         "kind": kind,
-                        "external_id": arn,
-                        "name": name,
+                        "external_id": item.arn,
+                        "name": item.name,
                         "account_id": account.pk,
                         "present": True,
                     }
-                    for arn, name in listed
+                    for account, items in readable
+                    for item in items
                 },
             ),
         )
     counts["principals"] = principals
-    if read.groups is not None:
+    with_groups = [(account, read.groups) for account, read in listed if read.groups is not None]
+    if with_groups:
+        people = Principal.objects.filter(
+            account_id__in=[account.pk for account, _ in with_groups],
+            kind__in=[PrincipalKind.IAM_GROUP, PrincipalKind.IAM_USER],
+        )
+        rows = list(people)  # after the writes above: with the principals just created
         _write_members(
-            {group.arn: group.members for group in read.groups},
-            groups=Principal.objects.filter(account=account, kind=PrincipalKind.IAM_GROUP),
-            members=Principal.objects.filter(account=account, kind=PrincipalKind.IAM_USER),
+            {group.arn: group.members for _, groups in with_groups for group in groups or ()},
+            groups=[row for row in rows if row.kind == PrincipalKind.IAM_GROUP],
+            members=[row for row in rows if row.kind == PrincipalKind.IAM_USER],
             now=now,
         )
     return counts
 
 
-def organization_facts_write(account: AwsAccount, tags: Mapping[str, str]) -> dict[str, Any] | None:
-    """Store the Organizations tags just read for ``account`` and the environment they give it
-    (:func:`environment_for`), under a lock on the row (an admin may be setting the environment of an untagged
-    account at this moment). A change is audited with before and after (``awsaccount.environment_changed``, or
-    ``.tags_changed`` when the environment stays) and returned for the admins' notice; None when nothing changed.
+def organization_facts_write(read: Mapping[int, Mapping[str, str]]) -> list[dict[str, Any]]:
+    """Store the Organizations tags just read for some accounts (pk -> tags) and the environment they give each
+    (:func:`environment_for`), under a lock on their rows (an admin may be setting the environment of an untagged
+    account at this moment): one locking read for all of them. Each change is audited with before and after
+    (``awsaccount.environment_changed``, or ``.tags_changed`` when the environment stays) and returned for the
+    admins' notice; accounts whose tags and environment stayed are neither written nor returned.
     """
-    row = AwsAccount.objects.select_for_update().get(pk=account.pk)
-    before_tags, tags = dict(row.tags or {}), dict(tags)
-    environment = environment_for(tags, before_tags=before_tags, current=row.environment)
-    if tags == before_tags and environment == row.environment:
-        return None
-    AwsAccount.objects.filter(pk=row.pk).update(tags=tags, environment=environment)
-    moved = environment != row.environment
-    audit.record(
-        action=f"awsaccount.{'environment_changed' if moved else 'tags_changed'}",
-        object_type="awsaccount",
-        object_id=row.pk,
-        account_id=row.account_id,
-        before={"environment": row.environment, "tags": before_tags},
-        after={"environment": environment, "tags": tags, "source": "organizations"},
-    )
-    tag = environment_tag(tags)
-    return {
-        "account_id": row.account_id,
-        "name": row.name,
-        "environment": [row.environment, environment],
-        "tag": f"{tag[0]}={tag[1]}" if tag else "",
-    }
+    changes = []
+    for row in AwsAccount.objects.select_for_update().filter(pk__in=list(read)).order_by("pk"):
+        before_tags, tags = dict(row.tags or {}), dict(read[row.pk])
+        environment = environment_for(tags, before_tags=before_tags, current=row.environment)
+        if tags == before_tags and environment == row.environment:
+            continue
+        AwsAccount.objects.filter(pk=row.pk).update(tags=tags, environment=environment)
+        moved = environment != row.environment
+        audit.record(
+            action=f"awsaccount.{'environment_changed' if moved else 'tags_changed'}",
+            object_type="awsaccount",
+            object_id=row.pk,
+            account_id=row.account_id,
+            before={"environment": row.environment, "tags": before_tags},
+            after={"environment": environment, "tags": tags, "source": "organizations"},
+        )
+        tag = environment_tag(tags)
+        changes.append(
+            {
+                "account_id": row.account_id,
+                "name": row.name,
+                "environment": [row.environment, environment],
+                "tag": f"{tag[0]}={tag[1]}" if tag else "",
+            }
+        )
+    return changes
 
 
 def _write_members(
@@ -365,16 +447,26 @@ def _write_members(
     now: Any,
 ) -> None:
     """Make each group's ``members`` what AWS listed (by external id); members the catalog does not know yet
-    are skipped (they are not linked to anyone in the portal either)."""
+    are skipped (they are not linked to anyone in the portal either). One read of every listed group's members
+    and one write of their ``members_synced_at``; only a group whose members changed is written further."""
     by_id = {member.external_id: member.pk for member in members}
-    for group in groups:
-        if group.external_id not in listed:
-            continue
-        wanted = {by_id[m] for m in listed[group.external_id] if m in by_id}
-        have = set(group.members.values_list("pk", flat=True))
-        if wanted != have:
+    targets = {
+        group.pk: (group, {by_id[m] for m in listed[group.external_id] if m in by_id})
+        for group in groups
+        if group.external_id in listed
+    }
+    if not targets:
+        return
+    have: dict[int, set[int]] = {pk: set() for pk in targets}
+    through = Principal.members.through
+    for group_pk, member_pk in through.objects.filter(from_principal_id__in=list(targets)).values_list(
+        "from_principal_id", "to_principal_id"
+    ):
+        have[group_pk].add(member_pk)
+    for pk, (group, wanted) in targets.items():
+        if wanted != have[pk]:
             group.members.set(wanted)
-        Principal.objects.filter(pk=group.pk).update(members_synced_at=now)
+    Principal.objects.filter(pk__in=list(targets)).update(members_synced_at=now)
 
 
 def _permission_set_values(item: aws_catalog.PermissionSet) -> dict[str, Any]:

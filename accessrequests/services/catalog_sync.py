@@ -7,8 +7,9 @@ and of Identity Center live in ``services.catalog`` (see its docstring for the r
 from __future__ import annotations
 
 import hashlib
+import queue
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -37,8 +38,9 @@ from accessrequests.services.catalog import (
     _read_identity_center,
     _reconcile,
     _regions,
-    _write_account,
+    _write_accounts,
     _write_identity_center,
+    known_pipelines,
     logger,
     organization_facts_write,
     summary_lines,
@@ -208,6 +210,7 @@ def catalog_sync(
     mode: str = FULL,
     resume: bool = False,
     progress: Callable[[CatalogSyncRun], None] | None = None,
+    read_all: bool = False,
 ) -> dict[str, Any]:
     """Read the AWS catalog and upsert it into the database; return what changed (also audited).
 
@@ -215,8 +218,11 @@ def catalog_sync(
        left: marked not present, moved), and plan which accounts to list (``mode``; see :func:`_plan`). The plan
        is saved on the run (``CatalogSyncRun.pending``).
     2. Accounts: list each planned account's pipelines, roles, users and groups, ``GATEHOUSE_CATALOG_CONCURRENCY``
-       at a time, and write each account in its own short transaction as its listing arrives (the account's
-       ``last_synced_at`` moves in the same transaction: that is the cursor a resumed run reads).
+       at a time, and write the listings in short transactions as they arrive, up to
+       ``GATEHOUSE_CATALOG_WRITE_BATCH`` accounts each (an account's ``last_synced_at`` moves in the same
+       transaction: that is the cursor a resumed run reads). A pipeline ``ListPipelines`` shows unchanged since
+       its last full reading (version, update time) is not read again (no GetPipeline, no tags) unless that
+       reading is older than ``GATEHOUSE_CATALOG_PIPELINE_REFRESH_HOURS``; ``read_all`` reads every one.
     3. Identity Center, then the ``catalog.synced`` audit event with the counts.
 
     A run that crashed is resumed by the next sync (see :func:`_start_or_resume`): it skips the organization
@@ -230,7 +236,7 @@ def catalog_sync(
         logger.info("catalog sync: another sync is running; nothing to do")
         return {"regions": regions, "skipped": "another catalog sync is running", "errors": []}
     try:
-        return _run(run, resumed, regions, progress)
+        return _run(run, resumed, regions, progress, read_all)
     except (ClientError, BotoCoreError) as exc:
         # Organizations or Identity Center could not be read at all: this run cannot finish; the next starts over.
         _beat(
@@ -247,6 +253,7 @@ def _run(
     resumed: bool,
     regions: list[str],
     progress: Callable[[CatalogSyncRun], None] | None,
+    read_all: bool,
 ) -> dict[str, Any]:
     result: dict[str, Any] = dict(run.result or {})
     errors: list[str] = list(run.errors or [])
@@ -257,8 +264,11 @@ def _run(
             _sync_lock()
             result["organizational_units"] = _write_units(tree, now)
             pending, result["accounts"] = _plan(tree, run.mode, now)
-            # Kept with the run, so that a resumed run also knows whether there are tags to read.
+            # Kept with the run, so that a resumed run also knows whether there are tags to read, and whether
+            # it reads every pipeline in full.
             result["organization"] = tree.organization
+            if read_all:
+                result["read_all"] = True
             _beat(
                 run,
                 phase="accounts",
@@ -283,19 +293,45 @@ def _run(
         a.account_id: a
         for a in AwsAccount.objects.filter(account_id__in=[i for i in planned if i not in done])
     }
+    # A pipeline ListPipelines shows as it was at its last full reading is not read again, unless that reading
+    # is older than the refresh period (a tag change alone does not show in the listing) or the run reads all.
+    read_since = (
+        None
+        if result.get("read_all")
+        else timezone.now() - timedelta(hours=settings.GATEHOUSE_CATALOG_PIPELINE_REFRESH_HOURS)
+    )
+    known = known_pipelines([a.pk for a in accounts.values()], read_since=read_since)
     if progress:
         progress(run)
+    batch_size = max(1, settings.GATEHOUSE_CATALOG_WRITE_BATCH)
+    arrived: queue.SimpleQueue[Future[_AccountRead]] = queue.SimpleQueue()
     with ThreadPoolExecutor(max_workers=max(1, settings.GATEHOUSE_CATALOG_CONCURRENCY)) as pool:
         in_organization = bool(result.get("organization", True))
-        reads = [
-            pool.submit(_read_account, account, regions, organization=in_organization)
-            for account in accounts.values()
-        ]
+        reads = []
+        for account in accounts.values():
+            future = pool.submit(
+                _read_account, account, regions, organization=in_organization, known=known.get(account.pk)
+            )
+            future.add_done_callback(arrived.put)
+            reads.append(future)
         try:
-            for future in as_completed(reads):
-                read = future.result()
-                errors.extend(read.errors)
-                _write_one(run, accounts[read.account_id], read, regions, result)
+            left = len(reads)
+            while left:
+                # Whatever has arrived while the last batch was written goes into the next one: one transaction
+                # and a handful of queries for up to GATEHOUSE_CATALOG_WRITE_BATCH accounts.
+                batch = [arrived.get()]
+                while len(batch) < batch_size:
+                    try:
+                        batch.append(arrived.get_nowait())
+                    except queue.Empty:
+                        break
+                left -= len(batch)
+                listed = []
+                for done_future in batch:
+                    read = done_future.result()
+                    errors.extend(read.errors)
+                    listed.append((accounts[read.account_id], read))
+                _write_batch(run, listed, regions, result)
                 if progress:
                     progress(run)
         except BaseException:
@@ -341,32 +377,37 @@ def _sync_lock() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SYNC_LOCK_KEY])
 
 
-def _write_one(
-    run: CatalogSyncRun, account: AwsAccount, read: _AccountRead, regions: list[str], result: dict[str, Any]
+def _write_batch(
+    run: CatalogSyncRun,
+    listed: list[tuple[AwsAccount, _AccountRead]],
+    regions: list[str],
+    result: dict[str, Any],
 ) -> None:
-    """One account's listing, its ``last_synced_at`` (or why it failed) and the run's progress, together."""
+    """Some accounts' listings, each one's ``last_synced_at`` (or why it failed) and the run's progress, in one
+    transaction: a crash leaves each account either written with its cursor or not at all."""
     now = timezone.now()
     with transaction.atomic():
         _sync_lock()
-        for name, counts in _write_account(account, read, regions, now).items():
+        for name, counts in _write_accounts(listed, regions, now).items():
             _add(result.setdefault(name, {}), counts)
-        if read.tags is not None:
-            change = organization_facts_write(account, read.tags)
+        tagged = {account.pk: read.tags for account, read in listed if read.tags is not None}
+        if tagged:
+            changes = organization_facts_write(tagged)
             _add(
                 result.setdefault("account_tags", {}),
                 {
-                    "read": 1,
-                    "changed": int(change is not None),
-                    "environments_changed": int(change is not None and len(set(change["environment"])) > 1),
+                    "read": len(tagged),
+                    "changed": len(changes),
+                    "environments_changed": sum(len(set(change["environment"])) > 1 for change in changes),
                 },
             )
-            if change is not None:
-                # What the admins are told at the end of the run (the audit trail has every change in full).
-                changes = result.setdefault("organization_changes", [])
-                if len(changes) < MAX_CHANGES_TOLD:
-                    changes.append(change)
-        AwsAccount.objects.filter(pk=account.pk).update(
-            sync_error="; ".join(read.errors)[:2000],
-            **({} if read.errors else {"last_synced_at": now}),
-        )
-        _beat(run, accounts_done=run.accounts_done + 1, result=result)
+            # What the admins are told at the end of the run (the audit trail has every change in full).
+            told = result.setdefault("organization_changes", []) if changes else []
+            told.extend(changes[: max(0, MAX_CHANGES_TOLD - len(told))])
+        read_well = [account.pk for account, read in listed if not read.errors]
+        if read_well:
+            AwsAccount.objects.filter(pk__in=read_well).update(sync_error="", last_synced_at=now)
+        for account, read in listed:
+            if read.errors:
+                AwsAccount.objects.filter(pk=account.pk).update(sync_error="; ".join(read.errors)[:2000])
+        _beat(run, accounts_done=run.accounts_done + len(listed), result=result)

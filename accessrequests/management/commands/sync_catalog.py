@@ -1,7 +1,8 @@
 """manage.py sync_catalog: read accounts, pipelines, roles, principals and Identity Center from AWS now.
 
 The same work the periodic task does every 15 minutes (which is ``--incremental``); useful after adding an account
-or a pipeline. Without ``--incremental`` every enabled account is listed again.
+or a pipeline. Without ``--incremental`` every enabled account is listed again; ``--read-all`` also reads every
+pipeline in full, not only those ``ListPipelines`` shows changed.
 """
 
 from __future__ import annotations
@@ -30,17 +31,28 @@ class Command(BaseCommand):
             action="store_true",
             help="Resume an unfinished sync now (its process is gone) instead of waiting for it to go stale.",
         )
+        parser.add_argument(
+            "--read-all",
+            action="store_true",
+            help="Read every pipeline in full (GetPipeline, tags), also those ListPipelines shows unchanged.",
+        )
         parser.add_argument("--progress", action="store_true", help="Print progress every 100 accounts.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        shown = [-1]  # the hundreds of accounts last reported (accounts are written in batches)
+
         def progress(run: CatalogSyncRun) -> None:
             if options["progress"] and (
-                run.accounts_done % 100 == 0 or run.accounts_done == run.accounts_total
+                run.accounts_done // 100 != shown[0] or run.accounts_done == run.accounts_total
             ):
+                shown[0] = run.accounts_done // 100
                 self.stdout.write(f"{run.progress}", ending="\n")
 
         result = catalog_sync(
-            mode=INCREMENTAL if options["incremental"] else FULL, resume=options["resume"], progress=progress
+            mode=INCREMENTAL if options["incremental"] else FULL,
+            resume=options["resume"],
+            progress=progress,
+            read_all=options["read_all"],
         )
         if result.get("skipped"):
             raise CommandError(f"not synced: {result['skipped']} (--resume if its process is gone)")

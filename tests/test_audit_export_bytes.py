@@ -1,0 +1,118 @@
+"""The bytes of the PostgreSQL CSV export, pinned.
+
+PostgreSQL writes the audit CSV itself (``COPY … TO STDOUT``) with every formula start neutralised; any change to
+how it does so must leave the file byte for byte as it was, or exports made before and after it would differ.
+Runs on PostgreSQL whatever the suite's own database is: a scratch database, migrated for real, with rows written
+as they are stored (a tampered database included: hashes that are not hashes), exported by a child process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from tests.conftest import ROOT, service_missing
+from tests.test_audit import _postgres_admin_url
+
+# id, seq, created_at, actor_id, actor_label, action, object_type, object_id, request_id, principal_id, account_id,
+# before, after, aws_request_ids, ip, user_agent, prev_hash, hash
+ROWS = [
+    (1, 1, "2026-01-01 00:00:00+00", None, "system", "catalog.synced", "catalog", "", None, None, "",
+     None, '{"b": 1, "a": [1, "x"], "c": {"z": null, "y": "=1"}}', "[]", "127.0.0.1", "", "0" * 64, "a" * 64),
+    (2, 2, "2026-03-01 12:00:00.123456+02", None, "=cmd|' /C calc'!A0", "+request.created", "-thing", "@SUM(1)",
+     -7, -3, "\t123", '"=1+1"', "-1", '["-x", "=y"]', "::1", "\rline", "1" * 64, "b" * 64),
+    (3, 3, "2026-03-01 12:00:00.5+00", None, 'a,"b"', "'quoted", "o\ny", "", 42, 0, "123456789012",
+     "null", "5", '["req-1"]', None, " leading space", "2" * 64, "c" * 64),
+    (4, 4, "2026-12-31 23:59:59.999999+00", None, "é漢", "request.approved", "access_request", "17", 17, 9,
+     "210987654321", '{"status": "pending", "note": "-dash"}', "-0.5", "[]", "10.1.2.3", "Mozilla/5.0 (X11)",
+     "=evil", "-abc"),
+    (5, 5, "2027-01-01 00:00:00.000001+00", None, "'", "@", "=", "-", 1, 1, "'",
+     '"plain"', "true", '[1, 2]', "2001:db8::1", "'already quoted", "@x", "+y"),
+]  # fmt: skip
+
+EXPECTED_ALL = (
+    b'id,seq,created_at,actor_id,actor_label,action,object_type,object_id,request_id,principal_id,account_id,before,after,aws_request_ids,ip,user_agent,prev_hash,hash\r\n'
+    b'1,1,2026-01-01T00:00:00.000000+00:00,,system,catalog.synced,catalog,"",,,"",null,"{""a"": [1, ""x""], ""b"": 1, ""c"": {""y"": ""=1"", ""z"": null}}",[],127.0.0.1,"",0000000000000000000000000000000000000000000000000000000000000000,aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n'
+    b'2,2,2026-03-01T10:00:00.123456+00:00,,\'=cmd|\' /C calc\'!A0,\'+request.created,\'-thing,\'@SUM(1),\'-7,\'-3,\'\t123,"""=1+1""",\'-1,"[""-x"", ""=y""]",::1,"\'\rline",1111111111111111111111111111111111111111111111111111111111111111,bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n'
+    b'3,3,2026-03-01T12:00:00.500000+00:00,,"a,""b""",\'\'quoted,"o\n'
+    b'y","",42,0,123456789012,null,5,"[""req-1""]",, leading space,2222222222222222222222222222222222222222222222222222222222222222,cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc\n'
+    b'4,4,2026-12-31T23:59:59.999999+00:00,,\xc3\xa9\xe6\xbc\xa2,request.approved,access_request,17,17,9,210987654321,"{""note"": ""-dash"", ""status"": ""pending""}",\'-0.5,[],10.1.2.3,Mozilla/5.0 (X11),\'=evil,\'-abc\n'
+    b'5,5,2027-01-01T00:00:00.000001+00:00,,\'\',\'@,\'=,\'-,1,1,\'\',"""plain""",true,"[1, 2]",2001:db8::1,\'\'already quoted,\'@x,\'+y\n'
+)  # fmt: skip
+EXPECTED_FILTERED = (
+    b'id,seq,created_at,actor_id,actor_label,action,object_type,object_id,request_id,principal_id,account_id,before,after,aws_request_ids,ip,user_agent,prev_hash,hash\r\n'
+    b'4,4,2026-12-31T23:59:59.999999+00:00,,\xc3\xa9\xe6\xbc\xa2,request.approved,access_request,17,17,9,210987654321,"{""note"": ""-dash"", ""status"": ""pending""}",\'-0.5,[],10.1.2.3,Mozilla/5.0 (X11),\'=evil,\'-abc\n'
+)  # fmt: skip
+
+EXPORT = """
+import sys
+import django
+django.setup()
+from accessrequests import exports
+filters = {"action": sys.argv[1]} if sys.argv[1] else {}
+export = exports.plan(filters, "csv", through_seq=int(sys.argv[2]))
+out = sys.stdout.buffer
+for chunk in export.stream():
+    out.write(chunk.encode() if isinstance(chunk, str) else chunk)
+out.flush()
+"""
+
+
+@pytest.fixture(scope="module")
+def scratch_postgres():
+    admin_url = _postgres_admin_url()
+    try:
+        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        service_missing(f"PostgreSQL ({exc.__class__.__name__})")
+    name = "gatehouse_export_bytes_test"
+    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.execute(f"CREATE DATABASE {name}")
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": url.replace("postgresql://", "postgres://"),
+        "DEBUG": "1",
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+    }
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300
+        )
+        with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO accessrequests_auditevent (id, seq, created_at, actor_id, actor_label, action,"
+                " object_type, object_id, request_id, principal_id, account_id, before, after,"
+                " aws_request_ids, ip, user_agent, prev_hash, hash)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                ROWS,
+            )
+        yield env
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+def _export(env: dict[str, str], action: str = "") -> bytes:
+    done = subprocess.run(
+        [sys.executable, "-c", EXPORT, action, str(len(ROWS))],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout
+
+
+def test_the_complete_export_is_byte_for_byte_as_pinned(scratch_postgres):
+    assert _export(scratch_postgres) == EXPECTED_ALL
+
+
+def test_a_filtered_export_is_byte_for_byte_as_pinned(scratch_postgres):
+    assert _export(scratch_postgres, action="request.") == EXPECTED_FILTERED
