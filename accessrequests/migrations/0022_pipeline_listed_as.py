@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accessrequests", "0019_drift_check"),
+        ("accessrequests", "0021_outside_principals"),
     ]
 
     operations = [
