@@ -162,7 +162,9 @@ def test_an_account_that_left_is_kept_not_present_and_its_grants_stay_for_revoca
 
 
 def test_a_crashed_sync_resumes_with_the_accounts_it_had_not_written(org, wire, settings):
-    settings.GATEHOUSE_CATALOG_WRITE_BATCH = 1  # one account per transaction: the crash falls after the second
+    settings.GATEHOUSE_CATALOG_WRITE_BATCH = (
+        1  # one account per transaction: the crash falls after the second
+    )
     accounts = [org.account(f"team-{i}", org.dev) for i in range(5)]
     wire.clear()
     written: list[int] = []
@@ -470,7 +472,9 @@ def test_a_tag_change_alone_shows_once_the_reading_is_older_than_the_refresh_per
     from accessrequests.models import Pipeline
 
     catalog_sync(mode=FULL)
-    pipelines.tag("svc-02-deploy", owner="data")  # tagging leaves ListPipelines' version and time as they were
+    pipelines.tag(
+        "svc-02-deploy", owner="data"
+    )  # tagging leaves ListPipelines' version and time as they were
     wire.clear()
     catalog_sync(mode=FULL)
     assert _read_in_full(wire) == (set(), set())
