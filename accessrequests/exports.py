@@ -19,6 +19,7 @@ import functools
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -156,8 +157,11 @@ PIECE_BYTES = 1 << 20
 # comma or a line break (and its text after the quote that opens it), so ',=' shows a cell to neutralise. A quoted
 # cell holding a comma, a line break or a quote may also match: that only costs its rows a closer look.
 _CELL_STARTS = bytes.maketrans(b"+-@\t\r'\n\"", b"======,,")
-_NEUTRALISED_STARTS = tuple(start.encode() for start in (*FORMULA_STARTS, "'"))
-_QUOTED_WHEN = (b",", b'"', b"\n", b"\r")
+_NEUTRALISED_STARTS = frozenset("".join((*FORMULA_STARTS, "'")).encode())
+# One cell of a COPY CSV row with the comma or line feed that ends it: quoted (quotes inside doubled), or not (then
+# it holds no comma, quote or line break).
+_CELL = re.compile(rb'"(?:[^"]|"")*"[,\n]|[^,\n]*[,\n]')
+_QUOTE = ord('"')
 
 
 def _copy_columns() -> str:
@@ -188,51 +192,23 @@ def _needs_neutralising(rows: bytes) -> bool:
 
 
 def _neutralised_row(row: bytes) -> bytes:
-    """One row as COPY writes CSV, with every cell that starts with a formula character or a quote given a leading
-    quote, written back as COPY would have written it. These are the bytes PostgreSQL wrote when it tested each
-    column in SQL by its type (a negative number, a JSON number, a text), because each of those rules comes down to
-    "a cell whose text starts so": a number or a JSON value can only start with a minus, a time or an address never
-    starts with any of them.
+    """One row as COPY writes CSV, with a quote put before the text of every cell that starts with a formula
+    character or a quote. These are the bytes PostgreSQL wrote when it tested each column in SQL by its type (a
+    negative number, a JSON number, a text), because each of those rules comes down to "a cell whose text starts
+    so": a number or a JSON value can only start with a minus, a time or an address never starts with any of them.
 
-    COPY's CSV: cells separated by commas, the row ended by a line feed; a cell is quoted when its text holds a comma,
-    a quote, a carriage return or a line feed, or is empty (a quote inside doubled); NULL is an unquoted empty cell.
-    A quoted cell keeps its quotes after the leading quote is added (nothing of the four appears or goes), and a
-    neutralised cell is never empty."""
-    cells: list[bytes | None] = []
-    end = len(row) - 1  # the line feed
-    at = 0
-    while True:
-        if row.startswith(b'"', at):  # quoted: up to the quote that is not doubled
-            parts, start = [], at + 1
-            while True:
-                quote = row.index(b'"', start)
-                if row.startswith(b'"', quote + 1):
-                    parts.append(row[start : quote + 1])
-                    start = quote + 2
-                    continue
-                parts.append(row[start:quote])
-                at = quote + 1
-                break
-            cells.append(b"".join(parts))
-        else:
-            comma = row.find(b",", at, end)
-            stop = end if comma < 0 else comma
-            cells.append(row[at:stop] if stop > at else None)
-            at = stop
-        if at >= end:
-            break
-        at += 1  # the comma
-    written = []
-    for cell in cells:
-        if cell is None:
-            written.append(b"")
-            continue
-        if cell.startswith(_NEUTRALISED_STARTS):
-            cell = b"'" + cell
-        if not cell or any(special in cell for special in _QUOTED_WHEN):
-            cell = b'"' + cell.replace(b'"', b'""') + b'"'
-        written.append(cell)
-    return b",".join(written) + b"\n"
+    COPY's CSV: every cell ends with a comma, the last with a line feed; a cell is quoted when its text holds a
+    comma, a quote, a carriage return or a line feed, or is empty (a quote inside doubled); NULL is an unquoted
+    empty cell. A leading quote changes none of that (it is not special, and a cell that needs one is not empty),
+    so it goes in as it is: after the opening quote of a quoted cell, else at the cell's start."""
+    written, done = [], 0
+    for cell in _CELL.finditer(row):
+        text = cell.start() + (row[cell.start()] == _QUOTE)
+        if row[text] in _NEUTRALISED_STARTS:
+            written += [row[done:text], b"'"]
+            done = text
+    written.append(row[done:])
+    return b"".join(written)
 
 
 def _checked(piece: bytes, starts: list[int]) -> bytes:
