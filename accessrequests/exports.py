@@ -168,7 +168,7 @@ def _copy_columns() -> str:
     """The SELECT list of the COPY over the export's rows (``e``): every cell as stored, by its type's own output
     function, as a plain COPY writes it, but for the time (ISO 8601 in UTC, microseconds always), the address
     (without a netmask) and an absent JSON value (``null``). The few cells that start a formula are neutralised
-    afterwards (:func:`_neutralised_row`)."""
+    afterwards (:func:`_neutralised_rows`)."""
     columns = []
     for c, field in zip(COLUMNS, _DB_FIELDS, strict=True):
         if c == "created_at":
@@ -191,32 +191,28 @@ def _needs_neutralising(rows: bytes) -> bool:
     return marked.startswith((b"=", b",=")) or b",=" in marked
 
 
-def _neutralised_row(row: bytes) -> bytes:
-    """One row as COPY writes CSV, with a quote put before the text of every cell that starts with a formula
+def _neutralised_rows(rows: bytes) -> bytes:
+    """Whole rows as COPY writes CSV, with a quote put before the text of every cell that starts with a formula
     character or a quote. These are the bytes PostgreSQL wrote when it tested each column in SQL by its type (a
     negative number, a JSON number, a text), because each of those rules comes down to "a cell whose text starts
     so": a number or a JSON value can only start with a minus, a time or an address never starts with any of them.
 
-    COPY's CSV: every cell ends with a comma, the last with a line feed; a cell is quoted when its text holds a
-    comma, a quote, a carriage return or a line feed, or is empty (a quote inside doubled); NULL is an unquoted
+    COPY's CSV: every cell ends with a comma, the last of a row with a line feed; a cell is quoted when its text holds
+    a comma, a quote, a carriage return or a line feed, or is empty (a quote inside doubled); NULL is an unquoted
     empty cell. A leading quote changes none of that (it is not special, and a cell that needs one is not empty),
     so it goes in as it is: after the opening quote of a quoted cell, else at the cell's start."""
     written, done = [], 0
-    for cell in _CELL.finditer(row):
-        text = cell.start() + (row[cell.start()] == _QUOTE)
-        if row[text] in _NEUTRALISED_STARTS:
-            written += [row[done:text], b"'"]
+    for cell in _CELL.finditer(rows):
+        text = cell.start() + (rows[cell.start()] == _QUOTE)
+        if rows[text] in _NEUTRALISED_STARTS:
+            written += [rows[done:text], b"'"]
             done = text
-    written.append(row[done:])
+    written.append(rows[done:])
     return b"".join(written)
 
 
-def _checked(piece: bytes, starts: list[int]) -> bytes:
-    """A piece of whole rows (``starts``: where each begins) with every cell that could start a formula quoted."""
-    if not _needs_neutralising(piece):
-        return piece
-    rows = [piece[start:stop] for start, stop in zip(starts, [*starts[1:], len(piece)], strict=True)]
-    return b"".join(_neutralised_row(row) if _needs_neutralising(row) else row for row in rows)
+def _checked(rows: bytes) -> bytes:
+    return _neutralised_rows(rows) if _needs_neutralising(rows) else rows
 
 
 def _copy_csv(queryset: QuerySet, piece_bytes: int = PIECE_BYTES) -> Iterator[bytes]:
@@ -225,10 +221,10 @@ def _copy_csv(queryset: QuerySet, piece_bytes: int = PIECE_BYTES) -> Iterator[by
 
     Testing every cell for a formula start in SQL made PostgreSQL's work about half as much again as a plain COPY's
     (each cell cast to text and tested), and almost no event needs it. So PostgreSQL writes every cell as stored,
-    and each megabyte of rows is checked here at once; only the rows of a piece where a cell may start a formula are
-    looked at one by one, and a row that has one is written again with those cells quoted (:func:`_neutralised_row`:
-    the same bytes the SQL rules give). libpq hands COPY data over one row at a time: the rows are gathered in one
-    buffer (no bytes object per row) with where each begins."""
+    and each megabyte of rows is checked here at once; only in a piece where a cell may start a formula are the
+    cells looked at one by one, and those that do are quoted (:func:`_neutralised_rows`: the same bytes the SQL
+    rules gave). libpq hands COPY data over one row at a time: the rows are gathered in one buffer (no bytes object
+    per row)."""
     yield (",".join(COLUMNS) + "\r\n").encode()
     try:
         inner, params = queryset.order_by("seq").values_list(*_DB_FIELDS).query.sql_with_params()
@@ -238,17 +234,14 @@ def _copy_csv(queryset: QuerySet, piece_bytes: int = PIECE_BYTES) -> Iterator[by
     sql = f"COPY (SELECT {_copy_columns()} FROM ({inner}) AS e ORDER BY e.seq) TO STDOUT WITH (FORMAT csv)"  # noqa: S608
     connection.ensure_connection()
     pending = bytearray()
-    starts: list[int] = []
     with connection.connection.cursor() as cursor, cursor.copy(sql, params) as copy:
         for row in copy:
-            starts.append(len(pending))
             pending += row
             if len(pending) >= piece_bytes:
-                yield _checked(bytes(pending), starts)
+                yield _checked(bytes(pending))
                 pending.clear()
-                starts.clear()
     if pending:
-        yield _checked(bytes(pending), starts)
+        yield _checked(bytes(pending))
 
 
 def stream_csv(
