@@ -182,10 +182,24 @@ def main() -> None:
         web_runs: list[float] = []
         copy_runs: list[float] = []
         worker_cpu: list[float] = []
+        # PostgreSQL's side: the backend serving gunicorn's connection (every other backend of this database; the
+        # worker keeps its connection between requests) and this process's own for COPY.
+        web_db_cpu: list[float] = []
+        copy_db_cpu: list[float] = []
+        own_backend = raw.info.backend_pid
+
+        def web_backends_cpu() -> float:
+            with raw.cursor() as cur:
+                cur.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> %s",
+                    [own_backend],
+                )
+                return sum(cpu_seconds(backend) for (backend,) in cur.fetchall())
+
         # Rounds alternate the two, and the best of each is compared: on a shared machine a neighbour's burst
         # slows one run, never speeds one up, so the minimum is the figure that belongs to the code.
         for _ in range(args.rounds):
-            started, worker_started = time.perf_counter(), cpu_seconds(pid)
+            started, worker_started, db_started = time.perf_counter(), cpu_seconds(pid), web_backends_cpu()
             first_byte = None
             size = lines = 0
             with urllib.request.urlopen(urllib.request.Request(url, headers=cookie), timeout=600) as response:
@@ -200,8 +214,10 @@ def main() -> None:
                 manifest = json.loads(m.read())
             web_runs.append(time.perf_counter() - started)
             worker_cpu.append(cpu_seconds(pid) - worker_started)
+            web_db_cpu.append(web_backends_cpu() - db_started)
             assert manifest["count"] == lines - 1 and manifest["complete"], manifest
 
+            own_started = cpu_seconds(own_backend)
             started = time.perf_counter()
             copied = 0
             with (
@@ -213,6 +229,7 @@ def main() -> None:
                 for block in copy:
                     copied += bytes(block).count(b"\n")
             copy_runs.append(time.perf_counter() - started)
+            copy_db_cpu.append(cpu_seconds(own_backend) - own_started)
         done.set()
         sampler.join()
         hwm = rss_kib(pid, "VmHWM")
@@ -228,6 +245,8 @@ def main() -> None:
     print(f"web export + manifest, each round: {', '.join(f'{s:.1f}' for s in web_runs)} s")
     print(f"COPY TO STDOUT, each round:        {', '.join(f'{s:.1f}' for s in copy_runs)} s")
     print(f"web worker CPU, each round:        {', '.join(f'{s:.1f}' for s in worker_cpu)} s")
+    print(f"PostgreSQL CPU for the web export: {', '.join(f'{s:.1f}' for s in web_db_cpu)} s")
+    print(f"PostgreSQL CPU for the COPY:       {', '.join(f'{s:.1f}' for s in copy_db_cpu)} s")
     ratios = sorted(c / w for w, c in zip(web_runs, copy_runs, strict=True))
     print(
         f"ratio web/COPY of each round (same round): {', '.join(f'{r:.2f}' for r in ratios)}; "
