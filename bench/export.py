@@ -12,6 +12,7 @@ same rows in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -194,7 +195,11 @@ def main() -> None:
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> %s",
                     [own_backend],
                 )
-                return {backend: cpu_seconds(backend) for (backend,) in cur.fetchall()}
+                found = {}
+                for (backend,) in cur.fetchall():
+                    with contextlib.suppress(FileNotFoundError):  # ended since
+                        found[backend] = cpu_seconds(backend)
+                return found
 
         def used_since(before: dict[int, float]) -> float:  # a backend that started since counts in full
             return sum(cpu - before.get(backend, 0.0) for backend, cpu in web_backends_cpu().items())
