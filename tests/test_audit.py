@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import pairwise
 
@@ -18,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 
 from accessrequests import audit, chain, checkpoints
 from accessrequests.models import AppendOnlyError, AuditEvent
-from tests.conftest import ROOT, scratch_postgres, service_missing
+from tests.conftest import ROOT, scratch_postgres
 
 
 def _events(n: int) -> list[AuditEvent]:
@@ -224,10 +225,6 @@ def test_eight_concurrent_writers_leave_a_valid_chain():
     call_command("verify_audit")
 
 
-def _postgres_admin_url() -> str:
-    return os.environ.get("GATEHOUSE_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
-
-
 def test_the_postgresql_trigger_refuses_update_and_delete():
     """Runs on PostgreSQL whatever the suite's own database is: a scratch database, migrated for real."""
     with scratch_postgres("gatehouse_trigger_test") as url:
@@ -273,43 +270,37 @@ def test_sign_in_failed_sign_in_and_mfa_enrolment_are_audited(client, django_cap
     assert AuditEvent.objects.filter(action="auth.mfa_enrolled", actor_label="mateojackson").exists()
 
 
-def _scratch_database(vendor: str, tmp_path) -> tuple[str, object]:
+@contextmanager
+def _scratch_database(vendor: str, tmp_path) -> Iterator[str]:
     """A database of its own for a migration test: a SQLite file, or a PostgreSQL database dropped afterwards."""
     if vendor == "sqlite":
-        return f"sqlite:///{tmp_path / 'migrate.sqlite3'}", None
-    try:
-        admin = psycopg.connect(_postgres_admin_url(), autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        service_missing(f"PostgreSQL ({exc.__class__.__name__})")
-    name = f"gatehouse_seq_migration_{os.getpid()}"
-    admin.execute(f"DROP DATABASE IF EXISTS {name}")
-    admin.execute(f"CREATE DATABASE {name}")
-    url = _postgres_admin_url().rsplit("/", 1)[0] + f"/{name}"
-    return url.replace("postgresql://", "postgres://"), (admin, name)
+        yield f"sqlite:///{tmp_path / 'migrate.sqlite3'}"
+        return
+    with scratch_postgres(f"gatehouse_seq_migration_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.mark.parametrize("vendor", ["sqlite", "postgresql"])
 def test_the_sequence_migration_numbers_existing_events_in_chain_order(vendor, tmp_path):
     """Events written before the sequence existed get 1, 2, 3, … in id order and still verify, hashes unchanged."""
-    url, cleanup = _scratch_database(vendor, tmp_path)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DEBUG": "1",
-        "GATEHOUSE_AUDIT_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
-    }
+    with _scratch_database(vendor, tmp_path) as url:
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "DEBUG": "1",
+            "GATEHOUSE_AUDIT_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+        }
 
-    def manage(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        def manage(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [sys.executable, "manage.py", *args],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
 
-    try:
         assert manage("migrate", "accessrequests", "0006", "-v0").returncode == 0
         previous, rows = chain.GENESIS_HASH, []
         for i in range(3):
@@ -343,11 +334,6 @@ def test_the_sequence_migration_numbers_existing_events_in_chain_order(vendor, t
         verified = manage("verify_audit")
         assert verified.returncode == 0, verified.stderr
         assert "3 events verified (seq 1-3)" in verified.stdout
-    finally:
-        if cleanup is not None:
-            admin, name = cleanup
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            admin.close()
 
 
 @pytest.mark.django_db(transaction=True)
