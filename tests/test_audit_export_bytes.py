@@ -15,8 +15,8 @@ import sys
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, service_missing
-from tests.test_audit import _postgres_admin_url
+from tests.conftest import ROOT
+from tests.conftest import scratch_postgres as scratch_database
 
 # id, seq, created_at, actor_id, actor_label, action, object_type, object_id, request_id, principal_id, account_id,
 # before, after, aws_request_ids, ip, user_agent, prev_hash, hash
@@ -79,22 +79,8 @@ out.flush()
 
 @pytest.fixture(scope="module")
 def scratch_postgres():
-    admin_url = _postgres_admin_url()
-    try:
-        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        service_missing(f"PostgreSQL ({exc.__class__.__name__})")
-    name = "gatehouse_export_bytes_test"
-    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.execute(f"CREATE DATABASE {name}")
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": url.replace("postgresql://", "postgres://"),
-        "DEBUG": "1",
-        "DJANGO_SETTINGS_MODULE": "portal.settings",
-    }
-    try:
+    with scratch_database("gatehouse_export_bytes_test") as url:
+        env = {**os.environ, "DATABASE_URL": url, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "portal.settings"}
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300
         )
@@ -107,9 +93,6 @@ def scratch_postgres():
                 ROWS,
             )
         yield env
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
 
 
 def _export(env: dict[str, str], action: str = "", piece_bytes: int = 1 << 20) -> bytes:
