@@ -17,7 +17,19 @@ from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from accessrequests import audit, governance, governed, permissions, selectors
+from accessrequests.audit import trail as audit
+from accessrequests.authz import permissions, selectors
+from accessrequests.core.wording import counted
+from accessrequests.governance import governed
+from accessrequests.governance import rules_file as governance
+from accessrequests.governance.rule_changes import (
+    RuleChangeError,
+    rule_change_approve,
+    rule_change_propose,
+    rule_change_reject,
+    rule_change_routing,
+    rule_change_set_approve,
+)
 from accessrequests.governed_admin import ProposesGovernedFacts  # registers User and Group too
 from accessrequests.models import (
     KNOWN_ENVIRONMENTS,
@@ -45,16 +57,7 @@ from accessrequests.models import (
     ScimGroup,
     pipeline_only,
 )
-from accessrequests.services.governance import (
-    RuleChangeError,
-    rule_change_approve,
-    rule_change_propose,
-    rule_change_reject,
-    rule_change_routing,
-    rule_change_set_approve,
-)
 from accessrequests.views import step_up
-from accessrequests.wording import counted
 
 # Fields that hold secrets: stored, but never copied into the audit trail or shown back in full.
 SECRET_FIELDS = {"slack_webhook_url"}

@@ -7,4 +7,4 @@ class AccessRequestsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from accessrequests import signals  # noqa: F401  (connects the audit receivers)
+        from accessrequests.identity import signals  # noqa: F401  (connects the audit receivers)

@@ -9,6 +9,7 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Quer
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from accessrequests.authz.selectors import overdue_post_reviews
 from accessrequests.models import (
     AccessRequest,
     AuditEvent,
@@ -23,7 +24,6 @@ from accessrequests.models import (
     RuleChange,
     RuleChangeStatus,
 )
-from accessrequests.selectors import overdue_post_reviews
 
 STUCK_AFTER = timedelta(minutes=10)
 
@@ -99,7 +99,7 @@ IDENTITY_ACTIONS = ("identity.roles_synced", "identity.principals_synced")
 def identity_changes(now, days: int = 7) -> list[tuple[AuditEvent, str]]:
     """What the identity provider changed in roles and principal links lately (applied with no second admin),
     each with its sentence."""
-    from accessrequests.notification_text import identity_change_words
+    from accessrequests.notify.text import identity_change_words
 
     events = AuditEvent.objects.filter(
         action__in=IDENTITY_ACTIONS, created_at__gte=now - timedelta(days=days)

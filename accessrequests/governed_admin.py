@@ -1,4 +1,4 @@
-"""Admin pages that edit governed facts (``accessrequests.governed``): they save everything else at once and only
+"""Admin pages that edit governed facts (``accessrequests.governance.governed``): they save everything else at once and only
 propose the governed part, which takes effect when another admin approves it (``RuleChangeAdmin``).
 
 Users and groups are registered here (Django's own pages would write roles and links directly). A user's page
@@ -21,9 +21,11 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils.html import format_html
 
-from accessrequests import audit, governed, permissions
+from accessrequests.audit import trail as audit
+from accessrequests.authz import permissions
+from accessrequests.governance import governed
+from accessrequests.governance.governed_changes import RuleChangeError, governed_change_propose
 from accessrequests.models import GRANTABLE_KINDS, Principal, RuleChangeStatus, RuleTarget
-from accessrequests.services.governed import RuleChangeError, governed_change_propose
 
 User = get_user_model()
 

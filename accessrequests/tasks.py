@@ -13,7 +13,7 @@ def echo(value: str) -> str:
 
 def _transient_provisioning_errors() -> tuple[type[Exception], ...]:
     # Resolved when the module is imported by the worker; the service module itself imports no Celery.
-    from accessrequests.services.provisioning import TransientProvisioningError
+    from accessrequests.provisioning.engine import TransientProvisioningError
 
     return (TransientProvisioningError,)
 
@@ -31,7 +31,7 @@ def _transient_provisioning_errors() -> tuple[type[Exception], ...]:
 )
 def reconcile_principal(principal_id: int, account_id: int) -> dict:
     """Make AWS match the desired state of one principal in one account (idempotent)."""
-    from accessrequests.services import provisioning
+    from accessrequests.provisioning import engine as provisioning
 
     return provisioning.reconcile_principal(principal_id=principal_id, account_id=account_id)
 
@@ -40,7 +40,7 @@ def reconcile_principal(principal_id: int, account_id: int) -> dict:
 def sync_catalog() -> dict:
     """Read what changed in the AWS catalog into the database (beat, every 15 minutes; idempotent; resumes a
     crashed run)."""
-    from accessrequests.services.catalog_sync import INCREMENTAL, catalog_sync
+    from accessrequests.catalog.sync import INCREMENTAL, catalog_sync
 
     return catalog_sync(mode=INCREMENTAL)
 
@@ -52,7 +52,7 @@ def expire_unreviewed_requests() -> int:
 
     from django.conf import settings
 
-    from accessrequests.services.requests import requests_expire_unreviewed
+    from accessrequests.workflow.requests import requests_expire_unreviewed
 
     return requests_expire_unreviewed(older_than=timedelta(hours=settings.GATEHOUSE_PENDING_EXPIRY_HOURS))
 
@@ -60,7 +60,7 @@ def expire_unreviewed_requests() -> int:
 @shared_task(name="accessrequests.tasks.archive_audit")
 def archive_audit() -> list[str]:
     """Write finished days of the audit trail to S3 when a bucket is configured (beat, hourly; idempotent)."""
-    from accessrequests.services.audit_archive import archive_missing_days
+    from accessrequests.audit.archive import archive_missing_days
 
     return archive_missing_days()
 
@@ -69,7 +69,7 @@ def archive_audit() -> list[str]:
 def write_audit_checkpoint(day_end: bool = False) -> dict | None:
     """Sign and ship a checkpoint of the audit chain (beat: every 5 minutes when it grew, and at each day's end
     whatever happened; idempotent: a second run finds nothing new). Returns it without its hash list."""
-    from accessrequests import checkpoints
+    from accessrequests.audit import checkpoints
 
     written = checkpoints.write(force=day_end)
     return checkpoints.public_view(written) if written else None
@@ -79,7 +79,7 @@ def write_audit_checkpoint(day_end: bool = False) -> dict | None:
 def verify_audit_trail() -> dict:
     """Verify the audit trail against its checkpoints; a break turns the pages red and tells admins and auditors
     (beat, every 15 minutes; idempotent: a failure already reported is not reported again)."""
-    from accessrequests.services.audit_integrity import audit_integrity_check
+    from accessrequests.audit.watch import audit_integrity_check
 
     return audit_integrity_check()
 
@@ -88,7 +88,7 @@ def verify_audit_trail() -> dict:
 def apply_rules_file() -> dict:
     """Apply GATEHOUSE_RULES_FILE (beat, every GATEHOUSE_RULES_FILE_MINUTES, and at worker start; idempotent: a
     file that matches the database changes and records nothing; an invalid one changes nothing)."""
-    from accessrequests.services.governance import rules_apply_configured_file
+    from accessrequests.governance.rule_changes import rules_apply_configured_file
 
     return rules_apply_configured_file()
 
@@ -96,7 +96,7 @@ def apply_rules_file() -> dict:
 @shared_task(name="accessrequests.tasks.expire_grants")
 def expire_grants() -> int:
     """Start removing grants past their expiry (beat, each minute; idempotent)."""
-    from accessrequests.services.provisioning import grants_expire_due
+    from accessrequests.provisioning.engine import grants_expire_due
 
     return grants_expire_due()
 
@@ -104,7 +104,7 @@ def expire_grants() -> int:
 @shared_task(name="accessrequests.tasks.redrive_grants")
 def redrive_grants() -> int:
     """Re-queue reconciles that were lost, interrupted or are due again (beat, each minute; idempotent)."""
-    from accessrequests.services.provisioning import grants_redrive_stuck
+    from accessrequests.provisioning.engine import grants_redrive_stuck
 
     return grants_redrive_stuck()
 
@@ -112,7 +112,7 @@ def redrive_grants() -> int:
 @shared_task(name="accessrequests.tasks.reconcile_access_end")
 def reconcile_access_end(access_end_id: int) -> dict:
     """End the sessions issued before a grant ended and confirm the end in AWS (idempotent)."""
-    from accessrequests.services.sessions import access_end_reconcile
+    from accessrequests.provisioning.sessions import access_end_reconcile
 
     return access_end_reconcile(access_end_id=access_end_id)
 
@@ -121,7 +121,7 @@ def reconcile_access_end(access_end_id: int) -> dict:
 def sweep_access_ends() -> dict:
     """Run due end checks, remove denies whose sessions have expired, put back removed ones (beat, each
     minute; idempotent)."""
-    from accessrequests.services.sessions import access_ends_sweep
+    from accessrequests.provisioning.sessions import access_ends_sweep
 
     return access_ends_sweep()
 
@@ -129,7 +129,7 @@ def sweep_access_ends() -> dict:
 @shared_task(name="accessrequests.tasks.check_drift")
 def check_drift() -> dict:
     """Compare AWS with the desired state, record drift and repair it (beat, every 15 minutes; idempotent)."""
-    from accessrequests.services.provisioning import drift_check
+    from accessrequests.provisioning.engine import drift_check
 
     return drift_check()
 
@@ -150,7 +150,7 @@ class EvidenceNotReady(Exception):
 )
 def gather_review_evidence(item_id: int) -> str:
     """Read when a review item's access was last used, from IAM (idempotent: a started job is only asked again)."""
-    from accessrequests.services.review_evidence import review_item_gather_evidence
+    from accessrequests.reviews.evidence import review_item_gather_evidence
 
     status = review_item_gather_evidence(item_id=item_id)
     if status == "in_progress":
@@ -161,7 +161,7 @@ def gather_review_evidence(item_id: int) -> str:
 @shared_task(name="accessrequests.tasks.review_campaigns_tick")
 def review_campaigns_tick() -> dict:
     """Start scheduled access reviews, remind, and apply deadlines (beat, hourly; idempotent)."""
-    from accessrequests.services.reviews import campaigns_tick
+    from accessrequests.reviews.campaigns import campaigns_tick
 
     return campaigns_tick()
 
@@ -169,12 +169,11 @@ def review_campaigns_tick() -> dict:
 @shared_task(name="accessrequests.tasks.break_glass_overdue")
 def break_glass_overdue() -> int:
     """Record and announce break-glass post-reviews past their time (beat, every 15 minutes; idempotent)."""
-    from accessrequests.services.break_glass import post_reviews_overdue
+    from accessrequests.workflow.break_glass import post_reviews_overdue
 
     return post_reviews_overdue()
 
 
-from accessrequests import (  # noqa: F401, E402  (registers the notify_* tasks)
-    notifications,
-    slack_notifications,
-)
+# Registers the notify_* tasks, which live beside what they send.
+from accessrequests.notify import send  # noqa: F401, E402
+from accessrequests.slack import messages  # noqa: F401, E402

@@ -1,6 +1,7 @@
 from django.urls import path
 
-import accessrequests.ids  # noqa: F401  (registers the <id:...> path converter)
+import accessrequests.core.ids  # noqa: F401  (registers the <id:...> path converter)
+from accessrequests.views import access_reviews as reviews
 from accessrequests.views import (
     audit,
     batches,
@@ -10,12 +11,11 @@ from accessrequests.views import (
     grants,
     home,
     requests,
-    review,
-    reviews,
     slack,
     step_up,
     tokens,
 )
+from accessrequests.views import decide as review
 
 urlpatterns = [
     path("", home.home, name="home"),

@@ -43,7 +43,7 @@ from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from accessrequests.chain import GENESIS_HASH, compute_hash  # noqa: E402
+from accessrequests.ledger.chain import GENESIS_HASH, compute_hash  # noqa: E402
 from accessrequests.models import AuditEvent  # noqa: E402
 
 COLUMNS = "id, seq, created_at, actor_label, action, object_type, object_id, request_id, principal_id, account_id, before, after, aws_request_ids, ip, user_agent, prev_hash, hash"

@@ -99,8 +99,8 @@ def database_url() -> str:
 def measure(world: Any, kind: str, samples: int, aws: Any) -> tuple[list[float], list[float]]:
     """(approval to active, the approval service call alone) for each sample, in seconds."""
     from accessrequests.models import Grant, GrantStatus, PermissionSet, RequestKind
-    from accessrequests.services import provisioning
-    from accessrequests.services.requests import request_approve, request_submit
+    from accessrequests.provisioning import engine as provisioning
+    from accessrequests.workflow.requests import request_approve, request_submit
     from tests.factories import fresh_factor
 
     if kind == "iam":
@@ -228,7 +228,7 @@ def main() -> None:
     django.setup()
     from django.db import connection
 
-    from accessrequests.aws.demo_world import seed_demo_world
+    from accessrequests.devworld.demo_world import seed_demo_world
     from accessrequests.models import WorkerHeartbeat
     from portal.celery import app
     from tests.provisioning_support import PortalWorld

@@ -77,7 +77,6 @@ def seed(grants: int, principals: int, iam) -> list:
     from django.contrib.auth.models import User
     from django.utils import timezone
 
-    from accessrequests import policy
     from accessrequests.models import (
         AccessLevel,
         AccessRequest,
@@ -88,6 +87,7 @@ def seed(grants: int, principals: int, iam) -> list:
         RequestKind,
         RequestStatus,
     )
+    from accessrequests.policy import documents as policy
 
     account = AwsAccount.objects.create(account_id=ACCOUNT, name="bench")
     rule = ApprovalRule.objects.create(name="bench")
@@ -266,7 +266,7 @@ def purge() -> None:
 
 
 def run_plain(iam, grants: int, principals: int, coalesced: bool) -> tuple[float, int]:
-    from accessrequests import policy
+    from accessrequests.policy import documents as policy
 
     statements: dict[str, list[dict]] = {}
     for n in range(grants):

@@ -95,7 +95,7 @@ class Kind:
         """A session from STS, as the condition keys its calls carry."""
         from datetime import UTC
 
-        from accessrequests.services.session_fences import iso
+        from accessrequests.provisioning.session_fences import iso
 
         name = "person@example.com" if self.name == "iam_role" else "paulo.santos"
         answer = self.sts.assume_role(RoleArn=self.role_arn, RoleSessionName=name, DurationSeconds=3600)
@@ -116,7 +116,7 @@ class Kind:
         return [json.loads(inline)] if inline else []
 
     def refused(self, context: dict[str, list[str]]) -> bool:
-        from accessrequests.aws.evaluate import Request, decide
+        from accessrequests.policy.evaluate import Request, decide
 
         action = (
             ("codepipeline:GetPipeline", f"arn:aws:codepipeline:{REGION}:{ACCOUNT}:my-pipeline")
@@ -186,8 +186,8 @@ class Kind:
 
 def measure(kind: Kind, samples: int) -> tuple[list[float], int]:
     from accessrequests.models import AccessEnd, EndState, GrantStatus
-    from accessrequests.services import provisioning
-    from accessrequests.services.sessions import access_end_reconcile, access_ends_sweep
+    from accessrequests.provisioning import engine as provisioning
+    from accessrequests.provisioning.sessions import access_end_reconcile, access_ends_sweep
 
     times: list[float] = []
     refused = 0
@@ -235,7 +235,7 @@ def main() -> None:
     django.setup()
     from django.db import connection
 
-    from accessrequests.aws.demo_world import seed_demo_world
+    from accessrequests.devworld.demo_world import seed_demo_world
     from tests.provisioning_support import PortalWorld
 
     original_name = connection.settings_dict["NAME"]

@@ -38,8 +38,13 @@ def main() -> None:
     import django
 
     django.setup()
-    from accessrequests.routing_plan import _compare, _pipelines_by_account, plan_routing, situations
-    from accessrequests.scope import AccountFacts, AccountScope, RouteRule, in_order
+    from accessrequests.core.scope import AccountFacts, AccountScope, RouteRule, in_order
+    from accessrequests.governance.routing_plan import (
+        _compare,
+        _pipelines_by_account,
+        plan_routing,
+        situations,
+    )
 
     environments = ["production", "staging", "development", "unknown"]
     accounts = [

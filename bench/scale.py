@@ -101,7 +101,7 @@ class CallCounter:
 
 
 def _timed_full_sync(counter: CallCounter, label: str, **kwargs: object) -> tuple[float, int]:
-    from accessrequests.services.catalog_sync import FULL, catalog_sync
+    from accessrequests.catalog.sync import FULL, catalog_sync
 
     counter.fresh_start()
     counter.take()
@@ -146,10 +146,10 @@ def full_sync_bench(rounds: int) -> tuple[float, float]:
 
 
 def sync_bench(change_percent: float, rounds: int) -> None:
-    from accessrequests import scale_world
     from accessrequests.aws.client import client
+    from accessrequests.catalog.sync import INCREMENTAL, catalog_sync
+    from accessrequests.devworld import scale_world
     from accessrequests.models import AwsAccount, CatalogSyncRun
-    from accessrequests.services.catalog_sync import INCREMENTAL, catalog_sync
 
     print(
         f"concurrency {settings.GATEHOUSE_CATALOG_CONCURRENCY}, regions {settings.GATEHOUSE_REGIONS}, "

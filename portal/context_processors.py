@@ -4,7 +4,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from accessrequests import roles
+from accessrequests.core import roles
 
 # What to do next while setting up two-factor authentication, on the two allauth pages it takes (allauth asks
 # for the password before it shows the QR code), for someone a page sent there to come back afterwards.
@@ -36,7 +36,7 @@ def _review_counts(request: HttpRequest, user):
     """What waits for the person, for the menu's counts: as the page read it (the review queue, the home page),
     else read when the menu shows it, for approvers (admins see counts on those pages: their other pages, such as
     the dashboard, stay as cheap as they were)."""
-    from accessrequests import inbox
+    from accessrequests.authz import inbox
 
     given = getattr(request, inbox.MENU_COUNTS, None)
     if given is not None:
@@ -48,7 +48,7 @@ def _review_counts(request: HttpRequest, user):
 
 def _may_break_glass(request: HttpRequest):
     """Called by the menu only for people who do not review break-glass (they see its uses instead)."""
-    from accessrequests.selectors import may_break_glass
+    from accessrequests.authz.selectors import may_break_glass
 
     return lambda: may_break_glass(request)
 

@@ -90,7 +90,7 @@ def _break_glass(db_ok: bool) -> dict:
         return {"ok": None, "error": "database unavailable"}
     from django.utils import timezone
 
-    from accessrequests.selectors import overdue_post_reviews
+    from accessrequests.authz.selectors import overdue_post_reviews
 
     late = overdue_post_reviews(timezone.now())
     overdue = list(late.values_list("request_id", "due_at")[:20])

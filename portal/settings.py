@@ -222,7 +222,7 @@ GATEHOUSE_OIDC_GROUPS_CLAIM = env.str("GATEHOUSE_OIDC_GROUPS_CLAIM", default="gr
 def _group_roles(raw: str) -> dict[str, frozenset[str]]:
     """``aws-approvers=approvers,sec=auditors`` -> {idp group: portal roles}. Only roles named here are ever
     given (or taken) by the identity provider; admins too only when the mapping says so."""
-    from accessrequests.roles import ROLE_GROUPS
+    from accessrequests.core.roles import ROLE_GROUPS
 
     mapping: dict[str, set[str]] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
@@ -478,7 +478,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],  # the schema describes, it reveals no data
     "COMPONENT_SPLIT_REQUEST": True,
-    # <id:pk> path segments (accessrequests/ids.py): 1 to 18 digits.
+    # <id:pk> path segments (accessrequests/core/ids.py): 1 to 18 digits.
     "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}},
 }
 GATEHOUSE_API_MAX_BODY = env.int("GATEHOUSE_API_MAX_BODY", default=256 * 1024)

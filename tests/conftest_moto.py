@@ -85,6 +85,6 @@ def aws(moto_server: str, request: pytest.FixtureRequest, monkeypatch: pytest.Mo
 
 @pytest.fixture
 def demo_world(aws: str) -> dict[str, Any]:
-    from accessrequests.aws.demo_world import seed_demo_world
+    from accessrequests.devworld.demo_world import seed_demo_world
 
     return seed_demo_world()

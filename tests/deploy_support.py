@@ -24,7 +24,7 @@ from typing import Any
 import boto3
 import yaml
 
-from accessrequests.aws.demo_world import (
+from accessrequests.devworld.demo_world import (
     DEMO_IAM_GROUP,
     PERMISSION_SETS,
     PIPELINE_SERVICE_POLICY,

@@ -6,6 +6,7 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.utils import timezone
 
+from accessrequests.authz.permissions import SecondFactor
 from accessrequests.models import (
     AccessLevel,
     ApprovalRule,
@@ -17,8 +18,7 @@ from accessrequests.models import (
     PrincipalKind,
     RequestKind,
 )
-from accessrequests.permissions import SecondFactor
-from accessrequests.services.requests import RequestDraft, find_duplicates, request_submit
+from accessrequests.workflow.requests import RequestDraft, find_duplicates, request_submit
 from tests.conftest import make_user
 
 ACCOUNT_ID = "123456789012"
@@ -134,9 +134,9 @@ class World:
 
 def make_token(user, name: str = "tests", scopes=None, days: int = 30) -> tuple:
     """A personal API token through the real service; by default with every scope the user may hold."""
-    from accessrequests import permissions
+    from accessrequests.authz import permissions
+    from accessrequests.identity.tokens import token_issue
     from accessrequests.models import TokenScope
-    from accessrequests.services.tokens import token_issue
 
     if scopes is None:
         scopes = [

@@ -4,7 +4,7 @@ Run as ``python -m tests.moto_iam_server -H 127.0.0.1 -p PORT`` (``start_moto_se
 ``/moto-api/reset-auth`` switches authorization on, moto still does its own part: it checks each request's
 signature, finds the principal of its access key (an IAM user's key, or an STS session of a role) in the
 account the key belongs to, and collects that principal's policies from its IAM state. The decision is then
-taken by ``accessrequests/aws/evaluate.py`` over the request as ``tests/aws_authorization.py`` describes it (resources,
+taken by ``accessrequests/policy/evaluate.py`` over the request as ``tests/aws_authorization.py`` describes it (resources,
 condition keys, the role's permissions boundary, the target role's trust policy, the bucket policy), instead of
 moto's ``IAMPolicy``, which judges most calls against ``"*"`` and ignores conditions (so it can run no
 least-privilege policy at all). moto's own verdict on the same policies reduced to their actions is recorded
@@ -28,7 +28,7 @@ from moto.organizations.models import organizations_backends
 from moto.s3.models import s3_backends
 from moto.ssoadmin.models import ssoadmin_backends
 
-from accessrequests.aws.evaluate import Request, decide
+from accessrequests.policy.evaluate import Request, decide
 from tests.aws_authorization import describe, describe_s3
 
 PARTITION = "aws"

@@ -24,6 +24,7 @@ import boto3
 from moto.iam.access_control import IAMPolicy, PermissionResult
 
 from accessrequests.aws.client import clear_credentials_cache
+from accessrequests.catalog.sync import catalog_sync
 from accessrequests.devworld.last_accessed import Relay, action_of, forward, query_fields
 from accessrequests.models import (
     AccessLevel,
@@ -34,8 +35,7 @@ from accessrequests.models import (
     Principal,
     RequestKind,
 )
-from accessrequests.services.catalog_sync import catalog_sync
-from accessrequests.services.requests import RequestDraft, request_approve, request_submit
+from accessrequests.workflow.requests import RequestDraft, request_approve, request_submit
 from portal.celery import QUEUE_NAMES
 from tests.conftest import ARTIFACTS, ROOT, WorkerProcess, make_user
 from tests.factories import fresh_factor, make_rule
@@ -118,7 +118,7 @@ class PortalWorld:
 
 def reconcile(grant: Grant) -> dict[str, Any]:
     """What the worker's task does for a grant's principal, run here (the tests of workers start real ones)."""
-    from accessrequests.services import provisioning
+    from accessrequests.provisioning import engine as provisioning
 
     return provisioning.reconcile_principal(principal_id=grant.principal_id, account_id=grant.account_id)
 

@@ -21,8 +21,8 @@ def test_admin_pages_send_staff_without_mfa_to_set_it_up(client):
 
 def test_admin_with_mfa_can_add_a_rule_and_it_is_audited(client):
     """Added in the admin, the rule waits for a second admin (tests/test_rules_admin.py says more)."""
+    from accessrequests.governance.rule_changes import rule_change_approve
     from accessrequests.models import RuleChange
-    from accessrequests.services.governance import rule_change_approve
     from tests.factories import fresh_factor
 
     admin = make_user("root-admin", "admins", is_staff=True, is_superuser=True)

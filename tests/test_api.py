@@ -20,7 +20,7 @@ from accessrequests.models import (
     RequestKind,
     RequestStatus,
 )
-from accessrequests.services.requests import request_approve
+from accessrequests.workflow.requests import request_approve
 from tests.conftest import current_code, enable_totp, make_user
 from tests.factories import World, force_update, fresh_factor, make_account, make_pipeline, make_token
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from accessrequests import arns
 from accessrequests.aws.client import account_of
-from accessrequests.catalog_actions import resource_fits_action
-from accessrequests.policy import (
+from accessrequests.core import arns
+from accessrequests.policy.actions import resource_fits_action
+from accessrequests.policy.documents import (
     PolicyError,
     arn_account,
     check_document,
@@ -103,7 +103,7 @@ def test_a_role_cannot_trust_a_principal_of_another_partition() -> None:
 @pytest.mark.django_db
 @pytest.mark.parametrize("partition", PARTITIONS)
 def test_the_request_form_takes_an_outside_principal_of_every_partition(partition: str) -> None:
-    from accessrequests.forms import RequestForm
+    from accessrequests.views.forms import RequestForm
     from tests.conftest import make_user
 
     form = RequestForm(

@@ -10,6 +10,8 @@ import boto3
 import pytest
 from django.utils import timezone
 
+from accessrequests.authz.permissions import NotAllowed
+from accessrequests.catalog.sync import catalog_sync
 from accessrequests.models import (
     AccessLevel,
     AccessRequest,
@@ -23,10 +25,8 @@ from accessrequests.models import (
     RequestKind,
     RequestStatus,
 )
-from accessrequests.permissions import NotAllowed
-from accessrequests.services import provisioning
-from accessrequests.services.catalog_sync import catalog_sync
-from accessrequests.services.requests import RequestError, request_approve, request_submit
+from accessrequests.provisioning import engine as provisioning
+from accessrequests.workflow.requests import RequestError, request_approve, request_submit
 from tests.conftest import make_user
 from tests.factories import fresh_factor
 from tests.provisioning_support import (

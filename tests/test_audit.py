@@ -17,7 +17,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import IntegrityError, connection, transaction
 
-from accessrequests import audit, chain, checkpoints
+from accessrequests.audit import checkpoints
+from accessrequests.audit import trail as audit
+from accessrequests.ledger import chain
 from accessrequests.models import AppendOnlyError, AuditEvent
 from tests.conftest import ROOT, scratch_postgres
 

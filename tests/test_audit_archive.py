@@ -13,10 +13,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from accessrequests import audit, chain, checkpoints, integrity
+from accessrequests.audit import archive as audit_archive
+from accessrequests.audit import checkpoints, integrity
+from accessrequests.audit import trail as audit
 from accessrequests.aws.client import client
+from accessrequests.ledger import chain
 from accessrequests.models import AuditEvent
-from accessrequests.services import audit_archive
 from tests.test_audit import _recompute_from, tampering
 
 pytestmark = [pytest.mark.django_db, pytest.mark.moto]

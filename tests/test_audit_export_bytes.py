@@ -122,7 +122,7 @@ def test_a_filtered_export_is_byte_for_byte_as_pinned(scratch_postgres, piece_by
 
 
 def test_the_check_finds_every_cell_that_starts_a_formula_or_a_quote():
-    from accessrequests.exports import _needs_neutralising
+    from accessrequests.audit.exports import _needs_neutralising
 
     clean = b'1,2,2026-01-01T00:00:00.000000+00:00,,system,a-b,x,"",,,"",null,"{""a"": -1}",[],::1,"",ab,cd\n'
     assert not _needs_neutralising(clean * 3)

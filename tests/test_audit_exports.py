@@ -18,7 +18,8 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from accessrequests import chain, checkpoints, exports
+from accessrequests.audit import checkpoints, exports
+from accessrequests.ledger import chain
 from accessrequests.models import (
     AccessLevel,
     AuditEvent,
@@ -30,7 +31,7 @@ from accessrequests.models import (
     PrincipalKind,
     RequestKind,
 )
-from accessrequests.services.requests import request_approve, request_deny
+from accessrequests.workflow.requests import request_approve, request_deny
 from tests.conftest import ROOT, make_user, verify_export
 from tests.factories import World, force_update, fresh_factor
 
@@ -222,7 +223,7 @@ def test_every_csv_the_product_writes_neutralises_formulas(client, world, audito
         )
     force_update(Grant.objects.all(), status=GrantStatus.ACTIVE, applied_at=timezone.now())
     # Numbers can start with a minus too: a bare JSON number and a negative id.
-    from accessrequests import audit
+    from accessrequests.audit import trail as audit
 
     audit.record(action="test.numbers", object_type="thing", request_id=-7, after=-1, before="=1+1")
     client.force_login(auditor)
@@ -273,7 +274,7 @@ def _ocsf_validator(class_uid: int):
     from jsonschema import Draft202012Validator
     from ocsf_json_schema import OcsfJsonSchemaEmbedded, get_ocsf_schema
 
-    from accessrequests.ocsf import OCSF_VERSION
+    from accessrequests.audit.ocsf import OCSF_VERSION
 
     schema = OcsfJsonSchemaEmbedded(get_ocsf_schema(version=OCSF_VERSION))
     class_schema = schema.get_class_schema(schema.lookup_class_name_from_uid(class_uid), [])
@@ -298,7 +299,7 @@ def test_the_ocsf_export_validates_against_the_ocsf_schema_one_class_per_kind(
     )
     grant = Grant.objects.get(request=req)
     force_update(Grant.objects.filter(pk=grant.pk), status=GrantStatus.ACTIVE, applied_at=timezone.now())
-    from accessrequests import audit
+    from accessrequests.audit import trail as audit
 
     audit.record(
         action="grant.applied", object_type="grant", object_id=grant.pk, principal_id=grant.principal_id

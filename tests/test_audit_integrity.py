@@ -13,9 +13,11 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from accessrequests import audit, checkpoints, tasks
+from accessrequests import tasks
+from accessrequests.audit import checkpoints
+from accessrequests.audit import trail as audit
 from accessrequests.models import AuditEvent, AuditIntegrity, Grant, GrantStatus, WorkerHeartbeat
-from accessrequests.services.requests import request_approve, request_deny
+from accessrequests.workflow.requests import request_approve, request_deny
 from portal.celery import app
 from tests.conftest import enable_totp, make_user, totp_code, verify_export
 from tests.factories import World, force_update, fresh_factor
@@ -123,10 +125,10 @@ def test_beat_writes_checkpoints_every_five_minutes_at_day_end_and_verifies_ever
 
 def test_the_checkpoint_goes_to_the_log_with_its_signature(caplog):
     audit.record(action="test.event", object_type="thing")
-    with caplog.at_level("INFO", logger="accessrequests.checkpoints"):
+    with caplog.at_level("INFO", logger="accessrequests.audit.checkpoints"):
         written = checkpoints.write()
     assert written is not None
-    [line] = [r for r in caplog.records if r.name == "accessrequests.checkpoints"]
+    [line] = [r for r in caplog.records if r.name == "accessrequests.audit.checkpoints"]
     assert written["signature"] in line.getMessage()
     assert line.audit_checkpoint["hash"] == written["hash"] and "hashes" not in line.audit_checkpoint
 

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from accessrequests import audit
+from accessrequests.audit import trail as audit
 from accessrequests.models import (
     AccessRequest,
     ApprovalRule,
@@ -20,7 +20,7 @@ from accessrequests.models import (
     GrantStatus,
     Pipeline,
 )
-from accessrequests.services.requests import request_approve
+from accessrequests.workflow.requests import request_approve
 from tests.conftest import make_user, verify_export
 from tests.factories import World, force_update, fresh_factor
 

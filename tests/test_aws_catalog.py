@@ -16,8 +16,8 @@ from accessrequests.aws import catalog
 from accessrequests.aws import client as client_module
 from accessrequests.aws.catalog import trusts_service
 from accessrequests.aws.client import Ping, assumed_credentials, client, error_details, is_access_denied, ping
-from accessrequests.aws.demo_world import seed_demo_world
 from accessrequests.aws.motoserver import enable_iam_auth, free_port
+from accessrequests.devworld.demo_world import seed_demo_world
 
 MANAGEMENT = "123456789012"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
+from accessrequests.authz.permissions import NotAllowed
 from accessrequests.models import (
     AccessRequest,
     ApprovalRule,
@@ -17,10 +18,9 @@ from accessrequests.models import (
     RequestKind,
     RequestStatus,
 )
-from accessrequests.permissions import NotAllowed
-from accessrequests.services import provisioning
-from accessrequests.services.batches import batch_approve, batch_submit
-from accessrequests.services.requests import RequestError
+from accessrequests.provisioning import engine as provisioning
+from accessrequests.workflow.batches import batch_approve, batch_submit
+from accessrequests.workflow.requests import RequestError
 from tests.conftest import make_user
 from tests.factories import fresh_factor
 from tests.provisioning_support import REGION, PortalWorld, reconcile, status_of

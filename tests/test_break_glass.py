@@ -12,6 +12,7 @@ from django.core import mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accessrequests.authz.permissions import NotAllowed
 from accessrequests.models import (
     AccessRequest,
     AuditEvent,
@@ -23,14 +24,13 @@ from accessrequests.models import (
     NotificationStatus,
     RequestStatus,
 )
-from accessrequests.notifications import notify_break_glass
-from accessrequests.permissions import NotAllowed
-from accessrequests.services.break_glass import (
+from accessrequests.notify.send import notify_break_glass
+from accessrequests.workflow.break_glass import (
     break_glass_post_review,
     break_glass_submit,
     post_reviews_overdue,
 )
-from accessrequests.services.requests import RequestError
+from accessrequests.workflow.requests import RequestError
 from tests.conftest import make_user, sign_in_with_mfa, wait_for
 from tests.factories import World, force_update, fresh_factor, make_principal
 from tests.test_notifications import (

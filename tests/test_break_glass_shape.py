@@ -15,6 +15,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from accessrequests.authz.permissions import NotAllowed
 from accessrequests.models import (
     AccessRequest,
     AwsAccount,
@@ -26,8 +27,7 @@ from accessrequests.models import (
     RequestKind,
     RequestStatus,
 )
-from accessrequests.permissions import NotAllowed
-from accessrequests.services.break_glass import break_glass_submit
+from accessrequests.workflow.break_glass import break_glass_submit
 from tests.conftest import make_user
 from tests.factories import make_principal, make_token
 from tests.rules_support import Org

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from accessrequests.models import Grant, GrantStatus
-from accessrequests.services.requests import request_approve
+from accessrequests.workflow.requests import request_approve
 from tests.conftest import make_user, screenshot, verify_export
 from tests.factories import World, force_update, fresh_factor
 
@@ -70,7 +70,9 @@ def test_admin_and_auditor_read_the_dashboard_filter_the_log_and_download_an_exp
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_an_auditor_sees_the_red_banner_when_the_trail_is_broken(page):
-    from accessrequests import audit, checkpoints, tasks
+    from accessrequests import tasks
+    from accessrequests.audit import checkpoints
+    from accessrequests.audit import trail as audit
     from tests.test_audit import tampering
 
     make_user("auditor", "auditors")

@@ -11,7 +11,7 @@ import yaml
 from django.core.management import call_command
 from django.urls import reverse
 
-from accessrequests import governance
+from accessrequests.governance import rules_file as governance
 from accessrequests.models import AwsAccount, RuleChange, RuleChangeStatus
 from tests.conftest import make_user, screenshot, sign_in_with_mfa
 from tests.rules_support import Org

@@ -10,8 +10,8 @@ import pytest
 from django.contrib.sessions.backends.db import SessionStore
 
 from accessrequests.models import Decision, ReviewItem
-from accessrequests.services import reviews
-from accessrequests.services.review_evidence import review_item_gather_evidence
+from accessrequests.reviews import campaigns as reviews
+from accessrequests.reviews.evidence import review_item_gather_evidence
 from tests.conftest import current_code, make_user, screenshot
 from tests.test_inbox import gov  # noqa: F401  (fixture)
 from tests.test_reviews import _items, _old_grant, moto_only_world, world  # noqa: F401  (fixtures)

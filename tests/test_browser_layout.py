@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from accessrequests.models import AccessLevel, AccessRequest, PassableRole
-from accessrequests.services.break_glass import break_glass_submit
-from accessrequests.services.requests import request_approve
+from accessrequests.workflow.break_glass import break_glass_submit
+from accessrequests.workflow.requests import request_approve
 from tests.conftest import make_user, screenshot
 from tests.factories import World, fresh_factor, make_pipeline
 from tests.test_browser_flow import MATEO, sign_in

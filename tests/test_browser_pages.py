@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from accessrequests.services.requests import request_approve
+from accessrequests.workflow.requests import request_approve
 from tests.conftest import enable_totp, make_user, screenshot, sign_in_with_mfa
 from tests.factories import World, fresh_factor
 

@@ -71,7 +71,7 @@ def test_the_plain_search_page_and_the_queue_filter(page, width):
 
 
 def test_many_pipelines_are_picked_by_name_with_the_keyboard(page):
-    from accessrequests import forms as request_forms
+    from accessrequests.views import forms as request_forms
     from tests.factories import make_pipeline
 
     world = _org()

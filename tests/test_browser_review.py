@@ -9,9 +9,9 @@ import json
 import boto3
 import pytest
 
-from accessrequests import policy
 from accessrequests.models import AccessLevel, Grant, GrantStatus, PermissionSet, RequestKind
-from accessrequests.services.requests import request_submit
+from accessrequests.policy import documents as policy
+from accessrequests.workflow.requests import request_submit
 from tests.conftest import enable_totp, screenshot, totp_code, wait_for
 from tests.provisioning_support import (
     MANAGEMENT,

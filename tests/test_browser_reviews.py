@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 
 from accessrequests.models import Grant, GrantStatus, ReviewItem
-from accessrequests.services import reviews
-from accessrequests.services.review_evidence import review_item_gather_evidence
+from accessrequests.reviews import campaigns as reviews
+from accessrequests.reviews.evidence import review_item_gather_evidence
 from tests.conftest import enable_totp, screenshot, totp_code
 from tests.last_accessed_standin import Use
 from tests.provisioning_support import MY_PIPELINE_ARN, iam_client, permits, reconcile, user_policies

@@ -34,7 +34,7 @@ from accessrequests.models import (
     Principal,
     RequestKind,
 )
-from accessrequests.services.requests import RequestDraft, request_approve, request_submit
+from accessrequests.workflow.requests import RequestDraft, request_approve, request_submit
 from tests.conftest import enable_totp, screenshot, totp_code, wait_for
 from tests.factories import force_update, fresh_factor
 from tests.last_accessed_standin import Use

@@ -16,6 +16,7 @@ import pytest
 from django.utils import timezone
 
 from accessrequests.aws.client import clear_credentials_cache, client
+from accessrequests.catalog.sync import FULL, INCREMENTAL, catalog_sync
 from accessrequests.models import (
     AwsAccount,
     CatalogSyncRun,
@@ -23,7 +24,6 @@ from accessrequests.models import (
     Grant,
     OrganizationalUnit,
 )
-from accessrequests.services.catalog_sync import FULL, INCREMENTAL, catalog_sync
 from tests.aws_counter import CountingProxy
 from tests.conftest import make_user, sign_in_with_mfa
 
@@ -137,7 +137,7 @@ def test_an_account_moved_between_units_moves_without_being_listed_again(org, wi
 
 
 def test_an_account_that_left_is_kept_not_present_and_its_grants_stay_for_revocation(org, wire):
-    from accessrequests.services.requests import request_approve
+    from accessrequests.workflow.requests import request_approve
     from tests.factories import World, fresh_factor
 
     leaving = org.account("legacy", org.dev)
@@ -275,7 +275,7 @@ def test_rules_written_first_route_accounts_that_join_later_by_what_they_are_and
     from django.contrib.auth.models import Group
 
     from accessrequests.models import ApprovalRule, RequestKind
-    from accessrequests.services.requests import RequestError
+    from accessrequests.workflow.requests import RequestError
     from tests.factories import World, make_pipeline, make_principal
 
     catalog_sync(mode=FULL)  # the organization before: its units, no member account yet
@@ -336,7 +336,7 @@ class Pipelines:
     """Three pipelines (svc-00..02, tagged team-0..2) in one member account, changed on moto as a person would."""
 
     def __init__(self, org: Org) -> None:
-        from accessrequests import scale_world
+        from accessrequests.devworld import scale_world
 
         self.account_id = org.account("builds", org.dev)
         scale_world._fill_account(self.account_id, 3, "us-east-1")
@@ -530,9 +530,9 @@ def test_a_batch_of_accounts_is_written_in_as_many_queries_as_one(org, wire, set
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from accessrequests import scale_world
-    from accessrequests.services.catalog import _read_account
-    from accessrequests.services.catalog_sync import _write_batch
+    from accessrequests.catalog.listings import _read_account
+    from accessrequests.catalog.sync import _write_batch
+    from accessrequests.devworld import scale_world
 
     ids = [org.account(f"team-{i}", org.dev) for i in range(6)]
     for account_id in ids:

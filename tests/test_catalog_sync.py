@@ -11,6 +11,8 @@ from django.core.management.base import CommandError
 
 from accessrequests import tasks
 from accessrequests.aws.client import client
+from accessrequests.catalog.listings import environment_for
+from accessrequests.catalog.sync import catalog_sync
 from accessrequests.models import (
     AuditEvent,
     AwsAccount,
@@ -22,8 +24,6 @@ from accessrequests.models import (
     Principal,
     PrincipalKind,
 )
-from accessrequests.services.catalog import environment_for
-from accessrequests.services.catalog_sync import catalog_sync
 
 pytestmark = [pytest.mark.moto, pytest.mark.django_db]
 

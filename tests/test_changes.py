@@ -8,10 +8,10 @@ import json
 import boto3
 import pytest
 
-from accessrequests import policy
-from accessrequests.changes import change_for
 from accessrequests.models import AccessLevel, Grant, GrantStatus, PermissionSet, RequestKind
-from accessrequests.services.requests import request_approve, request_submit
+from accessrequests.policy import documents as policy
+from accessrequests.workflow.changes import change_for
+from accessrequests.workflow.requests import request_approve, request_submit
 from tests.factories import fresh_factor
 from tests.provisioning_support import (
     MANAGEMENT,

@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from accessrequests.authz.recipients import recipients_of
 from accessrequests.models import AccessRequest, AuditEvent, Principal, PrincipalKind, RequestKind, Source
-from accessrequests.recipients import recipients_of
-from accessrequests.services import drafts
-from accessrequests.services.drafts import DraftError, DraftInput, build_draft
-from accessrequests.services.requests import RequestError, request_submit
+from accessrequests.workflow import drafts
+from accessrequests.workflow.drafts import DraftError, DraftInput, build_draft
+from accessrequests.workflow.requests import RequestError, request_submit
 from tests.conftest import make_user
 from tests.factories import World, make_account, make_principal
 from tests.test_api import Api

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accessrequests.models import AccessRequest, Grant, GrantStatus, RequestStatus
-from accessrequests.services.requests import request_approve
+from accessrequests.workflow.requests import request_approve
 from tests.conftest import make_user
 from tests.factories import World, force_update, fresh_factor
 
@@ -129,7 +129,7 @@ def test_durations_read_as_people_say_them(delta, text):
 
 def test_the_drift_card_says_when_the_last_check_ran(client, world):
     from accessrequests.models import DriftCheck
-    from accessrequests.services.provisioning import drift_check
+    from accessrequests.provisioning.engine import drift_check
 
     client.force_login(make_user("boss", "admins"))
 

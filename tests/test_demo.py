@@ -24,9 +24,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from accessrequests import audit
+from accessrequests.audit import trail as audit
+from accessrequests.authz.routing import covered_accounts, match_rule, scope_of
 from accessrequests.aws.motoserver import free_port, start_moto_server, stop_moto_server
-from accessrequests.intake import parse_access_denied
+from accessrequests.intake.parse import parse_access_denied
+from accessrequests.intake.resolve import resolve_denial
 from accessrequests.management.commands.seed_demo import DEMO_PASSWORD, MATEO_ERROR
 from accessrequests.models import (
     AccessLevel,
@@ -42,9 +44,7 @@ from accessrequests.models import (
     PrincipalKind,
     RequestKind,
 )
-from accessrequests.resolve import resolve_denial
-from accessrequests.rules import covered_accounts, match_rule, scope_of
-from accessrequests.services.requests import RequestDraft, request_approve, request_submit
+from accessrequests.workflow.requests import RequestDraft, request_approve, request_submit
 from tests.conftest import ROOT, wait_for
 from tests.factories import fresh_factor
 from tests.provisioning_support import reconcile

@@ -24,9 +24,9 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from accessrequests.aws.client import clear_credentials_cache, is_access_denied
-from accessrequests.aws.evaluate import Request, decide, without_statement
 from accessrequests.aws.motoserver import enable_iam_auth, start_moto_server, stop_moto_server
 from accessrequests.aws.reuse import forget_clients
+from accessrequests.policy.evaluate import Request, decide, without_statement
 from tests.conftest import ARTIFACTS, ROOT, database_url_for_subprocess, make_user, wait_for
 from tests.deploy_support import (
     DEPLOY_BIN,
@@ -256,7 +256,8 @@ def _use(credentials: dict[str, str]) -> None:
 
 
 def _run_jobs(deployed: Deployment) -> JobRun:
-    from accessrequests import checkpoints
+    from accessrequests.audit import checkpoints
+    from accessrequests.catalog.sync import catalog_sync
     from accessrequests.models import (
         AccessLevel,
         AwsAccount,
@@ -269,9 +270,9 @@ def _run_jobs(deployed: Deployment) -> JobRun:
         RequestKind,
         ReviewItem,
     )
-    from accessrequests.services import provisioning, reviews
-    from accessrequests.services.catalog_sync import catalog_sync
-    from accessrequests.services.requests import RequestDraft, request_approve, request_submit
+    from accessrequests.provisioning import engine as provisioning
+    from accessrequests.reviews import campaigns as reviews
+    from accessrequests.workflow.requests import RequestDraft, request_approve, request_submit
     from tests.factories import fresh_factor, make_pipeline, make_rule
     from tests.provisioning_support import Workers
 
@@ -456,8 +457,8 @@ def _doctor(*args: str) -> tuple[int, dict[str, Any]]:
 def _break_for_the_doctor(deployed: Deployment) -> dict[str, dict[str, Any]]:
     """One thing broken at a time (and put back) in the deployed organization, with authorization on; what the
     doctor says then, its checks by name. Run after the jobs: none of these calls is one of Gatehouse's jobs."""
-    from accessrequests.aws.demo_world import boundary_document
-    from accessrequests.services.catalog_sync import catalog_sync
+    from accessrequests.catalog.sync import catalog_sync
+    from accessrequests.devworld.demo_world import boundary_document
 
     def doctor(*args: str) -> dict[str, Any]:
         return {item["name"]: item for item in _doctor(*args)[1]["checks"]}

@@ -26,11 +26,13 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
-from accessrequests import audit, chain, checkpoints
-from accessrequests.aws.demo_world import BOUNDARY_POLICY, boundary_document
+from accessrequests.audit import checkpoints
+from accessrequests.audit import trail as audit
 from accessrequests.aws.motoserver import free_port
+from accessrequests.devworld.demo_world import BOUNDARY_POLICY, boundary_document
 from accessrequests.doctor import CHECKS
 from accessrequests.doctor.report import SCHEMA_PATH
+from accessrequests.ledger import chain
 from accessrequests.models import AuditEvent, AuditIntegrity, AwsAccount, CatalogSyncRun, DriftCheck
 from tests.conftest import ROOT, database_url_for_subprocess, wait_for
 from tests.factories import make_account, make_rule

@@ -8,7 +8,8 @@ import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from accessrequests import permissions
+from accessrequests.authz import permissions
+from accessrequests.authz.permissions import NotAllowed
 from accessrequests.models import (
     AccessRequest,
     ApiToken,
@@ -18,9 +19,8 @@ from accessrequests.models import (
     RequestKind,
     Source,
 )
-from accessrequests.permissions import NotAllowed
-from accessrequests.services.batches import batch_submit
-from accessrequests.services.requests import request_approve, request_submit
+from accessrequests.workflow.batches import batch_submit
+from accessrequests.workflow.requests import request_approve, request_submit
 from tests.conftest import make_user
 from tests.factories import fresh_factor, make_token
 from tests.rules_support import Org

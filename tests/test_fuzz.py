@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from accessrequests import forms as portal_forms
+from accessrequests.views import forms as portal_forms
 from accessrequests.views.tokens import TokenForm
 from tests.conftest import enable_totp, make_user, sign_in_with_mfa
 from tests.factories import World, fresh_factor
@@ -78,7 +78,7 @@ def people():
     world = World()
     # Something to see on every page: a pending request, a decided one with a grant.
     world.submit()
-    from accessrequests.services.requests import request_approve
+    from accessrequests.workflow.requests import request_approve
 
     approved = world.submit()
     request_approve(

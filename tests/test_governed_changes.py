@@ -9,7 +9,10 @@ from django.contrib.auth.models import Group, User
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from accessrequests import governed
+from accessrequests.authz.permissions import NotAllowed
+from accessrequests.governance import governed
+from accessrequests.governance.governed_changes import governed_change_propose
+from accessrequests.governance.rule_changes import RuleChangeError, rule_change_approve, rule_change_reject
 from accessrequests.models import (
     AuditEvent,
     AwsAccount,
@@ -19,9 +22,6 @@ from accessrequests.models import (
     RuleTarget,
     ScimGroup,
 )
-from accessrequests.permissions import NotAllowed
-from accessrequests.services.governance import RuleChangeError, rule_change_approve, rule_change_reject
-from accessrequests.services.governed import governed_change_propose
 from tests.admin_forms import admin_form
 from tests.conftest import make_user, sign_in_with_mfa
 from tests.factories import fresh_factor

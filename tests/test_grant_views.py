@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accessrequests.models import AuditEvent, Grant, GrantStatus
-from accessrequests.services.requests import request_approve
+from accessrequests.workflow.requests import request_approve
 from tests.conftest import make_user
 from tests.factories import World, force_update, fresh_factor
 

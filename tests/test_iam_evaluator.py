@@ -1,4 +1,4 @@
-"""The deployment tests' IAM evaluator (accessrequests/aws/evaluate.py), operator by operator, against AWS's documented
+"""The deployment tests' IAM evaluator (accessrequests/policy/evaluate.py), operator by operator, against AWS's documented
 rules; and against moto's evaluator where moto's is complete (no conditions, literal resources)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import pytest
 from moto.iam.access_control import IAMPolicy, PermissionResult
 
-from accessrequests.aws.evaluate import (
+from accessrequests.policy.evaluate import (
     Request,
     UnsupportedCondition,
     arn_like,

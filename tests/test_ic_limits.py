@@ -9,8 +9,8 @@ import boto3
 import pytest
 
 from accessrequests.aws import governor
+from accessrequests.catalog.sync import catalog_sync
 from accessrequests.models import AuditEvent, Grant, GrantStatus, PermissionSet, Principal, RequestKind
-from accessrequests.services.catalog_sync import catalog_sync
 from tests.conftest import wait_for
 from tests.provisioning_support import (
     MANAGEMENT,

@@ -11,7 +11,8 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
-from accessrequests import inbox, permissions
+from accessrequests.authz import inbox, permissions
+from accessrequests.authz.recipients import reach_of, recipient_user_ids
 from accessrequests.models import (
     AccessRequest,
     BreakGlassReview,
@@ -24,10 +25,9 @@ from accessrequests.models import (
     RequestStatus,
     ReviewItem,
 )
-from accessrequests.recipients import reach_of, recipient_user_ids
-from accessrequests.services import reviews
-from accessrequests.services.break_glass import break_glass_post_review, break_glass_submit
-from accessrequests.services.requests import request_approve
+from accessrequests.reviews import campaigns as reviews
+from accessrequests.workflow.break_glass import break_glass_post_review, break_glass_submit
+from accessrequests.workflow.requests import request_approve
 from tests.conftest import enable_totp, make_user
 from tests.factories import World, force_update, fresh_factor, make_account, make_pipeline, make_principal
 from tests.test_views import login

@@ -1,4 +1,4 @@
-"""Tests for accessrequests.intake: parsing the AccessDenied message an engineer pastes.
+"""Tests for accessrequests.intake.parse: parsing the AccessDenied message an engineer pastes.
 
 Pure functions, no database (tests/test_intake_e2e.py takes them through the web form and the API on moto). The
 message shapes below are the ones AWS, the CLI, boto3 and the documentation
@@ -15,8 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accessrequests.catalog_actions import canonical_action
-from accessrequests.intake import (
+from accessrequests.intake.parse import (
     EXPECTED,
     MAX_MESSAGE_CHARS,
     Denial,
@@ -25,6 +24,7 @@ from accessrequests.intake import (
     parse_access_denied,
     parse_pipeline_resource,
 )
+from accessrequests.policy.actions import canonical_action
 
 ACCOUNT = "123456789012"
 

@@ -24,7 +24,7 @@ from accessrequests.models import (
     NotificationStatus,
     RequestStatus,
 )
-from accessrequests.notifications import (
+from accessrequests.notify.send import (
     MAX_ATTEMPTS,
     notify_expiring_grants,
     notify_grant_applied,
@@ -32,7 +32,7 @@ from accessrequests.notifications import (
     notify_request_created,
     notify_request_decided,
 )
-from accessrequests.services.requests import request_approve, request_deny
+from accessrequests.workflow.requests import request_approve, request_deny
 from portal.celery import app
 from tests.conftest import make_user
 from tests.factories import World, force_update, fresh_factor, make_account, make_rule
@@ -383,7 +383,7 @@ def test_submitting_succeeds_when_the_broker_is_down_and_the_lost_notification_i
 
     assert len(callbacks) == 1
     assert AccessRequest.objects.get(pk=req.pk).status == RequestStatus.PENDING
-    [record] = [r for r in caplog.records if r.name == "accessrequests.enqueue"]
+    [record] = [r for r in caplog.records if r.name == "accessrequests.core.enqueue"]
     assert record.levelno == logging.WARNING
     assert "notify_request_created" in record.getMessage()
     assert "the notification is dropped" in record.getMessage()

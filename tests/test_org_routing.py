@@ -7,8 +7,11 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Group
 
-from accessrequests import permissions, rules, selectors
-from accessrequests.governance import Catalog, RuleSet, route_rules
+from accessrequests.authz import permissions, selectors
+from accessrequests.authz import routing as rules
+from accessrequests.core.scope import AccountFacts, AccountScope, RouteRule, covers, in_order, route
+from accessrequests.governance.routing_plan import _route, situations
+from accessrequests.governance.rules_file import Catalog, RuleSet, route_rules
 from accessrequests.models import (
     AccessLevel,
     AwsAccount,
@@ -18,9 +21,7 @@ from accessrequests.models import (
     RequestKind,
     RequestStatus,
 )
-from accessrequests.routing_plan import _route, situations
-from accessrequests.scope import AccountFacts, AccountScope, RouteRule, covers, in_order, route
-from accessrequests.services.requests import RequestError
+from accessrequests.workflow.requests import RequestError
 from tests.conftest import make_user
 from tests.factories import World, make_account, make_pipeline, make_principal, make_rule
 

@@ -19,7 +19,9 @@ import boto3
 import pytest
 from django.utils import timezone
 
-from accessrequests import permissions
+from accessrequests.authz import permissions
+from accessrequests.authz.permissions import NotAllowed, SecondFactor
+from accessrequests.identity.tokens import token_issue
 from accessrequests.models import (
     AccessLevel,
     AccessRequest,
@@ -31,16 +33,14 @@ from accessrequests.models import (
     RequestKind,
     RequestStatus,
 )
-from accessrequests.permissions import NotAllowed, SecondFactor
-from accessrequests.services import provisioning
-from accessrequests.services.requests import (
+from accessrequests.provisioning import engine as provisioning
+from accessrequests.workflow.requests import (
     RequestDraft,
     request_approve,
     request_cancel,
     request_deny,
     request_submit,
 )
-from accessrequests.services.tokens import token_issue
 from tests.conftest import make_user
 from tests.factories import fresh_factor, make_account, make_pipeline, make_principal, make_rule
 

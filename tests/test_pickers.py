@@ -18,8 +18,8 @@ from accessrequests.models import (
     RequestBatch,
     RequestKind,
 )
-from accessrequests.services.batches import MAX_ACCOUNTS, batch_submit
-from accessrequests.services.requests import RequestError
+from accessrequests.workflow.batches import MAX_ACCOUNTS, batch_submit
+from accessrequests.workflow.requests import RequestError
 from tests.conftest import make_user
 from tests.factories import World, make_account, make_pipeline
 
@@ -308,8 +308,8 @@ def test_a_unit_too_large_for_one_request_is_refused_whole(org):
 
 
 def test_the_services_refuse_an_account_that_left_or_that_the_requester_cannot_reach(org):
-    from accessrequests import permissions
-    from accessrequests.selectors import requestable_accounts
+    from accessrequests.authz import permissions
+    from accessrequests.authz.selectors import requestable_accounts
 
     make_pipeline(org.gone, "my-pipeline")
     AwsAccount.objects.filter(pk=org.gone.pk).update(present=False)
@@ -329,7 +329,7 @@ def test_the_services_refuse_an_account_that_left_or_that_the_requester_cannot_r
 
 
 def test_an_account_with_many_pipelines_offers_a_search_by_name_instead_of_checkboxes(client, org, settings):
-    from accessrequests import forms as request_forms
+    from accessrequests.views import forms as request_forms
 
     for i in range(request_forms.PIPELINE_CHECKBOXES + 1):
         make_pipeline(org.account, f"bulk-{i:03d}")

@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from accessrequests import plain_text
+from accessrequests.core import plain_text
 from accessrequests.models import AccessRequest, Decision, RequestKind, Source
-from accessrequests.services.drafts import DraftError, DraftInput, build_draft
-from accessrequests.services.requests import RequestError, request_deny, request_submit
+from accessrequests.workflow.drafts import DraftError, DraftInput, build_draft
+from accessrequests.workflow.requests import RequestError, request_deny, request_submit
 from tests.conftest import enable_totp
 from tests.factories import World, fresh_factor
 from tests.test_api import Api
@@ -168,7 +168,7 @@ def test_a_pasted_error_is_read_and_kept_without_its_hidden_characters(client, w
 
 
 def test_break_glass_refuses_a_disguised_incident(world):
-    from accessrequests.services.break_glass import break_glass_submit
+    from accessrequests.workflow.break_glass import break_glass_submit
 
     world.rule.break_glass_users.add(world.requester)
     enable_totp(world.requester)

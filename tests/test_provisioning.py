@@ -16,13 +16,13 @@ from botocore.exceptions import ClientError
 from django.db import connection
 from django.utils import timezone
 
+from accessrequests.authz.permissions import NotAllowed
 from accessrequests.aws.client import is_access_denied
 from accessrequests.aws.motoserver import enable_iam_auth
 from accessrequests.models import AccessLevel, AuditEvent, Grant, GrantStatus, PrincipalKind, RequestKind
-from accessrequests.permissions import NotAllowed
-from accessrequests.services import provisioning
-from accessrequests.services.requests import request_approve, request_submit
+from accessrequests.provisioning import engine as provisioning
 from accessrequests.tasks import expire_grants
+from accessrequests.workflow.requests import request_approve, request_submit
 from tests.conftest import wait_for
 from tests.factories import force_update, fresh_factor, make_pipeline, make_principal
 from tests.provisioning_support import (

@@ -16,7 +16,7 @@ import pytest
 
 from accessrequests.aws.motoserver import free_port
 from accessrequests.models import AuditEvent, Grant, GrantStatus, WorkerHeartbeat
-from accessrequests.services import provisioning
+from accessrequests.provisioning import engine as provisioning
 from tests.conftest import ARTIFACTS, service_missing, wait_for
 from tests.provisioning_support import (
     MY_PIPELINE_ARN,

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from accessrequests import audit
+from accessrequests.audit import trail as audit
 from accessrequests.models import (
     AccessRequest,
     AwsAccount,
@@ -28,8 +28,8 @@ from accessrequests.models import (
     ReviewCampaign,
     ReviewItem,
 )
-from accessrequests.services.batches import batch_submit
-from accessrequests.services.requests import request_approve
+from accessrequests.workflow.batches import batch_submit
+from accessrequests.workflow.requests import request_approve
 from tests.conftest import enable_totp, make_user
 from tests.factories import World, fresh_factor, make_pipeline
 from tests.test_views import login

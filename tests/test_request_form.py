@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from accessrequests.models import AccessRequest, IdentityCenter, Principal, PrincipalKind, Source
-from accessrequests.services.requests import request_approve
+from accessrequests.workflow.requests import request_approve
 from tests.factories import World, fresh_factor, make_account, make_pipeline, make_principal, make_role
 
 pytestmark = pytest.mark.django_db

@@ -11,6 +11,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from accessrequests.authz.permissions import NotAllowed
 from accessrequests.models import (
     AuditEvent,
     CampaignStatus,
@@ -21,10 +22,9 @@ from accessrequests.models import (
     ReviewCampaign,
     ReviewItem,
 )
-from accessrequests.permissions import NotAllowed
-from accessrequests.services import reviews
-from accessrequests.services.review_evidence import review_item_gather_evidence
-from accessrequests.services.reviews import review_item_decide
+from accessrequests.reviews import campaigns as reviews
+from accessrequests.reviews.campaigns import review_item_decide
+from accessrequests.reviews.evidence import review_item_gather_evidence
 from tests.conftest import make_user, sign_in_with_mfa, verify_export
 from tests.factories import force_update, fresh_factor
 from tests.last_accessed_standin import LastAccessedStandIn, Use
@@ -301,7 +301,7 @@ def test_the_reviewer_is_an_approver_of_the_rule_never_the_requester_nor_a_recip
             reason="  ",
         )  # fmt: skip
     # Nobody revokes through the review path without being its reviewer.
-    from accessrequests.services import provisioning
+    from accessrequests.provisioning import engine as provisioning
 
     with pytest.raises(NotAllowed):
         provisioning.grant_revoke(grant_id=item.grant_id, actor=other, review_item=item)
@@ -409,7 +409,7 @@ def test_reviewers_hear_of_their_items_and_are_reminded_but_nobody_the_access_re
 ):
     from django.core import mail
 
-    from accessrequests.notifications import notify_review_reminder, notify_review_started
+    from accessrequests.notify.send import notify_review_reminder, notify_review_started
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     world = campaign_world
@@ -484,7 +484,7 @@ def test_a_real_worker_gathers_the_evidence_asking_iam_again_until_the_job_is_co
 
 
 def test_an_item_whose_access_ended_meanwhile_closes_as_ended_and_the_campaign_with_it(campaign_world):
-    from accessrequests.services import provisioning
+    from accessrequests.provisioning import engine as provisioning
 
     world = campaign_world
     campaign = reviews.campaign_start(actor=world.admin)
@@ -648,7 +648,7 @@ def test_evidence_iam_cannot_give_is_a_failure_on_the_item_with_its_reason_and_a
 def test_evidence_retry_is_for_reviewers_and_admins_of_a_failed_item_of_an_open_review(
     moto_only_world, client
 ):
-    from accessrequests.services.reviews import review_item_evidence_retry
+    from accessrequests.reviews.campaigns import review_item_evidence_retry
 
     world = moto_only_world
     campaign = reviews.campaign_start(actor=world.admin)
@@ -703,7 +703,7 @@ def test_evidence_retry_is_for_reviewers_and_admins_of_a_failed_item_of_an_open_
 def test_failed_evidence_is_asked_again_with_growing_gaps_and_then_left_for_someone_to_retry(
     moto_only_world, settings
 ):
-    from accessrequests.services.review_evidence import EVIDENCE_MAX_ATTEMPTS
+    from accessrequests.reviews.evidence import EVIDENCE_MAX_ATTEMPTS
 
     world = moto_only_world
     campaign = reviews.campaign_start(actor=world.admin)

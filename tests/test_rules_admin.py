@@ -10,7 +10,14 @@ import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from accessrequests import governance
+from accessrequests.authz.permissions import NotAllowed
+from accessrequests.governance import rules_file as governance
+from accessrequests.governance.rule_changes import (
+    RuleChangeError,
+    rule_change_approve,
+    rule_change_propose,
+    rule_change_reject,
+)
 from accessrequests.models import (
     ApprovalRule,
     AuditEvent,
@@ -19,13 +26,6 @@ from accessrequests.models import (
     RuleChange,
     RuleChangeStatus,
     RuleTarget,
-)
-from accessrequests.permissions import NotAllowed
-from accessrequests.services.governance import (
-    RuleChangeError,
-    rule_change_approve,
-    rule_change_propose,
-    rule_change_reject,
 )
 from tests.conftest import make_user, sign_in_with_mfa
 from tests.factories import fresh_factor
@@ -377,7 +377,7 @@ def test_only_admins_propose(org):
     ],
 )
 def test_who_may_propose_and_decide_rule_changes(org, actor, propose, decide):
-    from accessrequests import permissions
+    from accessrequests.authz import permissions
 
     people = {
         "proposer": org.admin1,
@@ -548,8 +548,8 @@ def test_the_pending_change_page_says_which_accounts_move_to_fewer_approvals(cli
 
 
 def test_an_accounts_environment_is_the_admins_only_where_organizations_has_no_tag(client, org):
-    from accessrequests import permissions
-    from accessrequests.services.governed import governed_change_propose
+    from accessrequests.authz import permissions
+    from accessrequests.governance.governed_changes import governed_change_propose
 
     sign_in_with_mfa(client, org.admin1)
     url = reverse("admin:accessrequests_awsaccount_change", args=[org.account.pk])

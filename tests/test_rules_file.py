@@ -15,9 +15,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from accessrequests import governance
+from accessrequests.governance import rules_file as governance
+from accessrequests.governance.rule_changes import rules_apply_configured_file
 from accessrequests.models import ApprovalRule, AuditEvent, EligibilityRule, RuleTarget
-from accessrequests.services.governance import rules_apply_configured_file
 from tests.factories import ACCOUNT_ID
 from tests.rules_support import EXAMPLE, PRODUCTION_ID, ROOT, Org
 

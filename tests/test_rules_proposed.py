@@ -13,10 +13,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
-from accessrequests import governance
+from accessrequests.authz.permissions import NotAllowed
+from accessrequests.governance import rules_file as governance
+from accessrequests.governance.rule_changes import rule_change_approve, rule_change_set_approve
 from accessrequests.models import ApprovalRule, AuditEvent, EligibilityRule, RuleChange, RuleChangeStatus
-from accessrequests.permissions import NotAllowed
-from accessrequests.services.governance import rule_change_approve, rule_change_set_approve
 from tests.conftest import make_user, sign_in_with_mfa
 from tests.factories import fresh_factor
 from tests.rules_support import Org
@@ -137,7 +137,7 @@ def test_a_set_is_approved_whole_or_not_at_all(org, tmp_path):
         rule_change_set_approve(change_set=first.change_set, user=org.admin2, second_factor=None)
     # Someone changes the rule after the file was proposed: its change no longer describes the truth.
     ApprovalRule.objects.filter(pk=org.rule.pk).update(max_duration_hours=2)
-    from accessrequests.services.governance import RuleChangeError
+    from accessrequests.governance.rule_changes import RuleChangeError
 
     with pytest.raises(RuleChangeError, match="changed since this was proposed"):
         rule_change_set_approve(

@@ -15,8 +15,8 @@ from django.core import mail
 from django.test import Client
 
 from accessrequests.models import AuditEvent, Decision, RequestStatus, ScimGroup, ScimUser
-from accessrequests.notifications import approvers_to_notify, notify_request_created
-from accessrequests.services.requests import request_approve
+from accessrequests.notify.send import approvers_to_notify, notify_request_created
+from accessrequests.workflow.requests import request_approve
 from portal.settings import _group_roles
 from tests.conftest import current_code, make_user, sign_in_with_mfa
 from tests.factories import World, fresh_factor, make_token
@@ -457,7 +457,7 @@ def test_the_scim_token_never_reaches_logs_the_audit_trail_or_the_database(scim,
 
 
 def test_a_deactivated_requester_is_emailed_nothing_more(scim, world):
-    from accessrequests.notifications import notify_request_decided
+    from accessrequests.notify.send import notify_request_decided
 
     user_id = scim.post(
         "Users", {**OKTA_CREATE_USER, "userName": "requester", "emails": [{"value": "requester@example.com"}]}
@@ -465,7 +465,7 @@ def test_a_deactivated_requester_is_emailed_nothing_more(scim, world):
     assert user_id.status_code == 201  # the identity provider takes over the account of the same person
     req = world.submit()
     scim.patch(f"Users/{user_id.json()['id']}", OKTA_DEACTIVATE)
-    from accessrequests.services.requests import request_deny
+    from accessrequests.workflow.requests import request_deny
 
     request_deny(
         request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver), comment="no"

@@ -18,7 +18,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accessrequests.models import AuditEvent, GrantStatus
-from accessrequests.services import provisioning
+from accessrequests.provisioning import engine as provisioning
 from tests.conftest import enable_totp, totp_code
 from tests.provisioning_support import PortalWorld, admin_credentials, aws_env, use_credentials
 
@@ -43,7 +43,7 @@ def _everything_in_the_database() -> str:
 
 def test_no_secret_reaches_the_logs_the_audit_trail_or_the_database(aws, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG)
-    from accessrequests.aws.demo_world import seed_demo_world
+    from accessrequests.devworld.demo_world import seed_demo_world
 
     seeded = seed_demo_world()  # creates access keys for mateojackson and marymajor
     demo_keys = seeded["access_keys"]

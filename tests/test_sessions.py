@@ -19,7 +19,6 @@ import boto3
 import pytest
 from django.utils import timezone
 
-from accessrequests.aws.evaluate import Request, decide
 from accessrequests.models import (
     AccessEnd,
     AccessLevel,
@@ -32,8 +31,10 @@ from accessrequests.models import (
     Principal,
     RequestKind,
 )
-from accessrequests.services import provisioning, session_fences
-from accessrequests.services.sessions import access_end_reconcile, access_ends_sweep
+from accessrequests.policy.evaluate import Request, decide
+from accessrequests.provisioning import engine as provisioning
+from accessrequests.provisioning import session_fences
+from accessrequests.provisioning.sessions import access_end_reconcile, access_ends_sweep
 from tests.conftest import wait_for
 from tests.provisioning_support import (
     MANAGEMENT,
@@ -483,7 +484,7 @@ def test_a_person_deactivated_over_scim_loses_every_live_grant_and_its_sessions(
     from django.contrib.auth.models import Group, User
     from django.test import Client
 
-    from accessrequests.services.requests import request_approve, request_submit
+    from accessrequests.workflow.requests import request_approve, request_submit
     from tests.factories import fresh_factor
 
     settings.GATEHOUSE_SCIM_TOKEN = "scim-token-for-tests-0123456789abcdef"

@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 
 from accessrequests.models import AccessEnd, EndState, FenceKind, Grant, GrantEnding, GrantStatus
-from accessrequests.services.requests import request_approve
+from accessrequests.workflow.requests import request_approve
 from tests.conftest import make_user, sign_in_with_mfa
 from tests.factories import World, force_update, fresh_factor
 

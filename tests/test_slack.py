@@ -28,13 +28,13 @@ from accessrequests.models import (
     RequestStatus,
     SlackMessage,
 )
-from accessrequests.services.requests import request_approve, request_deny, requests_expire_unreviewed
-from accessrequests.slack_notifications import (
+from accessrequests.slack.messages import (
     slack_dm_requester,
     slack_post_request,
     slack_remind_pending,
     slack_update_message,
 )
+from accessrequests.workflow.requests import request_approve, request_deny, requests_expire_unreviewed
 from tests.conftest import WorkerProcess, make_user, sign_in_with_mfa, wait_for
 from tests.factories import World, force_update, fresh_factor
 from tests.slack_support import (
@@ -396,7 +396,7 @@ def test_a_click_is_the_approval_only_where_the_rule_allows_chat_approval_for_a_
 
 
 def test_a_slack_factor_decides_nothing_the_rule_has_not_opened_to_chat(world):
-    from accessrequests.permissions import NotAllowed, SecondFactor
+    from accessrequests.authz.permissions import NotAllowed, SecondFactor
 
     req = world.submit()
     factor = SecondFactor(user_id=world.approver.pk, method="slack", at=timezone.now(), via="slack")

@@ -20,7 +20,7 @@ from accessrequests.models import (
     RequestStatus,
     TransitionError,
 )
-from accessrequests.services.grants import grant_create
+from accessrequests.provisioning.grants import grant_create
 from tests.factories import World, force_update
 
 pytestmark = pytest.mark.django_db

@@ -255,7 +255,7 @@ def test_a_break_glass_post_review_carried_through_the_step_up_is_recorded_with_
     from django.contrib.auth.models import Group
 
     from accessrequests.models import BreakGlassReview
-    from accessrequests.services.break_glass import break_glass_submit
+    from accessrequests.workflow.break_glass import break_glass_submit
     from tests.factories import make_principal
 
     oncall = make_user("oncall", "requesters", "oncall")

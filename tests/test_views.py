@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accessrequests.models import AccessRequest, Decision, RequestStatus, Source
-from accessrequests.services.requests import request_approve
+from accessrequests.workflow.requests import request_approve
 from tests.conftest import enable_totp, make_user, sign_in_with_mfa
 from tests.factories import World, force_update, fresh_factor
 

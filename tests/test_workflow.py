@@ -7,7 +7,7 @@ import threading
 import pytest
 from django.db import close_old_connections
 
-from accessrequests import policy
+from accessrequests.authz.permissions import NotAllowed
 from accessrequests.models import (
     AccessLevel,
     AccessRequest,
@@ -18,8 +18,8 @@ from accessrequests.models import (
     RequestKind,
     RequestStatus,
 )
-from accessrequests.permissions import NotAllowed
-from accessrequests.services.requests import (
+from accessrequests.policy import documents as policy
+from accessrequests.workflow.requests import (
     RequestError,
     request_approve,
     request_cancel,
@@ -262,7 +262,7 @@ def test_requests_nobody_decided_expire_unreviewed_and_say_so(world):
 
     from django.utils import timezone
 
-    from accessrequests.services.requests import requests_expire_unreviewed
+    from accessrequests.workflow.requests import requests_expire_unreviewed
 
     old = world.submit()
     fresh = world.submit()

@@ -11,11 +11,12 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accessrequests import exports, permissions, selectors
 from accessrequests.api import serializers as s
 from accessrequests.api.base import ERRORS, GatehouseAPIView, page, strict_query
-from accessrequests.forms import AuditFilterForm
-from accessrequests.services.exports import export_recorded
+from accessrequests.audit import exports
+from accessrequests.audit.export_events import export_recorded
+from accessrequests.authz import permissions, selectors
+from accessrequests.views.forms import AuditFilterForm
 
 
 def _auditors_only(request: Request) -> None:

@@ -10,8 +10,9 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from accessrequests import audit, roles
 from accessrequests.api import serializers as s
+from accessrequests.audit import trail as audit
+from accessrequests.core import roles
 from accessrequests.models import ApiToken, TokenScope
 
 ERRORS = {400: s.ErrorOut, 401: s.ErrorOut, 403: s.ErrorOut, 404: s.ErrorOut, 413: s.ErrorOut}

@@ -7,9 +7,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_handler
 
-from accessrequests.permissions import NotAllowed
-from accessrequests.services.requests import RequestError
-from accessrequests.services.reviews import ReviewError
+from accessrequests.authz.permissions import NotAllowed
+from accessrequests.reviews.campaigns import ReviewError
+from accessrequests.workflow.requests import RequestError
 
 
 def exception_handler(exc, context):

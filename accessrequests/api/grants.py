@@ -11,13 +11,13 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accessrequests import selectors
 from accessrequests.api import serializers as s
 from accessrequests.api.base import ERRORS, GatehouseAPIView, page, strict_query
 from accessrequests.api.requests import file_request, request_qs
+from accessrequests.authz import selectors
+from accessrequests.authz.permissions import NotAllowed
 from accessrequests.models import LIVE_GRANT_STATUSES, RequestKind
-from accessrequests.permissions import NotAllowed
-from accessrequests.services.requests import check_extendable, extension_fields
+from accessrequests.workflow.requests import check_extendable, extension_fields
 
 
 class GrantListView(GatehouseAPIView):
@@ -37,7 +37,7 @@ class GrantListView(GatehouseAPIView):
 class GrantRevokeView(GatehouseAPIView):
     @extend_schema(request=None, responses={200: s.GrantOut, **ERRORS}, summary="Revoke a grant now")
     def post(self, request: Request, pk: int) -> Response:
-        from accessrequests.services import provisioning
+        from accessrequests.provisioning import engine as provisioning
 
         grant = selectors.get_grant_for_user(request.user, pk)
         try:

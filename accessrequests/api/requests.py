@@ -14,10 +14,11 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accessrequests import permissions, selectors
 from accessrequests.api import serializers as s
 from accessrequests.api.base import ERRORS, GUIDE_ERROR, GatehouseAPIView, page, strict_query
-from accessrequests.intake import parse_access_denied
+from accessrequests.authz import permissions, selectors
+from accessrequests.intake.parse import parse_access_denied
+from accessrequests.intake.resolve import resolve_denial
 from accessrequests.models import (
     AccessRequest,
     AwsAccount,
@@ -29,9 +30,8 @@ from accessrequests.models import (
     Source,
     TokenScope,
 )
-from accessrequests.resolve import resolve_denial
-from accessrequests.services.drafts import DraftError, DraftInput, build_draft
-from accessrequests.services.requests import request_approve, request_cancel, request_deny, request_submit
+from accessrequests.workflow.drafts import DraftError, DraftInput, build_draft
+from accessrequests.workflow.requests import request_approve, request_cancel, request_deny, request_submit
 
 
 def request_qs(user) -> QuerySet[AccessRequest]:
@@ -196,7 +196,7 @@ def file_request(request: Request, payload: dict[str, Any], *, extends: Grant | 
     except DraftError as exc:
         raise ValidationError(_detail(exc)) from None
     if payload.get("break_glass"):
-        from accessrequests.services.break_glass import break_glass_submit
+        from accessrequests.workflow.break_glass import break_glass_submit
 
         if extends is not None:
             raise ValidationError(

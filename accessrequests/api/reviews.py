@@ -10,11 +10,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accessrequests import permissions, selectors
 from accessrequests.api import serializers as s
 from accessrequests.api.base import ERRORS, GatehouseAPIView
+from accessrequests.authz import permissions, selectors
 from accessrequests.models import ReviewItem, TokenScope
-from accessrequests.services import reviews
+from accessrequests.reviews import campaigns as reviews
 
 
 def _out(item: ReviewItem) -> dict[str, Any]:

@@ -25,11 +25,11 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accessrequests import permissions
 from accessrequests.api.parsers import SafeJSONParser
+from accessrequests.authz import permissions
+from accessrequests.identity import scim
+from accessrequests.identity.scim import ScimError
 from accessrequests.models import ScimGroup, ScimUser
-from accessrequests.services import scim
-from accessrequests.services.scim import ScimError
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from accessrequests.intake import MAX_MESSAGE_CHARS
+from accessrequests.intake.parse import MAX_MESSAGE_CHARS
 from accessrequests.models import (
     AccessLevel,
     AccessRequest,

@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-import accessrequests.ids  # noqa: F401  (registers the <id:...> path converter)
+import accessrequests.core.ids  # noqa: F401  (registers the <id:...> path converter)
 from accessrequests.api import audit, catalog, docs, grants, requests, reviews
 
 urlpatterns = [

@@ -30,7 +30,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from accessrequests import arns
+from accessrequests.core import arns
 
 from .config import in_quick_reads, setting
 from .governor import govern

@@ -25,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from accessrequests.policy import policy_size
+from accessrequests.policy.documents import policy_size
 
 from .client import error_details
 from .config import setting

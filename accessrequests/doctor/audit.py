@@ -9,11 +9,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.utils import timezone
 
-from accessrequests import audit, chain, checkpoints
+from accessrequests.audit import checkpoints
+from accessrequests.audit import trail as audit
 from accessrequests.aws.client import client, error_details, is_access_denied
 from accessrequests.aws.config import quick_reads
+from accessrequests.core.wording import counted
+from accessrequests.ledger import chain
 from accessrequests.models import AuditEvent, AuditIntegrity
-from accessrequests.wording import counted
 
 from .aws import GUIDE, describe_error
 from .registry import Context, Result, check, fail, ok, since, warn

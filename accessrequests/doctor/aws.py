@@ -23,8 +23,8 @@ from accessrequests.aws.client import (
 )
 from accessrequests.aws.config import quick_reads
 from accessrequests.aws.iam import boundary_arn
+from accessrequests.core.wording import counted
 from accessrequests.models import AwsAccount, IdentityCenter
-from accessrequests.wording import counted
 
 from .registry import Context, Result, check, fail, ok, warn
 

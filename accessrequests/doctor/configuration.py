@@ -8,8 +8,8 @@ from django.conf import settings
 
 from accessrequests.aws.client import endpoint_url, provisioning_role_name
 from accessrequests.aws.config import setting
+from accessrequests.core.wording import counted
 from accessrequests.models import AwsAccount
-from accessrequests.wording import counted
 
 from .registry import Context, Result, check, fail, ok, warn
 

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from accessrequests.wording import counted
+from accessrequests.core.wording import counted
 
 from .registry import Context, Result, check, fail, ok, warn
 

@@ -8,8 +8,8 @@ import smtplib
 import requests
 from django.conf import settings
 
-from accessrequests import slack_api
-from accessrequests.wording import counted
+from accessrequests.core.wording import counted
+from accessrequests.notify import slack_api
 
 from .registry import Context, Result, check, fail, ok, warn
 

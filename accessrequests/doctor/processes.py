@@ -8,8 +8,8 @@ from celery import Celery
 from django.conf import settings
 from django.utils import timezone
 
+from accessrequests.core.wording import counted
 from accessrequests.models import AuditIntegrity, CatalogSyncRun, DriftCheck, WorkerHeartbeat
-from accessrequests.wording import counted
 
 from .registry import Context, Result, check, fail, ok, since, warn
 

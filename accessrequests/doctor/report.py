@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 
-from accessrequests.wording import counted
+from accessrequests.core.wording import counted
 
 from .registry import STATUSES, Report
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from accessrequests import governance
-from accessrequests.wording import counted
+from accessrequests.core.wording import counted
+from accessrequests.governance import rules_file as governance
 
 from .registry import Context, Result, check, fail, ok, warn
 

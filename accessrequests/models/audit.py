@@ -3,7 +3,7 @@
 Each row stores the SHA-256 of its canonical content including the previous row's hash, and a gap-free sequence
 number assigned while the chain's tail is locked, so editing, deleting or reordering any row breaks the chain
 from there on (``manage.py verify_audit`` finds where). A rewrite that recomputes every later hash is caught by
-the signed checkpoints kept outside the database (``accessrequests/checkpoints.py``). The ORM refuses update and
+the signed checkpoints kept outside the database (``accessrequests/audit/checkpoints.py``). The ORM refuses update and
 delete; on PostgreSQL a trigger refuses them too (migration 0004), so raw SQL cannot either.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
-from accessrequests.chain import GENESIS_HASH, compute_hash
+from accessrequests.ledger.chain import GENESIS_HASH, compute_hash
 
 __all__ = ["GENESIS_HASH", "AppendOnlyError", "AuditEvent", "compute_hash"]
 

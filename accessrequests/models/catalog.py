@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from django.db import models
 from django.db.models import Q
 
-from accessrequests.wording import counted
+from accessrequests.core.wording import counted
 
 
 class Environment(models.TextChoices):
@@ -23,7 +23,7 @@ class Environment(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
-# The environments a rule may name (an unknown environment is never a rule's: see ``accessrequests.scope``).
+# The environments a rule may name (an unknown environment is never a rule's: see ``accessrequests.core.scope``).
 KNOWN_ENVIRONMENTS = [value for value in Environment.values if value != Environment.UNKNOWN]
 
 # The Organizations tags that say an account's environment, the more specific first, and the short values
@@ -219,7 +219,7 @@ class PermissionSetRisk(models.TextChoices):
 class PermissionSet(models.Model):
     """An Identity Center permission set that can be assigned through a request.
 
-    Its risk class is computed from its policies at every catalog sync (``accessrequests.risk``): a privileged
+    Its risk class is computed from its policies at every catalog sync (``accessrequests.policy.risk``): a privileged
     set (any action ``*``, a whole sensitive service, an admin-equivalent AWS managed policy, a policy the
     portal cannot read) is requestable only under an approval rule that opts in to privileged sets.
     """

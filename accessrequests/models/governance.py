@@ -57,7 +57,7 @@ class EligibilityRule(AccountScopeRule):
 
 class RuleTarget(models.TextChoices):
     """What a governed change changes: a rule, or the facts that decide who approves and how risky access looks
-    (``accessrequests.governed`` says which facts of each, and how they read in words)."""
+    (``accessrequests.governance.governed`` says which facts of each, and how they read in words)."""
 
     APPROVAL_RULE = "approval_rule", "Approval rule"
     ELIGIBILITY_RULE = "eligibility_rule", "Eligibility rule"

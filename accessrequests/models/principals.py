@@ -52,7 +52,7 @@ class Principal(models.Model):
     email = models.EmailField(blank=True, help_text="Identity Center users: their primary e-mail address.")
     users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="principals")
     # Who is in a group (IAM or Identity Center), as the catalog sync last read it: a grant to a group reaches
-    # every member, so the approval rules treat members as recipients (see accessrequests.recipients).
+    # every member, so the approval rules treat members as recipients (see accessrequests.authz.recipients).
     members = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="member_of")
     members_synced_at = models.DateTimeField(null=True, blank=True)
     present = models.BooleanField(default=True)

@@ -10,6 +10,8 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import F, Q
 
+from accessrequests.core.scope import scope_words
+from accessrequests.core.wording import counted
 from accessrequests.models.catalog import (
     AwsAccount,
     OrganizationalUnit,
@@ -18,8 +20,6 @@ from accessrequests.models.catalog import (
     Pipeline,
 )
 from accessrequests.models.principals import Principal
-from accessrequests.scope import scope_words
-from accessrequests.wording import counted
 
 
 class RequestKind(models.TextChoices):
@@ -142,7 +142,7 @@ def account_scope_words(rule: ApprovalRule | Any, *, routing: bool) -> str:
 
 class AccountScopeRule(models.Model):
     """What approval and eligibility rules share: the accounts they cover besides those they name by id, by what
-    the organization says the accounts are (matched by ``accessrequests.scope``)."""
+    the organization says the accounts are (matched by ``accessrequests.core.scope``)."""
 
     units = models.ManyToManyField(
         OrganizationalUnit,
@@ -172,7 +172,7 @@ class ApprovalRule(AccountScopeRule):
     kinds and levels; N approvals, max duration.
 
     The account scope is the AND of the dimensions named, OR within each; none named means any account whose
-    environment is known (``accessrequests.scope``: routing fails closed on an unknown environment). Empty
+    environment is known (``accessrequests.core.scope``: routing fails closed on an unknown environment). Empty
     pipeline/kind/level selections mean "any". The first enabled rule by ascending priority (then name) that
     matches a request routes it; a request that matches none cannot be filed.
     """
@@ -530,7 +530,7 @@ LIVE_GRANT_STATUSES = (GrantStatus.QUEUED, GrantStatus.APPLYING, GrantStatus.ACT
 IN_FLIGHT_GRANT_STATUSES = (GrantStatus.QUEUED, GrantStatus.APPLYING, GrantStatus.REVOKING)
 ENDED_GRANT_STATUSES = (GrantStatus.REVOKED, GrantStatus.EXPIRED, GrantStatus.ABANDONED)
 
-# Every way a grant's status may change (see services/provisioning.py for who moves it when). A status that
+# Every way a grant's status may change (see provisioning/engine.py for who moves it when). A status that
 # leads to itself is a re-claim: a worker taking over work a killed worker left, or a retry asked for now.
 GRANT_TRANSITIONS: dict[str, frozenset[str]] = {
     GrantStatus.QUEUED: frozenset({GrantStatus.QUEUED, GrantStatus.APPLYING, GrantStatus.REVOKING}),

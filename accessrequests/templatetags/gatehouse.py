@@ -14,7 +14,7 @@ register = template.Library()
 def plain(value) -> str:
     """Free text as it is: a hidden character (a right-to-left override, a zero-width space, stored before such
     characters were refused) is written out where it is, ``[U+202E]``, instead of disguising the text."""
-    from accessrequests.plain_text import shown
+    from accessrequests.core.plain_text import shown
 
     return shown("" if value is None else str(value))
 

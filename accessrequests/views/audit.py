@@ -12,12 +12,13 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from accessrequests import access_report as report
-from accessrequests import exports, permissions, selectors
-from accessrequests.forms import AccessReportForm, AuditFilterForm
+from accessrequests.audit import access_report as report
+from accessrequests.audit import exports
+from accessrequests.audit.export_events import export_recorded
+from accessrequests.authz import permissions, selectors
+from accessrequests.core.paging import paginate
 from accessrequests.models import AuditEvent
-from accessrequests.paging import paginate
-from accessrequests.services.exports import export_recorded
+from accessrequests.views.forms import AccessReportForm, AuditFilterForm
 
 
 def auditor_required(view):

@@ -11,13 +11,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from accessrequests import permissions, selectors
-from accessrequests.changes import change_for
-from accessrequests.forms import DecisionForm
+from accessrequests.authz import permissions, selectors
 from accessrequests.models import RequestStatus
-from accessrequests.services.batches import batch_approve, batch_deny
-from accessrequests.services.requests import RequestError
 from accessrequests.views import step_up
+from accessrequests.views.forms import DecisionForm
+from accessrequests.workflow.batches import batch_approve, batch_deny
+from accessrequests.workflow.changes import change_for
+from accessrequests.workflow.requests import RequestError
 
 
 @step_up.resumable("batch")

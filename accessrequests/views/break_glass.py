@@ -13,14 +13,16 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from accessrequests import inbox, permissions, policy, roles, selectors
-from accessrequests.forms import BreakGlassForm, PostReviewForm
+from accessrequests.authz import inbox, permissions, selectors
+from accessrequests.core import roles
 from accessrequests.models import AccessRequest, ApprovalRule, RequestKind
-from accessrequests.services.break_glass import break_glass_post_review, break_glass_submit
-from accessrequests.services.requests import RequestError, check_filing, prepare
+from accessrequests.policy import documents as policy
 from accessrequests.views import step_up
+from accessrequests.views.forms import BreakGlassForm, PostReviewForm
 from accessrequests.views.requests import draft_preview
 from accessrequests.views.step_up import has_mfa
+from accessrequests.workflow.break_glass import break_glass_post_review, break_glass_submit
+from accessrequests.workflow.requests import RequestError, check_filing, prepare
 from portal.middleware import form_removes_nul_bytes
 
 

@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from accessrequests import pickers
+from accessrequests.catalog import pickers
 
 # Where a result chosen on the plain page leads: the field it fills, on the page that asked.
 _TARGETS = {

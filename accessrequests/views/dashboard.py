@@ -7,7 +7,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from accessrequests import dashboard, permissions, selectors
+from accessrequests import dashboard
+from accessrequests.authz import permissions, selectors
 
 
 @login_required

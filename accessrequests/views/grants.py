@@ -9,7 +9,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from accessrequests import permissions, roles, selectors
+from accessrequests.authz import permissions, selectors
+from accessrequests.core import roles
 
 
 def confirmation(
@@ -26,7 +27,7 @@ def confirmation(
 @login_required
 @require_POST
 def revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    from accessrequests.services import provisioning
+    from accessrequests.provisioning import engine as provisioning
 
     grant = selectors.get_grant_for_user(request.user, pk)
     if not (roles.is_admin(request.user) or grant.request.requester_id == request.user.pk):
@@ -56,7 +57,7 @@ def revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _admin_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     """Retry or abandon: admins only (404 for everyone else), then back to the dashboard with the outcome."""
-    from accessrequests.services import provisioning
+    from accessrequests.provisioning import engine as provisioning
 
     if permissions.operate_problem(request.user):
         raise Http404("No such grant")

@@ -5,7 +5,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from accessrequests import inbox, roles, selectors
+from accessrequests.authz import inbox, selectors
+from accessrequests.core import roles
 from accessrequests.views.step_up import has_mfa
 
 

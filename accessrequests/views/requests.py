@@ -12,15 +12,19 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accessrequests import permissions, policy, recipients, roles, selectors
-from accessrequests.changes import how_to_use
-from accessrequests.forms import PasteForm, RequestForm
-from accessrequests.intake import parse_access_denied
+from accessrequests.authz import permissions, recipients, selectors
+from accessrequests.core import roles
+from accessrequests.core.paging import paginate
+from accessrequests.core.wording import counted
+from accessrequests.intake.parse import parse_access_denied
+from accessrequests.intake.resolve import resolve_denial
 from accessrequests.models import Delivery, RequestStatus, Source
-from accessrequests.paging import paginate
-from accessrequests.resolve import resolve_denial
-from accessrequests.services import batches
-from accessrequests.services.requests import (
+from accessrequests.policy import documents as policy
+from accessrequests.views.forms import PasteForm, RequestForm
+from accessrequests.views.grants import confirmation
+from accessrequests.workflow import batches
+from accessrequests.workflow.changes import how_to_use
+from accessrequests.workflow.requests import (
     RequestError,
     check_extendable,
     eligibility_problem_for,
@@ -29,8 +33,6 @@ from accessrequests.services.requests import (
     request_cancel,
     request_submit,
 )
-from accessrequests.views.grants import confirmation
-from accessrequests.wording import counted
 from portal.middleware import form_removes_nul_bytes
 
 PAGE_SIZE = 25

@@ -32,14 +32,16 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from accessrequests import permissions, selectors, slack_api, slack_text
-from accessrequests.intake import parse_access_denied
+from accessrequests.authz import permissions, selectors
+from accessrequests.intake.parse import parse_access_denied
+from accessrequests.intake.resolve import resolve_denial
 from accessrequests.models import AccessRequest, Source
-from accessrequests.resolve import resolve_denial
-from accessrequests.services.break_glass import break_glass_submit
-from accessrequests.services.drafts import DraftError, DraftInput, build_draft
-from accessrequests.services.requests import RequestError, request_approve
-from accessrequests.services.slack import ClaimError, request_claim
+from accessrequests.notify import slack_api
+from accessrequests.slack import text as slack_text
+from accessrequests.slack.claims import ClaimError, request_claim
+from accessrequests.workflow.break_glass import break_glass_submit
+from accessrequests.workflow.drafts import DraftError, DraftInput, build_draft
+from accessrequests.workflow.requests import RequestError, request_approve
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accessrequests import permissions
+from accessrequests.authz import permissions
+from accessrequests.identity.tokens import LIFETIME_DAYS, token_issue, token_revoke
 from accessrequests.models import ApiToken, TokenScope
-from accessrequests.services.tokens import LIFETIME_DAYS, token_issue, token_revoke
 
 
 class TokenForm(forms.Form):

@@ -45,13 +45,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from accessrequests.aws.demo_world import PRIMARY_REGION, SECOND_REGION
 from accessrequests.aws.motoserver import (
     DUMMY_CREDENTIALS,
     die_with_parent,
     start_moto_server,
     stop_moto_server,
 )
+from accessrequests.devworld.demo_world import PRIMARY_REGION, SECOND_REGION
 from accessrequests.devworld.last_accessed import LastAccessedEndpoint
 from accessrequests.management.commands.seed_demo import FOREIGN_WORLD, logins, tips
 from portal.celery import QUEUES

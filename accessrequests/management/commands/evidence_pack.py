@@ -28,7 +28,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from accessrequests import access_report, audit, checkpoints, exports, integrity, offline
+from accessrequests.audit import access_report, checkpoints, exports, integrity
+from accessrequests.audit import trail as audit
+from accessrequests.ledger import offline
 from accessrequests.management.commands.export_audit import parse_when, write_export
 from accessrequests.models import AccessRequest, AuditEvent, Decision, ReviewCampaign
 
@@ -72,7 +74,7 @@ break-glass.csv / .jsonl    Every break-glass use (access with no approver) in t
 pack.json                   The SHA-256 of every file above.
 
 Check the export yourself, without Gatehouse's database, from this folder (any Python 3.11+, nothing
-installed; the verifier is accessrequests/chain.py, offline.py and wording.py in Gatehouse's repository):
+installed; the verifier is accessrequests/ledger/chain.py, offline.py and wording.py in Gatehouse's repository):
 
     python /path/to/gatehouse/accessrequests/chain.py verify audit-export.csv --checkpoints checkpoints [--key-file KEY]
 
@@ -168,7 +170,7 @@ def _write_reviews(folder: Path, since, until, key: bytes | None) -> list[dict[s
     """Each access review that ran in the period: its items table, and its events as a verifiable export."""
     from django.db.models import Q
 
-    from accessrequests.services import reviews
+    from accessrequests.reviews import campaigns as reviews
 
     target = folder / "access-reviews"
     target.mkdir()

@@ -10,8 +10,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from accessrequests import exports
-from accessrequests.services.exports import export_recorded
+from accessrequests.audit import exports
+from accessrequests.audit.export_events import export_recorded
 
 
 def parse_when(value: str | None):

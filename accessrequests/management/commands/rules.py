@@ -22,10 +22,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
-from accessrequests import governance
-from accessrequests.permissions import NotAllowed
-from accessrequests.services import governance as rules_service
-from accessrequests.wording import counted
+from accessrequests.authz.permissions import NotAllowed
+from accessrequests.core.wording import counted
+from accessrequests.governance import rule_changes as rules_service
+from accessrequests.governance import rules_file as governance
 
 
 def command_runner() -> str:

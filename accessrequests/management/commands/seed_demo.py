@@ -36,9 +36,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
 
-from accessrequests import audit
+from accessrequests.audit import trail as audit
 from accessrequests.aws.client import endpoint_url
-from accessrequests.aws.demo_world import PRIMARY_REGION, seed_demo_world, world_fingerprint
+from accessrequests.catalog.listings import summary_lines
+from accessrequests.catalog.sync import catalog_sync
+from accessrequests.core.roles import ADMINS, APPROVERS, AUDITORS, REQUESTERS
+from accessrequests.core.wording import counted
+from accessrequests.devworld.demo_world import PRIMARY_REGION, seed_demo_world, world_fingerprint
 from accessrequests.models import (
     ApprovalRule,
     AuditEvent,
@@ -49,11 +53,7 @@ from accessrequests.models import (
     PrincipalKind,
     RequestKind,
 )
-from accessrequests.roles import ADMINS, APPROVERS, AUDITORS, REQUESTERS
-from accessrequests.services.catalog import summary_lines
-from accessrequests.services.catalog_sync import catalog_sync
-from accessrequests.services.provisioning import drift_check
-from accessrequests.wording import counted
+from accessrequests.provisioning.engine import drift_check
 
 DEMO_PASSWORD = "gatehouse-demo"  # noqa: S105 - documented in the README; demo users only
 CONTACT = "platform-team@example.com"

@@ -2,7 +2,7 @@
 requests).
 
 1. the Organization on the moto server at ``AWS_ENDPOINT_URL`` (units, accounts with roles and pipelines,
-   Identity Center users, groups and permission sets): ``accessrequests.scale_world.seed_aws``;
+   Identity Center users, groups and permission sets): ``accessrequests.devworld.scale_world.seed_aws``;
 2. a full catalog sync of it (skipped with ``--no-sync``);
 3. portal users linked to the Identity Center users, approvers and two rules, then historical requests up to
    ``--requests`` (PostgreSQL only; ``COPY``).
@@ -17,9 +17,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accessrequests import scale_history, scale_world
-from accessrequests.services.catalog import summary_lines
-from accessrequests.services.catalog_sync import FULL, catalog_sync
+from accessrequests.catalog.listings import summary_lines
+from accessrequests.catalog.sync import FULL, catalog_sync
+from accessrequests.devworld import scale_history, scale_world
 
 
 class Command(BaseCommand):

@@ -11,10 +11,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from accessrequests.catalog.listings import summary_lines
+from accessrequests.catalog.sync import FULL, INCREMENTAL, catalog_sync
+from accessrequests.core.wording import counted
 from accessrequests.models import CatalogSyncRun
-from accessrequests.services.catalog import summary_lines
-from accessrequests.services.catalog_sync import FULL, INCREMENTAL, catalog_sync
-from accessrequests.wording import counted
 
 
 class Command(BaseCommand):

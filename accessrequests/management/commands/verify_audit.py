@@ -3,8 +3,8 @@ archive; exits 1 naming the first sequence number that is missing, changed or ou
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accessrequests.integrity import verify_trail
-from accessrequests.wording import counted
+from accessrequests.audit.integrity import verify_trail
+from accessrequests.core.wording import counted
 
 
 class Command(BaseCommand):

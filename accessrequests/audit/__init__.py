@@ -1,0 +1,1 @@
+"""The audit trail: writing events into the hash chain (``trail``), signed checkpoints, the integrity check and the watch that reacts to a failure, the daily archive, exports (CSV, JSON Lines, OCSF) and the event each export records (``export_events``), and the access report."""

@@ -1,0 +1,1 @@
+"""Who may do what, and who sees what: every authorization rule (``permissions``), approval routing (``routing``), who can use a grant (``recipients``), the one way objects are loaded for a user (``selectors``: outsiders get 404) and what waits for an approver (``inbox``). Reads only."""

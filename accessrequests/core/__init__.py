@@ -1,0 +1,1 @@
+"""The plain building blocks every domain uses and none owns: bounded ids, paging without COUNT(*), the portal's roles, counts in words, free text that reads the same to everyone, ARNs, account scopes (which accounts a rule covers), and handing work to a worker after commit (``enqueue``). Nothing here changes state."""

@@ -1,0 +1,1 @@
+"""Who approves, as code and under four eyes: the rules file and its diff (``rules_file``), rule changes a second admin approves (``rule_changes``) and what they do to routing (``routing_plan``), and the other governed facts (``governed``, ``governed_changes``)."""

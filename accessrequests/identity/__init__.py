@@ -1,0 +1,1 @@
+"""People and their links: roles and principals from the identity provider's groups (``people``), SCIM provisioning (``scim``), personal API tokens (``tokens``), and authentication events into the audit trail (``signals``)."""

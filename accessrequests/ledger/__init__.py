@@ -1,0 +1,1 @@
+"""The audit chain itself, free of Django: hashing, verification, and the offline verifier of an export (``python -m accessrequests.chain verify FILE``). Standard library only, so an export can be checked anywhere."""

@@ -1,0 +1,1 @@
+"""Telling people: the hooks services call (``hooks``), what the messages say (``text``), the tasks that send email and rule-channel posts (``send``), and the Slack Web API client every Slack message goes through (``slack_api``)."""

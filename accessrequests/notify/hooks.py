@@ -1,0 +1,89 @@
+"""Hooks the services call when people should hear about something; each enqueues one notify task after commit.
+
+A notification must never cost a request: if the broker is down when the transaction commits, the failure is
+logged and the notification is dropped — the request, decision or grant itself is already saved, and the web
+pages show it. The hooks themselves never raise.
+"""
+
+from __future__ import annotations
+
+from accessrequests.core import enqueue
+from accessrequests.models import AccessRequest, AuditEvent, CatalogSyncRun, Grant
+from accessrequests.notify import slack_api
+
+# The Slack app's tasks by the name the services know them by.
+SLACK_TASKS = {
+    "slack_post_request": "accessrequests.tasks.notify_slack_request_created",
+    "slack_update_message": "accessrequests.tasks.notify_slack_update",
+    "slack_dm_requester": "accessrequests.tasks.notify_slack_requester",
+}
+
+
+def _enqueue_after_commit(task_name: str, object_id: int, reference: str, *extra: object) -> None:
+    enqueue.after_commit(
+        f"accessrequests.tasks.{task_name}",
+        object_id,
+        *extra,
+        reference=reference,
+        if_lost="the notification is dropped",
+    )
+
+
+def _slack(task_name: str, request_id: int, reference: str, *extra: object) -> None:
+    """The Slack app's tasks, enqueued only where a bot token is configured."""
+    if not slack_api.enabled():
+        return
+    enqueue.after_commit(
+        SLACK_TASKS[task_name], request_id, *extra, reference=reference, if_lost="the notification is dropped"
+    )
+
+
+def on_request_created(req: AccessRequest) -> None:
+    _enqueue_after_commit("notify_request_created", req.pk, req.reference)
+    if req.rule.slack_channel:
+        _slack("slack_post_request", req.pk, req.reference)
+
+
+def on_request_decided(req: AccessRequest) -> None:
+    _enqueue_after_commit("notify_request_decided", req.pk, req.reference)
+    _slack("slack_update_message", req.pk, req.reference)
+    _slack("slack_dm_requester", req.pk, req.reference, "decided")
+
+
+def on_request_changed(request_id: int) -> None:
+    """Anything the request's Slack message shows changed (an approval, a claim, a voided decision, the end)."""
+    _slack("slack_update_message", request_id, f"request {request_id}")
+
+
+def on_grant_applied(grant: Grant) -> None:
+    _enqueue_after_commit("notify_grant_applied", grant.pk, grant.request.reference)
+    _slack("slack_update_message", grant.request_id, grant.request.reference)
+    _slack("slack_dm_requester", grant.request_id, grant.request.reference, "applied")
+
+
+def on_grant_failed(grant: Grant) -> None:
+    _enqueue_after_commit("notify_grant_failed", grant.pk, grant.request.reference)
+
+
+def on_accounts_changed(run: CatalogSyncRun) -> None:
+    """A catalog sync changed accounts' tags or environments: the admins hear it once for the whole run."""
+    _enqueue_after_commit("notify_accounts_changed", run.pk, f"catalog sync {run.pk}")
+
+
+def on_integrity_failed(event: AuditEvent) -> None:
+    _enqueue_after_commit("notify_integrity_failed", event.pk, f"audit seq {event.seq}")
+
+
+def on_identity_changed(event: AuditEvent) -> None:
+    """The identity provider changed a role or a principal link (``identity.roles_synced`` or
+    ``identity.principals_synced``): admins hear of it, since no second admin approved it."""
+    _enqueue_after_commit("notify_identity_changed", event.pk, f"audit seq {event.seq}")
+
+
+def on_break_glass(req: AccessRequest) -> None:
+    """Break-glass is announced at once, to more people than a normal request (see notify_break_glass)."""
+    _enqueue_after_commit("notify_break_glass", req.pk, req.reference)
+
+
+def on_post_review_overdue(review) -> None:
+    _enqueue_after_commit("notify_post_review_overdue", review.request_id, review.request.reference)

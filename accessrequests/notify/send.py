@@ -1,0 +1,520 @@
+"""Notifications: email to approvers and requesters, and a Slack post per approval rule, sent by Celery tasks.
+
+Every task is idempotent. Each message is a ``Notification`` row, unique per (event, channel, recipient): the
+task claims the row with a conditional update, sends, and marks it sent, so a redelivered or retried task skips
+what already went out. A failed send leaves the row retryable; the task retries with backoff a bounded number of
+times and then gives up. Nothing here can fail a request: the services only enqueue after commit
+(``notify/hooks.py``), and a notification that cannot be sent is logged and dropped.
+
+The Slack webhook URL is a secret (anyone holding it can post to the channel): it is never stored, logged or
+put into an error message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypedDict
+
+from celery import shared_task
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import OperationalError
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from accessrequests.authz import permissions, recipients
+from accessrequests.models import (
+    AccessRequest,
+    Grant,
+    GrantStatus,
+    Notification,
+    NotificationChannel,
+    NotificationStatus,
+    RequestStatus,
+)
+from accessrequests.notify import text
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRIES = 5
+MAX_ATTEMPTS = MAX_RETRIES + 1
+# A row left "sending" longer than this belongs to a worker that died mid-send (tasks are killed after 10
+# minutes), so another run may take it over.
+CLAIM_LEASE = timedelta(minutes=15)
+WEBHOOK_TIMEOUT_SECONDS = 5
+EXPIRY_WARNING = timedelta(hours=24)
+EXPIRING_PREFIX = "grant.expiring:"
+
+
+class NotificationError(Exception):
+    """A message could not be sent; the text is safe to log and store (never a webhook URL)."""
+
+
+# Backoff of 30 s doubling to at most 4 minutes (about 11 minutes over five retries): long enough to ride out
+# a mail relay restart, and every countdown stays under Redis's 5-minute visibility timeout, which would
+# otherwise hand a waiting retry to a second worker.
+class _RetryOptions(TypedDict):
+    autoretry_for: tuple[type[BaseException], ...]
+    retry_backoff: int
+    retry_backoff_max: int
+    retry_jitter: bool
+    max_retries: int
+
+
+RETRY_OPTIONS = _RetryOptions(
+    autoretry_for=(NotificationError, OperationalError),
+    retry_backoff=30,
+    retry_backoff_max=240,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
+
+
+# --- delivery -------------------------------------------------------------------------------------------
+
+
+def deliver(
+    *,
+    event_key: str,
+    channel: str,
+    recipient: str,
+    send: Callable[[], None],
+    request: AccessRequest | None = None,
+    grant: Grant | None = None,
+) -> bool:
+    """Send one message unless it was sent (or is being sent) already; True when this call sent it."""
+    note, _ = Notification.objects.get_or_create(
+        event_key=event_key,
+        channel=channel,
+        recipient=recipient,
+        defaults={"request": request, "grant": grant},
+    )
+    now = timezone.now()
+    claimable = Q(status__in=[NotificationStatus.PENDING, NotificationStatus.FAILED]) | Q(
+        status=NotificationStatus.SENDING, claimed_at__lt=now - CLAIM_LEASE
+    )
+    claimed = (
+        Notification.objects.filter(claimable, pk=note.pk, attempts__lt=MAX_ATTEMPTS)
+        .update(status=NotificationStatus.SENDING, claimed_at=now, attempts=F("attempts") + 1)
+    )  # fmt: skip
+    if claimed != 1:
+        return False
+    about = request or (grant.request if grant else None)
+    log_extra = {"request_ref": about.reference if about else "-"}
+    try:
+        send()
+    except NotificationError as exc:
+        Notification.objects.filter(pk=note.pk, status=NotificationStatus.SENDING).update(
+            status=NotificationStatus.FAILED, last_error=str(exc)[:500]
+        )
+        logger.warning("%s %s to %s not sent: %s", event_key, channel, recipient, exc, extra=log_extra)
+        raise
+    Notification.objects.filter(pk=note.pk).update(
+        status=NotificationStatus.SENT, sent_at=timezone.now(), last_error=""
+    )
+    logger.info("%s %s sent to %s", event_key, channel, recipient, extra=log_extra)
+    return True
+
+
+def email_sender(to: str, subject: str, body: str) -> Callable[[], None]:
+    def send() -> None:
+        try:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [to], fail_silently=False)
+        except Exception as exc:  # SMTP, DNS, TLS: all retryable, none may escape as a request failure
+            raise NotificationError(f"email: {exc.__class__.__name__}: {exc}") from None
+
+    return send
+
+
+def post_to_slack(url: str, message: str) -> None:
+    """POST ``{"text": message}`` to a Slack incoming webhook; raises NotificationError without the URL."""
+    if not url.lower().startswith(("https://", "http://")):
+        raise NotificationError("slack: the webhook URL is not an http(s) URL")
+    body = json.dumps({"text": message}).encode()
+    req = urllib.request.Request(  # noqa: S310 - the scheme is checked above
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310
+            response.read(1024)
+    except urllib.error.HTTPError as exc:
+        raise NotificationError(f"slack: the webhook answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        # Only the class of the failure: some reasons quote the URL, and the URL is the secret.
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise NotificationError(f"slack: the webhook is unreachable ({reason.__class__.__name__})") from None
+
+
+def deliver_all(jobs: list[Callable[[], bool]]) -> int:
+    """Run every delivery even when one fails, then fail (so the task retries) if any did; returns sent."""
+    sent, failures = 0, []
+    for job in jobs:
+        try:
+            sent += job()
+        except NotificationError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise NotificationError("; ".join(failures))
+    return sent
+
+
+def _email_job(
+    event_key: str,
+    user: User,
+    subject: str,
+    body: str,
+    *,
+    request: AccessRequest | None = None,
+    grant: Grant | None = None,
+) -> Callable[[], bool]:
+    return lambda: deliver(
+        event_key=event_key,
+        channel=NotificationChannel.EMAIL,
+        recipient=user.email,
+        send=email_sender(user.email, subject, body),
+        request=request,
+        grant=grant,
+    )
+
+
+def _slack_job(event_key: str, req: AccessRequest, message: str) -> list[Callable[[], bool]]:
+    url = req.rule.slack_webhook_url
+    if not url:
+        return []
+    return [
+        lambda: deliver(
+            event_key=event_key,
+            channel=NotificationChannel.SLACK,
+            recipient=f"rule:{req.rule_id}",
+            send=lambda: post_to_slack(url, message),
+            request=req,
+        )
+    ]
+
+
+# --- who ------------------------------------------------------------------------------------------------
+
+
+def approvers_to_notify(req: AccessRequest) -> list[User]:
+    """Everyone who may decide this request now, by the same rule the review page applies."""
+    rule = req.rule
+    candidates = (
+        get_user_model()
+        .objects.filter(Q(groups__in=rule.approver_groups.all()) | Q(approval_rules=rule), is_active=True)
+        .exclude(email="")
+        .distinct()
+        .order_by("pk")
+    )
+    reached = recipients.recipient_user_ids(req)
+    return [
+        user for user in candidates if permissions.decide_problem(user, req, recipient_ids=reached) is None
+    ]
+
+
+def _load_request(request_id: int) -> AccessRequest:
+    return AccessRequest.objects.select_related("requester", "principal", "account", "rule").get(
+        pk=request_id
+    )
+
+
+def _load_grant(grant_id: int) -> Grant:
+    return Grant.objects.select_related(
+        "request", "request__requester", "request__principal", "request__account", "request__rule"
+    ).get(pk=grant_id)
+
+
+def _requester_email(req: AccessRequest) -> bool:
+    if not req.requester.is_active:
+        return False  # people who left hear nothing more from Gatehouse
+    if req.requester.email:
+        return True
+    logger.info("%s: the requester has no email address", req.reference, extra={"request_ref": req.reference})
+    return False
+
+
+# --- tasks ----------------------------------------------------------------------------------------------
+
+
+@shared_task(name="accessrequests.tasks.notify_request_created", **RETRY_OPTIONS)
+def notify_request_created(request_id: int) -> int:
+    """Email every approver who may decide the new request; post to the rule's Slack channel."""
+    req = _load_request(request_id)
+    key = f"request.created:{req.pk}"
+    subject, body = text.new_request(req)
+    jobs = [_email_job(key, user, subject, body, request=req) for user in approvers_to_notify(req)]
+    jobs += _slack_job(key, req, text.slack_new_request(req))
+    return deliver_all(jobs)
+
+
+@shared_task(name="accessrequests.tasks.notify_request_decided", **RETRY_OPTIONS)
+def notify_request_decided(request_id: int) -> int:
+    """Tell the requester (and the rule's Slack channel) that the request was approved or denied."""
+    req = _load_request(request_id)
+    if req.status not in (RequestStatus.APPROVED, RequestStatus.DENIED):
+        return 0
+    key = f"request.decided:{req.pk}"
+    jobs = []
+    if _requester_email(req):
+        subject, body = text.decided(req)
+        jobs.append(_email_job(key, req.requester, subject, body, request=req))
+    jobs += _slack_job(key, req, text.slack_decided(req))
+    return deliver_all(jobs)
+
+
+@shared_task(name="accessrequests.tasks.notify_grant_applied", **RETRY_OPTIONS)
+def notify_grant_applied(grant_id: int) -> int:
+    """Tell the requester their access is live (skipped if it has ended meanwhile)."""
+    grant = _load_grant(grant_id)
+    if grant.status != GrantStatus.ACTIVE or not _requester_email(grant.request):
+        return 0
+    subject, body = text.applied(grant)
+    return deliver_all(
+        [_email_job(f"grant.applied:{grant.pk}", grant.request.requester, subject, body, grant=grant)]
+    )
+
+
+@shared_task(name="accessrequests.tasks.notify_grant_failed", **RETRY_OPTIONS)
+def notify_grant_failed(grant_id: int) -> int:
+    """Tell the requester their access could not be applied, and why (once per grant, not per retry)."""
+    grant = _load_grant(grant_id)
+    # A retry may have succeeded while this message waited; an outdated failure would only confuse.
+    if grant.status != GrantStatus.FAILED or not _requester_email(grant.request):
+        return 0
+    subject, body = text.failed(grant)
+    return deliver_all(
+        [_email_job(f"grant.failed:{grant.pk}", grant.request.requester, subject, body, grant=grant)]
+    )
+
+
+def grants_to_warn_of_expiry(now: datetime | None = None) -> QuerySet[Grant]:
+    """Active grants ending within 24 hours whose requester was not warned yet (nor given up on).
+
+    A grant that lived 24 hours or less from being applied gets no warning: its "applied" email already said
+    when it ends, and an "expires soon" mail minutes later would be noise.
+    """
+    now = now or timezone.now()
+    done = Notification.objects.filter(grant=OuterRef("pk"), event_key__startswith=EXPIRING_PREFIX).filter(
+        Q(status=NotificationStatus.SENT) | Q(attempts__gte=MAX_ATTEMPTS)
+    )
+    return (
+        Grant.objects.filter(
+            status=GrantStatus.ACTIVE,
+            expires_at__gt=now,
+            expires_at__lte=now + EXPIRY_WARNING,
+            applied_at__lt=F("expires_at") - EXPIRY_WARNING,
+        )
+        .filter(~Exists(done))
+        .select_related(
+            "request", "request__requester", "request__principal", "request__account", "request__rule"
+        )
+        .order_by("expires_at", "pk")
+    )
+
+
+@shared_task(name="accessrequests.tasks.notify_expiring_grants")
+def notify_expiring_grants() -> int:
+    """Warn requesters a day before their access ends (beat, every 15 minutes; idempotent).
+
+    No autoretry: the next beat run is the retry, and each message stops after MAX_ATTEMPTS failed sends.
+    """
+    sent = 0
+    for grant in grants_to_warn_of_expiry()[:500]:
+        if not _requester_email(grant.request):
+            continue
+        subject, body = text.expiring(grant)
+        job = _email_job(f"{EXPIRING_PREFIX}{grant.pk}", grant.request.requester, subject, body, grant=grant)
+        with contextlib.suppress(NotificationError):  # logged by deliver(); tried again on the next run
+            sent += job()
+    return sent
+
+
+def _members_and_superusers(*groups: str) -> QuerySet[User]:
+    """Active members of these groups, and superusers, with an email address."""
+    return (
+        get_user_model()
+        .objects.filter(Q(groups__name__in=groups) | Q(is_superuser=True), is_active=True)
+        .exclude(email="")
+        .distinct()
+        .order_by("pk")
+    )
+
+
+def integrity_recipients() -> QuerySet[User]:
+    """Admins and auditors (and superusers) with an email address: the people who must hear of a broken trail."""
+    from accessrequests.core import roles
+
+    return _members_and_superusers(roles.ADMINS, roles.AUDITORS)
+
+
+@shared_task(name="accessrequests.tasks.notify_integrity_failed", **RETRY_OPTIONS)
+def notify_integrity_failed(event_id: int) -> int:
+    """Email admins and auditors that the audit trail failed its verification (once per failure event)."""
+    from accessrequests.models import AuditEvent
+
+    event = AuditEvent.objects.get(pk=event_id)
+    subject, body = text.integrity_failed(event.after or {})
+    key = f"audit.integrity_failed:{event.pk}"
+    return deliver_all([_email_job(key, user, subject, body) for user in integrity_recipients()])
+
+
+def admin_recipients() -> QuerySet[User]:
+    """Active admins (and superusers) with an email address."""
+    from accessrequests.core import roles
+
+    return _members_and_superusers(roles.ADMINS)
+
+
+@shared_task(name="accessrequests.tasks.notify_identity_changed", **RETRY_OPTIONS)
+def notify_identity_changed(event_id: int) -> int:
+    """Email admins that the identity provider changed someone's roles or principal links (once per event)."""
+    from accessrequests.models import AuditEvent
+
+    event = AuditEvent.objects.get(pk=event_id)
+    subject, body = text.identity_changed(event)
+    key = f"identity.changed:{event.pk}"
+    return deliver_all([_email_job(key, user, subject, body) for user in admin_recipients()])
+
+
+@shared_task(name="accessrequests.tasks.notify_accounts_changed", **RETRY_OPTIONS)
+def notify_accounts_changed(run_id: int) -> int:
+    """Tell the admins, once per catalog sync, which accounts' tags and environments Organizations changed."""
+    from accessrequests.models import CatalogSyncRun
+
+    run = CatalogSyncRun.objects.get(pk=run_id)
+    if not (run.result or {}).get("organization_changes"):
+        return 0
+    subject, body = text.accounts_changed(run)
+    key = f"catalog.accounts_changed:{run.pk}"
+    return deliver_all([_email_job(key, user, subject, body) for user in admin_recipients()])
+
+
+# --- governance -----------------------------------------------------------------------------------------
+
+
+def rule_approvers(rule) -> QuerySet[User]:
+    return (
+        get_user_model()
+        .objects.filter(Q(groups__in=rule.approver_groups.all()) | Q(approval_rules=rule), is_active=True)
+        .exclude(email="")
+        .distinct()
+        .order_by("pk")
+    )
+
+
+@shared_task(name="accessrequests.tasks.notify_break_glass", **RETRY_OPTIONS)
+def notify_break_glass(request_id: int) -> int:
+    """Announce a break-glass use at once: every approver of its rule, admins and auditors by email, and the
+    rule's Slack channel."""
+    req = _load_request(request_id)
+    if not req.break_glass:
+        return 0
+    key = f"request.break_glass:{req.pk}"
+    subject, body = text.break_glass(req)
+    people = {user.pk: user for user in [*rule_approvers(req.rule), *integrity_recipients()]}
+    people.pop(req.requester_id, None)
+    jobs = [_email_job(key, user, subject, body, request=req) for user in people.values()]
+    jobs += _slack_job(key, req, text.slack_break_glass(req))
+    jobs += _slack_channel_job(key, req, text.slack_break_glass(req))
+    return deliver_all(jobs)
+
+
+def _slack_channel_job(event_key: str, req: AccessRequest, message: str) -> list[Callable[[], bool]]:
+    """The rule's channel through the Slack app (bot token), beside its incoming webhook."""
+    from accessrequests.notify import slack_api
+
+    channel = req.rule.slack_channel
+    if not (channel and slack_api.enabled()):
+        return []
+
+    def send() -> None:
+        try:
+            slack_api.post_message(channel=channel, text=message)
+        except slack_api.SlackError as exc:
+            raise NotificationError(str(exc)) from None
+
+    return [
+        lambda: deliver(
+            event_key=event_key,
+            channel=NotificationChannel.SLACK,
+            recipient=f"channel:{channel}",
+            send=send,
+            request=req,
+        )
+    ]
+
+
+@shared_task(name="accessrequests.tasks.notify_post_review_overdue", **RETRY_OPTIONS)
+def notify_post_review_overdue(request_id: int) -> int:
+    """Tell the rule's approvers and admins that a break-glass use was not reviewed in time."""
+    req = _load_request(request_id)
+    review = getattr(req, "break_glass_review", None)
+    if review is None or review.reviewed_at is not None:
+        return 0
+    subject, body = text.post_review_overdue(req, review.due_at)
+    people = {user.pk: user for user in [*rule_approvers(req.rule), *integrity_recipients()]}
+    people.pop(req.requester_id, None)
+    key = f"request.break_glass_overdue:{req.pk}"
+    jobs = [_email_job(key, user, subject, body, request=req) for user in people.values()]
+    jobs += _slack_job(key, req, subject)
+    return deliver_all(jobs)
+
+
+def _reviewers_with_open_items(campaign_id: int) -> list[tuple[User, int]]:
+    from accessrequests.models import ReviewItem
+
+    items = list(
+        ReviewItem.objects.filter(campaign_id=campaign_id, decision="").select_related(
+            "campaign", "rule", "grant__request", "grant__principal", "grant__account"
+        )
+    )
+    by_rule: dict[int, list] = {}
+    for item in items:
+        by_rule.setdefault(item.rule_id, []).append(item)
+    counts: dict[int, tuple[User, int]] = {}
+    for rule_items in by_rule.values():
+        for user in rule_approvers(rule_items[0].rule):
+            mine = sum(1 for item in rule_items if permissions.review_item_problem(user, item) is None)
+            if mine:
+                counts[user.pk] = (user, counts.get(user.pk, (user, 0))[1] + mine)
+    return list(counts.values())
+
+
+@shared_task(name="accessrequests.tasks.notify_review_started", **RETRY_OPTIONS)
+def notify_review_started(campaign_id: int) -> int:
+    """Tell each reviewer how many items of a new access review are theirs."""
+    from accessrequests.models import ReviewCampaign
+
+    campaign = ReviewCampaign.objects.get(pk=campaign_id)
+    key = f"review.started:{campaign.pk}"
+    jobs = []
+    for user, count in _reviewers_with_open_items(campaign_id):
+        subject, body = text.review_started(campaign, count)
+        jobs.append(_email_job(key, user, subject, body))
+    return deliver_all(jobs)
+
+
+@shared_task(name="accessrequests.tasks.notify_review_reminder", **RETRY_OPTIONS)
+def notify_review_reminder(campaign_id: int, round_number: int) -> int:
+    """One reminder round (once per reviewer per round): the items still waiting for each of them."""
+    from accessrequests.models import CampaignStatus, ReviewCampaign
+
+    campaign = ReviewCampaign.objects.get(pk=campaign_id)
+    if campaign.status != CampaignStatus.OPEN:
+        return 0
+    key = f"review.reminder:{campaign.pk}:{round_number}"
+    overdue = campaign.deadline <= timezone.now()
+    jobs = []
+    for user, count in _reviewers_with_open_items(campaign_id):
+        subject, body = text.review_reminder(campaign, count, overdue)
+        jobs.append(_email_job(key, user, subject, body))
+    return deliver_all(jobs)

@@ -1,0 +1,1 @@
+"""IAM documents: what AWS says about actions (``actions``), the least-privilege statements a request becomes (``statements``, ``documents``), how risky a permission set is (``risk``), and an evaluator that judges resources and conditions (``evaluate``). Pure functions over plain data and models; no boto3."""

@@ -1,0 +1,1 @@
+"""Applying exactly what was approved and taking it back: grants created on approval (``grants``), the engine around one idempotent reconcile per principal and account (``engine``), desired state against AWS (``delivery``), and ending access when Gatehouse says it ends (``sessions``, ``session_fences``)."""

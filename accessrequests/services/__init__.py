@@ -1,1 +1,0 @@
-"""Services: the only code that changes state. Each is one transaction that also writes its audit event."""

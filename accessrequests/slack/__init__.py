@@ -1,0 +1,1 @@
+"""The Slack app: the request's message with its buttons and its updates (``text``, ``messages``), and a reviewer's claim (``claims``). A click arrives at ``views/slack.py`` and is decided by ``workflow.requests`` like any other decision."""

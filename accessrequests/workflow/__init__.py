@@ -1,0 +1,1 @@
+"""The request workflow: a draft built from what someone typed or picked (``drafts``), prepared and filed, then approved, denied, cancelled or left to expire (``requests``); multi-account batches; break-glass; and the exact change in AWS an approval makes (``changes``). The services here are the only code that changes a request."""
