@@ -530,7 +530,7 @@ def test_a_batch_of_accounts_is_written_in_as_many_queries_as_one(org, wire, set
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from accessrequests.catalog.listings import _read_account
+    from accessrequests.catalog.listings import read_account
     from accessrequests.catalog.sync import _write_batch
     from accessrequests.devworld import scale_world
 
@@ -540,7 +540,7 @@ def test_a_batch_of_accounts_is_written_in_as_many_queries_as_one(org, wire, set
     catalog_sync(mode=FULL)  # the rows exist; what follows is the steady state of a full sync
     run = CatalogSyncRun.objects.get()
     accounts = list(AwsAccount.objects.filter(account_id__in=ids).order_by("account_id"))
-    reads = [(account, _read_account(account, ["us-east-1"])) for account in accounts]
+    reads = [(account, read_account(account, ["us-east-1"])) for account in accounts]
     assert all(not read.errors and read.tags is not None for _, read in reads)
 
     queries = []

@@ -68,7 +68,7 @@ logger = logging.getLogger(__name__)
 # Serialises concurrent syncs on PostgreSQL (beat and a manual `manage.py sync_catalog`), so two writers never
 # both insert the same new pipeline and one of them fails on the unique constraint. SQLite's IMMEDIATE
 # transactions already admit one writer at a time.
-_SYNC_LOCK_KEY = 0x67617465_73796E63  # "gatesync"
+SYNC_LOCK_KEY = 0x67617465_73796E63  # "gatesync"
 
 M = TypeVar("M", bound=models.Model)
 
@@ -88,12 +88,12 @@ def environment_for(tags: Mapping[str, str], *, before_tags: Mapping[str, str], 
     return current
 
 
-def _regions() -> list[str]:
+def configured_regions() -> list[str]:
     configured = getattr(settings, "GATEHOUSE_REGIONS", None) or [default_region()]
     return list(dict.fromkeys(region.strip() for region in configured if region.strip()))
 
 
-def _describe(exc: Exception) -> str:
+def describe_failure(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         code, message = error_details(exc)
         return f"{code}: {message}"
@@ -104,7 +104,7 @@ def _describe(exc: Exception) -> str:
 
 
 @dataclass
-class _AccountRead:
+class AccountRead:
     """What one account looked like in AWS; ``None`` lists mean "could not be read"."""
 
     account_id: str
@@ -119,7 +119,7 @@ class _AccountRead:
 
 
 @dataclass
-class _IdentityCenterRead:
+class IdentityCenterRead:
     instance: aws_catalog.IdentityCenter | None
     region: str
     permission_sets: list[aws_catalog.PermissionSet] = field(default_factory=list)
@@ -144,13 +144,13 @@ def known_pipelines(account_ids: Iterable[int], *, read_since: Any) -> dict[int,
     return known
 
 
-def _read_account(
+def read_account(
     account: AwsAccount,
     regions: list[str],
     *,
     organization: bool = True,
     known: Mapping[str, Mapping[str, str]] | None = None,
-) -> _AccountRead:
+) -> AccountRead:
     """List one account (no database access: this runs in the listing threads). ``known`` (region -> name ->
     listed as, from :func:`known_pipelines`) names the pipelines that need no full reading if still unchanged."""
     # An empty provisioning role means "the conventional role", which the client factory derives (or the
@@ -159,14 +159,14 @@ def _read_account(
         "account_id": account.account_id,
         "role_arn": account.provisioning_role_arn or None,
     }
-    read = _AccountRead(account_id=account.account_id)
+    read = AccountRead(account_id=account.account_id)
 
     def attempt(what: str, call: Callable[[], Any]) -> Any:
         try:
             return call()
         except (ClientError, BotoCoreError, ValueError) as exc:
             # ValueError: the client factory refusing a provisioning role outside the account (an admin typo).
-            read.errors.append(f"account {account.account_id} {what}: {_describe(exc)}")
+            read.errors.append(f"account {account.account_id} {what}: {describe_failure(exc)}")
             logger.warning("catalog sync: %s", read.errors[-1])
             return None
 
@@ -190,10 +190,10 @@ def _read_account(
     return read
 
 
-def _read_identity_center() -> _IdentityCenterRead:
+def read_identity_center() -> IdentityCenterRead:
     region = default_region()
     instance = aws_catalog.identity_center(region=region)
-    read = _IdentityCenterRead(instance=instance, region=region)
+    read = IdentityCenterRead(instance=instance, region=region)
     if instance is not None:
         read.permission_sets = aws_catalog.list_permission_sets(instance.instance_arn, region=region)
         read.users = aws_catalog.list_ic_users(instance.identity_store_id, region=region)
@@ -204,7 +204,7 @@ def _read_identity_center() -> _IdentityCenterRead:
 # --- phase 2: write ---
 
 
-def _reconcile(
+def reconcile_rows(
     model: type[M],
     *,
     existing: Iterable[M],
@@ -258,7 +258,7 @@ def _reconcile(
     }
 
 
-def _add(total: dict[str, int], counts: dict[str, int]) -> None:
+def add_counts(total: dict[str, int], counts: dict[str, int]) -> None:
     for name, value in counts.items():
         total[name] = total.get(name, 0) + value
 
@@ -279,8 +279,8 @@ def _keep_sensitive(row: PassableRole, values: dict[str, Any]) -> dict[str, Any]
     return values | {"sensitive": row.sensitive or values["sensitive"]}
 
 
-def _write_accounts(
-    listed: Sequence[tuple[AwsAccount, _AccountRead]], regions: list[str], now: Any
+def write_accounts(
+    listed: Sequence[tuple[AwsAccount, AccountRead]], regions: list[str], now: Any
 ) -> dict[str, Any]:
     """Write the listings of several accounts (the caller's transaction): a handful of queries per batch, not per
     account. Each account is reconciled exactly as on its own (rows keyed by account); see the module docstring."""
@@ -309,7 +309,7 @@ def _write_accounts(
                     "listed_as": pipeline.listed_as,
                     "present": True,
                 }
-    counts["pipelines"] = _reconcile(
+    counts["pipelines"] = reconcile_rows(
         Pipeline,
         existing=Pipeline.objects.filter(account_id__in=account_pks),
         key=lambda row: (row.account_id, row.region, row.name),
@@ -330,7 +330,7 @@ def _write_accounts(
 
     with_roles = [(account, read.roles) for account, read in listed if read.roles is not None]
     if with_roles:
-        counts["roles"] = _reconcile(
+        counts["roles"] = reconcile_rows(
             PassableRole,
             existing=PassableRole.objects.filter(account_id__in=[account.pk for account, _ in with_roles]),
             key=lambda row: (row.account_id, row.arn),
@@ -369,9 +369,9 @@ def _write_accounts(
         if not readable:
             continue
         read_accounts = {account.pk for account, _ in readable}
-        _add(
+        add_counts(
             principals,
-            _reconcile(
+            reconcile_rows(
                 Principal,
                 existing=[row for row in existing[kind] if row.account_id in read_accounts],
                 key=lambda row: (row.account_id, row.external_id),
@@ -495,7 +495,9 @@ def principal_refresh_members(*, principal: Principal) -> None:
         with quick_reads():
             members, known = _read_members(principal)
     except (ClientError, BotoCoreError, ValueError) as exc:
-        logger.warning("members of %s not refreshed (%s); using the catalog's", principal, _describe(exc))
+        logger.warning(
+            "members of %s not refreshed (%s); using the catalog's", principal, describe_failure(exc)
+        )
         return
     if members is not None:
         _write_members({principal.external_id: members}, groups=[principal], members=known, now=now)
@@ -518,7 +520,7 @@ def _read_members(principal: Principal) -> tuple[tuple[str, ...] | None, Any]:
     return None, None
 
 
-def _write_identity_center(read: _IdentityCenterRead) -> dict[str, Any]:
+def write_identity_center(read: IdentityCenterRead) -> dict[str, Any]:
     if read.instance is None:
         # Identity Center was read and is not enabled: nothing it held can be assigned any more.
         sets_gone = PermissionSet.objects.filter(present=True).update(present=False)
@@ -539,7 +541,7 @@ def _write_identity_center(read: _IdentityCenterRead) -> dict[str, Any]:
         instance.save(update_fields=["identity_store_id", "region"])
 
     counts: dict[str, Any] = {"identity_centers": {"seen": 1, "created": int(created)}}
-    counts["permission_sets"] = _reconcile(
+    counts["permission_sets"] = reconcile_rows(
         PermissionSet,
         existing=PermissionSet.objects.all(),  # all instances', for the same reason as the people below
         key=lambda row: row.arn,
@@ -565,9 +567,9 @@ def _write_identity_center(read: _IdentityCenterRead) -> dict[str, Any]:
         },
     }
     for kind, found in people.items():
-        _add(
+        add_counts(
             principals,
-            _reconcile(
+            reconcile_rows(
                 Principal,
                 # All of them, not only this instance's: an organization has one Identity Center, so
                 # people of an instance no longer seen (deleted and re-created, or the demo's moto world

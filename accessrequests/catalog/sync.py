@@ -22,21 +22,21 @@ from django.utils import timezone
 from accessrequests.audit import trail as audit
 from accessrequests.aws import catalog as aws_catalog
 from accessrequests.catalog.listings import (
-    _SYNC_LOCK_KEY,
-    _AccountRead,
-    _add,
-    _describe,
-    _IdentityCenterRead,
-    _read_account,
-    _read_identity_center,
-    _reconcile,
-    _regions,
-    _write_accounts,
-    _write_identity_center,
+    SYNC_LOCK_KEY,
+    AccountRead,
+    IdentityCenterRead,
+    add_counts,
+    configured_regions,
+    describe_failure,
     known_pipelines,
     logger,
     organization_facts_write,
+    read_account,
+    read_identity_center,
+    reconcile_rows,
     summary_lines,
+    write_accounts,
+    write_identity_center,
 )
 from accessrequests.models import (
     AwsAccount,
@@ -71,7 +71,7 @@ def _write_units(tree: aws_catalog.OrgTree, now: Any) -> dict[str, int]:
             unit_id = by_id[unit_id].parent_id
         return " / ".join(reversed(names))[:1024]
 
-    counts = _reconcile(
+    counts = reconcile_rows(
         OrganizationalUnit,
         existing=OrganizationalUnit.objects.all(),
         key=lambda row: row.ou_id,
@@ -230,7 +230,7 @@ def catalog_sync(
     ``roles`` / ``principals`` / ``permission_sets`` / ``identity_centers`` counts, the ``regions`` read,
     ``errors`` (one line per listing that could not be read; those rows were left untouched) and the ``run``.
     """
-    regions = _regions()
+    regions = configured_regions()
     run, resumed = _start_or_resume(mode, resume)
     if run is None:
         logger.info("catalog sync: another sync is running; nothing to do")
@@ -243,7 +243,7 @@ def catalog_sync(
             run,
             status=CatalogSyncStatus.FAILED,
             finished_at=timezone.now(),
-            errors=[*run.errors, _describe(exc)],
+            errors=[*run.errors, describe_failure(exc)],
         )
         raise
 
@@ -304,13 +304,13 @@ def _run(
     if progress:
         progress(run)
     batch_size = max(1, settings.GATEHOUSE_CATALOG_WRITE_BATCH)
-    arrived: queue.SimpleQueue[Future[_AccountRead]] = queue.SimpleQueue()
+    arrived: queue.SimpleQueue[Future[AccountRead]] = queue.SimpleQueue()
     with ThreadPoolExecutor(max_workers=max(1, settings.GATEHOUSE_CATALOG_CONCURRENCY)) as pool:
         in_organization = bool(result.get("organization", True))
         reads = []
         for account in accounts.values():
             future = pool.submit(
-                _read_account, account, regions, organization=in_organization, known=known.get(account.pk)
+                read_account, account, regions, organization=in_organization, known=known.get(account.pk)
             )
             future.add_done_callback(arrived.put)
             reads.append(future)
@@ -340,18 +340,18 @@ def _run(
             raise
 
     _beat(run, phase="identity_center")
-    ic_read: _IdentityCenterRead | None
+    ic_read: IdentityCenterRead | None
     try:
-        ic_read = _read_identity_center()
+        ic_read = read_identity_center()
     except (ClientError, BotoCoreError) as exc:
         ic_read = None
-        errors.append(f"identity center: {_describe(exc)}")
+        errors.append(f"identity center: {describe_failure(exc)}")
         logger.warning("catalog sync: %s", errors[-1])
     with transaction.atomic():
         _sync_lock()
         if ic_read is not None:
-            for name, counts in _write_identity_center(ic_read).items():
-                _add(result.setdefault(name, {}), counts)
+            for name, counts in write_identity_center(ic_read).items():
+                add_counts(result.setdefault(name, {}), counts)
         result["regions"] = regions
         result["errors"] = errors
         result["run"] = {"id": run.pk, "mode": run.mode, "listed": run.accounts_done, "resumed": run.resumed}
@@ -374,12 +374,12 @@ def _run(
 def _sync_lock() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SYNC_LOCK_KEY])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SYNC_LOCK_KEY])
 
 
 def _write_batch(
     run: CatalogSyncRun,
-    listed: list[tuple[AwsAccount, _AccountRead]],
+    listed: list[tuple[AwsAccount, AccountRead]],
     regions: list[str],
     result: dict[str, Any],
 ) -> None:
@@ -388,12 +388,12 @@ def _write_batch(
     now = timezone.now()
     with transaction.atomic():
         _sync_lock()
-        for name, counts in _write_accounts(listed, regions, now).items():
-            _add(result.setdefault(name, {}), counts)
+        for name, counts in write_accounts(listed, regions, now).items():
+            add_counts(result.setdefault(name, {}), counts)
         tagged = {account.pk: read.tags for account, read in listed if read.tags is not None}
         if tagged:
             changes = organization_facts_write(tagged)
-            _add(
+            add_counts(
                 result.setdefault("account_tags", {}),
                 {
                     "read": len(tagged),

@@ -40,6 +40,8 @@ from accessrequests.models import (
 
 logger = logging.getLogger(__name__)
 
+EVIDENCE_MAX_ATTEMPTS = 5  # failed reads in a row before Gatehouse stops asking by itself
+
 OBJECT_TYPE = "review_campaign"
 MAX_REMINDER_GAP = timedelta(days=7)
 
@@ -189,7 +191,7 @@ def review_item_decide(
 ) -> ReviewItem:
     """Keep or revoke one item, with a reason; revoke removes the access in AWS through the revoke service."""
     from accessrequests.provisioning import engine as provisioning
-    from accessrequests.workflow.requests import _decision_facts
+    from accessrequests.workflow.requests import decision_facts
 
     if decision not in (ItemDecision.KEEP, ItemDecision.REVOKE):
         raise ReviewError("Choose keep or revoke.")
@@ -224,7 +226,7 @@ def review_item_decide(
             http_request=http_request,
             after={
                 **item_facts(item),
-                "decision": _decision_facts(decision, second_factor, reason),
+                "decision": decision_facts(decision, second_factor, reason),
                 "last_used_at": item.last_used_at,
                 "evidence_status": item.evidence_status,
                 "unused": unused,
@@ -345,8 +347,6 @@ def _evidence_due(items: QuerySet[ReviewItem], now: datetime) -> QuerySet[Review
     """Items whose evidence the tick asks for: not read yet (or its message was lost), or failed and due again
     (``review_evidence.evidence_retry_gap``; none after ``EVIDENCE_MAX_ATTEMPTS`` failures in a row, until someone
     presses Retry)."""
-    from accessrequests.reviews.evidence import EVIDENCE_MAX_ATTEMPTS
-
     return items.filter(
         Q(evidence_status__in=[EvidenceStatus.PENDING, EvidenceStatus.IN_PROGRESS])
         | (

@@ -25,9 +25,8 @@ from accessrequests.audit import trail as audit
 from accessrequests.aws import errors as aws_errors
 from accessrequests.aws import last_used
 from accessrequests.models import Delivery, EvidenceStatus, Grant, PrincipalKind, ReviewItem
-from accessrequests.reviews.campaigns import item_facts, record_review_event
+from accessrequests.reviews.campaigns import EVIDENCE_MAX_ATTEMPTS, item_facts, record_review_event
 
-EVIDENCE_MAX_ATTEMPTS = 5  # failed reads in a row before Gatehouse stops asking by itself
 EVIDENCE_FIRST_GAP = timedelta(minutes=30)  # then twice as long after each failure
 # IAM prepares a report in seconds to minutes; a job still IN_PROGRESS after this is given up and asked again.
 EVIDENCE_JOB_PATIENCE = timedelta(hours=1)

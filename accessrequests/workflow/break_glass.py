@@ -38,12 +38,12 @@ from accessrequests.workflow.requests import (
     DEFAULT_DURATION_HOURS,
     RequestDraft,
     RequestError,
-    _audit,
-    _decision_facts,
     check_filing,
     create_from_draft,
+    decision_facts,
     find_duplicates,
     prepare,
+    record_request_event,
     refuse_hidden_characters,
 )
 
@@ -115,7 +115,7 @@ def break_glass_submit(
             starts_at=now,
             source=source,
         )
-        _audit(
+        record_request_event(
             req, "request.created", actor=requester, http_request=http_request, extra={"break_glass": True}
         )
         AccessRequest.objects.transition(
@@ -123,7 +123,7 @@ def break_glass_submit(
         )
         req.refresh_from_db()
         review = BreakGlassReview.objects.create(request=req, due_at=now + review_window())
-        _audit(
+        record_request_event(
             req,
             "request.break_glass",
             actor=requester,
@@ -185,12 +185,12 @@ def break_glass_post_review(
             != 1
         ):
             raise RequestError("This break-glass use was reviewed a moment ago.")
-        _audit(
+        record_request_event(
             req,
             "request.break_glass_reviewed",
             actor=reviewer,
             http_request=http_request,
-            decision=_decision_facts(outcome, second_factor, comment),
+            decision=decision_facts(outcome, second_factor, comment),
             extra={"late": review.due_at < now, "due_at": review.due_at},
         )
     review.refresh_from_db()

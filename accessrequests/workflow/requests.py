@@ -439,7 +439,7 @@ def _snapshot(req: AccessRequest) -> dict[str, Any]:
     }
 
 
-def _audit(
+def record_request_event(
     req: AccessRequest,
     action: str,
     *,
@@ -556,7 +556,7 @@ def request_submit(*, requester, draft: RequestDraft, http_request=None, batch=N
     assert draft.rule is not None and draft.starts_at is not None
     with transaction.atomic():
         req = create_from_draft(requester, draft, extends=draft.extends, batch=batch)
-        _audit(req, "request.created", actor=requester, http_request=http_request)
+        record_request_event(req, "request.created", actor=requester, http_request=http_request)
         if draft.rule.auto_approve_low_risk and rules.is_low_risk(
             account=draft.account, kind=draft.kind, level=draft.level
         ):
@@ -567,7 +567,9 @@ def request_submit(*, requester, draft: RequestDraft, http_request=None, batch=N
                 decided_at=timezone.now(),
             )
             req.refresh_from_db()
-            _audit(req, "request.auto_approved", actor=None, actor_label=f"rule:{draft.rule.name}")
+            record_request_event(
+                req, "request.auto_approved", actor=None, actor_label=f"rule:{draft.rule.name}"
+            )
             grants.grant_create(request=req)
         notify.on_request_created(req)
     return req
@@ -636,7 +638,7 @@ def _record_decision(
     return req
 
 
-def _decision_facts(outcome: str, second_factor: SecondFactor | None, comment: str) -> dict[str, Any]:
+def decision_facts(outcome: str, second_factor: SecondFactor | None, comment: str) -> dict[str, Any]:
     """What an auditor asks of every decision: the outcome, what was said, and how the decider proved who they
     were just before (the second factor the service checked: method, how it was presented, when)."""
     factor: dict[str, Any] = {"method": "none"}
@@ -659,12 +661,12 @@ def request_approve(
         req = _record_decision(request_id, reviewer, DecisionOutcome.APPROVE, comment, second_factor)
         before = _snapshot(req)
         approvals = req.decisions.counting().filter(outcome=DecisionOutcome.APPROVE).count()
-        _audit(
+        record_request_event(
             req,
             "request.approval_recorded",
             actor=reviewer,
             http_request=http_request,
-            decision=_decision_facts(DecisionOutcome.APPROVE, second_factor, comment),
+            decision=decision_facts(DecisionOutcome.APPROVE, second_factor, comment),
             extra={"approvals": approvals},
         )
         if approvals >= req.approvals_required:
@@ -677,7 +679,9 @@ def request_approve(
             if not moved:  # cannot happen under the row lock; refuse rather than double-grant
                 raise RequestError("This request changed while you were deciding it.")
             req.refresh_from_db()
-            _audit(req, "request.approved", actor=reviewer, before=before, http_request=http_request)
+            record_request_event(
+                req, "request.approved", actor=reviewer, before=before, http_request=http_request
+            )
             grants.grant_create(request=req)
             notify.on_request_decided(req)
         else:
@@ -704,13 +708,13 @@ def request_deny(
             req.pk, sources=[RequestStatus.PENDING], target=RequestStatus.DENIED, decided_at=timezone.now()
         )
         req.refresh_from_db()
-        _audit(
+        record_request_event(
             req,
             "request.denied",
             actor=reviewer,
             before=before,
             http_request=http_request,
-            decision=_decision_facts(DecisionOutcome.DENY, second_factor, comment),
+            decision=decision_facts(DecisionOutcome.DENY, second_factor, comment),
         )
         notify.on_request_decided(req)
     return req
@@ -726,7 +730,9 @@ def request_cancel(*, request_id: int, requester, http_request=None) -> AccessRe
             req.pk, sources=[RequestStatus.PENDING], target=RequestStatus.CANCELLED, decided_at=timezone.now()
         )
         req.refresh_from_db()
-        _audit(req, "request.cancelled", actor=requester, before=before, http_request=http_request)
+        record_request_event(
+            req, "request.cancelled", actor=requester, before=before, http_request=http_request
+        )
         notify.on_request_changed(req.pk)
     return req
 
@@ -747,7 +753,7 @@ def requests_expire_unreviewed(*, older_than: timedelta) -> int:
                 pk, sources=[RequestStatus.PENDING], target=RequestStatus.EXPIRED, decided_at=timezone.now()
             )
             req.refresh_from_db()
-            _audit(req, "request.expired_unreviewed", actor=None, before=before)
+            record_request_event(req, "request.expired_unreviewed", actor=None, before=before)
             notify.on_request_changed(req.pk)
             expired += 1
     return expired
