@@ -1,5 +1,5 @@
 """Requests through the API: read a pasted error, file (from fields or from the error), list, get, decide, cancel.
-The body becomes a draft through the same builder as the web form's (``services.drafts.build_draft``) and the
+The body becomes a draft through the same builder as the web form's (``workflow.drafts.build_draft``) and the
 request services decide: nothing here is a second copy of a rule."""
 
 from __future__ import annotations
@@ -188,6 +188,7 @@ def _detail(error: DraftError) -> dict[str, list[Any]]:
 
 
 def file_request(request: Request, payload: dict[str, Any], *, extends: Grant | None = None) -> AccessRequest:
+    """File ``payload``; ``extends``: a grant whose extension rule the caller entered on this trip."""
     data = draft_input(payload)
     if extends is not None:
         data = replace(data, extends=extends.pk)
@@ -195,6 +196,8 @@ def file_request(request: Request, payload: dict[str, Any], *, extends: Grant | 
         draft = build_draft(user=request.user, data=data)
     except DraftError as exc:
         raise ValidationError(_detail(exc)) from None
+    if extends is not None:
+        draft.passed.add(("extend", request.user.pk, draft.account.pk))
     if payload.get("break_glass"):
         from accessrequests.workflow.break_glass import break_glass_submit
 

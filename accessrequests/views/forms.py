@@ -260,6 +260,7 @@ class RequestForm(PlainTextForm):
         principals = drafts.principal_choices(user)
         raw = self.data.get("account") if self.is_bound else self.initial.get("account")
         self.chosen_account, problem = drafts.resolve_account(user, None if raw is None else str(raw))
+        self.account_resolved = (self.chosen_account, problem)
         self.account_error = problem.message if problem else ""
         account_field = self.fields["account"]
         assert isinstance(account_field, AccountField)
@@ -374,7 +375,7 @@ class RequestForm(PlainTextForm):
         return unit
 
     def clean(self):
-        """The field checks, then the one draft builder (``services.drafts.build_draft``) over what they let
+        """The field checks, then the one draft builder (``workflow.drafts.build_draft``) over what they let
         through; a problem it finds in a field that already has one is not said twice."""
         data = super().clean() or {}
         if self.removed:
@@ -392,7 +393,9 @@ class RequestForm(PlainTextForm):
             data["duration_hours"] = None
         self._draft = None
         try:
-            self._draft = drafts.build_draft(user=self.user, data=self.draft_input(data))
+            self._draft = drafts.build_draft(
+                user=self.user, data=self.draft_input(data), resolved=self.account_resolved
+            )
         except DraftError as exc:
             for name, problems in exc.problems.items():
                 if name not in self.errors:

@@ -27,9 +27,7 @@ from accessrequests.workflow.changes import how_to_use
 from accessrequests.workflow.requests import (
     RequestError,
     check_extendable,
-    eligibility_problem_for,
-    find_duplicates,
-    prepare,
+    plan_request,
     request_cancel,
     request_submit,
 )
@@ -174,13 +172,10 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
         return _handle_batch(
             request, form, draft, [draft.account, *also], unit=unit, submitting=submitting, intake=intake
         )
-    try:
-        permissions.check(permissions.file_problem(request.user, principal=draft.principal))
-        permissions.check(eligibility_problem_for(request.user, draft))
-        prepare(draft, preview=not submitting)
-    except (RequestError, permissions.NotAllowed) as exc:
-        return _render_form(request, form, error=str(exc), intake=intake, submitted=submitting)
-    duplicates = find_duplicates(request.user, draft)
+    plan = plan_request(request.user, draft, preview=not submitting)
+    if plan.problem:
+        return _render_form(request, form, error=plan.problem, intake=intake, submitted=submitting)
+    duplicates = plan.duplicates
     if submitting and duplicates:
         # The submit service would refuse it for the same reason: said once, with the way to the other one.
         return _render_form(
@@ -196,7 +191,7 @@ def _handle(request: HttpRequest, data: QueryDict, *, intake=None) -> HttpRespon
             form.is_valid()
         return _render_form(request, form, preview=draft_preview(draft), intake=intake, duplicates=duplicates)
     try:
-        req = request_submit(requester=request.user, draft=draft, http_request=request)
+        req = request_submit(requester=request.user, plan=plan, http_request=request)
     except (RequestError, permissions.NotAllowed) as exc:
         return _render_form(request, form, error=str(exc), intake=intake, submitted=True)
     messages.success(request, f"{req.reference} filed; it is {req.get_status_display().lower()}.")

@@ -48,7 +48,9 @@ MULTI_ACCOUNT_KINDS = (RequestKind.PIPELINE, RequestKind.PASS_ROLE, RequestKind.
 
 def _for_account(draft: RequestDraft, account: AwsAccount) -> RequestDraft:
     """The same access in ``account``: pipelines by name and region, the role by name; errors name the account."""
-    member = dataclasses.replace(draft, account=account, notes=[], statements=[], rule=None)
+    member = dataclasses.replace(
+        draft, account=account, notes=[], statements=[], rule=None, passed=set(), prepared=False
+    )
     if draft.pipelines:
         wanted = {(p.region, p.name) for p in draft.pipelines}
         found = list(Pipeline.objects.filter(account=account, present=True, name__in={n for _, n in wanted}))
@@ -99,6 +101,7 @@ def members_of(
         eligibility = eligibility_problem_for(requester, member)
         if eligibility:
             raise permissions.NotAllowed(f"In account {account}: {eligibility}")
+        member.passed.add(("eligibility", requester.pk, account.pk))
         try:
             prepare(member, preview=preview)
         except RequestError as exc:
@@ -149,6 +152,8 @@ def batch_submit(
     for account in accounts:
         permissions.check(permissions.account_problem(requester, account))
     members = members_of(draft, accounts, requester=requester)
+    for member in members:
+        member.passed.add(("account", requester.pk, member.account.pk))
     with transaction.atomic():
         batch = RequestBatch.objects.create(requester=requester)
         filed = []

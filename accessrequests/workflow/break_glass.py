@@ -4,7 +4,7 @@ It is the normal request, approved by nobody: the same statements, the same gran
 for those ``permissions.break_glass_problem`` allows (named on the rule, at most the rule's break-glass hours, a
 reason and an incident reference, a few times a day), and only in the shape ``permissions.break_glass_shape_problem``
 allows (the kinds the rule names, pipeline access by default; the requester's own principal, reaching nobody else).
-The web form, the API and the Slack command all end here, with a draft from ``services.drafts.build_draft``.
+The web form, the API and the Slack command all end here, with a draft from ``workflow.drafts.build_draft``.
 Every use is announced at once to the rule's approvers, admins and auditors, and waits for a review after the
 fact by another approver within GATEHOUSE_BREAK_GLASS_REVIEW_HOURS; a late one is an alert on the dashboard and
 in ``/healthz``.

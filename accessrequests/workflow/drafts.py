@@ -8,7 +8,7 @@ the person may choose (the same querysets the form offers: ``principal_choices``
 checks what the input itself must say (a level for pipeline access, hours unless permanent, ARNs and external ids
 that look right, a grant of one's own to extend). Every problem is collected under the input's field name and
 raised together as ``DraftError``. What the access means (statements, rule, limits, duplicates) is
-``services.requests.prepare``'s to decide, and who may have it the submit services'.
+``workflow.requests.prepare``'s to decide, and who may have it the submit services'.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from accessrequests.workflow.requests import (
     FREE_TEXT,
     MAX_JUSTIFICATION,
     RequestDraft,
-    check_extendable,
     free_text_problems,
     outside_party_problem,
 )
@@ -298,7 +297,7 @@ def _checks_of_the_input(data: DraftInput, problems: _Problems) -> None:
 
 def _outside_party(data: DraftInput, problems: _Problems) -> Principal | None:
     """Cross-account access is for the outside party the role trusts, which the input names instead of a
-    principal (``services.requests.outside_party_problem`` says what is wrong with how it is named)."""
+    principal (``workflow.requests.outside_party_problem`` says what is wrong with how it is named)."""
     if data.principal is not None or data.principal_arn:
         problems.add(
             "principal_arn" if data.principal_arn else "principal",
@@ -314,12 +313,16 @@ def _outside_party(data: DraftInput, problems: _Problems) -> Principal | None:
     )
 
 
-def build_draft(*, user, data: DraftInput) -> RequestDraft:
+def build_draft(
+    *, user, data: DraftInput, resolved: tuple[AwsAccount | None, DraftProblem | None] | None = None
+) -> RequestDraft:
     """The draft ``data`` describes, with every reference found among what ``user`` may choose; raises
-    DraftError listing every problem. The one way from input to a draft, for every path that files access."""
+    DraftError listing every problem. The one way from input to a draft, for every path that files access.
+    ``resolved``: what ``resolve_account(user, data.account)`` already answered on this trip (the form asks it
+    first, to show the account's own lists)."""
     problems = _Problems()
     _checks_of_the_input(data, problems)
-    account, account_problem = resolve_account(user, data.account)
+    account, account_problem = resolved if resolved is not None else resolve_account(user, data.account)
     if account_problem is not None:
         problems.setdefault("account", []).append(account_problem)
     elif account is None:
@@ -340,12 +343,10 @@ def build_draft(*, user, data: DraftInput) -> RequestDraft:
             problems.add("permission_set", "No such permission set.", None)
     extends = None
     if data.extends is not None:
-        try:
-            extends = check_extendable(selectors.get_own_grant(user, data.extends), user)
+        try:  # whether it may be extended now is the plan's to say (``plan_request``)
+            extends = selectors.get_own_grant(user, data.extends)
         except Http404:  # the same answer whether it does not exist or is someone else's
             problems.add("extends", "You have no grant with that number to extend.")
-        except permissions.NotAllowed as exc:
-            problems.add("extends", str(exc))
     if problems:
         raise DraftError(dict(problems))
     assert account is not None and principal is not None
@@ -371,4 +372,5 @@ def build_draft(*, user, data: DraftInput) -> RequestDraft:
         source=data.source,
         pasted_text=data.pasted_text,
         extends=extends,
+        passed={("account", user.pk, account.pk)},  # resolve_account entered the account rule
     )

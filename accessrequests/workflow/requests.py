@@ -1,12 +1,16 @@
-"""The request workflow: submit, approve, deny, cancel, expire-unreviewed.
+"""The request workflow: plan, submit, approve, deny, cancel, expire-unreviewed.
 
-Each function is one transaction that changes a request's status under a row lock (or a conditional update)
+A draft is planned once per trip (``plan_request``): every filing rule entered once, the draft prepared (statements,
+rule, limits), its duplicates found. The preview renders that plan and the submit commits it, so the two cannot
+disagree, and the submit service plans a draft itself when nobody did.
+
+Each function that changes state is one transaction that changes a request's status under a row lock (or a conditional update)
 and writes its audit event in the same transaction, so the loser of any race changes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -134,6 +138,11 @@ class RequestDraft:
     statements: list[dict[str, Any]] = field(default_factory=list)
     rule: ApprovalRule | None = None
     delivery: str = Delivery.IAM_POLICY
+    # What this trip has established, so no rule is entered twice on one trip: the (rule, user id, account id)
+    # that passed (the draft builder checks the account; ``check_filing`` and ``plan_request`` the rest), and
+    # whether ``prepare`` ran for filing. A draft copied for another account starts with neither.
+    passed: set[tuple[str, int, int]] = field(default_factory=set)
+    prepared: bool = False
 
     def as_unsaved_request(self) -> AccessRequest:
         """An unsaved request with what decides whom the access reaches (``accessrequests.authz.recipients``)."""
@@ -357,6 +366,7 @@ def prepare(draft: RequestDraft, *, preview: bool = False) -> RequestDraft:
     if draft.starts_at > now + timedelta(days=90):
         raise RequestError("Start within the next 90 days.")
     draft.delivery = _delivery_for(draft)
+    draft.prepared = not preview
     return draft
 
 
@@ -468,14 +478,67 @@ def record_request_event(
     )
 
 
+def enter_rule(draft: RequestDraft, rule: str, user, problem: Callable[[], str | None]) -> None:
+    """Raise NotAllowed with ``problem()`` unless ``rule`` already passed for ``user`` and the draft's account on
+    this trip."""
+    key = (rule, user.pk, draft.account.pk)
+    if key in draft.passed:
+        return
+    permissions.check(problem())
+    draft.passed.add(key)
+
+
 def check_filing(requester, draft: RequestDraft) -> None:
     """What every filing checks, a normal request or break-glass: the principal is the requester's to ask for,
-    the account is one they may ask for access in, and no eligibility rule leaves them out."""
+    the account is one they may ask for access in, and no eligibility rule leaves them out (nor anyone else the
+    access reaches). Each rule once per trip."""
     settle_outside_party(draft)
-    permissions.check(permissions.file_problem(requester, principal=draft.principal))
-    permissions.check(permissions.account_problem(requester, draft.account))
-    permissions.check(eligibility_problem_for(requester, draft))
-    permissions.check(_recipients_eligibility_problem(requester, draft))
+    enter_rule(
+        draft, "file", requester, lambda: permissions.file_problem(requester, principal=draft.principal)
+    )
+    enter_rule(draft, "account", requester, lambda: permissions.account_problem(requester, draft.account))
+    enter_rule(draft, "eligibility", requester, lambda: eligibility_problem_for(requester, draft))
+    enter_rule(draft, "recipients", requester, lambda: _recipients_eligibility_problem(requester, draft))
+
+
+@dataclass
+class RequestPlan:
+    """What filing ``draft`` would do, worked out once: the prepared draft (statements, rule, duration, delivery),
+    the refusal if a rule or a check says no, and the live or pending requests for the same access."""
+
+    requester_id: int
+    draft: RequestDraft
+    preview: bool
+    refusal: RequestError | permissions.NotAllowed | None = None
+    duplicates: list[Duplicate] = field(default_factory=list)
+
+    @property
+    def problem(self) -> str | None:
+        return str(self.refusal) if self.refusal is not None else None
+
+    def raise_refusal(self) -> None:
+        if self.refusal is not None:
+            raise self.refusal
+        if self.duplicates:
+            raise RequestError(self.duplicates[0].message)
+
+
+def plan_request(requester, draft: RequestDraft, *, preview: bool = False) -> RequestPlan:
+    """Plan filing ``draft`` for ``requester``: the filing rules, the extension rule, ``prepare`` and the duplicate
+    search, each once. ``preview``: what the form shows while the requester is still choosing (``prepare``)."""
+    plan = RequestPlan(requester_id=requester.pk, draft=draft, preview=preview)
+    try:
+        check_filing(requester, draft)
+        if draft.extends is not None:
+            extends = draft.extends
+            enter_rule(draft, "extend", requester, lambda: permissions.extend_problem(requester, extends))
+        if preview or not draft.prepared:
+            prepare(draft, preview=preview)
+    except (RequestError, permissions.NotAllowed) as exc:
+        plan.refusal = exc
+        return plan
+    plan.duplicates = find_duplicates(requester, draft)
+    return plan
 
 
 def _recipients_eligibility_problem(requester, draft: RequestDraft) -> str | None:
@@ -540,19 +603,27 @@ def create_from_draft(requester, draft: RequestDraft, **fields) -> AccessRequest
     return req
 
 
-def request_submit(*, requester, draft: RequestDraft, http_request=None, batch=None) -> AccessRequest:
-    """File a request; a low-risk one under an auto-approving rule is approved at once.
+def request_submit(
+    *,
+    requester,
+    draft: RequestDraft | None = None,
+    plan: RequestPlan | None = None,
+    http_request=None,
+    batch=None,
+) -> AccessRequest:
+    """File a request from its ``plan`` (or plan ``draft`` now); a low-risk one under an auto-approving rule is
+    approved at once. A preview's plan, or one made for someone else, is never filed.
 
     The requested duration is a length: the clock starts when the request is approved (``grant_create``).
-    ``batch``: the multi-account request this one belongs to (``services.batches``).
+    ``batch``: the multi-account request this one belongs to (``workflow.batches``).
     """
-    check_filing(requester, draft)
-    if draft.extends is not None:
-        permissions.check(permissions.extend_problem(requester, draft.extends))
-    prepare(draft)
-    duplicates = find_duplicates(requester, draft)
-    if duplicates:
-        raise RequestError(duplicates[0].message)
+    if plan is None:
+        assert draft is not None
+        plan = plan_request(requester, draft)
+    elif plan.preview or plan.requester_id != requester.pk:
+        raise ValueError("Only a plan made for filing, by the person filing, is filed.")
+    plan.raise_refusal()
+    draft = plan.draft
     assert draft.rule is not None and draft.starts_at is not None
     with transaction.atomic():
         req = create_from_draft(requester, draft, extends=draft.extends, batch=batch)
