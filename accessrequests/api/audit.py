@@ -14,8 +14,8 @@ from rest_framework.response import Response
 from accessrequests.api import serializers as s
 from accessrequests.api.base import ERRORS, GatehouseAPIView, page, strict_query
 from accessrequests.audit import exports
-from accessrequests.audit.export_events import export_recorded
 from accessrequests.authz import permissions, selectors
+from accessrequests.views.downloads import export_download, manifest_download
 from accessrequests.views.forms import AuditFilterForm
 
 
@@ -99,19 +99,8 @@ class AuditExportView(GatehouseAPIView):
         filters, _ = _audit_qs(request)
         export = exports.plan(filters, fmt, through_seq=through)
         if request.query_params.get("manifest") == "1":
-            manifest = HttpResponse(export.manifest_json(), content_type="application/json")
-            manifest["Content-Disposition"] = f'attachment; filename="{export.manifest_filename}"'
-            return _flag_integrity(manifest)
-        export_recorded(
-            actor=request.user,
-            kind="audit_export",
-            fmt=fmt,
-            filters=export.filters,
-            through_seq=export.through_seq,
-            via="api",
-        )
-        response = StreamingHttpResponse(export.stream(), content_type=exports.FORMATS[fmt])
-        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+            return _flag_integrity(manifest_download(export))
+        response = export_download(export, actor=request.user, via="api")
         response["X-Gatehouse-Through-Seq"] = str(export.through_seq)
         return _flag_integrity(response)
 

@@ -2,7 +2,7 @@
 
 A small DRF implementation rather than django-scim2: that library keeps its SCIM attributes on the user model
 itself (a custom AUTH_USER_MODEL), and Gatehouse runs on Django's own User with history pointing at it. Here the
-SCIM resource is a row beside the user (``ScimUser``); the views parse and render, ``services.scim`` writes.
+SCIM resource is a row beside the user (``ScimUser``); the views parse and render, ``identity.scim`` writes.
 
 Authentication is one bearer token, GATEHOUSE_SCIM_TOKEN, that opens SCIM and nothing else (personal API tokens do
 not open SCIM, and the SCIM token is no API token). Errors are SCIM error objects, never HTML.

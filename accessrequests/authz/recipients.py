@@ -4,7 +4,7 @@ A request names one principal, but the access reaches further:
 
 - an IAM user or role, or an Identity Center user: that principal;
 - an IAM group or an Identity Center group: the group and every member of it (as the catalog sync last read the
-  membership; the approve service refreshes it from AWS first, see ``services.catalog``);
+  membership; the approve service refreshes it from AWS first, see ``catalog.listings``);
 - a cross-account role: not the request's principal at all, but whoever the role trusts: the outside principal
   it names, or, when it trusts an outside account, any principal of that account its administrators allow.
 

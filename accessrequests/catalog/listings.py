@@ -1,6 +1,6 @@
 """Catalog sync: make the portal's catalog match what AWS says exists, at the size of an organization.
 
-This module reads one account and writes a batch of them, and Identity Center; ``services.catalog_sync`` runs a
+This module reads one account and writes a batch of them, and Identity Center; ``catalog.sync`` runs a
 sync in three steps:
 
 1. **Organization**: walk the roots and units once (each account with its unit), write units and accounts

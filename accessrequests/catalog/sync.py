@@ -1,7 +1,7 @@
 """The catalog sync's run: the organization first, then the accounts to list, each written as it arrives.
 
 ``catalog_sync`` is what beat, ``manage.py sync_catalog`` and the demo call; the reads and writes of one account
-and of Identity Center live in ``services.catalog`` (see its docstring for the rules the writes keep).
+and of Identity Center live in ``catalog.listings`` (see its docstring for the rules the writes keep).
 """
 
 from __future__ import annotations

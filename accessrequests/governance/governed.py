@@ -1,6 +1,6 @@
 """The facts a second admin must approve, besides the rules: which they are, and how a change of them reads.
 
-Reads only (``services.governed`` writes). Each governed object has *facts*, a plain dict in canonical form
+Reads only (``governance.governed_changes`` writes). Each governed object has *facts*, a plain dict in canonical form
 (names, sorted lists), the way ``accessrequests.governance.rules_file`` turns a rule into a spec:
 
 - an account: its environment (it feeds low-risk auto-approval, chat approval and routing);

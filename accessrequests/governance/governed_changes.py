@@ -1,7 +1,7 @@
 """Changes to governed facts (``accessrequests.governance.governed``): proposed by one admin, applied when another approves.
 
 ``governed_change_propose`` stores the change as a pending ``RuleChange`` with the facts before and after and the
-change in words; ``governed_change_apply`` is called by ``services.governance.rule_change_approve`` under the
+change in words; ``governed_change_apply`` is called by ``governance.rule_changes.rule_change_approve`` under the
 change's row lock, after the four-eyes and second-factor checks, and writes the facts only when the object still
 reads as it did when the change was proposed. Both are audited; the approval and rejection events are the rule
 changes' own (``rulechange.approved``/``rejected``).

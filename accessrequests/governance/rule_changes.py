@@ -4,7 +4,7 @@ Both end in ``_write``: one rule created, changed, disabled or deleted from its 
 with an audit event holding the spec before and after. ``rules_apply`` runs every change of a file in one
 transaction, so a file that fails anywhere, even halfway through, changes nothing; it is what GATEHOUSE_RULES_FILE
 does. Without that setting a file is only proposed (``rules_propose``): one pending change per rule, approved one
-by one or as a set by another admin. The same approval applies the governed facts of ``services.governed``.
+by one or as a set by another admin. The same approval applies the governed facts of ``governance.governed_changes``.
 """
 
 from __future__ import annotations

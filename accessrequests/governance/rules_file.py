@@ -3,7 +3,7 @@
 Reads only. The file is parsed (duplicate keys refused), checked against ``rules.schema.json`` and against the
 catalog (accounts, pipelines, groups, users and permission sets it names must exist), then turned into *specs*:
 one plain dict per rule in a canonical form, which is also what the database's rules turn into. Comparing the
-two gives the plan; ``services.governance`` writes it. The admin's pending changes use the same specs, so a
+two gives the plan; ``governance.rule_changes`` writes it. The admin's pending changes use the same specs, so a
 change in the admin and a change in the file are described and applied by the same code.
 """
 

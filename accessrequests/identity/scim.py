@@ -3,7 +3,7 @@ transaction with its audit event.
 
 The identity provider owns who exists and who is in which group. Gatehouse keeps a portal user per SCIM user
 (never deleted: requests and decisions point at it); ``active: false`` deactivates it, which takes its sessions,
-tokens and the weight of its pending decisions at once (``signals`` → ``services.identity.user_offboard``).
+tokens and the weight of its pending decisions at once (``signals`` → ``identity.people.user_offboard``).
 Group membership decides the portal roles GATEHOUSE_OIDC_GROUP_ROLES names, and links members to the principals an
 admin attached to the group (an attachment waits for a second admin; the links that follow from membership are the
 identity provider's and apply at once, audited with before and after and announced to admins). Attributes Gatehouse does not keep (locale, title, the enterprise extension, a

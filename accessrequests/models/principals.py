@@ -96,7 +96,7 @@ class Principal(models.Model):
     @classmethod
     def outside_party(cls, *, trusted_account_id: str = "", trusted_principal_arn: str = "") -> Principal:
         """The outside party a cross-account role trusts, as the catalog holds it (unsaved the first time: the
-        request that names it saves it, see ``services.requests.create_from_draft``)."""
+        request that names it saves it, see ``workflow.requests.create_from_draft``)."""
         if trusted_principal_arn:
             kind, external_id, name = (
                 PrincipalKind.OUTSIDE_PRINCIPAL,

@@ -1,4 +1,4 @@
-"""From a request's fields to the exact IAM statements a grant will carry (pure policy building, via policy.py)."""
+"""From a request's fields to the exact IAM statements a grant will carry (pure policy building, via ``policy.documents``)."""
 
 from __future__ import annotations
 

@@ -232,7 +232,7 @@ def portal_permission_set_document(
 
 def access_end_record(*, grant_id: int, now: datetime) -> None:
     """A grant's removal was written to AWS (called in the transaction that marks it revoked or expired): its
-    sessions are ended and the end confirmed by a task queued after commit (``services.sessions``)."""
+    sessions are ended and the end confirmed by a task queued after commit (``provisioning.sessions``)."""
     end, created = AccessEnd.objects.get_or_create(
         grant_id=grant_id, defaults={"ended_at": now, "next_check_at": now}
     )

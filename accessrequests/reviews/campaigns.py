@@ -3,7 +3,7 @@
 A campaign takes every active grant that lasts (or has lasted) longer than GATEHOUSE_REVIEW_MIN_AGE_DAYS, and every
 grant without an end (standing IAM policies and Identity Center assignments Gatehouse made). Each becomes an item
 for the approvers of the grant's rule; ``permissions.review_item_problem`` says who may decide it. Evidence is read
-from IAM by a task (``review_evidence.review_item_gather_evidence``), one asynchronous last-accessed job per item, asked again
+from IAM by a task (``reviews.evidence.review_item_gather_evidence``), one asynchronous last-accessed job per item, asked again
 until IAM says COMPLETED. Revoking goes through ``provisioning.grant_revoke``, which removes the access in AWS.
 
 Every step is an audit event on the campaign (object ``review_campaign``/<id>), so the campaign's export is an
@@ -345,7 +345,7 @@ def campaigns_tick(*, now: datetime | None = None) -> dict[str, int]:
 
 def _evidence_due(items: QuerySet[ReviewItem], now: datetime) -> QuerySet[ReviewItem]:
     """Items whose evidence the tick asks for: not read yet (or its message was lost), or failed and due again
-    (``review_evidence.evidence_retry_gap``; none after ``EVIDENCE_MAX_ATTEMPTS`` failures in a row, until someone
+    (``reviews.evidence.evidence_retry_gap``; none after ``EVIDENCE_MAX_ATTEMPTS`` failures in a row, until someone
     presses Retry)."""
     return items.filter(
         Q(evidence_status__in=[EvidenceStatus.PENDING, EvidenceStatus.IN_PROGRESS])

@@ -13,7 +13,6 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accessrequests.audit import exports
-from accessrequests.audit.export_events import export_recorded
 from accessrequests.authz import permissions, recipients, selectors
 from accessrequests.authz.routing import rules_for_approver
 from accessrequests.core.ids import parse_id
@@ -22,6 +21,7 @@ from accessrequests.core.wording import counted
 from accessrequests.models import AuditEvent, CampaignStatus, ReviewCampaign
 from accessrequests.reviews import campaigns as reviews
 from accessrequests.views import step_up
+from accessrequests.views.downloads import export_download, manifest_download
 from accessrequests.views.forms import ReviewItemForm
 from accessrequests.views.step_up import has_mfa
 
@@ -232,18 +232,7 @@ def campaign_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse | S
         )
     export = reviews.export_plan(campaign, fmt, through_seq=through)
     if request.GET.get("manifest") == "1":
-        response = HttpResponse(export.manifest_json(), content_type="application/json")
-        response["Content-Disposition"] = f'attachment; filename="{export.manifest_filename}"'
-        return response
-    export_recorded(
-        actor=request.user,
-        kind="audit_export",
-        fmt=fmt,
-        filters=export.filters,
-        through_seq=export.through_seq,
-        http_request=request,
-    )
-    stream = StreamingHttpResponse(export.stream(), content_type=exports.FORMATS[fmt])
-    stream["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        return manifest_download(export)
+    stream = export_download(export, actor=request.user, http_request=request)
     stream["Link"] = f'<{request.path}?through_seq={export.through_seq}&manifest=1>; rel="describedby"'
     return stream

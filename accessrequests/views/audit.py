@@ -18,6 +18,7 @@ from accessrequests.audit.export_events import export_recorded
 from accessrequests.authz import permissions, selectors
 from accessrequests.core.paging import paginate
 from accessrequests.models import AuditEvent
+from accessrequests.views.downloads import export_download, manifest_download
 from accessrequests.views.forms import AccessReportForm, AuditFilterForm
 
 
@@ -85,20 +86,8 @@ def audit_export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttp
         return _bad_request(str(exc))
     export = exports.plan(filters, fmt, through_seq=through)
     if request.GET.get("manifest") == "1":
-        response = HttpResponse(export.manifest_json(), content_type="application/json")
-        response["Content-Disposition"] = f'attachment; filename="{export.manifest_filename}"'
-        return response
-    # The export itself is an event: who took what out of the system.
-    export_recorded(
-        actor=request.user,
-        kind="audit_export",
-        fmt=fmt,
-        filters=export.filters,
-        through_seq=export.through_seq,
-        http_request=request,
-    )
-    stream = StreamingHttpResponse(export.stream(), content_type=exports.FORMATS[fmt])
-    stream["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        return manifest_download(export)
+    stream = export_download(export, actor=request.user, http_request=request)
     manifest_query = request.GET.copy()
     manifest_query["through_seq"] = str(export.through_seq)
     manifest_query["manifest"] = "1"

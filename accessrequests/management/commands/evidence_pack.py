@@ -74,7 +74,7 @@ break-glass.csv / .jsonl    Every break-glass use (access with no approver) in t
 pack.json                   The SHA-256 of every file above.
 
 Check the export yourself, without Gatehouse's database, from this folder (any Python 3.11+, nothing
-installed; the verifier is accessrequests/ledger/chain.py, offline.py and wording.py in Gatehouse's repository):
+installed; the verifier is accessrequests/chain.py over accessrequests/ledger/ and accessrequests/core/wording.py in Gatehouse's repository):
 
     python /path/to/gatehouse/accessrequests/chain.py verify audit-export.csv --checkpoints checkpoints [--key-file KEY]
 
