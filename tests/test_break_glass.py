@@ -4,6 +4,7 @@ capped in time and in number, reviewed afterwards by another approver, and an al
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -402,7 +403,10 @@ def test_bad_input_gets_a_clear_message_never_a_server_error(world, client):
     ):  # fmt: skip
         answer = client.post("/break-glass/new/", data)
         assert answer.status_code == 400, data
-        assert "Fix the highlighted fields" in answer.content.decode()
+        page = answer.content.decode()
+        # Listed once at the top, each problem linked to its field
+        assert 'data-testid="error-summary"' in page and "fix what is listed, then submit again" in page
+        assert re.search(r'<li><a class="alert-link" href="#id_\w+">', page), data
     assert client.get("/break-glass/new/?account=not-a-number").status_code == 200
     req = glass(world)
     sign_in_with_mfa(client, world.approver)

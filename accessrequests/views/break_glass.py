@@ -79,7 +79,7 @@ def break_glass_new(request: HttpRequest) -> HttpResponse:
         if data is not None:
             form.errors.clear()  # nothing was submitted yet: no field is "missing"
     elif not form.is_valid():
-        error = "Fix the highlighted fields."
+        pass  # each field's problem is listed at the top of the form and said again at the field
     elif intent == "preview":
         preview, error = _preview(request, form)
     else:
@@ -109,8 +109,9 @@ def break_glass_new(request: HttpRequest) -> HttpResponse:
             "step_one": form.chosen_account is None,
             "rules": rules,
             "kinds": kinds,
+            "submitted": intent == "submit",
         },
-        status=400 if error else 200,
+        status=400 if error or (intent in ("preview", "submit") and form.errors) else 200,
     )
 
 
