@@ -365,6 +365,7 @@ def run_celery(upstream: str, instance_arn: str, pairs: list[tuple[str, str]], a
     (``grant_revoke``, as its requester) as soon as the database says it is active, and stop the clock when
     every grant is revoked."""
     from django.db.models import Q
+    from django.utils import timezone
 
     from accessrequests.models import AuditEvent, Delivery, Grant, GrantStatus
     from accessrequests.provisioning.engine import grant_revoke
@@ -384,7 +385,7 @@ def run_celery(upstream: str, instance_arn: str, pairs: list[tuple[str, str]], a
         for grant in grants:
             grant.delivery = Delivery.IDENTITY_CENTER
         Grant.objects.bulk_create(grants)
-        started_at = time.perf_counter()
+        started_at, started_clock = time.perf_counter(), timezone.now()
         for req in requests:  # one message per approved grant, in approval order, as grant_create sends it
             reconcile_principal.delay(req.principal_id, req.account_id)
         revoked: set[int] = set()
@@ -405,6 +406,16 @@ def run_celery(upstream: str, instance_arn: str, pairs: list[tuple[str, str]], a
         elapsed = time.perf_counter() - started_at
         failed = Grant.objects.filter(~Q(status=GrantStatus.REVOKED)).count()
         failures = AuditEvent.objects.filter(action__in=["grant.failed", "grant.revoke_failed"]).count()
+        # When grants went active and revoked, and how many distinct moments (one per reconcile that did them).
+        waves = {
+            name: (
+                [(t - started_clock).total_seconds() for t in (min(times), max(times))] + [len(set(times))]
+                if times
+                else []
+            )
+            for name in ("applied_at", "revoked_at")
+            for times in [list(Grant.objects.exclude(**{name: None}).values_list(name, flat=True))]
+        }
     finally:
         provision.stop(workers)
         provision.purge()
@@ -420,6 +431,7 @@ def run_celery(upstream: str, instance_arn: str, pairs: list[tuple[str, str]], a
             holds[kind].append(limits.done_at[(kind, request_id)] - started)
     return {
         "mode": "celery",
+        "tps": args.tps,
         "seconds": elapsed,
         "complete": done == len(requests),
         "failed": [f"{failed} grants not revoked, {failures} failures recorded"]
@@ -435,6 +447,7 @@ def run_celery(upstream: str, instance_arn: str, pairs: list[tuple[str, str]], a
         "actions": dict(limits.actions),
         "holds": holds,
         "in_progress": dict(limits.in_progress_seconds),
+        "waves": waves,
     }
 
 
@@ -478,6 +491,18 @@ def profile(result: dict[str, Any]) -> None:
     print(
         f"  celery: {result['calls'] / result['seconds']:.1f} calls/s answered on average; "
         f"{result['calls'] / max(1, operations):.2f} calls per operation"
+    )
+    for name, wave in result["waves"].items():
+        if wave:
+            print(
+                f"  celery: {name.replace('_at', '')}: first {wave[0]:.1f} s, last {wave[1]:.1f} s after the first "
+                f"message, at {wave[2]} distinct moments (one per reconcile that did them)"
+            )
+    # The same bound for the calls this path chose to make: how close the governor drove them to the limits.
+    made = max(result["calls"] / result["tps"], result["bound_outstanding"])
+    print(
+        f"  celery: bound for the calls made max({result['calls']} / {result['tps']:g} TPS, "
+        f"{result['bound_outstanding']:.1f} s) = {made:.1f} s; seconds / that = {result['seconds'] / made:.2f}"
     )
     for kind, holds in result["holds"].items():
         if holds:
