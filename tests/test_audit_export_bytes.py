@@ -67,7 +67,7 @@ EXPORT = """
 import sys
 import django
 django.setup()
-from accessrequests import exports
+from accessrequests.audit import exports
 filters = {"action": sys.argv[1]} if sys.argv[1] else {}
 export = exports.plan(filters, "csv", through_seq=int(sys.argv[2]))
 out = sys.stdout.buffer

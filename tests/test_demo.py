@@ -514,7 +514,7 @@ def test_a_restarted_demo_says_what_it_keeps_and_starts_clean_when_it_cannot_kee
 
     # A database of an older, unrepeatable world (an earlier Gatehouse): set aside, said so, a new demo.
     forge = (
-        "from accessrequests import audit; audit.record(action='demo.seeded', object_type='demo', after={})"
+        "from accessrequests.audit import trail; trail.record(action='demo.seeded', object_type='demo', after={})"
     )
     subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", forge],

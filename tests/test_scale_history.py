@@ -15,7 +15,7 @@ SCRIPT = r"""
 import json
 from django.contrib.auth.models import User
 from django.test import Client
-from accessrequests import scale_history
+from accessrequests.devworld import scale_history
 from accessrequests.models import (
     AccessRequest, AwsAccount, Environment, Grant, IdentityCenter, Pipeline, Principal, PrincipalKind,
 )
