@@ -354,8 +354,11 @@ def unsettled(redis_port: int) -> dict[str, int]:
         f"grants {status}": Grant.objects.filter(status=status).count()
         for status in (GrantStatus.QUEUED, GrantStatus.APPLYING, GrantStatus.REVOKING, GrantStatus.FAILED)
     }
-    waiting["notifications not sent"] = Notification.objects.exclude(status=NotificationStatus.SENT).count()
-    # A notification's row is made by its task: a task still queued has none yet.
+    # Notification rows move only while their task runs or waits to retry, which the broker shows (queued, or taken
+    # and not acknowledged); a row left pending by a task that will not run again is for the checks to report.
+    waiting["notifications being sent"] = Notification.objects.filter(
+        status=NotificationStatus.SENDING
+    ).count()
     broker = redis.Redis(port=redis_port)
     try:
         waiting["tasks queued"] = sum(int(broker.llen(q)) for q in QUEUES.split(","))
