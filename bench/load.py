@@ -37,6 +37,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -271,9 +272,9 @@ def make_people(users: int, iam: Any) -> list[Person]:
     from django.conf import settings
     from django.contrib.auth.models import Group, User
 
+    from accessrequests.catalog.sync import catalog_sync
+    from accessrequests.core.roles import APPROVERS, AUDITORS, REQUESTERS
     from accessrequests.models import ApiToken, AwsAccount, Pipeline, Principal, TokenScope
-    from accessrequests.roles import APPROVERS, AUDITORS, REQUESTERS
-    from accessrequests.services.catalog_sync import catalog_sync
 
     auditors = max(1, users // 10)
     approvers = max(1, users // 5)
@@ -464,7 +465,7 @@ def check_notifications(mail_dir: Path) -> tuple[list[str], dict[str, Any]]:
     if messages != sent:
         problems.append(f"{messages} emails written for {sent} notifications marked sent")
     # A request decided before its announcement ran has nobody left to tell; one still pending that nobody was
-    # told of lost its announcement (not enqueued while Redis was down: dropped by design, services/notify.py).
+    # told of lost its announcement (not enqueued while Redis was down: dropped by design, notify/hooks.py).
     announced = {
         int(k.split(":", 1)[1])
         for k in rows.filter(event_key__startswith="request.created:").values_list("event_key", flat=True)
@@ -581,6 +582,7 @@ def main() -> int:
     say(f"run directory {run_dir}; database {args.database}; redis :{redis_port}; moto {moto_url}")
     recreate_database(database_url)
     failed: list[str] = []
+    finished = False  # the run directory (every process's log) is kept unless the run got through and passed
     try:
         start_redis(processes, redis_port)
         import boto3
@@ -637,7 +639,7 @@ def main() -> int:
                 "celery beat": session_cpu(processes.children["beat"].pid),
                 "PostgreSQL backends of the run": sum(sampler.backend_cpu.values()),
                 "moto server": pid_cpu(moto.pid),
-                "this script (the 200 people, and its checks)": pid_cpu(os.getpid()),
+                "this script (the people, and its checks)": pid_cpu(os.getpid()),
             }
 
         time.sleep(1.5)
@@ -718,6 +720,7 @@ def main() -> int:
         (run_dir / "samples.json").write_text(
             json.dumps([[s.name, s.status, s.started - started, s.seconds] for s in recorder.samples])
         )
+        finished = True
     finally:
         processes.stop_all()
         stop_moto_server(moto)
@@ -726,12 +729,14 @@ def main() -> int:
 
             connections.close_all()
             recreate_database(database_url, drop_only=True)
+        if finished and not failed and not args.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
     if failed:
-        print("\nFAILED:")
+        print(f"\nFAILED (logs of every process in {run_dir}):")
         for problem in failed[:50]:
             print(f"  {problem}")
         return 1
-    print(f"\nall checks passed (logs and samples in {run_dir})")
+    print("\nall checks passed" + (f" (logs and samples in {run_dir})" if args.keep else ""))
     return 0
 
 

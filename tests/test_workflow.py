@@ -306,7 +306,7 @@ def test_a_decision_locks_its_request_and_leaves_the_account_and_principal_rows_
     needs a key-share lock on that row for its foreign key, and the two deadlocked under load."""
     from django.db import connection
 
-    from accessrequests import audit
+    from accessrequests.audit import trail as audit
 
     if connection.vendor != "postgresql":
         pytest.skip("row locks are PostgreSQL's (SQLite admits one writer at a time)")

@@ -18,7 +18,7 @@ class ClaimError(Exception):
 def request_claim(*, request_id: int, user, http_request=None) -> SlackMessage:
     """Mark the request as being looked at by ``user``; the first claim wins, a second one by them is a no-op."""
     with transaction.atomic():
-        # Only the request's row (see services.requests._locked: joined rows locked too deadlock under load).
+        # Only the request's row (see workflow.requests._locked: joined rows locked too deadlock under load).
         req = (
             AccessRequest.objects.select_for_update(of=("self",))
             .select_related("account", "rule")
