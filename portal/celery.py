@@ -52,7 +52,10 @@ app.conf.update(
     },
     task_time_limit=600,
     task_soft_time_limit=540,
-    worker_cancel_long_running_tasks_on_connection_loss=True,
+    # A task running when the broker connection drops finishes; its message, unacknowledged, comes back after the
+    # visibility timeout and runs again as a no-op (every task is idempotent). Cancelling it instead made Celery
+    # record the cancellation in the result backend, the same Redis that had just gone, and the worker exited.
+    worker_cancel_long_running_tasks_on_connection_loss=False,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     timezone="UTC",

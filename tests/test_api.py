@@ -358,6 +358,26 @@ def test_decisions_through_the_api_keep_the_request_invariants(world):
     assert req.status == RequestStatus.APPROVED
 
 
+def test_a_decision_while_the_shared_cache_is_down_is_refused_for_now_and_decides_nothing(world, settings):
+    """Used codes are recorded in the shared cache (Redis in production) so a replay fails on every process; while
+    it does not answer a code cannot be checked, so the decision waits: 503 with Retry-After, not a 500."""
+    req = world.submit()
+    api = Api(world.approver)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",
+        }
+    }
+    response = api.decide(f"requests/{req.pk}/approve/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert "try again in a few seconds" in response.json()["error"]
+    assert not Decision.objects.exists()
+    req.refresh_from_db()
+    assert req.status == RequestStatus.PENDING
+
+
 def test_approvers_without_mfa_cannot_decide_through_the_api(world):
     no_mfa = make_user("approver3", "approvers")
     world.rule.approver_users.add(no_mfa)

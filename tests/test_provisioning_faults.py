@@ -272,3 +272,42 @@ def test_redis_stopped_at_approval_time_delays_the_grant_and_the_redrive_applies
     assert permits(
         user_policies(iam_client(aws), "mateojackson"), "codepipeline:GetPipeline", MY_PIPELINE_ARN
     )
+
+
+def test_redis_restarted_while_a_worker_applies_a_grant_leaves_the_worker_running(
+    world, aws, worker_env, workers, private_redis, proxies
+):
+    """The broker goes away while a task runs: the worker keeps running, finishes it, reconnects when Redis is
+    back and takes the next task. (With the result backend on the same Redis, Celery's cancelling of running tasks
+    on a lost connection tried to record the cancellation there and the worker exited: both workers of the load
+    test died at one Redis restart.)"""
+    proxy = AwsProxy(aws, hold=True)
+    proxies.append(proxy)
+    env = aws_env(worker_env, proxy.url)
+    env["CELERY_BROKER_URL"] = private_redis.url
+    env["CELERY_RESULT_BACKEND"] = private_redis.url
+    with producer_on(private_redis.url):
+        worker = workers.start(env, "w1")
+        first = world.approve("mateojackson")
+        assert proxy.held.wait(60), "the worker never tried to write"
+
+        private_redis.stop()  # while the worker is in the middle of the reconcile
+        proxy.release.set()
+        wait_for(
+            lambda: status_of(first) == GrantStatus.ACTIVE or worker.proc.poll() is not None,
+            timeout=60,
+            what="the running task to finish or the worker to exit",
+        )
+        assert worker.proc.poll() is None, "the worker exited when Redis went away"
+        assert status_of(first) == GrantStatus.ACTIVE
+
+        private_redis.start()
+        second = world.approve("marymajor")
+        wait_for(
+            lambda: status_of(second) == GrantStatus.ACTIVE or worker.proc.poll() is not None,
+            timeout=90,
+            what="the worker to take the next task after Redis returned",
+        )
+        assert worker.proc.poll() is None
+        assert status_of(second) == GrantStatus.ACTIVE
+    assert AuditEvent.objects.filter(action="grant.applied", object_id=str(first.pk)).count() == 1

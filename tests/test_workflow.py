@@ -273,3 +273,57 @@ def test_requests_nobody_decided_expire_unreviewed_and_say_so(world):
     assert old.status == RequestStatus.EXPIRED and fresh.status == RequestStatus.PENDING
     assert AuditEvent.objects.filter(request_id=old.pk, action="request.expired_unreviewed").exists()
     assert requests_expire_unreviewed(older_than=timedelta(hours=72)) == 0
+
+
+def _row_is_locked(table: str, pk: int) -> bool:
+    """Whether another transaction could not take the key-share lock a foreign key to this row needs (what
+    inserting a request, decision or grant that refers to it takes), asked from a connection of its own."""
+    import psycopg
+    import psycopg.sql
+    from django.db import connection
+
+    s = connection.settings_dict
+    with psycopg.connect(
+        host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"], password=s["PASSWORD"] or None,
+        dbname=s["NAME"], autocommit=False,
+    ) as other:  # fmt: skip
+        try:
+            other.execute(
+                psycopg.sql.SQL("SELECT 1 FROM {} WHERE id = %s FOR KEY SHARE NOWAIT").format(
+                    psycopg.sql.Identifier(table)
+                ),
+                [pk],
+            )
+        except psycopg.errors.LockNotAvailable:
+            return True
+        return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_decision_locks_its_request_and_leaves_the_account_and_principal_rows_free(monkeypatch):
+    """A decision holds its request's row until it commits, and waits for the audit chain's lock on the way. It
+    must not hold its account's row too: a request being filed in the same account holds the chain's lock and
+    needs a key-share lock on that row for its foreign key, and the two deadlocked under load."""
+    from django.db import connection
+
+    from accessrequests.audit import trail as audit
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's (SQLite admits one writer at a time)")
+    world = World()
+    req = world.submit()
+    seen: dict[str, bool] = {}
+    record = audit.record
+
+    def record_and_look(**fields):
+        if (
+            fields["action"] == "request.approved"
+        ):  # inside the decision's transaction, before the chain's lock
+            seen["request"] = _row_is_locked("accessrequests_accessrequest", req.pk)
+            seen["account"] = _row_is_locked("accessrequests_awsaccount", world.account.pk)
+            seen["principal"] = _row_is_locked("accessrequests_principal", world.principal.pk)
+        return record(**fields)
+
+    monkeypatch.setattr(audit, "record", record_and_look)
+    request_approve(request_id=req.pk, reviewer=world.approver, second_factor=fresh_factor(world.approver))
+    assert seen == {"request": True, "account": False, "principal": False}

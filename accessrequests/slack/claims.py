@@ -18,7 +18,12 @@ class ClaimError(Exception):
 def request_claim(*, request_id: int, user, http_request=None) -> SlackMessage:
     """Mark the request as being looked at by ``user``; the first claim wins, a second one by them is a no-op."""
     with transaction.atomic():
-        req = AccessRequest.objects.select_for_update().select_related("account", "rule").get(pk=request_id)
+        # Only the request's row (see workflow.requests._locked: joined rows locked too deadlock under load).
+        req = (
+            AccessRequest.objects.select_for_update(of=("self",))
+            .select_related("account", "rule")
+            .get(pk=request_id)
+        )
         permissions.check(permissions.claim_problem(user, req))
         message, _ = SlackMessage.objects.select_for_update().get_or_create(
             request=req, defaults={"channel": req.rule.slack_channel}
