@@ -513,9 +513,7 @@ def test_a_restarted_demo_says_what_it_keeps_and_starts_clean_when_it_cannot_kee
     assert re.search(r"Demo AWS world at \S+: created \d+ objects", again) and "already seeded" not in again
 
     # A database of an older, unrepeatable world (an earlier Gatehouse): set aside, said so, a new demo.
-    forge = (
-        "from accessrequests.audit import trail; trail.record(action='demo.seeded', object_type='demo', after={})"
-    )
+    forge = "from accessrequests.audit import trail; trail.record(action='demo.seeded', object_type='demo', after={})"
     subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", forge],
         cwd=ROOT,
