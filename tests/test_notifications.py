@@ -201,6 +201,40 @@ def test_running_the_new_request_task_twice_emails_each_approver_once(world):
     assert set(Notification.objects.values_list("status", flat=True)) == {NotificationStatus.SENT}
 
 
+def test_an_announcement_interrupted_and_run_again_after_the_decision_closes_what_it_left_unsent(world):
+    """A worker killed half-way through the approvers: its message comes back after the request was decided. Nobody
+    is asked any more, and no row is left waiting for a send that will never come; what was sent stays sent."""
+    req = world.submit()
+    notify_request_created.apply(args=[req.pk])
+    sent = list(Notification.objects.filter(event_key=f"request.created:{req.pk}"))
+    assert len(sent) == 3
+    # As the killed worker left them: one claimed and never finished (its lease over), one never claimed.
+    long_ago = timezone.now() - timedelta(hours=1)
+    force_update(
+        Notification.objects.filter(pk=sent[0].pk), status=NotificationStatus.SENDING, claimed_at=long_ago
+    )
+    force_update(Notification.objects.filter(pk=sent[1].pk), status=NotificationStatus.PENDING, sent_at=None)
+    request_deny(
+        request_id=req.pk,
+        reviewer=world.approver,
+        second_factor=fresh_factor(world.approver),
+        comment="not now",
+    )
+    mail.outbox.clear()
+
+    assert notify_request_created.apply(args=[req.pk]).get() == 0
+
+    statuses = dict(
+        Notification.objects.filter(event_key=f"request.created:{req.pk}").values_list("pk", "status")
+    )
+    assert statuses == {
+        sent[0].pk: NotificationStatus.NOT_NEEDED,
+        sent[1].pk: NotificationStatus.NOT_NEEDED,
+        sent[2].pk: NotificationStatus.SENT,
+    }
+    assert mail.outbox == []
+
+
 def test_an_auto_approved_request_asks_no_approver_for_a_review(world):
     world.rule.auto_approve_low_risk = True
     world.rule.save()

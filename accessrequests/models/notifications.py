@@ -20,6 +20,8 @@ class NotificationStatus(models.TextChoices):
     SENDING = "sending", "Sending"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
+    # An announcement that was interrupted and is no longer worth sending (the request was decided meanwhile).
+    NOT_NEEDED = "not_needed", "Not needed"
 
 
 class Notification(models.Model):

@@ -250,6 +250,14 @@ def notify_request_created(request_id: int) -> int:
     """Email every approver who may decide the new request; post to the rule's Slack channel."""
     req = _load_request(request_id)
     key = f"request.created:{req.pk}"
+    if req.status != RequestStatus.PENDING:
+        # Run again after it was decided (a worker killed half-way, its message back later): nobody needs asking
+        # any more; what the first run left unsent is closed, so no row waits for a send that will never come.
+        unsent = Q(status__in=[NotificationStatus.PENDING, NotificationStatus.FAILED]) | Q(
+            status=NotificationStatus.SENDING, claimed_at__lt=timezone.now() - CLAIM_LEASE
+        )
+        Notification.objects.filter(unsent, event_key=key).update(status=NotificationStatus.NOT_NEEDED)
+        return 0
     subject, body = text.new_request(req)
     jobs = [_email_job(key, user, subject, body, request=req) for user in approvers_to_notify(req)]
     jobs += _slack_job(key, req, text.slack_new_request(req))
