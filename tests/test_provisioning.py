@@ -13,7 +13,9 @@ from datetime import timedelta
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accessrequests.authz.permissions import NotAllowed
@@ -374,6 +376,30 @@ def test_fifty_approvals_for_one_principal_approved_concurrently_end_with_all_fi
         "aws_request_ids", flat=True
     )
     assert len({i for ids in writes for i in ids}) < 50
+
+
+@pytest.mark.django_db
+def test_a_reconcile_records_each_grant_in_statements_and_tasks_that_do_not_grow_with_the_grants(
+    world, aws, django_capture_on_commit_callbacks, capsys
+):
+    def queued(principal: str, count: int) -> list[Grant]:
+        pipelines = [make_pipeline(world.account, f"{principal}-{n:02d}") for n in range(count)]
+        return [world.approve(principal, pipelines=[p]) for p in pipelines]
+
+    def applied(grants: list[Grant]) -> tuple[int, int]:
+        with CaptureQueriesContext(connection) as sql, django_capture_on_commit_callbacks() as sent:
+            outcome = reconcile(grants[0])
+        assert sorted(outcome["applied"]) == sorted(g.pk for g in grants)
+        return len(sql.captured_queries), len(sent)
+
+    few, many = queued("mateojackson", 2), queued("marymajor", 6)
+    assert applied(few) == applied(many)  # one conditional update per status, one audit append, one task
+    for grant in [*few, *many]:
+        assert status_of(grant) == GrantStatus.ACTIVE
+        events = AuditEvent.objects.filter(object_type="grant", object_id=str(grant.pk))
+        assert {"grant.applied", "grant.verified"} <= set(events.values_list("action", flat=True))
+    call_command("verify_audit")
+    assert "events verified" in capsys.readouterr().out
 
 
 # --- limits, extensions, drift, admin actions ------------------------------------------------------------

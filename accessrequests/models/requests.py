@@ -108,6 +108,26 @@ class _StatusQuerySet(models.QuerySet):
         rows = self.filter(pk=pk, status__in=sources)
         return models.QuerySet.update(rows, status=target, **fields) == 1
 
+    def transition_many(
+        self, pks: Iterable[int], *, sources: Iterable[str], target: str, **fields: Any
+    ) -> set[int]:
+        """``transition`` for several rows given the same ``fields``, in two statements whatever their number:
+        the rows still in one of ``sources`` are locked, then moved. Returns the ids moved (the others lost a
+        race and are unchanged). Inside a transaction, which holds the row locks until it ends."""
+        sources = tuple(sources)
+        _check_transitions(self.transitions, sources, target)
+        pks = list(pks)
+        if not pks:
+            return set()
+        moved = set(
+            self.select_for_update(of=("self",))
+            .filter(pk__in=pks, status__in=sources)
+            .values_list("pk", flat=True)
+        )
+        if moved:
+            models.QuerySet.update(self.filter(pk__in=moved, status__in=sources), status=target, **fields)
+        return moved
+
 
 class AccessRequestQuerySet(_StatusQuerySet):
     transitions = REQUEST_TRANSITIONS
