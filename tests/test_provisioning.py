@@ -378,6 +378,32 @@ def test_fifty_approvals_for_one_principal_approved_concurrently_end_with_all_fi
     assert len({i for ids in writes for i in ids}) < 50
 
 
+@pytest.mark.django_db(transaction=True)
+def test_approvals_waiting_for_the_same_reconcile_send_one_message_and_the_sweeper_sends_regardless(
+    world, aws, workers
+):
+    from portal.celery import app
+
+    def waiting() -> int:
+        with app.connection_for_write() as conn:
+            queue = workers.prefix + "provisioning"
+            return conn.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False).message_count
+
+    first = world.approve("mateojackson")
+    second = world.approve("mateojackson", pipelines=[make_pipeline(world.account, "second-pipeline")])
+    assert waiting() == 1  # the second approval's grant is read by the reconcile already on its way
+    world.approve("marymajor")
+    assert waiting() == 2
+
+    # The reconcile removes the mark before it reads the grants: both are applied, and what comes after is sent.
+    assert sorted(reconcile(first)["applied"]) == [first.pk, second.pk]
+    world.approve("mateojackson", pipelines=[make_pipeline(world.account, "third-pipeline")])
+    assert waiting() == 3
+    # The sweeper re-drives because a message may have been lost: it sends although one is marked as waiting.
+    assert provisioning.grants_redrive_stuck(stuck_after=timedelta(0)) == 2
+    assert waiting() == 5
+
+
 @pytest.mark.django_db
 def test_a_reconcile_records_each_grant_in_statements_and_tasks_that_do_not_grow_with_the_grants(
     world, aws, django_capture_on_commit_callbacks, capsys

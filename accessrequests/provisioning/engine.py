@@ -45,7 +45,7 @@ from accessrequests.models import (
 )
 from accessrequests.notify import hooks as notify
 from accessrequests.provisioning import delivery, session_fences
-from accessrequests.provisioning.grants import enqueue_reconcile
+from accessrequests.provisioning.grants import enqueue_reconcile, reconcile_starting
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +179,7 @@ def reconcile_principal(*, principal_id: int, account_id: int) -> dict[str, Any]
     ``request_ids`` of the writes made (none when AWS already matched). Raises TransientProvisioningError
     after recording the failure when AWS failed in a way worth retrying soon.
     """
+    reconcile_starting(principal_id=principal_id, account_id=account_id)  # before it reads anything
     if not _has_work(principal_id, account_id, timezone.now()):
         # Most messages find their grant applied already by a reconcile for another grant of the same
         # principal (coalescing); checking first, without the lock, keeps them from queueing behind it.
@@ -558,7 +559,7 @@ def grant_abandon(*, grant_id: int, actor: Any) -> Grant:
 def _enqueue_pairs(pairs: Iterable[tuple[int, int]]) -> int:
     unique = sorted(set(pairs))
     for principal_id, account_id in unique:
-        enqueue_reconcile(principal_id=principal_id, account_id=account_id)
+        enqueue_reconcile(principal_id=principal_id, account_id=account_id, always=True)
     return len(unique)
 
 
