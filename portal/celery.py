@@ -16,6 +16,7 @@ from datetime import timedelta
 from celery import Celery, bootsteps, signals
 from celery.schedules import crontab
 from kombu import Queue
+from kombu.transport import TRANSPORT_ALIASES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -25,6 +26,11 @@ QUEUE_PREFIX = os.environ.get("GATEHOUSE_QUEUE_PREFIX", "")
 
 
 QUEUE_NAMES = ("gatehouse", "provisioning", "notifications")
+
+# ``filesystem://`` (the embedded profile's broker) is kombu's transport with a worker that acknowledges a finished
+# task at once rather than at its loop's next 2-second turn (portal/broker.py). By the URL's scheme, so a broker
+# URL set later (a test's, say) still picks its own transport.
+TRANSPORT_ALIASES["filesystem"] = "portal.broker:FilesystemTransport"
 
 
 def queue_name(name: str) -> str:
