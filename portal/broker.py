@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kombu.transport import filesystem
+from kombu.transport import filesystem  # type: ignore[attr-defined]  # kombu's stubs miss it
 
 # How long a worker whose prefetch is used up naps before its loop turns again (acks, shutdown checks): short
 # against a task, long enough that a worker waiting on a long task costs nothing measurable.
