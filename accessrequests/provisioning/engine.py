@@ -225,7 +225,7 @@ def _claim(principal_id: int, account_id: int, now: datetime) -> tuple[list[Gran
                 account_id=account_id,
                 status__in=[*LIVE_GRANT_STATUSES, GrantStatus.REVOKING],
             )
-            .select_related("request", "request__permission_set", "account")
+            .select_related("request", "request__permission_set", "account", "principal__identity_center")
         )
         live = sorted((g for g in rows if _should_be_live(g, now)), key=_live_order)
         pending = [g for g in live if g.status != GrantStatus.ACTIVE]
@@ -235,6 +235,7 @@ def _claim(principal_id: int, account_id: int, now: datetime) -> tuple[list[Gran
             [g.pk for g in pending],
             sources={g.status for g in pending},
             target=GrantStatus.APPLYING,
+            locked=True,
             attempts=F("attempts") + 1,
             updated_at=now,
         )
@@ -246,6 +247,7 @@ def _claim(principal_id: int, account_id: int, now: datetime) -> tuple[list[Gran
                 [g.pk for g in group],
                 sources={g.status for g in group},
                 target=GrantStatus.REVOKING,
+                locked=True,
                 ending=ending,
                 attempts=F("attempts") + 1,
                 updated_at=now,
@@ -261,8 +263,8 @@ def _reconcile_locked(principal_id: int, account_id: int) -> dict[str, Any]:
     outcome = _outcome(principal_id, account_id)
     if not pending and not leaving:
         return outcome  # everything live is active and nothing is leaving: AWS already holds it
-    principal = Principal.objects.select_related("identity_center").get(pk=principal_id)
-    account = AwsAccount.objects.get(pk=account_id)
+    claimed = (pending or leaving)[0]  # read with its principal and account under the lock
+    principal, account = claimed.principal, claimed.account
     try:
         result = delivery.converge(principal, account, live, write=True)
     except Exception as exc:
