@@ -234,13 +234,14 @@ def run_gatehouse(requests: list, *, stream: bool, timeout: float) -> dict[str, 
     """Approve (batch: all grants exist before the first message; stream: each grant is created and its
     message sent one after the other while the workers run) and wait until every grant is active."""
     from accessrequests.models import Grant, GrantStatus
-    from accessrequests.services.grants import enqueue_reconcile
+    from accessrequests.provisioning.grants import enqueue_reconcile
     from portal.celery import queue_name
 
     if not stream:
         Grant.objects.bulk_create(grant_for(req) for req in requests)
     started = time.perf_counter()
-    for req in requests:  # each approved grant asks for its reconcile, in approval order, as grant_create does
+    # Each approved grant asks for its reconcile, in approval order, as grant_create does.
+    for req in requests:
         if stream:
             grant_for(req).save()
         enqueue_reconcile(principal_id=req.principal_id, account_id=req.account_id)

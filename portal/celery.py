@@ -213,6 +213,6 @@ def preload_policy_checks(sender=None, **kwargs):
         return
     import parliament  # noqa: F401
 
-    from accessrequests.catalog_actions import get_service_prefix_data
+    from accessrequests.policy.actions import get_service_prefix_data
 
     get_service_prefix_data("codepipeline")

@@ -99,7 +99,10 @@ def test_every_event_gets_the_next_sequence_number():
 def test_events_appended_together_take_the_next_numbers_in_order_and_verify(capsys):
     _events(2)
     batch = audit.record_many(
-        [{"action": "test.batch", "object_type": "thing", "object_id": i, "after": {"i": i}} for i in range(3)]
+        [
+            {"action": "test.batch", "object_type": "thing", "object_id": i, "after": {"i": i}}
+            for i in range(3)
+        ]
     )
     _events(1)
     events = list(AuditEvent.objects.order_by("seq"))

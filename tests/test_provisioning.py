@@ -387,7 +387,9 @@ def test_approvals_waiting_for_the_same_reconcile_send_one_message_and_the_sweep
     def waiting() -> int:
         with app.connection_for_write() as conn:
             queue = workers.prefix + "provisioning"
-            return conn.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False).message_count
+            return conn.default_channel.queue_declare(
+                queue=queue, durable=True, auto_delete=False
+            ).message_count
 
     first = world.approve("mateojackson")
     second = world.approve("mateojackson", pipelines=[make_pipeline(world.account, "second-pipeline")])

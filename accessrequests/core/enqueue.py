@@ -61,8 +61,9 @@ def after_commit_each(
             try:
                 task.apply_async(args=args, retry=True, retry_policy=PUBLISH_RETRY)
             except Exception as exc:  # any broker failure; the commit already happened
-                for unsent in batch[position:] if not_sent is not None else ():
-                    not_sent(unsent)
+                if not_sent is not None:
+                    for unsent in batch[position:]:
+                        not_sent(unsent)
                 logger.warning(
                     "%s%s not enqueued (%s: %s); %s",
                     task_name,
