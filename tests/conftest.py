@@ -152,9 +152,12 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def worker_env(transactional_db) -> dict[str, str]:
+def worker_env(transactional_db, settings) -> dict[str, str]:
     env = dict(os.environ)
     env["DATABASE_URL"] = database_url_for_subprocess()
+    # The test's own cache namespace (see _own_cache_namespace): a worker removes the reconcile marks the test's
+    # approvals set there (provisioning/grants.py).
+    env["GATEHOUSE_CACHE_PREFIX"] = settings.CACHES["default"]["KEY_PREFIX"]
     env.setdefault("DEBUG", "1")
     env["GATEHOUSE_HEARTBEAT_SECONDS"] = "1"
     return env

@@ -96,6 +96,25 @@ def test_every_event_gets_the_next_sequence_number():
 
 
 @pytest.mark.django_db
+def test_events_appended_together_take_the_next_numbers_in_order_and_verify(capsys):
+    _events(2)
+    batch = audit.record_many(
+        [
+            {"action": "test.batch", "object_type": "thing", "object_id": i, "after": {"i": i}}
+            for i in range(3)
+        ]
+    )
+    _events(1)
+    events = list(AuditEvent.objects.order_by("seq"))
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
+    assert [(e.seq, e.object_id) for e in batch] == [(3, "0"), (4, "1"), (5, "2")]
+    assert [e.pk for e in events[2:5]] == [e.pk for e in batch]
+    assert all(b.prev_hash == a.hash for a, b in pairwise(events))
+    call_command("verify_audit")
+    assert "6 events verified" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
 def test_the_database_refuses_a_second_event_with_the_same_number():
     [event] = _events(1)
     duplicate = AuditEvent(

@@ -301,6 +301,20 @@ def test_the_requester_is_emailed_when_the_grant_is_live_with_its_end(world):
     assert grant.expires_at.strftime("%Y-%m-%d %H:%M UTC") in message.body
 
 
+def test_one_task_for_the_grants_of_a_reconcile_emails_each_live_one_once(world):
+    # A reconcile applies every queued grant of a principal and sends one task carrying all their ids.
+    first = activate(approve(world, world.submit()))
+    second = activate(approve(world, world.submit()))
+    queued = approve(world, world.submit())  # not live: nothing to announce for it
+
+    ids = [first.pk, Grant.objects.get(request=queued).pk, second.pk]
+    assert notify_grant_applied.apply(args=ids).get() == 2
+    assert notify_grant_applied.apply(args=ids).get() == 0  # redelivered: nothing goes out twice
+
+    live = sorted(m.subject.split(" is live")[0] for m in mail.outbox)
+    assert live == sorted(f"[Gatehouse] {g.request.reference}" for g in (first, second))
+
+
 def test_the_requester_is_emailed_the_reason_a_grant_failed(world):
     req = approve(world, world.submit())
     grant = Grant.objects.get(request=req)

@@ -13,7 +13,9 @@ from datetime import timedelta
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accessrequests.authz.permissions import NotAllowed
@@ -374,6 +376,58 @@ def test_fifty_approvals_for_one_principal_approved_concurrently_end_with_all_fi
         "aws_request_ids", flat=True
     )
     assert len({i for ids in writes for i in ids}) < 50
+
+
+@pytest.mark.django_db(transaction=True)
+def test_approvals_waiting_for_the_same_reconcile_send_one_message_and_the_sweeper_sends_regardless(
+    world, aws, workers
+):
+    from portal.celery import app
+
+    def waiting() -> int:
+        with app.connection_for_write() as conn:
+            queue = workers.prefix + "provisioning"
+            return conn.default_channel.queue_declare(
+                queue=queue, durable=True, auto_delete=False
+            ).message_count
+
+    first = world.approve("mateojackson")
+    second = world.approve("mateojackson", pipelines=[make_pipeline(world.account, "second-pipeline")])
+    assert waiting() == 1  # the second approval's grant is read by the reconcile already on its way
+    world.approve("marymajor")
+    assert waiting() == 2
+
+    # The reconcile removes the mark before it reads the grants: both are applied, and what comes after is sent.
+    assert sorted(reconcile(first)["applied"]) == [first.pk, second.pk]
+    world.approve("mateojackson", pipelines=[make_pipeline(world.account, "third-pipeline")])
+    assert waiting() == 3
+    # The sweeper re-drives because a message may have been lost: it sends although one is marked as waiting.
+    assert provisioning.grants_redrive_stuck(stuck_after=timedelta(0)) == 2
+    assert waiting() == 5
+
+
+@pytest.mark.django_db
+def test_a_reconcile_records_each_grant_in_statements_and_tasks_that_do_not_grow_with_the_grants(
+    world, aws, django_capture_on_commit_callbacks, capsys
+):
+    def queued(principal: str, count: int) -> list[Grant]:
+        pipelines = [make_pipeline(world.account, f"{principal}-{n:02d}") for n in range(count)]
+        return [world.approve(principal, pipelines=[p]) for p in pipelines]
+
+    def applied(grants: list[Grant]) -> tuple[int, int]:
+        with CaptureQueriesContext(connection) as sql, django_capture_on_commit_callbacks() as sent:
+            outcome = reconcile(grants[0])
+        assert sorted(outcome["applied"]) == sorted(g.pk for g in grants)
+        return len(sql.captured_queries), len(sent)
+
+    few, many = queued("mateojackson", 2), queued("marymajor", 6)
+    assert applied(few) == applied(many)  # one conditional update per status, one audit append, one task
+    for grant in [*few, *many]:
+        assert status_of(grant) == GrantStatus.ACTIVE
+        events = AuditEvent.objects.filter(object_type="grant", object_id=str(grant.pk))
+        assert {"grant.applied", "grant.verified"} <= set(events.values_list("action", flat=True))
+    call_command("verify_audit")
+    assert "events verified" in capsys.readouterr().out
 
 
 # --- limits, extensions, drift, admin actions ------------------------------------------------------------

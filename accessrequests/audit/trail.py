@@ -10,7 +10,7 @@ constraint on ``seq`` is the last line: a writer that somehow skipped the lock f
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -55,38 +55,86 @@ def record(
     http_request=None,
 ) -> AuditEvent:
     """Append one event to the chain (inside the caller's transaction, or its own)."""
-    if actor is not None and not getattr(actor, "is_authenticated", False):
-        actor = None
-    label = actor_label or (actor.get_username() if actor is not None else SYSTEM)
+    fields = {
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "actor": actor,
+        "actor_label": actor_label,
+        "request_id": request_id,
+        "principal_id": principal_id,
+        "account_id": account_id,
+        "before": before,
+        "after": after,
+        "aws_request_ids": aws_request_ids,
+        "http_request": http_request,
+    }
+    return record_many([fields])[0]
+
+
+def record_many(events: Sequence[dict[str, Any]]) -> list[AuditEvent]:
+    """Append several events to the chain in the order given, in one append: the chain's tail is locked and
+    read once and the rows are inserted together, each with its own number and hash linked to the one before.
+    Each item takes the keyword arguments of ``record``. Inside the caller's transaction, or its own."""
+    if not events:
+        return []
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_AUDIT_LOCK_KEY])
         tail = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
         seq, prev_hash = tail if tail else (0, GENESIS_HASH)
-        event = AuditEvent(
-            seq=seq + 1,
-            created_at=timezone.now(),
-            actor=actor,
-            actor_label=label[:200],
-            action=action,
-            object_type=object_type,
-            object_id="" if object_id is None else str(object_id),
-            request_id=request_id,
-            principal_id=principal_id,
-            account_id=account_id or "",
-            before=_jsonable(before),
-            after=_jsonable(after),
-            aws_request_ids=sorted(set(aws_request_ids)),
-            ip=_client_ip(http_request),
-            user_agent=(http_request.META.get("HTTP_USER_AGENT", "") if http_request is not None else "")[
-                :400
-            ],
-            prev_hash=prev_hash,
-        )
-        event.hash = event.compute_hash()
-        event.save()
-    return event
+        rows = []
+        for fields in events:
+            seq += 1
+            event = _event(seq=seq, prev_hash=prev_hash, **fields)
+            event.hash = prev_hash = event.compute_hash()
+            rows.append(event)
+        if len(rows) == 1:
+            rows[0].save()
+        else:
+            AuditEvent.objects.bulk_create(rows)
+    return rows
+
+
+def _event(
+    *,
+    seq: int,
+    prev_hash: str,
+    action: str,
+    object_type: str,
+    object_id: Any = None,
+    actor=None,
+    actor_label: str | None = None,
+    request_id: int | None = None,
+    principal_id: int | None = None,
+    account_id: str = "",
+    before: Any = None,
+    after: Any = None,
+    aws_request_ids: Iterable[str] = (),
+    http_request=None,
+) -> AuditEvent:
+    if actor is not None and not getattr(actor, "is_authenticated", False):
+        actor = None
+    label = actor_label or (actor.get_username() if actor is not None else SYSTEM)
+    return AuditEvent(
+        seq=seq,
+        created_at=timezone.now(),
+        actor=actor,
+        actor_label=label[:200],
+        action=action,
+        object_type=object_type,
+        object_id="" if object_id is None else str(object_id),
+        request_id=request_id,
+        principal_id=principal_id,
+        account_id=account_id or "",
+        before=_jsonable(before),
+        after=_jsonable(after),
+        aws_request_ids=sorted(set(aws_request_ids)),
+        ip=_client_ip(http_request),
+        user_agent=(http_request.META.get("HTTP_USER_AGENT", "") if http_request is not None else "")[:400],
+        prev_hash=prev_hash,
+    )
 
 
 # The columns of a row as the chain hashes them (``seq`` and ``hash`` ride along), read without model instances.

@@ -164,12 +164,17 @@ def read_inline(target: Target) -> str | None:
     return canonical(answer["PolicyDocument"])
 
 
-def _other_inline_size(iam: Any, target: Target) -> int:
-    """Characters (whitespace excluded, as IAM counts) of the inline policies on ``target`` that are not ours."""
+def _inline_names(iam: Any, target: Target) -> list[str]:
     ops = _OPERATIONS[target.kind]
     pages = iam.get_paginator(ops["list_inline"]).paginate(**{ops["key"]: target.name})
+    return [name for page in pages for name in page["PolicyNames"]]
+
+
+def _other_inline_size(iam: Any, target: Target, names: list[str]) -> int:
+    """Characters (whitespace excluded, as IAM counts) of the inline policies on ``target`` that are not ours."""
+    ops = _OPERATIONS[target.kind]
     size = 0
-    for name in (name for page in pages for name in page["PolicyNames"]):
+    for name in names:
         if name == INLINE_POLICY_NAME:
             continue
         try:
@@ -186,12 +191,14 @@ def read_policies(target: Target) -> Policies:
     """The portal's policies on ``target`` as they are in IAM now, and how much of its quotas others use."""
     iam = target.client()
     ops = _OPERATIONS[target.kind]
-    inline = read_inline(target)
     managed: dict[int, str] = {}
     arns: dict[int, str] = {}
     others = 0
     try:
-        other_inline_size = _other_inline_size(iam, target)
+        names = _inline_names(iam, target)
+        # The listing says whether the portal's policy is there: no read of one that is not (a first grant).
+        inline = read_inline(target) if INLINE_POLICY_NAME in names else None
+        other_inline_size = _other_inline_size(iam, target, names)
         pages = iam.get_paginator(ops["list_attached"]).paginate(**{ops["key"]: target.name})
         attached = [policy for page in pages for policy in page["AttachedPolicies"]]
     except ClientError as exc:

@@ -11,7 +11,7 @@ chance and, if it is still down, the caller's committed change stands and a warn
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from django.db import transaction
 
@@ -22,26 +22,48 @@ logger = logging.getLogger(__name__)
 PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
-def after_commit(task_name: str, *args: object, reference: str = "", if_lost: str) -> None:
+def after_commit(
+    task_name: str,
+    *args: object,
+    reference: str = "",
+    if_lost: str,
+    unless: Callable[[tuple[object, ...]], bool] | None = None,
+    not_sent: Callable[[tuple[object, ...]], None] | None = None,
+) -> None:
     """Send ``task_name(*args)`` once the current transaction commits (at once outside one)."""
-    after_commit_each(task_name, [args], reference=reference, if_lost=if_lost)
+    after_commit_each(
+        task_name, [args], reference=reference, if_lost=if_lost, unless=unless, not_sent=not_sent
+    )
 
 
 def after_commit_each(
-    task_name: str, calls: Iterable[Sequence[object]], *, reference: str = "", if_lost: str
+    task_name: str,
+    calls: Iterable[Sequence[object]],
+    *,
+    reference: str = "",
+    if_lost: str,
+    unless: Callable[[tuple[object, ...]], bool] | None = None,
+    not_sent: Callable[[tuple[object, ...]], None] | None = None,
 ) -> None:
     """Send ``task_name`` once for each argument tuple after commit; the first broker failure stops the rest
-    (one warning, not one slow retry per call)."""
+    (one warning, not one slow retry per call). ``unless(args)``, asked after the commit, skips a call that a
+    message already on its way covers (it must then see what this transaction committed); ``not_sent(args)``
+    is told of each call the broker failure left unsent."""
     batch = [tuple(args) for args in calls]
     if not batch:
         return
     task = _task(task_name)  # an unknown name is a programming error: fail in the caller, before the commit
 
     def send() -> None:
-        for args in batch:
+        for position, args in enumerate(batch):
+            if unless is not None and unless(args):
+                continue
             try:
                 task.apply_async(args=args, retry=True, retry_policy=PUBLISH_RETRY)
             except Exception as exc:  # any broker failure; the commit already happened
+                if not_sent is not None:
+                    for unsent in batch[position:]:
+                        not_sent(unsent)
                 logger.warning(
                     "%s%s not enqueued (%s: %s); %s",
                     task_name,

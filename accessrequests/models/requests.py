@@ -108,6 +108,32 @@ class _StatusQuerySet(models.QuerySet):
         rows = self.filter(pk=pk, status__in=sources)
         return models.QuerySet.update(rows, status=target, **fields) == 1
 
+    def transition_many(
+        self, pks: Iterable[int], *, sources: Iterable[str], target: str, locked: bool = False, **fields: Any
+    ) -> set[int]:
+        """``transition`` for several rows given the same ``fields``, in two statements whatever their number:
+        the rows still in one of ``sources`` are locked, then moved. Returns the ids moved (the others lost a
+        race and are unchanged). Inside a transaction, which holds the row locks until it ends. ``locked``: this
+        transaction already holds the rows' locks and saw them in ``sources``, so one statement moves them all."""
+        sources = tuple(sources)
+        _check_transitions(self.transitions, sources, target)
+        pks = list(pks)
+        if not pks:
+            return set()
+        if locked:
+            rows = self.filter(pk__in=pks, status__in=sources)
+            if models.QuerySet.update(rows, status=target, **fields) != len(set(pks)):
+                raise TransitionError("rows locked by this transaction changed under it")
+            return set(pks)
+        moved = set(
+            self.select_for_update(of=("self",))
+            .filter(pk__in=pks, status__in=sources)
+            .values_list("pk", flat=True)
+        )
+        if moved:
+            models.QuerySet.update(self.filter(pk__in=moved, status__in=sources), status=target, **fields)
+        return moved
+
 
 class AccessRequestQuerySet(_StatusQuerySet):
     transitions = REQUEST_TRANSITIONS

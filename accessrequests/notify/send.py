@@ -17,7 +17,7 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypedDict
 
@@ -227,10 +227,14 @@ def _load_request(request_id: int) -> AccessRequest:
     )
 
 
-def _load_grant(grant_id: int) -> Grant:
-    return Grant.objects.select_related(
-        "request", "request__requester", "request__principal", "request__account", "request__rule"
-    ).get(pk=grant_id)
+def _load_grants(grant_ids: Iterable[int]) -> list[Grant]:
+    return list(
+        Grant.objects.select_related(
+            "request", "request__requester", "request__principal", "request__account", "request__rule"
+        )
+        .filter(pk__in=list(grant_ids))
+        .order_by("pk")
+    )
 
 
 def _requester_email(req: AccessRequest) -> bool:
@@ -280,28 +284,33 @@ def notify_request_decided(request_id: int) -> int:
 
 
 @shared_task(name="accessrequests.tasks.notify_grant_applied", **RETRY_OPTIONS)
-def notify_grant_applied(grant_id: int) -> int:
-    """Tell the requester their access is live (skipped if it has ended meanwhile)."""
-    grant = _load_grant(grant_id)
-    if grant.status != GrantStatus.ACTIVE or not _requester_email(grant.request):
-        return 0
-    subject, body = text.applied(grant)
-    return deliver_all(
-        [_email_job(f"grant.applied:{grant.pk}", grant.request.requester, subject, body, grant=grant)]
-    )
+def notify_grant_applied(*grant_ids: int) -> int:
+    """Tell each requester their access is live (skipped for a grant that has ended meanwhile). One task carries
+    every grant one reconcile applied; a retry sends only what did not go out (one Notification row each)."""
+    jobs = []
+    for grant in _load_grants(grant_ids):
+        if grant.status != GrantStatus.ACTIVE or not _requester_email(grant.request):
+            continue
+        subject, body = text.applied(grant)
+        jobs.append(
+            _email_job(f"grant.applied:{grant.pk}", grant.request.requester, subject, body, grant=grant)
+        )
+    return deliver_all(jobs)
 
 
 @shared_task(name="accessrequests.tasks.notify_grant_failed", **RETRY_OPTIONS)
-def notify_grant_failed(grant_id: int) -> int:
-    """Tell the requester their access could not be applied, and why (once per grant, not per retry)."""
-    grant = _load_grant(grant_id)
-    # A retry may have succeeded while this message waited; an outdated failure would only confuse.
-    if grant.status != GrantStatus.FAILED or not _requester_email(grant.request):
-        return 0
-    subject, body = text.failed(grant)
-    return deliver_all(
-        [_email_job(f"grant.failed:{grant.pk}", grant.request.requester, subject, body, grant=grant)]
-    )
+def notify_grant_failed(*grant_ids: int) -> int:
+    """Tell each requester their access could not be applied, and why (once per grant, not per retry)."""
+    jobs = []
+    for grant in _load_grants(grant_ids):
+        # A retry may have succeeded while this message waited; an outdated failure would only confuse.
+        if grant.status != GrantStatus.FAILED or not _requester_email(grant.request):
+            continue
+        subject, body = text.failed(grant)
+        jobs.append(
+            _email_job(f"grant.failed:{grant.pk}", grant.request.requester, subject, body, grant=grant)
+        )
+    return deliver_all(jobs)
 
 
 def grants_to_warn_of_expiry(now: datetime | None = None) -> QuerySet[Grant]:

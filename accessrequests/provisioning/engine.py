@@ -17,13 +17,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -43,9 +45,11 @@ from accessrequests.models import (
 )
 from accessrequests.notify import hooks as notify
 from accessrequests.provisioning import delivery, session_fences
-from accessrequests.provisioning.grants import enqueue_reconcile
+from accessrequests.provisioning.grants import enqueue_reconcile, reconcile_starting
 
 logger = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
 
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=1)
@@ -121,8 +125,9 @@ def _ending(grant: Grant) -> str:
     return GrantEnding.EXPIRED  # a live grant past its expiry
 
 
-def _audit(grant: Grant, action: str, **fields: Any) -> None:
-    audit.record(
+def _event(grant: Grant, action: str, **fields: Any) -> dict[str, Any]:
+    """A grant's audit event, for ``audit.record_many``."""
+    return dict(
         action=action,
         object_type="grant",
         object_id=grant.pk,
@@ -131,6 +136,18 @@ def _audit(grant: Grant, action: str, **fields: Any) -> None:
         account_id=grant.account.account_id,
         **fields,
     )
+
+
+def _audit(grant: Grant, action: str, **fields: Any) -> None:
+    audit.record(**_event(grant, action, **fields))
+
+
+def _grouped(grants: Iterable[Grant], key: Callable[[Grant], K]) -> dict[K, list[Grant]]:
+    """Grants by the fields their update will set, so each group is one conditional update."""
+    groups: dict[K, list[Grant]] = {}
+    for grant in grants:
+        groups.setdefault(key(grant), []).append(grant)
+    return groups
 
 
 def _should_be_live(grant: Grant, now: datetime) -> bool:
@@ -162,6 +179,7 @@ def reconcile_principal(*, principal_id: int, account_id: int) -> dict[str, Any]
     ``request_ids`` of the writes made (none when AWS already matched). Raises TransientProvisioningError
     after recording the failure when AWS failed in a way worth retrying soon.
     """
+    reconcile_starting(principal_id=principal_id, account_id=account_id)  # before it reads anything
     if not _has_work(principal_id, account_id, timezone.now()):
         # Most messages find their grant applied already by a reconcile for another grant of the same
         # principal (coalescing); checking first, without the lock, keeps them from queueing behind it.
@@ -207,33 +225,36 @@ def _claim(principal_id: int, account_id: int, now: datetime) -> tuple[list[Gran
                 account_id=account_id,
                 status__in=[*LIVE_GRANT_STATUSES, GrantStatus.REVOKING],
             )
-            .select_related("request", "request__permission_set", "account")
+            .select_related("request", "request__permission_set", "account", "principal__identity_center")
         )
         live = sorted((g for g in rows if _should_be_live(g, now)), key=_live_order)
         pending = [g for g in live if g.status != GrantStatus.ACTIVE]
         leaving = [g for g in rows if _is_leaving(g, now)]
+        # The rows are locked: one update per target moves them all (the status condition stays, as ever).
+        Grant.objects.transition_many(
+            [g.pk for g in pending],
+            sources={g.status for g in pending},
+            target=GrantStatus.APPLYING,
+            locked=True,
+            attempts=F("attempts") + 1,
+            updated_at=now,
+        )
         for grant in pending:
-            Grant.objects.transition(
-                grant.pk,
-                sources=[grant.status],
-                target=GrantStatus.APPLYING,
-                attempts=F("attempts") + 1,
-                updated_at=now,
-            )
             grant.status = GrantStatus.APPLYING
             grant.attempts += 1
-        for grant in leaving:
-            ending = _ending(grant)
-            Grant.objects.transition(
-                grant.pk,
-                sources=[grant.status],
+        for ending, group in _grouped(leaving, _ending).items():
+            Grant.objects.transition_many(
+                [g.pk for g in group],
+                sources={g.status for g in group},
                 target=GrantStatus.REVOKING,
+                locked=True,
                 ending=ending,
                 attempts=F("attempts") + 1,
                 updated_at=now,
             )
-            grant.status, grant.ending = GrantStatus.REVOKING, ending
-            grant.attempts += 1
+            for grant in group:
+                grant.status, grant.ending = GrantStatus.REVOKING, ending
+                grant.attempts += 1
     return live, pending, leaving
 
 
@@ -242,8 +263,8 @@ def _reconcile_locked(principal_id: int, account_id: int) -> dict[str, Any]:
     outcome = _outcome(principal_id, account_id)
     if not pending and not leaving:
         return outcome  # everything live is active and nothing is leaving: AWS already holds it
-    principal = Principal.objects.select_related("identity_center").get(pk=principal_id)
-    account = AwsAccount.objects.get(pk=account_id)
+    claimed = (pending or leaving)[0]  # read with its principal and account under the lock
+    principal, account = claimed.principal, claimed.account
     try:
         result = delivery.converge(principal, account, live, write=True)
     except Exception as exc:
@@ -268,27 +289,37 @@ def _reconcile_locked(principal_id: int, account_id: int) -> dict[str, Any]:
 def _record_failure(
     pending: Sequence[Grant], leaving: Sequence[Grant], reason: str, *, transient: bool, now: datetime
 ) -> None:
+    events: list[dict[str, Any]] = []
     with transaction.atomic():
-        for grant in pending:
-            updated = Grant.objects.transition(
-                grant.pk,
+        failed: set[int] = set()
+        # Grants of one reconcile share their attempt count, so this is usually one update each.
+        for attempts, group in _grouped(pending, lambda g: g.attempts).items():
+            failed |= Grant.objects.transition_many(
+                [g.pk for g in group],
                 sources=[GrantStatus.APPLYING],
                 target=GrantStatus.FAILED,
                 last_error=reason,
-                next_attempt_at=_backoff(grant.attempts, now),
+                next_attempt_at=_backoff(attempts, now),
                 updated_at=now,
             )
-            if updated:
-                _audit(grant, "grant.failed", after={"reason": reason, "attempts": grant.attempts})
-                # People hear about a failure that will not pass by itself, not about every throttled try.
-                if not transient:
-                    notify.on_grant_failed(grant)
-        for grant in leaving:
+        for grant in pending:
+            if grant.pk in failed:
+                events.append(
+                    _event(grant, "grant.failed", after={"reason": reason, "attempts": grant.attempts})
+                )
+        for attempts, group in _grouped(leaving, lambda g: g.attempts).items():
             # Still to be removed: it stays "revoking" (the sweeper re-drives it) and shows why it is late.
-            Grant.objects.filter(pk=grant.pk, status=GrantStatus.REVOKING).update(
-                last_error=reason, next_attempt_at=_backoff(grant.attempts, now), updated_at=now
+            Grant.objects.filter(pk__in=[g.pk for g in group], status=GrantStatus.REVOKING).update(
+                last_error=reason, next_attempt_at=_backoff(attempts, now), updated_at=now
             )
-            _audit(grant, "grant.revoke_failed", after={"reason": reason, "attempts": grant.attempts})
+        for grant in leaving:
+            events.append(
+                _event(grant, "grant.revoke_failed", after={"reason": reason, "attempts": grant.attempts})
+            )
+        audit.record_many(events)
+        # People hear about a failure that will not pass by itself, not about every throttled try.
+        if not transient:
+            notify.on_grants_failed([g for g in pending if g.pk in failed])
 
 
 def _merged_ids(existing: Iterable[str], new: Iterable[str]) -> list[str]:
@@ -303,71 +334,99 @@ def _record_success(
     *,
     now: datetime,
 ) -> None:
+    """Record what one converge did: each group of grants given the same fields is one conditional update
+    (rows locked, then moved), and every grant's events are appended to the audit chain together."""
     ids = [i for i in result.request_ids if i]
     pending_ids = {g.pk for g in pending}
+    refused = [g for g in live if g.pk in result.refused]
+    applying = [g for g in live if g.pk not in result.refused and g.pk in pending_ids]
+    details = {g.pk: {**g.details, **result.details.get(g.pk, {})} for g in live}
+    events: list[dict[str, Any]] = []
     with transaction.atomic():
-        for grant in live:
-            if grant.pk in result.refused:
-                reason = result.refused[grant.pk]
-                updated = Grant.objects.transition(
-                    grant.pk,
-                    sources=[GrantStatus.APPLYING, GrantStatus.ACTIVE],
-                    target=GrantStatus.FAILED,
-                    last_error=reason,
-                    next_attempt_at=_backoff(grant.attempts, now),
-                    updated_at=now,
-                )
-                if updated:
-                    _audit(grant, "grant.failed", after={"reason": reason, "attempts": grant.attempts})
-                    notify.on_grant_failed(grant)
-                continue
-            details = {**grant.details, **result.details.get(grant.pk, {})}
-            if grant.pk not in pending_ids:
-                if details != grant.details:  # e.g. the cross-account role's ARN, learned again
-                    Grant.objects.filter(pk=grant.pk, status=GrantStatus.ACTIVE).update(details=details)
-                continue
-            updated = Grant.objects.transition(
-                grant.pk,
-                sources=[GrantStatus.APPLYING],
-                target=GrantStatus.ACTIVE,
-                applied_at=grant.applied_at or now,
-                last_error="",
-                next_attempt_at=None,
-                aws_request_ids=_merged_ids(grant.aws_request_ids, ids),
-                details=details,
+        failed: set[int] = set()
+        for reason, attempts in {(result.refused[g.pk], g.attempts) for g in refused}:
+            failed |= Grant.objects.transition_many(
+                [g.pk for g in refused if (result.refused[g.pk], g.attempts) == (reason, attempts)],
+                sources=[GrantStatus.APPLYING, GrantStatus.ACTIVE],
+                target=GrantStatus.FAILED,
+                last_error=reason,
+                next_attempt_at=_backoff(attempts, now),
                 updated_at=now,
             )
-            if not updated:
-                continue  # revoked while we worked: its own reconcile, queued behind us, takes it away
-            applied = {"status": GrantStatus.ACTIVE, "attempts": grant.attempts, **details}
-            if not ids:
-                # Nothing needed writing: AWS already held it (an earlier attempt's write that was not recorded,
-                # say by a worker killed right after it). The auditor sees why no request id is named.
-                applied["aws_already_matched"] = True
-            _audit(grant, "grant.applied", after=applied, aws_request_ids=ids)
-            _audit(grant, "grant.verified", after={"read_back": result.summary})
-            notify.on_grant_applied(grant)
-        for grant in leaving:
-            ending = grant.ending or GrantEnding.REVOKED
-            updated = Grant.objects.transition(
-                grant.pk,
+        for grant in live:
+            still_active = grant.pk not in result.refused and grant.pk not in pending_ids
+            if still_active and details[grant.pk] != grant.details:  # e.g. a cross-account role's ARN, again
+                Grant.objects.filter(pk=grant.pk, status=GrantStatus.ACTIVE).update(details=details[grant.pk])
+        applied: set[int] = set()
+
+        def same_fields(grant: Grant) -> tuple[Any, ...]:
+            return (
+                grant.applied_at,
+                tuple(grant.aws_request_ids),
+                json.dumps(details[grant.pk], sort_keys=True, cls=DjangoJSONEncoder),
+            )
+
+        for group in _grouped(applying, same_fields).values():
+            first = group[0]
+            # A grant revoked while we worked is not moved: its own reconcile, queued behind us, takes it away.
+            applied |= Grant.objects.transition_many(
+                [g.pk for g in group],
+                sources=[GrantStatus.APPLYING],
+                target=GrantStatus.ACTIVE,
+                applied_at=first.applied_at or now,
+                last_error="",
+                next_attempt_at=None,
+                aws_request_ids=_merged_ids(first.aws_request_ids, ids),
+                details=details[first.pk],
+                updated_at=now,
+            )
+        for grant in live:
+            if grant.pk in failed:
+                reason = result.refused[grant.pk]
+                events.append(
+                    _event(grant, "grant.failed", after={"reason": reason, "attempts": grant.attempts})
+                )
+            elif grant.pk in applied:
+                after = {"status": GrantStatus.ACTIVE, "attempts": grant.attempts, **details[grant.pk]}
+                if not ids:
+                    # Nothing needed writing: AWS already held it (an earlier attempt's write that was not
+                    # recorded, say by a worker killed right after it). The auditor sees why no request id is
+                    # named.
+                    after["aws_already_matched"] = True
+                events.append(_event(grant, "grant.applied", after=after, aws_request_ids=ids))
+                events.append(_event(grant, "grant.verified", after={"read_back": result.summary}))
+        ended: set[int] = set()
+        for (ending, request_ids), group in _grouped(
+            leaving, lambda g: (g.ending or GrantEnding.REVOKED, tuple(g.aws_request_ids))
+        ).items():
+            ended |= Grant.objects.transition_many(
+                [g.pk for g in group],
                 sources=[GrantStatus.REVOKING],
                 target=ending,
                 revoked_at=now,
                 last_error="",
                 next_attempt_at=None,
-                aws_request_ids=_merged_ids(grant.aws_request_ids, ids),
+                aws_request_ids=_merged_ids(request_ids, ids),
                 updated_at=now,
             )
-            if updated:
-                _audit(
-                    grant,
-                    f"grant.{ending}",
-                    before={"status": GrantStatus.REVOKING},
-                    after={"status": ending, "read_back": result.summary},
-                    aws_request_ids=ids,
+        for grant in leaving:
+            if grant.pk in ended:
+                ending = grant.ending or GrantEnding.REVOKED
+                events.append(
+                    _event(
+                        grant,
+                        f"grant.{ending}",
+                        before={"status": GrantStatus.REVOKING},
+                        after={"status": ending, "read_back": result.summary},
+                        aws_request_ids=ids,
+                    )
                 )
+        audit.record_many(events)
+        for grant in leaving:
+            if grant.pk in ended:
                 session_fences.access_end_record(grant_id=grant.pk, now=now)
+        notify.on_grants_failed([g for g in live if g.pk in failed])
+        notify.on_grants_applied([g for g in live if g.pk in applied])
 
 
 # --- what people ask for ------------------------------------------------------------------------------
@@ -502,7 +561,7 @@ def grant_abandon(*, grant_id: int, actor: Any) -> Grant:
 def _enqueue_pairs(pairs: Iterable[tuple[int, int]]) -> int:
     unique = sorted(set(pairs))
     for principal_id, account_id in unique:
-        enqueue_reconcile(principal_id=principal_id, account_id=account_id)
+        enqueue_reconcile(principal_id=principal_id, account_id=account_id, always=True)
     return len(unique)
 
 
