@@ -17,6 +17,7 @@ from accessrequests.authz.permissions import NotAllowed
 from accessrequests.models import (
     AccessRequest,
     AuditEvent,
+    AwsAccount,
     BreakGlassReview,
     EligibilityRule,
     Grant,
@@ -79,6 +80,28 @@ def test_an_allowed_user_gets_the_access_approved_at_once_with_no_approver_and_i
     event = AuditEvent.objects.get(action="request.break_glass")
     assert event.actor == world.oncall
     assert (event.after["incident"], event.after["reason"]) == ("INC-4711", REASON)
+
+
+@pytest.mark.django_db
+def test_an_account_of_unknown_environment_is_refused_naming_why_no_rule_covers_it(world):
+    """Routing fails closed for an account no rule knows the environment of; break-glass says why, as a request does."""
+    from accessrequests.authz.routing import match_rule
+    from accessrequests.models import Environment
+
+    # The rule routes by environment (as organizations write them), not by naming the account.
+    world.rule.accounts.clear()
+    force_update(type(world.rule).objects.filter(pk=world.rule.pk), environments=[Environment.DEVELOPMENT])
+    routed = {"account": world.account, "kind": "pipeline", "level": "viewer", "pipelines": [world.pipeline]}
+    assert match_rule(**routed) == world.rule  # a development account: routed
+    force_update(AwsAccount.objects.filter(pk=world.account.pk), environment=Environment.UNKNOWN, tags={})
+    world.account.refresh_from_db()
+    assert match_rule(**{**routed, "account": world.account}) is None
+    with pytest.raises(
+        NotAllowed, match=r"has no environment: tag it `environment=…` in Organizations"
+    ) as refused:
+        glass(world)
+    assert "Break-glass follows the same rules, so there is none for it either." in str(refused.value)
+    assert not AccessRequest.objects.exists()
 
 
 @pytest.mark.django_db

@@ -57,16 +57,19 @@ def _check_may_break_glass(
 ) -> None:
     """Who may break the glass under ``rule`` (named, briefly, with a reason and an incident, a few times a day),
     and the shape of what they get (the rule's break-glass kinds, reaching nobody but them)."""
-    permissions.check(
-        permissions.break_glass_problem(
-            requester,
-            rule=rule,
-            duration_hours=draft.duration_hours,
-            reason=draft.justification,
-            incident=incident,
-            now=now,
-        )
+    problem = permissions.break_glass_problem(
+        requester,
+        rule=rule,
+        duration_hours=draft.duration_hours,
+        reason=draft.justification,
+        incident=incident,
+        now=now,
     )
+    if problem == permissions.NO_BREAK_GLASS_RULE:
+        # Why no rule routes it (an account of unknown environment, say) and what would fix it, as a request hears.
+        reason = rules.unrouted_reason(account=draft.account, kind=draft.kind)
+        problem = f"{reason} Break-glass follows the same rules, so there is none for it either."
+    permissions.check(problem)
     permissions.check(
         permissions.break_glass_shape_problem(requester, rule=rule, request=draft.as_unsaved_request())
     )
