@@ -93,19 +93,22 @@ class Principal(models.Model):
     def is_outside(self) -> bool:
         return self.kind in OUTSIDE_KINDS
 
+    @staticmethod
+    def outside_party_identity(
+        *, trusted_account_id: str = "", trusted_principal_arn: str = ""
+    ) -> tuple[str, str, str]:
+        """The (kind, external id, name) the catalog keeps the outside party a cross-account role trusts under."""
+        if trusted_principal_arn:
+            return PrincipalKind.OUTSIDE_PRINCIPAL, trusted_principal_arn, trusted_principal_arn
+        return PrincipalKind.OUTSIDE_ACCOUNT, f"arn:aws:iam::{trusted_account_id}:root", trusted_account_id
+
     @classmethod
     def outside_party(cls, *, trusted_account_id: str = "", trusted_principal_arn: str = "") -> Principal:
         """The outside party a cross-account role trusts, as the catalog holds it (unsaved the first time: the
         request that names it saves it, see ``workflow.requests.create_from_draft``)."""
-        if trusted_principal_arn:
-            kind, external_id, name = (
-                PrincipalKind.OUTSIDE_PRINCIPAL,
-                trusted_principal_arn,
-                trusted_principal_arn,
-            )
-        else:
-            kind, external_id = PrincipalKind.OUTSIDE_ACCOUNT, f"arn:aws:iam::{trusted_account_id}:root"
-            name = trusted_account_id
+        kind, external_id, name = cls.outside_party_identity(
+            trusted_account_id=trusted_account_id, trusted_principal_arn=trusted_principal_arn
+        )
         found = cls.objects.filter(kind=kind, external_id=external_id).first()
         return found or cls(kind=kind, external_id=external_id, name=name[:128])
 

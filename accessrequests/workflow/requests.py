@@ -171,12 +171,17 @@ def outside_party_problem(trusted_account_id: str, trusted_principal_arn: str) -
 def settle_outside_party(draft: RequestDraft) -> None:
     """A cross-account request is for the outside party its role trusts, whatever principal a caller put in the
     draft: that party is who receives it, on the page, in the queue and in the audit trail."""
-    if draft.kind == RequestKind.CROSS_ACCOUNT and not outside_party_problem(
+    if draft.kind != RequestKind.CROSS_ACCOUNT or outside_party_problem(
         draft.trusted_account_id, draft.trusted_principal_arn
     ):
-        draft.principal = Principal.outside_party(
-            trusted_account_id=draft.trusted_account_id, trusted_principal_arn=draft.trusted_principal_arn
-        )
+        return
+    party = {
+        "trusted_account_id": draft.trusted_account_id,
+        "trusted_principal_arn": draft.trusted_principal_arn,
+    }
+    kind, external_id, _ = Principal.outside_party_identity(**party)
+    if (draft.principal.kind, draft.principal.external_id) != (kind, external_id):  # settled once per trip
+        draft.principal = Principal.outside_party(**party)
 
 
 def _delivery_for(draft: RequestDraft) -> str:
