@@ -7,7 +7,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_handler
 
-from accessrequests.authz.permissions import NotAllowed, SecondFactorUnavailable
+from accessrequests.authz.permissions import NotAllowed
 from accessrequests.reviews.campaigns import ReviewError
 from accessrequests.workflow.requests import RequestError
 
@@ -15,12 +15,6 @@ from accessrequests.workflow.requests import RequestError
 def exception_handler(exc, context):
     if isinstance(exc, RequestError | ReviewError):
         return Response({"error": str(exc), "detail": None}, status=status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, SecondFactorUnavailable):
-        return Response(
-            {"error": str(exc), "detail": None},
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "5"},
-        )
     if isinstance(exc, NotAllowed):
         return Response({"error": str(exc), "detail": None}, status=status.HTTP_403_FORBIDDEN)
     if isinstance(exc, Http404):

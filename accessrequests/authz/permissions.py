@@ -29,7 +29,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils import timezone
-from redis.exceptions import RedisError
 
 from accessrequests.authz import recipients
 from accessrequests.authz.routing import account_facts, is_low_risk, rules_for_approver, scope_of
@@ -56,11 +55,6 @@ from accessrequests.models import (
 
 class NotAllowed(Exception):
     """A rule forbids this to this user; the message says which rule, for the person who tried."""
-
-
-class SecondFactorUnavailable(Exception):
-    """A code cannot be checked now: the shared cache that records used codes (so that a replayed code fails on
-    every process) does not answer. The code is refused, never accepted unchecked; trying again shortly works."""
 
 
 def check(problem: str | None) -> None:
@@ -503,8 +497,8 @@ def second_factor_from_session(http_request) -> SecondFactor | None:
 
 
 def second_factor_from_code(user, code: str) -> SecondFactor | None:
-    """Check a TOTP code of ``user`` (allauth's validation: a used code is refused until it expires, in the
-    shared cache, so a replay on another process fails too)."""
+    """Check a TOTP code of ``user`` with allauth's validation; a used code is refused until it expires, wherever
+    it was used (``authz/used_codes.py``: recorded in the database, so the check holds while Redis restarts)."""
     from allauth.mfa.models import Authenticator
     from allauth.mfa.totp.internal.auth import TOTP
 
@@ -514,12 +508,7 @@ def second_factor_from_code(user, code: str) -> SecondFactor | None:
     authenticator = Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).first()
     if authenticator is None:
         return None
-    try:
-        valid = TOTP(authenticator).validate_code(code)
-    except (RedisError, OSError) as exc:  # the cache backend's errors (Redis restarting, a file cache's disk)
-        raise SecondFactorUnavailable(
-            "Your code cannot be checked right now (a shared service is restarting); try again in a few seconds."
-        ) from exc
+    valid = TOTP(authenticator).validate_code(code)
     if not valid:
         return None
     authenticator.record_usage()

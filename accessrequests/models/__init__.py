@@ -69,6 +69,7 @@ from accessrequests.models.reviews import (
     ReviewItem,
     UnreviewedOutcome,
 )
+from accessrequests.models.second_factor import UsedTotpCode
 from accessrequests.models.sessions import AccessEnd, EndState, FenceKind
 from accessrequests.models.slack import SlackMessage
 from accessrequests.models.tokens import ApiToken, TokenScope
@@ -143,6 +144,7 @@ __all__ = [
     "TokenScope",
     "TransitionError",
     "UnreviewedOutcome",
+    "UsedTotpCode",
     "WorkerHeartbeat",
     "pipeline_only",
 ]
