@@ -12,10 +12,11 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.core import mail
 from django.utils import timezone
 
+from accessrequests.authz import permissions
 from accessrequests.models import (
     AccessRequest,
     Grant,
@@ -26,6 +27,7 @@ from accessrequests.models import (
 )
 from accessrequests.notify.send import (
     MAX_ATTEMPTS,
+    approvers_to_notify,
     notify_expiring_grants,
     notify_grant_applied,
     notify_grant_failed,
@@ -233,6 +235,25 @@ def test_an_announcement_interrupted_and_run_again_after_the_decision_closes_wha
         sent[2].pk: NotificationStatus.SENT,
     }
     assert mail.outbox == []
+
+
+def test_the_approvers_to_notify_are_exactly_those_decide_problem_allows(world):
+    """The announcement asks the same rule as the review page, read once for everyone: an auditor who approves, a
+    deactivated approver, one who decided already, the requester and a recipient are left out."""
+    world.rule.approvals_required = 2
+    world.rule.save()
+    make_user("auditing-approver", "approvers", "auditors")
+    make_user("gone", "approvers", is_active=False)
+    req = world.submit()
+    approve(world, req)
+    req.refresh_from_db()
+    assert req.status == RequestStatus.PENDING
+
+    chosen = approvers_to_notify(req)
+
+    everyone = User.objects.exclude(email="").order_by("pk")
+    assert chosen == [user for user in everyone if permissions.decide_problem(user, req) is None]
+    assert [user.username for user in chosen] == ["approver2", "pipeline-owner"]
 
 
 def test_an_auto_approved_request_asks_no_approver_for_a_review(world):

@@ -20,7 +20,7 @@ after the fact is another approver's (``post_review_problem``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +31,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accessrequests.authz import recipients
-from accessrequests.authz.routing import account_facts, is_low_risk, rules_for_approver, scope_of
+from accessrequests.authz.routing import (
+    account_facts,
+    approvers_among,
+    is_low_risk,
+    rules_for_approver,
+    scope_of,
+)
 from accessrequests.core import roles, scope
 from accessrequests.core.wording import counted
 from accessrequests.models import (
@@ -276,10 +282,18 @@ def pending_window() -> timedelta:
 
 
 def decide_problem(
-    user, request: AccessRequest, *, now: datetime | None = None, recipient_ids: set[int] | None = None
+    user,
+    request: AccessRequest,
+    *,
+    now: datetime | None = None,
+    recipient_ids: set[int] | None = None,
+    approver_ids: set[int] | None = None,
+    reviewer_ids: set[int] | None = None,
 ) -> str | None:
     """Whether ``user`` may approve or deny ``request`` now (the second factor is checked separately).
-    ``recipient_ids`` lets a caller asking for many users compute the recipients once."""
+    ``recipient_ids`` (``recipients.recipient_user_ids``), ``approver_ids`` (users the request's rule covers) and
+    ``reviewer_ids`` (users who decided it already) let a caller asking for many users read them once
+    (``who_may_decide``)."""
     problem = _writer_problem(user)
     if problem:
         return problem
@@ -297,11 +311,35 @@ def decide_problem(
         recipient_ids = recipients.recipient_user_ids(request)
     if user.pk in recipient_ids:
         return "You cannot decide a request whose access would reach you (you are one of its recipients)."
-    if not rules_for_approver(user).filter(pk=request.rule_id).exists():
+    if approver_ids is None:
+        approver_ids = approvers_among(request.rule_id, [user.pk])
+    if user.pk not in approver_ids:
         return "Your approval rules do not cover this request."
-    if request.decisions.filter(reviewer=user).exists():
+    decided = (
+        request.decisions.filter(reviewer=user).exists() if reviewer_ids is None else user.pk in reviewer_ids
+    )
+    if decided:
         return "You have already decided this request."
     return None
+
+
+def who_may_decide(request: AccessRequest, users: Iterable[Any]) -> list[Any]:
+    """The users among ``users`` who may decide ``request`` now: ``decide_problem`` asked for each of them, with
+    what it reads from the database read once for all (a constant number of queries, whatever their number)."""
+    users = list(users)
+    roles.load_groups(users)
+    ids = [user.pk for user in users]
+    recipient_ids = recipients.recipient_user_ids(request)
+    approver_ids = approvers_among(request.rule_id, ids)
+    reviewer_ids = set(request.decisions.filter(reviewer_id__in=ids).values_list("reviewer_id", flat=True))
+    return [
+        user
+        for user in users
+        if decide_problem(
+            user, request, recipient_ids=recipient_ids, approver_ids=approver_ids, reviewer_ids=reviewer_ids
+        )
+        is None
+    ]
 
 
 def cancel_problem(user, request: AccessRequest) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
 from accessrequests.core.scope import AccountFacts, AccountScope, RouteRule, covers, route
@@ -214,3 +215,15 @@ def rules_for_approver(user) -> QuerySet[ApprovalRule]:
     return ApprovalRule.objects.filter(
         Q(approver_users=user) | Q(approver_groups__in=user.groups.all())
     ).distinct()
+
+
+def approvers_among(rule_id: int, user_ids: Iterable[int]) -> set[int]:
+    """Which of these users the rule covers (``rules_for_approver`` asked from the rule's side): named directly or
+    through one of their groups; one query for any number of users."""
+    return set(
+        get_user_model()
+        .objects.filter(pk__in=list(user_ids))
+        .filter(Q(approval_rules=rule_id) | Q(groups__approval_rules=rule_id))
+        .values_list("pk", flat=True)
+        .distinct()
+    )

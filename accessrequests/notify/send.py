@@ -29,7 +29,7 @@ from django.db import OperationalError
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from accessrequests.authz import permissions, recipients
+from accessrequests.authz import permissions
 from accessrequests.models import (
     AccessRequest,
     Grant,
@@ -215,10 +215,7 @@ def approvers_to_notify(req: AccessRequest) -> list[User]:
         .distinct()
         .order_by("pk")
     )
-    reached = recipients.recipient_user_ids(req)
-    return [
-        user for user in candidates if permissions.decide_problem(user, req, recipient_ids=reached) is None
-    ]
+    return permissions.who_may_decide(req, candidates)
 
 
 def _load_request(request_id: int) -> AccessRequest:
