@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accessrequests.authz import permissions
@@ -38,6 +40,7 @@ from accessrequests.workflow.requests import request_approve, request_deny
 from portal.celery import app
 from tests.conftest import make_user
 from tests.factories import World, force_update, fresh_factor, make_account, make_rule
+from tests.smtp_support import SmtpServer
 
 pytestmark = pytest.mark.django_db
 
@@ -113,6 +116,18 @@ def world(settings):
     # An approver under another rule only.
     make_rule("Production", accounts=[make_account("210987654321", "prod")], group="release-managers")
     return world
+
+
+@pytest.fixture
+def smtp(settings) -> Iterator[SmtpServer]:
+    """Mail goes by SMTP to a real server of the test's own on 127.0.0.1 (Django's SMTP backend, no TLS)."""
+    server = SmtpServer()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", server.port, 10
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    yield server
+    server.close()
 
 
 @pytest.fixture
@@ -237,6 +252,32 @@ def test_an_announcement_interrupted_and_run_again_after_the_decision_closes_wha
     assert mail.outbox == []
 
 
+def _announce_counting_queries(req) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        notify_request_created.apply(args=[req.pk])
+    return len(queries)
+
+
+def test_an_announcement_to_40_approvers_runs_as_many_queries_as_one_to_5(world):
+    """Who may decide, the rows, the claim, the sends and the marks: a constant number of queries, so the
+    worker's cost per email is the mail itself."""
+    for i in range(2):
+        make_user(f"few-{i}", "approvers")
+    few = _announce_counting_queries(world.submit())
+    assert len(mail.outbox) == 5
+    mail.outbox.clear()
+    for i in range(35):
+        make_user(f"many-{i}", "approvers")
+
+    many = _announce_counting_queries(world.submit())
+
+    assert len(mail.outbox) == 40
+    assert many == few
+    assert {tuple(m.to) for m in mail.outbox} == {
+        (user.email,) for user in approvers_to_notify(world.submit())
+    }
+
+
 def test_the_approvers_to_notify_are_exactly_those_decide_problem_allows(world):
     """The announcement asks the same rule as the review page, read once for everyone: an auditor who approves, a
     deactivated approver, one who decided already, the requester and a recipient are left out."""
@@ -254,6 +295,107 @@ def test_the_approvers_to_notify_are_exactly_those_decide_problem_allows(world):
     everyone = User.objects.exclude(email="").order_by("pk")
     assert chosen == [user for user in everyone if permissions.decide_problem(user, req) is None]
     assert [user.username for user in chosen] == ["approver2", "pipeline-owner"]
+
+
+def test_a_run_after_a_worker_died_half_way_sends_only_what_was_not_sent(world):
+    """The worker died inside an announcement: one row it had claimed (its lease now over), one row another run is
+    sending right now, one it never reached; the rest went out. A run again sends the first and the third."""
+    for i in range(2):
+        make_user(f"more-{i}", "approvers")
+    req = world.submit()
+    notify_request_created.apply(args=[req.pk])
+    rows = list(Notification.objects.filter(event_key=f"request.created:{req.pk}").order_by("pk"))
+    assert len(rows) == 5
+    dead, busy, unreached = rows[0], rows[1], rows[2]
+    force_update(
+        Notification.objects.filter(pk=dead.pk),
+        status=NotificationStatus.SENDING,
+        claimed_at=timezone.now() - timedelta(hours=1),
+        sent_at=None,
+    )
+    force_update(
+        Notification.objects.filter(pk=busy.pk),
+        status=NotificationStatus.SENDING,
+        claimed_at=timezone.now(),
+        sent_at=None,
+    )
+    force_update(
+        Notification.objects.filter(pk=unreached.pk),
+        status=NotificationStatus.PENDING,
+        attempts=0,
+        sent_at=None,
+    )
+    mail.outbox.clear()
+
+    assert notify_request_created.apply(args=[req.pk]).get() == 2
+
+    assert recipients() == sorted([dead.recipient, unreached.recipient])
+    after = {
+        row.pk: (row.status, row.attempts)
+        for row in Notification.objects.filter(event_key=f"request.created:{req.pk}")
+    }
+    assert after == {
+        dead.pk: (NotificationStatus.SENT, 2),
+        busy.pk: (NotificationStatus.SENDING, 1),
+        unreached.pk: (NotificationStatus.SENT, 1),
+        rows[3].pk: (NotificationStatus.SENT, 1),
+        rows[4].pk: (NotificationStatus.SENT, 1),
+    }
+
+
+def test_an_address_the_mail_server_refuses_fails_alone_and_is_retried_while_the_others_go_once(
+    world, smtp, eager_tasks, django_capture_on_commit_callbacks
+):
+    smtp.refuse = {world.approver2.email}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        req = world.submit()
+
+    assert AccessRequest.objects.get(pk=req.pk).status == RequestStatus.PENDING
+    assert smtp.delivered() == [world.approver.email, world.owner.email]  # once each, over six runs
+    messages = [message for session in smtp.sessions for message in session.messages]
+    assert all(rcpts == [to] for rcpts, to in messages)  # each recipient their own message
+    rows = {row.recipient: row for row in Notification.objects.filter(event_key=f"request.created:{req.pk}")}
+    assert {to: (row.status, row.attempts) for to, row in rows.items()} == {
+        world.approver.email: (NotificationStatus.SENT, 1),
+        world.owner.email: (NotificationStatus.SENT, 1),
+        world.approver2.email: (NotificationStatus.FAILED, MAX_ATTEMPTS),
+    }
+    assert "550" in rows[world.approver2.email].last_error
+    assert "no such mailbox" in rows[world.approver2.email].last_error
+    # One connection a run, and a fresh one after the refusal for the message after it: 1 + 1 + 5 retries.
+    assert len(smtp.sessions) == MAX_ATTEMPTS + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_run_while_the_first_is_still_sending_sends_nothing(settings, smtp):
+    """Two workers got the same announcement (a redelivered message): the one that claimed the rows sends them;
+    the other, running while the first waits for the mail server, finds every row taken and sends nothing."""
+    settings.SITE_URL = SITE
+    world = World()
+    req = world.submit()
+    smtp.hold = True
+    results: list[int] = []
+
+    def first_run() -> None:
+        try:
+            results.append(notify_request_created.apply(args=[req.pk]).get())
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=first_run)
+    first.start()
+    try:
+        assert smtp.holding.wait(timeout=60), "the first run never reached the mail server"
+        assert notify_request_created.apply(args=[req.pk]).get() == 0
+        assert len(smtp.sessions) == 1  # the second run did not even connect
+    finally:
+        smtp.release()
+        first.join(timeout=60)
+
+    assert results == [2]
+    assert smtp.delivered() == [world.approver2.email, world.approver.email]
+    assert set(Notification.objects.values_list("status", "attempts")) == {(NotificationStatus.SENT, 1)}
 
 
 def test_an_auto_approved_request_asks_no_approver_for_a_review(world):

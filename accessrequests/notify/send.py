@@ -6,6 +6,10 @@ what already went out. A failed send leaves the row retryable; the task retries 
 times and then gives up. Nothing here can fail a request: the services only enqueue after commit
 (``notify/hooks.py``), and a notification that cannot be sent is logged and dropped.
 
+A task's emails go out together (``send_emails``): their rows are created in one insert, claimed in one update,
+sent over one mail connection (one message per recipient, so a refused address fails only its own row) and
+marked in one update, so an announcement to 40 approvers costs a few queries, not a few per approver.
+
 The Slack webhook URL is a secret (anyone holding it can post to the channel): it is never stored, logged or
 put into an error message.
 """
@@ -13,25 +17,29 @@ put into an error message.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
+import operator
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from celery import shared_task
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
-from django.db import OperationalError
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.core.mail import EmailMessage, get_connection
+from django.db import OperationalError, transaction
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from accessrequests.authz import permissions
 from accessrequests.models import (
     AccessRequest,
+    Decision,
     Grant,
     GrantStatus,
     Notification,
@@ -51,6 +59,9 @@ MAX_ATTEMPTS = MAX_RETRIES + 1
 # A row left "sending" longer than this belongs to a worker that died mid-send (tasks are killed after 10
 # minutes), so another run may take it over.
 CLAIM_LEASE = timedelta(minutes=15)
+# Emails are claimed, sent and marked this many at a time: a worker killed between sending and marking leaves at
+# most this many rows "sending" (sent, not yet recorded as sent), which a run after the lease sends again.
+EMAIL_BATCH = 100
 WEBHOOK_TIMEOUT_SECONDS = 5
 EXPIRY_WARNING = timedelta(hours=24)
 EXPIRING_PREFIX = "grant.expiring:"
@@ -83,6 +94,19 @@ RETRY_OPTIONS = _RetryOptions(
 # --- delivery -------------------------------------------------------------------------------------------
 
 
+def _unsent(now: datetime) -> Q:
+    """Rows not sent and nobody sending: never claimed, failed, or left "sending" by a worker that died (its
+    lease is over)."""
+    return Q(status__in=[NotificationStatus.PENDING, NotificationStatus.FAILED]) | Q(
+        status=NotificationStatus.SENDING, claimed_at__lt=now - CLAIM_LEASE
+    )
+
+
+def _claimable(now: datetime) -> Q:
+    """Rows a run may take: unsent and not yet tried MAX_ATTEMPTS times."""
+    return _unsent(now) & Q(attempts__lt=MAX_ATTEMPTS)
+
+
 def deliver(
     *,
     event_key: str,
@@ -100,11 +124,8 @@ def deliver(
         defaults={"request": request, "grant": grant},
     )
     now = timezone.now()
-    claimable = Q(status__in=[NotificationStatus.PENDING, NotificationStatus.FAILED]) | Q(
-        status=NotificationStatus.SENDING, claimed_at__lt=now - CLAIM_LEASE
-    )
     claimed = (
-        Notification.objects.filter(claimable, pk=note.pk, attempts__lt=MAX_ATTEMPTS)
+        Notification.objects.filter(_claimable(now), pk=note.pk)
         .update(status=NotificationStatus.SENDING, claimed_at=now, attempts=F("attempts") + 1)
     )  # fmt: skip
     if claimed != 1:
@@ -126,14 +147,158 @@ def deliver(
     return True
 
 
-def email_sender(to: str, subject: str, body: str) -> Callable[[], None]:
-    def send() -> None:
-        try:
-            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [to], fail_silently=False)
-        except Exception as exc:  # SMTP, DNS, TLS: all retryable, none may escape as a request failure
-            raise NotificationError(f"email: {exc.__class__.__name__}: {exc}") from None
+@dataclass(frozen=True)
+class Email:
+    """One email to one address about one event; its Notification row (event_key, "email", to) sends it once."""
 
-    return send
+    event_key: str
+    to: str
+    subject: str
+    body: str
+    request: AccessRequest | None = None
+    grant: Grant | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.event_key, self.to)
+
+    def log_extra(self) -> dict[str, str]:
+        about = self.request or (self.grant.request if self.grant else None)
+        return {"request_ref": about.reference if about else "-"}
+
+
+def send_emails(emails: Sequence[Email]) -> int:
+    """Send each email unless it was sent (or is being sent) already; the number this call sent. Raises
+    NotificationError, after recording every outcome, when any could not be sent (the task's retry then sends
+    only those)."""
+    sent, failures = _send_emails(emails)
+    if failures:
+        raise NotificationError("; ".join(failures))
+    return sent
+
+
+def _send_emails(emails: Sequence[Email]) -> tuple[int, list[str]]:
+    """``send_emails`` without the raise: how many were sent, and a summary of each kind of failure."""
+    unique: dict[tuple[str, str], Email] = {}
+    for email in emails:
+        unique.setdefault(email.key, email)  # two users sharing an address get one email
+    batch = list(unique.values())
+    sent, failures = 0, []
+    for start in range(0, len(batch), EMAIL_BATCH):
+        done, failed = _send_email_batch(batch[start : start + EMAIL_BATCH])
+        sent += done
+        failures += [f"{error} ({len(group)} of {len(batch)} not sent)" for error, group in failed.items()]
+    return sent, failures
+
+
+def _send_email_batch(emails: list[Email]) -> tuple[int, dict[str, list[Email]]]:
+    # The rows: one insert; a row another run (or an earlier one) made is kept as it is.
+    Notification.objects.bulk_create(
+        [
+            Notification(
+                event_key=email.event_key,
+                channel=NotificationChannel.EMAIL,
+                recipient=email.to,
+                request=email.request,
+                grant=email.grant,
+            )
+            for email in emails
+        ],
+        ignore_conflicts=True,
+    )
+    claimed = _claim_emails(emails)
+    mine = [email for email in emails if email.key in claimed]
+    if not mine:
+        return 0, {}
+    sent, failed = _send_over_one_connection(mine)
+    if sent:
+        Notification.objects.filter(pk__in=[claimed[email.key] for email in sent]).update(
+            status=NotificationStatus.SENT, sent_at=timezone.now(), last_error=""
+        )
+    for error, group in failed.items():
+        Notification.objects.filter(
+            pk__in=[claimed[email.key] for email in group], status=NotificationStatus.SENDING
+        ).update(status=NotificationStatus.FAILED, last_error=error)
+        for email in group:
+            logger.warning(
+                "%s email to %s not sent: %s", email.event_key, email.to, error, extra=email.log_extra()
+            )
+    for event_key, group in _by_event(sent).items():
+        logger.info("%s email sent to %d recipients", event_key, len(group), extra=group[0].log_extra())
+    return len(sent), failed
+
+
+def _claim_emails(emails: list[Email]) -> dict[tuple[str, str], int]:
+    """Claim every claimable row of these emails in one update; the rows this run took, by (event_key, to).
+
+    The rows are chosen and locked in one statement (``SKIP LOCKED``: a row another run is claiming right now is
+    theirs) and updated by id in the same transaction, so two runs never both take a row. SQLite has no row locks;
+    its transaction takes the database's write lock at its start (``transaction_mode`` IMMEDIATE in the
+    settings), which serialises the two statements against any other writer just the same.
+    """
+    keys = functools.reduce(
+        operator.or_,
+        (Q(event_key=key, recipient__in=[e.to for e in group]) for key, group in _by_event(emails).items()),
+    )
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            Notification.objects.filter(keys, _claimable(now), channel=NotificationChannel.EMAIL)
+            .select_for_update(skip_locked=True)
+            .values_list("pk", "event_key", "recipient")
+        )
+        if rows:
+            Notification.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
+                status=NotificationStatus.SENDING, claimed_at=now, attempts=F("attempts") + 1
+            )
+    return {(key, to): pk for pk, key, to in rows}
+
+
+def _send_over_one_connection(emails: list[Email]) -> tuple[list[Email], dict[str, list[Email]]]:
+    """Send each email as its own message over one connection of the mail backend; the sent ones, and the failed
+    ones by error. After a failed message the next one starts on a fresh connection; a connection that cannot be
+    opened fails every message still waiting."""
+    sent: list[Email] = []
+    failed: dict[str, list[Email]] = {}
+    connection: Any = None
+    for position, email in enumerate(emails):
+        if connection is None:
+            connection = get_connection(fail_silently=False)
+            try:
+                connection.open()
+            except Exception as exc:  # SMTP, DNS, TLS: all retryable, none may escape as a request failure
+                failed.setdefault(_email_error(exc), []).extend(emails[position:])
+                return sent, failed
+        message = EmailMessage(
+            email.subject, email.body, settings.DEFAULT_FROM_EMAIL, [email.to], connection=connection
+        )
+        try:
+            message.send()
+        except Exception as exc:  # as above; this message only
+            failed.setdefault(_email_error(exc), []).append(email)
+            _close(connection)
+            connection = None
+            continue
+        sent.append(email)
+    _close(connection)
+    return sent, failed
+
+
+def _email_error(exc: Exception) -> str:
+    return f"email: {exc.__class__.__name__}: {exc}"[:500]
+
+
+def _close(connection: Any) -> None:
+    if connection is not None:
+        with contextlib.suppress(Exception):  # what was sent was accepted; a failing QUIT changes nothing
+            connection.close()
+
+
+def _by_event(emails: list[Email]) -> dict[str, list[Email]]:
+    groups: dict[str, list[Email]] = {}
+    for email in emails:
+        groups.setdefault(email.event_key, []).append(email)
+    return groups
 
 
 def post_to_slack(url: str, message: str) -> None:
@@ -155,10 +320,22 @@ def post_to_slack(url: str, message: str) -> None:
         raise NotificationError(f"slack: the webhook is unreachable ({reason.__class__.__name__})") from None
 
 
-def deliver_all(jobs: list[Callable[[], bool]]) -> int:
-    """Run every delivery even when one fails, then fail (so the task retries) if any did; returns sent."""
+# A delivery: an email (sent with the task's others) or a callable that sends one message and says if it did.
+Job = Email | Callable[[], bool]
+
+
+def deliver_all(jobs: Sequence[Job]) -> int:
+    """Run every delivery even when one fails, then fail (so the task retries) if any did; returns sent. Emails
+    go out together (``send_emails``), other jobs (Slack) one by one."""
     sent, failures = 0, []
+    emails = [job for job in jobs if isinstance(job, Email)]
+    if emails:
+        done, failed = _send_emails(emails)
+        sent += done
+        failures += failed
     for job in jobs:
+        if isinstance(job, Email):
+            continue
         try:
             sent += job()
         except NotificationError as exc:
@@ -176,15 +353,8 @@ def _email_job(
     *,
     request: AccessRequest | None = None,
     grant: Grant | None = None,
-) -> Callable[[], bool]:
-    return lambda: deliver(
-        event_key=event_key,
-        channel=NotificationChannel.EMAIL,
-        recipient=user.email,
-        send=email_sender(user.email, subject, body),
-        request=request,
-        grant=grant,
-    )
+) -> Email:
+    return Email(event_key, user.email, subject, body, request=request, grant=grant)
 
 
 def _slack_job(event_key: str, req: AccessRequest, message: str) -> list[Callable[[], bool]]:
@@ -219,8 +389,13 @@ def approvers_to_notify(req: AccessRequest) -> list[User]:
 
 
 def _load_request(request_id: int) -> AccessRequest:
-    return AccessRequest.objects.select_related("requester", "principal", "account", "rule").get(
-        pk=request_id
+    """The request with everything its texts read (its pipelines and decisions too), in three queries."""
+    return (
+        AccessRequest.objects.select_related(
+            "requester", "principal", "account", "rule", "pass_role", "permission_set"
+        )
+        .prefetch_related("pipelines", Prefetch("decisions", Decision.objects.select_related("reviewer")))
+        .get(pk=request_id)
     )
 
 
@@ -254,13 +429,12 @@ def notify_request_created(request_id: int) -> int:
     if req.status != RequestStatus.PENDING:
         # Run again after it was decided (a worker killed half-way, its message back later): nobody needs asking
         # any more; what the first run left unsent is closed, so no row waits for a send that will never come.
-        unsent = Q(status__in=[NotificationStatus.PENDING, NotificationStatus.FAILED]) | Q(
-            status=NotificationStatus.SENDING, claimed_at__lt=timezone.now() - CLAIM_LEASE
+        Notification.objects.filter(_unsent(timezone.now()), event_key=key).update(
+            status=NotificationStatus.NOT_NEEDED
         )
-        Notification.objects.filter(unsent, event_key=key).update(status=NotificationStatus.NOT_NEEDED)
         return 0
     subject, body = text.new_request(req)
-    jobs = [_email_job(key, user, subject, body, request=req) for user in approvers_to_notify(req)]
+    jobs: list[Job] = [_email_job(key, user, subject, body, request=req) for user in approvers_to_notify(req)]
     jobs += _slack_job(key, req, text.slack_new_request(req))
     return deliver_all(jobs)
 
@@ -272,7 +446,7 @@ def notify_request_decided(request_id: int) -> int:
     if req.status not in (RequestStatus.APPROVED, RequestStatus.DENIED):
         return 0
     key = f"request.decided:{req.pk}"
-    jobs = []
+    jobs: list[Job] = []
     if _requester_email(req):
         subject, body = text.decided(req)
         jobs.append(_email_job(key, req.requester, subject, body, request=req))
@@ -284,7 +458,7 @@ def notify_request_decided(request_id: int) -> int:
 def notify_grant_applied(*grant_ids: int) -> int:
     """Tell each requester their access is live (skipped for a grant that has ended meanwhile). One task carries
     every grant one reconcile applied; a retry sends only what did not go out (one Notification row each)."""
-    jobs = []
+    jobs: list[Job] = []
     for grant in _load_grants(grant_ids):
         if grant.status != GrantStatus.ACTIVE or not _requester_email(grant.request):
             continue
@@ -298,7 +472,7 @@ def notify_grant_applied(*grant_ids: int) -> int:
 @shared_task(name="accessrequests.tasks.notify_grant_failed", **RETRY_OPTIONS)
 def notify_grant_failed(*grant_ids: int) -> int:
     """Tell each requester their access could not be applied, and why (once per grant, not per retry)."""
-    jobs = []
+    jobs: list[Job] = []
     for grant in _load_grants(grant_ids):
         # A retry may have succeeded while this message waited; an outdated failure would only confuse.
         if grant.status != GrantStatus.FAILED or not _requester_email(grant.request):
@@ -341,14 +515,15 @@ def notify_expiring_grants() -> int:
 
     No autoretry: the next beat run is the retry, and each message stops after MAX_ATTEMPTS failed sends.
     """
-    sent = 0
+    emails = []
     for grant in grants_to_warn_of_expiry()[:500]:
         if not _requester_email(grant.request):
             continue
         subject, body = text.expiring(grant)
-        job = _email_job(f"{EXPIRING_PREFIX}{grant.pk}", grant.request.requester, subject, body, grant=grant)
-        with contextlib.suppress(NotificationError):  # logged by deliver(); tried again on the next run
-            sent += job()
+        emails.append(
+            _email_job(f"{EXPIRING_PREFIX}{grant.pk}", grant.request.requester, subject, body, grant=grant)
+        )
+    sent, _ = _send_emails(emails)  # what failed is logged, and tried again on the next run
     return sent
 
 
@@ -436,7 +611,7 @@ def notify_break_glass(request_id: int) -> int:
     subject, body = text.break_glass(req)
     people = {user.pk: user for user in [*rule_approvers(req.rule), *integrity_recipients()]}
     people.pop(req.requester_id, None)
-    jobs = [_email_job(key, user, subject, body, request=req) for user in people.values()]
+    jobs: list[Job] = [_email_job(key, user, subject, body, request=req) for user in people.values()]
     jobs += _slack_job(key, req, text.slack_break_glass(req))
     jobs += _slack_channel_job(key, req, text.slack_break_glass(req))
     return deliver_all(jobs)
@@ -478,7 +653,7 @@ def notify_post_review_overdue(request_id: int) -> int:
     people = {user.pk: user for user in [*rule_approvers(req.rule), *integrity_recipients()]}
     people.pop(req.requester_id, None)
     key = f"request.break_glass_overdue:{req.pk}"
-    jobs = [_email_job(key, user, subject, body, request=req) for user in people.values()]
+    jobs: list[Job] = [_email_job(key, user, subject, body, request=req) for user in people.values()]
     jobs += _slack_job(key, req, subject)
     return deliver_all(jobs)
 
@@ -510,7 +685,7 @@ def notify_review_started(campaign_id: int) -> int:
 
     campaign = ReviewCampaign.objects.get(pk=campaign_id)
     key = f"review.started:{campaign.pk}"
-    jobs = []
+    jobs: list[Job] = []
     for user, count in _reviewers_with_open_items(campaign_id):
         subject, body = text.review_started(campaign, count)
         jobs.append(_email_job(key, user, subject, body))
@@ -527,7 +702,7 @@ def notify_review_reminder(campaign_id: int, round_number: int) -> int:
         return 0
     key = f"review.reminder:{campaign.pk}:{round_number}"
     overdue = campaign.deadline <= timezone.now()
-    jobs = []
+    jobs: list[Job] = []
     for user, count in _reviewers_with_open_items(campaign_id):
         subject, body = text.review_reminder(campaign, count, overdue)
         jobs.append(_email_job(key, user, subject, body))
