@@ -15,7 +15,7 @@ backend in a temporary folder, as in bench/load.py (``--backend locmem``: kept i
 
     psql -h 127.0.0.1 -U root -d postgres -c "CREATE DATABASE gh_bench_announce"
     DATABASE_URL=postgres://root@127.0.0.1:5432/gh_bench_announce .venv/bin/python bench/announce.py --rounds 20 \
-        2>/dev/null     # the workers' log lines (one or more per email) are written, and not shown
+        2>/dev/null     # the task's log lines are written, and not shown
 """
 
 from __future__ import annotations
