@@ -265,6 +265,9 @@ GATEHOUSE_OIDC_SIGNUP = env.bool("GATEHOUSE_OIDC_SIGNUP", default=True)
 # Email
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
 vars().update(EMAIL_CONFIG)
+# Seconds an SMTP connection may take to connect, and each message to send: a notification run holds its claim on
+# a message for at most this long twice (accessrequests/notify/send.py, CLAIM_LEASE), so it must stay short.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Gatehouse <gatehouse@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

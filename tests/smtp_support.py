@@ -21,7 +21,8 @@ class SmtpServer:
     def __init__(self) -> None:
         self.refuse: set[str] = set()
         self.sessions: list[Session] = []
-        self.hold = False  # when set, the first message's data waits for release() before it is accepted
+        self.hold = False  # when set, a message's data waits for release() before it is accepted
+        self.hold_after = 0  # ... the first message after this many accepted ones
         self.holding = threading.Event()  # set while a message waits
         self._released = threading.Event()
         server = self
@@ -58,7 +59,8 @@ class SmtpServer:
                         self.reply("354 go ahead")
                         data = b"".join(iter(self.rfile.readline, b".\r\n"))
                         to_header = str(email.message_from_bytes(data)["To"])
-                        if server.hold:
+                        accepted = sum(len(s.messages) for s in server.sessions)
+                        if server.hold and accepted >= server.hold_after:
                             server.hold = False
                             server.holding.set()
                             server._released.wait()

@@ -56,12 +56,15 @@ logger = logging.getLogger(__name__)
 
 MAX_RETRIES = 5
 MAX_ATTEMPTS = MAX_RETRIES + 1
-# A row left "sending" longer than this belongs to a worker that died mid-send (tasks are killed after 10
-# minutes), so another run may take it over.
-CLAIM_LEASE = timedelta(minutes=15)
-# Emails are claimed, sent and marked this many at a time: a worker killed between sending and marking leaves at
-# most this many rows "sending" (sent, not yet recorded as sent), which a run after the lease sends again.
-EMAIL_BATCH = 100
+# A row left "sending" longer than this belongs to a run that died mid-send, so another run may take it over. It
+# is under the broker's 5-minute visibility timeout, so the message of a killed worker, back after that timeout,
+# finds what the dead run held free to take; and it is longer than any live run holds a row: rows are claimed
+# EMAIL_BATCH at a time and each message is marked sent as soon as it is, and a message takes at most
+# EMAIL_TIMEOUT (settings) to connect and as much to send, so a claimed batch is done well within the lease.
+CLAIM_LEASE = timedelta(minutes=4)
+# Emails are claimed this many at a time; each is marked sent right after it is, so a worker killed mid-batch
+# leaves one row, the message in flight, "sending" (it may have gone out: a later run sends it again).
+EMAIL_BATCH = 10
 WEBHOOK_TIMEOUT_SECONDS = 5
 EXPIRY_WARNING = timedelta(hours=24)
 EXPIRING_PREFIX = "grant.expiring:"
@@ -210,11 +213,12 @@ def _send_email_batch(emails: list[Email]) -> tuple[int, dict[str, list[Email]]]
     mine = [email for email in emails if email.key in claimed]
     if not mine:
         return 0, {}
-    sent, failed = _send_over_one_connection(mine)
-    if sent:
-        Notification.objects.filter(pk__in=[claimed[email.key] for email in sent]).update(
+    def mark_sent(email: Email) -> None:
+        Notification.objects.filter(pk=claimed[email.key]).update(
             status=NotificationStatus.SENT, sent_at=timezone.now(), last_error=""
         )
+
+    sent, failed = _send_over_one_connection(mine, mark_sent)
     for error, group in failed.items():
         Notification.objects.filter(
             pk__in=[claimed[email.key] for email in group], status=NotificationStatus.SENDING
@@ -254,10 +258,12 @@ def _claim_emails(emails: list[Email]) -> dict[tuple[str, str], int]:
     return {(key, to): pk for pk, key, to in rows}
 
 
-def _send_over_one_connection(emails: list[Email]) -> tuple[list[Email], dict[str, list[Email]]]:
-    """Send each email as its own message over one connection of the mail backend; the sent ones, and the failed
-    ones by error. After a failed message the next one starts on a fresh connection; a connection that cannot be
-    opened fails every message still waiting."""
+def _send_over_one_connection(
+    emails: list[Email], mark_sent: Callable[[Email], None]
+) -> tuple[list[Email], dict[str, list[Email]]]:
+    """Send each email as its own message over one connection of the mail backend, marking each sent as soon as
+    it is; the sent ones, and the failed ones by error. After a failed message the next one starts on a fresh
+    connection; a connection that cannot be opened fails every message still waiting."""
     sent: list[Email] = []
     failed: dict[str, list[Email]] = {}
     connection: Any = None
@@ -279,6 +285,7 @@ def _send_over_one_connection(emails: list[Email]) -> tuple[list[Email], dict[st
             _close(connection)
             connection = None
             continue
+        mark_sent(email)
         sent.append(email)
     _close(connection)
     return sent, failed
