@@ -402,7 +402,9 @@ def test_a_second_run_while_the_first_is_still_sending_sends_nothing(settings, s
 
 
 @pytest.mark.django_db(transaction=True)
-def test_each_email_is_marked_sent_as_soon_as_it_is_so_a_worker_dying_mid_batch_leaves_one_in_doubt(settings, smtp):
+def test_each_email_is_marked_sent_as_soon_as_it_is_so_a_worker_dying_mid_batch_leaves_one_in_doubt(
+    settings, smtp
+):
     """While the second message of an announcement waits at the mail server (where a worker killed now would stop),
     the first is already recorded as sent: a later run sends again at most the message that was in flight."""
     settings.SITE_URL = SITE

@@ -213,6 +213,7 @@ def _send_email_batch(emails: list[Email]) -> tuple[int, dict[str, list[Email]]]
     mine = [email for email in emails if email.key in claimed]
     if not mine:
         return 0, {}
+
     def mark_sent(email: Email) -> None:
         Notification.objects.filter(pk=claimed[email.key]).update(
             status=NotificationStatus.SENT, sent_at=timezone.now(), last_error=""
