@@ -126,6 +126,11 @@ app.conf.update(
             "task": "accessrequests.tasks.break_glass_overdue",
             "schedule": timedelta(minutes=15),
         },
+        # Announcements dropped while the broker was down are sent late rather than never.
+        "redrive-announcements": {
+            "task": "accessrequests.tasks.redrive_announcements",
+            "schedule": timedelta(minutes=1),
+        },
         # Requesters are warned a day before access ends; 15 minutes is precise enough for "a day before".
         "notify-expiring-grants": {
             "task": "accessrequests.tasks.notify_expiring_grants",

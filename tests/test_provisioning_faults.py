@@ -311,3 +311,48 @@ def test_redis_restarted_while_a_worker_applies_a_grant_leaves_the_worker_runnin
         assert worker.proc.poll() is None
         assert status_of(second) == GrantStatus.ACTIVE
     assert AuditEvent.objects.filter(action="grant.applied", object_id=str(first.pk)).count() == 1
+
+
+def test_a_request_filed_while_redis_is_stopped_is_announced_by_the_sweeper_once_redis_is_back(
+    world, worker_env, workers, private_redis, caplog
+):
+    """The announcement's message is dropped while the broker is down (the request itself stands); the sweeper
+    finds the request nobody was told of once its grace has passed and a worker announces it, once."""
+    from django.utils import timezone
+
+    from accessrequests.models import AccessRequest, Notification, NotificationStatus
+    from accessrequests.notify.send import (
+        ANNOUNCE_GRACE,
+        approvers_to_notify,
+        redrive_announcements,
+        unannounced_requests,
+    )
+    from accessrequests.workflow.requests import request_submit
+    from tests.factories import force_update
+
+    env = dict(worker_env)
+    env["CELERY_BROKER_URL"] = env["CELERY_RESULT_BACKEND"] = private_redis.url
+    with producer_on(private_redis.url):
+        private_redis.stop()
+        req = request_submit(requester=world.requester, draft=world.draft("mateojackson"))
+        assert "the notification is dropped" in caplog.text
+        assert not unannounced_requests().exists()  # within its grace: its message may still be on its way
+        force_update(
+            AccessRequest.objects.filter(pk=req.pk),
+            created_at=timezone.now() - ANNOUNCE_GRACE - timedelta(seconds=1),
+        )
+        assert list(unannounced_requests().values_list("pk", flat=True)) == [req.pk]
+
+        private_redis.start()
+        workers.start(env, "w1")
+        assert redrive_announcements() == 1
+        expected = len(approvers_to_notify(req))
+        assert expected > 0
+        rows = Notification.objects.filter(event_key=f"request.created:{req.pk}")
+        wait_for(
+            lambda: rows.filter(status=NotificationStatus.SENT).count() == expected,
+            timeout=90,
+            what="the late announcement to be sent",
+        )
+    assert redrive_announcements() == 0  # announced now: not asked again
+    assert set(rows.values_list("attempts", flat=True)) == {1}

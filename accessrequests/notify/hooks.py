@@ -3,7 +3,8 @@
 
 A notification must never cost a request: if the broker is down when the transaction commits, the failure is
 logged and the notification is dropped — the request, decision or grant itself is already saved, and the web
-pages show it. The hooks themselves never raise.
+pages show it. A new request's announcement is the one sent late instead: beat's ``redrive-announcements`` finds
+a pending request nobody was told of (``notify/send.py: unannounced_requests``). The hooks themselves never raise.
 """
 
 from __future__ import annotations

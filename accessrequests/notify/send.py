@@ -37,6 +37,7 @@ from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from accessrequests.authz import permissions
+from accessrequests.core import enqueue
 from accessrequests.models import (
     AccessRequest,
     Decision,
@@ -533,6 +534,42 @@ def notify_expiring_grants() -> int:
         )
     sent, _ = _send_emails(emails)  # what failed is logged, and tried again on the next run
     return sent
+
+
+# An announcement is looked for this long after its request is filed before it counts as lost, and re-driven for an
+# hour: a request filed while the broker was down had its message dropped (notify/hooks.py), and its approvers
+# would otherwise hear of it only from their review queue.
+ANNOUNCE_GRACE = timedelta(minutes=2)
+ANNOUNCE_REDRIVE_WINDOW = timedelta(hours=1)
+
+
+def unannounced_requests(now: datetime | None = None) -> QuerySet[AccessRequest]:
+    """Pending requests filed between an hour and two minutes ago whose announcement never ran: no row of its
+    ``request.created`` event exists (a run that found approvers made one per approver before sending)."""
+    now = now or timezone.now()
+    announced = Notification.objects.filter(request=OuterRef("pk"), event_key__startswith="request.created:")
+    return (
+        AccessRequest.objects.filter(
+            status=RequestStatus.PENDING,
+            created_at__lte=now - ANNOUNCE_GRACE,
+            created_at__gt=now - ANNOUNCE_REDRIVE_WINDOW,
+        )
+        .exclude(Exists(announced))
+        .order_by("pk")
+    )
+
+
+@shared_task(name="accessrequests.tasks.redrive_announcements")
+def redrive_announcements() -> int:
+    """Announce again what was never announced (beat, each minute; idempotent: the announcement's rows are unique,
+    so a run that overlaps the late original sends each email once). A request nobody may decide has no rows and is
+    asked about each minute for its first hour, at one cheap query each time."""
+    ids = list(unannounced_requests().values_list("pk", flat=True)[:200])
+    for request_id in ids:
+        notify_request_created.apply_async(args=[request_id], retry=True, retry_policy=enqueue.PUBLISH_RETRY)
+    if ids:
+        logger.info("announcements re-driven for %d requests never announced", len(ids))
+    return len(ids)
 
 
 def _members_and_superusers(*groups: str) -> QuerySet[User]:
