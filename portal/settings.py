@@ -140,6 +140,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # test run (pid), so two runs on one machine never share or delete each other's database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 elif DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # Django's PostgreSQL backend, plus writes queued to run just before commit (the audit chain's appends).
+    DATABASES["default"]["ENGINE"] = "portal.db.postgresql"
     # One test database per test run, so runs sharing a server never drop each other's database.
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
