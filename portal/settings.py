@@ -140,6 +140,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # test run (pid), so two runs on one machine never share or delete each other's database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 elif DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # Django's PostgreSQL backend, plus writes queued to run just before commit (the audit chain's appends).
+    DATABASES["default"]["ENGINE"] = "portal.db.postgresql"
     # One test database per test run, so runs sharing a server never drop each other's database.
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -349,6 +351,14 @@ GATEHOUSE_AUDIT_CHECKPOINT_DIR = Path(
 GATEHOUSE_AUDIT_CHECKPOINT_KEY = _secret("GATEHOUSE_AUDIT_CHECKPOINT_KEY") or ""
 if not GATEHOUSE_AUDIT_CHECKPOINT_KEY and DEBUG:
     GATEHOUSE_AUDIT_CHECKPOINT_KEY = _generated_secret(VAR_DIR / "audit_checkpoint_key", 48)
+# When an event recorded inside a transaction joins the chain: "at_commit" (PostgreSQL: just before the
+# transaction commits, so the chain's lock is held for the append alone) or "immediate" (where it is recorded, the
+# lock then held until the commit; SQLite always appends at once, its transactions admit one writer at a time).
+GATEHOUSE_AUDIT_APPEND = env.str("GATEHOUSE_AUDIT_APPEND", default="at_commit")
+if GATEHOUSE_AUDIT_APPEND not in ("at_commit", "immediate"):
+    raise ImproperlyConfigured(
+        f"GATEHOUSE_AUDIT_APPEND must be at_commit or immediate, not {GATEHOUSE_AUDIT_APPEND!r}"
+    )
 # CodePipeline is regional and has no "list all regions" call, so the catalog sync reads pipelines only in
 # these regions (comma-separated); each extra region costs one ListPipelines per account per sync.
 GATEHOUSE_REGIONS = env.list("GATEHOUSE_REGIONS", default=[AWS_DEFAULT_REGION])

@@ -5,6 +5,15 @@ the change does. Writers are serialised while they read the chain's tail and app
 writers can never fork the chain nor take the same sequence number: PostgreSQL takes a transaction-scoped
 advisory lock; SQLite's IMMEDIATE transactions (see settings) already admit one writer at a time. The unique
 constraint on ``seq`` is the last line: a writer that somehow skipped the lock fails instead of forking.
+
+On PostgreSQL that lock is held until the transaction commits, so an event is not appended where it is recorded
+inside a transaction: it is queued on the connection and appended just before the transaction commits (see
+``portal/db/postgresql``), so the lock is held for the append and the commit alone, not for the rest of the
+transaction. The events a transaction recorded join the chain in the order recorded, after those of transactions
+that committed before it; an event recorded in a savepoint rolled back never joins it. Until then ``record``'s
+event has no number, hash or id: a caller that reads them, or the rows, before its commit calls ``flush`` first
+(and holds the lock from there to its commit). Outside a transaction, on SQLite, or with
+``GATEHOUSE_AUDIT_APPEND=immediate``, events are appended at once.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
@@ -75,32 +85,55 @@ def record(
 def record_many(events: Sequence[dict[str, Any]]) -> list[AuditEvent]:
     """Append several events to the chain in the order given, in one append: the chain's tail is locked and
     read once and the rows are inserted together, each with its own number and hash linked to the one before.
-    Each item takes the keyword arguments of ``record``. Inside the caller's transaction, or its own."""
+    Each item takes the keyword arguments of ``record``. Inside the caller's transaction (just before it commits,
+    on PostgreSQL), or in a transaction of its own."""
     if not events:
         return []
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_AUDIT_LOCK_KEY])
-        tail = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
-        seq, prev_hash = tail if tail else (0, GENESIS_HASH)
-        rows = []
-        for fields in events:
-            seq += 1
-            event = _event(seq=seq, prev_hash=prev_hash, **fields)
-            event.hash = prev_hash = event.compute_hash()
-            rows.append(event)
-        if len(rows) == 1:
-            rows[0].save()
-        else:
-            AuditEvent.objects.bulk_create(rows)
+    rows = [_event(**fields) for fields in events]
+    if not _append_at_commit(rows):
+        with transaction.atomic():
+            _append(rows)
     return rows
+
+
+def flush() -> None:
+    """Append now what this transaction recorded so far, for a caller that needs the events' numbers or rows
+    before it commits. The chain's lock is then held from here to the commit."""
+    take = getattr(connection, "take_before_commit", None)
+    if take is not None:
+        _append(take(_append))
+
+
+def _append_at_commit(rows: list[AuditEvent]) -> bool:
+    """Queue ``rows`` to be appended just before the caller's transaction commits; False when they must be
+    appended now (no transaction, a backend without the queue, or appends configured immediate)."""
+    if settings.GATEHOUSE_AUDIT_APPEND == "immediate":
+        return False
+    before_commit = getattr(connection, "before_commit", None)
+    return before_commit is not None and before_commit(_append, rows)
+
+
+def _append(rows: list[AuditEvent]) -> None:
+    """Number, link and insert ``rows`` at the chain's tail, in the current transaction."""
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_AUDIT_LOCK_KEY])
+    tail = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    seq, prev_hash = tail if tail else (0, GENESIS_HASH)
+    for event in rows:
+        seq += 1
+        event.seq, event.prev_hash = seq, prev_hash
+        event.hash = prev_hash = event.compute_hash()
+    if len(rows) == 1:
+        rows[0].save()
+    else:
+        AuditEvent.objects.bulk_create(rows)
 
 
 def _event(
     *,
-    seq: int,
-    prev_hash: str,
     action: str,
     object_type: str,
     object_id: Any = None,
@@ -118,7 +151,6 @@ def _event(
         actor = None
     label = actor_label or (actor.get_username() if actor is not None else SYSTEM)
     return AuditEvent(
-        seq=seq,
         created_at=timezone.now(),
         actor=actor,
         actor_label=label[:200],
@@ -133,7 +165,6 @@ def _event(
         aws_request_ids=sorted(set(aws_request_ids)),
         ip=_client_ip(http_request),
         user_agent=(http_request.META.get("HTTP_USER_AGENT", "") if http_request is not None else "")[:400],
-        prev_hash=prev_hash,
     )
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from django.db import transaction
+
 from accessrequests.core import enqueue
 from accessrequests.models import AccessRequest, AuditEvent, CatalogSyncRun, Grant
 from accessrequests.notify import slack_api
@@ -86,14 +88,22 @@ def on_accounts_changed(run: CatalogSyncRun) -> None:
     _enqueue_after_commit("notify_accounts_changed", run.pk, reference=f"catalog sync {run.pk}")
 
 
+def _enqueue_for_event(task_name: str, event: AuditEvent) -> None:
+    """An event recorded in a transaction gets its id and number as the transaction commits (the audit chain
+    appends it then): both are read after the commit."""
+    transaction.on_commit(
+        lambda: _enqueue_after_commit(task_name, event.pk, reference=f"audit seq {event.seq}")
+    )
+
+
 def on_integrity_failed(event: AuditEvent) -> None:
-    _enqueue_after_commit("notify_integrity_failed", event.pk, reference=f"audit seq {event.seq}")
+    _enqueue_for_event("notify_integrity_failed", event)
 
 
 def on_identity_changed(event: AuditEvent) -> None:
     """The identity provider changed a role or a principal link (``identity.roles_synced`` or
     ``identity.principals_synced``): admins hear of it, since no second admin approved it."""
-    _enqueue_after_commit("notify_identity_changed", event.pk, reference=f"audit seq {event.seq}")
+    _enqueue_for_event("notify_identity_changed", event)
 
 
 def on_break_glass(req: AccessRequest) -> None:

@@ -279,6 +279,7 @@ def _close_if_done(campaign: ReviewCampaign, *, now: datetime) -> bool:
     counts = {choice.value: 0 for choice in ItemDecision}
     for value in ReviewItem.objects.filter(campaign=campaign).values_list("decision", flat=True):
         counts[value] += 1
+    audit.flush()  # the decision that closes the campaign, recorded in this transaction, is one of them
     seqs = list(
         AuditEvent.objects.filter(object_type=OBJECT_TYPE, object_id=str(campaign.pk))
         .order_by("seq")

@@ -1,0 +1,1 @@
+"""PostgreSQL with work deferred to the moment before commit (``base.DatabaseWrapper``)."""
