@@ -566,7 +566,7 @@ def redrive_announcements() -> int:
     asked about each minute for its first hour, at one cheap query each time."""
     ids = list(unannounced_requests().values_list("pk", flat=True)[:200])
     for request_id in ids:
-        notify_request_created.apply_async(args=[request_id], retry=True, retry_policy=enqueue.PUBLISH_RETRY)
+        notify_request_created.apply_async(args=(request_id,), retry=True, retry_policy=enqueue.PUBLISH_RETRY)
     if ids:
         logger.info("announcements re-driven for %d requests never announced", len(ids))
     return len(ids)
