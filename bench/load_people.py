@@ -34,6 +34,8 @@ PIPELINES = {
 }
 LEVEL_ACTION = {"viewer": "codepipeline:GetPipeline", "operator": "codepipeline:StartPipelineExecution"}
 TOTP_PERIOD = 30
+# How long a person takes to read a code off their authenticator and type it.
+TYPING_SECONDS = (2.0, 12.0)
 
 
 @dataclass
@@ -425,12 +427,16 @@ class Simulation:
         req = rng.choice(listing.json())
         client.request("GET", f"/api/v1/requests/{req['id']}/", "GET /api/v1/requests/<id>/", api=True)
         # An authenticator shows one code per 30 s and a used code is refused: a person who decided in this
-        # step waits for the next code, as they would with the app in hand.
+        # step waits for the next code, as they would with the app in hand; then they read it and type it, which
+        # takes a few seconds (the portal accepts the step before too). Without the typing every waiting approver
+        # would send their decision in the same few milliseconds after each step begins, a herd no office makes.
         while int(time.time()) // TOTP_PERIOD <= person.last_step:
             if self.stop.wait(TOTP_PERIOD - time.time() % TOTP_PERIOD + 0.05):
                 return
         step = int(time.time()) // TOTP_PERIOD
         person.last_step = step
+        if self.stop.wait(rng.uniform(*TYPING_SECONDS)):
+            return
         outcome = "approve" if rng.random() < 0.9 else "deny"
         answer = client.request(
             "POST", f"/api/v1/requests/{req['id']}/{outcome}/", f"POST /api/v1/requests/<id>/{outcome}/", api=True,
