@@ -11,6 +11,7 @@ chance and, if it is still down, the caller's committed change stands and a warn
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 
 from django.db import transaction
@@ -78,11 +79,19 @@ def after_commit_each(
     transaction.on_commit(send)
 
 
+# One thread at a time imports the task modules: while one thread imports them, the registry is half filled, and
+# another thread that looked then found its task missing (a 500 under load, in the first second of a web process).
+_IMPORTING = threading.Lock()
+
+
 def _task(task_name: str):  # type: ignore[no-untyped-def]
-    """The registered task of that name. A web process has not imported the task modules yet: the app's own
-    discovery (what a worker does at start) imports them once."""
+    """The registered task of that name. A web process has not imported the task modules yet (``portal/wsgi.py``
+    does at start; a test or a shell may not have): the app's own discovery (what a worker does at start) imports
+    them once, one thread at a time."""
     from celery import current_app
 
     if task_name not in current_app.tasks:
-        current_app.loader.import_default_modules()
+        with _IMPORTING:
+            if task_name not in current_app.tasks:
+                current_app.loader.import_default_modules()
     return current_app.tasks[task_name]
