@@ -51,6 +51,23 @@ def scratch_postgres(name: str) -> Iterator[str]:
         admin.close()
 
 
+def passes_on_scratch_postgres(test: str, name: str) -> None:
+    """Run one test (``path::name``) in a child pytest against a scratch PostgreSQL database and assert it passed:
+    for a test of PostgreSQL's locks (SQLite admits one writer at a time), so that on the embedded profile it runs
+    there instead of being skipped."""
+    with scratch_postgres(name) as url:
+        child = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    assert child.returncode == 0 and "1 passed" in child.stdout, child.stdout[-3000:] + child.stderr[-2000:]
+
+
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -3,9 +3,6 @@ chain's lock is held for that moment only, never for the rest of a transaction t
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -15,7 +12,7 @@ from django.db import connection, transaction
 
 from accessrequests.audit import trail as audit
 from accessrequests.models import AuditEvent
-from tests.conftest import ROOT, scratch_postgres
+from tests.conftest import passes_on_scratch_postgres
 
 # A failure guard only: every wait below ends on the event it waits for long before this.
 GUARD_SECONDS = 60
@@ -24,17 +21,7 @@ GUARD_SECONDS = 60
 def _in_a_child_on_postgresql(test: str) -> None:
     """Run ``test`` of this file again in a child process against a scratch PostgreSQL database: what it checks
     is PostgreSQL's (SQLite admits one writer at a time), and nothing is skipped on the embedded profile."""
-    with scratch_postgres("gatehouse_append_test") as url:
-        child = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::{test}"],
-            cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": url},
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-    assert child.returncode == 0 and "1 passed" in child.stdout, child.stdout[-3000:] + child.stderr[-2000:]
+    passes_on_scratch_postgres(f"{__file__}::{test}", "gatehouse_append_test")
 
 
 def _blocked_on_a_lock(pid: int) -> bool:

@@ -370,6 +370,21 @@ def test_an_address_the_mail_server_refuses_fails_alone_and_is_retried_while_the
     assert len(smtp.sessions) == MAX_ATTEMPTS + 1
 
 
+def _announce_in_a_thread(req) -> tuple[threading.Thread, list[int]]:
+    """The announcement task run as a worker runs it, in a thread of its own; what it returns lands in the list."""
+    results: list[int] = []
+
+    def run() -> None:
+        try:
+            results.append(notify_request_created.apply(args=[req.pk]).get())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, results
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_second_run_while_the_first_is_still_sending_sends_nothing(settings, smtp):
     """Two workers got the same announcement (a redelivered message): the one that claimed the rows sends them;
@@ -378,16 +393,7 @@ def test_a_second_run_while_the_first_is_still_sending_sends_nothing(settings, s
     world = World()
     req = world.submit()
     smtp.hold = True
-    results: list[int] = []
-
-    def first_run() -> None:
-        try:
-            results.append(notify_request_created.apply(args=[req.pk]).get())
-        finally:
-            connection.close()
-
-    first = threading.Thread(target=first_run)
-    first.start()
+    first, results = _announce_in_a_thread(req)
     try:
         assert smtp.holding.wait(timeout=60), "the first run never reached the mail server"
         assert notify_request_created.apply(args=[req.pk]).get() == 0
@@ -411,16 +417,7 @@ def test_each_email_is_marked_sent_as_soon_as_it_is_so_a_worker_dying_mid_batch_
     world = World()
     req = world.submit()
     smtp.hold, smtp.hold_after = True, 1
-    results: list[int] = []
-
-    def run() -> None:
-        try:
-            results.append(notify_request_created.apply(args=[req.pk]).get())
-        finally:
-            connection.close()
-
-    worker = threading.Thread(target=run)
-    worker.start()
+    worker, results = _announce_in_a_thread(req)
     try:
         assert smtp.holding.wait(timeout=60), "the second message never reached the mail server"
         statuses = sorted(Notification.objects.values_list("status", flat=True))

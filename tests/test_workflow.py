@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -28,7 +25,7 @@ from accessrequests.workflow.requests import (
     request_cancel,
     request_deny,
 )
-from tests.conftest import ROOT, make_user, scratch_postgres
+from tests.conftest import make_user, passes_on_scratch_postgres
 from tests.factories import World, fresh_factor, make_account, make_principal, make_role
 
 pytestmark = pytest.mark.django_db
@@ -314,19 +311,9 @@ def test_a_decision_locks_its_request_and_leaves_the_account_and_principal_rows_
     if connection.vendor != "postgresql":
         # Row locks are PostgreSQL's (SQLite admits one writer at a time): on the embedded profile this test runs
         # again in a child process against a scratch PostgreSQL database, and passes only if it passes there.
-        with scratch_postgres("gatehouse_lock_test") as url:
-            test = f"{__file__}::test_a_decision_locks_its_request_and_leaves_the_account_and_principal_rows_free"
-            child = subprocess.run(
-                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-                cwd=ROOT,
-                env={**os.environ, "DATABASE_URL": url},
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-        assert child.returncode == 0 and "1 passed" in child.stdout, (
-            child.stdout[-3000:] + child.stderr[-2000:]
+        passes_on_scratch_postgres(
+            f"{__file__}::test_a_decision_locks_its_request_and_leaves_the_account_and_principal_rows_free",
+            "gatehouse_lock_test",
         )
         return
     world = World()
