@@ -219,7 +219,7 @@ def _measure(client: Client, url: str, samples: int) -> tuple[list[float], int]:
 def pages_bench(samples: int) -> None:
     from django.contrib.auth.models import User
 
-    from accessrequests.models import AccessRequest, AwsAccount, OrganizationalUnit, RequestStatus
+    from accessrequests.models import AccessRequest, AwsAccount, OrganizationalUnit, Pipeline, RequestStatus
     from tests.conftest import enable_totp
 
     requests_total = AccessRequest.objects.order_by().count()
@@ -235,7 +235,12 @@ def pages_bench(samples: int) -> None:
     detail = AccessRequest.objects.filter(requester=requester).order_by("-pk").first()
     assert detail is not None
     pending = AccessRequest.objects.filter(status=RequestStatus.PENDING).count()
-    account = AwsAccount.objects.filter(present=True).order_by("name")[1500]
+    # The middle one of the accounts that have pipelines (scale-01500 in the full world), so the pipeline picker
+    # and the queue's account filter have something to find whatever part of the organization was synced.
+    with_pipelines = (
+        AwsAccount.objects.filter(present=True, pipelines__present=True).distinct().order_by("name")
+    )
+    account = with_pipelines[with_pipelines.count() // 2]
     unit = (
         OrganizationalUnit.objects.filter(ou_id__startswith="ou-", path__contains="team")
         .order_by("path")
@@ -265,7 +270,12 @@ def pages_bench(samples: int) -> None:
     ]
     print(
         f"database: {connection.vendor}, {requests_total:,} requests ({pending:,} pending), {accounts_total:,} "
-        f"accounts, {samples} samples per page"
+        f"accounts ({with_pipelines.count():,} with pipelines), "
+        f"{Pipeline.objects.filter(present=True).count():,} pipelines, {samples} samples per page"
+    )
+    print(
+        f"the one account: {account.name} ({account.pipelines.count()} pipelines, "
+        f"{AccessRequest.objects.filter(account=account, status=RequestStatus.PENDING).count()} pending requests)"
     )
     print(f"{'page':<34} {'median ms':>10} {'p95 ms':>8} {'queries':>8} {'x admin (median)':>17}")
     results = []
