@@ -4,9 +4,11 @@ sign-in's nonce."""
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core.exceptions import ImmediateHttpResponse
+from allauth.mfa.adapter import DefaultMFAAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.helpers import render_authentication_error
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from portal.oidc import NonceOpenIDConnectProvider, nonce_problem
 
@@ -38,3 +40,16 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
                     render_authentication_error(request, provider, exception=PermissionError(problem))
                 )
         super().pre_social_login(request, sociallogin)
+
+
+class MFAAdapter(DefaultMFAAdapter):
+    """allauth's two-factor pages, with a refused code explained: a code counts once (``authz/used_codes.py``), so
+    a right code typed a second time is refused too, and "Incorrect code" alone sent people to check their clock."""
+
+    error_messages = {
+        **DefaultMFAAdapter.error_messages,
+        "incorrect_code": _(
+            "That code is not right, or it was used already (each code counts once). "
+            "Type the code your authenticator shows now, or its next one."
+        ),
+    }
