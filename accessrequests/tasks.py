@@ -36,6 +36,14 @@ def reconcile_principal(principal_id: int, account_id: int) -> dict:
     return provisioning.reconcile_principal(principal_id=principal_id, account_id=account_id)
 
 
+@shared_task(name="accessrequests.tasks.prune_used_codes")
+def prune_used_codes() -> int:
+    """Forget used TOTP codes whose window has passed (beat, every 10 minutes; idempotent)."""
+    from accessrequests.authz.used_codes import prune
+
+    return prune()
+
+
 @shared_task(name="accessrequests.tasks.sync_catalog")
 def sync_catalog() -> dict:
     """Read what changed in the AWS catalog into the database (beat, every 15 minutes; idempotent; resumes a

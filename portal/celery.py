@@ -126,6 +126,11 @@ app.conf.update(
             "task": "accessrequests.tasks.break_glass_overdue",
             "schedule": timedelta(minutes=15),
         },
+        # Used TOTP codes are remembered for their 90-second window; what is older is forgotten here.
+        "prune-used-codes": {
+            "task": "accessrequests.tasks.prune_used_codes",
+            "schedule": timedelta(minutes=10),
+        },
         # Announcements dropped while the broker was down are sent late rather than never.
         "redrive-announcements": {
             "task": "accessrequests.tasks.redrive_announcements",

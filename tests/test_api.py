@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -209,6 +210,24 @@ def test_tokens_are_stored_hashed_and_revoked_tokens_are_refused(world):
     refused = client.get("/api/v1/requests/", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert refused.status_code == 401
     assert client.get("/api/v1/requests/", HTTP_AUTHORIZATION="Bearer gh_nothing_here").status_code == 401
+
+
+def test_a_tokens_last_use_is_written_once_a_minute_not_on_every_call(world):
+    token, raw = make_token(world.requester, "ci")
+    client = Client()
+
+    def call() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get("/api/v1/grants/", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
+        return sum('UPDATE "accessrequests_apitoken"' in q["sql"] for q in queries.captured_queries)
+
+    assert call() == 1  # never used: written
+    first = ApiToken.objects.get(pk=token.pk).last_used_at
+    assert first is not None
+    assert call() == 0 and ApiToken.objects.get(pk=token.pk).last_used_at == first  # within the minute
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=first - timedelta(seconds=61))
+    assert call() == 1  # a minute later: written again
+    assert ApiToken.objects.get(pk=token.pk).last_used_at > first
 
 
 def test_every_call_is_audited_with_the_token_name(world):

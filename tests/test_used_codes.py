@@ -71,4 +71,14 @@ def test_a_use_is_remembered_for_the_codes_whole_window_and_forgotten_after_it(w
     assert used_codes.mark_used(world.requester.pk, "123456") is True  # another person's code is theirs
     UsedTotpCode.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     assert used_codes.mark_used(world.approver.pk, "123456") is True  # the window passed: a new code now
-    assert UsedTotpCode.objects.count() == 1  # expired records are swept as new ones come
+    assert used_codes.mark_used(world.approver.pk, "123456") is False  # and it counts once again
+    assert UsedTotpCode.objects.filter(user=world.approver).count() == 1  # the expired record was renewed
+
+
+def test_expired_records_are_pruned_and_live_ones_kept(world):
+    assert used_codes.mark_used(world.approver.pk, "111111") is True
+    assert used_codes.mark_used(world.approver.pk, "222222") is True
+    UsedTotpCode.objects.filter(code="111111").update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert used_codes.prune() == 1
+    assert list(UsedTotpCode.objects.values_list("code", flat=True)) == ["222222"]
+    assert used_codes.mark_used(world.approver.pk, "222222") is False

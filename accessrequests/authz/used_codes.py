@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from allauth.core.internal.cryptokit import normalize_user_code
 from allauth.mfa import app_settings
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.utils import timezone
 
 from accessrequests.models import UsedTotpCode
@@ -24,17 +24,25 @@ def window() -> timedelta:
 
 
 def mark_used(user_id: int, code: str) -> bool:
-    """True when this is the code's first use within its window (and it is now recorded), False for a replay."""
+    """True when this is the code's first use within its window (and it is now recorded), False for a replay.
+
+    One statement: the record is made, or an expired record of the same code is renewed; a record still in its
+    window is left as it is and nothing comes back. (Expired records of other codes are ``prune``'s.)"""
     now = timezone.now()
-    UsedTotpCode.objects.filter(expires_at__lte=now).delete()
-    try:
-        with transaction.atomic():
-            UsedTotpCode.objects.create(
-                user_id=user_id, code=normalize_user_code(code), expires_at=now + window()
-            )
-    except IntegrityError:
-        return False
-    return True
+    table = connection.ops.quote_name(UsedTotpCode._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (user_id, code, expires_at) VALUES (%s, %s, %s) "  # noqa: S608 - our table's name
+            f"ON CONFLICT (user_id, code) DO UPDATE SET expires_at = excluded.expires_at "
+            f"WHERE {table}.expires_at <= %s RETURNING id",
+            [user_id, normalize_user_code(code), now + window(), now],
+        )
+        return cursor.fetchone() is not None
+
+
+def prune() -> int:
+    """Forget the records whose window has passed (beat, ``prune-used-codes``); how many went."""
+    return UsedTotpCode.objects.filter(expires_at__lte=timezone.now()).delete()[0]
 
 
 def install() -> None:

@@ -19,6 +19,9 @@ from django.utils import timezone
 
 TOKEN_PREFIX = "gh_"  # noqa: S105 - a public marker that makes leaked tokens easy to scan for, not a secret
 MAX_LIFETIME = timedelta(days=365)
+# "Last used" is written at most once a minute per token (the tokens page shows it to the minute): a write on every
+# call would cost each API call an UPDATE of the same row.
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 class TokenScope(models.TextChoices):
@@ -97,5 +100,7 @@ class ApiToken(models.Model):
             return None
         if not hmac.compare_digest(token.credential_stamp, credential_stamp(token.user)):
             return None  # the password changed since the token was made
-        cls.objects.filter(pk=token.pk).update(last_used_at=now)
+        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION:
+            cls.objects.filter(pk=token.pk).update(last_used_at=now)
+            token.last_used_at = now
         return token
