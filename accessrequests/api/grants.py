@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from accessrequests.api import serializers as s
 from accessrequests.api.base import ERRORS, GatehouseAPIView, page, strict_query
-from accessrequests.api.requests import file_request, request_qs
+from accessrequests.api.requests import file_request, shown
 from accessrequests.authz import selectors
 from accessrequests.authz.permissions import NotAllowed
 from accessrequests.models import LIVE_GRANT_STATUSES, RequestKind
@@ -92,6 +92,4 @@ class GrantExtendView(GatehouseAPIView):
         if grant.request.kind == RequestKind.CROSS_ACCOUNT:
             del payload["principal"]  # its outside party is who receives it
         req = file_request(request, payload, extends=grant)
-        return Response(
-            s.RequestOut(request_qs(request.user).get(pk=req.pk)).data, status=status.HTTP_201_CREATED
-        )
+        return Response(s.RequestOut(shown(req.pk)).data, status=status.HTTP_201_CREATED)

@@ -34,12 +34,21 @@ from accessrequests.workflow.drafts import DraftError, DraftInput, build_draft
 from accessrequests.workflow.requests import request_approve, request_cancel, request_deny, request_submit
 
 
-def request_qs(user) -> QuerySet[AccessRequest]:
-    return (
-        selectors.requests_visible_to(user)
-        .select_related("requester", "principal", "account", "rule", "grant")
-        .prefetch_related("pipelines")
+def _as_shown(qs: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
+    return qs.select_related("requester", "principal", "account", "rule", "grant").prefetch_related(
+        "pipelines"
     )
+
+
+def request_qs(user) -> QuerySet[AccessRequest]:
+    return _as_shown(selectors.requests_visible_to(user))
+
+
+def shown(request_id: int) -> AccessRequest:
+    """A request this call already found its caller may see (``selectors.get_request_for_user``, or filed by
+    them a moment ago), read again as the API shows it: the answer after a change is the request as it is now.
+    (Not the visibility query a second time: only an id the helper returned or a filing made comes here.)"""
+    return _as_shown(AccessRequest.objects.all()).get(pk=request_id)
 
 
 def _proposal(initial: dict[str, Any]) -> dict[str, Any]:
@@ -260,16 +269,14 @@ class RequestListView(GatehouseAPIView):
         payload = s.RequestIn(data=request.data)
         payload.is_valid(raise_exception=True)
         req = file_request(request, payload.validated_data)
-        return Response(
-            s.RequestOut(request_qs(request.user).get(pk=req.pk)).data, status=status.HTTP_201_CREATED
-        )
+        return Response(s.RequestOut(shown(req.pk)).data, status=status.HTTP_201_CREATED)
 
 
 class RequestDetailView(GatehouseAPIView):
     @extend_schema(responses={200: s.RequestOut, **ERRORS}, summary="One request")
     def get(self, request: Request, pk: int) -> Response:
         req = selectors.get_request_for_user(request.user, pk)
-        return Response(s.RequestOut(request_qs(request.user).get(pk=req.pk)).data)
+        return Response(s.RequestOut(shown(req.pk)).data)
 
 
 class _DecisionView(GatehouseAPIView):
@@ -297,7 +304,7 @@ class _DecisionView(GatehouseAPIView):
             comment=body.validated_data["comment"],
             http_request=request._request,
         )
-        return Response(s.RequestOut(request_qs(request.user).get(pk=req.pk)).data)
+        return Response(s.RequestOut(shown(req.pk)).data)
 
 
 @extend_schema(summary="Approve (approvers of the request's rule, with TOTP set up)")
@@ -317,4 +324,4 @@ class CancelView(GatehouseAPIView):
     def post(self, request: Request, pk: int) -> Response:
         req = selectors.get_request_for_user(request.user, pk)
         request_cancel(request_id=req.pk, requester=request.user, http_request=request._request)
-        return Response(s.RequestOut(request_qs(request.user).get(pk=req.pk)).data)
+        return Response(s.RequestOut(shown(req.pk)).data)

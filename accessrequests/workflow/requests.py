@@ -10,6 +10,7 @@ and writes its audit event in the same transaction, so the loser of any race cha
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +36,7 @@ from accessrequests.models import (
     Decision,
     DecisionOutcome,
     Delivery,
+    EligibilityRule,
     Environment,
     Grant,
     PassableRole,
@@ -428,14 +430,17 @@ def find_duplicates(requester, draft: RequestDraft) -> list[Duplicate]:
     return found
 
 
-def eligibility_problem_for(requester, draft: RequestDraft | AccessRequest) -> str | None:
+def eligibility_problem_for(
+    requester, draft: RequestDraft | AccessRequest, *, rules: list[EligibilityRule] | None = None
+) -> str | None:
     """``permissions.eligibility_problem`` for what a draft or a filed request asks (the permission set only for
-    that kind)."""
+    that kind); ``rules``: the eligibility rules, when the caller read them already."""
     return permissions.eligibility_problem(
         requester,
         kind=draft.kind,
         account=draft.account,
         permission_set=draft.permission_set if draft.kind == RequestKind.PERMISSION_SET else None,
+        rules=rules,
     )
 
 
@@ -502,8 +507,13 @@ def check_filing(requester, draft: RequestDraft) -> None:
         draft, "file", requester, lambda: permissions.file_problem(requester, principal=draft.principal)
     )
     enter_rule(draft, "account", requester, lambda: permissions.account_problem(requester, draft.account))
-    enter_rule(draft, "eligibility", requester, lambda: eligibility_problem_for(requester, draft))
-    enter_rule(draft, "recipients", requester, lambda: _recipients_eligibility_problem(requester, draft))
+    rules = functools.cache(permissions.eligibility_rules)  # read once, by whichever of the two checks runs
+    enter_rule(
+        draft, "eligibility", requester, lambda: eligibility_problem_for(requester, draft, rules=rules())
+    )
+    enter_rule(
+        draft, "recipients", requester, lambda: _recipients_eligibility_problem(requester, draft, rules())
+    )
 
 
 @dataclass
@@ -546,10 +556,11 @@ def plan_request(requester, draft: RequestDraft, *, preview: bool = False) -> Re
     return plan
 
 
-def _recipients_eligibility_problem(requester, draft: RequestDraft) -> str | None:
+def _recipients_eligibility_problem(
+    requester, draft: RequestDraft, rules: list[EligibilityRule]
+) -> str | None:
     """Eligibility binds whoever the access reaches, not only whoever asks: an admin filing on someone's behalf
     (or for a group, or a role someone else can assume) cannot hand access to a person a rule leaves out."""
-    rules = permissions.eligibility_rules()
     if not rules:
         return None
     others = recipients.recipient_user_ids(draft.as_unsaved_request()) - {requester.pk}
@@ -604,7 +615,7 @@ def create_from_draft(requester, draft: RequestDraft, **fields) -> AccessRequest
     }
     req = AccessRequest.objects.create(**values)
     if draft.pipelines:
-        req.pipelines.set(draft.pipelines)
+        req.pipelines.add(*draft.pipelines)  # a new row: nothing to read first
     return req
 
 
@@ -642,7 +653,7 @@ def request_submit(
                 target=RequestStatus.APPROVED,
                 decided_at=timezone.now(),
             )
-            req.refresh_from_db()
+            req.refresh_from_db(fields=["status", "decided_at"])
             record_request_event(
                 req, "request.auto_approved", actor=None, actor_label=f"rule:{draft.rule.name}"
             )
@@ -761,7 +772,7 @@ def request_approve(
             )
             if not moved:  # cannot happen under the row lock; refuse rather than double-grant
                 raise RequestError("This request changed while you were deciding it.")
-            req.refresh_from_db()
+            req.refresh_from_db(fields=["status", "decided_at"])  # what moved; the loaded relations stay
             record_request_event(
                 req, "request.approved", actor=reviewer, before=before, http_request=http_request
             )
