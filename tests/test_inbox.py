@@ -150,6 +150,11 @@ def test_the_approver_sees_each_kind_of_work_most_urgent_first_linking_to_where_
     # The queue's filter narrows to one kind and still says how much of each waits.
     only = client.get(reverse("queue"), {"work": "post_review"}).content.decode()
     assert only.count('data-testid="inbox-row"') == 1 and 'data-kind="request">1<' in only
+    # Narrowed to what waits nowhere, the page counts nothing and the menu still counts everything.
+    elsewhere = client.get(reverse("queue"), {"account": "999999999999"}).content.decode()
+    assert 'data-testid="inbox-row"' not in elsewhere and 'data-kind="request">0<' in elsewhere
+    assert 'data-testid="nav-review-count" title="waiting for you">3<' in elsewhere
+    assert 'data-testid="nav-post-review-count" title="waiting for your post-review">1<' in elsewhere
 
 
 def test_done_work_leaves_the_inbox(client, gov):

@@ -122,7 +122,8 @@ class Counts:
 @dataclass(frozen=True)
 class Inbox:
     page: Page  # of Work, most urgent first
-    counts: Counts
+    counts: Counts  # of what the filters leave
+    menu_counts: Counts  # of everything waiting, as the menu says it
 
 
 @dataclass(frozen=True)
@@ -136,13 +137,11 @@ class Filters:
     older_than: datetime | None = None
 
 
-def _sources(user, filters: Filters) -> dict[str, tuple[QuerySet, str]]:
-    """Each kind of work the person may do, as a query ordered by when it is due, and that due field."""
-    rule_ids = list(rules_for_approver(user).values_list("pk", flat=True))
-    reach = reach_of(user)
-    requests = selectors.review_queue(
-        user, account=filters.account, kind=filters.kind, rule_ids=rule_ids, reach=reach
-    )
+def _sources(
+    user, filters: Filters, *, rule_ids: list[int], reach: Any, requests: QuerySet
+) -> dict[str, tuple[QuerySet, str]]:
+    """Each kind of work the person may do, as a query ordered by when it is due, and that due field.
+    ``requests``: the pending requests they may decide (``selectors.review_queue``), narrowed here."""
     reviews = (
         BreakGlassReview.objects.filter(reviewed_at__isnull=True, request__rule_id__in=rule_ids)
         .exclude(request__requester=user)
@@ -159,9 +158,11 @@ def _sources(user, filters: Filters) -> dict[str, tuple[QuerySet, str]]:
         .exclude(reach.q("grant__request__"))
     )
     if filters.account:
+        requests = requests.filter(account__account_id=filters.account)
         reviews = reviews.filter(request__account__account_id=filters.account)
         items = items.filter(grant__account__account_id=filters.account)
     if filters.kind:
+        requests = requests.filter(kind=filters.kind)
         reviews = reviews.filter(request__kind=filters.kind)
         items = items.filter(grant__request__kind=filters.kind)
     if filters.older_than:
@@ -175,6 +176,17 @@ def _sources(user, filters: Filters) -> dict[str, tuple[QuerySet, str]]:
         POST_REVIEW: (reviews.order_by("due_at", "pk"), "due_at"),
         REVIEW_ITEM: (items.order_by("campaign__deadline", "pk"), "campaign__deadline"),
     }
+
+
+def _heads(sources: dict[str, tuple[QuerySet, str]], want: int) -> dict[str, list[tuple[datetime, int]]]:
+    """(due time, id) of the first ``want`` of each kind: one query a kind."""
+    window = permissions.pending_window()
+    heads: dict[str, list[tuple[datetime, int]]] = {}
+    for kind, (query, due) in sources.items():
+        rows = list(query.select_related(None).values_list(due, "pk")[:want])
+        # A request is due when its review window closes; the others carry their due time.
+        heads[kind] = [(when + window, pk) for when, pk in rows] if kind == REQUEST else rows
+    return heads
 
 
 def _load(kind: str, ids: list[int]) -> dict[int, Any]:
@@ -201,18 +213,20 @@ def _load(kind: str, ids: list[int]) -> dict[int, Any]:
 
 
 def review_inbox(user, *, filters: Filters | None = None, page: int = 1, size: int = PAGE_SIZE) -> Inbox:
-    """One page of the work waiting for ``user``, most urgent first, and how much of each kind waits."""
+    """One page of the work waiting for ``user``, most urgent first, how much of each kind waits (as filtered),
+    and how much waits in all, for the menu (counted again, unfiltered, only when a filter narrows the work)."""
     filters = filters or Filters()
     if permissions.decider_problem(user):
-        return Inbox(page=Page(object_list=[], number=1, has_next=False), counts=Counts())
+        empty = Counts()
+        return Inbox(page=Page(object_list=[], number=1, has_next=False), counts=empty, menu_counts=empty)
     page = max(page, 1)
     want = max(COUNT_CAP + 1, page * size + 1)
-    window = permissions.pending_window()
-    heads: dict[str, list[tuple[datetime, int]]] = {}
-    for kind, (query, due) in _sources(user, filters).items():
-        rows = list(query.select_related(None).values_list(due, "pk")[:want])
-        # A request is due when its review window closes; the others carry their due time.
-        heads[kind] = [(when + window, pk) for when, pk in rows] if kind == REQUEST else rows
+    # The person's rules, whom they may not decide for and their pending requests are read once, for the page and
+    # for the menu's counts alike.
+    rule_ids = list(rules_for_approver(user).values_list("pk", flat=True))
+    reach = reach_of(user)
+    requests = selectors.review_queue(user, rule_ids=rule_ids, reach=reach)
+    heads = _heads(_sources(user, filters, rule_ids=rule_ids, reach=reach, requests=requests), want)
     order = list(KINDS)
     listed = [filters.work] if filters.work in KINDS else order
     merged = sorted((when, order.index(kind), pk, kind) for kind in listed for when, pk in heads[kind])
@@ -221,15 +235,23 @@ def review_inbox(user, *, filters: Filters | None = None, page: int = 1, size: i
     loaded = {kind: _load(kind, [pk for _, _, pk, k in shown if k == kind]) for kind in listed}
     # A row gone between the two reads (decided a moment ago) is left out.
     rows = [Work(kind, when, loaded[kind][pk]) for when, _, pk, kind in shown if pk in loaded[kind]]
+    counts = Counts({kind: len(found) for kind, found in heads.items()})
+    menu_counts = counts
+    if (
+        filters.account or filters.kind or filters.older_than
+    ):  # which kind is listed does not change the counts
+        everything = _sources(user, Filters(), rule_ids=rule_ids, reach=reach, requests=requests)
+        menu_counts = Counts({kind: len(found) for kind, found in _heads(everything, COUNT_CAP + 1).items()})
     return Inbox(
         page=Page(object_list=rows, number=page, has_next=len(merged) > start + size),
-        counts=Counts({kind: len(found) for kind, found in heads.items()}),
+        counts=counts,
+        menu_counts=menu_counts,
     )
 
 
 def counts_for(user) -> Counts:
     """How much waits for ``user``, for the navigation (nothing loaded but ids)."""
-    return review_inbox(user, size=0).counts
+    return review_inbox(user, size=0).menu_counts
 
 
 MENU_COUNTS = "gatehouse_review_counts"  # on the request: what a page already counted, for the menu

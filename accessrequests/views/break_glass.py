@@ -131,7 +131,7 @@ def break_glass_list(request: HttpRequest) -> HttpResponse:
         .order_by("-created_at")[:100]
     )
     waiting = inbox.review_inbox(request.user, filters=inbox.Filters(work=inbox.POST_REVIEW))
-    inbox.show_in_menu(request, waiting.counts)
+    inbox.show_in_menu(request, waiting.menu_counts)
     return render(
         request,
         "accessrequests/break_glass_list.html",

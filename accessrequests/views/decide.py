@@ -70,8 +70,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         filters=inbox.Filters(account=account, kind=kind, work=work, older_than=older_than),
         page=min(int(number), 10_000) if number.isdigit() else 1,
     )
-    if not (account or kind or work or older_than):
-        inbox.show_in_menu(request, found.counts)
+    inbox.show_in_menu(request, found.menu_counts)
     return render(
         request,
         "accessrequests/queue.html",

@@ -17,6 +17,6 @@ def home(request: HttpRequest) -> HttpResponse:
     context = selectors.home_overview(user)
     if roles.is_approver(user):
         waiting = inbox.review_inbox(user, size=selectors.HOME_ROWS)
-        inbox.show_in_menu(request, waiting.counts)
+        inbox.show_in_menu(request, waiting.menu_counts)
         context.update(inbox=waiting, needs_mfa=not has_mfa(user))
     return render(request, "accessrequests/home.html", context)
