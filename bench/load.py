@@ -533,6 +533,41 @@ def report(recorder: Recorder, started: float, ended: float, windows: dict[str, 
     return sum(s.status >= 500 for s in samples)
 
 
+# What gunicorn logs of each request: the epoch second it was logged, method, path, status, and the time from
+# when a worker thread read the request to when the answer was written (µs). The people's times (above) add the
+# wait for a free thread and the people's own threads.
+ACCESS_FORMAT = "%(t)s %(m)s %(U)s %(s)s %(D)s"
+
+
+def server_times(log: Path, first: float, last: float) -> None:
+    """The server's own time per request, by method and path (ids as <id>), for requests logged in the load."""
+    import re
+    from datetime import datetime
+
+    rows: dict[str, list[float]] = {}
+    for line in log.read_text().splitlines():
+        match = re.match(r"\[([^\]]+)\] (\S+) (\S+) (\d+) (\d+)$", line)
+        if not match:
+            continue
+        stamp, method, path, _, micros = match.groups()
+        when = datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S %z").timestamp()
+        if not first <= when <= last:
+            continue
+        name = f"{method} {re.sub(r'/[0-9]+/', '/<id>/', path)}"
+        rows.setdefault(name, []).append(int(micros) / 1000)
+    everything = [t for times in rows.values() for t in times]
+    if not everything:
+        print("\n(no access log lines in the load's time)")
+        return
+    print("\nthe server's own time (gunicorn, from reading the request to writing the answer):")
+    print(f"{'method and path':52} {'count':>6} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7}")
+    for name, times in [*sorted(rows.items()), ("all", everything)]:
+        print(
+            f"{name:52} {len(times):6d} {statistics.median(times):7.1f} {percentile(times, 0.95):7.1f} "
+            f"{percentile(times, 0.99):7.1f}"
+        )
+
+
 def approval_to_active() -> str:
     from accessrequests.models import Grant
 
@@ -617,7 +652,8 @@ def main() -> int:
             "gunicorn",
             [sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", f"127.0.0.1:{web_port}",
              "--workers", str(args.gunicorn_workers), "--worker-class", "gthread",
-             "--threads", str(args.gunicorn_threads), "--timeout", "120", "--graceful-timeout", "5"],
+             "--threads", str(args.gunicorn_threads), "--timeout", "120", "--graceful-timeout", "5",
+             "--access-logfile", str(run_dir / "access.log"), "--access-logformat", ACCESS_FORMAT],
         )  # fmt: skip
         processes.start("worker-1", worker_args("load1"))
         processes.start("worker-2", worker_args("load2"))
@@ -652,7 +688,7 @@ def main() -> int:
 
         time.sleep(1.5)
         cpu_before = cpu_now()
-        started = time.monotonic()
+        started, wall_started = time.monotonic(), time.time()
         say(f"load starts: {len(people)} people for {args.minutes:g} min (arriving over {args.ramp:g} s)")
         simulation.start(args.ramp)
         windows: dict[str, tuple[float, float]] = {}
@@ -676,7 +712,7 @@ def main() -> int:
             }
         time.sleep(max(0.0, started + duration - time.monotonic()))
         simulation.stop.set()
-        ended = time.monotonic()
+        ended, wall_ended = time.monotonic(), time.time()
         cpu_used = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_now().items()}
         sampler.done.set()
         say("load stops; waiting for the people's last requests")
@@ -694,6 +730,7 @@ def main() -> int:
             say(f"settled {settled:.0f} s after the load stopped")
 
         fives = report(recorder, started, ended, windows)
+        server_times(run_dir / "access.log", wall_started, wall_ended)
         print(
             f"\nCPU seconds used during the load ({ended - started:.0f} s on {os.cpu_count()} cores, shared):"
         )
