@@ -194,8 +194,13 @@ def test_the_inbox_lists_exactly_what_the_permissions_let_each_person_decide(gov
     boss_principal.users.remove(gov.admin)  # unlinked since: the use is still theirs, never theirs to review
     admins_grant = gov.kept_for_review(gov.principal, gov.admin)
     ReviewItem.objects.create(campaign=gov.campaign, grant=admins_grant, rule=gov.rule)
+    # Needing two approvals, approved once: still pending, no longer the first approver's to decide.
+    two = gov.submit(justification="Needs two")
+    force_update(AccessRequest.objects.filter(pk=two.pk), approvals_required=2)
+    request_approve(request_id=two.pk, reviewer=gov.approver, second_factor=fresh_factor(gov.approver))
     people = [gov.approver, gov.approver2, gov.outsider_approver, gov.requester, gov.admin, both]
     pending = list(AccessRequest.objects.filter(status=RequestStatus.PENDING))
+    assert two in pending and permissions.decide_problem(gov.approver, two) is not None
     assert {late, reaching_by_mail, on_behalf} <= set(pending)
     post_reviews = list(BreakGlassReview.objects.all())
     items = list(ReviewItem.objects.all())

@@ -11,7 +11,7 @@ from django.utils import timezone
 from accessrequests.authz.recipients import Reach, reach_of
 from accessrequests.authz.routing import covered_accounts, rules_for_approver, scope_of
 from accessrequests.core import roles
-from accessrequests.core.ids import parse_id
+from accessrequests.core.ids import NoneOf, parse_id
 from accessrequests.models import (
     LIVE_GRANT_STATUSES,
     AccessEnd,
@@ -135,19 +135,20 @@ def review_queue(
     # hundreds of thousands of decisions, and joining them all to find the pending ones took 132 ms.
     # Its own query, not a subquery: given the time itself, PostgreSQL plans a range scan of the reviewer's
     # recent decisions; given a subquery it guessed a third of them and joined every pending request (86 ms).
+    # Not joined to the requests either: the range is read from its index alone, and the ids of requests decided
+    # since then are left out of the pending ones at no cost (a hashed list). Joining each of a busy reviewer's
+    # 1,735 recent decisions to its request to keep the pending ones took 15 ms of a 60 ms page.
     oldest = pending.order_by("created_at").values_list("created_at", flat=True).first()
     decided = (
         list(
-            Decision.objects.filter(
-                reviewer=user, created_at__gte=oldest, request__status=RequestStatus.PENDING
-            )
+            Decision.objects.filter(reviewer=user, created_at__gte=oldest)
             .order_by()
             .values_list("request_id", flat=True)
         )
         if oldest is not None
         else []
     )
-    qs = pending.exclude(requester=user).exclude(reach.q()).exclude(pk__in=decided)
+    qs = pending.exclude(requester=user).exclude(reach.q()).filter(NoneOf("pk", decided))
     if account:
         qs = qs.filter(account__account_id=account)
     if kind:

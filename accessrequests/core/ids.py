@@ -7,10 +7,12 @@ beyond PostgreSQL's bigint. Ids are therefore 1 to 18 digits everywhere input co
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import BooleanField, Expression, F
 from django.urls import register_converter
 
 ID_DIGITS = 18  # every id below 10**18 fits a signed 64-bit integer
@@ -82,3 +84,30 @@ class IdMultipleChoiceField(_BoundedIds, forms.ModelMultipleChoiceField):
             if item not in self.empty_values:
                 self._check_id(item)
         return super()._check_values(value)  # type: ignore[misc]  # Django's, untyped in the stubs
+
+
+class NoneOf(Expression):
+    """A filter: ``column`` is none of ``ids``. On PostgreSQL the list is one array parameter (``<> ALL``), so a
+    list of thousands of ids costs the ORM and the driver one value instead of one each; elsewhere ``NOT IN``."""
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, column: str, ids: Iterable[int]) -> None:
+        super().__init__()
+        self.column: Any = F(column)
+        self.ids = [int(i) for i in ids]
+
+    def get_source_expressions(self) -> list[Any]:
+        return [self.column]
+
+    def set_source_expressions(self, exprs: list[Any]) -> None:
+        (self.column,) = exprs
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.column)
+        if not self.ids:
+            return "1 = 1", list(params)
+        if connection.vendor == "postgresql":
+            return f"{column} <> ALL(%s)", [*params, self.ids]
+        return f"{column} NOT IN ({', '.join(['%s'] * len(self.ids))})", [*params, *self.ids]
