@@ -61,6 +61,16 @@ def test_the_approver_home_and_queue_show_all_three_kinds_of_work_and_lead_to_ea
     page.wait_for_selector("[data-testid=inbox]")
     assert page.locator("[data-testid=inbox-row]").count() == 3
     _both_widths(page, "inbox-queue")
+    # Narrowed to an account where nothing waits: the page says the filters match nothing (not that nothing
+    # waits), offers the way back, and the menu still counts everything.
+    page.fill("#queue-account", "999999999999")
+    page.click("form[aria-label=Filter] button[type=submit]")
+    page.wait_for_selector("[data-testid=nothing-matches]")
+    assert page.text_content("[data-testid=nav-review-count]") == "3"
+    _both_widths(page, "inbox-queue-filtered")
+    page.click("[data-testid=nothing-matches] a")
+    page.wait_for_selector("[data-testid=inbox]")
+    assert page.locator("[data-testid=inbox-row]").count() == 3
     # Each row opens the page where it is decided.
     page.click("[data-testid=inbox-row][data-kind=post_review] [data-testid=row-action]")
     page.wait_for_selector("select[name=outcome]")

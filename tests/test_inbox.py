@@ -153,6 +153,8 @@ def test_the_approver_sees_each_kind_of_work_most_urgent_first_linking_to_where_
     # Narrowed to what waits nowhere, the page counts nothing and the menu still counts everything.
     elsewhere = client.get(reverse("queue"), {"account": "999999999999"}).content.decode()
     assert 'data-testid="inbox-row"' not in elsewhere and 'data-kind="request">0<' in elsewhere
+    assert "Nothing waiting for you matches these filters." in elsewhere  # not "nothing waits for you"
+    assert "Nothing waits for your review." not in elsewhere
     assert 'data-testid="nav-review-count" title="waiting for you">3<' in elsewhere
     assert 'data-testid="nav-post-review-count" title="waiting for your post-review">1<' in elsewhere
 
