@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accessrequests.authz import inbox, permissions
 from accessrequests.authz.recipients import reach_of, recipient_user_ids
+from accessrequests.core.ids import NoneOf
 from accessrequests.models import (
     AccessRequest,
     BreakGlassReview,
@@ -293,3 +294,18 @@ def test_break_glass_in_the_menu_is_the_post_reviews_for_reviewers_and_the_form_
     home = client.get(reverse("home")).content.decode()
     assert f'href="{reverse("break_glass_new")}" data-testid="nav-break-glass"' in home
     assert 'name="account"' in client.get(reverse("break_glass_new")).content.decode()
+
+
+def test_none_of_leaves_out_exactly_the_ids_given_however_many(gov):
+    pending = sorted(AccessRequest.objects.filter(status=RequestStatus.PENDING).values_list("pk", flat=True))
+    assert gov.pending.pk in pending
+
+    def kept(ids):
+        rows = AccessRequest.objects.filter(status=RequestStatus.PENDING).filter(NoneOf("pk", ids))
+        return sorted(rows.values_list("pk", flat=True))
+
+    # More ids than SQLite's default bound of parameters a statement, one of them pending.
+    assert kept([gov.pending.pk, *range(10**9, 10**9 + 40_000)]) == [
+        pk for pk in pending if pk != gov.pending.pk
+    ]
+    assert kept([]) == pending

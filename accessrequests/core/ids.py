@@ -88,7 +88,8 @@ class IdMultipleChoiceField(_BoundedIds, forms.ModelMultipleChoiceField):
 
 class NoneOf(Expression):
     """A filter: ``column`` is none of ``ids``. On PostgreSQL the list is one array parameter (``<> ALL``), so a
-    list of thousands of ids costs the ORM and the driver one value instead of one each; elsewhere ``NOT IN``."""
+    list of thousands of ids costs the ORM and the driver one value instead of one each; elsewhere ``NOT IN`` with
+    the integers written out."""
 
     conditional = True
     output_field = BooleanField()
@@ -110,4 +111,5 @@ class NoneOf(Expression):
             return "1 = 1", list(params)
         if connection.vendor == "postgresql":
             return f"{column} <> ALL(%s)", [*params, self.ids]
-        return f"{column} NOT IN ({', '.join(['%s'] * len(self.ids))})", [*params, *self.ids]
+        # SQLite's default bound is 32,766 parameters a statement: the ids are integers (``int`` each), written out.
+        return f"{column} NOT IN ({', '.join(map(str, self.ids))})", list(params)
