@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accessrequests.authz import permissions, selectors
-from accessrequests.authz.recipients import reach_of
+from accessrequests.authz.recipients import Reach, reach_of
 from accessrequests.authz.routing import rules_for_approver
 from accessrequests.core.paging import Page
 from accessrequests.models import (
@@ -138,7 +138,7 @@ class Filters:
 
 
 def _sources(
-    user, filters: Filters, *, rule_ids: list[int], reach: Any, requests: QuerySet
+    user, filters: Filters, *, rule_ids: list[int], reach: Reach, requests: QuerySet
 ) -> dict[str, tuple[QuerySet, str]]:
     """Each kind of work the person may do, as a query ordered by when it is due, and that due field.
     ``requests``: the pending requests they may decide (``selectors.review_queue``), narrowed here."""
@@ -240,9 +240,8 @@ def review_inbox(user, *, filters: Filters | None = None, page: int = 1, size: i
     rows = [Work(kind, when, loaded[kind][pk]) for when, _, pk, kind in shown if pk in loaded[kind]]
     counts = Counts({kind: len(found) for kind, found in heads.items()})
     menu_counts = counts
-    if (
-        filters.account or filters.kind or filters.older_than
-    ):  # which kind is listed does not change the counts
+    # Which kind is listed does not change the counts; the other filters do.
+    if filters.account or filters.kind or filters.older_than:
         everything = _sources(user, Filters(), rule_ids=rule_ids, reach=reach, requests=requests)
         menu_counts = Counts({kind: len(found) for kind, found in _heads(everything, COUNT_CAP + 1).items()})
     return Inbox(

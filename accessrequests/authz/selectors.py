@@ -110,8 +110,6 @@ def my_requests(user, *, status: str | None = None) -> QuerySet[AccessRequest]:
 def review_queue(
     user,
     *,
-    account: str | None = None,
-    kind: str | None = None,
     rule_ids: list[int] | None = None,
     reach: Reach | None = None,
 ) -> QuerySet[AccessRequest]:
@@ -149,10 +147,6 @@ def review_queue(
         else []
     )
     qs = pending.exclude(requester=user).exclude(reach.q()).filter(NoneOf("pk", decided))
-    if account:
-        qs = qs.filter(account__account_id=account)
-    if kind:
-        qs = qs.filter(kind=kind)
     return with_decisions(_with_related(qs)).order_by("created_at", "id")
 
 
